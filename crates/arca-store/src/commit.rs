@@ -1,0 +1,228 @@
+//! Commits: the one way changes reach the metadata store.
+//!
+//! A flush drains every family's uncommitted changes, syncs every device (so data reaches
+//! stable storage before the metadata that points to it), then commits all changes in one redb
+//! transaction. Extents freed by those changes become allocatable only after that commit is
+//! durable. One flush is one commit, however many writes preceded it; concurrent flushes queue
+//! on the commit lock. A failed flush puts everything back, to be retried by the next one.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::family::{Dirty, FamilyHandle};
+use crate::pool::{CommitState, Pool, PoolPending, open_db, store_error};
+use crate::records::{self, SnapshotRecord, VolumeRecord};
+
+struct Drained {
+    handle: Arc<FamilyHandle>,
+    dirty: Dirty,
+    volume: Option<Vec<u8>>,
+    snapshots: Vec<(u64, Vec<u8>)>,
+}
+
+impl Pool {
+    /// Makes every completed write and every control change durable.
+    pub fn flush(&self) -> Result<()> {
+        let mut state = self.inner.commit.lock();
+        self.flush_locked(&mut state)
+    }
+
+    pub(crate) fn flush_locked(&self, state: &mut CommitState) -> Result<()> {
+        let inner = &self.inner;
+        let (handles, pending) = {
+            let reg = inner.registry.read();
+            // Pool-level changes are made under the registry write lock, so this is a clean cut.
+            let pending = std::mem::take(&mut *inner.pending.lock());
+            (reg.by_id.values().cloned().collect::<Vec<_>>(), pending)
+        };
+        let mut drained = Vec::new();
+        for h in handles {
+            let mut f = h.cell.write();
+            if f.deleted || f.dirty.is_empty() {
+                continue;
+            }
+            let dirty = std::mem::take(&mut f.dirty);
+            let volume = dirty.record.then(|| {
+                records::encode(&VolumeRecord {
+                    name: f.name.clone(),
+                    size: f.size,
+                    gen_current: f.gen_current,
+                    placement: f.placement,
+                    parent: h.parent.as_ref().map(|(p, s)| (p.id, *s)),
+                    created_unix: f.created_unix,
+                })
+            });
+            let snapshots = dirty
+                .snapshot_records
+                .iter()
+                .filter_map(|id| f.snap_index(*id).map(|i| &f.snaps[i]))
+                .map(|s| {
+                    (
+                        s.id,
+                        records::encode(&SnapshotRecord {
+                            volume: h.id,
+                            name: s.name.clone(),
+                            generation: s.generation,
+                            size: s.size,
+                            referenced_extents: s.referenced,
+                            created_unix: s.created_unix,
+                        }),
+                    )
+                })
+                .collect();
+            drop(f);
+            drained.push(Drained {
+                handle: h,
+                dirty,
+                volume,
+                snapshots,
+            });
+        }
+        let result = self.commit(state, &drained, &pending);
+        match result {
+            Ok(()) => {
+                let mut alloc = inner.alloc.lock();
+                for p in pending
+                    .frees
+                    .iter()
+                    .chain(drained.iter().flat_map(|d| d.dirty.frees.iter()))
+                {
+                    alloc.free(*p);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.restore(drained, pending);
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(
+        &self,
+        state: &mut CommitState,
+        drained: &[Drained],
+        pending: &PoolPending,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        for d in &inner.devices {
+            d.sync()
+                .map_err(|e| Error::io(format!("flushing device {}", d.name()), e))?;
+        }
+        let empty = drained.is_empty()
+            && pending.purge_owners.is_empty()
+            && pending.deleted_volumes.is_empty()
+            && pending.deleted_snapshots.is_empty()
+            && state.db.is_some();
+        if empty {
+            return Ok(());
+        }
+        if state.db.is_none() {
+            state.db = Some(open_db(&inner.meta)?);
+        }
+        let db = state.db.as_ref().expect("opened above");
+        let ctx = "committing metadata";
+        let result = (|| -> std::result::Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            {
+                let mut extents = txn.open_table(records::EXTENTS)?;
+                let mut volumes = txn.open_table(records::VOLUMES)?;
+                let mut snapshots = txn.open_table(records::SNAPSHOTS)?;
+                let mut meta = txn.open_table(records::META)?;
+                for d in drained {
+                    for (&(owner, l), v) in &d.dirty.entries {
+                        match v {
+                            Some(e) => {
+                                extents.insert((owner, l), e.to_parts())?;
+                            }
+                            None => {
+                                extents.remove((owner, l))?;
+                            }
+                        }
+                    }
+                    if let Some(v) = &d.volume {
+                        volumes.insert(d.handle.id, v.as_slice())?;
+                    }
+                    for (id, v) in &d.snapshots {
+                        snapshots.insert(*id, v.as_slice())?;
+                    }
+                }
+                let purge = pending.purge_owners.iter().chain(
+                    drained
+                        .iter()
+                        .flat_map(|d| d.dirty.deleted_snapshots.iter()),
+                );
+                for &owner in purge {
+                    extents.retain_in((owner, 0)..=(owner, u64::MAX), |_, _| false)?;
+                }
+                for id in &pending.deleted_volumes {
+                    volumes.remove(id)?;
+                }
+                let deleted_snaps = pending.deleted_snapshots.iter().chain(
+                    drained
+                        .iter()
+                        .flat_map(|d| d.dirty.deleted_snapshots.iter()),
+                );
+                for id in deleted_snaps {
+                    snapshots.remove(id)?;
+                }
+                meta.insert(records::KEY_NEXT_ID, inner.next_id.load(Ordering::SeqCst))?;
+                meta.insert(records::KEY_FORMAT, records::FORMAT)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // After a failed commit redb may refuse further transactions; reopening recovers
+            // the last durable state, onto which the retried changes apply again.
+            state.db = None;
+            return Err(store_error(ctx, e));
+        }
+        inner.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Puts drained changes back after a failed commit. Newer changes made meanwhile win.
+    fn restore(&self, drained: Vec<Drained>, pending: PoolPending) {
+        let inner = &self.inner;
+        let mut back = PoolPending::default();
+        for d in drained {
+            let mut f = d.handle.cell.write();
+            if f.deleted {
+                // The deletion purges the family's entries; its frees wait for that commit.
+                back.frees.extend(d.dirty.frees);
+                back.purge_owners
+                    .extend(d.dirty.deleted_snapshots.iter().copied());
+                back.deleted_snapshots.extend(d.dirty.deleted_snapshots);
+                continue;
+            }
+            for (k, v) in d.dirty.entries {
+                f.dirty.entries.entry(k).or_insert(v);
+            }
+            f.dirty.frees.extend(d.dirty.frees);
+            f.dirty.record |= d.dirty.record;
+            f.dirty.snapshot_records.extend(d.dirty.snapshot_records);
+            f.dirty.deleted_snapshots.extend(d.dirty.deleted_snapshots);
+        }
+        let _reg = inner.registry.read();
+        let mut p = inner.pending.lock();
+        p.frees.extend(pending.frees);
+        p.frees.extend(back.frees);
+        p.purge_owners.extend(pending.purge_owners);
+        p.purge_owners.extend(back.purge_owners);
+        p.deleted_volumes.extend(pending.deleted_volumes);
+        p.deleted_snapshots.extend(pending.deleted_snapshots);
+        p.deleted_snapshots.extend(back.deleted_snapshots);
+    }
+
+    /// Commits pending changes and closes the pool. Other clones of this `Pool` stay usable.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Number of metadata commits since open (for tests and metrics).
+    pub fn commit_count(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+}

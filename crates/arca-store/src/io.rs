@@ -1,0 +1,528 @@
+//! Data I/O on volumes and snapshots: read, write, write-zeroes, trim, allocation status.
+//!
+//! Locking: a family's lock is held in read mode across reads and in-place writes, and in
+//! write mode across writes that allocate. So an extent cannot be freed (and, after the next
+//! commit, reused) while I/O to it is in flight, and a snapshot — which takes the write lock —
+//! waits for writes in flight and sees every write that completed before it.
+//!
+//! A write that needs new extents allocates all of them before any I/O: it fails whole with
+//! [`ErrorKind::NoSpace`] or not at all for lack of space. New extents are written before the
+//! map points to them; on an I/O error they are released and the map is unchanged.
+
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result, not_found};
+use crate::extent_map::{Phys, Target};
+use crate::family::{Family, FamilyHandle, View, resolve};
+use crate::pool::{Inner, Pool};
+
+/// A volume (read-write) or snapshot (read-only) opened for I/O.
+#[derive(Clone)]
+pub struct Export {
+    pool: Pool,
+    handle: Arc<FamilyHandle>,
+    snap: Option<u64>,
+    name: String,
+}
+
+/// One run of [`Export::block_status`]: `length` bytes that are all allocated or all holes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRun {
+    pub length: u64,
+    pub allocated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportInfo {
+    /// `VOLUME` or `VOLUME@SNAPSHOT`.
+    pub name: String,
+    pub size: u64,
+    pub read_only: bool,
+}
+
+/// One piece of a request inside one logical extent.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    l: u64,
+    /// Offset inside the extent.
+    at: u64,
+    len: u64,
+    /// Offset inside the request.
+    pos: usize,
+}
+
+fn pieces(offset: u64, len: u64, es: u64) -> impl Iterator<Item = Piece> {
+    let end = offset + len;
+    let mut cur = offset;
+    std::iter::from_fn(move || {
+        if cur >= end {
+            return None;
+        }
+        let at = cur % es;
+        let n = (es - at).min(end - cur);
+        let p = Piece {
+            l: cur / es,
+            at,
+            len: n,
+            pos: (cur - offset) as usize,
+        };
+        cur += n;
+        Some(p)
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Data(&'a [u8]),
+    Zeros,
+}
+
+/// A contiguous device range and where its bytes come from.
+struct Run {
+    device: u32,
+    offset: u64,
+    len: u64,
+    bytes: RunBytes,
+}
+
+#[derive(Clone, Copy)]
+enum RunBytes {
+    /// `len` bytes of the request's data from this position.
+    Src(usize),
+    /// Merged buffer number `i`.
+    Buf(usize),
+    Zeros,
+}
+
+impl Inner {
+    fn device_offset(&self, p: Phys, at: u64) -> u64 {
+        let sb = &self.superblocks[p.device() as usize];
+        debug_assert!(p.index() < sb.extent_count);
+        sb.data_offset + p.index() * self.extent_size + at
+    }
+
+    fn io_error(&self, what: &str, export: &str, p: Phys, e: std::io::Error) -> Error {
+        Error::io(
+            format!(
+                "{what} {export}: device {}",
+                self.devices[p.device() as usize].name()
+            ),
+            e,
+        )
+    }
+
+    fn read_extent(&self, p: Phys, at: u64, buf: &mut [u8], export: &str) -> Result<()> {
+        self.devices[p.device() as usize]
+            .read_at(buf, self.device_offset(p, at))
+            .map_err(|e| self.io_error("reading", export, p, e))
+    }
+}
+
+impl Pool {
+    /// Opens `VOLUME` or `VOLUME@SNAPSHOT` for I/O.
+    pub fn export(&self, name: &str) -> Result<Export> {
+        let (volume, snapshot) = match name.split_once('@') {
+            Some((v, s)) => (v, Some(s)),
+            None => (name, None),
+        };
+        let handle = self
+            .inner
+            .registry
+            .read()
+            .by_name
+            .get(volume)
+            .cloned()
+            .ok_or_else(|| not_found(format_args!("volume {volume}")))?;
+        let snap = match snapshot {
+            None => None,
+            Some(s) => {
+                let f = handle.cell.read();
+                let snap = f
+                    .snaps
+                    .iter()
+                    .find(|x| x.name == s)
+                    .ok_or_else(|| not_found(format_args!("snapshot {volume}@{s}")))?;
+                Some(snap.id)
+            }
+        };
+        Ok(Export {
+            pool: self.clone(),
+            handle,
+            snap,
+            name: name.to_string(),
+        })
+    }
+
+    /// Every volume (read-write) and snapshot (read-only), by name.
+    pub fn exports(&self) -> Vec<ExportInfo> {
+        let reg = self.inner.registry.read();
+        let mut out = Vec::new();
+        for (name, h) in &reg.by_name {
+            let f = h.cell.read();
+            out.push(ExportInfo {
+                name: name.clone(),
+                size: f.size,
+                read_only: false,
+            });
+            for s in &f.snaps {
+                out.push(ExportInfo {
+                    name: format!("{name}@{}", s.name),
+                    size: s.size,
+                    read_only: true,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Export {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.snap.is_some()
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Current size in bytes (a volume may grow while open).
+    pub fn size(&self) -> Result<u64> {
+        let f = self.handle.cell.read();
+        let view = self.view(&f)?;
+        Ok(f.view_size(view))
+    }
+
+    fn view(&self, f: &Family) -> Result<View> {
+        if f.deleted {
+            return Err(not_found(format_args!("volume {}", self.name)));
+        }
+        match self.snap {
+            None => Ok(View::Live),
+            Some(id) => f
+                .snap_index(id)
+                .map(View::Snap)
+                .ok_or_else(|| not_found(format_args!("snapshot {}", self.name))),
+        }
+    }
+
+    fn check_range(&self, f: &Family, view: View, offset: u64, len: u64) -> Result<()> {
+        let size = f.view_size(view);
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(Error::new(
+                ErrorKind::OutOfRange,
+                format!(
+                    "I/O at offset {offset} length {len} is past the end of {} ({size} bytes)",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only() {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!("snapshot {} is read-only", self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let inner = &self.pool.inner;
+        let es = inner.extent_size;
+        let f = self.handle.cell.read();
+        let view = self.view(&f)?;
+        self.check_range(&f, view, offset, buf.len() as u64)?;
+        // Coalesce pieces that are contiguous on one device into one read.
+        let mut run: Option<(Phys, u64, usize, usize)> = None; // (extent, at, pos, len)
+        let flush_run = |run: Option<(Phys, u64, usize, usize)>, buf: &mut [u8]| match run {
+            Some((p, at, pos, len)) => {
+                inner.read_extent(p, at, &mut buf[pos..pos + len], &self.name)
+            }
+            None => Ok(()),
+        };
+        for pc in pieces(offset, buf.len() as u64, es) {
+            let range = pc.pos..pc.pos + pc.len as usize;
+            match resolve(&self.handle, &f, view, pc.l, es) {
+                Target::Extent(p) => {
+                    if let Some((rp, rat, rpos, rlen)) = run
+                        && rp.device() == p.device()
+                        && inner.device_offset(rp, rat) + rlen as u64
+                            == inner.device_offset(p, pc.at)
+                        && rpos + rlen == pc.pos
+                    {
+                        run = Some((rp, rat, rpos, rlen + pc.len as usize));
+                        continue;
+                    }
+                    flush_run(run.take(), buf)?;
+                    run = Some((p, pc.at, pc.pos, pc.len as usize));
+                }
+                Target::Zero => buf[range].fill(0),
+            }
+        }
+        flush_run(run, buf)
+    }
+
+    pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
+        self.check_writable()?;
+        if !self.write_in_place(offset, Src::Data(data), data.len() as u64)? {
+            let mut f = self.handle.cell.write();
+            let view = self.view(&f)?;
+            self.check_range(&f, view, offset, data.len() as u64)?;
+            let es = self.pool.inner.extent_size;
+            let all: Vec<Piece> = pieces(offset, data.len() as u64, es).collect();
+            self.write_locked(&mut f, &all, Src::Data(data))?;
+        }
+        if fua {
+            self.pool.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes zeros. Whole extents are unmapped when `may_unmap` (they then read as zeros
+    /// and report as holes); otherwise, and for partial extents, zeros are written.
+    pub fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool, fua: bool) -> Result<()> {
+        self.check_writable()?;
+        let inner = &self.pool.inner;
+        let es = inner.extent_size;
+        {
+            let mut f = self.handle.cell.write();
+            let view = self.view(&f)?;
+            self.check_range(&f, view, offset, len)?;
+            let id = self.handle.id;
+            let parent_extents = self.handle.parent.as_ref().map(|(p, sid)| {
+                let pf = p.cell.read();
+                pf.snap_index(*sid)
+                    .map_or(0, |i| pf.snaps[i].size.div_ceil(es))
+            });
+            let mut rest = Vec::new();
+            for pc in pieces(offset, len, es) {
+                let old = resolve(&self.handle, &f, View::Live, pc.l, es);
+                if may_unmap && pc.len == es {
+                    if parent_extents.is_some_and(|n| pc.l < n) {
+                        // The parent would show through a plain hole: keep a zero entry.
+                        if old != Target::Zero {
+                            f.set_live(id, pc.l, Target::Zero);
+                        }
+                    } else {
+                        f.remove_live(id, pc.l);
+                    }
+                    if old != Target::Zero {
+                        f.referenced -= 1;
+                    }
+                } else if !(may_unmap && old == Target::Zero) {
+                    rest.push(pc);
+                }
+            }
+            if !rest.is_empty() {
+                self.write_locked(&mut f, &rest, Src::Zeros)?;
+            }
+        }
+        if fua {
+            self.pool.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Discards a range: it reads as zeros afterwards and whole extents are freed.
+    pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
+        self.write_zeroes(offset, len, true, fua)
+    }
+
+    /// Allocation status of a range: runs of allocated extents and holes, covering it exactly.
+    pub fn block_status(&self, offset: u64, len: u64) -> Result<Vec<StatusRun>> {
+        let es = self.pool.inner.extent_size;
+        let f = self.handle.cell.read();
+        let view = self.view(&f)?;
+        self.check_range(&f, view, offset, len)?;
+        let mut runs: Vec<StatusRun> = Vec::new();
+        for pc in pieces(offset, len, es) {
+            let allocated = matches!(resolve(&self.handle, &f, view, pc.l, es), Target::Extent(_));
+            match runs.last_mut() {
+                Some(r) if r.allocated == allocated => r.length += pc.len,
+                _ => runs.push(StatusRun {
+                    length: pc.len,
+                    allocated,
+                }),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Makes every completed write to the pool durable (the pool has one commit for all).
+    pub fn flush(&self) -> Result<()> {
+        self.pool.flush()
+    }
+
+    /// The common case: every piece lands in an extent the volume owns alone. Done under the
+    /// read lock, so writers to different extents run in parallel. False if it does not apply.
+    fn write_in_place(&self, offset: u64, src: Src<'_>, len: u64) -> Result<bool> {
+        let inner = &self.pool.inner;
+        let es = inner.extent_size;
+        let f = self.handle.cell.read();
+        let view = self.view(&f)?;
+        self.check_range(&f, view, offset, len)?;
+        let newest = f.newest_gen();
+        let mut runs = Vec::new();
+        for pc in pieces(offset, len, es) {
+            match f.live.get(pc.l) {
+                Some(e) if e.birth >= newest => match e.phys() {
+                    Some(p) => push_run(inner, &mut runs, p, pc, src_bytes(src, pc)),
+                    None => return Ok(false),
+                },
+                _ => return Ok(false),
+            }
+        }
+        self.do_runs(&runs, src, &[])?;
+        Ok(true)
+    }
+
+    /// Writes `pcs` under the family's write lock, allocating and copying on write as needed.
+    fn write_locked(&self, f: &mut Family, pcs: &[Piece], src: Src<'_>) -> Result<()> {
+        let inner = &self.pool.inner;
+        let es = inner.extent_size;
+        let newest = f.newest_gen();
+        // Plan: which pieces go in place, which need a new extent (and what they held).
+        let mut new_pieces: Vec<(Piece, Target)> = Vec::new();
+        let mut in_place: Vec<(Piece, Phys)> = Vec::new();
+        for &pc in pcs {
+            match f.live.get(pc.l) {
+                Some(e) if e.birth >= newest && e.phys().is_some() => {
+                    in_place.push((pc, e.phys().expect("checked")));
+                }
+                _ => new_pieces.push((pc, resolve(&self.handle, f, View::Live, pc.l, es))),
+            }
+        }
+        let fresh = if new_pieces.is_empty() {
+            Vec::new()
+        } else {
+            inner
+                .alloc
+                .lock()
+                .allocate(f.placement, new_pieces.len())
+                .ok_or_else(|| {
+                    let free = inner.alloc.lock().total_free();
+                    Error::new(
+                        ErrorKind::NoSpace,
+                        format!(
+                            "no space: writing {} needs {} new extent(s) of {es} bytes; {free} free",
+                            self.name,
+                            new_pieces.len()
+                        ),
+                    )
+                })?
+        };
+        // Partial pieces in new extents need the old content around the new bytes.
+        let mut bufs: Vec<Vec<u8>> = Vec::new();
+        let mut runs = Vec::new();
+        let result = (|| {
+            for (&(pc, old), &p) in new_pieces.iter().zip(&fresh) {
+                let bytes = if pc.len == es {
+                    src_bytes(src, pc)
+                } else {
+                    let mut b = vec![0u8; es as usize];
+                    if let Target::Extent(op) = old {
+                        inner.read_extent(op, 0, &mut b, &self.name)?;
+                    }
+                    let r = pc.at as usize..(pc.at + pc.len) as usize;
+                    match src {
+                        Src::Data(d) => b[r].copy_from_slice(&d[pc.pos..pc.pos + pc.len as usize]),
+                        Src::Zeros => b[r].fill(0),
+                    }
+                    bufs.push(b);
+                    RunBytes::Buf(bufs.len() - 1)
+                };
+                let whole = Piece {
+                    at: 0,
+                    len: es,
+                    ..pc
+                };
+                push_run(inner, &mut runs, p, whole, bytes);
+            }
+            for &(pc, p) in &in_place {
+                push_run(inner, &mut runs, p, pc, src_bytes(src, pc));
+            }
+            self.do_runs(&runs, src, &bufs)
+        })();
+        if let Err(e) = result {
+            // Nothing points to the new extents yet: they go straight back.
+            let mut a = inner.alloc.lock();
+            for &p in &fresh {
+                a.free(p);
+            }
+            return Err(e);
+        }
+        let id = self.handle.id;
+        for (&(pc, old), &p) in new_pieces.iter().zip(&fresh) {
+            f.set_live(id, pc.l, Target::Extent(p));
+            if old == Target::Zero {
+                f.referenced += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn do_runs(&self, runs: &[Run], src: Src<'_>, bufs: &[Vec<u8>]) -> Result<()> {
+        let inner = &self.pool.inner;
+        let mut zeros: Vec<u8> = Vec::new();
+        for r in runs {
+            let dev = &inner.devices[r.device as usize];
+            let len = r.len as usize;
+            let bytes: &[u8] = match (r.bytes, src) {
+                (RunBytes::Src(pos), Src::Data(d)) => &d[pos..pos + len],
+                (RunBytes::Buf(i), _) => &bufs[i][..len],
+                _ => {
+                    if zeros.len() < len {
+                        zeros.resize(len, 0);
+                    }
+                    &zeros[..len]
+                }
+            };
+            dev.write_at(bytes, r.offset).map_err(|e| {
+                Error::io(format!("writing {}: device {}", self.name, dev.name()), e)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+const ZERO_RUN_MAX_BYTES: u64 = 4 << 20;
+
+fn src_bytes(src: Src<'_>, pc: Piece) -> RunBytes {
+    match src {
+        Src::Data(_) => RunBytes::Src(pc.pos),
+        Src::Zeros => RunBytes::Zeros,
+    }
+}
+
+/// Appends a device write, merging it into the previous one when both are contiguous.
+fn push_run(inner: &Inner, runs: &mut Vec<Run>, p: Phys, pc: Piece, bytes: RunBytes) {
+    let offset = inner.device_offset(p, pc.at);
+    if let Some(last) = runs.last_mut()
+        && last.device == p.device()
+        && last.offset + last.len == offset
+    {
+        let merged = match (last.bytes, bytes) {
+            (RunBytes::Src(a), RunBytes::Src(b)) if a + last.len as usize == b => true,
+            // Bounded: zeros come from one buffer of the run's length.
+            (RunBytes::Zeros, RunBytes::Zeros) => last.len + pc.len <= ZERO_RUN_MAX_BYTES,
+            _ => false,
+        };
+        if merged {
+            last.len += pc.len;
+            return;
+        }
+    }
+    runs.push(Run {
+        device: p.device(),
+        offset,
+        len: pc.len,
+        bytes,
+    });
+}

@@ -1,0 +1,32 @@
+//! Arca's storage engine: a pool of thin volumes on one or more devices, with O(1) snapshots,
+//! clones, exact space accounting, crash-safe metadata and fsck.
+//!
+//! Layers inside the crate, bottom up: [`device`] (I/O engines), [`layout`] (superblocks),
+//! `meta_region` (the metadata store's home), `extent_map` and `family` (maps and how snapshots
+//! and clones share them), `alloc`, then the [`Pool`] with its control operations, data I/O
+//! ([`Export`]), commits and [`Pool::fsck`].
+
+mod alloc;
+mod commit;
+mod control;
+pub mod device;
+mod error;
+mod extent_map;
+mod family;
+pub mod fsck;
+mod io;
+pub mod layout;
+mod meta_region;
+pub mod names;
+mod pool;
+mod records;
+pub mod sim;
+
+pub use device::{BlockDevice, FileDevice};
+pub use error::{Error, ErrorKind, Result};
+pub use fsck::{FsckReport, Problem};
+pub use io::{Export, ExportInfo, StatusRun};
+pub use pool::{
+    DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
+    VolumeInfo,
+};

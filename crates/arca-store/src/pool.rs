@@ -1,0 +1,753 @@
+//! The pool: devices, the metadata store, the allocator and the registry of volume families.
+//!
+//! Control operations (create, snapshot, clone, rename, resize, delete) change memory under the
+//! registry and family locks, then commit before returning, so they are durable on success.
+//! Data operations live in io.rs, commits in commit.rs, checks in fsck.rs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::alloc::Allocator;
+use crate::device::{BlockDevice, FileDevice};
+use crate::error::{Error, ErrorKind, Result};
+use crate::extent_map::{Entry, ExtentMap, Phys};
+use crate::family::{Dirty, Family, FamilyHandle, Snap, View, resolve};
+use crate::layout::{
+    self, DEVICE_COUNT_MAX, EXTENT_SIZE_MAX, EXTENT_SIZE_MIN, META_OFFSET, SUPERBLOCK_OFFSETS,
+    SUPERBLOCK_SIZE, Superblock,
+};
+use crate::meta_region::MetaRegion;
+use crate::records::{self, SnapshotRecord, VolumeRecord};
+
+/// Largest volume: 1 PiB. Bounds the top level of extent maps (8 bytes per 64 extents).
+pub const VOLUME_SIZE_MAX: u64 = 1 << 50;
+/// Volume sizes are whole 512-byte sectors, as block devices are.
+pub const SECTOR_SIZE: u64 = 512;
+/// Snapshots per volume; bounds resolution chains and generation numbers.
+pub const SNAPSHOTS_PER_VOLUME_MAX: usize = 10_000;
+
+/// Choices fixed when a pool is created.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Allocation unit, a power of two in 4 KiB..=64 MiB. Smaller costs more metadata, larger
+    /// costs more copy-on-write per small write after a snapshot.
+    pub extent_size: u32,
+    /// Metadata region size on device 0; `None` for [`layout::default_meta_len`].
+    pub meta_len: Option<u64>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig {
+            extent_size: 64 * 1024,
+            meta_len: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub by_name: BTreeMap<String, Arc<FamilyHandle>>,
+    pub by_id: HashMap<u64, Arc<FamilyHandle>>,
+}
+
+/// Pool-level changes not yet committed: those of deleted families.
+#[derive(Debug, Default)]
+pub(crate) struct PoolPending {
+    pub frees: Vec<Phys>,
+    pub purge_owners: Vec<u64>,
+    pub deleted_volumes: Vec<u64>,
+    pub deleted_snapshots: Vec<u64>,
+}
+
+pub(crate) struct CommitState {
+    /// `None` after a failed commit: the next commit reopens the store, which recovers it to
+    /// its last durable state.
+    pub db: Option<Database>,
+}
+
+pub(crate) struct Inner {
+    pub devices: Vec<Arc<dyn BlockDevice>>,
+    pub superblocks: Vec<Superblock>,
+    pub extent_size: u64,
+    pub meta: Arc<MetaRegion>,
+    pub alloc: Mutex<Allocator>,
+    pub registry: RwLock<Registry>,
+    pub pending: Mutex<PoolPending>,
+    pub commit: Mutex<CommitState>,
+    pub next_id: AtomicU64,
+    /// Inconsistencies found while loading, reported by fsck.
+    pub load_problems: Mutex<Vec<crate::fsck::Problem>>,
+    pub commits: AtomicU64,
+}
+
+/// A pool of thin volumes on one or more devices. Cheap to clone; all clones share the pool.
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    pub created_unix: u64,
+    /// Device the volume's extents are allocated from while it has room.
+    pub placement: Option<u32>,
+    /// For a clone: the (volume, snapshot) it was created from.
+    pub origin: Option<(String, String)>,
+    pub snapshots: usize,
+    /// Bytes of extents the volume reads from (its own and, for a clone, its origin's).
+    pub referenced_bytes: u64,
+    /// Bytes only the live volume references (no snapshot sees them).
+    pub unique_bytes: u64,
+    /// Bytes the volume and its snapshots own together: what deleting all of them frees.
+    pub owned_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub id: u64,
+    pub volume: String,
+    pub name: String,
+    pub size: u64,
+    pub created_unix: u64,
+    pub referenced_bytes: u64,
+    /// What deleting this snapshot frees.
+    pub unique_bytes: u64,
+    /// Clones made from this snapshot (it cannot be deleted while any exist).
+    pub clones: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub index: u32,
+    pub name: String,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub pool_id: String,
+    pub extent_size: u64,
+    pub devices: Vec<DeviceStatus>,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub metadata_used_bytes: u64,
+    pub metadata_capacity_bytes: u64,
+    pub volumes: usize,
+    pub snapshots: usize,
+}
+
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // The kernel's random source; fall back to time and pid, which is unique enough for labels.
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id))
+        .is_err()
+    {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        id.copy_from_slice(&(t ^ ((std::process::id() as u128) << 64)).to_le_bytes());
+    }
+    id
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn db_error(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("{context}: metadata store: {e}"))
+}
+
+/// Maps a store error, keeping "region full" distinct as no space.
+pub(crate) fn store_error(context: &str, e: redb::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("metadata region full") {
+        return Error::new(ErrorKind::NoSpace, format!("{context}: {text}"));
+    }
+    db_error(context, text)
+}
+
+pub(crate) fn open_db(meta: &Arc<MetaRegion>) -> Result<Database> {
+    Database::builder()
+        .create_with_backend(SharedRegion(meta.clone()))
+        .map_err(|e| store_error("opening the metadata store", e.into()))
+}
+
+/// Lets the pool keep a handle on the region redb owns, for usage figures.
+#[derive(Debug)]
+pub(crate) struct SharedRegion(pub Arc<MetaRegion>);
+
+impl redb::StorageBackend for SharedRegion {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
+}
+
+pub(crate) fn check_size(size: u64) -> Result<()> {
+    if size == 0 {
+        return Err(Error::new(ErrorKind::InvalidSize, "size must not be zero"));
+    }
+    if size % SECTOR_SIZE != 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidSize,
+            format!("size {size} is not a multiple of {SECTOR_SIZE} bytes"),
+        ));
+    }
+    if size > VOLUME_SIZE_MAX {
+        return Err(Error::new(
+            ErrorKind::InvalidSize,
+            format!("size {size} exceeds the maximum of {VOLUME_SIZE_MAX} bytes (1 PiB)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Pool {
+    /// Labels `devices` as a new pool. Device 0 holds the metadata region.
+    pub fn create(devices: Vec<Arc<dyn BlockDevice>>, config: &PoolConfig) -> Result<Pool> {
+        let es = config.extent_size;
+        if !es.is_power_of_two() || !(EXTENT_SIZE_MIN..=EXTENT_SIZE_MAX).contains(&es) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "extent size {es} must be a power of two from {EXTENT_SIZE_MIN} to \
+                     {EXTENT_SIZE_MAX}"
+                ),
+            ));
+        }
+        if devices.is_empty() || devices.len() > DEVICE_COUNT_MAX as usize {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("a pool needs 1 to {DEVICE_COUNT_MAX} devices"),
+            ));
+        }
+        let pool_id = random_id();
+        let created = now_unix();
+        for (i, dev) in devices.iter().enumerate() {
+            let size = dev
+                .len()
+                .map_err(|e| Error::io(format!("device {}: size", dev.name()), e))?;
+            let meta_len = if i == 0 {
+                config
+                    .meta_len
+                    .unwrap_or_else(|| layout::default_meta_len(size))
+            } else {
+                0
+            };
+            if i == 0 && meta_len < (1 << 20) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("metadata region of {meta_len} bytes is too small (1 MiB minimum)"),
+                ));
+            }
+            let g = layout::geometry(size, es, meta_len)
+                .map_err(|e| Error::new(e.kind(), format!("device {}: {e}", dev.name())))?;
+            let sb = Superblock {
+                pool_id,
+                device_id: random_id(),
+                device_index: i as u32,
+                device_count: devices.len() as u32,
+                device_size: size,
+                extent_size: es,
+                meta_device: 0,
+                meta_offset: META_OFFSET,
+                meta_len: g.meta_len,
+                data_offset: g.data_offset,
+                extent_count: g.extent_count,
+                created_unix: created,
+            };
+            let bytes = sb.encode();
+            if i == 0 {
+                // Clear old region headers so a reused device starts with an empty store.
+                dev.write_at(&vec![0u8; 8192], META_OFFSET).map_err(|e| {
+                    Error::io(format!("device {}: clearing metadata", dev.name()), e)
+                })?;
+            }
+            for off in SUPERBLOCK_OFFSETS {
+                dev.write_at(&bytes, off).map_err(|e| {
+                    Error::io(format!("device {}: writing superblock", dev.name()), e)
+                })?;
+            }
+            dev.sync()
+                .map_err(|e| Error::io(format!("device {}: sync", dev.name()), e))?;
+        }
+        let pool = Self::open(devices)?;
+        pool.flush()?;
+        Ok(pool)
+    }
+
+    /// Creates a pool on new sparse files of `size_bytes` each.
+    pub fn create_files(paths: &[&Path], size_bytes: u64, config: &PoolConfig) -> Result<Pool> {
+        let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
+        for p in paths {
+            let d = FileDevice::create(p, size_bytes)
+                .map_err(|e| Error::io(format!("creating device {}", p.display()), e))?;
+            devices.push(Arc::new(d));
+        }
+        Self::create(devices, config)
+    }
+
+    /// Opens the pool on existing files or block devices.
+    pub fn open_paths(paths: &[&Path]) -> Result<Pool> {
+        let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
+        for p in paths {
+            let d = FileDevice::open(p)
+                .map_err(|e| Error::io(format!("opening device {}", p.display()), e))?;
+            devices.push(Arc::new(d));
+        }
+        Self::open(devices)
+    }
+
+    /// Opens a pool given all its devices, in any order.
+    pub fn open(devices: Vec<Arc<dyn BlockDevice>>) -> Result<Pool> {
+        if devices.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidArgument, "no devices given"));
+        }
+        let mut labelled: Vec<(Superblock, Arc<dyn BlockDevice>)> = Vec::new();
+        for dev in devices {
+            let sb = read_superblock(&*dev)?;
+            labelled.push((sb, dev));
+        }
+        let first = labelled[0].0.clone();
+        for (sb, dev) in &labelled {
+            if sb.pool_id != first.pool_id {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "device {} belongs to pool {}, not pool {}",
+                        dev.name(),
+                        hex(&sb.pool_id),
+                        hex(&first.pool_id)
+                    ),
+                ));
+            }
+            if sb.device_count != first.device_count
+                || sb.extent_size != first.extent_size
+                || sb.meta_device != first.meta_device
+            {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "device {}: superblock disagrees with the pool's other devices",
+                        dev.name()
+                    ),
+                ));
+            }
+        }
+        labelled.sort_by_key(|(sb, _)| sb.device_index);
+        for w in labelled.windows(2) {
+            if w[0].0.device_index == w[1].0.device_index {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "devices {} and {} both claim index {} of the pool",
+                        w[0].1.name(),
+                        w[1].1.name(),
+                        w[0].0.device_index
+                    ),
+                ));
+            }
+        }
+        let count = first.device_count as usize;
+        if labelled.len() != count {
+            let present: Vec<u32> = labelled.iter().map(|(sb, _)| sb.device_index).collect();
+            let missing: Vec<String> = (0..count as u32)
+                .filter(|i| !present.contains(i))
+                .map(|i| i.to_string())
+                .collect();
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "pool {} has {count} devices; missing device index {}",
+                    hex(&first.pool_id),
+                    missing.join(", ")
+                ),
+            ));
+        }
+        let (superblocks, devices): (Vec<Superblock>, Vec<Arc<dyn BlockDevice>>) =
+            labelled.into_iter().unzip();
+        let meta_sb = &superblocks[first.meta_device as usize];
+        let meta = Arc::new(
+            MetaRegion::open(
+                devices[first.meta_device as usize].clone(),
+                meta_sb.meta_offset,
+                meta_sb.meta_len,
+            )
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "device {}: metadata region",
+                        devices[first.meta_device as usize].name()
+                    ),
+                    e,
+                )
+            })?,
+        );
+        let db = open_db(&meta)?;
+        let counts: Vec<u64> = superblocks.iter().map(|s| s.extent_count).collect();
+        let inner = Inner {
+            devices,
+            extent_size: first.extent_size as u64,
+            superblocks,
+            meta,
+            alloc: Mutex::new(Allocator::new(&counts)),
+            registry: RwLock::new(Registry::default()),
+            pending: Mutex::new(PoolPending::default()),
+            commit: Mutex::new(CommitState { db: None }),
+            next_id: AtomicU64::new(1),
+            load_problems: Mutex::new(Vec::new()),
+            commits: AtomicU64::new(0),
+        };
+        let pool = Pool {
+            inner: Arc::new(inner),
+        };
+        pool.load(&db)?;
+        pool.inner.commit.lock().db = Some(db);
+        Ok(pool)
+    }
+
+    /// Builds memory from the store: families, snapshots, maps, allocator, counters.
+    fn load(&self, db: &Database) -> Result<()> {
+        let inner = &self.inner;
+        let es = inner.extent_size;
+        let ctx = "loading the pool";
+        let e = |err: redb::Error| store_error(ctx, err);
+        let txn = db.begin_read().map_err(|x| e(x.into()))?;
+        let mut problems = Vec::new();
+        let mut problem = |code: &'static str, message: String| {
+            problems.push(crate::fsck::Problem { code, message });
+        };
+        let mut volumes: BTreeMap<u64, VolumeRecord> = BTreeMap::new();
+        let mut snapshots: BTreeMap<u64, SnapshotRecord> = BTreeMap::new();
+        let mut next_id = 1;
+        match txn.open_table(records::META) {
+            Ok(t) => {
+                if let Some(v) = t.get(records::KEY_NEXT_ID).map_err(|x| e(x.into()))? {
+                    next_id = v.value();
+                }
+                if let Some(v) = t.get(records::KEY_FORMAT).map_err(|x| e(x.into()))?
+                    && v.value() != records::FORMAT
+                {
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!("metadata format {} is not supported", v.value()),
+                    ));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(x) => return Err(e(x.into())),
+        }
+        if let Some(t) = open_optional(&txn, records::VOLUMES).map_err(e)? {
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                match records::decode::<VolumeRecord>(v.value()) {
+                    Ok(r) => {
+                        volumes.insert(k.value(), r);
+                    }
+                    Err(m) => problem("record", format!("volume record {}: {m}", k.value())),
+                }
+            }
+        }
+        if let Some(t) = open_optional(&txn, records::SNAPSHOTS).map_err(e)? {
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                match records::decode::<SnapshotRecord>(v.value()) {
+                    Ok(r) => {
+                        snapshots.insert(k.value(), r);
+                    }
+                    Err(m) => problem("record", format!("snapshot record {}: {m}", k.value())),
+                }
+            }
+        }
+        // Families in id order, so a clone's parent (always older) exists before it.
+        let mut reg = Registry::default();
+        let mut families: BTreeMap<u64, Family> = BTreeMap::new();
+        for (&id, r) in &volumes {
+            families.insert(
+                id,
+                Family {
+                    name: r.name.clone(),
+                    size: r.size,
+                    gen_current: r.gen_current,
+                    placement: r.placement,
+                    created_unix: r.created_unix,
+                    live: ExtentMap::new(),
+                    snaps: Vec::new(),
+                    referenced: 0,
+                    live_real: 0,
+                    live_unique: 0,
+                    deleted: false,
+                    dirty: Dirty::default(),
+                },
+            );
+        }
+        // owner id -> (family id, snapshot id or None)
+        let mut owners: HashMap<u64, (u64, Option<u64>)> = HashMap::new();
+        for &id in volumes.keys() {
+            owners.insert(id, (id, None));
+        }
+        for (&sid, r) in &snapshots {
+            match families.get_mut(&r.volume) {
+                Some(f) => {
+                    f.snaps.push(Snap {
+                        id: sid,
+                        name: r.name.clone(),
+                        generation: r.generation,
+                        size: r.size,
+                        created_unix: r.created_unix,
+                        referenced: r.referenced_extents,
+                        delta: ExtentMap::new(),
+                        delta_real: 0,
+                        unique: 0,
+                    });
+                    owners.insert(sid, (r.volume, Some(sid)));
+                }
+                None => problem(
+                    "orphan-snapshot",
+                    format!(
+                        "snapshot {sid} ({}) names missing volume {}",
+                        r.name, r.volume
+                    ),
+                ),
+            }
+        }
+        let mut alloc = inner.alloc.lock();
+        if let Some(t) = open_optional(&txn, records::EXTENTS).map_err(e)? {
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                let (owner, l) = k.value();
+                let (raw, birth) = v.value();
+                let Some(entry) = Entry::from_parts(raw, birth) else {
+                    problem(
+                        "entry",
+                        format!("owner {owner} extent {l}: empty entry stored"),
+                    );
+                    continue;
+                };
+                let Some(&(fid, sid)) = owners.get(&owner) else {
+                    problem(
+                        "orphan-entry",
+                        format!("entry ({owner}, {l}) has no volume or snapshot"),
+                    );
+                    continue;
+                };
+                if let Some(p) = entry.phys() {
+                    let valid = (p.device() as usize) < inner.devices.len()
+                        && p.index() < inner.superblocks[p.device() as usize].extent_count;
+                    if !valid {
+                        problem(
+                            "extent-out-of-range",
+                            format!("owner {owner} extent {l} points past its device: {p:?}"),
+                        );
+                        continue;
+                    }
+                    if !alloc.mark_used(p) {
+                        problem(
+                            "extent-double-use",
+                            format!(
+                                "physical extent {} on device {} is referenced twice (again by owner {owner} extent {l})",
+                                p.index(),
+                                p.device()
+                            ),
+                        );
+                    }
+                }
+                let f = families
+                    .get_mut(&fid)
+                    .expect("owner map built from families");
+                match sid {
+                    None => {
+                        f.live.insert(l, entry);
+                    }
+                    Some(sid) => {
+                        // Snapshots were pushed in id order, so the binary search holds.
+                        let i = f.snap_index(sid).expect("snapshot registered as owner");
+                        f.snaps[i].delta.insert(l, entry);
+                    }
+                }
+            }
+        }
+        drop(alloc);
+        // Counters, then handles (a clone's referenced count reads through its parent).
+        for f in families.values_mut() {
+            let newest = f.newest_gen();
+            f.live_real = f.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
+            f.live_unique = f
+                .live
+                .iter()
+                .filter(|(_, e)| e.phys().is_some() && e.birth >= newest)
+                .count() as u64;
+            for i in 0..f.snaps.len() {
+                f.snaps[i].delta_real = f.snaps[i]
+                    .delta
+                    .iter()
+                    .filter(|(_, e)| e.phys().is_some())
+                    .count() as u64;
+                f.recount_snap_unique(i);
+            }
+        }
+        for (id, f) in families {
+            let parent = match volumes[&id].parent {
+                None => None,
+                Some((pid, sid)) => match reg.by_id.get(&pid) {
+                    Some(h) => Some((h.clone(), sid)),
+                    None => {
+                        problem(
+                            "orphan-clone",
+                            format!("clone {} names missing origin volume {pid}", f.name),
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some((ph, sid)) = &parent
+                && ph.cell.read().snap_index(*sid).is_none()
+            {
+                problem(
+                    "orphan-clone",
+                    format!("clone {} names missing origin snapshot {sid}", f.name),
+                );
+                continue;
+            }
+            let name = f.name.clone();
+            let handle = Arc::new(FamilyHandle {
+                id,
+                parent,
+                cell: RwLock::new(f),
+            });
+            // Counting through the parent needs the handle, so it comes after.
+            let referenced = count_referenced(&handle, View::Live, es);
+            handle.cell.write().referenced = referenced;
+            if reg.by_name.contains_key(&name) {
+                problem("record", format!("two volumes are named {name}"));
+            }
+            reg.by_name.insert(name, handle.clone());
+            reg.by_id.insert(id, handle);
+        }
+        let max_id = volumes
+            .keys()
+            .chain(snapshots.keys())
+            .copied()
+            .max()
+            .unwrap_or(0);
+        if next_id <= max_id {
+            problem(
+                "record",
+                format!("next id {next_id} is not above the largest id in use {max_id}"),
+            );
+            next_id = max_id + 1;
+        }
+        inner.next_id.store(next_id, Ordering::SeqCst);
+        *inner.registry.write() = reg;
+        *inner.load_problems.lock() = problems;
+        Ok(())
+    }
+}
+
+fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    def: redb::TableDefinition<K, V>,
+) -> std::result::Result<Option<redb::ReadOnlyTable<K, V>>, redb::Error> {
+    match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Logical extents of `view` that resolve to a physical extent.
+pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
+    let fam = h.cell.read();
+    if h.parent.is_none() {
+        // Without a parent only own entries can be real.
+        return match view {
+            View::Live => fam.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64,
+            View::Snap(_) => (0..fam.view_size(view).div_ceil(es))
+                .filter(|&l| fam.own_lookup(view, l).and_then(|e| e.phys()).is_some())
+                .count() as u64,
+        };
+    }
+    (0..fam.view_size(view).div_ceil(es))
+        .filter(|&l| {
+            matches!(
+                resolve(h, &fam, view, l, es),
+                crate::extent_map::Target::Extent(_)
+            )
+        })
+        .count() as u64
+}
+
+/// Reads and validates a device's superblocks; either copy may be damaged.
+fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
+    let size = dev
+        .len()
+        .map_err(|e| Error::io(format!("device {}: size", dev.name()), e))?;
+    let mut reasons = Vec::new();
+    for (copy, off) in SUPERBLOCK_OFFSETS.iter().enumerate() {
+        let mut b = vec![0u8; SUPERBLOCK_SIZE];
+        if size < off + SUPERBLOCK_SIZE as u64 {
+            reasons.push(format!("copy {copy}: device too small"));
+            continue;
+        }
+        if let Err(e) = dev.read_at(&mut b, *off) {
+            reasons.push(format!("copy {copy}: {e}"));
+            continue;
+        }
+        match Superblock::decode(&b) {
+            Ok(sb) => {
+                if size < sb.device_size {
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!(
+                            "device {} is truncated: {size} bytes, labelled {} bytes",
+                            dev.name(),
+                            sb.device_size
+                        ),
+                    ));
+                }
+                return Ok(sb);
+            }
+            Err(m) => reasons.push(format!("copy {copy}: {m}")),
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "device {} has no valid Arca superblock ({})",
+            dev.name(),
+            reasons.join("; ")
+        ),
+    ))
+}

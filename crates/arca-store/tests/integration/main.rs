@@ -1,0 +1,4 @@
+//! Integration tests of the storage engine, in one harness.
+
+mod basic;
+mod util;
