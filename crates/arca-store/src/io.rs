@@ -301,10 +301,14 @@ impl Export {
                 pf.snap_index(*sid)
                     .map_or(0, |i| pf.snaps[i].size.div_ceil(es))
             });
+            let size = f.size;
             let mut rest = Vec::new();
             for pc in pieces(offset, len, es) {
                 let old = resolve(&self.handle, &f, View::Live, pc.l, es);
-                if may_unmap && pc.len == es {
+                // The last extent of a volume is whole when zeroed to the volume's end: what
+                // lies past the end is never visible, and a hole keeps reading zeros if it grows.
+                let whole = pc.len == es || (pc.at == 0 && pc.l * es + pc.len == size);
+                if may_unmap && whole {
                     if parent_extents.is_some_and(|n| pc.l < n) {
                         // The parent would show through a plain hole: keep a zero entry.
                         if old != Target::Zero {

@@ -416,6 +416,7 @@ impl Pool {
             })?,
         );
         let db = open_db(&meta)?;
+        create_tables(&db)?;
         let counts: Vec<u64> = superblocks.iter().map(|s| s.extent_count).collect();
         let inner = Inner {
             devices,
@@ -674,6 +675,20 @@ impl Pool {
         *inner.load_problems.lock() = problems;
         Ok(())
     }
+}
+
+/// Makes sure every table exists, so readers need not special-case a new pool.
+fn create_tables(db: &Database) -> Result<()> {
+    let run = || -> std::result::Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(records::META)?;
+        txn.open_table(records::VOLUMES)?;
+        txn.open_table(records::SNAPSHOTS)?;
+        txn.open_table(records::EXTENTS)?;
+        txn.commit()?;
+        Ok(())
+    };
+    run().map_err(|e| store_error("creating metadata tables", e))
 }
 
 fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(

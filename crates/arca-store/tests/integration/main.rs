@@ -1,4 +1,5 @@
 //! Integration tests of the storage engine, in one harness.
 
 mod basic;
+mod model;
 mod util;
