@@ -406,21 +406,21 @@ impl Export {
         let fresh = if new_pieces.is_empty() {
             Vec::new()
         } else {
-            inner
-                .alloc
-                .lock()
-                .allocate(f.placement, new_pieces.len())
-                .ok_or_else(|| {
-                    let free = inner.alloc.lock().total_free();
-                    Error::new(
+            let mut alloc = inner.alloc.lock();
+            match alloc.allocate(f.placement, new_pieces.len()) {
+                Some(fresh) => fresh,
+                None => {
+                    return Err(Error::new(
                         ErrorKind::NoSpace,
                         format!(
-                            "no space: writing {} needs {} new extent(s) of {es} bytes; {free} free",
+                            "no space: writing {} needs {} new extent(s) of {es} bytes; {} free",
                             self.name,
-                            new_pieces.len()
+                            new_pieces.len(),
+                            alloc.total_free()
                         ),
-                    )
-                })?
+                    ));
+                }
+            }
         };
         // Partial pieces in new extents need the old content around the new bytes.
         let mut bufs: Vec<Vec<u8>> = Vec::new();
