@@ -1,6 +1,8 @@
 //! Integration tests of the storage engine, in one harness.
 
+mod bad_input;
 mod basic;
+mod concurrency;
 mod crash;
 mod faults;
 mod model;
