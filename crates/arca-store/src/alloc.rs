@@ -99,7 +99,7 @@ impl Allocator {
                 i = 0;
             }
             let w = (i / 64) as usize;
-            if d.used[w] == u64::MAX && i % 64 == 0 {
+            if d.used[w] == u64::MAX && i.is_multiple_of(64) {
                 // Skip a full word at once.
                 i += 64;
                 scanned += 64;

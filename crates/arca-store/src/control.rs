@@ -58,8 +58,10 @@ impl Pool {
                 return Err(exists("volume", name));
             }
             let id = self.new_id();
-            let mut dirty = Dirty::default();
-            dirty.record = true;
+            let dirty = Dirty {
+                record: true,
+                ..Dirty::default()
+            };
             let fam = Family {
                 name: name.to_string(),
                 size,
@@ -343,8 +345,10 @@ impl Pool {
                 (s.id, s.size, s.referenced, pf.placement)
             };
             let id = self.new_id();
-            let mut dirty = Dirty::default();
-            dirty.record = true;
+            let dirty = Dirty {
+                record: true,
+                ..Dirty::default()
+            };
             let fam = Family {
                 name: name.to_string(),
                 size,

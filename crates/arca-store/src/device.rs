@@ -19,7 +19,7 @@ pub trait BlockDevice: Send + Sync + Debug {
     /// A name for messages (the path for files and block devices).
     fn name(&self) -> &str;
     /// Current size in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size_bytes(&self) -> io::Result<u64>;
     /// Fills `buf` from `offset`; a short read is an error.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`.
@@ -85,7 +85,7 @@ impl BlockDevice for FileDevice {
         &self.name
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size_bytes(&self) -> io::Result<u64> {
         let meta = self.file.metadata()?;
         if meta.file_type().is_block_device() {
             // A block device's metadata length is 0; its size is where the end is.

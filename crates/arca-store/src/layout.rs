@@ -138,7 +138,7 @@ impl Superblock {
         {
             return Err("invalid device index or count".into());
         }
-        if self.extent_count > EXTENT_COUNT_MAX || self.data_offset % es as u64 != 0 {
+        if self.extent_count > EXTENT_COUNT_MAX || !self.data_offset.is_multiple_of(es as u64) {
             return Err("invalid data region".into());
         }
         let data_end = self

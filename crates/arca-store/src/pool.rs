@@ -219,7 +219,7 @@ pub(crate) fn check_size(size: u64) -> Result<()> {
     if size == 0 {
         return Err(Error::new(ErrorKind::InvalidSize, "size must not be zero"));
     }
-    if size % SECTOR_SIZE != 0 {
+    if !size.is_multiple_of(SECTOR_SIZE) {
         return Err(Error::new(
             ErrorKind::InvalidSize,
             format!("size {size} is not a multiple of {SECTOR_SIZE} bytes"),
@@ -257,7 +257,7 @@ impl Pool {
         let created = now_unix();
         for (i, dev) in devices.iter().enumerate() {
             let size = dev
-                .len()
+                .size_bytes()
                 .map_err(|e| Error::io(format!("device {}: size", dev.name()), e))?;
             let meta_len = if i == 0 {
                 config
@@ -727,7 +727,7 @@ pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
 /// Reads and validates a device's superblocks; either copy may be damaged.
 fn read_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
     let size = dev
-        .len()
+        .size_bytes()
         .map_err(|e| Error::io(format!("device {}: size", dev.name()), e))?;
     let mut reasons = Vec::new();
     for (copy, off) in SUPERBLOCK_OFFSETS.iter().enumerate() {

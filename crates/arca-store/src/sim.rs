@@ -223,7 +223,7 @@ impl BlockDevice for SimDevice {
         &self.name
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size_bytes(&self) -> io::Result<u64> {
         Ok(self.state.lock().current.len() as u64)
     }
 

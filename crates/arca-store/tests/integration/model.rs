@@ -147,9 +147,8 @@ impl Model {
         let cur = self.vols[vol].live.tokens[l];
         let size = self.vols[vol].live.data.len();
         let base = l * ES as usize;
-        let new_token = if bytes.is_none() && unmap && full {
-            None
-        } else if bytes.is_none() && unmap && cur.is_none() {
+        // Zeroing with unmap leaves a hole for a whole extent, and leaves a hole a hole.
+        let new_token = if bytes.is_none() && unmap && (full || cur.is_none()) {
             None
         } else {
             match cur {
