@@ -268,7 +268,7 @@ fn main() {
     let w_e = seq_write(&engine, size);
     rows.push(("seq write 1 MiB (first write)", w_p, w_e, "MiB/s"));
     // Cold reads in the order plain, arca, arca, plain, so neither side always goes first.
-    let mut cold = |t: &dyn Target, path: &Path| {
+    let cold = |t: &dyn Target, path: &Path| {
         evict(path);
         seq_read(t, size)
     };
