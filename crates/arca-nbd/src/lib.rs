@@ -1,0 +1,12 @@
+//! An NBD server (fixed newstyle handshake, structured replies, `base:allocation`) over the
+//! [`Device`] and [`Exports`] traits. It knows nothing of pools: the binary adapts the storage
+//! engine to these traits.
+
+pub mod device;
+mod handshake;
+pub mod proto;
+mod server;
+mod transmission;
+
+pub use device::{DevError, DevResult, Device, ExportSummary, Exports, Extent};
+pub use server::{Limits, Server};

@@ -1,0 +1,389 @@
+//! The transmission phase: a reader thread takes requests off the socket and hands them to
+//! the worker pool; workers reply as they finish, so replies may leave out of order.
+//!
+//! Memory is bounded per connection: at most `in_flight_max` requests and
+//! `in_flight_bytes_max` bytes of payload are queued or running; past that the reader stops
+//! reading until some finish (TCP back-pressure, not an error).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::device::{DevError, Device};
+use crate::handshake::Session;
+use crate::proto::*;
+use crate::server::{Limits, WorkerPool};
+
+struct Budget {
+    requests: usize,
+    bytes: usize,
+}
+
+pub struct Connection {
+    session: Session,
+    writer: Mutex<TcpStream>,
+    budget: Mutex<Budget>,
+    budget_freed: Condvar,
+    limits: Limits,
+}
+
+impl Connection {
+    fn acquire(&self, bytes: usize) {
+        let mut b = self.budget.lock();
+        while b.requests >= self.limits.in_flight_max
+            || (b.requests > 0 && b.bytes + bytes > self.limits.in_flight_bytes_max)
+        {
+            self.budget_freed.wait(&mut b);
+        }
+        b.requests += 1;
+        b.bytes += bytes;
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut b = self.budget.lock();
+        b.requests -= 1;
+        b.bytes -= bytes;
+        self.budget_freed.notify_all();
+    }
+
+    fn wait_idle(&self) {
+        let mut b = self.budget.lock();
+        while b.requests > 0 {
+            self.budget_freed.wait(&mut b);
+        }
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        // A failed send means the client is gone; the reader sees that too and ends.
+        let _ = self.writer.lock().write_all(bytes);
+    }
+}
+
+/// Serves requests until the client disconnects, breaks the protocol, or the socket's read
+/// side is shut down (server shutdown). In-flight requests finish before it returns.
+pub fn run(
+    stream: TcpStream,
+    session: Session,
+    limits: Limits,
+    pool: &WorkerPool,
+) -> io::Result<()> {
+    let mut reader = stream.try_clone()?;
+    let conn = Arc::new(Connection {
+        session,
+        writer: Mutex::new(stream),
+        budget: Mutex::new(Budget {
+            requests: 0,
+            bytes: 0,
+        }),
+        budget_freed: Condvar::new(),
+        limits,
+    });
+    let result = read_loop(&mut reader, &conn, pool);
+    conn.wait_idle();
+    let _ = reader.shutdown(Shutdown::Both);
+    result
+}
+
+fn read_loop(reader: &mut TcpStream, conn: &Arc<Connection>, pool: &WorkerPool) -> io::Result<()> {
+    let mut header = [0u8; REQUEST_SIZE];
+    loop {
+        if !read_header(reader, &mut header)? {
+            return Ok(());
+        }
+        let Some(req) = Request::decode(&header) else {
+            tracing::warn!(export = %conn.session.name, "bad request magic; disconnecting");
+            return Ok(());
+        };
+        let mut payload = Vec::new();
+        if req.kind == CMD_WRITE {
+            if req.length > conn.limits.payload_max_bytes {
+                // Consume the payload so the stream stays in step, then refuse.
+                let n = io::copy(&mut (&mut *reader).take(req.length as u64), &mut io::sink())?;
+                if n < req.length as u64 {
+                    return Ok(());
+                }
+                let mut out = Vec::new();
+                simple_reply(&mut out, EINVAL, req.cookie);
+                conn.send(&out);
+                continue;
+            }
+            conn.acquire(req.length as usize);
+            payload = vec![0u8; req.length as usize];
+            if let Err(e) = reader.read_exact(&mut payload) {
+                conn.release(req.length as usize);
+                tracing::debug!(export = %conn.session.name, "client left mid-request: {e}");
+                return Ok(());
+            }
+        } else {
+            if req.kind == CMD_DISC {
+                return Ok(());
+            }
+            conn.acquire(0);
+        }
+        let conn2 = conn.clone();
+        pool.submit(Box::new(move || {
+            let reply = handle(&conn2, req, &payload);
+            conn2.send(&reply);
+            conn2.release(if req.kind == CMD_WRITE {
+                payload.len()
+            } else {
+                0
+            });
+        }));
+    }
+}
+
+/// Reads one request header; false at a clean end of stream between requests.
+fn read_header(r: &mut TcpStream, buf: &mut [u8; REQUEST_SIZE]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn flags_allowed(kind: u16, structured: bool) -> Option<u16> {
+    let df = if structured { CMD_FLAG_DF } else { 0 };
+    Some(
+        CMD_FLAG_FUA
+            | match kind {
+                CMD_READ => df,
+                CMD_WRITE | CMD_FLUSH | CMD_TRIM | CMD_CACHE => 0,
+                CMD_WRITE_ZEROES => CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO,
+                CMD_BLOCK_STATUS => CMD_FLAG_REQ_ONE,
+                _ => return None,
+            },
+    )
+}
+
+fn is_write(kind: u16) -> bool {
+    matches!(kind, CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES)
+}
+
+/// Checks a request against the export; the error to reply with if it is invalid.
+fn validate(conn: &Connection, req: &Request) -> Result<(), DevError> {
+    let s = &conn.session;
+    let Some(allowed) = flags_allowed(req.kind, s.structured) else {
+        return Err(DevError::new(
+            EINVAL,
+            format!("unknown command {}", req.kind),
+        ));
+    };
+    if req.flags & !allowed != 0 {
+        return Err(DevError::new(
+            EINVAL,
+            format!("flags {:#x} not valid for command {}", req.flags, req.kind),
+        ));
+    }
+    if is_write(req.kind) && s.device.read_only() {
+        return Err(DevError::new(EPERM, "export is read-only"));
+    }
+    if req.kind == CMD_BLOCK_STATUS && !s.allocation_context {
+        return Err(DevError::new(EINVAL, "no metadata context was negotiated"));
+    }
+    if req.kind == CMD_READ && req.length > conn.limits.payload_max_bytes {
+        return Err(DevError::new(
+            EINVAL,
+            format!("read of {} bytes exceeds the maximum payload", req.length),
+        ));
+    }
+    if req.kind == CMD_FLUSH {
+        return Ok(());
+    }
+    let size = s.device.size_bytes()?;
+    let end = req.offset.checked_add(req.length as u64);
+    if end.is_none_or(|e| e > size) {
+        let errno = if req.kind == CMD_WRITE || req.kind == CMD_WRITE_ZEROES {
+            ENOSPC
+        } else {
+            EINVAL
+        };
+        return Err(DevError::new(
+            errno,
+            format!(
+                "request {}+{} past the end ({size} bytes)",
+                req.offset, req.length
+            ),
+        ));
+    }
+    if req.kind == CMD_BLOCK_STATUS && req.length == 0 {
+        return Err(DevError::new(EINVAL, "block status of zero length"));
+    }
+    Ok(())
+}
+
+/// Executes one request and returns the bytes of its reply.
+fn handle(conn: &Connection, req: Request, payload: &[u8]) -> Vec<u8> {
+    let s = &conn.session;
+    let dev: &dyn Device = &*s.device;
+    let fua = req.flags & CMD_FLAG_FUA != 0;
+    let mut out = Vec::new();
+    if let Err(e) = validate(conn, &req) {
+        error_reply(conn, &req, &e, &mut out);
+        return out;
+    }
+    let result = match req.kind {
+        CMD_READ => match read_reply(conn, &req, &mut out) {
+            Ok(()) => return out,
+            Err(e) => Err(e),
+        },
+        CMD_WRITE => dev.write(req.offset, payload, fua),
+        CMD_FLUSH => dev.flush(),
+        CMD_TRIM => dev.trim(req.offset, req.length as u64, fua),
+        CMD_WRITE_ZEROES => {
+            let no_hole = req.flags & CMD_FLAG_NO_HOLE != 0;
+            if req.flags & CMD_FLAG_FAST_ZERO != 0 && no_hole {
+                // Writing real zeros costs as much as writing data: not fast.
+                Err(DevError::new(
+                    ENOTSUP,
+                    "fast zero with NO_HOLE is not fast here",
+                ))
+            } else {
+                dev.write_zeroes(req.offset, req.length as u64, !no_hole, fua)
+            }
+        }
+        CMD_CACHE => cache(dev, req.offset, req.length as u64),
+        CMD_BLOCK_STATUS => match block_status_reply(conn, &req, &mut out) {
+            Ok(()) => return out,
+            Err(e) => Err(e),
+        },
+        _ => unreachable!("validated"),
+    };
+    match result {
+        Ok(()) => simple_reply(&mut out, 0, req.cookie),
+        Err(e) => {
+            tracing::debug!(export = %s.name, kind = req.kind, "request failed: {}", e.message);
+            error_reply(conn, &req, &e, &mut out);
+        }
+    }
+    out
+}
+
+fn error_reply(conn: &Connection, req: &Request, e: &DevError, out: &mut Vec<u8>) {
+    out.clear();
+    if conn.session.structured && matches!(req.kind, CMD_READ | CMD_BLOCK_STATUS) {
+        let msg = &e.message.as_bytes()[..e.message.len().min(1024)];
+        chunk_header(
+            out,
+            REPLY_FLAG_DONE,
+            REPLY_TYPE_ERROR,
+            req.cookie,
+            6 + msg.len() as u32,
+        );
+        out.extend_from_slice(&e.errno.to_be_bytes());
+        out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        out.extend_from_slice(msg);
+    } else {
+        simple_reply(out, e.errno, req.cookie);
+    }
+}
+
+/// Reads through the range to warm caches; bounded memory per step.
+fn cache(dev: &dyn Device, offset: u64, length: u64) -> Result<(), DevError> {
+    const STEP: u64 = 1 << 20;
+    let mut buf = vec![0u8; STEP.min(length) as usize];
+    let mut pos = 0;
+    while pos < length {
+        let n = STEP.min(length - pos) as usize;
+        dev.read(offset + pos, &mut buf[..n])?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+fn read_reply(conn: &Connection, req: &Request, out: &mut Vec<u8>) -> Result<(), DevError> {
+    let dev = &*conn.session.device;
+    let len = req.length as usize;
+    if !conn.session.structured {
+        out.reserve(16 + len);
+        simple_reply(out, 0, req.cookie);
+        out.resize(16 + len, 0);
+        return dev.read(req.offset, &mut out[16..]);
+    }
+    if len == 0 {
+        chunk_header(out, REPLY_FLAG_DONE, REPLY_TYPE_NONE, req.cookie, 0);
+        return Ok(());
+    }
+    let runs = if req.flags & CMD_FLAG_DF != 0 {
+        vec![crate::device::Extent {
+            length: len as u64,
+            hole: false,
+        }]
+    } else {
+        dev.block_status(req.offset, len as u64)?
+    };
+    let mut data = vec![0u8; len];
+    if runs.iter().any(|r| !r.hole) {
+        dev.read(req.offset, &mut data)?;
+    }
+    out.reserve(len + 32 * runs.len());
+    let mut pos = 0usize;
+    for (i, r) in runs.iter().enumerate() {
+        let flags = if i + 1 == runs.len() {
+            REPLY_FLAG_DONE
+        } else {
+            0
+        };
+        let off = req.offset + pos as u64;
+        let n = r.length as usize;
+        if r.hole {
+            chunk_header(out, flags, REPLY_TYPE_OFFSET_HOLE, req.cookie, 12);
+            out.extend_from_slice(&off.to_be_bytes());
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        } else {
+            chunk_header(out, flags, REPLY_TYPE_OFFSET_DATA, req.cookie, 8 + n as u32);
+            out.extend_from_slice(&off.to_be_bytes());
+            out.extend_from_slice(&data[pos..pos + n]);
+        }
+        pos += n;
+    }
+    debug_assert_eq!(pos, len);
+    Ok(())
+}
+
+/// Descriptors per reply at most; the spec lets a reply cover less than asked.
+const STATUS_DESCRIPTORS_MAX: usize = 1024;
+
+fn block_status_reply(conn: &Connection, req: &Request, out: &mut Vec<u8>) -> Result<(), DevError> {
+    let runs = conn
+        .session
+        .device
+        .block_status(req.offset, req.length as u64)?;
+    let limit = if req.flags & CMD_FLAG_REQ_ONE != 0 {
+        1
+    } else {
+        STATUS_DESCRIPTORS_MAX
+    };
+    let mut descriptors = Vec::new();
+    for r in runs.iter().take(limit) {
+        // Runs fit in u32: they lie within a request of u32 length.
+        let flags = if r.hole { STATE_HOLE | STATE_ZERO } else { 0 };
+        descriptors.extend_from_slice(&(r.length as u32).to_be_bytes());
+        descriptors.extend_from_slice(&flags.to_be_bytes());
+    }
+    chunk_header(
+        out,
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_BLOCK_STATUS,
+        req.cookie,
+        4 + descriptors.len() as u32,
+    );
+    out.extend_from_slice(&BASE_ALLOCATION_ID.to_be_bytes());
+    out.extend_from_slice(&descriptors);
+    Ok(())
+}
