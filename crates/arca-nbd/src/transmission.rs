@@ -1,14 +1,19 @@
 //! The transmission phase: a reader thread takes requests off the socket and hands them to
-//! the worker pool; workers reply as they finish, so replies may leave out of order.
+//! the shared worker pool; workers queue each reply as they finish, so replies may leave out
+//! of order, and a writer thread per connection sends them. Workers never block on a socket,
+//! so a client that stops reading cannot stall other connections.
 //!
 //! Memory is bounded per connection: at most `in_flight_max` requests and
-//! `in_flight_bytes_max` bytes of payload are queued or running; past that the reader stops
-//! reading until some finish (TCP back-pressure, not an error).
+//! `in_flight_bytes_max` bytes of payload (write data or read replies) are held from the
+//! moment a request is read until its reply is sent; past that the reader stops reading
+//! (TCP back-pressure, not an error).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::thread;
 
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use parking_lot::{Condvar, Mutex};
 
 use crate::device::{DevError, Device};
@@ -21,9 +26,12 @@ struct Budget {
     bytes: usize,
 }
 
+/// A reply to send and the budget bytes to give back once it is sent.
+type Outgoing = (Vec<u8>, usize);
+
 pub struct Connection {
     session: Session,
-    writer: Mutex<TcpStream>,
+    replies: Sender<Option<Outgoing>>,
     budget: Mutex<Budget>,
     budget_freed: Condvar,
     limits: Limits,
@@ -55,9 +63,24 @@ impl Connection {
         }
     }
 
-    fn send(&self, bytes: &[u8]) {
-        // A failed send means the client is gone; the reader sees that too and ends.
-        let _ = self.writer.lock().write_all(bytes);
+    fn send(&self, reply: Vec<u8>, budget_bytes: usize) {
+        // The writer thread lives until `run` has seen every request finish.
+        self.replies
+            .send(Some((reply, budget_bytes)))
+            .expect("reply writer outlives requests");
+    }
+}
+
+/// Sends queued replies in order; after a send error (client gone) it keeps draining so that
+/// budgets are given back.
+fn write_loop(conn: &Connection, mut stream: TcpStream, rx: Receiver<Option<Outgoing>>) {
+    let mut broken = false;
+    while let Ok(Some((reply, budget_bytes))) = rx.recv() {
+        if !broken && stream.write_all(&reply).is_err() {
+            broken = true;
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        conn.release(budget_bytes);
     }
 }
 
@@ -70,9 +93,10 @@ pub fn run(
     pool: &WorkerPool,
 ) -> io::Result<()> {
     let mut reader = stream.try_clone()?;
+    let (tx, rx) = unbounded();
     let conn = Arc::new(Connection {
         session,
-        writer: Mutex::new(stream),
+        replies: tx,
         budget: Mutex::new(Budget {
             requests: 0,
             bytes: 0,
@@ -80,8 +104,17 @@ pub fn run(
         budget_freed: Condvar::new(),
         limits,
     });
+    let writer = {
+        let conn = conn.clone();
+        thread::Builder::new()
+            .name("nbd-reply".into())
+            .spawn(move || write_loop(&conn, stream, rx))?
+    };
     let result = read_loop(&mut reader, &conn, pool);
+    // Every request read has its reply sent (or dropped with the client) before we close.
     conn.wait_idle();
+    let _ = conn.replies.send(None);
+    let _ = writer.join();
     let _ = reader.shutdown(Shutdown::Both);
     result
 }
@@ -106,7 +139,8 @@ fn read_loop(reader: &mut TcpStream, conn: &Arc<Connection>, pool: &WorkerPool) 
                 }
                 let mut out = Vec::new();
                 simple_reply(&mut out, EINVAL, req.cookie);
-                conn.send(&out);
+                conn.acquire(0);
+                conn.send(out, 0);
                 continue;
             }
             conn.acquire(req.length as usize);
@@ -120,18 +154,29 @@ fn read_loop(reader: &mut TcpStream, conn: &Arc<Connection>, pool: &WorkerPool) 
             if req.kind == CMD_DISC {
                 return Ok(());
             }
-            conn.acquire(0);
+            conn.acquire(held_bytes(conn, &req));
         }
         let conn2 = conn.clone();
         pool.submit(Box::new(move || {
             let reply = handle(&conn2, req, &payload);
-            conn2.send(&reply);
-            conn2.release(if req.kind == CMD_WRITE {
+            let held = if req.kind == CMD_WRITE {
                 payload.len()
             } else {
-                0
-            });
+                held_bytes(&conn2, &req)
+            };
+            drop(payload);
+            conn2.send(reply, held);
         }));
+    }
+}
+
+/// Budget a request without write data holds: a read's reply is in memory until sent. Capped
+/// at the payload limit, since a larger read is refused without reading.
+fn held_bytes(conn: &Connection, req: &Request) -> usize {
+    if req.kind == CMD_READ {
+        req.length.min(conn.limits.payload_max_bytes) as usize
+    } else {
+        0
     }
 }
 
