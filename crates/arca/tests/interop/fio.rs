@@ -1,0 +1,54 @@
+//! fio's NBD engine (libnbd): two connections writing at random with crc32c verification.
+
+use std::process::Command;
+
+use crate::json::Json;
+use crate::require;
+use crate::util::{Daemon, MIB, run_cmd};
+
+#[test]
+fn fio_randwrite_verify_two_connections() {
+    require!("fio");
+    let d = Daemon::start(&["vol=128M"]);
+    let mut cmd = Command::new("fio");
+    // Each job writes its own 64 MiB (offset_increment) so the two do not overwrite each other's
+    // verification headers; runtime bounds the run on a slow machine.
+    cmd.current_dir(d.dir()).args([
+        "--name=arca",
+        "--ioengine=nbd",
+        &format!("--uri={}", d.uri("vol")),
+        "--rw=randwrite",
+        "--bs=4k",
+        "--size=64m",
+        "--offset_increment=64m",
+        "--numjobs=2",
+        "--iodepth=16",
+        "--verify=crc32c",
+        "--do_verify=1",
+        "--verify_fatal=1",
+        "--runtime=90",
+        "--output-format=json",
+    ]);
+    let out = run_cmd(cmd).ok();
+    assert!(
+        !out.stderr.contains("verify") && !out.stdout.contains("verify:"),
+        "verification errors:\n{}",
+        out.describe()
+    );
+    // fio prints connection notices before the JSON document.
+    let json = &out.stdout[out.stdout.find('{').expect("fio JSON output")..];
+    let v = Json::parse(json);
+    let jobs = v.get("jobs").arr();
+    assert_eq!(jobs.len(), 2, "{}", out.describe());
+    for job in jobs {
+        assert_eq!(job.get("error").u64(), 0, "{}", out.describe());
+        let written = job.get("write").get("io_bytes").u64();
+        let verified = job.get("read").get("io_bytes").u64();
+        assert_eq!(written, 64 * MIB, "{}", out.describe());
+        assert_eq!(
+            verified, written,
+            "every written block read back and verified"
+        );
+    }
+    d.stop();
+}
