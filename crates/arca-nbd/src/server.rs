@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, unbounded};
 use parking_lot::Mutex;
 
 use crate::device::Exports;
@@ -32,8 +31,9 @@ pub struct Limits {
     pub options_max: usize,
     /// How long a client may take over the handshake.
     pub handshake_timeout: Duration,
-    /// Threads executing requests, shared by all connections.
-    pub workers: usize,
+    /// Most threads executing one connection's requests (its parallelism for slow I/O);
+    /// they are started as the client's queue deepens.
+    pub workers_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -45,54 +45,7 @@ impl Default for Limits {
             connections_max: 128,
             options_max: 1024,
             handshake_timeout: Duration::from_secs(30),
-            workers: 16,
-        }
-    }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-pub struct WorkerPool {
-    tx: Option<Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl WorkerPool {
-    fn new(n: usize) -> WorkerPool {
-        let (tx, rx) = unbounded::<Job>();
-        let threads = (0..n.max(1))
-            .map(|i| {
-                let rx = rx.clone();
-                thread::Builder::new()
-                    .name(format!("nbd-worker-{i}"))
-                    .spawn(move || {
-                        while let Ok(job) = rx.recv() {
-                            job();
-                        }
-                    })
-                    .expect("spawn worker")
-            })
-            .collect();
-        WorkerPool {
-            tx: Some(tx),
-            threads,
-        }
-    }
-
-    pub(crate) fn submit(&self, job: Job) {
-        self.tx
-            .as_ref()
-            .expect("pool running")
-            .send(job)
-            .expect("workers alive");
-    }
-}
-
-impl Drop for WorkerPool {
-    fn drop(&mut self) {
-        self.tx.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+            workers_per_connection: 32,
         }
     }
 }
@@ -101,7 +54,6 @@ impl Drop for WorkerPool {
 pub struct Server {
     exports: Arc<dyn Exports>,
     limits: Limits,
-    pool: Arc<WorkerPool>,
     conns: Mutex<HashMap<u64, (TcpStream, JoinHandle<()>)>>,
     next_conn: AtomicU64,
 }
@@ -111,7 +63,6 @@ impl Server {
         Server {
             exports,
             limits,
-            pool: Arc::new(WorkerPool::new(limits.workers)),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
         }
@@ -176,12 +127,11 @@ impl Server {
         };
         let exports = self.exports.clone();
         let limits = self.limits;
-        let pool = self.pool.clone();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let spawned = thread::Builder::new()
             .name(format!("nbd-conn-{id}"))
             .spawn(move || {
-                if let Err(e) = connection(stream, &*exports, limits, &pool, refusal, &peer) {
+                if let Err(e) = connection(stream, &*exports, limits, refusal, &peer) {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
             });
@@ -198,7 +148,6 @@ fn connection(
     mut stream: TcpStream,
     exports: &dyn Exports,
     limits: Limits,
-    pool: &WorkerPool,
     refusal: Option<Refusal>,
     peer: &str,
 ) -> io::Result<()> {
@@ -211,7 +160,7 @@ fn connection(
     stream.set_read_timeout(None)?;
     tracing::info!(%peer, export = %session.name, structured = session.structured, "client connected");
     let name = session.name.clone();
-    let r = transmission::run(stream, session, limits, pool);
+    let r = transmission::run(stream, session, limits);
     tracing::info!(%peer, export = %name, "client disconnected");
     r
 }

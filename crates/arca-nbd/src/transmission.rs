@@ -1,7 +1,7 @@
 //! The transmission phase: a reader thread takes requests off the socket and hands them to
-//! the shared worker pool; workers queue each reply as they finish, so replies may leave out
-//! of order, and a writer thread per connection sends them. Workers never block on a socket,
-//! so a client that stops reading cannot stall other connections.
+//! the connection's workers, which execute them and send each reply as they finish, so
+//! replies may leave out of order. Workers belong to one connection: a client that stops
+//! reading its replies stalls only its own workers. One hand-off per request keeps latency low.
 //!
 //! Memory is bounded per connection: at most `in_flight_max` requests and
 //! `in_flight_bytes_max` bytes of payload (write data or read replies) are held from the
@@ -11,27 +11,30 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, unbounded};
 use parking_lot::{Condvar, Mutex};
 
 use crate::device::{DevError, Device};
 use crate::handshake::Session;
 use crate::proto::*;
-use crate::server::{Limits, WorkerPool};
+use crate::server::Limits;
 
 struct Budget {
     requests: usize,
     bytes: usize,
 }
 
-/// A reply to send and the budget bytes to give back once it is sent.
-type Outgoing = (Vec<u8>, usize);
+/// A request read off the socket, with its write data.
+type Job = (Request, Vec<u8>);
 
 pub struct Connection {
     session: Session,
-    replies: Sender<Option<Outgoing>>,
+    writer: Mutex<TcpStream>,
+    /// Set after a failed send: the client is gone, replies are dropped.
+    broken: AtomicBool,
     budget: Mutex<Budget>,
     budget_freed: Condvar,
     limits: Limits,
@@ -56,47 +59,47 @@ impl Connection {
         self.budget_freed.notify_all();
     }
 
-    fn wait_idle(&self) {
-        let mut b = self.budget.lock();
-        while b.requests > 0 {
-            self.budget_freed.wait(&mut b);
+    fn send(&self, reply: &[u8]) {
+        if self.broken.load(Ordering::Relaxed) {
+            return;
         }
-    }
-
-    fn send(&self, reply: Vec<u8>, budget_bytes: usize) {
-        // The writer thread lives until `run` has seen every request finish.
-        self.replies
-            .send(Some((reply, budget_bytes)))
-            .expect("reply writer outlives requests");
+        let mut w = self.writer.lock();
+        if w.write_all(reply).is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+            // The reader then sees the end of the stream and stops taking requests.
+            let _ = w.shutdown(Shutdown::Both);
+        }
     }
 }
 
-/// Sends queued replies in order; after a send error (client gone) it keeps draining so that
-/// budgets are given back.
-fn write_loop(conn: &Connection, mut stream: TcpStream, rx: Receiver<Option<Outgoing>>) {
-    let mut broken = false;
-    while let Ok(Some((reply, budget_bytes))) = rx.recv() {
-        if !broken && stream.write_all(&reply).is_err() {
-            broken = true;
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        conn.release(budget_bytes);
+fn work_loop(conn: &Connection, rx: Receiver<Job>, idle: &AtomicUsize) {
+    loop {
+        idle.fetch_add(1, Ordering::SeqCst);
+        let got = rx.recv();
+        idle.fetch_sub(1, Ordering::SeqCst);
+        let Ok((req, payload)) = got else {
+            return;
+        };
+        let reply = handle(conn, req, &payload);
+        let held = if req.kind == CMD_WRITE {
+            payload.len()
+        } else {
+            held_bytes(conn, &req)
+        };
+        drop(payload);
+        conn.send(&reply);
+        conn.release(held);
     }
 }
 
 /// Serves requests until the client disconnects, breaks the protocol, or the socket's read
 /// side is shut down (server shutdown). In-flight requests finish before it returns.
-pub fn run(
-    stream: TcpStream,
-    session: Session,
-    limits: Limits,
-    pool: &WorkerPool,
-) -> io::Result<()> {
+pub fn run(stream: TcpStream, session: Session, limits: Limits) -> io::Result<()> {
     let mut reader = stream.try_clone()?;
-    let (tx, rx) = unbounded();
     let conn = Arc::new(Connection {
         session,
-        replies: tx,
+        writer: Mutex::new(stream),
+        broken: AtomicBool::new(false),
         budget: Mutex::new(Budget {
             requests: 0,
             bytes: 0,
@@ -104,22 +107,44 @@ pub fn run(
         budget_freed: Condvar::new(),
         limits,
     });
-    let writer = {
-        let conn = conn.clone();
-        thread::Builder::new()
-            .name("nbd-reply".into())
-            .spawn(move || write_loop(&conn, stream, rx))?
+    let (tx, rx) = unbounded::<Job>();
+    let idle = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    let spawn = |workers: &mut Vec<thread::JoinHandle<()>>| -> io::Result<()> {
+        let (conn, rx, idle) = (conn.clone(), rx.clone(), idle.clone());
+        workers.push(
+            thread::Builder::new()
+                .name(format!("nbd-worker-{}", workers.len()))
+                .spawn(move || work_loop(&conn, rx, &idle))?,
+        );
+        Ok(())
     };
-    let result = read_loop(&mut reader, &conn, pool);
-    // Every request read has its reply sent (or dropped with the client) before we close.
-    conn.wait_idle();
-    let _ = conn.replies.send(None);
-    let _ = writer.join();
+    spawn(&mut workers)?;
+    // Workers grow with the queue depth the client uses, up to the limit: a client at queue
+    // depth 1 costs two threads, a deep queue gets parallel I/O.
+    let result = read_loop(&mut reader, &conn, |job| {
+        tx.send(job).expect("workers run until the sender goes");
+        if idle.load(Ordering::SeqCst) == 0
+            && workers.len() < limits.workers_per_connection
+            && let Err(e) = spawn(&mut workers)
+        {
+            tracing::warn!("cannot add a worker: {e}");
+        }
+    });
+    // Every request read gets its reply (or is dropped with the client) before we close.
+    drop(tx);
+    for w in workers {
+        let _ = w.join();
+    }
     let _ = reader.shutdown(Shutdown::Both);
     result
 }
 
-fn read_loop(reader: &mut TcpStream, conn: &Arc<Connection>, pool: &WorkerPool) -> io::Result<()> {
+fn read_loop(
+    reader: &mut TcpStream,
+    conn: &Connection,
+    mut submit: impl FnMut(Job),
+) -> io::Result<()> {
     let mut header = [0u8; REQUEST_SIZE];
     loop {
         if !read_header(reader, &mut header)? {
@@ -139,15 +164,18 @@ fn read_loop(reader: &mut TcpStream, conn: &Arc<Connection>, pool: &WorkerPool) 
                 }
                 let mut out = Vec::new();
                 simple_reply(&mut out, EINVAL, req.cookie);
-                conn.acquire(0);
-                conn.send(out, 0);
+                conn.send(&out);
                 continue;
             }
             conn.acquire(req.length as usize);
-            payload = vec![0u8; req.length as usize];
-            if let Err(e) = reader.read_exact(&mut payload) {
+            // read_to_end fills spare capacity without zeroing it first.
+            payload = Vec::with_capacity(req.length as usize);
+            let got = (&mut *reader)
+                .take(req.length as u64)
+                .read_to_end(&mut payload);
+            if got.map_or(true, |n| n < req.length as usize) {
                 conn.release(req.length as usize);
-                tracing::debug!(export = %conn.session.name, "client left mid-request: {e}");
+                tracing::debug!(export = %conn.session.name, "client left mid-request");
                 return Ok(());
             }
         } else {
@@ -156,17 +184,7 @@ fn read_loop(reader: &mut TcpStream, conn: &Arc<Connection>, pool: &WorkerPool) 
             }
             conn.acquire(held_bytes(conn, &req));
         }
-        let conn2 = conn.clone();
-        pool.submit(Box::new(move || {
-            let reply = handle(&conn2, req, &payload);
-            let held = if req.kind == CMD_WRITE {
-                payload.len()
-            } else {
-                held_bytes(&conn2, &req)
-            };
-            drop(payload);
-            conn2.send(reply, held);
-        }));
+        submit((req, payload));
     }
 }
 
@@ -372,32 +390,36 @@ fn read_reply(conn: &Connection, req: &Request, out: &mut Vec<u8>) -> Result<(),
     } else {
         dev.block_status(req.offset, len as u64)?
     };
-    let mut data = vec![0u8; len];
-    if runs.iter().any(|r| !r.hole) {
-        dev.read(req.offset, &mut data)?;
-    }
+    // Data is read straight into its place in the reply: no second copy.
     out.reserve(len + 32 * runs.len());
-    let mut pos = 0usize;
+    let mut pos = 0u64;
     for (i, r) in runs.iter().enumerate() {
         let flags = if i + 1 == runs.len() {
             REPLY_FLAG_DONE
         } else {
             0
         };
-        let off = req.offset + pos as u64;
-        let n = r.length as usize;
+        let off = req.offset + pos;
         if r.hole {
             chunk_header(out, flags, REPLY_TYPE_OFFSET_HOLE, req.cookie, 12);
             out.extend_from_slice(&off.to_be_bytes());
-            out.extend_from_slice(&(n as u32).to_be_bytes());
+            out.extend_from_slice(&(r.length as u32).to_be_bytes());
         } else {
-            chunk_header(out, flags, REPLY_TYPE_OFFSET_DATA, req.cookie, 8 + n as u32);
+            chunk_header(
+                out,
+                flags,
+                REPLY_TYPE_OFFSET_DATA,
+                req.cookie,
+                8 + r.length as u32,
+            );
             out.extend_from_slice(&off.to_be_bytes());
-            out.extend_from_slice(&data[pos..pos + n]);
+            let start = out.len();
+            out.resize(start + r.length as usize, 0);
+            dev.read(off, &mut out[start..])?;
         }
-        pos += n;
+        pos += r.length;
     }
-    debug_assert_eq!(pos, len);
+    debug_assert_eq!(pos, len as u64);
     Ok(())
 }
 

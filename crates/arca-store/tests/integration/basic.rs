@@ -91,3 +91,26 @@ fn trim_makes_holes_and_frees_space() {
     assert_eq!(pool.volume("v").unwrap().referenced_bytes, 65536 - 8192);
     assert_clean(pool);
 }
+
+#[test]
+fn placement_uses_the_chosen_device_then_spills_over() {
+    let sp = sim_pool(&[16 * MIB, 5 * MIB], &small_config());
+    let pool = &sp.pool;
+    let on1 = pool.status().devices[1].capacity_bytes;
+    pool.create_volume("v", 16 * MIB, Some(1)).unwrap();
+    let v = pool.export("v").unwrap();
+    v.write(0, &pattern(9, 65536), false).unwrap();
+    let st = pool.status();
+    assert_eq!(st.devices[0].used_bytes, 0);
+    assert_eq!(st.devices[1].used_bytes, 65536);
+    // Past device 1's room the volume's extents come from device 0.
+    v.write(0, &pattern(10, (on1 + 8192) as usize), false).unwrap();
+    let st = pool.status();
+    assert_eq!(st.devices[1].free_bytes, 0);
+    assert_eq!(st.devices[0].used_bytes, 8192);
+    assert_eq!(st.used_bytes, on1 + 8192);
+    let mut buf = vec![0u8; (on1 + 8192) as usize];
+    v.read(0, &mut buf).unwrap();
+    assert!(buf == pattern(10, buf.len()));
+    assert_clean(pool);
+}
