@@ -2,6 +2,9 @@
 //! `VOLUME@SNAPSHOT`.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use arca_api::metrics::{Metrics, VolumeStats};
 
 use arca_nbd::proto::{EINVAL, EIO, ENOSPC, EPERM};
 use arca_nbd::{DevError, DevResult, Device, ExportSummary, Exports, Extent};
@@ -10,13 +13,15 @@ use arca_store::{ErrorKind, Export, Pool};
 pub struct PoolExports {
     pool: Pool,
     default_export: Option<String>,
+    metrics: Arc<Metrics>,
 }
 
 impl PoolExports {
-    pub fn new(pool: Pool, default_export: Option<String>) -> PoolExports {
+    pub fn new(pool: Pool, default_export: Option<String>, metrics: Arc<Metrics>) -> PoolExports {
         PoolExports {
             pool,
             default_export,
+            metrics,
         }
     }
 }
@@ -73,7 +78,8 @@ impl Exports for PoolExports {
             name.to_string()
         };
         let export = self.pool.export(&name).map_err(|e| e.to_string())?;
-        Ok((name, Arc::new(VolumeDevice(export))))
+        let stats = self.metrics.volume(&name);
+        Ok((name, Arc::new(VolumeDevice { export, stats })))
     }
 
     fn flush_covers_all(&self) -> bool {
@@ -82,37 +88,56 @@ impl Exports for PoolExports {
     }
 }
 
-struct VolumeDevice(Export);
+/// An export with its metrics: every request is counted and timed.
+struct VolumeDevice {
+    export: Export,
+    stats: Arc<VolumeStats>,
+}
+
+impl VolumeDevice {
+    fn timed<T>(
+        &self,
+        op: &str,
+        bytes: u64,
+        f: impl FnOnce() -> arca_store::Result<T>,
+    ) -> DevResult<T> {
+        let start = Instant::now();
+        let r = f();
+        self.stats.op(op).record(bytes, start.elapsed(), r.is_ok());
+        r.map_err(dev_error)
+    }
+}
 
 impl Device for VolumeDevice {
     fn size_bytes(&self) -> DevResult<u64> {
-        self.0.size().map_err(dev_error)
+        self.export.size().map_err(dev_error)
     }
     fn read_only(&self) -> bool {
-        self.0.read_only()
+        self.export.read_only()
     }
     fn read(&self, offset: u64, buf: &mut [u8]) -> DevResult<()> {
-        self.0.read(offset, buf).map_err(dev_error)
+        let n = buf.len() as u64;
+        self.timed("read", n, || self.export.read(offset, buf))
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> DevResult<()> {
-        self.0.write(offset, data, fua).map_err(dev_error)
+        self.timed("write", data.len() as u64, || {
+            self.export.write(offset, data, fua)
+        })
     }
     fn write_zeroes(&self, offset: u64, length: u64, may_trim: bool, fua: bool) -> DevResult<()> {
-        self.0
-            .write_zeroes(offset, length, may_trim, fua)
-            .map_err(dev_error)
+        self.timed("zero", 0, || {
+            self.export.write_zeroes(offset, length, may_trim, fua)
+        })
     }
     fn trim(&self, offset: u64, length: u64, fua: bool) -> DevResult<()> {
-        self.0.trim(offset, length, fua).map_err(dev_error)
+        self.timed("trim", 0, || self.export.trim(offset, length, fua))
     }
     fn flush(&self) -> DevResult<()> {
-        self.0.flush().map_err(dev_error)
+        self.timed("flush", 0, || self.export.flush())
     }
     fn block_status(&self, offset: u64, length: u64) -> DevResult<Vec<Extent>> {
-        Ok(self
-            .0
-            .block_status(offset, length)
-            .map_err(dev_error)?
+        let runs = self.timed("status", 0, || self.export.block_status(offset, length))?;
+        Ok(runs
             .into_iter()
             .map(|r| Extent {
                 length: r.length,

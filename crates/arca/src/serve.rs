@@ -32,6 +32,13 @@ pub struct ServeArgs {
     /// NBD listen address
     #[arg(long, default_value = "127.0.0.1:10809")]
     pub nbd: String,
+    /// Management API listen address (HTTP)
+    #[arg(long, default_value = "127.0.0.1:7410")]
+    pub api: String,
+    /// File holding the API's bearer token (ARCA_TOKEN also sets it); required when the API
+    /// listens on a non-loopback address
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Make sure a volume exists: NAME=SIZE (created when missing; repeatable)
     #[arg(long = "volume", value_parser = parse_volume)]
     pub volumes: Vec<(String, u64)>,
@@ -118,7 +125,37 @@ fn open_pool(args: &ServeArgs) -> Result<Pool> {
     Pool::open_paths(&paths).map_err(in_use)
 }
 
+/// The API token: from --token-file, else ARCA_TOKEN; refused when empty.
+fn api_token(args: &ServeArgs) -> Result<Option<String>> {
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading token file {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("ARCA_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string()),
+    };
+    match token {
+        Some(t) if t.is_empty() => bail!("the API token is empty"),
+        t => Ok(t),
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
+    let token = api_token(&args)?;
+    let api_addr: std::net::SocketAddr = args
+        .api
+        .parse()
+        .with_context(|| format!("invalid --api address {}", args.api))?;
+    if !api_addr.ip().is_loopback() && token.is_none() {
+        bail!(
+            "refusing to serve the API on non-loopback address {api_addr} without a token: \
+             use --token-file or ARCA_TOKEN"
+        );
+    }
     let pool = open_pool(&args)?;
     for (name, size) in &args.volumes {
         match pool.volume(name) {
@@ -141,14 +178,52 @@ pub fn run(args: ServeArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let exports = Arc::new(PoolExports::new(pool.clone(), args.default_export.clone()));
+    let metrics = Arc::new(arca_api::Metrics::default());
+    let exports = Arc::new(PoolExports::new(
+        pool.clone(),
+        args.default_export.clone(),
+        metrics.clone(),
+    ));
     let server = arca_nbd::Server::new(exports, arca_nbd::Limits::default());
-    // Scripts and tests wait for this line; it carries the port when 0 was asked for.
-    println!("arca: serving NBD on {}", listener.local_addr()?);
+    let nbd_addr = listener.local_addr()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the API runtime")?;
+    let api_listener = runtime
+        .block_on(tokio::net::TcpListener::bind(api_addr))
+        .with_context(|| format!("listening on {api_addr}"))?;
+    let api_local = api_listener.local_addr()?;
+    let state = Arc::new(arca_api::ApiState {
+        pool: pool.clone(),
+        jobs: Arc::new(arca_backup::JobManager::new()),
+        metrics,
+        token,
+        nbd_addr: nbd_addr.to_string(),
+    });
+    let api_stop = stop.clone();
+    let api = runtime.spawn(arca_api::serve(api_listener, state, async move {
+        while !api_stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }));
+
+    // Scripts and tests wait for these lines; they carry the ports when 0 was asked for.
+    println!("arca: serving NBD on {nbd_addr}");
+    println!("arca: serving API on http://{api_local}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    server.serve(&listener, &stop)?;
+    let nbd_result = server.serve(&listener, &stop);
     drop(server);
+    match runtime.block_on(api) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("API server failed: {e}"),
+        Err(e) => tracing::error!("API server task failed: {e}"),
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    nbd_result?;
     pool.close().context("flushing the pool")?;
     tracing::info!("stopped cleanly");
     Ok(())

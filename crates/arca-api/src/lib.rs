@@ -1,0 +1,10 @@
+//! Arca's management API: HTTP/JSON under `/v1` with an OpenAPI document generated from the
+//! code, Prometheus metrics, and the JSON types the CLI shares.
+
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod types;
+
+pub use metrics::Metrics;
+pub use server::{ApiDoc, ApiState, BODY_MAX_BYTES, router, serve};

@@ -1,0 +1,315 @@
+//! Jobs: long operations run on their own thread, with progress, a rate and an ETA, and
+//! cancellation. A job body polls [`JobContext::cancelled`] between steps and must leave
+//! nothing half-done that claims to be whole when it stops early.
+//!
+//! Jobs live in memory: after a restart the list starts empty (operations that must survive
+//! a restart record their own state where they keep their data).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex};
+
+pub type JobId = u64;
+
+/// Finished jobs kept for `job list`/`job show`; older ones are forgotten first.
+pub const FINISHED_JOBS_KEPT_MAX: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        self != JobState::Running
+    }
+}
+
+/// Why a job body stopped without success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    Cancelled,
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for JobError {
+    fn from(e: E) -> JobError {
+        JobError::Failed(e.to_string())
+    }
+}
+
+struct Outcome {
+    state: JobState,
+    error: Option<String>,
+    /// What the job produced, as JSON text (for example a check report).
+    result: Option<String>,
+    finished_unix: Option<u64>,
+    finished_at: Option<Instant>,
+}
+
+pub struct Job {
+    id: JobId,
+    kind: String,
+    target: String,
+    created_unix: u64,
+    started_at: Instant,
+    bytes_done: AtomicU64,
+    bytes_total: AtomicU64,
+    cancel: AtomicBool,
+    outcome: Mutex<Outcome>,
+    done: Condvar,
+}
+
+/// A point-in-time view of a job, for the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSnapshot {
+    pub id: JobId,
+    pub kind: String,
+    pub target: String,
+    pub state: JobState,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub rate_bytes_per_second: f64,
+    pub eta_seconds: Option<f64>,
+    pub error: Option<String>,
+    pub result: Option<String>,
+    pub created_unix: u64,
+    pub finished_unix: Option<u64>,
+}
+
+/// What a job body sees: progress reporting and the cancel flag.
+pub struct JobContext {
+    job: Arc<Job>,
+}
+
+impl JobContext {
+    pub fn set_total(&self, bytes: u64) {
+        self.job.bytes_total.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn add_done(&self, bytes: u64) {
+        self.job.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.job.cancel.load(Ordering::Relaxed)
+    }
+
+    /// `Err(JobError::Cancelled)` once cancel was asked: `ctx.check()?` between steps.
+    pub fn check(&self) -> Result<(), JobError> {
+        if self.cancelled() {
+            Err(JobError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Job {
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    pub fn snapshot(&self) -> JobSnapshot {
+        let o = self.outcome.lock();
+        let done = self.bytes_done.load(Ordering::Relaxed);
+        let total = self.bytes_total.load(Ordering::Relaxed);
+        let end = o.finished_at.unwrap_or_else(Instant::now);
+        let secs = end.duration_since(self.started_at).as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = (o.state == JobState::Running && rate > 0.0 && total >= done)
+            .then(|| (total - done) as f64 / rate);
+        JobSnapshot {
+            id: self.id,
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            state: o.state,
+            bytes_done: done,
+            bytes_total: total,
+            rate_bytes_per_second: rate,
+            eta_seconds: eta,
+            error: o.error.clone(),
+            result: o.result.clone(),
+            created_unix: self.created_unix,
+            finished_unix: o.finished_unix,
+        }
+    }
+
+    /// Asks the job to stop; it does at its next check. False if it had already finished.
+    pub fn cancel(&self) -> bool {
+        if self.outcome.lock().state.finished() {
+            return false;
+        }
+        self.cancel.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Waits until the job finishes or `timeout` passes; the state then.
+    pub fn wait(&self, timeout: Duration) -> JobState {
+        let deadline = Instant::now() + timeout;
+        let mut o = self.outcome.lock();
+        while !o.state.finished() {
+            if self.done.wait_until(&mut o, deadline).timed_out() {
+                break;
+            }
+        }
+        o.state
+    }
+}
+
+#[derive(Default)]
+pub struct JobManager {
+    jobs: Mutex<BTreeMap<JobId, Arc<Job>>>,
+    next_id: AtomicU64,
+}
+
+impl JobManager {
+    pub fn new() -> JobManager {
+        JobManager {
+            jobs: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Starts `body` on its own thread. Its `Ok` value (JSON text) becomes the job's result.
+    pub fn start<F>(&self, kind: &str, target: &str, body: F) -> Arc<Job>
+    where
+        F: FnOnce(&JobContext) -> Result<Option<String>, JobError> + Send + 'static,
+    {
+        let job = Arc::new(Job {
+            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            kind: kind.to_string(),
+            target: target.to_string(),
+            created_unix: now_unix(),
+            started_at: Instant::now(),
+            bytes_done: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            cancel: AtomicBool::new(false),
+            outcome: Mutex::new(Outcome {
+                state: JobState::Running,
+                error: None,
+                result: None,
+                finished_unix: None,
+                finished_at: None,
+            }),
+            done: Condvar::new(),
+        });
+        self.forget_old();
+        self.jobs.lock().insert(job.id, job.clone());
+        let ctx = JobContext { job: job.clone() };
+        std::thread::Builder::new()
+            .name(format!("job-{}", job.id))
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&ctx)));
+                let job = &ctx.job;
+                let mut o = job.outcome.lock();
+                match r {
+                    Ok(Ok(result)) => {
+                        o.state = JobState::Succeeded;
+                        o.result = result;
+                    }
+                    Ok(Err(JobError::Cancelled)) => o.state = JobState::Cancelled,
+                    Ok(Err(JobError::Failed(m))) => {
+                        o.state = JobState::Failed;
+                        o.error = Some(m);
+                    }
+                    Err(_) => {
+                        // A bug in the job body: report it on the job, keep the daemon up.
+                        o.state = JobState::Failed;
+                        o.error = Some("internal error: the job panicked".into());
+                    }
+                }
+                o.finished_unix = Some(now_unix());
+                o.finished_at = Some(Instant::now());
+                tracing::info!(job = job.id, kind = %job.kind, state = o.state.as_str(), "job finished");
+                job.done.notify_all();
+            })
+            .expect("spawn job thread");
+        job
+    }
+
+    pub fn get(&self, id: JobId) -> Option<Arc<Job>> {
+        self.jobs.lock().get(&id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<JobSnapshot> {
+        let jobs: Vec<Arc<Job>> = self.jobs.lock().values().cloned().collect();
+        jobs.iter().map(|j| j.snapshot()).collect()
+    }
+
+    fn forget_old(&self) {
+        let mut jobs = self.jobs.lock();
+        let finished: Vec<JobId> = jobs
+            .iter()
+            .filter(|(_, j)| j.outcome.lock().state.finished())
+            .map(|(id, _)| *id)
+            .collect();
+        if finished.len() >= FINISHED_JOBS_KEPT_MAX {
+            for id in &finished[..finished.len() + 1 - FINISHED_JOBS_KEPT_MAX] {
+                jobs.remove(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_reports_progress_result_and_failure() {
+        let m = JobManager::new();
+        let j = m.start("test", "x", |ctx| {
+            ctx.set_total(100);
+            ctx.add_done(100);
+            Ok(Some("{\"ok\":true}".into()))
+        });
+        assert_eq!(j.wait(Duration::from_secs(10)), JobState::Succeeded);
+        let s = j.snapshot();
+        assert_eq!((s.bytes_done, s.bytes_total), (100, 100));
+        assert_eq!(s.result.as_deref(), Some("{\"ok\":true}"));
+        let f = m.start("test", "y", |_| {
+            Err(JobError::Failed("disk on fire".into()))
+        });
+        assert_eq!(f.wait(Duration::from_secs(10)), JobState::Failed);
+        assert_eq!(f.snapshot().error.as_deref(), Some("disk on fire"));
+        assert_eq!(m.list().len(), 2);
+    }
+
+    #[test]
+    fn cancel_stops_a_job_at_its_next_check() {
+        let m = JobManager::new();
+        let j = m.start("test", "z", |ctx| {
+            ctx.set_total(u64::MAX);
+            loop {
+                ctx.check()?;
+                ctx.add_done(1);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        assert!(j.cancel());
+        assert_eq!(j.wait(Duration::from_secs(10)), JobState::Cancelled);
+        assert!(!j.cancel(), "a finished job cannot be cancelled");
+    }
+}

@@ -1,0 +1,460 @@
+//! API integration tests: a real `arca serve` on ephemeral loopback ports, every endpoint, each
+//! error status, bad input, authentication and metrics.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Daemon {
+    child: Child,
+    api: String,
+    nbd: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_arca"));
+        cmd.arg("serve")
+            .arg("--pool")
+            .arg(dir.path().join("pool"))
+            .args([
+                "--size",
+                "1G",
+                "--nbd",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env_remove("ARCA_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start arca serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut api, mut nbd) = (String::new(), String::new());
+        while api.is_empty() {
+            let line = lines
+                .next()
+                .expect("daemon printed its ready lines")
+                .unwrap();
+            if let Some(a) = line.strip_prefix("arca: serving API on ") {
+                api = a.to_string();
+            }
+            if let Some(n) = line.strip_prefix("arca: serving NBD on ") {
+                nbd = n.to_string();
+            }
+        }
+        Daemon {
+            child,
+            api,
+            nbd,
+            _dir: dir,
+        }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exit status {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// (status, body as JSON or as a string value)
+fn call(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", d.api);
+    let mut req = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let resp = match body {
+        Some(b) => agent().run(
+            req.header("Content-Type", "application/json")
+                .body(b.to_string())
+                .unwrap(),
+        ),
+        None => agent().run(req.body(()).unwrap()),
+    }
+    .expect("request reaches the daemon");
+    let status = resp.status().as_u16();
+    let mut text = String::new();
+    resp.into_body()
+        .into_reader()
+        .read_to_string(&mut text)
+        .unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+fn get(d: &Daemon, path: &str) -> (u16, Value) {
+    call(d, "GET", path, None, None)
+}
+
+fn post(d: &Daemon, path: &str, body: Value) -> (u16, Value) {
+    call(d, "POST", path, Some(&body.to_string()), None)
+}
+
+fn delete(d: &Daemon, path: &str) -> (u16, Value) {
+    call(d, "DELETE", path, None, None)
+}
+
+/// Asserts the error shape and code.
+fn assert_error(r: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(r.0, status, "{:?}", r.1);
+    assert_eq!(r.1["error"]["code"], code, "{:?}", r.1);
+    assert!(
+        r.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{:?}",
+        r.1
+    );
+}
+
+const G: u64 = 1 << 30;
+
+#[test]
+fn volumes_every_endpoint_and_error() {
+    let d = Daemon::start(&[], &[]);
+    let (s, v) = post(&d, "/v1/volumes", json!({"name": "db", "size": 10 * G}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["name"], "db");
+    assert_eq!(v["size"], 10 * G);
+    assert_eq!(v["used"], 0);
+    assert!(v["created"].as_str().unwrap().ends_with('Z'));
+    assert_error(
+        &post(&d, "/v1/volumes", json!({"name": "db", "size": G})),
+        409,
+        "conflict",
+    );
+    assert_eq!(get(&d, "/v1/volumes").1.as_array().unwrap().len(), 1);
+    assert_eq!(get(&d, "/v1/volumes/db").1["size"], 10 * G);
+    assert_error(&get(&d, "/v1/volumes/nope"), 404, "not_found");
+    let (s, v) = post(&d, "/v1/volumes/db/resize", json!({"size": 20 * G}));
+    assert_eq!((s, &v["size"]), (200, &json!(20 * G)));
+    assert_error(
+        &post(&d, "/v1/volumes/db/resize", json!({"size": G})),
+        422,
+        "invalid",
+    );
+    let (s, v) = post(&d, "/v1/volumes/db/rename", json!({"name": "db2"}));
+    assert_eq!((s, &v["name"]), (200, &json!("db2")));
+    assert_error(&get(&d, "/v1/volumes/db"), 404, "not_found");
+    // Snapshots block a plain delete.
+    assert_eq!(
+        post(&d, "/v1/volumes/db2/snapshots", json!({"name": "s1"})).0,
+        201
+    );
+    assert_error(&delete(&d, "/v1/volumes/db2"), 409, "busy");
+    assert_eq!(delete(&d, "/v1/volumes/db2?with_snapshots=true").0, 204);
+    assert_eq!(get(&d, "/v1/volumes").1, json!([]));
+    d.stop();
+}
+
+#[test]
+fn snapshots_clones_and_exports() {
+    let d = Daemon::start(&[], &[]);
+    assert_eq!(
+        post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
+        201
+    );
+    let (s, snap) = post(&d, "/v1/volumes/v/snapshots", json!({"name": "daily"}));
+    assert_eq!(s, 201, "{snap}");
+    assert_eq!(
+        (&snap["volume"], &snap["name"]),
+        (&json!("v"), &json!("daily"))
+    );
+    // Without a body (or a name) the snapshot is named after the time.
+    let (s, auto) = call(&d, "POST", "/v1/volumes/v/snapshots", None, None);
+    assert_eq!(s, 201, "{auto}");
+    assert!(
+        auto["name"].as_str().unwrap().starts_with("snap-"),
+        "{auto}"
+    );
+    assert_error(
+        &post(&d, "/v1/volumes/v/snapshots", json!({"name": "daily"})),
+        409,
+        "conflict",
+    );
+    assert_error(
+        &post(&d, "/v1/volumes/nope/snapshots", json!({})),
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        get(&d, "/v1/snapshots?volume=v")
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(get(&d, "/v1/snapshots").1.as_array().unwrap().len(), 2);
+    assert_error(&get(&d, "/v1/snapshots?volume=nope"), 404, "not_found");
+    assert_eq!(get(&d, "/v1/volumes/v/snapshots/daily").1["size"], G);
+    assert_error(&get(&d, "/v1/volumes/v/snapshots/nope"), 404, "not_found");
+    let (s, c) = post(
+        &d,
+        "/v1/volumes/v/snapshots/daily/clone",
+        json!({"name": "c"}),
+    );
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["origin"], json!({"volume": "v", "snapshot": "daily"}));
+    assert_error(
+        &post(
+            &d,
+            "/v1/volumes/v/snapshots/daily/clone",
+            json!({"name": "c"}),
+        ),
+        409,
+        "conflict",
+    );
+    assert_error(&delete(&d, "/v1/volumes/v/snapshots/daily"), 409, "busy");
+    let exports = get(&d, "/v1/exports").1;
+    let names: Vec<&str> = exports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"v") && names.contains(&"v@daily") && names.contains(&"c"),
+        "{exports}"
+    );
+    let ro = exports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "v@daily")
+        .unwrap();
+    assert_eq!(ro["read_only"], true);
+    assert_eq!(ro["uri"], format!("nbd://{}/v@daily", d.nbd));
+    assert_eq!(delete(&d, "/v1/volumes/c").0, 204);
+    assert_eq!(delete(&d, "/v1/volumes/v/snapshots/daily").0, 204);
+    assert_error(
+        &delete(&d, "/v1/volumes/v/snapshots/daily"),
+        404,
+        "not_found",
+    );
+    d.stop();
+}
+
+fn wait_job(d: &Daemon, id: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, j) = get(d, &format!("/v1/jobs/{id}"));
+        assert_eq!(s, 200, "{j}");
+        if j["state"] != "running" {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pool_status_check_job_and_job_errors() {
+    let d = Daemon::start(&["--volume", "v=1G"], &[]);
+    let (s, p) = get(&d, "/v1/pool");
+    assert_eq!(s, 200);
+    assert_eq!(p["volumes"], 1);
+    assert_eq!(p["devices"].as_array().unwrap().len(), 1);
+    assert!(p["capacity"].as_u64().unwrap() > 0);
+    let (s, j) = post(&d, "/v1/pool/check", json!({}));
+    assert_eq!(s, 202, "{j}");
+    assert_eq!(j["kind"], "pool-check");
+    let id = j["id"].as_u64().unwrap();
+    let done = wait_job(&d, id);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["clean"], true, "{done}");
+    assert_eq!(done["result"]["problems"], json!([]));
+    assert!(
+        get(&d, "/v1/jobs")
+            .1
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id)
+    );
+    assert_error(
+        &post(&d, &format!("/v1/jobs/{id}/cancel"), json!({})),
+        409,
+        "conflict",
+    );
+    assert_error(&get(&d, "/v1/jobs/999"), 404, "not_found");
+    assert_error(
+        &post(&d, "/v1/jobs/999/cancel", json!({})),
+        404,
+        "not_found",
+    );
+    assert_error(&get(&d, "/v1/jobs/notanumber"), 400, "invalid");
+    d.stop();
+}
+
+#[test]
+fn bad_input_gets_4xx_and_changes_nothing() {
+    let d = Daemon::start(&[], &[]);
+    let raw = |body: &str| call(&d, "POST", "/v1/volumes", Some(body), None);
+    assert_error(&raw("{not json"), 400, "invalid");
+    assert_error(&raw(r#"{"name": "v", "size": "big"}"#), 422, "invalid");
+    assert_error(&raw(r#"{"name": "v", "size": -1}"#), 422, "invalid");
+    assert_error(&raw(r#"{"name": "v"}"#), 422, "invalid");
+    assert_error(
+        &raw(r#"{"name": "v", "size": 1024, "colour": "red"}"#),
+        422,
+        "invalid",
+    );
+    assert_error(
+        &raw(r#"{"name": "bad name", "size": 1024}"#),
+        422,
+        "invalid",
+    );
+    assert_error(&raw(r#"{"name": "v", "size": 0}"#), 422, "invalid");
+    assert_error(&raw(r#"{"name": "v", "size": 1000}"#), 422, "invalid");
+    assert_error(
+        &raw(r#"{"name": "v", "size": 1152921504606846976}"#),
+        422,
+        "invalid",
+    );
+    assert_error(
+        &raw(r#"{"name": "v", "size": 1024, "device": 7}"#),
+        422,
+        "invalid",
+    );
+    let huge = format!(r#"{{"name": "{}", "size": 1024}}"#, "x".repeat(100_000));
+    assert_error(&raw(&huge), 413, "too_large");
+    let (s, v) = call(&d, "POST", "/v1/volumes", None, None);
+    assert!(s == 415 || s == 400, "{s} {v}");
+    assert_error(&get(&d, "/v1/nothing"), 404, "not_found");
+    assert_error(
+        &call(&d, "PUT", "/v1/volumes", Some("{}"), None),
+        405,
+        "invalid",
+    );
+    // Nothing was created, and the daemon still serves.
+    assert_eq!(get(&d, "/v1/volumes").1, json!([]));
+    assert_eq!(get(&d, "/v1/pool").0, 200);
+    d.stop();
+}
+
+#[test]
+fn token_is_required_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let d = Daemon::start(&["--token-file", token_file.to_str().unwrap()], &[]);
+    let r = call(&d, "GET", "/v1/pool", None, None);
+    assert_error(&r, 401, "unauthorized");
+    assert_error(
+        &call(&d, "GET", "/v1/pool", None, Some("wrong")),
+        401,
+        "unauthorized",
+    );
+    assert_eq!(call(&d, "GET", "/v1/pool", None, Some("s3cret")).0, 200);
+    d.stop();
+    let d = Daemon::start(&[], &[("ARCA_TOKEN", "fromenv")]);
+    assert_error(
+        &call(&d, "GET", "/v1/volumes", None, None),
+        401,
+        "unauthorized",
+    );
+    assert_eq!(call(&d, "GET", "/v1/volumes", None, Some("fromenv")).0, 200);
+    d.stop();
+}
+
+#[test]
+fn non_loopback_api_without_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_arca"))
+        .arg("serve")
+        .arg("--pool")
+        .arg(dir.path().join("pool"))
+        .args(["--size", "1G", "--nbd", "127.0.0.1:0", "--api", "0.0.0.0:0"])
+        .env_remove("ARCA_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a token"), "{err}");
+    // Refused before touching the pool.
+    assert!(!Path::new(&dir.path().join("pool")).exists());
+}
+
+#[test]
+fn openapi_document_and_metrics() {
+    let d = Daemon::start(&["--volume", "m=64M"], &[]);
+    let (s, doc) = get(&d, "/v1/openapi.json");
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
+    for p in [
+        "/v1/volumes",
+        "/v1/volumes/{name}",
+        "/v1/pool/check",
+        "/v1/jobs/{id}/cancel",
+    ] {
+        assert!(doc["paths"][p].is_object(), "missing {p}");
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // One NBD write through a real client shows up per volume.
+    let uri = format!("nbd://{}/m", d.nbd);
+    let status = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 7 0 4096", &uri])
+        .stdout(Stdio::null())
+        .status();
+    let qemu = status.is_ok_and(|s| s.success());
+    if std::env::var("CI").as_deref() == Ok("true") {
+        assert!(qemu, "qemu-io is needed for the metrics test");
+    }
+    let (s, text) = get(&d, "/metrics");
+    assert_eq!(s, 200);
+    let text = text.as_str().unwrap().to_string();
+    assert!(text.contains("arca_pool_capacity_bytes "), "{text}");
+    assert!(text.contains("# TYPE arca_volume_latency_seconds histogram"));
+    if qemu {
+        assert!(
+            text.contains("arca_volume_operations_total{volume=\"m\",op=\"write\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("arca_volume_bytes_total{volume=\"m\",op=\"write\"} 4096\n"),
+            "{text}"
+        );
+        assert!(text.contains("arca_volume_latency_seconds_count{volume=\"m\",op=\"write\"} 1\n"));
+    }
+    d.stop();
+}
