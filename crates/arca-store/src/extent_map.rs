@@ -1,8 +1,9 @@
 //! In-memory extent maps: logical extent index -> physical extent and birth generation.
 //!
-//! A map is a two-level radix array: a top vector with one slot per `CHUNK` logical extents and
-//! chunks of `CHUNK` 12-byte entries allocated when first used. A fully mapped range costs 12
-//! bytes per extent plus 8 bytes per chunk; lookups are two indexings.
+//! A map is a B-tree of chunks of `CHUNK` 12-byte entries, a chunk allocated when first used.
+//! A fully mapped range costs 12 bytes per extent plus a few bytes per chunk; memory follows
+//! what is mapped, never the volume's size (a write at the end of a 1 PiB volume costs one
+//! chunk).
 
 /// Physical extent address: device index in bits 40..48, extent index on the device in 0..40.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,6 +80,8 @@ impl Entry {
     }
 }
 
+use std::collections::BTreeMap;
+
 const CHUNK_SHIFT: u32 = 6;
 const CHUNK: usize = 1 << CHUNK_SHIFT;
 const EMPTY: Entry = Entry {
@@ -90,7 +93,7 @@ type Chunk = Box<[Entry; CHUNK]>;
 
 #[derive(Debug, Default)]
 pub struct ExtentMap {
-    chunks: Vec<Option<Chunk>>,
+    chunks: BTreeMap<u64, Chunk>,
     len: u64,
 }
 
@@ -105,8 +108,7 @@ impl ExtentMap {
     }
 
     pub fn get(&self, logical: u64) -> Option<Entry> {
-        let c = (logical >> CHUNK_SHIFT) as usize;
-        let chunk = self.chunks.get(c)?.as_ref()?;
+        let chunk = self.chunks.get(&(logical >> CHUNK_SHIFT))?;
         let e = chunk[logical as usize & (CHUNK - 1)];
         (e.raw != RAW_NONE).then_some(e)
     }
@@ -114,11 +116,10 @@ impl ExtentMap {
     /// Sets an entry, returning the one it replaces.
     pub fn insert(&mut self, logical: u64, entry: Entry) -> Option<Entry> {
         assert_ne!({ entry.raw }, RAW_NONE);
-        let c = (logical >> CHUNK_SHIFT) as usize;
-        if c >= self.chunks.len() {
-            self.chunks.resize_with(c + 1, || None);
-        }
-        let chunk = self.chunks[c].get_or_insert_with(|| Box::new([EMPTY; CHUNK]));
+        let chunk = self
+            .chunks
+            .entry(logical >> CHUNK_SHIFT)
+            .or_insert_with(|| Box::new([EMPTY; CHUNK]));
         let slot = &mut chunk[logical as usize & (CHUNK - 1)];
         let old = *slot;
         *slot = entry;
@@ -131,8 +132,8 @@ impl ExtentMap {
     }
 
     pub fn remove(&mut self, logical: u64) -> Option<Entry> {
-        let c = (logical >> CHUNK_SHIFT) as usize;
-        let chunk = self.chunks.get_mut(c)?.as_mut()?;
+        let c = logical >> CHUNK_SHIFT;
+        let chunk = self.chunks.get_mut(&c)?;
         let slot = &mut chunk[logical as usize & (CHUNK - 1)];
         let old = *slot;
         if old.raw == RAW_NONE {
@@ -141,26 +142,25 @@ impl ExtentMap {
         *slot = EMPTY;
         self.len -= 1;
         if chunk.iter().all(|e| e.raw == RAW_NONE) {
-            self.chunks[c] = None;
+            self.chunks.remove(&c);
         }
         Some(old)
     }
 
     /// Entries in logical order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Entry)> + '_ {
-        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
-            chunk.iter().flat_map(move |chunk| {
-                chunk.iter().enumerate().filter_map(move |(i, e)| {
-                    (e.raw != RAW_NONE).then_some((((c as u64) << CHUNK_SHIFT) | i as u64, *e))
-                })
+        self.chunks.iter().flat_map(|(&c, chunk)| {
+            chunk.iter().enumerate().filter_map(move |(i, e)| {
+                (e.raw != RAW_NONE).then_some(((c << CHUNK_SHIFT) | i as u64, *e))
             })
         })
     }
 
-    /// Heap bytes used, for the memory-per-extent figure.
+    /// Heap bytes used, for the memory-per-extent figure: the chunks plus an estimate of the
+    /// B-tree's nodes (key, pointer and about half a slot of slack per chunk).
     pub fn memory_bytes(&self) -> usize {
-        let chunks = self.chunks.iter().filter(|c| c.is_some()).count();
-        self.chunks.capacity() * size_of::<Option<Chunk>>() + chunks * size_of::<[Entry; CHUNK]>()
+        let per_chunk = size_of::<[Entry; CHUNK]>() + 2 * (size_of::<u64>() + size_of::<Chunk>());
+        self.chunks.len() * per_chunk
     }
 }
 
@@ -187,8 +187,12 @@ mod tests {
         assert_eq!(m.get(1 << 30), None);
         let all: Vec<u64> = m.iter().map(|(l, _)| l).collect();
         assert_eq!(all, vec![5, 700]);
+        // Far offsets cost one chunk, not a vector up to them.
+        m.insert(1 << 40, Entry::new(Target::Zero, 1));
+        // Three chunks: (5), (700) and (1 << 40).
+        assert!(m.memory_bytes() < 4 * 1024, "{}", m.memory_bytes());
         assert_eq!(m.remove(5), Some(e(8)));
         assert_eq!(m.remove(5), None);
-        assert_eq!(m.len(), 1);
+        assert_eq!(m.len(), 2);
     }
 }

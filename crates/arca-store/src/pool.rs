@@ -702,19 +702,15 @@ fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
-/// Logical extents of `view` that resolve to a physical extent.
+/// Logical extents of `view` that resolve to a physical extent. Costs what is mapped, not the
+/// volume's size: only extents with an entry somewhere on the resolution path can be real.
 pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
     let fam = h.cell.read();
-    if h.parent.is_none() {
-        // Without a parent only own entries can be real.
-        return match view {
-            View::Live => fam.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64,
-            View::Snap(_) => (0..fam.view_size(view).div_ceil(es))
-                .filter(|&l| fam.own_lookup(view, l).and_then(|e| e.phys()).is_some())
-                .count() as u64,
-        };
-    }
-    (0..fam.view_size(view).div_ceil(es))
+    let limit = fam.view_size(view).div_ceil(es);
+    let mut candidates = std::collections::BTreeSet::new();
+    candidate_extents(h, &fam, view, limit, &mut candidates);
+    candidates
+        .into_iter()
         .filter(|&l| {
             matches!(
                 resolve(h, &fam, view, l, es),
@@ -722,6 +718,33 @@ pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
             )
         })
         .count() as u64
+}
+
+/// Logical extents below `limit` with an entry in `view`'s maps or its origin's.
+fn candidate_extents(
+    h: &FamilyHandle,
+    fam: &Family,
+    view: View,
+    limit: u64,
+    out: &mut std::collections::BTreeSet<u64>,
+) {
+    let first = match view {
+        View::Live => fam.snaps.len(),
+        View::Snap(i) => i,
+    };
+    let maps = fam.snaps[first..]
+        .iter()
+        .map(|s| &s.delta)
+        .chain(std::iter::once(&fam.live));
+    for m in maps {
+        out.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
+    }
+    if let Some((parent, sid)) = &h.parent {
+        let pf = parent.cell.read();
+        if let Some(i) = pf.snap_index(*sid) {
+            candidate_extents(parent, &pf, View::Snap(i), limit, out);
+        }
+    }
 }
 
 /// Reads and validates a device's superblocks; either copy may be damaged.

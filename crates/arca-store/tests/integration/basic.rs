@@ -104,7 +104,8 @@ fn placement_uses_the_chosen_device_then_spills_over() {
     assert_eq!(st.devices[0].used_bytes, 0);
     assert_eq!(st.devices[1].used_bytes, 65536);
     // Past device 1's room the volume's extents come from device 0.
-    v.write(0, &pattern(10, (on1 + 8192) as usize), false).unwrap();
+    v.write(0, &pattern(10, (on1 + 8192) as usize), false)
+        .unwrap();
     let st = pool.status();
     assert_eq!(st.devices[1].free_bytes, 0);
     assert_eq!(st.devices[0].used_bytes, 8192);
@@ -113,4 +114,30 @@ fn placement_uses_the_chosen_device_then_spills_over() {
     v.read(0, &mut buf).unwrap();
     assert!(buf == pattern(10, buf.len()));
     assert_clean(pool);
+}
+
+/// Regression: maps and checks once cost the volume's size; a write at the end of a 1 PiB
+/// volume must cost one chunk, and fsck must finish.
+#[test]
+fn huge_thin_volume_costs_what_is_mapped() {
+    let sp = sim_pool(&[16 * MIB], &small_config());
+    let pool = &sp.pool;
+    let size = arca_store::VOLUME_SIZE_MAX;
+    pool.create_volume("huge", size, None).unwrap();
+    let v = pool.export("huge").unwrap();
+    v.write(size - 4096, &pattern(11, 4096), false).unwrap();
+    v.write(0, &pattern(12, 4096), false).unwrap();
+    pool.create_snapshot("huge", "s").unwrap();
+    pool.clone_snapshot("huge", "s", "c", None).unwrap();
+    let (bytes, entries) = pool.map_memory();
+    assert_eq!(entries, 2);
+    assert!(bytes < 16 * 1024, "{bytes} bytes of maps for 2 extents");
+    assert_eq!(pool.volume("c").unwrap().referenced_bytes, 8192);
+    assert_clean(pool);
+    let mut buf = vec![0u8; 4096];
+    pool.export("c")
+        .unwrap()
+        .read(size - 4096, &mut buf)
+        .unwrap();
+    assert_eq!(buf, pattern(11, 4096));
 }
