@@ -129,8 +129,10 @@ pub struct Job {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVolume {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
-    /// Bytes, a multiple of 512.
+    /// Bytes, a multiple of 512, at most 1 PiB.
+    #[schema(minimum = 512, maximum = 1125899906842624_u64, multiple_of = 512)]
     pub size: u64,
     /// Device index to place the volume's extents on.
     pub device: Option<u32>,
@@ -140,12 +142,14 @@ pub struct CreateVolume {
 #[serde(deny_unknown_fields)]
 pub struct ResizeVolume {
     /// New size in bytes; volumes only grow.
+    #[schema(minimum = 512, maximum = 1125899906842624_u64, multiple_of = 512)]
     pub size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameVolume {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
 }
 
@@ -153,6 +157,7 @@ pub struct RenameVolume {
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshot {
     /// Defaults to the time, e.g. `snap-20261128T230501Z`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: Option<String>,
 }
 
@@ -160,6 +165,7 @@ pub struct CreateSnapshot {
 #[serde(deny_unknown_fields)]
 pub struct CloneSnapshot {
     /// Name of the new volume.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     pub device: Option<u32>,
 }

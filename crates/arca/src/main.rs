@@ -1,5 +1,6 @@
 //! `arca`: the daemon and the command-line client.
 
+mod cli;
 mod nbd_exports;
 mod serve;
 mod size;
@@ -13,6 +14,8 @@ use clap::{Parser, Subcommand};
     about = "A software disk array that manages its own backups"
 )]
 struct Cli {
+    #[command(flatten)]
+    client: cli::LeadingOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,10 +24,27 @@ struct Cli {
 enum Command {
     /// Run the daemon: serve the pool's volumes and snapshots over NBD
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 fn main() {
     let cli = Cli::parse();
+    // The client commands neither log nor share the daemon's error handling.
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Client(cmd) => std::process::exit(cli::run(cli.client, cmd)),
+    };
+    if cli.client.given() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--api, --token and --json before the subcommand are client options; \
+                 serve takes its own options after `serve`",
+            )
+            .exit();
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -33,9 +53,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-    };
+    let result = serve::run(args);
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -229,7 +229,7 @@ impl Daemon {
             .arg("--pool")
             .arg(&pool)
             .args(["--size", "2G"])
-            .args(["--nbd", "127.0.0.1:0"]);
+            .args(["--nbd", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
         for v in volumes {
             cmd.args(["--volume", v]);
         }

@@ -1,0 +1,382 @@
+//! One function per command: call the API, print a table or the JSON.
+
+use anyhow::Result;
+use arca_api::types::{
+    CloneSnapshot, CreateSnapshot, CreateVolume, Export, Job, PoolStatus, RenameVolume,
+    ResizeVolume, Snapshot, Volume,
+};
+
+use super::client::{Client, seg};
+use super::format::{self, Align, Table, fields, or_dash};
+use super::{
+    Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, jobs, print_json,
+};
+
+pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Pool(a) => match a.cmd {
+            PoolCmd::Status => pool_status(c, s),
+            PoolCmd::Check { no_wait } => pool_check(c, s, no_wait),
+        },
+        Command::Volume(a) => match a.cmd {
+            VolumeCmd::Create { name, size, device } => {
+                let v: Volume = c.post_json("/v1/volumes", &CreateVolume { name, size, device })?;
+                show_or(s, &v, || {
+                    println!("created volume {} ({})", v.name, format::size(v.size))
+                })
+            }
+            VolumeCmd::List => {
+                let list: Vec<Volume> = c.get("/v1/volumes", &[])?;
+                show_or(s, &list, || print!("{}", volume_table(&list)))
+            }
+            VolumeCmd::Show { name } => {
+                let v: Volume = c.get(&format!("/v1/volumes/{}", seg(&name)), &[])?;
+                show_or(s, &v, || print!("{}", volume_fields(&v)))
+            }
+            VolumeCmd::Resize { name, size } => {
+                let path = format!("/v1/volumes/{}/resize", seg(&name));
+                let v: Volume = c.post_json(&path, &ResizeVolume { size })?;
+                show_or(s, &v, || {
+                    println!("resized volume {} to {}", v.name, format::size(v.size))
+                })
+            }
+            VolumeCmd::Rename { old, new } => {
+                let path = format!("/v1/volumes/{}/rename", seg(&old));
+                let v: Volume = c.post_json(&path, &RenameVolume { name: new })?;
+                show_or(s, &v, || println!("renamed volume {old} to {}", v.name))
+            }
+            VolumeCmd::Delete {
+                name,
+                with_snapshots,
+            } => {
+                let flag = if with_snapshots { "true" } else { "false" };
+                c.delete(
+                    &format!("/v1/volumes/{}", seg(&name)),
+                    &[("with_snapshots", flag)],
+                )?;
+                // The API answers 204 without a body: with --json there is nothing to print.
+                if !s.json {
+                    let extra = if with_snapshots {
+                        " and its snapshots"
+                    } else {
+                        ""
+                    };
+                    println!("deleted volume {name}{extra}");
+                }
+                Ok(())
+            }
+        },
+        Command::Snapshot(a) => match a.cmd {
+            SnapshotCmd::Create { volume, name } => {
+                let path = format!("/v1/volumes/{}/snapshots", seg(&volume));
+                let snap: Snapshot = c.post_json(&path, &CreateSnapshot { name })?;
+                show_or(s, &snap, || {
+                    println!("created snapshot {}@{}", snap.volume, snap.name)
+                })
+            }
+            SnapshotCmd::List { volume } => {
+                let query: Vec<(&str, &str)> = match &volume {
+                    Some(v) => vec![("volume", v.as_str())],
+                    None => Vec::new(),
+                };
+                let list: Vec<Snapshot> = c.get("/v1/snapshots", &query)?;
+                show_or(s, &list, || print!("{}", snapshot_table(&list)))
+            }
+            SnapshotCmd::Delete { snapshot } => {
+                let path = format!(
+                    "/v1/volumes/{}/snapshots/{}",
+                    seg(&snapshot.volume),
+                    seg(&snapshot.snapshot)
+                );
+                c.delete(&path, &[])?;
+                if !s.json {
+                    println!("deleted snapshot {}@{}", snapshot.volume, snapshot.snapshot);
+                }
+                Ok(())
+            }
+        },
+        Command::Clone(a) => {
+            let path = format!(
+                "/v1/volumes/{}/snapshots/{}/clone",
+                seg(&a.snapshot.volume),
+                seg(&a.snapshot.snapshot)
+            );
+            let body = CloneSnapshot {
+                name: a.name,
+                device: a.device,
+            };
+            let v: Volume = c.post_json(&path, &body)?;
+            show_or(s, &v, || {
+                println!(
+                    "created volume {} from {}@{}",
+                    v.name, a.snapshot.volume, a.snapshot.snapshot
+                )
+            })
+        }
+        Command::Export(a) => match a.cmd {
+            ExportCmd::List => {
+                let list: Vec<Export> = c.get("/v1/exports", &[])?;
+                show_or(s, &list, || print!("{}", export_table(&list)))
+            }
+        },
+        Command::Job(a) => match a.cmd {
+            JobCmd::List => {
+                let list: Vec<Job> = c.get("/v1/jobs", &[])?;
+                show_or(s, &list, || print!("{}", job_table(&list)))
+            }
+            JobCmd::Show { id } => {
+                let job: Job = c.get(&format!("/v1/jobs/{id}"), &[])?;
+                show_or(s, &job, || print!("{}", job_fields(&job)))
+            }
+            JobCmd::Wait { id } => {
+                let job: Job = c.get(&format!("/v1/jobs/{id}"), &[])?;
+                let job = jobs::wait(c, job)?;
+                jobs::report(&job, s.json)
+            }
+            JobCmd::Cancel { id } => {
+                let job: Job = c.post_empty(&format!("/v1/jobs/{id}/cancel"))?;
+                show_or(s, &job, || {
+                    if jobs::is_running(&job) {
+                        println!("job {id}: cancel requested; it stops at its next step");
+                    } else {
+                        println!("job {id}: {}", job.state);
+                    }
+                })
+            }
+        },
+    }
+}
+
+/// The JSON with `--json`, else what `human` prints.
+fn show_or<T: serde::Serialize>(s: &Settings, value: &T, human: impl FnOnce()) -> Result<()> {
+    if s.json {
+        print_json(value)
+    } else {
+        human();
+        Ok(())
+    }
+}
+
+fn pool_status(c: &Client, s: &Settings) -> Result<()> {
+    let p: PoolStatus = c.get("/v1/pool", &[])?;
+    show_or(s, &p, || {
+        print!(
+            "{}",
+            fields(&[
+                ("pool", p.id.clone()),
+                ("extent size", format::size(p.extent_size)),
+                ("capacity", format::size(p.capacity)),
+                ("used", format::size(p.used)),
+                ("free", format::size(p.free)),
+                (
+                    "metadata",
+                    format!(
+                        "{} of {}",
+                        format::size(p.metadata_used),
+                        format::size(p.metadata_capacity)
+                    ),
+                ),
+                ("volumes", p.volumes.to_string()),
+                ("snapshots", p.snapshots.to_string()),
+            ])
+        );
+        let mut t = Table::new(&[
+            ("DEVICE", Align::Right),
+            ("PATH", Align::Left),
+            ("CAPACITY", Align::Right),
+            ("USED", Align::Right),
+            ("FREE", Align::Right),
+        ]);
+        for d in &p.devices {
+            t.row(vec![
+                d.index.to_string(),
+                d.path.clone(),
+                format::size(d.capacity),
+                format::size(d.used),
+                format::size(d.free),
+            ]);
+        }
+        println!();
+        print!("{}", t.render());
+    })
+}
+
+fn pool_check(c: &Client, s: &Settings, no_wait: bool) -> Result<()> {
+    let job: Job = c.post_empty("/v1/pool/check")?;
+    if no_wait {
+        // The bare id, so that `id=$(arca pool check --no-wait)` works.
+        return show_or(s, &job, || println!("{}", job.id));
+    }
+    let job = jobs::wait(c, job)?;
+    jobs::report(&job, s.json)
+}
+
+fn origin(v: &Volume) -> String {
+    or_dash(
+        v.origin
+            .as_ref()
+            .map(|o| format!("{}@{}", o.volume, o.snapshot)),
+    )
+}
+
+fn volume_table(list: &[Volume]) -> String {
+    let mut t = Table::new(&[
+        ("NAME", Align::Left),
+        ("SIZE", Align::Right),
+        ("USED", Align::Right),
+        ("UNIQUE", Align::Right),
+        ("OWNED", Align::Right),
+        ("SNAPSHOTS", Align::Right),
+        ("DEVICE", Align::Right),
+        ("ORIGIN", Align::Left),
+        ("CREATED", Align::Left),
+    ]);
+    for v in list {
+        t.row(vec![
+            v.name.clone(),
+            format::size(v.size),
+            format::size(v.used),
+            format::size(v.unique),
+            format::size(v.owned),
+            v.snapshots.to_string(),
+            or_dash(v.device),
+            origin(v),
+            v.created.clone(),
+        ]);
+    }
+    t.render()
+}
+
+fn volume_fields(v: &Volume) -> String {
+    fields(&[
+        ("name", v.name.clone()),
+        (
+            "size",
+            format!("{} ({} bytes)", format::size(v.size), v.size),
+        ),
+        ("used", format::size(v.used)),
+        ("unique", format::size(v.unique)),
+        ("owned", format::size(v.owned)),
+        ("device", or_dash(v.device)),
+        ("origin", origin(v)),
+        ("snapshots", v.snapshots.to_string()),
+        ("created", v.created.clone()),
+    ])
+}
+
+fn snapshot_table(list: &[Snapshot]) -> String {
+    let mut t = Table::new(&[
+        ("VOLUME", Align::Left),
+        ("SNAPSHOT", Align::Left),
+        ("SIZE", Align::Right),
+        ("USED", Align::Right),
+        ("UNIQUE", Align::Right),
+        ("CLONES", Align::Left),
+        ("CREATED", Align::Left),
+    ]);
+    for sn in list {
+        t.row(vec![
+            sn.volume.clone(),
+            sn.name.clone(),
+            format::size(sn.size),
+            format::size(sn.used),
+            format::size(sn.unique),
+            if sn.clones.is_empty() {
+                "-".to_string()
+            } else {
+                sn.clones.join(",")
+            },
+            sn.created.clone(),
+        ]);
+    }
+    t.render()
+}
+
+fn export_table(list: &[Export]) -> String {
+    let mut t = Table::new(&[
+        ("NAME", Align::Left),
+        ("SIZE", Align::Right),
+        ("ACCESS", Align::Left),
+        ("URI", Align::Left),
+    ]);
+    for e in list {
+        t.row(vec![
+            e.name.clone(),
+            format::size(e.size),
+            if e.read_only { "ro" } else { "rw" }.to_string(),
+            e.uri.clone(),
+        ]);
+    }
+    t.render()
+}
+
+fn job_table(list: &[Job]) -> String {
+    let mut t = Table::new(&[
+        ("ID", Align::Right),
+        ("KIND", Align::Left),
+        ("TARGET", Align::Left),
+        ("STATE", Align::Left),
+        ("PROGRESS", Align::Right),
+        ("CREATED", Align::Left),
+        ("FINISHED", Align::Left),
+    ]);
+    for j in list {
+        t.row(vec![
+            j.id.to_string(),
+            j.kind.clone(),
+            j.target.clone(),
+            j.state.clone(),
+            format::percent(j.bytes_done, j.bytes_total, j.state == "succeeded"),
+            j.created.clone(),
+            or_dash(j.finished.as_ref()),
+        ]);
+    }
+    t.render()
+}
+
+fn job_fields(j: &Job) -> String {
+    let mut rows = vec![
+        ("id", j.id.to_string()),
+        ("kind", j.kind.clone()),
+        ("target", j.target.clone()),
+        ("state", j.state.clone()),
+        (
+            "progress",
+            format!(
+                "{} ({} of {})",
+                format::percent(j.bytes_done, j.bytes_total, j.state == "succeeded"),
+                format::size(j.bytes_done),
+                format::size(j.bytes_total)
+            ),
+        ),
+        ("rate", format!("{}/s", format::size(j.rate as u64))),
+        (
+            "eta",
+            or_dash(j.eta_seconds.map(|e| format!("{}s", e.ceil() as u64))),
+        ),
+        ("error", or_dash(j.error.as_ref())),
+        ("created", j.created.clone()),
+        ("finished", or_dash(j.finished.as_ref())),
+    ];
+    if let Some(r) = jobs::check_report(j) {
+        let summary = format!(
+            "{} ({} found; {}, {}, {})",
+            if r.clean { "clean" } else { "problems" },
+            format::count(r.problems.len() as u64, "problem"),
+            format::count(r.volumes, "volume"),
+            format::count(r.snapshots, "snapshot"),
+            format::count(r.extents, "extent")
+        );
+        rows.push(("result", summary));
+    } else if let Some(v) = &j.result {
+        rows.push(("result", v.to_string()));
+    }
+    let mut out = fields(&rows);
+    if let Some(r) = jobs::check_report(j)
+        && !r.problems.is_empty()
+    {
+        out.push('\n');
+        out.push_str(&jobs::check_text(&r));
+    }
+    out
+}

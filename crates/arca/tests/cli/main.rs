@@ -1,0 +1,9 @@
+//! Tests of the `arca` command-line client: the real binary against a real daemon
+//! (`arca serve --api`) that each test starts on ephemeral loopback ports in its own tempdir.
+
+mod auth;
+mod errors;
+mod pool_jobs;
+mod snapshots;
+mod util;
+mod volumes;

@@ -1,0 +1,336 @@
+//! Shared harness: a real `arca serve` with its API on an ephemeral loopback port, and runs of
+//! the real `arca` client against it.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Bounds daemon start and stop, so a hung daemon fails the test instead of hanging it.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds one client run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const ARCA: &str = env!("CARGO_BIN_EXE_arca");
+
+/// A finished client run.
+pub struct Out {
+    pub what: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Panics with the whole output unless the run exited 0.
+    pub fn ok(self) -> Out {
+        assert_eq!(self.status.code(), Some(0), "{}", self.describe());
+        self
+    }
+
+    /// Asserts exit 0 and parses stdout as JSON.
+    pub fn json(self) -> Value {
+        let out = self.ok();
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", out.describe()))
+    }
+
+    /// Asserts a usage error: exit 2.
+    pub fn usage_error(self) -> Out {
+        assert_eq!(self.status.code(), Some(2), "{}", self.describe());
+        assert!(self.stdout.is_empty(), "{}", self.describe());
+        self
+    }
+
+    /// Asserts exit 1 with nothing on stdout and exactly one stderr line, `error: ...`;
+    /// that line.
+    pub fn error_line(self) -> String {
+        assert_eq!(self.status.code(), Some(1), "{}", self.describe());
+        assert!(self.stdout.is_empty(), "{}", self.describe());
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one error line expected:\n{}",
+            self.describe()
+        );
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].len() > "error: ".len(),
+            "{}",
+            self.describe()
+        );
+        lines[0].to_string()
+    }
+}
+
+/// The client, with none of the caller's ARCA_* or proxy settings leaking in.
+pub fn arca_cmd() -> Command {
+    let mut cmd = Command::new(ARCA);
+    for var in [
+        "ARCA_API",
+        "ARCA_TOKEN",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `arca ARGS` with no `--api` added (for usage errors and explicit URLs).
+pub fn arca(args: &[&str]) -> Out {
+    let mut cmd = arca_cmd();
+    cmd.args(args);
+    run_cmd(cmd)
+}
+
+pub fn run_cmd(mut cmd: Command) -> Out {
+    let mut what = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        what.push(' ');
+        what.push_str(&a.to_string_lossy());
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    // Drained on threads so a chatty run cannot block on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let Some(status) = wait_timeout(&mut child, CLIENT_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not finish within {CLIENT_TIMEOUT:?}");
+    };
+    Out {
+        what,
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().expect("waiting for a child") {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A loopback URL where nothing listens (the port was just free).
+pub fn closed_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A running `arca serve --api`, stopped with SIGTERM by PID when dropped.
+pub struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, as the daemon printed it.
+    pub api: String,
+    /// `127.0.0.1:PORT` of the NBD listener.
+    pub nbd: String,
+    /// Holds the pool; removed when the daemon is dropped.
+    _tmp: tempfile::TempDir,
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::spawn(None)
+    }
+
+    /// A daemon requiring `Authorization: Bearer TOKEN`, given in a token file.
+    pub fn start_with_token(token: &str) -> Daemon {
+        Daemon::spawn(Some(token))
+    }
+
+    fn spawn(token: Option<&str>) -> Daemon {
+        let tmp = tempfile::Builder::new()
+            .prefix("arca-cli-")
+            .tempdir()
+            .expect("tempdir");
+        let log = tmp.path().join("daemon.log");
+        let stdout_path = tmp.path().join("daemon.stdout");
+        let mut cmd = arca_cmd();
+        cmd.arg("serve")
+            .arg("--pool")
+            .arg(tmp.path().join("pool"))
+            .args([
+                "--size",
+                "2G",
+                "--nbd",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ]);
+        if let Some(t) = token {
+            let path = tmp.path().join("token");
+            // As `echo TOKEN > file` writes it: with a newline.
+            std::fs::write(&path, format!("{t}\n")).unwrap();
+            cmd.arg("--token-file").arg(&path);
+        }
+        // Files, not pipes: nothing has to drain them, and the log survives for failure reports.
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().expect("spawning arca serve");
+        let deadline = Instant::now() + DAEMON_TIMEOUT;
+        let (mut nbd, mut api) = (None, None);
+        loop {
+            let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            // Only complete lines: the file may be read while a line is being written.
+            for line in out.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                if let Some(a) = line.trim().strip_prefix("arca: serving NBD on ") {
+                    nbd = Some(a.to_string());
+                }
+                if let Some(a) = line.trim().strip_prefix("arca: serving API on ") {
+                    api = Some(a.to_string());
+                }
+            }
+            if nbd.is_some() && api.is_some() {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "arca serve exited early with {status}; stdout {out:?}; stderr:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "arca serve was not ready within {DAEMON_TIMEOUT:?}; stdout {out:?}; stderr:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (nbd, api) = (nbd.unwrap(), api.unwrap());
+        assert!(
+            nbd.starts_with("127.0.0.1:") && api.starts_with("http://127.0.0.1:"),
+            "unexpected ready lines: NBD {nbd:?}, API {api:?}"
+        );
+        Daemon {
+            child,
+            api,
+            nbd,
+            _tmp: tmp,
+            log,
+            stopped: false,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `arca ARGS --api URL`.
+    pub fn arca(&self, args: &[&str]) -> Out {
+        let mut cmd = arca_cmd();
+        cmd.args(args).args(["--api", &self.api]);
+        run_cmd(cmd)
+    }
+
+    /// `arca ARGS --api URL --json`, asserting exit 0; the parsed stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut cmd = arca_cmd();
+        cmd.args(args).args(["--api", &self.api, "--json"]);
+        run_cmd(cmd).json()
+    }
+
+    /// SIGTERM, then waits: the daemon must exit 0.
+    pub fn stop(mut self) {
+        let status = self.terminate();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "arca serve did not exit 0 after SIGTERM: {status:?}; stderr:\n{}",
+            self.log()
+        );
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        self.stopped = true;
+        if let Some(s) = self.child.try_wait().unwrap() {
+            return Some(s);
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's PID, which has not been reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = wait_timeout(&mut self.child, DAEMON_TIMEOUT);
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let status = self.terminate();
+            if std::thread::panicking() {
+                eprintln!(
+                    "arca serve exit status {status:?}; its stderr:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+}
+
+/// The entry of a JSON list whose `key` is `value`.
+pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no entry with {key} = {value:?} in {list:#}"))
+}
+
+/// The table row whose first cell is `first`, split into cells.
+pub fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no row {first:?} in:\n{table}"))
+}
+
+pub const GIB: u64 = 1 << 30;
