@@ -80,16 +80,21 @@ fn work_loop(conn: &Connection, rx: Receiver<Job>, idle: &AtomicUsize) {
         let Ok((req, payload)) = got else {
             return;
         };
-        let reply = handle(conn, req, &payload);
-        let held = if req.kind == CMD_WRITE {
-            payload.len()
-        } else {
-            held_bytes(conn, &req)
-        };
-        drop(payload);
-        conn.send(&reply);
-        conn.release(held);
+        serve_one(conn, req, payload);
     }
+}
+
+/// Executes one request, sends its reply and gives its budget back.
+fn serve_one(conn: &Connection, req: Request, payload: Vec<u8>) {
+    let reply = handle(conn, req, &payload);
+    let held = if req.kind == CMD_WRITE {
+        payload.len()
+    } else {
+        held_bytes(conn, &req)
+    };
+    drop(payload);
+    conn.send(&reply);
+    conn.release(held);
 }
 
 /// Serves requests until the client disconnects, breaks the protocol, or the socket's read
@@ -184,7 +189,13 @@ fn read_loop(
             }
             conn.acquire(held_bytes(conn, &req));
         }
-        submit((req, payload));
+        if conn.budget.lock().requests == 1 {
+            // Nothing else in flight: a hand-off to a worker would only add a thread wake-up
+            // to the latency (queue depth 1, flushes). Deeper queues go to the workers.
+            serve_one(conn, req, payload);
+        } else {
+            submit((req, payload));
+        }
     }
 }
 

@@ -33,7 +33,15 @@ fn main() {
     // The client commands neither log nor share the daemon's error handling.
     let args = match cli.command {
         Command::Serve(args) => args,
-        Command::Client(cmd) => std::process::exit(cli::run(cli.client, cmd)),
+        Command::Client(cmd) => {
+            // `arca volume list | head` should end quietly, as other shell tools do, not
+            // panic on a closed pipe: take the default SIGPIPE action back from Rust's ignore.
+            // SAFETY: sets a signal disposition to SIG_DFL before any other thread exists.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
+            std::process::exit(cli::run(cli.client, cmd))
+        }
     };
     if cli.client.given() {
         use clap::CommandFactory;
