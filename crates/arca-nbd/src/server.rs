@@ -45,7 +45,7 @@ impl Default for Limits {
             connections_max: 128,
             options_max: 1024,
             handshake_timeout: Duration::from_secs(30),
-            workers_per_connection: 32,
+            workers_per_connection: 16,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -26,6 +27,8 @@ struct Budget {
     requests: usize,
     bytes: usize,
 }
+
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// A request read off the socket, with its write data.
 type Job = (Request, Vec<u8>);
@@ -100,7 +103,8 @@ fn serve_one(conn: &Connection, req: Request, payload: Vec<u8>) {
 /// Serves requests until the client disconnects, breaks the protocol, or the socket's read
 /// side is shut down (server shutdown). In-flight requests finish before it returns.
 pub fn run(stream: TcpStream, session: Session, limits: Limits) -> io::Result<()> {
-    let mut reader = stream.try_clone()?;
+    // Buffered: one read() takes in several pipelined requests (headers and small payloads).
+    let mut reader = io::BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone()?);
     let conn = Arc::new(Connection {
         session,
         writer: Mutex::new(stream),
@@ -141,12 +145,12 @@ pub fn run(stream: TcpStream, session: Session, limits: Limits) -> io::Result<()
     for w in workers {
         let _ = w.join();
     }
-    let _ = reader.shutdown(Shutdown::Both);
+    let _ = reader.get_ref().shutdown(Shutdown::Both);
     result
 }
 
 fn read_loop(
-    reader: &mut TcpStream,
+    reader: &mut io::BufReader<TcpStream>,
     conn: &Connection,
     mut submit: impl FnMut(Job),
 ) -> io::Result<()> {
@@ -189,9 +193,11 @@ fn read_loop(
             }
             conn.acquire(held_bytes(conn, &req));
         }
-        if conn.budget.lock().requests == 1 {
-            // Nothing else in flight: a hand-off to a worker would only add a thread wake-up
-            // to the latency (queue depth 1, flushes). Deeper queues go to the workers.
+        let next_waiting = !reader.buffer().is_empty() || pending_bytes(reader.get_ref()) > 0;
+        if conn.budget.lock().requests == 1 && !next_waiting {
+            // Nothing else in flight and no next request waiting on the socket: a hand-off
+            // would only add a thread wake-up to the latency (queue depth 1, flushes). With
+            // requests pipelined, running inline would serialize them, so they go to workers.
             serve_one(conn, req, payload);
         } else {
             submit((req, payload));
@@ -209,8 +215,16 @@ fn held_bytes(conn: &Connection, req: &Request) -> usize {
     }
 }
 
+/// Bytes received and not yet read on the socket (0 when unknown).
+fn pending_bytes(stream: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 { n.max(0) as usize } else { 0 }
+}
+
 /// Reads one request header; false at a clean end of stream between requests.
-fn read_header(r: &mut TcpStream, buf: &mut [u8; REQUEST_SIZE]) -> io::Result<bool> {
+fn read_header(r: &mut impl Read, buf: &mut [u8; REQUEST_SIZE]) -> io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
