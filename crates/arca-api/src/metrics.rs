@@ -82,68 +82,66 @@ impl Metrics {
     /// The exposition text, with the pool's figures from `status`.
     pub fn render(&self, status: &arca_store::PoolStatus) -> String {
         let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "# HELP arca_pool_capacity_bytes Data capacity of the pool."
+        let mut gauge = |name: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} gauge");
+            for (labels, v) in samples {
+                let _ = writeln!(o, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| [(String::new(), v)];
+        gauge(
+            "arca_pool_capacity_bytes",
+            "Data capacity of the pool.",
+            &one(status.capacity_bytes),
         );
-        let _ = writeln!(o, "# TYPE arca_pool_capacity_bytes gauge");
-        let _ = writeln!(o, "arca_pool_capacity_bytes {}", status.capacity_bytes);
-        let _ = writeln!(o, "# HELP arca_pool_used_bytes Allocated data bytes.");
-        let _ = writeln!(o, "# TYPE arca_pool_used_bytes gauge");
-        let _ = writeln!(o, "arca_pool_used_bytes {}", status.used_bytes);
-        let _ = writeln!(o, "# HELP arca_pool_free_bytes Free data bytes.");
-        let _ = writeln!(o, "# TYPE arca_pool_free_bytes gauge");
-        let _ = writeln!(o, "arca_pool_free_bytes {}", status.free_bytes);
-        let _ = writeln!(
-            o,
-            "# HELP arca_pool_metadata_used_bytes Bytes used in the metadata region."
+        gauge(
+            "arca_pool_used_bytes",
+            "Allocated data bytes.",
+            &one(status.used_bytes),
         );
-        let _ = writeln!(o, "# TYPE arca_pool_metadata_used_bytes gauge");
-        let _ = writeln!(
-            o,
-            "arca_pool_metadata_used_bytes {}",
-            status.metadata_used_bytes
+        gauge(
+            "arca_pool_free_bytes",
+            "Free data bytes.",
+            &one(status.free_bytes),
         );
-        let _ = writeln!(
-            o,
-            "# HELP arca_pool_metadata_capacity_bytes Size of the metadata region."
+        gauge(
+            "arca_pool_metadata_used_bytes",
+            "Bytes used in the metadata region.",
+            &one(status.metadata_used_bytes),
         );
-        let _ = writeln!(o, "# TYPE arca_pool_metadata_capacity_bytes gauge");
-        let _ = writeln!(
-            o,
-            "arca_pool_metadata_capacity_bytes {}",
-            status.metadata_capacity_bytes
+        gauge(
+            "arca_pool_metadata_capacity_bytes",
+            "Size of the metadata region.",
+            &one(status.metadata_capacity_bytes),
         );
-        let _ = writeln!(
-            o,
-            "# HELP arca_device_capacity_bytes Data capacity per device."
+        let per_device = |f: fn(&arca_store::DeviceStatus) -> u64| -> Vec<(String, u64)> {
+            status
+                .devices
+                .iter()
+                .map(|d| (format!("{{device=\"{}\"}}", d.index), f(d)))
+                .collect()
+        };
+        gauge(
+            "arca_device_capacity_bytes",
+            "Data capacity per device.",
+            &per_device(|d| d.capacity_bytes),
         );
-        let _ = writeln!(o, "# TYPE arca_device_capacity_bytes gauge");
-        for d in &status.devices {
-            let _ = writeln!(
-                o,
-                "arca_device_capacity_bytes{{device=\"{}\"}} {}",
-                d.index, d.capacity_bytes
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP arca_device_used_bytes Allocated bytes per device."
+        gauge(
+            "arca_device_used_bytes",
+            "Allocated bytes per device.",
+            &per_device(|d| d.used_bytes),
         );
-        let _ = writeln!(o, "# TYPE arca_device_used_bytes gauge");
-        for d in &status.devices {
-            let _ = writeln!(
-                o,
-                "arca_device_used_bytes{{device=\"{}\"}} {}",
-                d.index, d.used_bytes
-            );
-        }
-        let _ = writeln!(o, "# HELP arca_volumes Volumes in the pool.");
-        let _ = writeln!(o, "# TYPE arca_volumes gauge");
-        let _ = writeln!(o, "arca_volumes {}", status.volumes);
-        let _ = writeln!(o, "# HELP arca_snapshots Snapshots in the pool.");
-        let _ = writeln!(o, "# TYPE arca_snapshots gauge");
-        let _ = writeln!(o, "arca_snapshots {}", status.snapshots);
+        gauge(
+            "arca_volumes",
+            "Volumes in the pool.",
+            &one(status.volumes as u64),
+        );
+        gauge(
+            "arca_snapshots",
+            "Snapshots in the pool.",
+            &one(status.snapshots as u64),
+        );
 
         let volumes: Vec<(String, Arc<VolumeStats>)> = self
             .volumes
