@@ -4,6 +4,8 @@
 mod auth;
 mod errors;
 mod pool_jobs;
+#[path = "../common/process.rs"]
+mod process;
 mod snapshots;
 mod util;
 mod volumes;

@@ -9,6 +9,8 @@ mod fio;
 mod json;
 mod nbdcopy;
 mod nbdinfo;
+#[path = "../common/process.rs"]
+mod process;
 mod protocol;
 mod python;
 mod qemu;

@@ -149,7 +149,7 @@ pub fn run_cmd(mut cmd: Command) -> Out {
     };
     let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
     let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let status = match wait_timeout(&mut child, CLIENT_TIMEOUT) {
+    let status = match crate::process::wait_timeout(&mut child, CLIENT_TIMEOUT) {
         Some(s) => s,
         None => {
             let _ = child.kill();
@@ -165,20 +165,6 @@ pub fn run_cmd(mut cmd: Command) -> Out {
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
-    }
-}
-
-/// Polls a child until it exits or the timeout passes.
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().expect("waiting for a child") {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -331,18 +317,7 @@ impl Daemon {
 
     fn terminate(&mut self) -> Option<ExitStatus> {
         self.stopped = true;
-        if let Some(s) = self.child.try_wait().unwrap() {
-            return Some(s);
-        }
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's PID, which has not been reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = wait_timeout(&mut self.child, DAEMON_TIMEOUT);
-        if status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        status
+        crate::process::terminate(&mut self.child, DAEMON_TIMEOUT)
     }
 }
 
