@@ -8,7 +8,7 @@
 //! moment a request is read until its reply is sent; past that the reader stops reading
 //! (TCP back-pressure, not an error).
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
@@ -177,12 +177,8 @@ fn read_loop(
                 continue;
             }
             conn.acquire(req.length as usize);
-            // read_to_end fills spare capacity without zeroing it first.
-            payload = Vec::with_capacity(req.length as usize);
-            let got = (&mut *reader)
-                .take(req.length as u64)
-                .read_to_end(&mut payload);
-            if got.map_or(true, |n| n < req.length as usize) {
+            payload = read_payload(reader, req.length as usize);
+            if payload.len() < req.length as usize {
                 conn.release(req.length as usize);
                 tracing::debug!(export = %conn.session.name, "client left mid-request");
                 return Ok(());
@@ -213,6 +209,25 @@ fn held_bytes(conn: &Connection, req: &Request) -> usize {
     } else {
         0
     }
+}
+
+/// Reads `len` bytes of write data: what is already buffered, then the rest straight from the
+/// socket into the payload (through the buffer it would be copied twice). Shorter when the
+/// client left.
+fn read_payload(reader: &mut io::BufReader<TcpStream>, len: usize) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(len);
+    let buffered = reader.buffer();
+    let n = buffered.len().min(len);
+    payload.extend_from_slice(&buffered[..n]);
+    reader.consume(n);
+    if n < len {
+        // read_to_end fills spare capacity without zeroing it first.
+        let _ = reader
+            .get_mut()
+            .take((len - n) as u64)
+            .read_to_end(&mut payload);
+    }
+    payload
 }
 
 /// Bytes received and not yet read on the socket (0 when unknown).
