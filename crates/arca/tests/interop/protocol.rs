@@ -16,10 +16,12 @@ const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
 
 const FLAG_FIXED_NEWSTYLE: u16 = 1;
 const FLAG_NO_ZEROES: u16 = 2;
+const OPT_LIST: u32 = 3;
 const OPT_GO: u32 = 7;
 const REP_ACK: u32 = 1;
 const REP_INFO: u32 = 3;
 const REP_ERR_BIT: u32 = 1 << 31;
+const REP_ERR_POLICY: u32 = REP_ERR_BIT | 2;
 const REP_ERR_UNKNOWN: u32 = REP_ERR_BIT | 6;
 const INFO_EXPORT: u16 = 0;
 
@@ -432,6 +434,62 @@ fn pipelined_requests_are_all_answered_by_cookie() {
     assert_eq!(seen, (2000..2000 + N).collect::<Vec<_>>());
     request(&mut s, 0, CMD_DISC, 1, 0, 0);
     assert_closed(&mut s, "NBD_CMD_DISC");
+    assert_serving(&mut d);
+    d.stop();
+}
+
+#[test]
+fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
+    let mut d = daemon();
+    // The daemon's cap is 128 connections; idle handshakes count.
+    let held: Vec<TcpStream> = (0..128).map(|_| start_options(&d)).collect();
+    let mut extra = start_options(&d);
+    extra.write_all(&option(OPT_LIST, &[])).unwrap();
+    let (opt, reply, msg) = option_reply(&mut extra);
+    assert_eq!(opt, OPT_LIST);
+    assert_eq!(reply, REP_ERR_POLICY, "reply {reply:#x}");
+    assert!(String::from_utf8_lossy(&msg).contains("too many connections"));
+    drop(extra);
+    drop(held);
+    // Freed slots are reused once the daemon notices the closed connections.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut s = start_options(&d);
+        s.write_all(&option(OPT_LIST, &[])).unwrap();
+        let (_, reply, _) = option_reply(&mut s);
+        if reply != REP_ERR_POLICY {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_serving(&mut d);
+    d.stop();
+}
+
+#[test]
+fn second_daemon_on_the_same_pool_is_refused_with_a_clear_message() {
+    let mut d = daemon();
+    let pool = d.dir().join("pool");
+    let out = run(
+        env!("CARGO_BIN_EXE_arca"),
+        &[
+            "serve",
+            "--pool",
+            pool.to_str().unwrap(),
+            "--nbd",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("in use by another process")
+            && out.stderr.contains("another arca serve"),
+        "{}",
+        out.describe()
+    );
     assert_serving(&mut d);
     d.stop();
 }
