@@ -128,6 +128,21 @@ fn rand_write_count(t: &dyn Target, size: u64, count: u64, seed: u64) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
 
+/// 4 KiB write then sync, `count` times at queue depth 1: median microseconds per pair.
+fn sync_write_us(t: &dyn Target, size: u64, count: u64, seed: u64) -> f64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let buf = vec![0x3cu8; BLOCK_RAND];
+    let blocks = size / BLOCK_RAND as u64;
+    let mut times = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let start = Instant::now();
+        t.write(rng.random_range(0..blocks) * BLOCK_RAND as u64, &buf);
+        t.sync();
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    median(times)
+}
+
 fn rand_read(t: &dyn Target, size: u64, secs: f64, seed: u64) -> f64 {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut buf = vec![0u8; BLOCK_RAND];
@@ -287,6 +302,14 @@ fn main() {
     let rr_p = rand_read(&plain, size, secs, 2);
     let rr_e = rand_read(&engine, size, secs, 2);
     rows.push(("rand read 4 KiB, allocated (warm)", rr_p, rr_e, "IOPS"));
+    let sw_p = sync_write_us(&plain, size, 2000, 5);
+    let sw_e = sync_write_us(&engine, size, 2000, 5);
+    rows.push((
+        "write 4 KiB + sync, QD1 (median)",
+        sw_p,
+        sw_e,
+        "us, lower is better",
+    ));
     // Copy-on-write: the same count of random writes before and right after a snapshot.
     let cow_count = 20_000.min(size / BLOCK_RAND as u64);
     let before = rand_write_count(&engine, size, cow_count, 3);
