@@ -1,7 +1,6 @@
 //! Shared harness: a real `arca serve` with its API on an ephemeral loopback port, and runs of
 //! the real `arca` client against it.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -15,22 +14,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const ARCA: &str = env!("CARGO_BIN_EXE_arca");
 
-/// A finished client run.
-pub struct Out {
-    pub what: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::process::Out;
 
 impl Out {
-    pub fn describe(&self) -> String {
-        format!(
-            "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.status, self.stdout, self.stderr
-        )
-    }
-
     /// Panics with the whole output unless the run exited 0.
     pub fn ok(self) -> Out {
         assert_eq!(self.status.code(), Some(0), "{}", self.describe());
@@ -98,41 +84,8 @@ pub fn arca(args: &[&str]) -> Out {
     run_cmd(cmd)
 }
 
-pub fn run_cmd(mut cmd: Command) -> Out {
-    let mut what = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        what.push(' ');
-        what.push_str(&a.to_string_lossy());
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-    // Drained on threads so a chatty run cannot block on a full pipe.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let Some(status) = crate::process::wait_timeout(&mut child, CLIENT_TIMEOUT) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{what} did not finish within {CLIENT_TIMEOUT:?}");
-    };
-    Out {
-        what,
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+pub fn run_cmd(cmd: Command) -> Out {
+    crate::process::run_cmd(cmd, CLIENT_TIMEOUT)
 }
 
 /// A loopback URL where nothing listens (the port was just free).

@@ -33,3 +33,63 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
     status
 }
+
+/// A finished client run.
+pub struct Out {
+    pub what: String,
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion with its output captured, killing it past `timeout`.
+pub fn run_cmd(mut cmd: std::process::Command, timeout: Duration) -> Out {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut what = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        what.push(' ');
+        what.push_str(&a.to_string_lossy());
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    // Drained on threads so a chatty run cannot block on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let Some(status) = wait_timeout(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{what} did not finish within {timeout:?}; stderr:\n{}",
+            err.join().unwrap_or_default()
+        );
+    };
+    Out {
+        what,
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}

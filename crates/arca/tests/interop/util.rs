@@ -1,7 +1,5 @@
 //! Shared harness: the daemon under test, running clients with a timeout, tool checks.
 
-use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -87,13 +85,7 @@ macro_rules! require {
     };
 }
 
-/// A finished client run.
-pub struct Out {
-    pub what: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::process::Out;
 
 impl Out {
     pub fn code(&self) -> Option<i32> {
@@ -110,13 +102,6 @@ impl Out {
         );
         self
     }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.status, self.stdout, self.stderr
-        )
-    }
 }
 
 /// Runs `prog args` to completion, bounded by a timeout (the process is killed past it).
@@ -126,46 +111,8 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(prog: &str, args: &[S]) -> Out {
     run_cmd(cmd)
 }
 
-pub fn run_cmd(mut cmd: Command) -> Out {
-    let mut what = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        let _ = write!(what, " {}", a.to_string_lossy());
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-    // Drained on threads so a chatty client cannot block on a full pipe.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let status = match crate::process::wait_timeout(&mut child, CLIENT_TIMEOUT) {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} did not finish within {CLIENT_TIMEOUT:?}; stderr:\n{}",
-                err.join().unwrap_or_default()
-            );
-        }
-    };
-    Out {
-        what,
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+pub fn run_cmd(cmd: Command) -> Out {
+    crate::process::run_cmd(cmd, CLIENT_TIMEOUT)
 }
 
 /// A running `arca serve`, stopped with SIGTERM by PID when dropped.
