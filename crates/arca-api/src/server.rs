@@ -148,17 +148,26 @@ async fn get_pool(State(s): St) -> Result<Json<PoolStatus>, ApiError> {
 
 /// Starts a full consistency check of the pool as a job; its result is a CheckReport.
 #[utoipa::path(post, path = "/v1/pool/check", tag = "pool",
-    responses((status = 202, body = Job)))]
-async fn check_pool(State(s): St) -> (StatusCode, Json<Job>) {
+    responses((status = 202, body = Job), (status = 503, body = ErrorBody)))]
+async fn check_pool(State(s): St) -> Result<(StatusCode, Json<Job>), ApiError> {
     let pool = s.pool.clone();
-    let job = s.jobs.start("pool-check", "pool", move |ctx| {
-        let used = pool.status().used_bytes;
-        ctx.set_total(used);
-        let report = pool.fsck()?;
-        ctx.add_done(used);
-        Ok(Some(serde_json::to_string(&check_json(report))?))
-    });
-    (StatusCode::ACCEPTED, Json(job_json(job.snapshot())))
+    let job = s
+        .jobs
+        .start("pool-check", "pool", move |ctx| {
+            let used = pool.status().used_bytes;
+            ctx.set_total(used);
+            let report = pool.fsck()?;
+            ctx.add_done(used);
+            Ok(Some(serde_json::to_string(&check_json(report))?))
+        })
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "io_error",
+                format!("cannot start the job: {e}"),
+            )
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(job.snapshot()))))
 }
 
 #[utoipa::path(get, path = "/v1/volumes", tag = "volumes",

@@ -193,7 +193,8 @@ impl JobManager {
     }
 
     /// Starts `body` on its own thread. Its `Ok` value (JSON text) becomes the job's result.
-    pub fn start<F>(&self, kind: &str, target: &str, body: F) -> Arc<Job>
+    /// Fails only when no thread can be started (the job is then not listed).
+    pub fn start<F>(&self, kind: &str, target: &str, body: F) -> std::io::Result<Arc<Job>>
     where
         F: FnOnce(&JobContext) -> Result<Option<String>, JobError> + Send + 'static,
     {
@@ -218,7 +219,7 @@ impl JobManager {
         self.forget_old();
         self.jobs.lock().insert(job.id, job.clone());
         let ctx = JobContext { job: job.clone() };
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("job-{}", job.id))
             .spawn(move || {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&ctx)));
@@ -244,9 +245,12 @@ impl JobManager {
                 o.finished_at = Some(Instant::now());
                 tracing::info!(job = job.id, kind = %job.kind, state = o.state.as_str(), "job finished");
                 job.done.notify_all();
-            })
-            .expect("spawn job thread");
-        job
+            });
+        if let Err(e) = spawned {
+            self.jobs.lock().remove(&job.id);
+            return Err(e);
+        }
+        Ok(job)
     }
 
     pub fn get(&self, id: JobId) -> Option<Arc<Job>> {
@@ -280,18 +284,22 @@ mod tests {
     #[test]
     fn job_reports_progress_result_and_failure() {
         let m = JobManager::new();
-        let j = m.start("test", "x", |ctx| {
-            ctx.set_total(100);
-            ctx.add_done(100);
-            Ok(Some("{\"ok\":true}".into()))
-        });
+        let j = m
+            .start("test", "x", |ctx| {
+                ctx.set_total(100);
+                ctx.add_done(100);
+                Ok(Some("{\"ok\":true}".into()))
+            })
+            .unwrap();
         assert_eq!(j.wait(Duration::from_secs(10)), JobState::Succeeded);
         let s = j.snapshot();
         assert_eq!((s.bytes_done, s.bytes_total), (100, 100));
         assert_eq!(s.result.as_deref(), Some("{\"ok\":true}"));
-        let f = m.start("test", "y", |_| {
-            Err(JobError::Failed("disk on fire".into()))
-        });
+        let f = m
+            .start("test", "y", |_| {
+                Err(JobError::Failed("disk on fire".into()))
+            })
+            .unwrap();
         assert_eq!(f.wait(Duration::from_secs(10)), JobState::Failed);
         assert_eq!(f.snapshot().error.as_deref(), Some("disk on fire"));
         assert_eq!(m.list().len(), 2);
@@ -300,14 +308,16 @@ mod tests {
     #[test]
     fn cancel_stops_a_job_at_its_next_check() {
         let m = JobManager::new();
-        let j = m.start("test", "z", |ctx| {
-            ctx.set_total(u64::MAX);
-            loop {
-                ctx.check()?;
-                ctx.add_done(1);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
+        let j = m
+            .start("test", "z", |ctx| {
+                ctx.set_total(u64::MAX);
+                loop {
+                    ctx.check()?;
+                    ctx.add_done(1);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .unwrap();
         assert!(j.cancel());
         assert_eq!(j.wait(Duration::from_secs(10)), JobState::Cancelled);
         assert!(!j.cancel(), "a finished job cannot be cancelled");
