@@ -93,11 +93,16 @@ pub fn transmission_flags(device: &dyn Device, structured: bool, multi_conn: boo
 
 /// Runs the handshake on a fresh connection. `Ok(None)`: the client left (ABORT or a refused
 /// EXPORT_NAME). Errors are protocol violations or I/O failures: the caller disconnects.
+///
+/// `admit` is called with the chosen session before the client is told it may start, so the
+/// caller can list the session before any request can arrive; `false` refuses it (its export
+/// is being disconnected).
 pub fn negotiate(
     stream: &mut TcpStream,
     exports: &dyn Exports,
     limits: &Limits,
     refusal: Option<Refusal>,
+    admit: &mut dyn FnMut(&Session) -> bool,
 ) -> io::Result<Option<Session>> {
     let mut greeting = Vec::with_capacity(18);
     greeting.extend_from_slice(&NBDMAGIC.to_be_bytes());
@@ -165,14 +170,18 @@ pub fn negotiate(
                 if !no_zeroes {
                     out.extend_from_slice(&[0u8; 124]);
                 }
-                stream.write_all(&out)?;
                 let allocation_context = meta.as_ref().is_some_and(|(n, a)| *n == name && *a);
-                return Ok(Some(Session {
+                let session = Session {
                     name,
                     device,
                     structured,
                     allocation_context,
-                }));
+                };
+                if !admit(&session) {
+                    return Ok(None);
+                }
+                stream.write_all(&out)?;
+                return Ok(Some(session));
             }
             OPT_ABORT => {
                 option_reply(&mut out, option, REP_ACK, &[]);
@@ -254,17 +263,27 @@ pub fn negotiate(
                         option_reply(&mut out, option, REP_INFO, &d);
                         option_reply(&mut out, option, REP_ACK, &[]);
                         if option == OPT_GO {
-                            stream.write_all(&out)?;
                             // Contexts chosen for another export do not carry over.
                             let allocation_context = meta
                                 .as_ref()
                                 .is_some_and(|(n, a)| (*n == name || *n == real_name) && *a);
-                            return Ok(Some(Session {
+                            let session = Session {
                                 name: real_name,
                                 device,
                                 structured,
                                 allocation_context,
-                            }));
+                            };
+                            if admit(&session) {
+                                stream.write_all(&out)?;
+                                return Ok(Some(session));
+                            }
+                            out.clear();
+                            option_reply(
+                                &mut out,
+                                option,
+                                REP_ERR_UNKNOWN,
+                                b"export is being disconnected",
+                            );
                         }
                     }
                 }

@@ -9,4 +9,4 @@ mod server;
 mod transmission;
 
 pub use device::{DevError, DevResult, Device, ExportSummary, Exports, Extent};
-pub use server::{Limits, Server};
+pub use server::{Limits, Server, SessionInfo};

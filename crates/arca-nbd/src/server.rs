@@ -1,20 +1,21 @@
 //! The listener: accepts connections up to a cap, runs each on its own thread through the
 //! handshake and transmission phases, and shuts down cleanly: stop accepting, let in-flight
-//! requests finish, return.
+//! requests finish, return. The owner can list the connected clients and disconnect those of
+//! one export.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::device::Exports;
-use crate::handshake::{Refusal, negotiate};
+use crate::handshake::{Refusal, Session, negotiate};
 use crate::transmission;
 
 /// Bounds on what one client can make the server hold.
@@ -50,12 +51,102 @@ impl Default for Limits {
     }
 }
 
+/// A connection past the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub peer: String,
+    /// The export's name as resolved in the handshake (`vol1`, `vol1@snap`).
+    pub export: String,
+    pub read_only: bool,
+    /// When the handshake finished, in seconds since the Unix epoch.
+    pub connected_unix: u64,
+}
+
+/// Closes one connection from outside its thread.
+struct Closer {
+    control: TcpStream,
+    closing: AtomicBool,
+}
+
+impl Closer {
+    /// The reader takes no further request and its blocked read returns; requests already
+    /// read finish and their replies go out, then the connection closes. True the first time.
+    fn close(&self) -> bool {
+        let first = !self.closing.swap(true, Ordering::SeqCst);
+        let _ = self.control.shutdown(Shutdown::Read);
+        first
+    }
+}
+
+/// The sessions past the handshake, shared with the connection threads: each admits its own
+/// session (so none is missed however the accept loop's bookkeeping is timed) and removes it
+/// when it ends, however it ends.
+#[derive(Default)]
+struct Registry {
+    table: Mutex<Table>,
+    /// Signalled when a session leaves.
+    left: Condvar,
+}
+
+#[derive(Default)]
+struct Table {
+    live: BTreeMap<u64, (SessionInfo, Arc<Closer>)>,
+    /// Counts disconnect() calls.
+    epoch: u64,
+    /// Per export, the epoch of its last disconnect(). A handshake begun before it may have
+    /// opened the export before the owner stopped opens, so it is refused. One entry per
+    /// export ever disconnected.
+    fenced: HashMap<String, u64>,
+}
+
+impl Registry {
+    fn epoch(&self) -> u64 {
+        self.table.lock().epoch
+    }
+
+    /// Lists a session unless its export was disconnected since `begun` or it is closing.
+    fn admit(&self, info: SessionInfo, closer: &Arc<Closer>, begun: u64) -> bool {
+        let mut t = self.table.lock();
+        let fenced = t.fenced.get(&info.export).is_some_and(|&e| e > begun);
+        if fenced || closer.closing.load(Ordering::SeqCst) {
+            return false;
+        }
+        t.live.insert(info.id, (info, closer.clone()));
+        true
+    }
+
+    fn remove(&self, id: u64) {
+        if self.table.lock().live.remove(&id).is_some() {
+            self.left.notify_all();
+        }
+    }
+}
+
+/// Takes a connection's session out of the registry when its thread ends, even by panic.
+struct Listed<'a> {
+    registry: &'a Registry,
+    id: u64,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
+}
+
+struct Conn {
+    closer: Arc<Closer>,
+    thread: JoinHandle<()>,
+}
+
 /// An NBD server over a set of exports.
 pub struct Server {
     exports: Arc<dyn Exports>,
     limits: Limits,
-    conns: Mutex<HashMap<u64, (TcpStream, JoinHandle<()>)>>,
+    conns: Mutex<HashMap<u64, Conn>>,
     next_conn: AtomicU64,
+    registry: Arc<Registry>,
 }
 
 impl Server {
@@ -65,6 +156,54 @@ impl Server {
             limits,
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            registry: Arc::default(),
+        }
+    }
+
+    /// Connections past the handshake, in id order.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let t = self.registry.table.lock();
+        t.live.values().map(|(info, _)| info.clone()).collect()
+    }
+
+    /// Disconnects every client whose export is `export` (exactly: `vol1` does not cover
+    /// `vol1@snap`): stops reading their requests, lets requests already read finish and
+    /// their replies go out, then closes. Returns how many this call disconnected (not those
+    /// already closing). A handshake for `export` still in progress is refused when it
+    /// finishes, so after making `Exports::open` refuse the export, a caller that gets
+    /// `wait_disconnected` true knows no client uses it.
+    pub fn disconnect(&self, export: &str) -> usize {
+        let mut t = self.registry.table.lock();
+        t.epoch += 1;
+        let epoch = t.epoch;
+        t.fenced.insert(export.to_string(), epoch);
+        let mut n = 0;
+        for (info, closer) in t.live.values() {
+            if info.export == export && closer.close() {
+                tracing::info!(peer = %info.peer, export, "disconnecting client");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Waits until no session for `export` remains or the timeout passes; returns whether
+    /// none remain. A session leaves once its last reply went out and its socket was shut down.
+    pub fn wait_disconnected(&self, export: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut t = self.registry.table.lock();
+        loop {
+            if !t.live.values().any(|(info, _)| info.export == export) {
+                return true;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.registry.left.wait_until(&mut t, d).timed_out() {
+                        return !t.live.values().any(|(info, _)| info.export == export);
+                    }
+                }
+                None => self.registry.left.wait(&mut t),
+            }
         }
     }
 
@@ -93,29 +232,28 @@ impl Server {
         let mut conns = self.conns.lock();
         let done: Vec<u64> = conns
             .iter()
-            .filter(|(_, (_, h))| h.is_finished())
+            .filter(|(_, c)| c.thread.is_finished())
             .map(|(k, _)| *k)
             .collect();
         for k in done {
-            if let Some((_, h)) = conns.remove(&k) {
-                let _ = h.join();
+            if let Some(c) = conns.remove(&k) {
+                let _ = c.thread.join();
             }
         }
     }
 
     fn shutdown(&self) {
-        let conns: Vec<(TcpStream, JoinHandle<()>)> =
-            self.conns.lock().drain().map(|(_, v)| v).collect();
+        let conns: Vec<Conn> = self.conns.lock().drain().map(|(_, v)| v).collect();
         tracing::info!(
             connections = conns.len(),
             "stopping: finishing in-flight requests"
         );
-        for (s, _) in &conns {
+        for c in &conns {
             // Readers see end of stream; replies to requests already read still go out.
-            let _ = s.shutdown(Shutdown::Read);
+            c.closer.close();
         }
-        for (_, h) in conns {
-            let _ = h.join();
+        for c in conns {
+            let _ = c.thread.join();
         }
     }
 
@@ -125,23 +263,43 @@ impl Server {
         let Ok(control) = stream.try_clone() else {
             return;
         };
+        let closer = Arc::new(Closer {
+            control,
+            closing: AtomicBool::new(false),
+        });
         let exports = self.exports.clone();
+        let registry = self.registry.clone();
         let limits = self.limits;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let thread_closer = closer.clone();
         let spawned = thread::Builder::new()
             .name(format!("nbd-conn-{id}"))
             .spawn(move || {
-                if let Err(e) = connection(stream, &*exports, limits, refusal, &peer) {
+                let c = Client {
+                    id,
+                    peer: &peer,
+                    registry: &registry,
+                    closer: &thread_closer,
+                };
+                if let Err(e) = connection(stream, &*exports, limits, refusal, c) {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
             });
         match spawned {
-            Ok(h) => {
-                self.conns.lock().insert(id, (control, h));
+            Ok(thread) => {
+                self.conns.lock().insert(id, Conn { closer, thread });
             }
             Err(e) => tracing::warn!("cannot start a connection thread: {e}"),
         }
     }
+}
+
+/// A connection thread's identity and its link to the registry.
+struct Client<'a> {
+    id: u64,
+    peer: &'a str,
+    registry: &'a Registry,
+    closer: &'a Arc<Closer>,
 }
 
 fn connection(
@@ -149,18 +307,39 @@ fn connection(
     exports: &dyn Exports,
     limits: Limits,
     refusal: Option<Refusal>,
-    peer: &str,
+    client: Client<'_>,
 ) -> io::Result<()> {
+    let Client {
+        id,
+        peer,
+        registry,
+        closer,
+    } = client;
+    // Before anything can open an export: a disconnect() from here on refuses the session.
+    let begun = registry.epoch();
+    let _listed = Listed { registry, id };
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(limits.handshake_timeout))?;
-    let Some(session) = negotiate(&mut stream, exports, &limits, refusal)? else {
+    let mut admit = |s: &Session| {
+        let info = SessionInfo {
+            id,
+            peer: peer.to_string(),
+            export: s.name.clone(),
+            read_only: s.device.read_only(),
+            connected_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        registry.admit(info, closer, begun)
+    };
+    let Some(session) = negotiate(&mut stream, exports, &limits, refusal, &mut admit)? else {
         return Ok(());
     };
     stream.set_read_timeout(None)?;
     tracing::info!(%peer, export = %session.name, structured = session.structured, "client connected");
     let name = session.name.clone();
-    let r = transmission::run(stream, session, limits);
+    let r = transmission::run(stream, session, limits, &closer.closing);
     tracing::info!(%peer, export = %name, "client disconnected");
     r
 }

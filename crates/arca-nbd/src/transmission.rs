@@ -104,9 +104,15 @@ fn serve_one(conn: &Connection, req: Request, payload: Vec<u8>) {
     conn.release(held);
 }
 
-/// Serves requests until the client disconnects, breaks the protocol, or the socket's read
-/// side is shut down (server shutdown). In-flight requests finish before it returns.
-pub fn run(stream: TcpStream, session: Session, limits: Limits) -> io::Result<()> {
+/// Serves requests until the client disconnects, breaks the protocol, or `closing` is set and
+/// the socket's read side shut down (server shutdown, disconnect). In-flight requests finish
+/// before it returns.
+pub fn run(
+    stream: TcpStream,
+    session: Session,
+    limits: Limits,
+    closing: &AtomicBool,
+) -> io::Result<()> {
     // Buffered: one read() takes in several pipelined requests (headers and small payloads).
     let mut reader = io::BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone()?);
     let conn = Arc::new(Connection {
@@ -135,7 +141,7 @@ pub fn run(stream: TcpStream, session: Session, limits: Limits) -> io::Result<()
     spawn(&mut workers)?;
     // Workers grow with the queue depth the client uses, up to the limit: a client at queue
     // depth 1 costs two threads, a deep queue gets parallel I/O.
-    let result = read_loop(&mut reader, &conn, |job| {
+    let result = read_loop(&mut reader, &conn, closing, |job| {
         tx.send(job).expect("workers run until the sender goes");
         if idle.load(Ordering::SeqCst) == 0
             && workers.len() < limits.workers_per_connection
@@ -156,11 +162,14 @@ pub fn run(stream: TcpStream, session: Session, limits: Limits) -> io::Result<()
 fn read_loop(
     reader: &mut io::BufReader<TcpStream>,
     conn: &Connection,
+    closing: &AtomicBool,
     mut submit: impl FnMut(Job),
 ) -> io::Result<()> {
     let mut header = [0u8; REQUEST_SIZE];
     loop {
-        if !read_header(reader, &mut header)? {
+        // Linux still hands out data queued (or arriving) after shutdown(Read): without this
+        // check a client that keeps pipelining would never be let go.
+        if closing.load(Ordering::SeqCst) || !read_header(reader, &mut header)? {
             return Ok(());
         }
         let Some(req) = Request::decode(&header) else {

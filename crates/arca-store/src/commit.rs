@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::family::{Dirty, FamilyHandle};
 use crate::pool::{CommitState, Pool, PoolPending, open_db, store_error};
 use crate::records::{self, SnapshotRecord, VolumeRecord};
@@ -51,6 +51,7 @@ impl Pool {
                     placement: f.placement,
                     parent: h.parent.as_ref().map(|(p, s)| (p.id, *s)),
                     created_unix: f.created_unix,
+                    tag: f.tag.clone(),
                 })
             });
             let snapshots = dirty
@@ -67,6 +68,7 @@ impl Pool {
                             size: s.size,
                             referenced_extents: s.referenced,
                             created_unix: s.created_unix,
+                            tag: s.tag.clone(),
                         }),
                     )
                 })
@@ -101,7 +103,7 @@ impl Pool {
 
     fn commit(
         &self,
-        state: &mut CommitState,
+        _state: &mut CommitState,
         drained: &[Drained],
         pending: &PoolPending,
     ) -> Result<()> {
@@ -114,14 +116,13 @@ impl Pool {
             && pending.purge_owners.is_empty()
             && pending.deleted_volumes.is_empty()
             && pending.deleted_snapshots.is_empty()
-            && state.db.is_some();
+            && pending.app_ops.is_empty()
+            && inner.db.read().is_some();
         if empty {
             return Ok(());
         }
-        if state.db.is_none() {
-            state.db = Some(open_db(&inner.meta)?);
-        }
-        let db = state.db.as_ref().expect("opened above");
+        let db_guard = self.db()?;
+        let db = db_guard.as_ref().expect("db() opens the store");
         let ctx = "committing metadata";
         let result = (|| -> std::result::Result<(), redb::Error> {
             let txn = db.begin_write()?;
@@ -170,13 +171,15 @@ impl Pool {
                 meta.insert(records::KEY_NEXT_ID, inner.next_id.load(Ordering::SeqCst))?;
                 meta.insert(records::KEY_FORMAT, records::FORMAT)?;
             }
+            crate::txn::apply_app_ops(&txn, &pending.app_ops)?;
             txn.commit()?;
             Ok(())
         })();
+        drop(db_guard);
         if let Err(e) = result {
             // After a failed commit redb may refuse further transactions; reopening recovers
             // the last durable state, onto which the retried changes apply again.
-            state.db = None;
+            *inner.db.write() = None;
             return Err(store_error(ctx, e));
         }
         inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +210,9 @@ impl Pool {
         }
         let _reg = inner.registry.read();
         let mut p = inner.pending.lock();
+        // The failed commit's table writes come before any made since.
+        let newer = std::mem::replace(&mut p.app_ops, pending.app_ops);
+        p.app_ops.extend(newer);
         p.frees.extend(pending.frees);
         p.frees.extend(back.frees);
         p.purge_owners.extend(pending.purge_owners);
@@ -219,6 +225,32 @@ impl Pool {
     /// Commits pending changes and closes the pool. Other clones of this `Pool` stay usable.
     pub fn close(self) -> Result<()> {
         self.flush()
+    }
+
+    /// The metadata store, reopened first if a failed commit closed it.
+    pub(crate) fn db(&self) -> Result<parking_lot::RwLockReadGuard<'_, Option<redb::Database>>> {
+        let inner = &self.inner;
+        {
+            let g = inner.db.read();
+            if g.is_some() {
+                return Ok(g);
+            }
+        }
+        {
+            let mut w = inner.db.write();
+            if w.is_none() {
+                *w = Some(open_db(&inner.meta)?);
+            }
+        }
+        let g = inner.db.read();
+        if g.is_none() {
+            // Only a failed commit closes it, and that needs the commit lock.
+            return Err(Error::new(
+                ErrorKind::Io,
+                "the metadata store closed again while reopening; retry",
+            ));
+        }
+        Ok(g)
     }
 
     /// Number of metadata commits since open (for tests and metrics).

@@ -49,6 +49,18 @@ impl Pool {
         size: u64,
         placement: Option<u32>,
     ) -> Result<VolumeInfo> {
+        let mut t = self.transaction();
+        t.create_volume(name, size, placement)?;
+        t.commit()?;
+        self.volume(name)
+    }
+
+    pub(crate) fn create_volume_mem(
+        &self,
+        name: &str,
+        size: u64,
+        placement: Option<u32>,
+    ) -> Result<()> {
         names::validate("volume", name)?;
         check_size(size)?;
         self.check_placement(placement)?;
@@ -75,11 +87,12 @@ impl Pool {
                 live_unique: 0,
                 deleted: false,
                 dirty,
+                tag: None,
+                guard: None,
             };
             insert(&mut reg, id, None, fam);
         }
-        self.flush()?;
-        self.volume(name)
+        Ok(())
     }
 
     /// Grows a volume. Shrinking is refused: it would discard data a host may still need.
@@ -90,6 +103,9 @@ impl Pool {
             let mut f = h.cell.write();
             if f.deleted {
                 return Err(not_found(format_args!("volume {name}")));
+            }
+            if let Some(g) = &f.guard {
+                return Err(guarded(&format!("volume {name}"), g));
             }
             if size < f.size {
                 return Err(Error::new(
@@ -132,6 +148,12 @@ impl Pool {
     /// Deletes a volume. With snapshots it is refused unless `with_snapshots`; while clones of
     /// its snapshots exist it is always refused (delete the clones first).
     pub fn delete_volume(&self, name: &str, with_snapshots: bool) -> Result<()> {
+        let mut t = self.transaction();
+        t.delete_volume(name, with_snapshots)?;
+        t.commit()
+    }
+
+    pub(crate) fn delete_volume_mem(&self, name: &str, with_snapshots: bool) -> Result<()> {
         {
             let mut reg = self.inner.registry.write();
             let h = reg
@@ -150,6 +172,13 @@ impl Pool {
                 ));
             }
             let mut f = h.cell.write();
+            if let Some(g) = &f.guard {
+                return Err(guarded(&format!("volume {name}"), g));
+            }
+            if let Some(s) = f.snaps.iter().find(|s| s.guard.is_some()) {
+                let g = s.guard.as_deref().unwrap_or_default();
+                return Err(guarded(&format!("snapshot {name}@{}", s.name), g));
+            }
             if !f.snaps.is_empty() && !with_snapshots {
                 let snaps: Vec<&str> = f.snaps.iter().map(|s| s.name.as_str()).collect();
                 return Err(Error::new(
@@ -188,16 +217,46 @@ impl Pool {
             reg.by_name.remove(name);
             reg.by_id.remove(&h.id);
         }
-        self.flush()
+        Ok(())
     }
 
     /// Takes a snapshot: O(1) in the volume's size and content. Every write that completed
     /// before the call is in it; none issued after is. Durable on return.
     pub fn create_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotInfo> {
-        names::validate("snapshot", name)?;
-        let h = self.lookup(volume)?;
-        {
-            let mut f = h.cell.write();
+        let mut t = self.transaction();
+        t.create_snapshots(&[(volume, name)])?;
+        t.commit()?;
+        self.snapshot(volume, name)
+    }
+
+    /// Snapshots several volumes at one instant: every family's write lock is held together,
+    /// so no write to any of them lands between the first snapshot and the last. All or none.
+    pub(crate) fn create_snapshots_mem(&self, items: &[(&str, &str)]) -> Result<Vec<u64>> {
+        let mut handles = Vec::with_capacity(items.len());
+        for &(volume, name) in items {
+            names::validate("snapshot", name)?;
+            let h = self.lookup(volume)?;
+            if handles
+                .iter()
+                .any(|(x, _): &(Arc<FamilyHandle>, &str)| x.id == h.id)
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("volume {volume} is named twice"),
+                ));
+            }
+            handles.push((h, name));
+        }
+        // Lock order among families: by id, so two multi-snapshots cannot deadlock.
+        let mut order: Vec<usize> = (0..handles.len()).collect();
+        order.sort_by_key(|&i| handles[i].0.id);
+        let mut guards: Vec<Option<parking_lot::RwLockWriteGuard<'_, Family>>> =
+            (0..handles.len()).map(|_| None).collect();
+        for &i in &order {
+            guards[i] = Some(handles[i].0.cell.write());
+        }
+        for (i, &(volume, name)) in items.iter().enumerate() {
+            let f = guards[i].as_ref().expect("locked above");
             if f.deleted {
                 return Err(not_found(format_args!("volume {volume}")));
             }
@@ -213,6 +272,11 @@ impl Pool {
                     ),
                 ));
             }
+        }
+        let now = now_unix();
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, &(_, name)) in items.iter().enumerate() {
+            let f = guards[i].as_mut().expect("locked above");
             let id = self.new_id();
             let generation = f.gen_current + 1;
             let snap = Snap {
@@ -220,24 +284,32 @@ impl Pool {
                 name: name.to_string(),
                 generation,
                 size: f.size,
-                created_unix: now_unix(),
+                created_unix: now,
                 referenced: f.referenced,
                 delta: ExtentMap::new(),
                 delta_real: 0,
                 unique: 0,
+                tag: None,
+                guard: None,
             };
             f.gen_current = generation;
             f.live_unique = 0;
             f.snaps.push(snap);
             f.dirty.record = true;
             f.dirty.snapshot_records.push(id);
+            ids.push(id);
         }
-        self.flush()?;
-        self.snapshot(volume, name)
+        Ok(ids)
     }
 
     /// Deletes a snapshot, in any order. Refused while clones of it exist.
     pub fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
+        let mut t = self.transaction();
+        t.delete_snapshot(volume, name)?;
+        t.commit()
+    }
+
+    pub(crate) fn delete_snapshot_mem(&self, volume: &str, name: &str) -> Result<()> {
         {
             // The registry lock keeps clones from being made while this one goes.
             let reg = self.inner.registry.write();
@@ -252,6 +324,9 @@ impl Pool {
                 .iter()
                 .position(|s| s.name == name)
                 .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))?;
+            if let Some(g) = &f.snaps[idx].guard {
+                return Err(guarded(&format!("snapshot {volume}@{name}"), g));
+            }
             let clones = clones_of(&reg, h.id, Some(f.snaps[idx].id));
             if !clones.is_empty() {
                 return Err(Error::new(
@@ -312,7 +387,7 @@ impl Pool {
             }
             f.dirty.record = true;
         }
-        self.flush()
+        Ok(())
     }
 
     /// Creates a writable volume from a snapshot, sharing its extents until written.
@@ -323,6 +398,19 @@ impl Pool {
         name: &str,
         placement: Option<u32>,
     ) -> Result<VolumeInfo> {
+        let mut t = self.transaction();
+        t.clone_snapshot(volume, snapshot, name, placement)?;
+        t.commit()?;
+        self.volume(name)
+    }
+
+    pub(crate) fn clone_snapshot_mem(
+        &self,
+        volume: &str,
+        snapshot: &str,
+        name: &str,
+        placement: Option<u32>,
+    ) -> Result<()> {
         names::validate("volume", name)?;
         self.check_placement(placement)?;
         {
@@ -362,11 +450,12 @@ impl Pool {
                 live_unique: 0,
                 deleted: false,
                 dirty,
+                tag: None,
+                guard: None,
             };
             insert(&mut reg, id, Some((ph, snap_id)), fam);
         }
-        self.flush()?;
-        self.volume(name)
+        Ok(())
     }
 
     pub fn volumes(&self) -> Vec<VolumeInfo> {
@@ -412,6 +501,8 @@ impl Pool {
             referenced_bytes: f.referenced * es,
             unique_bytes: f.live_unique * es,
             owned_bytes: owned * es,
+            tag: f.tag.clone(),
+            guard: f.guard.clone(),
         })
     }
 
@@ -487,6 +578,10 @@ impl Pool {
     }
 }
 
+fn guarded(what: &str, why: &str) -> Error {
+    Error::new(ErrorKind::Busy, format!("{what} is protected: {why}"))
+}
+
 fn exists(what: &str, name: &str) -> Error {
     Error::new(
         ErrorKind::AlreadyExists,
@@ -528,5 +623,7 @@ fn snapshot_info(reg: &Registry, h: &FamilyHandle, f: &Family, s: &Snap, es: u64
         referenced_bytes: s.referenced * es,
         unique_bytes: s.unique * es,
         clones: clones_of(reg, h.id, Some(s.id)),
+        tag: s.tag.clone(),
+        guard: s.guard.clone(),
     }
 }

@@ -40,6 +40,11 @@ pub struct Snap {
     pub delta_real: u64,
     /// Real entries in `delta` that no older snapshot sees: what deleting this snapshot frees.
     pub unique: u64,
+    /// Opaque descriptor from the layer above, stored with the snapshot's record.
+    pub tag: Option<Vec<u8>>,
+    /// Why the layer above protects this snapshot from deletion (not stored: the layer above
+    /// sets it again after every open).
+    pub guard: Option<String>,
 }
 
 /// Changes not yet committed to the metadata store, drained by one commit.
@@ -82,6 +87,11 @@ pub struct Family {
     pub live_unique: u64,
     pub deleted: bool,
     pub dirty: Dirty,
+    /// Opaque descriptor from the layer above, stored with the volume's record.
+    pub tag: Option<Vec<u8>>,
+    /// Why the layer above protects this volume: while set, it cannot be deleted or resized,
+    /// and hosts get it read-only. Not stored (see [`Snap::guard`]).
+    pub guard: Option<String>,
 }
 
 /// A family in the registry. `parent` never changes, so it can be read without the lock; the

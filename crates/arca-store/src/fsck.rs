@@ -253,8 +253,8 @@ impl Pool {
         }
         drop(alloc);
         // The store against memory, for families without uncommitted changes.
-        let db = state
-            .db
+        let db_guard = inner.db.read();
+        let db = db_guard
             .as_ref()
             .expect("flush_locked succeeded, so the store is open");
         let ctx = "fsck reading the metadata store";
@@ -276,7 +276,7 @@ impl Pool {
         for row in snapshots.iter().map_err(|e| store_error(ctx, e.into()))? {
             let (k, v) = row.map_err(|e| store_error(ctx, e.into()))?;
             known.insert(k.value());
-            match records::decode::<records::SnapshotRecord>(v.value()) {
+            match records::SnapshotRecord::decode(v.value()) {
                 Ok(r) if !reg.by_id.contains_key(&r.volume) => problem(
                     "orphan-snapshot",
                     format!(

@@ -23,6 +23,8 @@ pub struct Export {
     handle: Arc<FamilyHandle>,
     snap: Option<u64>,
     name: String,
+    /// Opened by the layer above for its own copies: the volume's guard does not apply.
+    unguarded: bool,
 }
 
 /// One run of [`Export::block_status`]: `length` bytes that are all allocated or all holes.
@@ -119,8 +121,18 @@ impl Inner {
 }
 
 impl Pool {
-    /// Opens `VOLUME` or `VOLUME@SNAPSHOT` for I/O.
+    /// Opens `VOLUME` or `VOLUME@SNAPSHOT` for I/O. A guarded volume opens read-only.
     pub fn export(&self, name: &str) -> Result<Export> {
+        self.open_export(name, false)
+    }
+
+    /// Opens an export that writes through a volume's guard: for the layer that set the guard
+    /// (a backup copying into its destination, a restore into the volume it protects).
+    pub fn export_unguarded(&self, name: &str) -> Result<Export> {
+        self.open_export(name, true)
+    }
+
+    fn open_export(&self, name: &str, unguarded: bool) -> Result<Export> {
         let (volume, snapshot) = match name.split_once('@') {
             Some((v, s)) => (v, Some(s)),
             None => (name, None),
@@ -150,6 +162,7 @@ impl Pool {
             handle,
             snap,
             name: name.to_string(),
+            unguarded,
         })
     }
 
@@ -162,7 +175,7 @@ impl Pool {
             out.push(ExportInfo {
                 name: name.clone(),
                 size: f.size,
-                read_only: false,
+                read_only: f.guard.is_some(),
             });
             for s in &f.snaps {
                 out.push(ExportInfo {
@@ -181,8 +194,21 @@ impl Export {
         &self.name
     }
 
+    /// A snapshot, or a guarded volume opened by [`Pool::export`].
     pub fn read_only(&self) -> bool {
-        self.snap.is_some()
+        self.snap.is_some() || (!self.unguarded && self.handle.cell.read().guard.is_some())
+    }
+
+    /// Refuses writes to a guarded volume, naming the guard. Called under the family's lock so
+    /// a guard set meanwhile is seen.
+    fn check_guard(&self, f: &Family) -> Result<()> {
+        match &f.guard {
+            Some(why) if !self.unguarded => Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!("volume {} is read-only: {why}", self.name),
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -224,7 +250,7 @@ impl Export {
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.read_only() {
+        if self.snap.is_some() {
             return Err(Error::new(
                 ErrorKind::ReadOnly,
                 format!("snapshot {} is read-only", self.name),
@@ -274,6 +300,7 @@ impl Export {
         if !self.write_in_place(offset, Src::Data(data), data.len() as u64)? {
             let mut f = self.handle.cell.write();
             let view = self.view(&f)?;
+            self.check_guard(&f)?;
             self.check_range(&f, view, offset, data.len() as u64)?;
             let es = self.pool.inner.extent_size;
             let all: Vec<Piece> = pieces(offset, data.len() as u64, es).collect();
@@ -294,6 +321,7 @@ impl Export {
         {
             let mut f = self.handle.cell.write();
             let view = self.view(&f)?;
+            self.check_guard(&f)?;
             self.check_range(&f, view, offset, len)?;
             let id = self.handle.id;
             let parent_extents = self.handle.parent.as_ref().map(|(p, sid)| {
@@ -371,6 +399,7 @@ impl Export {
         let es = inner.extent_size;
         let f = self.handle.cell.read();
         let view = self.view(&f)?;
+        self.check_guard(&f)?;
         self.check_range(&f, view, offset, len)?;
         let newest = f.newest_gen();
         let mut runs = Vec::new();

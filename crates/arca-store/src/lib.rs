@@ -21,6 +21,7 @@ pub mod names;
 mod pool;
 mod records;
 pub mod sim;
+mod txn;
 
 pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
@@ -30,3 +31,4 @@ pub use pool::{
     DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
     VolumeInfo,
 };
+pub use txn::{APP_TABLE_NAME_MAX, AppOp, Txn};

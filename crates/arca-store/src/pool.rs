@@ -57,20 +57,19 @@ pub(crate) struct Registry {
     pub by_id: HashMap<u64, Arc<FamilyHandle>>,
 }
 
-/// Pool-level changes not yet committed: those of deleted families.
+/// Pool-level changes not yet committed: those of deleted families, and the layers above's
+/// table writes.
 #[derive(Debug, Default)]
 pub(crate) struct PoolPending {
+    pub app_ops: Vec<crate::txn::AppOp>,
     pub frees: Vec<Phys>,
     pub purge_owners: Vec<u64>,
     pub deleted_volumes: Vec<u64>,
     pub deleted_snapshots: Vec<u64>,
 }
 
-pub(crate) struct CommitState {
-    /// `None` after a failed commit: the next commit reopens the store, which recovers it to
-    /// its last durable state.
-    pub db: Option<Database>,
-}
+/// Held across a commit, so commits (and transactions) run one at a time.
+pub(crate) struct CommitState {}
 
 pub(crate) struct Inner {
     pub devices: Vec<Arc<dyn BlockDevice>>,
@@ -81,6 +80,10 @@ pub(crate) struct Inner {
     pub registry: RwLock<Registry>,
     pub pending: Mutex<PoolPending>,
     pub commit: Mutex<CommitState>,
+    /// The metadata store. `None` after a failed commit: the next user reopens it, which
+    /// recovers its last durable state. Readers and the committer share it in read mode; only
+    /// a reopen takes it in write mode, so there is never a second instance.
+    pub db: RwLock<Option<Database>>,
     pub next_id: AtomicU64,
     /// Inconsistencies found while loading, reported by fsck.
     pub load_problems: Mutex<Vec<crate::fsck::Problem>>,
@@ -110,6 +113,10 @@ pub struct VolumeInfo {
     pub unique_bytes: u64,
     /// Bytes the volume and its snapshots own together: what deleting all of them frees.
     pub owned_bytes: u64,
+    /// The descriptor the layer above attached ([`crate::Txn::set_volume_tag`]).
+    pub tag: Option<Vec<u8>>,
+    /// Why the volume is protected ([`Pool::set_volume_guard`]).
+    pub guard: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +131,8 @@ pub struct SnapshotInfo {
     pub unique_bytes: u64,
     /// Clones made from this snapshot (it cannot be deleted while any exist).
     pub clones: Vec<String>,
+    pub tag: Option<Vec<u8>>,
+    pub guard: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,7 +435,8 @@ impl Pool {
             alloc: Mutex::new(Allocator::new(&counts)),
             registry: RwLock::new(Registry::default()),
             pending: Mutex::new(PoolPending::default()),
-            commit: Mutex::new(CommitState { db: None }),
+            commit: Mutex::new(CommitState {}),
+            db: RwLock::new(None),
             next_id: AtomicU64::new(1),
             load_problems: Mutex::new(Vec::new()),
             commits: AtomicU64::new(0),
@@ -435,7 +445,7 @@ impl Pool {
             inner: Arc::new(inner),
         };
         pool.load(&db)?;
-        pool.inner.commit.lock().db = Some(db);
+        *pool.inner.db.write() = Some(db);
         Ok(pool)
     }
 
@@ -473,7 +483,7 @@ impl Pool {
         if let Some(t) = open_optional(&txn, records::VOLUMES).map_err(e)? {
             for row in t.iter().map_err(|x| e(x.into()))? {
                 let (k, v) = row.map_err(|x| e(x.into()))?;
-                match records::decode::<VolumeRecord>(v.value()) {
+                match VolumeRecord::decode(v.value()) {
                     Ok(r) => {
                         volumes.insert(k.value(), r);
                     }
@@ -484,7 +494,7 @@ impl Pool {
         if let Some(t) = open_optional(&txn, records::SNAPSHOTS).map_err(e)? {
             for row in t.iter().map_err(|x| e(x.into()))? {
                 let (k, v) = row.map_err(|x| e(x.into()))?;
-                match records::decode::<SnapshotRecord>(v.value()) {
+                match SnapshotRecord::decode(v.value()) {
                     Ok(r) => {
                         snapshots.insert(k.value(), r);
                     }
@@ -511,6 +521,8 @@ impl Pool {
                     live_unique: 0,
                     deleted: false,
                     dirty: Dirty::default(),
+                    tag: r.tag.clone(),
+                    guard: None,
                 },
             );
         }
@@ -532,6 +544,8 @@ impl Pool {
                         delta: ExtentMap::new(),
                         delta_real: 0,
                         unique: 0,
+                        tag: r.tag.clone(),
+                        guard: None,
                     });
                     owners.insert(sid, (r.volume, Some(sid)));
                 }

@@ -6,4 +6,5 @@ mod concurrency;
 mod crash;
 mod faults;
 mod model;
+mod txn;
 mod util;

@@ -1,0 +1,407 @@
+//! Transactions for the layers above: control changes plus writes to their own tables,
+//! committed in one metadata transaction.
+//!
+//! The backup catalog needs "a crash leaves both or neither": a backup's snapshot and its
+//! catalog record must become durable in the same commit. A [`Txn`] holds the commit lock from
+//! its first change to its commit, so no other flush can commit half of it. Its table writes
+//! ([`AppOp`]) ride with the pool's pending changes, so a failed commit retries them together
+//! with the structural changes they describe.
+//!
+//! In-memory changes cannot be rolled back: a transaction commits what it did, even when
+//! dropped without [`Txn::commit`] (an error there leaves the changes pending for the next
+//! flush, which commits them together). Callers validate before they change anything.
+//!
+//! The tables live in the metadata store as `app:NAME`, keyed and valued by bytes; keys sort
+//! bytewise, so big-endian integers make ordered indexes.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use parking_lot::MutexGuard;
+use redb::ReadableDatabase;
+
+use crate::error::{Result, not_found};
+use crate::pool::{CommitState, Pool, store_error};
+use crate::records::APP_TABLE_PREFIX;
+
+/// Longest table name the layers above may use (after the `app:` prefix).
+pub const APP_TABLE_NAME_MAX: usize = 64;
+
+/// A write to a table of the layers above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppOp {
+    Put {
+        table: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: String,
+        key: Vec<u8>,
+    },
+    /// Removes every row of the table.
+    Clear {
+        table: String,
+    },
+}
+
+fn check_table(table: &str) {
+    // Table names are constants of the layer above: a bad one is a programmer error.
+    assert!(
+        !table.is_empty()
+            && table.len() <= APP_TABLE_NAME_MAX
+            && table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        "bad application table name {table:?}"
+    );
+}
+
+fn definition(name: &str) -> redb::TableDefinition<'_, &'static [u8], &'static [u8]> {
+    redb::TableDefinition::new(name)
+}
+
+pub(crate) fn apply_app_ops(
+    txn: &redb::WriteTransaction,
+    ops: &[AppOp],
+) -> std::result::Result<(), redb::Error> {
+    let mut tables: HashMap<String, redb::Table<'_, &'static [u8], &'static [u8]>> = HashMap::new();
+    for op in ops {
+        let name = match op {
+            AppOp::Put { table, .. } | AppOp::Delete { table, .. } | AppOp::Clear { table } => {
+                format!("{APP_TABLE_PREFIX}{table}")
+            }
+        };
+        if !tables.contains_key(&name) {
+            let t = txn.open_table(definition(&name))?;
+            tables.insert(name.clone(), t);
+        }
+        let t = tables.get_mut(&name).expect("opened above");
+        match op {
+            AppOp::Put { key, value, .. } => {
+                t.insert(key.as_slice(), value.as_slice())?;
+            }
+            AppOp::Delete { key, .. } => {
+                t.remove(key.as_slice())?;
+            }
+            AppOp::Clear { .. } => {
+                t.retain(|_, _| false)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A transaction: see the module documentation.
+pub struct Txn<'a> {
+    pool: &'a Pool,
+    lock: Option<MutexGuard<'a, CommitState>>,
+    ops: Vec<AppOp>,
+}
+
+impl Pool {
+    /// Starts a transaction. Commits and other transactions wait until it ends.
+    pub fn transaction(&self) -> Txn<'_> {
+        Txn {
+            pool: self,
+            lock: Some(self.inner.commit.lock()),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Reads one row of an application table.
+    pub fn app_get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = None;
+        self.app_scan(
+            table,
+            Bound::Included(key),
+            Bound::Included(key),
+            false,
+            |_, v| {
+                out = Some(v.to_vec());
+                false
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Visits the rows of an application table whose keys lie in the range, in key order (or
+    /// reverse order), until `visit` returns false. A table never written is empty.
+    pub fn app_scan(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        check_table(table);
+        let ctx = "reading an application table";
+        let name = format!("{APP_TABLE_PREFIX}{table}");
+        let db = self.db()?;
+        let db = db.as_ref().expect("db() opens the store");
+        let txn = db.begin_read().map_err(|e| store_error(ctx, e.into()))?;
+        let t = match txn.open_table(definition(&name)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(store_error(ctx, e.into())),
+        };
+        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+            (from, to)
+            && a > b
+        {
+            // redb asserts on inverted ranges; an empty answer is the right one.
+            return Ok(());
+        }
+        let range = t
+            .range::<&[u8]>((from, to))
+            .map_err(|e| store_error(ctx, e.into()))?;
+        type Row<'a> = std::result::Result<
+            (
+                redb::AccessGuard<'a, &'static [u8]>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >;
+        let mut step = |row: Row<'_>| -> Result<bool> {
+            let (k, v) = row.map_err(|e| store_error(ctx, e.into()))?;
+            Ok(visit(k.value(), v.value()))
+        };
+        if reverse {
+            for row in range.rev() {
+                if !step(row)? {
+                    break;
+                }
+            }
+        } else {
+            for row in range {
+                if !step(row)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Protects a volume (or lifts the protection with `None`): while set, deleting or resizing
+    /// it is refused and hosts get it read-only, with `why` in the error. Not stored: the layer
+    /// above sets it again after every open. Writes through [`Pool::export_unguarded`] pass.
+    pub fn set_volume_guard(&self, volume: &str, why: Option<String>) -> Result<()> {
+        let h = self.lookup_family(volume)?;
+        let mut f = h.cell.write();
+        if f.deleted {
+            return Err(not_found(format_args!("volume {volume}")));
+        }
+        f.guard = why;
+        Ok(())
+    }
+
+    /// Protects a snapshot from deletion (see [`Pool::set_volume_guard`]).
+    pub fn set_snapshot_guard(
+        &self,
+        volume: &str,
+        snapshot: &str,
+        why: Option<String>,
+    ) -> Result<()> {
+        let h = self.lookup_family(volume)?;
+        let mut f = h.cell.write();
+        let s = f
+            .snaps
+            .iter_mut()
+            .find(|s| s.name == snapshot)
+            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
+        s.guard = why;
+        Ok(())
+    }
+
+    /// Logical extents (in extent units, ascending) where the live volume may differ from its
+    /// snapshot: those written or trimmed since. Costs what changed, not the volume's size.
+    pub fn changed_extents(&self, volume: &str, snapshot: &str) -> Result<Vec<u64>> {
+        let h = self.lookup_family(volume)?;
+        let f = h.cell.read();
+        let i = f
+            .snaps
+            .iter()
+            .position(|s| s.name == snapshot)
+            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
+        let generation = f.snaps[i].generation;
+        // Entries born since the snapshot are changes; entries the snapshot saw that were
+        // replaced or trimmed since sit in its own delta or a newer one.
+        let mut out: Vec<u64> = f
+            .live
+            .iter()
+            .filter(|(_, e)| e.birth >= generation)
+            .map(|(l, _)| l)
+            .collect();
+        for s in &f.snaps[i..] {
+            out.extend(
+                s.delta
+                    .iter()
+                    .filter(|(_, e)| e.birth < generation)
+                    .map(|(l, _)| l),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Bytes that deleting all of `snapshots` (of one volume) together would free: extents
+    /// that only they see. Exact, and more than the sum of their unique bytes when they share
+    /// extents only with each other.
+    pub fn bytes_freed_by_deleting(&self, volume: &str, snapshots: &[&str]) -> Result<u64> {
+        let h = self.lookup_family(volume)?;
+        let f = h.cell.read();
+        let mut doomed = vec![false; f.snaps.len()];
+        for name in snapshots {
+            let i = f
+                .snaps
+                .iter()
+                .position(|s| s.name == *name)
+                .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))?;
+            doomed[i] = true;
+        }
+        // An entry in snapshot T's delta born at b is seen by exactly the snapshots up to T
+        // whose generation is above b; it is freed when every one of them goes.
+        let mut freed = 0u64;
+        for (t, s) in f.snaps.iter().enumerate() {
+            for (_, e) in s.delta.iter() {
+                if e.phys().is_none() {
+                    continue;
+                }
+                let seers_start = f.snaps[..=t].partition_point(|x| x.generation <= e.birth);
+                if doomed[seers_start..=t].iter().all(|&d| d) {
+                    freed += 1;
+                }
+            }
+        }
+        Ok(freed * self.inner.extent_size)
+    }
+
+    pub(crate) fn lookup_family(
+        &self,
+        name: &str,
+    ) -> Result<std::sync::Arc<crate::family::FamilyHandle>> {
+        self.inner
+            .registry
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(format_args!("volume {name}")))
+    }
+}
+
+impl Txn<'_> {
+    pub fn create_volume(&mut self, name: &str, size: u64, placement: Option<u32>) -> Result<()> {
+        self.pool.create_volume_mem(name, size, placement)
+    }
+
+    /// Snapshots every `(volume, snapshot name)` at one instant (see
+    /// [`Pool::create_snapshot`]). All or none.
+    pub fn create_snapshots(&mut self, items: &[(&str, &str)]) -> Result<()> {
+        self.pool.create_snapshots_mem(items).map(|_| ())
+    }
+
+    pub fn clone_snapshot(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+        name: &str,
+        placement: Option<u32>,
+    ) -> Result<()> {
+        self.pool
+            .clone_snapshot_mem(volume, snapshot, name, placement)
+    }
+
+    pub fn delete_snapshot(&mut self, volume: &str, name: &str) -> Result<()> {
+        self.pool.delete_snapshot_mem(volume, name)
+    }
+
+    pub fn delete_volume(&mut self, name: &str, with_snapshots: bool) -> Result<()> {
+        self.pool.delete_volume_mem(name, with_snapshots)
+    }
+
+    /// Attaches a descriptor to a volume, stored with its record.
+    pub fn set_volume_tag(&mut self, volume: &str, tag: Option<Vec<u8>>) -> Result<()> {
+        let h = self.pool.lookup_family(volume)?;
+        let mut f = h.cell.write();
+        if f.deleted {
+            return Err(not_found(format_args!("volume {volume}")));
+        }
+        f.tag = tag;
+        f.dirty.record = true;
+        Ok(())
+    }
+
+    /// Attaches a descriptor to a snapshot, stored with its record.
+    pub fn set_snapshot_tag(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+        tag: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let h = self.pool.lookup_family(volume)?;
+        let mut f = h.cell.write();
+        let s = f
+            .snaps
+            .iter_mut()
+            .find(|s| s.name == snapshot)
+            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
+        s.tag = tag;
+        let id = s.id;
+        f.dirty.snapshot_records.push(id);
+        Ok(())
+    }
+
+    pub fn put(&mut self, table: &str, key: Vec<u8>, value: Vec<u8>) {
+        check_table(table);
+        self.ops.push(AppOp::Put {
+            table: table.to_string(),
+            key,
+            value,
+        });
+    }
+
+    pub fn delete(&mut self, table: &str, key: Vec<u8>) {
+        check_table(table);
+        self.ops.push(AppOp::Delete {
+            table: table.to_string(),
+            key,
+        });
+    }
+
+    pub fn clear(&mut self, table: &str) {
+        check_table(table);
+        self.ops.push(AppOp::Clear {
+            table: table.to_string(),
+        });
+    }
+
+    /// Commits everything the transaction did, durably, in one metadata transaction.
+    pub fn commit(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let Some(mut lock) = self.lock.take() else {
+            return Ok(());
+        };
+        {
+            // Under the registry lock, as every pool-level pending change is made.
+            let _reg = self.pool.inner.registry.read();
+            self.pool.inner.pending.lock().app_ops.append(&mut self.ops);
+        }
+        self.pool.flush_locked(&mut lock)
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if self.lock.is_some()
+            && let Err(e) = self.finish()
+        {
+            tracing::warn!("a transaction's commit failed; it stays pending: {e}");
+        }
+    }
+}
