@@ -1,6 +1,28 @@
-//! The backup layer of Arca. For now it holds the job runner that long operations (copy
-//! backups, restores, verification, pair resync, pool checks) report progress through.
+//! The backup layer of Arca: the catalog of backups the array manages (records, indexes,
+//! descriptors on destinations), backup, restore, verify, retention, catalog check and
+//! rebuild, and the job runner long operations report progress through.
+//!
+//! Modules: [`record`] (the management information), [`catalog`] (tables and queries),
+//! [`digest`] (content digests and the image walk), [`retention`] (the prune planner),
+//! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`].
 
+pub mod backups;
+pub mod catalog;
+mod check;
+mod create;
+pub mod digest;
+mod expire;
 pub mod jobs;
+pub mod record;
+mod restore;
+pub mod retention;
+mod verify;
 
+pub use backups::*;
+pub use check::{CatalogProblem, CatalogReport, RebuildReport};
+pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
+pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
 pub use jobs::{Job, JobContext, JobError, JobId, JobManager, JobSnapshot, JobState};
+pub use record::*;
+pub use restore::{RestoreTo, Restored};
+pub use verify::Verification;

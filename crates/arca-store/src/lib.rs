@@ -31,4 +31,4 @@ pub use pool::{
     DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
     VolumeInfo,
 };
-pub use txn::{APP_TABLE_NAME_MAX, AppOp, Txn};
+pub use txn::{APP_TABLE_NAME_MAX, AppOp, AppReader, Txn};

@@ -92,42 +92,38 @@ pub(crate) fn apply_app_ops(
     Ok(())
 }
 
-/// A transaction: see the module documentation.
-pub struct Txn<'a> {
-    pool: &'a Pool,
-    lock: Option<MutexGuard<'a, CommitState>>,
-    ops: Vec<AppOp>,
+const READ_CONTEXT: &str = "reading an application table";
+
+/// A consistent read view of the application tables ([`Pool::app_read`]).
+pub struct AppReader {
+    txn: redb::ReadTransaction,
 }
 
-impl Pool {
-    /// Starts a transaction. Commits and other transactions wait until it ends.
-    pub fn transaction(&self) -> Txn<'_> {
-        Txn {
-            pool: self,
-            lock: Some(self.inner.commit.lock()),
-            ops: Vec::new(),
+impl AppReader {
+    fn table(
+        &self,
+        table: &str,
+    ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
+        check_table(table);
+        let name = format!("{APP_TABLE_PREFIX}{table}");
+        match self.txn.open_table(definition(&name)) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(store_error(READ_CONTEXT, e.into())),
         }
     }
 
-    /// Reads one row of an application table.
-    pub fn app_get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut out = None;
-        self.app_scan(
-            table,
-            Bound::Included(key),
-            Bound::Included(key),
-            false,
-            |_, v| {
-                out = Some(v.to_vec());
-                false
-            },
-        )?;
-        Ok(out)
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(t) = self.table(table)? else {
+            return Ok(None);
+        };
+        let v = t.get(key).map_err(|e| store_error(READ_CONTEXT, e.into()))?;
+        Ok(v.map(|v| v.value().to_vec()))
     }
 
-    /// Visits the rows of an application table whose keys lie in the range, in key order (or
-    /// reverse order), until `visit` returns false. A table never written is empty.
-    pub fn app_scan(
+    /// Visits the rows whose keys lie in the range, in key order (or reverse order), until
+    /// `visit` returns false. A table never written is empty.
+    pub fn scan(
         &self,
         table: &str,
         from: Bound<&[u8]>,
@@ -135,16 +131,9 @@ impl Pool {
         reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        check_table(table);
-        let ctx = "reading an application table";
-        let name = format!("{APP_TABLE_PREFIX}{table}");
-        let db = self.db()?;
-        let db = db.as_ref().expect("db() opens the store");
-        let txn = db.begin_read().map_err(|e| store_error(ctx, e.into()))?;
-        let t = match txn.open_table(definition(&name)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(store_error(ctx, e.into())),
+        let ctx = READ_CONTEXT;
+        let Some(t) = self.table(table)? else {
+            return Ok(());
         };
         if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
             (from, to)
@@ -181,6 +170,51 @@ impl Pool {
             }
         }
         Ok(())
+    }
+}
+
+/// A transaction: see the module documentation.
+pub struct Txn<'a> {
+    pool: &'a Pool,
+    lock: Option<MutexGuard<'a, CommitState>>,
+    ops: Vec<AppOp>,
+}
+
+impl Pool {
+    /// Starts a transaction. Commits and other transactions wait until it ends.
+    pub fn transaction(&self) -> Txn<'_> {
+        Txn {
+            pool: self,
+            lock: Some(self.inner.commit.lock()),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Reads one row of an application table.
+    pub fn app_get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.app_read(|r| r.get(table, key))
+    }
+
+    /// Visits rows of an application table: see [`AppReader::scan`].
+    pub fn app_scan(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        self.app_read(|r| r.scan(table, from, to, reverse, visit))
+    }
+
+    /// Runs `f` on one consistent read view of the application tables.
+    pub fn app_read<T>(&self, f: impl FnOnce(&AppReader) -> Result<T>) -> Result<T> {
+        let db = self.db()?;
+        let db = db.as_ref().expect("db() opens the store");
+        let txn = db
+            .begin_read()
+            .map_err(|e| store_error(READ_CONTEXT, e.into()))?;
+        f(&AppReader { txn })
     }
 
     /// Protects a volume (or lifts the protection with `None`): while set, deleting or resizing

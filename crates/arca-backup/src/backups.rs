@@ -1,0 +1,295 @@
+//! The backup service: the array's side of every backup command. Operations live in
+//! `create.rs`, `restore.rs`, `verify.rs`, `expire.rs` and `check.rs`; this file holds the
+//! service, its recovery at open, and the helpers they share.
+//!
+//! Invariants:
+//! - a record and the destination it describes are created, changed and removed in one
+//!   metadata transaction ([`arca_store::Txn`]), the destination's tag holding a copy of the
+//!   record (its descriptor);
+//! - every live backup's destination is guarded in the store: hosts get it read-only and
+//!   volume/snapshot commands refuse to delete or resize it, naming the backup;
+//! - catalog changes are serialized by `catalog_lock`, taken before the store's commit lock.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arca_store::{Error, ErrorKind, Export, Pool, Result, VolumeInfo};
+use parking_lot::Mutex;
+
+use crate::catalog;
+use crate::jobs::{JobError, JobManager};
+use crate::record::{BackupRecord, Destination, Status};
+
+/// What the array knows about hosts connected over NBD (implemented by the daemon).
+pub trait Hosts: Send + Sync {
+    /// Peers connected to the export.
+    fn connected(&self, export: &str) -> Vec<String>;
+    /// Disconnects them; returns how many.
+    fn disconnect(&self, export: &str) -> usize;
+    /// Waits until none is connected; false on timeout.
+    fn wait_disconnected(&self, export: &str, timeout: Duration) -> bool;
+}
+
+/// No data path: for tools and tests that run the backup layer alone.
+pub struct NoHosts;
+
+impl Hosts for NoHosts {
+    fn connected(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn disconnect(&self, _: &str) -> usize {
+        0
+    }
+    fn wait_disconnected(&self, _: &str, _: Duration) -> bool {
+        true
+    }
+}
+
+/// The wall clock in milliseconds since the epoch. Replaceable so that tests can script a
+/// calendar of backups.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
+}
+
+pub struct Backups {
+    pub(crate) pool: Pool,
+    pub(crate) clock: Clock,
+    pub(crate) jobs: Arc<JobManager>,
+    pub(crate) hosts: Arc<dyn Hosts>,
+    pub(crate) catalog_lock: Mutex<()>,
+    last_id: Mutex<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidArgument, message)
+}
+
+pub(crate) fn busy(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Busy, message)
+}
+
+pub(crate) fn backup_not_found(id: u64) -> Error {
+    Error::new(ErrorKind::NotFound, format!("backup {id} does not exist"))
+}
+
+pub(crate) fn job_failed(e: JobError) -> Error {
+    match e {
+        JobError::Cancelled => Error::new(ErrorKind::Busy, "cancelled"),
+        JobError::Failed(m) => Error::new(ErrorKind::Io, m),
+    }
+}
+
+/// Name of a snapshot backup's destination, and of a copy backup's point-in-time snapshot.
+pub fn snapshot_name(id: u64) -> String {
+    format!("backup-{id}")
+}
+
+pub fn pit_snapshot_name(id: u64) -> String {
+    format!("backup-{id}-pit")
+}
+
+/// The guard text: what volume and snapshot commands say when they refuse.
+pub(crate) fn guard_text(r: &BackupRecord) -> String {
+    match r.status {
+        Status::Copying => format!("destination of backup {} (copy in progress)", r.id),
+        _ => format!("holds backup {}", r.id),
+    }
+}
+
+impl Backups {
+    /// Opens the service on a pool: copies that a stop interrupted are marked failed and
+    /// cleaned up, digests not yet computed are restarted, and destinations are guarded.
+    pub fn open(pool: Pool, jobs: Arc<JobManager>, hosts: Arc<dyn Hosts>) -> Result<Arc<Backups>> {
+        Backups::open_with_clock(pool, jobs, hosts, system_clock())
+    }
+
+    pub fn open_with_clock(
+        pool: Pool,
+        jobs: Arc<JobManager>,
+        hosts: Arc<dyn Hosts>,
+        clock: Clock,
+    ) -> Result<Arc<Backups>> {
+        let (records, _bad) = catalog::all(&pool)?;
+        let last = records.iter().map(|r| r.id).max().unwrap_or(0);
+        let b = Arc::new(Backups {
+            pool,
+            clock,
+            jobs,
+            hosts,
+            catalog_lock: Mutex::new(()),
+            last_id: Mutex::new(last),
+        });
+        for r in &records {
+            if r.status == Status::Copying {
+                // Its job died with the previous process: the copy never completed.
+                b.fail_copy(r.id, "interrupted: the array stopped during the copy")?;
+            }
+        }
+        b.apply_guards()?;
+        let (records, _) = catalog::all(&b.pool)?;
+        for r in records {
+            if r.status == Status::Complete && r.digest.is_none() {
+                b.start_digest(r.id)?;
+            }
+        }
+        Ok(b)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn jobs(&self) -> &Arc<JobManager> {
+        &self.jobs
+    }
+
+    /// A new id: the current millisecond << 16, above every id given before.
+    pub(crate) fn new_id(&self) -> u64 {
+        let mut last = self.last_id.lock();
+        let id = ((self.clock)() << 16).max(*last + 1);
+        *last = id;
+        id
+    }
+
+    pub fn get(&self, id: u64) -> Result<BackupRecord> {
+        match catalog::get(&self.pool, id)? {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("backup {id}: record unreadable: {e}"),
+            )),
+            None => Err(backup_not_found(id)),
+        }
+    }
+
+    pub fn list(&self, q: &catalog::Query) -> Result<Vec<BackupRecord>> {
+        catalog::query(&self.pool, q)
+    }
+
+    pub(crate) fn volume_by_id(&self, id: u64) -> Option<VolumeInfo> {
+        self.pool.volumes().into_iter().find(|v| v.id == id)
+    }
+
+    /// The export holding a backup's image, read-only for a snapshot.
+    pub(crate) fn image(&self, r: &BackupRecord) -> Result<(String, Export)> {
+        let name = self.image_name(r)?;
+        let e = self.pool.export(&name)?;
+        Ok((name, e))
+    }
+
+    pub(crate) fn image_name(&self, r: &BackupRecord) -> Result<String> {
+        let gone = || {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the destination of backup {} no longer exists (catalog check names it)",
+                    r.id
+                ),
+            )
+        };
+        match &r.destination {
+            Destination::Snapshot { snapshot, .. } => {
+                let v = self.volume_by_id(r.source.volume_id).ok_or_else(gone)?;
+                Ok(format!("{}@{snapshot}", v.name))
+            }
+            Destination::Volume { volume_id, .. } => {
+                Ok(self.volume_by_id(*volume_id).ok_or_else(gone)?.name)
+            }
+        }
+    }
+
+    /// Sets every live backup's guard and lifts guards nobody holds any more.
+    pub(crate) fn apply_guards(&self) -> Result<()> {
+        let (records, _) = catalog::all(&self.pool)?;
+        let mut wanted_volumes: std::collections::HashMap<u64, String> = Default::default();
+        let mut wanted_snaps: std::collections::HashMap<(u64, String), String> = Default::default();
+        for r in records.iter().filter(|r| r.status.live()) {
+            match &r.destination {
+                Destination::Snapshot { snapshot, .. } => {
+                    wanted_snaps.insert((r.source.volume_id, snapshot.clone()), guard_text(r));
+                }
+                Destination::Volume { volume_id, .. } => {
+                    wanted_volumes.insert(*volume_id, guard_text(r));
+                    if r.status == Status::Copying {
+                        wanted_snaps.insert(
+                            (r.source.volume_id, pit_snapshot_name(r.id)),
+                            format!("point-in-time image of backup {} (copy in progress)", r.id),
+                        );
+                    }
+                }
+            }
+        }
+        for v in self.pool.volumes() {
+            let want = wanted_volumes.get(&v.id).cloned();
+            if v.guard != want && !is_restore_guard(v.guard.as_deref()) {
+                self.pool.set_volume_guard(&v.name, want)?;
+            }
+            for s in self.pool.snapshots(&v.name)? {
+                let want = wanted_snaps.get(&(v.id, s.name.clone())).cloned();
+                if s.guard != want {
+                    self.pool.set_snapshot_guard(&v.name, &s.name, want)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, changes and stores one record, with its descriptor, in one transaction.
+    pub(crate) fn update(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut BackupRecord) -> Result<()>,
+    ) -> Result<BackupRecord> {
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        let mut new = old.clone();
+        change(&mut new)?;
+        let mut t = self.pool.transaction();
+        catalog::put(&mut t, Some(&old), &new);
+        self.tag_destination(&mut t, &new)?;
+        t.commit()?;
+        Ok(new)
+    }
+
+    /// Writes the record as its destination's descriptor, when the destination exists.
+    pub(crate) fn tag_destination(
+        &self,
+        t: &mut arca_store::Txn<'_>,
+        r: &BackupRecord,
+    ) -> Result<()> {
+        match &r.destination {
+            Destination::Snapshot { snapshot, .. } => {
+                if let Some(v) = self.volume_by_id(r.source.volume_id)
+                    && self.pool.snapshot(&v.name, snapshot).is_ok()
+                {
+                    t.set_snapshot_tag(&v.name, snapshot, Some(r.encode()))?;
+                }
+            }
+            Destination::Volume { volume_id, .. } => {
+                if let Some(v) = self.volume_by_id(*volume_id) {
+                    t.set_volume_tag(&v.name, Some(r.encode()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Restores guard their volume with this prefix; backup guards leave it alone.
+pub(crate) const RESTORE_GUARD_PREFIX: &str = "being restored";
+
+fn is_restore_guard(g: Option<&str>) -> bool {
+    g.is_some_and(|g| g.starts_with(RESTORE_GUARD_PREFIX))
+}

@@ -1,0 +1,350 @@
+//! Catalog check (the catalog against the destinations and its own indexes) and rebuild (the
+//! catalog reconstructed from the descriptors on the destinations).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use arca_store::Result;
+use serde::Serialize;
+
+use crate::backups::Backups;
+use crate::catalog::{self, BACKUPS, CATALOG_TABLES};
+use crate::digest;
+use crate::record::{BackupRecord, Destination, Status};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogProblem {
+    pub code: &'static str,
+    pub backup: Option<u64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CatalogReport {
+    pub records: usize,
+    pub live: usize,
+    pub destinations: usize,
+    pub problems: Vec<CatalogProblem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildReport {
+    /// Records reconstructed from descriptors.
+    pub from_descriptors: usize,
+    /// Records of backups without a destination (deleted, failed) kept from the old catalog.
+    pub kept_history: usize,
+    pub unreadable_descriptors: Vec<String>,
+}
+
+/// A destination found in the pool, with the descriptor it carries.
+struct Found {
+    name: String,
+    /// The snapshot (volume id, name) or volume id, to match against records.
+    place: Place,
+    descriptor: std::result::Result<BackupRecord, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    Snapshot(u64, String),
+    Volume(u64),
+}
+
+fn place_of(r: &BackupRecord) -> Place {
+    match &r.destination {
+        Destination::Snapshot { snapshot, .. } => {
+            Place::Snapshot(r.source.volume_id, snapshot.clone())
+        }
+        Destination::Volume { volume_id, .. } => Place::Volume(*volume_id),
+    }
+}
+
+impl Backups {
+    fn destinations(&self) -> Result<Vec<Found>> {
+        let mut out = Vec::new();
+        for v in self.pool.volumes() {
+            if let Some(tag) = &v.tag {
+                out.push(Found {
+                    name: v.name.clone(),
+                    place: Place::Volume(v.id),
+                    descriptor: BackupRecord::decode(tag),
+                });
+            }
+            for s in self.pool.snapshots(&v.name)? {
+                if let Some(tag) = &s.tag {
+                    out.push(Found {
+                        name: format!("{}@{}", v.name, s.name),
+                        place: Place::Snapshot(v.id, s.name.clone()),
+                        descriptor: BackupRecord::decode(tag),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the catalog against the destinations, the digests and its own indexes.
+    pub fn check(&self) -> Result<CatalogReport> {
+        let _c = self.catalog_lock.lock();
+        let mut report = CatalogReport::default();
+        let mut problem = |code, backup, message: String| {
+            report.problems.push(CatalogProblem {
+                code,
+                backup,
+                message,
+            })
+        };
+        let (records, bad) = catalog::all(&self.pool)?;
+        for (id, e) in bad {
+            problem("record-unreadable", Some(id), format!("backup {id}: {e}"));
+        }
+        let found = self.destinations()?;
+        let by_place: BTreeMap<Place, &Found> =
+            found.iter().map(|f| (f.place.clone(), f)).collect();
+        let by_id: BTreeMap<u64, &BackupRecord> = records.iter().map(|r| (r.id, r)).collect();
+        let mut generations: BTreeMap<u64, u64> = BTreeMap::new();
+        for r in &records {
+            let g = generations.entry(r.source.volume_id).or_default();
+            *g = (*g).max(r.generation);
+            if !r.status.live() && r.status != Status::Failed {
+                continue;
+            }
+            let f = by_place.get(&place_of(r));
+            match f {
+                None if r.status.live() => problem(
+                    "missing-destination",
+                    Some(r.id),
+                    format!(
+                        "backup {} ({} of {}): its destination {} is missing",
+                        r.id,
+                        r.method.as_str(),
+                        r.source.volume_name,
+                        describe(&r.destination)
+                    ),
+                ),
+                None => {}
+                Some(f) => match &f.descriptor {
+                    Ok(d) if d == r => {}
+                    Ok(d) if d.id != r.id => problem(
+                        "descriptor-mismatch",
+                        Some(r.id),
+                        format!(
+                            "backup {}: destination {} carries the descriptor of backup {}",
+                            r.id, f.name, d.id
+                        ),
+                    ),
+                    Ok(_) => problem(
+                        "descriptor-mismatch",
+                        Some(r.id),
+                        format!(
+                            "backup {}: the descriptor on {} differs from the catalog record",
+                            r.id, f.name
+                        ),
+                    ),
+                    Err(e) => problem(
+                        "descriptor-unreadable",
+                        Some(r.id),
+                        format!("backup {}: descriptor on {}: {e}", r.id, f.name),
+                    ),
+                },
+            }
+            if r.status == Status::Complete
+                && let Some(info) = &r.digest
+            {
+                match digest::load(&self.pool, r.id)? {
+                    Ok((hashes, _)) => {
+                        if digest::root(info.extent_size, r.source.size, &hashes) != info.root {
+                            problem(
+                                "digest-mismatch",
+                                Some(r.id),
+                                format!(
+                                    "backup {}: its {} stored extent hashes do not give the \
+                                     recorded digest root",
+                                    r.id,
+                                    hashes.len()
+                                ),
+                            );
+                        }
+                    }
+                    Err(e) => problem(
+                        "digest-mismatch",
+                        Some(r.id),
+                        format!("backup {}: {e}", r.id),
+                    ),
+                }
+            }
+        }
+        for f in &found {
+            let orphan = match &f.descriptor {
+                Ok(d) => match by_id.get(&d.id) {
+                    None => Some(format!(
+                        "{} carries the descriptor of backup {}, which the catalog does not have",
+                        f.name, d.id
+                    )),
+                    Some(r) if place_of(r) != f.place => Some(format!(
+                        "{} carries the descriptor of backup {}, whose destination is elsewhere",
+                        f.name, d.id
+                    )),
+                    Some(r) if !r.status.live() && r.status != Status::Failed => Some(format!(
+                        "{} carries the descriptor of backup {}, which is {}",
+                        f.name,
+                        d.id,
+                        r.status.as_str()
+                    )),
+                    Some(_) => None,
+                },
+                Err(e) => Some(format!("{} carries an unreadable descriptor: {e}", f.name)),
+            };
+            if let Some(m) = orphan {
+                problem(
+                    "orphan-destination",
+                    f.descriptor.as_ref().ok().map(|d| d.id),
+                    m,
+                );
+            }
+        }
+        // Indexes: every record's rows exist, and every row names a record that has it.
+        let mut expected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
+        for r in &records {
+            expected.extend(catalog::index_keys(r));
+        }
+        let mut present: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
+        for table in CATALOG_TABLES {
+            if table == BACKUPS || table == catalog::GENERATIONS {
+                continue;
+            }
+            self.pool
+                .app_scan(table, Bound::Unbounded, Bound::Unbounded, false, |k, _| {
+                    present.insert((table, k.to_vec()));
+                    true
+                })?;
+        }
+        for (table, key) in expected.difference(&present) {
+            problem(
+                "index-missing",
+                id_of(key),
+                format!(
+                    "index {table} lacks the row of backup {}",
+                    id_of(key).unwrap_or(0)
+                ),
+            );
+        }
+        for (table, key) in present.difference(&expected) {
+            problem(
+                "index-orphan",
+                id_of(key),
+                format!(
+                    "index {table} has a row for backup {} that its record does not have",
+                    id_of(key).unwrap_or(0)
+                ),
+            );
+        }
+        let stored = self.pool.app_read(|rd| {
+            generations
+                .keys()
+                .map(|v| catalog::generation(rd, *v).map(|g| (*v, g)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (volume, g) in stored {
+            if g < generations[&volume] {
+                problem(
+                    "generation",
+                    None,
+                    format!(
+                        "volume id {volume}: generation counter {g} is below its newest backup's \
+                         generation {}",
+                        generations[&volume]
+                    ),
+                );
+            }
+        }
+        report.records = records.len();
+        report.live = records.iter().filter(|r| r.status.live()).count();
+        report.destinations = found.len();
+        Ok(report)
+    }
+
+    /// Rebuilds the catalog from the descriptors on the destinations. With `discard`, the old
+    /// catalog is not read at all (for a damaged one); otherwise records without a destination
+    /// (deleted, failed) are kept as history.
+    pub fn rebuild(&self, discard: bool) -> Result<RebuildReport> {
+        let report = {
+            let _c = self.catalog_lock.lock();
+            let found = self.destinations()?;
+            let mut records: BTreeMap<u64, BackupRecord> = BTreeMap::new();
+            let mut unreadable = Vec::new();
+            for f in found {
+                match f.descriptor {
+                    Ok(d) => {
+                        records.insert(d.id, d);
+                    }
+                    Err(e) => unreadable.push(format!("{}: {e}", f.name)),
+                }
+            }
+            let from_descriptors = records.len();
+            let mut kept_history = 0;
+            if !discard {
+                let (old, _) = catalog::all(&self.pool)?;
+                for r in old {
+                    if !records.contains_key(&r.id)
+                        && matches!(
+                            r.status,
+                            Status::Deleted | Status::Failed | Status::Consumed
+                        )
+                    {
+                        records.insert(r.id, r);
+                        kept_history += 1;
+                    }
+                }
+            }
+            let mut generations: BTreeMap<u64, u64> = BTreeMap::new();
+            for r in records.values() {
+                let g = generations.entry(r.source.volume_id).or_default();
+                *g = (*g).max(r.generation);
+            }
+            let old_generations = self.pool.app_read(|rd| {
+                generations
+                    .keys()
+                    .map(|v| catalog::generation(rd, *v).map(|g| (*v, g)))
+                    .collect::<Result<Vec<_>>>()
+            });
+            let mut t = self.pool.transaction();
+            for table in CATALOG_TABLES {
+                t.clear(table);
+            }
+            for r in records.values() {
+                catalog::put(&mut t, None, r);
+            }
+            // Generations never go back, even past backups whose records are gone.
+            let old_generations: BTreeMap<u64, u64> = match (discard, old_generations) {
+                (false, Ok(v)) => v.into_iter().collect(),
+                _ => BTreeMap::new(),
+            };
+            for (v, g) in &generations {
+                let g = (*g).max(old_generations.get(v).copied().unwrap_or(0));
+                catalog::set_generation(&mut t, *v, g);
+            }
+            t.commit()?;
+            RebuildReport {
+                from_descriptors,
+                kept_history,
+                unreadable_descriptors: unreadable,
+            }
+        };
+        self.apply_guards()?;
+        Ok(report)
+    }
+}
+
+fn id_of(key: &[u8]) -> Option<u64> {
+    key.len()
+        .checked_sub(8)
+        .map(|i| u64::from_be_bytes(key[i..].try_into().expect("8 bytes")))
+}
+
+fn describe(d: &Destination) -> String {
+    match d {
+        Destination::Snapshot { volume, snapshot } => format!("snapshot {volume}@{snapshot}"),
+        Destination::Volume { volume, .. } => format!("volume {volume}"),
+    }
+}

@@ -1,0 +1,676 @@
+//! Taking backups: destinations (targets), snapshot and copy backups, backup sets, and the
+//! jobs that copy and digest.
+//!
+//! A snapshot backup is one transaction: the snapshot, its record and its descriptor. Its
+//! digest is computed afterwards by a job reading the (immutable) snapshot, so taking it costs
+//! the same for any volume size. A copy backup first commits a point-in-time snapshot of the
+//! source, the destination and a `copying` record together; a job copies the image (skipping
+//! holes) and hashes it; then one transaction marks the record complete with its digest and
+//! drops the point-in-time snapshot. The copied data is durable before that commit (a commit
+//! syncs every device first).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arca_store::{Error, ErrorKind, Result, VolumeInfo};
+use serde::Serialize;
+
+use crate::backups::{
+    Backups, busy, guard_text, invalid, job_failed, pit_snapshot_name, snapshot_name,
+};
+use crate::catalog;
+use crate::digest::{self, ExtentHash, Piece};
+use crate::jobs::JobError;
+use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
+
+/// Volumes one backup set may hold.
+pub const SET_VOLUMES_MAX: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    NewSnapshot,
+    ExistingVolume,
+    NewVolume,
+}
+
+/// A place a volume can be backed up to, with why it ranks where it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub kind: TargetKind,
+    pub method: Method,
+    /// The existing volume, for [`TargetKind::ExistingVolume`].
+    pub volume: Option<String>,
+    /// Device the data would live on (`None`: the pool places it).
+    pub device: Option<u32>,
+    pub other_device: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub volumes: Vec<String>,
+    pub to: Option<String>,
+    pub method: Option<Method>,
+    pub info: HostInfo,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub records: Vec<BackupRecord>,
+    /// Jobs copying (copy backups) or digesting (snapshot backups), one per record.
+    pub jobs: Vec<u64>,
+}
+
+/// The device a volume's new extents come from, for ranking destinations.
+fn home_device(v: &VolumeInfo) -> u32 {
+    v.placement.unwrap_or(0)
+}
+
+impl Backups {
+    /// Volumes that are the source of a live backup (not free to be overwritten).
+    fn live_sources(&self) -> Result<BTreeSet<u64>> {
+        let (records, _) = catalog::all(&self.pool)?;
+        Ok(records
+            .iter()
+            .filter(|r| r.status.live())
+            .map(|r| r.source.volume_id)
+            .collect())
+    }
+
+    /// Why `candidate` cannot receive a copy of `source`, or `None` when it can.
+    fn unfit_destination(
+        &self,
+        source: &VolumeInfo,
+        candidate: &VolumeInfo,
+        sources: &BTreeSet<u64>,
+    ) -> Option<String> {
+        let name = &candidate.name;
+        if candidate.id == source.id {
+            return Some(format!("{name} is the source"));
+        }
+        if candidate.size < source.size {
+            return Some(format!(
+                "{name} is {} bytes, smaller than {} ({} bytes)",
+                candidate.size, source.name, source.size
+            ));
+        }
+        if let Some(g) = &candidate.guard {
+            return Some(format!("{name} is protected: {g}"));
+        }
+        if sources.contains(&candidate.id) {
+            return Some(format!("{name} is the source of live backups"));
+        }
+        if candidate.snapshots > 0 {
+            return Some(format!("{name} has snapshots"));
+        }
+        let hosts = self.hosts.connected(name);
+        if !hosts.is_empty() {
+            return Some(format!("{name} is in use by {}", hosts.join(", ")));
+        }
+        None
+    }
+
+    /// Where `volume` can be backed up, best first: independent devices before the source's.
+    pub fn targets(&self, volume: &str) -> Result<Vec<Target>> {
+        let source = self.pool.volume(volume)?;
+        let home = home_device(&source);
+        let status = self.pool.status();
+        let multi = status.devices.len() > 1;
+        let sources = self.live_sources()?;
+        let need = source.referenced_bytes;
+        let mut other = Vec::new();
+        let mut same = Vec::new();
+        for v in self.pool.volumes() {
+            if self.unfit_destination(&source, &v, &sources).is_some() {
+                continue;
+            }
+            let on_other = multi && v.placement.is_some_and(|d| d != home);
+            let t = Target {
+                kind: TargetKind::ExistingVolume,
+                method: Method::Copy,
+                volume: Some(v.name.clone()),
+                device: v.placement,
+                other_device: on_other,
+                reason: format!(
+                    "existing free volume of {} bytes{}: a full, independent copy",
+                    v.size,
+                    if on_other {
+                        format!(" on device {}, not the source's", v.placement.unwrap_or(0))
+                    } else {
+                        " on the source's device".to_string()
+                    }
+                ),
+            };
+            if on_other {
+                other.push(t)
+            } else {
+                same.push(t)
+            }
+        }
+        let mut devices: Vec<_> = status.devices.iter().collect();
+        devices.sort_by_key(|d| std::cmp::Reverse(d.free_bytes));
+        let mut out = other;
+        for d in devices
+            .iter()
+            .filter(|d| d.index != home && d.free_bytes >= need)
+        {
+            out.push(Target {
+                kind: TargetKind::NewVolume,
+                method: Method::Copy,
+                volume: None,
+                device: Some(d.index),
+                other_device: true,
+                reason: format!(
+                    "new volume on device {} ({} bytes free, {need} needed): survives the loss \
+                     of the source's device",
+                    d.index, d.free_bytes
+                ),
+            });
+        }
+        out.push(Target {
+            kind: TargetKind::NewSnapshot,
+            method: Method::Snapshot,
+            volume: None,
+            device: Some(home),
+            other_device: false,
+            reason: "new snapshot: instant and space-efficient, but shares the source's device"
+                .into(),
+        });
+        out.extend(same);
+        if let Some(d) = devices
+            .iter()
+            .find(|d| d.index == home && d.free_bytes >= need)
+        {
+            {
+                out.push(Target {
+                    kind: TargetKind::NewVolume,
+                    method: Method::Copy,
+                    volume: None,
+                    device: Some(home),
+                    other_device: false,
+                    reason: format!(
+                        "new volume on the source's device {} ({} bytes free): a full copy, \
+                         but not independent of that device",
+                        d.index, d.free_bytes
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes a backup of one volume, or a backup set of several at one point in time.
+    pub fn create(self: &Arc<Self>, req: CreateRequest) -> Result<Created> {
+        if req.volumes.is_empty() {
+            return Err(invalid("name at least one volume to back up"));
+        }
+        if req.volumes.len() > SET_VOLUMES_MAX {
+            return Err(invalid(format!(
+                "{} volumes; a backup set holds at most {SET_VOLUMES_MAX}",
+                req.volumes.len()
+            )));
+        }
+        let unique: BTreeSet<&String> = req.volumes.iter().collect();
+        if unique.len() != req.volumes.len() {
+            return Err(invalid("a volume is named twice"));
+        }
+        req.info.validate().map_err(invalid)?;
+        let method = match (req.method, &req.to) {
+            (Some(Method::Snapshot), Some(_)) => {
+                return Err(invalid(
+                    "a snapshot backup lives in a snapshot of its volume; --to needs --method copy",
+                ));
+            }
+            (Some(m), _) => m,
+            (None, Some(_)) => Method::Copy,
+            (None, None) => Method::Snapshot,
+        };
+        if req.to.is_some() && req.volumes.len() > 1 {
+            return Err(invalid(
+                "--to names one destination; back up one volume with it",
+            ));
+        }
+        let mut sources = Vec::new();
+        for v in &req.volumes {
+            sources.push(self.pool.volume(v)?);
+        }
+        match method {
+            Method::Snapshot => self.create_snapshots(&req, &sources),
+            Method::Copy => self.create_copies(&req, &sources),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one record's worth of fields, all needed
+    fn base_record(
+        &self,
+        id: u64,
+        source: &VolumeInfo,
+        generation: u64,
+        method: Method,
+        destination: Destination,
+        req: &CreateRequest,
+        set_id: Option<u64>,
+    ) -> BackupRecord {
+        let now = self.now_ms();
+        BackupRecord {
+            id,
+            source: Source {
+                volume_id: source.id,
+                volume_name: source.name.clone(),
+                size: source.size,
+            },
+            generation,
+            method,
+            destination,
+            point_in_time_ms: now,
+            started_ms: BackupRecord::id_ms(id),
+            completed_ms: None,
+            status: Status::Copying,
+            status_reason: None,
+            info: req.info.clone(),
+            retention: req.retention.clone(),
+            digest: None,
+            logical_bytes: source.size,
+            allocated_bytes: 0,
+            set_id,
+            history: Vec::new(),
+            job: None,
+        }
+    }
+
+    fn create_snapshots(
+        self: &Arc<Self>,
+        req: &CreateRequest,
+        sources: &[VolumeInfo],
+    ) -> Result<Created> {
+        let mut records = Vec::new();
+        {
+            let _c = self.catalog_lock.lock();
+            let ids: Vec<u64> = sources.iter().map(|_| self.new_id()).collect();
+            let set_id = (sources.len() > 1).then_some(ids[0]);
+            let generations: Vec<u64> = self.pool.app_read(|r| {
+                sources
+                    .iter()
+                    .map(|s| catalog::generation(r, s.id))
+                    .collect()
+            })?;
+            let names: Vec<String> = ids.iter().map(|&id| snapshot_name(id)).collect();
+            let items: Vec<(&str, &str)> = sources
+                .iter()
+                .zip(&names)
+                .map(|(s, n)| (s.name.as_str(), n.as_str()))
+                .collect();
+            let mut t = self.pool.transaction();
+            // One instant for the whole set: the store holds every volume's writes while it
+            // snapshots them together.
+            t.create_snapshots(&items)?;
+            for (i, s) in sources.iter().enumerate() {
+                let snap = self.pool.snapshot(&s.name, &names[i])?;
+                let mut r = self.base_record(
+                    ids[i],
+                    s,
+                    generations[i] + 1,
+                    Method::Snapshot,
+                    Destination::Snapshot {
+                        volume: s.name.clone(),
+                        snapshot: names[i].clone(),
+                    },
+                    req,
+                    set_id,
+                );
+                r.status = Status::Complete;
+                r.completed_ms = Some(self.now_ms());
+                r.allocated_bytes = snap.referenced_bytes;
+                catalog::put(&mut t, None, &r);
+                catalog::set_generation(&mut t, s.id, r.generation);
+                t.set_snapshot_tag(&s.name, &names[i], Some(r.encode()))?;
+                self.pool
+                    .set_snapshot_guard(&s.name, &names[i], Some(guard_text(&r)))?;
+                records.push(r);
+            }
+            t.commit()?;
+        }
+        let mut jobs = Vec::new();
+        for r in &records {
+            jobs.push(self.start_digest(r.id)?);
+        }
+        Ok(Created { records, jobs })
+    }
+
+    /// Chooses or checks the destination volume of a copy of `source`.
+    fn copy_destination(
+        &self,
+        source: &VolumeInfo,
+        to: Option<&str>,
+        sources: &BTreeSet<u64>,
+    ) -> Result<(Option<VolumeInfo>, Option<u32>)> {
+        if let Some(to) = to {
+            let v = self.pool.volume(to)?;
+            if let Some(why) = self.unfit_destination(source, &v, sources) {
+                return Err(busy(format!(
+                    "cannot copy {} into {to}: {why}",
+                    source.name
+                )));
+            }
+            let placement = v.placement;
+            return Ok((Some(v), placement));
+        }
+        let best = self
+            .targets(&source.name)?
+            .into_iter()
+            .find(|t| t.kind == TargetKind::NewVolume);
+        match best {
+            Some(t) => Ok((None, t.device)),
+            None => Err(Error::new(
+                ErrorKind::NoSpace,
+                format!(
+                    "no device has room for a copy of {} ({} bytes allocated)",
+                    source.name, source.referenced_bytes
+                ),
+            )),
+        }
+    }
+
+    fn create_copies(
+        self: &Arc<Self>,
+        req: &CreateRequest,
+        sources: &[VolumeInfo],
+    ) -> Result<Created> {
+        let mut records = Vec::new();
+        {
+            let _c = self.catalog_lock.lock();
+            let live = self.live_sources()?;
+            let mut plans = Vec::new();
+            for s in sources {
+                plans.push(self.copy_destination(s, req.to.as_deref(), &live)?);
+            }
+            let ids: Vec<u64> = sources.iter().map(|_| self.new_id()).collect();
+            let set_id = (sources.len() > 1).then_some(ids[0]);
+            let generations: Vec<u64> = self.pool.app_read(|r| {
+                sources
+                    .iter()
+                    .map(|s| catalog::generation(r, s.id))
+                    .collect()
+            })?;
+            let pits: Vec<String> = ids.iter().map(|&id| pit_snapshot_name(id)).collect();
+            let items: Vec<(&str, &str)> = sources
+                .iter()
+                .zip(&pits)
+                .map(|(s, n)| (s.name.as_str(), n.as_str()))
+                .collect();
+            let mut t = self.pool.transaction();
+            t.create_snapshots(&items)?;
+            for (i, s) in sources.iter().enumerate() {
+                let (existing, device) = &plans[i];
+                let (dest, created) = match existing {
+                    Some(v) => (v.name.clone(), false),
+                    None => {
+                        let name = snapshot_name(ids[i]);
+                        t.create_volume(&name, s.size, *device)?;
+                        (name, true)
+                    }
+                };
+                let dest_info = self.pool.volume(&dest)?;
+                let pit = self.pool.snapshot(&s.name, &pits[i])?;
+                let mut r = self.base_record(
+                    ids[i],
+                    s,
+                    generations[i] + 1,
+                    Method::Copy,
+                    Destination::Volume {
+                        volume: dest.clone(),
+                        volume_id: dest_info.id,
+                        device: *device,
+                        created,
+                    },
+                    req,
+                    set_id,
+                );
+                r.allocated_bytes = pit.referenced_bytes;
+                catalog::put(&mut t, None, &r);
+                catalog::set_generation(&mut t, s.id, r.generation);
+                t.set_volume_tag(&dest, Some(r.encode()))?;
+                self.pool.set_volume_guard(&dest, Some(guard_text(&r)))?;
+                self.pool.set_snapshot_guard(
+                    &s.name,
+                    &pits[i],
+                    Some(format!(
+                        "point-in-time image of backup {} (copy in progress)",
+                        r.id
+                    )),
+                )?;
+                records.push(r);
+            }
+            t.commit()?;
+        }
+        // Whatever the copy jobs do, hosts may stop waiting: the copies do not need them.
+        if let Some(to) = &req.to {
+            let n = self.hosts.disconnect(to);
+            debug_assert_eq!(n, 0, "a destination in use is refused above");
+        }
+        let mut jobs = Vec::new();
+        for r in &records {
+            match self.start_copy(r.id) {
+                Ok(j) => jobs.push(j),
+                Err(e) => {
+                    self.fail_copy(r.id, &format!("the copy job could not start: {e}"))?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Created { records, jobs })
+    }
+
+    fn start_copy(self: &Arc<Self>, id: u64) -> Result<u64> {
+        let r = self.get(id)?;
+        let me = self.clone();
+        let target = r.source.volume_name.clone();
+        let job = self
+            .jobs
+            .start("backup-copy", &target, move |ctx| {
+                let result = me.copy_body(id, ctx);
+                match result {
+                    Ok(bytes) => Ok(Some(format!(
+                        "{{\"backup\":{id},\"bytes_copied\":{bytes}}}"
+                    ))),
+                    Err(e) => {
+                        let reason = match &e {
+                            JobError::Cancelled => "cancelled".to_string(),
+                            JobError::Failed(m) => m.clone(),
+                        };
+                        if let Err(x) = me.fail_copy(id, &reason) {
+                            tracing::error!(backup = id, "marking the copy failed: {x}");
+                        }
+                        Err(e)
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting a copy job", e))?;
+        Ok(job.id())
+    }
+
+    /// Copies the point-in-time image into the destination, hashing as it goes, then marks
+    /// the backup complete. Returns the bytes copied.
+    fn copy_body(&self, id: u64, ctx: &crate::jobs::JobContext) -> Result<u64, JobError> {
+        let r = self.get(id)?;
+        let Destination::Volume {
+            volume_id, created, ..
+        } = r.destination
+        else {
+            return Err(JobError::Failed("not a copy backup".into()));
+        };
+        let src = self
+            .volume_by_id(r.source.volume_id)
+            .ok_or_else(|| JobError::Failed("the source volume was deleted".into()))?;
+        let dst = self
+            .volume_by_id(volume_id)
+            .ok_or_else(|| JobError::Failed("the destination volume was deleted".into()))?;
+        let from = self
+            .pool
+            .export(&format!("{}@{}", src.name, pit_snapshot_name(id)))?;
+        let to = self.pool.export_unguarded(&dst.name)?;
+        let es = self.pool.status().extent_size;
+        let size = r.source.size;
+        ctx.set_total(size);
+        let mut hashes: Vec<ExtentHash> = Vec::new();
+        let mut copied = 0u64;
+        digest::walk::<JobError>(&from, size, es, false, |p| {
+            ctx.check()?;
+            match p {
+                Piece::Data { offset, data } => {
+                    to.write(offset, data, false)?;
+                    digest::hash_data(offset, data, es, &mut hashes);
+                    copied += data.len() as u64;
+                    ctx.add_done(data.len() as u64);
+                }
+                Piece::Hole { offset, len } => {
+                    // A volume made for the backup is all holes already; a reused one is not.
+                    if !created {
+                        to.write_zeroes(offset, len, true, false)?;
+                    }
+                    ctx.add_done(len);
+                }
+                Piece::Unreadable { error, .. } => return Err(error.into()),
+            }
+            Ok(())
+        })?;
+        // Beyond the image, a larger reused destination must not keep old data.
+        if dst.size > size && !created {
+            to.write_zeroes(size, dst.size - size, true, false)?;
+        }
+        self.complete_copy(id, es, &hashes)
+            .map_err(JobError::from)?;
+        Ok(copied)
+    }
+
+    /// One transaction: the record complete with its digest, the point-in-time snapshot gone.
+    fn complete_copy(&self, id: u64, es: u64, hashes: &[ExtentHash]) -> Result<()> {
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        let mut new = old.clone();
+        new.status = Status::Complete;
+        new.completed_ms = Some(self.now_ms());
+        new.digest = Some(digest::info(es, old.source.size, hashes));
+        new.job = None;
+        let src = self.volume_by_id(old.source.volume_id);
+        if let Some(src) = &src {
+            self.pool
+                .set_snapshot_guard(&src.name, &pit_snapshot_name(id), None)?;
+        }
+        let mut t = self.pool.transaction();
+        if let Some(src) = &src {
+            t.delete_snapshot(&src.name, &pit_snapshot_name(id))?;
+        }
+        digest::store(&mut t, id, 0, hashes);
+        catalog::put(&mut t, Some(&old), &new);
+        self.tag_destination(&mut t, &new)?;
+        t.commit()?;
+        drop(_c);
+        self.apply_guards()
+    }
+
+    /// Marks a copy failed with its reason: the point-in-time snapshot goes, a volume made
+    /// for the backup goes, a reused one keeps the failed record as its descriptor.
+    pub(crate) fn fail_copy(&self, id: u64, reason: &str) -> Result<()> {
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        if old.status != Status::Copying {
+            return Ok(());
+        }
+        let mut new = old.clone();
+        new.status = Status::Failed;
+        new.status_reason = Some(reason.to_string());
+        new.completed_ms = Some(self.now_ms());
+        new.job = None;
+        let src = self.volume_by_id(old.source.volume_id);
+        let pit = pit_snapshot_name(id);
+        let has_pit = src
+            .as_ref()
+            .is_some_and(|s| self.pool.snapshot(&s.name, &pit).is_ok());
+        if let (Some(s), true) = (&src, has_pit) {
+            self.pool.set_snapshot_guard(&s.name, &pit, None)?;
+        }
+        let mut t = self.pool.transaction();
+        if let (Some(s), true) = (&src, has_pit) {
+            t.delete_snapshot(&s.name, &pit)?;
+        }
+        if let Destination::Volume {
+            volume_id, created, ..
+        } = &old.destination
+            && let Some(v) = self.volume_by_id(*volume_id)
+        {
+            self.pool.set_volume_guard(&v.name, None)?;
+            if *created {
+                t.delete_volume(&v.name, false)?;
+            } else {
+                t.set_volume_tag(&v.name, Some(new.encode()))?;
+            }
+        }
+        catalog::put(&mut t, Some(&old), &new);
+        t.commit()?;
+        tracing::warn!(backup = id, "copy backup failed: {reason}");
+        Ok(())
+    }
+
+    /// Starts the job computing a snapshot backup's digest.
+    pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<u64> {
+        let me = self.clone();
+        let r = self.get(id)?;
+        let job = self
+            .jobs
+            .start("backup-digest", &r.source.volume_name, move |ctx| {
+                let r = me.get(id)?;
+                let (_, image) = me.image(&r)?;
+                let es = me.pool.status().extent_size;
+                ctx.set_total(r.source.size);
+                let mut hashes = Vec::new();
+                digest::walk::<JobError>(&image, r.source.size, es, false, |p| {
+                    ctx.check()?;
+                    match p {
+                        Piece::Data { offset, data } => {
+                            digest::hash_data(offset, data, es, &mut hashes);
+                            ctx.add_done(data.len() as u64);
+                        }
+                        Piece::Hole { len, .. } => ctx.add_done(len),
+                        Piece::Unreadable { error, .. } => return Err(error.into()),
+                    }
+                    Ok(())
+                })?;
+                let info = digest::info(es, r.source.size, &hashes);
+                let _c = me.catalog_lock.lock();
+                let old = me.get(id)?;
+                if !old.status.live() {
+                    // Deleted meanwhile: nothing to record.
+                    return Ok(None);
+                }
+                let mut new = old.clone();
+                new.digest = Some(info);
+                let mut t = me.pool.transaction();
+                digest::store(&mut t, id, 0, &hashes);
+                catalog::put(&mut t, Some(&old), &new);
+                me.tag_destination(&mut t, &new)?;
+                t.commit()?;
+                Ok(Some(format!(
+                    "{{\"backup\":{id},\"extents\":{}}}",
+                    hashes.len()
+                )))
+            })
+            .map_err(|e| Error::io("starting a digest job", e))?;
+        Ok(job.id())
+    }
+
+    /// Waits for a job of this service (for callers that need the result before answering).
+    pub fn wait_job(&self, job: u64) -> Result<()> {
+        let Some(j) = self.jobs.get(job) else {
+            return Ok(());
+        };
+        j.wait(std::time::Duration::from_secs(24 * 3600));
+        let s = j.snapshot();
+        match s.error {
+            Some(e) => Err(job_failed(JobError::Failed(e))),
+            None => Ok(()),
+        }
+    }
+}

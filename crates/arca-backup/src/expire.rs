@@ -1,0 +1,340 @@
+//! Expiry: delete, holds, retention times and prune.
+//!
+//! Deletion is refused under a hold, before lock-until (never overridable) and before
+//! keep-until (unless forced), and the error says which and until when. The destination and
+//! the record's change to `deleted` go in one transaction; the record stays as history.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arca_store::Result;
+use serde::Serialize;
+
+use crate::backups::{Backups, busy, invalid};
+use crate::catalog;
+use crate::digest;
+use crate::record::{BackupRecord, Destination, Event, Status};
+use crate::retention::{self, Candidate, Policy, format_rfc3339};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneItem {
+    pub backup: u64,
+    pub label: Option<String>,
+    pub point_in_time_ms: u64,
+    pub keep: bool,
+    /// Why it is kept (empty when removed).
+    pub reasons: Vec<String>,
+    /// What removing this backup alone would free.
+    pub frees_alone_bytes: u64,
+    /// Set when the removal was attempted and refused.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub items: Vec<PruneItem>,
+    pub removed: usize,
+    pub kept: usize,
+    /// Exactly what removing every removed backup together frees.
+    pub freed_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PruneRequest {
+    pub volume: String,
+    pub label: Option<String>,
+    pub policy: Policy,
+    pub dry_run: bool,
+}
+
+/// A change to make inside the deletion's transaction.
+type TxnOp = Box<dyn FnOnce(&mut arca_store::Txn<'_>) -> Result<()>>;
+
+fn rfc3339_ms(ms: u64) -> String {
+    format_rfc3339(ms / 1000)
+}
+
+/// Why `r` may not be deleted now, or `None`.
+pub fn deletion_refusal(r: &BackupRecord, now: u64, force: bool) -> Option<String> {
+    let id = r.id;
+    if r.retention.hold {
+        return Some(format!(
+            "backup {id} is on hold; release it first (arca backup release {id})"
+        ));
+    }
+    if let Some(t) = r.retention.lock_until_ms
+        && t > now
+    {
+        return Some(format!(
+            "backup {id} is locked until {}; a retention lock cannot be overridden",
+            rfc3339_ms(t)
+        ));
+    }
+    if let Some(t) = r.retention.keep_until_ms
+        && t > now
+        && !force
+    {
+        return Some(format!(
+            "backup {id} is kept until {}; delete with --force to override",
+            rfc3339_ms(t)
+        ));
+    }
+    None
+}
+
+impl Backups {
+    /// Deletes a backup's destination and marks its record deleted.
+    pub fn delete(&self, id: u64, force: bool) -> Result<BackupRecord> {
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        match old.status {
+            Status::Copying => {
+                return Err(busy(format!(
+                    "backup {id} is still copying; cancel its job first"
+                )));
+            }
+            Status::Deleted => return Err(busy(format!("backup {id} is already deleted"))),
+            Status::Complete | Status::Failed | Status::Consumed => {}
+        }
+        if old.status == Status::Complete
+            && let Some(why) = deletion_refusal(&old, self.now_ms(), force)
+        {
+            return Err(busy(why));
+        }
+        let mut new = old.clone();
+        new.status = Status::Deleted;
+        new.push_history(
+            self.now_ms(),
+            Event::Retention {
+                what: if force { "deleted (forced)" } else { "deleted" }.into(),
+            },
+        );
+        let rows = match digest::load(&self.pool, id)? {
+            Ok((_, rows)) => rows,
+            Err(_) => 0,
+        };
+        // Lift the guard first (the store refuses guarded deletions); put it back on failure.
+        let mut guarded_snapshot = None;
+        let mut guarded_volume = None;
+        let mut t_ops: Vec<TxnOp> = Vec::new();
+        match &old.destination {
+            Destination::Snapshot { snapshot, .. } => {
+                if let Some(v) = self.volume_by_id(old.source.volume_id)
+                    && self.pool.snapshot(&v.name, snapshot).is_ok()
+                {
+                    let s = self.pool.snapshot(&v.name, snapshot)?;
+                    if !s.clones.is_empty() {
+                        return Err(busy(format!(
+                            "backup {id} cannot be deleted: volume(s) {} were restored from it \
+                             and still share its data; delete them first",
+                            s.clones.join(", ")
+                        )));
+                    }
+                    self.pool.set_snapshot_guard(&v.name, snapshot, None)?;
+                    guarded_snapshot = Some((v.name.clone(), snapshot.clone(), s.guard));
+                    let (vn, sn) = (v.name.clone(), snapshot.clone());
+                    t_ops.push(Box::new(move |t| t.delete_snapshot(&vn, &sn)));
+                }
+            }
+            Destination::Volume {
+                volume_id, created, ..
+            } => {
+                if let Some(v) = self.volume_by_id(*volume_id) {
+                    self.pool.set_volume_guard(&v.name, None)?;
+                    guarded_volume = Some((v.name.clone(), v.guard.clone()));
+                    let name = v.name.clone();
+                    if *created {
+                        t_ops.push(Box::new(move |t| t.delete_volume(&name, false)));
+                    } else {
+                        // A volume the host lent us: it stays, free again.
+                        t_ops.push(Box::new(move |t| t.set_volume_tag(&name, None)));
+                    }
+                }
+            }
+        }
+        let mut t = self.pool.transaction();
+        for op in t_ops {
+            if let Err(e) = op(&mut t) {
+                drop(t);
+                if let Some((v, s, g)) = guarded_snapshot {
+                    let _ = self.pool.set_snapshot_guard(&v, &s, g);
+                }
+                if let Some((v, g)) = guarded_volume {
+                    let _ = self.pool.set_volume_guard(&v, g);
+                }
+                return Err(e);
+            }
+        }
+        digest::remove(&mut t, id, rows);
+        catalog::put(&mut t, Some(&old), &new);
+        t.commit()?;
+        Ok(new)
+    }
+
+    pub fn hold(&self, id: u64, hold: bool) -> Result<BackupRecord> {
+        self.update(id, |r| {
+            if !r.status.live() {
+                return Err(busy(format!("backup {id} is {}", r.status.as_str())));
+            }
+            r.retention.hold = hold;
+            r.push_history(
+                self.now_ms(),
+                Event::Retention {
+                    what: if hold { "hold" } else { "released" }.into(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Sets keep-until and/or extends lock-until (a lock is never shortened or removed).
+    pub fn retain(
+        &self,
+        id: u64,
+        keep_until_ms: Option<Option<u64>>,
+        lock_until_ms: Option<u64>,
+    ) -> Result<BackupRecord> {
+        self.update(id, |r| {
+            if !r.status.live() {
+                return Err(busy(format!("backup {id} is {}", r.status.as_str())));
+            }
+            let mut what = Vec::new();
+            if let Some(k) = keep_until_ms {
+                r.retention.keep_until_ms = k;
+                what.push(match k {
+                    Some(t) => format!("keep until {}", rfc3339_ms(t)),
+                    None => "keep-until cleared".into(),
+                });
+            }
+            if let Some(l) = lock_until_ms {
+                if let Some(old) = r.retention.lock_until_ms
+                    && l < old
+                {
+                    return Err(invalid(format!(
+                        "backup {id} is locked until {}; a lock can only be extended",
+                        rfc3339_ms(old)
+                    )));
+                }
+                r.retention.lock_until_ms = Some(l);
+                what.push(format!("locked until {}", rfc3339_ms(l)));
+            }
+            if what.is_empty() {
+                return Err(invalid("give keep-until or lock-until"));
+            }
+            r.push_history(
+                self.now_ms(),
+                Event::Retention {
+                    what: what.join(", "),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Applies a retention policy to one volume's complete backups, per label (or to one
+    /// label): says for each whether it is kept and why, and what removal frees, exactly.
+    pub fn prune(self: &Arc<Self>, req: &PruneRequest) -> Result<PruneReport> {
+        let volume = self.pool.volume(&req.volume)?;
+        let q = catalog::Query {
+            volume_id: Some(volume.id),
+            status: Some(Status::Complete),
+            label: req.label.clone(),
+            limit: catalog::QUERY_LIMIT_MAX,
+            ..catalog::Query::default()
+        };
+        let records = catalog::query(&self.pool, &q)?;
+        let now = self.now_ms();
+        // Labels never mix: each is pruned on its own.
+        let mut groups: BTreeMap<Option<String>, Vec<&BackupRecord>> = BTreeMap::new();
+        for r in &records {
+            groups.entry(r.info.label.clone()).or_default().push(r);
+        }
+        let mut items = Vec::new();
+        for group in groups.values() {
+            let candidates: Vec<Candidate> = group
+                .iter()
+                .map(|r| Candidate {
+                    id: r.id,
+                    time_unix: r.point_in_time_ms / 1000,
+                    verified_good: r.last_verified_ok() == Some(true),
+                    hold: r.retention.hold,
+                    keep_until_unix: r.retention.keep_until_ms.map(|t| t.div_ceil(1000)),
+                    lock_until_unix: r.retention.lock_until_ms.map(|t| t.div_ceil(1000)),
+                })
+                .collect();
+            let decisions =
+                retention::plan(&candidates, &req.policy, now / 1000).map_err(invalid)?;
+            for (r, d) in group.iter().zip(decisions) {
+                debug_assert_eq!(r.id, d.id, "plan keeps the input order");
+                items.push(PruneItem {
+                    backup: r.id,
+                    label: r.info.label.clone(),
+                    point_in_time_ms: r.point_in_time_ms,
+                    keep: d.keep,
+                    reasons: d.reasons.iter().map(|x| x.describe()).collect(),
+                    frees_alone_bytes: self.frees_alone(r)?,
+                    error: None,
+                });
+            }
+        }
+        items.sort_by_key(|i| std::cmp::Reverse(i.backup));
+        let removed: Vec<&BackupRecord> = records
+            .iter()
+            .filter(|r| items.iter().any(|i| i.backup == r.id && !i.keep))
+            .collect();
+        let freed_bytes = self.frees_together(&volume.name, &removed)?;
+        if !req.dry_run {
+            for item in items.iter_mut().filter(|i| !i.keep) {
+                if let Err(e) = self.delete(item.backup, false) {
+                    item.error = Some(e.to_string());
+                }
+            }
+        }
+        let kept = items.iter().filter(|i| i.keep).count();
+        Ok(PruneReport {
+            dry_run: req.dry_run,
+            removed: items.len() - kept,
+            kept,
+            items,
+            freed_bytes,
+        })
+    }
+
+    fn frees_alone(&self, r: &BackupRecord) -> Result<u64> {
+        self.frees_together(&r.source.volume_name, &[r])
+    }
+
+    /// Bytes freed by deleting these backups (all of one source volume) together.
+    fn frees_together(&self, _volume: &str, records: &[&BackupRecord]) -> Result<u64> {
+        let mut total = 0;
+        let mut by_source: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for r in records {
+            match &r.destination {
+                Destination::Snapshot { snapshot, .. } => {
+                    by_source
+                        .entry(r.source.volume_id)
+                        .or_default()
+                        .push(snapshot.clone());
+                }
+                Destination::Volume {
+                    volume_id,
+                    created: true,
+                    ..
+                } => {
+                    if let Some(v) = self.volume_by_id(*volume_id) {
+                        total += v.owned_bytes;
+                    }
+                }
+                Destination::Volume { .. } => {}
+            }
+        }
+        for (source, snaps) in by_source {
+            if let Some(v) = self.volume_by_id(source) {
+                let names: Vec<&str> = snaps.iter().map(String::as_str).collect();
+                total += self.pool.bytes_freed_by_deleting(&v.name, &names)?;
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,357 @@
+//! The management information of one backup: its catalog record.
+//!
+//! A record is stored twice, by design: in the catalog (`backups` table, indexed) and as the
+//! descriptor attached to its destination (the snapshot's or volume's tag), each update writing
+//! both in one metadata transaction. So the catalog can be checked against the data and rebuilt
+//! from it. Encoding: version byte 1, then postcard.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds on what a host may attach to a backup, so records stay small.
+pub const TEXT_LEN_MAX: usize = 256;
+pub const DESCRIPTION_LEN_MAX: usize = 1024;
+pub const META_PAIRS_MAX: usize = 32;
+pub const META_KEY_LEN_MAX: usize = 64;
+/// History entries kept per record; the oldest go first.
+pub const HISTORY_MAX: usize = 64;
+/// Damaged ranges kept in one verification entry (the count is always exact).
+pub const DAMAGED_RANGES_MAX: usize = 64;
+
+const RECORD_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    Snapshot,
+    Copy,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Snapshot => "snapshot",
+            Method::Copy => "copy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// A copy backup whose data is not yet durable.
+    Copying,
+    Complete,
+    /// The copy did not finish; the reason is in `status_reason`.
+    Failed,
+    /// Its destination was reused (a pair resync) after the catalog recorded it.
+    Consumed,
+    /// Expired or deleted: the destination is gone, the record stays as history.
+    Deleted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Copying => "copying",
+            Status::Complete => "complete",
+            Status::Failed => "failed",
+            Status::Consumed => "consumed",
+            Status::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "copying" => Status::Copying,
+            "complete" => Status::Complete,
+            "failed" => Status::Failed,
+            "consumed" => Status::Consumed,
+            "deleted" => Status::Deleted,
+            _ => return None,
+        })
+    }
+
+    /// Whether the backup's destination exists and is protected.
+    pub fn live(self) -> bool {
+        matches!(self, Status::Copying | Status::Complete)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The volume's id: stable across renames.
+    pub volume_id: u64,
+    /// Its name when the backup was taken.
+    pub volume_name: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Destination {
+    /// A snapshot of the source volume.
+    Snapshot { volume: String, snapshot: String },
+    /// A full-copy volume; `created` when the backup made it (deleting the backup deletes it).
+    Volume {
+        volume: String,
+        volume_id: u64,
+        device: Option<u32>,
+        created: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub program: Option<String>,
+    pub host: Option<String>,
+    pub application: Option<String>,
+    pub content_id: Option<String>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub keep_until_ms: Option<u64>,
+    pub hold: bool,
+    /// Never shortened, and deletion before it is never allowed.
+    pub lock_until_ms: Option<u64>,
+}
+
+/// The content digest: a BLAKE3 hash (first 16 bytes) of every allocated logical extent, stored
+/// in the digest table; `root` is BLAKE3 over the extent size, image size and the (extent,
+/// hash) list, so any change to one hash changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestInfo {
+    pub extent_size: u64,
+    pub root: [u8; 32],
+    /// Allocated extents hashed (holes read as zeros and are not listed).
+    pub extents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    Verified {
+        ok: bool,
+        /// Damaged byte ranges (offset, length), at most [`DAMAGED_RANGES_MAX`].
+        damaged: Vec<(u64, u64)>,
+        damaged_ranges: u64,
+    },
+    Restored {
+        to: String,
+        in_place: bool,
+    },
+    Copied {
+        to: String,
+    },
+    Consumed {
+        by: String,
+    },
+    Retention {
+        what: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at_ms: u64,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    /// Milliseconds since the epoch << 16 | sequence: sorts by time.
+    pub id: u64,
+    pub source: Source,
+    /// Per source volume, increasing.
+    pub generation: u64,
+    pub method: Method,
+    pub destination: Destination,
+    pub point_in_time_ms: u64,
+    pub started_ms: u64,
+    pub completed_ms: Option<u64>,
+    pub status: Status,
+    pub status_reason: Option<String>,
+    pub info: HostInfo,
+    pub retention: Retention,
+    pub digest: Option<DigestInfo>,
+    /// Bytes of the image (the volume's size) and bytes allocated in it at the point in time.
+    pub logical_bytes: u64,
+    pub allocated_bytes: u64,
+    pub set_id: Option<u64>,
+    pub history: Vec<HistoryEntry>,
+    /// The job copying or digesting it, while one runs.
+    pub job: Option<u64>,
+}
+
+impl BackupRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![RECORD_VERSION];
+        out.extend(postcard::to_stdvec(self).expect("records serialize"));
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<BackupRecord, String> {
+        match bytes.split_first() {
+            Some((&RECORD_VERSION, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| format!("backup record: {e}"))
+            }
+            Some((v, _)) => Err(format!("backup record version {v} is not supported")),
+            None => Err("empty backup record".into()),
+        }
+    }
+
+    pub fn push_history(&mut self, at_ms: u64, event: Event) {
+        self.history.push(HistoryEntry { at_ms, event });
+        if self.history.len() > HISTORY_MAX {
+            let excess = self.history.len() - HISTORY_MAX;
+            self.history.drain(..excess);
+        }
+    }
+
+    /// Time of the id (the millisecond the backup was started).
+    pub fn id_ms(id: u64) -> u64 {
+        id >> 16
+    }
+
+    /// The newest verification's result, if any.
+    pub fn last_verified_ok(&self) -> Option<bool> {
+        self.history.iter().rev().find_map(|h| match &h.event {
+            Event::Verified { ok, .. } => Some(*ok),
+            _ => None,
+        })
+    }
+}
+
+fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if s.len() > max {
+        return Err(format!("{what} is {} bytes; at most {max}", s.len()));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
+
+impl HostInfo {
+    /// Checks the bounds. Control characters are refused so that index keys can use 0 as a
+    /// separator and listings print cleanly.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, v) in [
+            ("program", &self.program),
+            ("host", &self.host),
+            ("application", &self.application),
+            ("content id", &self.content_id),
+            ("label", &self.label),
+        ] {
+            if let Some(v) = v {
+                check_text(what, v, TEXT_LEN_MAX)?;
+            }
+        }
+        if let Some(d) = &self.description {
+            check_text("description", d, DESCRIPTION_LEN_MAX)?;
+        }
+        if self.meta.len() > META_PAIRS_MAX {
+            return Err(format!(
+                "{} metadata pairs; at most {META_PAIRS_MAX}",
+                self.meta.len()
+            ));
+        }
+        for (k, v) in &self.meta {
+            check_text("metadata key", k, META_KEY_LEN_MAX)?;
+            if k.contains('=') {
+                return Err(format!("metadata key {k:?} must not contain '='"));
+            }
+            check_text(&format!("metadata value of {k}"), v, TEXT_LEN_MAX)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BackupRecord {
+        BackupRecord {
+            id: 42 << 16,
+            source: Source {
+                volume_id: 3,
+                volume_name: "db".into(),
+                size: 1 << 30,
+            },
+            generation: 7,
+            method: Method::Copy,
+            destination: Destination::Volume {
+                volume: "bk".into(),
+                volume_id: 9,
+                device: Some(1),
+                created: true,
+            },
+            point_in_time_ms: 42,
+            started_ms: 42,
+            completed_ms: Some(50),
+            status: Status::Complete,
+            status_reason: None,
+            info: HostInfo {
+                label: Some("nightly".into()),
+                meta: [("k".to_string(), "v".to_string())].into(),
+                ..HostInfo::default()
+            },
+            retention: Retention::default(),
+            digest: None,
+            logical_bytes: 1 << 30,
+            allocated_bytes: 4096,
+            set_id: None,
+            history: Vec::new(),
+            job: None,
+        }
+    }
+
+    #[test]
+    fn record_round_trips_and_rejects_other_versions() {
+        let r = sample();
+        let b = r.encode();
+        assert_eq!(BackupRecord::decode(&b).unwrap(), r);
+        let mut bad = b.clone();
+        bad[0] = 9;
+        assert!(
+            BackupRecord::decode(&bad)
+                .unwrap_err()
+                .contains("version 9")
+        );
+        assert!(BackupRecord::decode(&[]).is_err());
+        assert!(BackupRecord::decode(&b[..b.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn history_is_bounded_oldest_first_out() {
+        let mut r = sample();
+        for i in 0..(HISTORY_MAX as u64 + 10) {
+            r.push_history(i, Event::Copied { to: i.to_string() });
+        }
+        assert_eq!(r.history.len(), HISTORY_MAX);
+        assert_eq!(r.history[0].at_ms, 10);
+    }
+
+    #[test]
+    fn host_info_bounds() {
+        let mut i = HostInfo::default();
+        assert!(i.validate().is_ok());
+        i.label = Some("x".repeat(TEXT_LEN_MAX + 1));
+        assert!(i.validate().unwrap_err().contains("label"));
+        i.label = Some("a\0b".into());
+        assert!(i.validate().unwrap_err().contains("control"));
+        i.label = None;
+        i.meta.insert("a=b".into(), "c".into());
+        assert!(i.validate().unwrap_err().contains("'='"));
+        i.meta.clear();
+        for n in 0..=META_PAIRS_MAX {
+            i.meta.insert(n.to_string(), "v".into());
+        }
+        assert!(i.validate().unwrap_err().contains("pairs"));
+    }
+}
