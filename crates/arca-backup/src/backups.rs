@@ -155,10 +155,12 @@ impl Backups {
         &self.jobs
     }
 
-    /// A new id: the current millisecond << 16, above every id given before.
+    /// A new id: the current millisecond × 1000 (+ a sequence), above every id given before.
     pub(crate) fn new_id(&self) -> u64 {
         let mut last = self.last_id.lock();
-        let id = ((self.clock)() << 16).max(*last + 1);
+        let id = (self.clock)()
+            .saturating_mul(crate::record::IDS_PER_MS)
+            .max(*last + 1);
         *last = id;
         id
     }

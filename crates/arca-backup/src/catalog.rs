@@ -23,7 +23,7 @@ use std::ops::Bound;
 
 use arca_store::{AppReader, Pool, Txn};
 
-use crate::record::{BackupRecord, Status};
+use crate::record::{BackupRecord, IDS_PER_MS, Status};
 
 pub const BACKUPS: &str = "backups";
 pub const BY_VOLUME: &str = "backups_by_volume";
@@ -201,11 +201,11 @@ impl Query {
         let lo = self.since_ms.map_or(0, |t| {
             // The point in time can follow the id by the time taken to start; a minute of
             // slack keeps the range a superset, and `matches` decides exactly.
-            t.saturating_sub(60_000).min(u64::MAX >> 16) << 16
+            t.saturating_sub(60_000).saturating_mul(IDS_PER_MS)
         });
-        let mut hi = self
-            .until_ms
-            .map_or(u64::MAX, |t| (t.min((u64::MAX >> 16) - 1) << 16) | 0xffff);
+        let mut hi = self.until_ms.map_or(u64::MAX, |t| {
+            t.saturating_mul(IDS_PER_MS).saturating_add(IDS_PER_MS - 1)
+        });
         if let Some(b) = self.before_id {
             hi = hi.min(b.saturating_sub(1));
         }

@@ -183,20 +183,18 @@ impl Backups {
             .iter()
             .find(|d| d.index == home && d.free_bytes >= need)
         {
-            {
-                out.push(Target {
-                    kind: TargetKind::NewVolume,
-                    method: Method::Copy,
-                    volume: None,
-                    device: Some(home),
-                    other_device: false,
-                    reason: format!(
-                        "new volume on the source's device {} ({} bytes free): a full copy, \
+            out.push(Target {
+                kind: TargetKind::NewVolume,
+                method: Method::Copy,
+                volume: None,
+                device: Some(home),
+                other_device: false,
+                reason: format!(
+                    "new volume on the source's device {} ({} bytes free): a full copy, \
                          but not independent of that device",
-                        d.index, d.free_bytes
-                    ),
-                });
-            }
+                    d.index, d.free_bytes
+                ),
+            });
         }
         Ok(out)
     }

@@ -21,6 +21,9 @@ pub const DAMAGED_RANGES_MAX: usize = 64;
 
 const RECORD_VERSION: u8 = 1;
 
+/// Backup ids per millisecond: ids are time × this + a sequence.
+pub const IDS_PER_MS: u64 = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Method {
     Snapshot,
@@ -160,7 +163,8 @@ pub struct HistoryEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
-    /// Milliseconds since the epoch << 16 | sequence: sorts by time.
+    /// Milliseconds since the epoch × [`IDS_PER_MS`] + a sequence: sorts by time, and stays
+    /// below 2^53 for millennia, so JSON clients that use doubles read it exactly.
     pub id: u64,
     pub source: Source,
     /// Per source volume, increasing.
@@ -211,7 +215,7 @@ impl BackupRecord {
 
     /// Time of the id (the millisecond the backup was started).
     pub fn id_ms(id: u64) -> u64 {
-        id >> 16
+        id / IDS_PER_MS
     }
 
     /// The newest verification's result, if any.
@@ -277,7 +281,7 @@ mod tests {
 
     fn sample() -> BackupRecord {
         BackupRecord {
-            id: 42 << 16,
+            id: 42 * IDS_PER_MS,
             source: Source {
                 volume_id: 3,
                 volume_name: "db".into(),
