@@ -1,0 +1,9 @@
+//! Integration tests of the backup layer on simulated devices, in one harness.
+
+mod util;
+
+mod catalog;
+mod copy;
+mod expire;
+mod restore;
+mod snapshot;

@@ -1,0 +1,217 @@
+//! Restores: in place with an undo point, costing what changed; as a new volume; sets.
+
+use arca_backup::catalog::Query;
+use arca_backup::{CreateRequest, Destination, Event, Method, RestoreTo, Status};
+use arca_store::ErrorKind;
+
+use crate::util::*;
+
+#[test]
+fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 256 * ES, None).unwrap();
+    r.write("v", 0, &pattern(1, 100 * ES as usize));
+    let before = r.image("v");
+    let id = r.snapshot_backup("v", Some("daily"));
+    // Change 5 extents: overwrite, trim, and write into a hole.
+    r.write("v", 3 * ES, &[7; 100]);
+    r.write("v", 50 * ES, &pattern(2, 2 * ES as usize));
+    r.pool
+        .export("v")
+        .unwrap()
+        .trim(70 * ES, ES, false)
+        .unwrap();
+    r.write("v", 200 * ES, &[8; 10]);
+    let after_changes = r.image("v");
+    r.advance(60_000);
+    let out = r
+        .backups
+        .restore(
+            id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(out.volumes, vec!["v".to_string()]);
+    let result = r.wait_ok(out.job.expect("a restore job")).unwrap();
+    assert!(
+        result.contains(&format!("\"bytes_rewritten\":{}", 5 * ES)),
+        "only the 5 changed extents are rewritten: {result}"
+    );
+    assert!(r.image("v") == before, "the volume is back as backed up");
+    // The undo point is a catalogued snapshot backup labelled pre-restore, holding the
+    // content from just before the restore.
+    assert_eq!(out.undo_backups.len(), 1);
+    let undo = r.backups.get(out.undo_backups[0]).unwrap();
+    assert_eq!(undo.method, Method::Snapshot);
+    assert_eq!(undo.info.label.as_deref(), Some("pre-restore"));
+    let Destination::Snapshot { snapshot, .. } = &undo.destination else {
+        panic!()
+    };
+    assert!(r.image(&format!("v@{snapshot}")) == after_changes);
+    let rec = r.backups.get(id).unwrap();
+    assert!(rec.history.iter().any(|h| matches!(
+        &h.event,
+        Event::Restored { to, in_place: true } if to == "v"
+    )));
+    // The volume is writable again, and undoing the restore works the same way.
+    r.write("v", 0, &[1; 10]);
+    let undo_out = r
+        .backups
+        .restore(
+            undo.id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: false,
+            },
+        )
+        .unwrap();
+    r.wait_ok(undo_out.job.unwrap());
+    assert!(r.image("v") == after_changes);
+    r.assert_clean();
+}
+
+#[test]
+fn restore_as_a_new_volume_is_instant_for_snapshots_and_copies_otherwise() {
+    let r = rig(&[24 * MIB, 24 * MIB]);
+    r.pool.create_volume("v", 64 * ES, Some(0)).unwrap();
+    r.write("v", 0, &pattern(3, 10 * ES as usize));
+    let want = r.image("v");
+    let snap = r.snapshot_backup("v", None);
+    let c = r
+        .backups
+        .create(CreateRequest {
+            volumes: vec!["v".into()],
+            method: Some(Method::Copy),
+            ..CreateRequest::default()
+        })
+        .unwrap();
+    r.wait_ok(c.jobs[0]);
+    let copy = c.records[0].id;
+    r.write("v", 0, &[0xAB; 4096]);
+    let a = r
+        .backups
+        .restore(
+            snap,
+            RestoreTo::New {
+                name: "from-snap".into(),
+            },
+        )
+        .unwrap();
+    assert!(a.job.is_none(), "a snapshot restores instantly, as a clone");
+    assert!(r.image("from-snap") == want);
+    let b = r
+        .backups
+        .restore(
+            copy,
+            RestoreTo::New {
+                name: "from-copy".into(),
+            },
+        )
+        .unwrap();
+    r.wait_ok(b.job.unwrap());
+    assert!(r.image("from-copy") == want);
+    // The restored volumes are ordinary writable volumes.
+    r.write("from-snap", 0, &[1; 512]);
+    r.write("from-copy", 0, &[1; 512]);
+    // A backup whose data a restored clone still shares cannot be deleted.
+    let e = r.backups.delete(snap, false).unwrap_err();
+    assert!(e.to_string().contains("from-snap"), "{e}");
+    // Names in use are refused.
+    let e = r
+        .backups
+        .restore(snap, RestoreTo::New { name: "v".into() })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    r.assert_clean();
+}
+
+#[test]
+fn a_backup_set_restores_as_a_unit() {
+    let r = rig(&[24 * MIB]);
+    for v in ["a", "b", "c"] {
+        r.pool.create_volume(v, 16 * ES, None).unwrap();
+        r.write(v, 0, v.as_bytes());
+    }
+    let c = r
+        .backups
+        .create(CreateRequest {
+            volumes: vec!["a".into(), "b".into(), "c".into()],
+            ..CreateRequest::default()
+        })
+        .unwrap();
+    for j in &c.jobs {
+        r.wait_ok(*j);
+    }
+    let set = c.records[0].set_id.unwrap();
+    for v in ["a", "b", "c"] {
+        r.write(v, 0, b"changed");
+    }
+    let out = r.backups.restore_set(set, false).unwrap();
+    r.wait_ok(out.job.unwrap());
+    for v in ["a", "b", "c"] {
+        assert_eq!(r.read(v, 0, 7), [v.as_bytes(), &[0u8; 6]].concat());
+    }
+    // One undo point for all three: itself a set.
+    assert_eq!(out.undo_backups.len(), 3);
+    let undo_set = r.backups.get(out.undo_backups[0]).unwrap().set_id.unwrap();
+    let members = r
+        .backups
+        .list(&Query {
+            set_id: Some(undo_set),
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(members.len(), 3);
+    assert_eq!(
+        r.backups.restore_set(12345, false).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    r.assert_clean();
+}
+
+#[test]
+fn restore_refuses_what_it_cannot_do_and_changes_nothing() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    r.pool.create_volume("small", 8 * ES, None).unwrap();
+    let id = r.snapshot_backup("v", None);
+    let e = r
+        .backups
+        .restore(
+            id,
+            RestoreTo::InPlace {
+                volume: Some("small".into()),
+                force: false,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    r.backups.delete(id, false).unwrap();
+    let e = r
+        .backups
+        .restore(
+            id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: false,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert!(e.to_string().contains("deleted"), "{e}");
+    assert_eq!(r.backups.get(id).unwrap().status, Status::Deleted);
+    // Nothing was taken as an undo point.
+    let all = r
+        .backups
+        .list(&Query {
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    r.assert_clean();
+}

@@ -1,0 +1,181 @@
+//! A pool on simulated devices with the backup service on top, and a scriptable clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arca_backup::{Backups, Clock, CreateRequest, HostInfo, JobManager, JobState, NoHosts};
+use arca_store::sim::{PowerDomain, SimDevice};
+use arca_store::{BlockDevice, Pool, PoolConfig};
+
+pub const MIB: u64 = 1 << 20;
+pub const ES: u64 = 4096;
+
+pub struct Rig {
+    pub power: Arc<PowerDomain>,
+    pub devices: Vec<Arc<SimDevice>>,
+    pub pool: Pool,
+    pub jobs: Arc<JobManager>,
+    pub backups: Arc<Backups>,
+    pub now_ms: Arc<AtomicU64>,
+}
+
+pub fn as_block(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
+    devices
+        .iter()
+        .map(|d| d.clone() as Arc<dyn BlockDevice>)
+        .collect()
+}
+
+fn clock(now: &Arc<AtomicU64>) -> Clock {
+    let now = now.clone();
+    Arc::new(move || now.load(Ordering::SeqCst))
+}
+
+/// 2026-01-01T00:00:00Z.
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
+
+pub fn rig(device_sizes: &[u64]) -> Rig {
+    let power = PowerDomain::new();
+    let devices: Vec<Arc<SimDevice>> = device_sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            Arc::new(SimDevice::new(
+                &format!("sim{i}"),
+                s as usize,
+                power.clone(),
+            ))
+        })
+        .collect();
+    let config = PoolConfig {
+        extent_size: ES as u32,
+        meta_len: Some(4 * MIB),
+    };
+    let pool = Pool::create(as_block(&devices), &config).unwrap();
+    let now_ms = Arc::new(AtomicU64::new(EPOCH_MS));
+    let jobs = Arc::new(JobManager::new());
+    let backups = Backups::open_with_clock(
+        pool.clone(),
+        jobs.clone(),
+        Arc::new(NoHosts),
+        clock(&now_ms),
+    )
+    .unwrap();
+    Rig {
+        power,
+        devices,
+        pool,
+        jobs,
+        backups,
+        now_ms,
+    }
+}
+
+impl Rig {
+    /// Restarts on the devices' current content (or on crash images of them).
+    pub fn reopen_on(&self, devices: Vec<Arc<SimDevice>>) -> Rig {
+        let pool = Pool::open(as_block(&devices)).unwrap();
+        let jobs = Arc::new(JobManager::new());
+        let backups = Backups::open_with_clock(
+            pool.clone(),
+            jobs.clone(),
+            Arc::new(NoHosts),
+            clock(&self.now_ms),
+        )
+        .unwrap();
+        Rig {
+            power: self.power.clone(),
+            devices,
+            pool,
+            jobs,
+            backups,
+            now_ms: self.now_ms.clone(),
+        }
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn write(&self, volume: &str, offset: u64, data: &[u8]) {
+        self.pool
+            .export(volume)
+            .unwrap()
+            .write(offset, data, false)
+            .unwrap();
+    }
+
+    pub fn read(&self, export: &str, offset: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        self.pool
+            .export(export)
+            .unwrap()
+            .read(offset, &mut b)
+            .unwrap();
+        b
+    }
+
+    pub fn image(&self, export: &str) -> Vec<u8> {
+        let size = self.pool.export(export).unwrap().size().unwrap();
+        self.read(export, 0, size as usize)
+    }
+
+    pub fn wait(&self, job: u64) -> JobState {
+        let j = self.jobs.get(job).expect("job exists");
+        let state = j.wait(Duration::from_secs(60));
+        assert!(state.finished(), "job {job} did not finish");
+        state
+    }
+
+    pub fn wait_ok(&self, job: u64) -> Option<String> {
+        let state = self.wait(job);
+        let s = self.jobs.get(job).unwrap().snapshot();
+        assert_eq!(state, JobState::Succeeded, "job {job}: {:?}", s.error);
+        s.result
+    }
+
+    /// A snapshot backup of one volume, digest computed.
+    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
+        let c = self
+            .backups
+            .create(CreateRequest {
+                volumes: vec![volume.to_string()],
+                info: HostInfo {
+                    label: label.map(str::to_string),
+                    ..HostInfo::default()
+                },
+                ..CreateRequest::default()
+            })
+            .unwrap();
+        for j in &c.jobs {
+            self.wait_ok(*j);
+        }
+        c.records[0].id
+    }
+
+    pub fn assert_clean(&self) {
+        let r = self.pool.fsck().unwrap();
+        assert!(r.is_clean(), "fsck: {:#?}", r.problems);
+        let c = self.backups.check().unwrap();
+        assert!(c.problems.is_empty(), "catalog check: {:#?}", c.problems);
+    }
+}
+
+/// Deterministic bytes.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Where `needle` sits in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
