@@ -215,3 +215,65 @@ fn restore_refuses_what_it_cannot_do_and_changes_nothing() {
     assert_eq!(all.len(), 1);
     r.assert_clean();
 }
+
+/// Hosts connected to a volume, as the NBD server would report them.
+struct FakeHosts {
+    connected: parking_lot::Mutex<Vec<String>>,
+    disconnects: std::sync::atomic::AtomicUsize,
+}
+
+impl arca_backup::Hosts for FakeHosts {
+    fn connected(&self, export: &str) -> Vec<String> {
+        if export == "v" {
+            self.connected.lock().clone()
+        } else {
+            Vec::new()
+        }
+    }
+    fn disconnect(&self, export: &str) -> usize {
+        if export != "v" {
+            return 0;
+        }
+        self.disconnects
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::mem::take(&mut *self.connected.lock()).len()
+    }
+    fn wait_disconnected(&self, _: &str, _: std::time::Duration) -> bool {
+        self.connected.lock().is_empty()
+    }
+}
+
+#[test]
+fn restore_in_place_refuses_connected_hosts_unless_forced() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    r.write("v", 0, b"old");
+    let hosts = std::sync::Arc::new(FakeHosts {
+        connected: parking_lot::Mutex::new(vec!["10.0.0.7:5000".into()]),
+        disconnects: Default::default(),
+    });
+    let b = arca_backup::Backups::open(r.pool.clone(), r.jobs.clone(), hosts.clone()).unwrap();
+    let id = b
+        .create(CreateRequest {
+            volumes: vec!["v".into()],
+            ..CreateRequest::default()
+        })
+        .unwrap()
+        .records[0]
+        .id;
+    r.write("v", 0, b"new");
+    let e = b
+        .restore(id, RestoreTo::InPlace { volume: None, force: false })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert!(e.to_string().contains("10.0.0.7:5000"), "{e}");
+    assert_eq!(r.read("v", 0, 3), b"new", "a refusal changes nothing");
+    assert_eq!(b.list(&Query { limit: 10, ..Query::default() }).unwrap().len(), 1);
+    let out = b
+        .restore(id, RestoreTo::InPlace { volume: None, force: true })
+        .unwrap();
+    r.wait_ok(out.job.unwrap());
+    assert_eq!(hosts.disconnects.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(r.read("v", 0, 3), b"old");
+    assert!(!r.pool.export("v").unwrap().read_only(), "the restore guard is lifted");
+}
