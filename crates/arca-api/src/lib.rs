@@ -1,10 +1,12 @@
 //! Arca's management API: HTTP/JSON under `/v1` with an OpenAPI document generated from the
 //! code, Prometheus metrics, and the JSON types the CLI shares.
 
+mod backups;
 pub mod error;
 pub mod metrics;
 pub mod server;
+pub mod time;
 pub mod types;
 
 pub use metrics::Metrics;
-pub use server::{ApiDoc, ApiState, BODY_MAX_BYTES, router, serve};
+pub use server::{ApiDoc, ApiState, BODY_MAX_BYTES, openapi_json, router, serve};

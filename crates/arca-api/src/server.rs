@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_backup::{JobManager, JobSnapshot};
+use arca_backup::{Backups, JobManager, JobSnapshot};
 use arca_store::Pool;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::types::*;
@@ -25,6 +26,8 @@ pub const BODY_MAX_BYTES: usize = 64 * 1024;
 pub struct ApiState {
     pub pool: Pool,
     pub jobs: Arc<JobManager>,
+    /// The backup service (catalog, backups, restores, retention).
+    pub backups: Arc<Backups>,
     pub metrics: Arc<Metrics>,
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
@@ -32,7 +35,7 @@ pub struct ApiState {
     pub nbd_addr: String,
 }
 
-type St = State<Arc<ApiState>>;
+pub(crate) type St = State<Arc<ApiState>>;
 
 /// JSON body whose rejections use the API's error shape.
 #[derive(FromRequest)]
@@ -48,7 +51,7 @@ pub struct ApiPath<T>(pub T);
 pub struct ApiQuery<T>(pub T);
 
 /// Runs blocking engine work (it may sync devices) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -177,7 +180,14 @@ async fn list_volumes(State(s): St) -> Json<Vec<Volume>> {
 }
 
 #[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = CreateVolume,
-    responses((status = 201, body = Volume), (status = 409, body = ErrorBody),
+    responses((status = 201, body = Volume, links(
+                ("BackUp" = (operation_id = "create_backups",
+                    request_body = json!({"volumes": ["$response.body#/name"]}))),
+                ("BackupTargets" = (operation_id = "backup_targets",
+                    parameters(("name" = "$response.body#/name")))),
+                ("Prune" = (operation_id = "prune_volume",
+                    parameters(("name" = "$response.body#/name")))))),
+              (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 async fn create_volume(
     State(s): St,
@@ -417,8 +427,37 @@ async fn metrics(State(s): St) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi_json())
+}
+
+/// The OpenAPI document as served. utoipa 5 writes response links with Rust's field names
+/// (`operation_id`, `request_body`); OpenAPI spells them `operationId`, `requestBody`.
+pub fn openapi_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let links = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|ops| ops.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|r| r.get_mut("links").and_then(|l| l.as_object_mut()))
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_string(), v);
+            }
+        }
+    }
+    doc
 }
 
 async fn not_found() -> ApiError {
@@ -483,6 +522,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .merge(crate::backups::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -510,10 +550,21 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Arca", version = "1", description = "Management API of the Arca disk array"),
     paths(get_pool, check_pool, list_volumes, create_volume, get_volume, resize_volume,
           rename_volume, delete_volume, list_snapshots, create_snapshot, get_snapshot,
-          delete_snapshot, clone_snapshot, list_exports, list_jobs, get_job, cancel_job),
+          delete_snapshot, clone_snapshot, list_exports, list_jobs, get_job, cancel_job,
+          backups::backup_targets, backups::create_backups, backups::list_backups,
+          backups::get_backup, backups::verify_backups, backups::restore_backup,
+          backups::restore_set, backups::delete_backup, backups::hold_backup,
+          backups::release_backup, backups::set_retention, backups::prune_volume,
+          backups::check_catalog, backups::rebuild_catalog),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, Origin, Snapshot,
                        Export, Job, CheckReport, Problem, CreateVolume, ResizeVolume,
-                       RenameVolume, CreateSnapshot, CloneSnapshot)),
+                       RenameVolume, CreateSnapshot, CloneSnapshot, BackupTarget, BackupMethod,
+                       CreateBackup, CreatedBackups, BackupSource, BackupDestination,
+                       BackupInfo, BackupRetention, BackupDigest, BackupEvent,
+                       BackupHistoryEntry, Backup, BackupList, VerifyBackups, VerifyStarted,
+                       Verification, RestoreBackup, RestoreSet, Restored, SetRetention,
+                       PruneBackups, PruneItem, PruneReport, CatalogProblem, CatalogReport,
+                       RebuildCatalog, RebuildReport)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

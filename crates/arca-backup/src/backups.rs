@@ -60,6 +60,8 @@ pub struct Backups {
     pub(crate) hosts: Arc<dyn Hosts>,
     pub(crate) catalog_lock: Mutex<()>,
     last_id: Mutex<u64>,
+    /// Digest jobs by backup, so verification can wait for a digest still being computed.
+    pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 fn now_ms() -> u64 {
@@ -126,6 +128,7 @@ impl Backups {
             hosts,
             catalog_lock: Mutex::new(()),
             last_id: Mutex::new(last),
+            digest_jobs: Mutex::new(Default::default()),
         });
         for r in &records {
             if r.status == Status::Copying {

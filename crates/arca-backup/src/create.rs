@@ -347,10 +347,13 @@ impl Backups {
         if let Some(to) = to {
             let v = self.pool.volume(to)?;
             if let Some(why) = self.unfit_destination(source, &v, sources) {
-                return Err(busy(format!(
-                    "cannot copy {} into {to}: {why}",
-                    source.name
-                )));
+                let message = format!("cannot copy {} into {to}: {why}", source.name);
+                // Too small is a bad request; the rest are states that may change.
+                return Err(if v.size < source.size {
+                    invalid(message)
+                } else {
+                    busy(message)
+                });
             }
             let placement = v.placement;
             return Ok((Some(v), placement));
@@ -449,9 +452,20 @@ impl Backups {
             debug_assert_eq!(n, 0, "a destination in use is refused above");
         }
         let mut jobs = Vec::new();
-        for r in &records {
+        for r in &mut records {
             match self.start_copy(r.id) {
-                Ok(j) => jobs.push(j),
+                Ok(j) => {
+                    jobs.push(j);
+                    // The record names its job while the copy runs (a second, small commit:
+                    // the job exists only once the record does). The job may already be done.
+                    let updated = self.update(r.id, |x| {
+                        if x.status == Status::Copying {
+                            x.job = Some(j);
+                        }
+                        Ok(())
+                    })?;
+                    *r = updated;
+                }
                 Err(e) => {
                     self.fail_copy(r.id, &format!("the copy job could not start: {e}"))?;
                     return Err(e);
@@ -656,6 +670,7 @@ impl Backups {
                 )))
             })
             .map_err(|e| Error::io("starting a digest job", e))?;
+        self.digest_jobs.lock().insert(id, job.id());
         Ok(job.id())
     }
 

@@ -129,9 +129,11 @@ pub enum Piece<'a> {
     },
 }
 
-/// Walks `size` bytes of an image in order. With `tolerate_read_errors`, a failed read is
-/// retried extent by extent and what still fails is reported as [`Piece::Unreadable`];
-/// otherwise the error stops the walk. `visit` returning an error stops it too.
+/// Walks `size` bytes of an image in order: holes as [`Piece::Hole`], data in runs of
+/// contiguous allocated extents of up to [`WALK_CHUNK_BYTES`]. Costs what is allocated, not the
+/// size. With `tolerate_read_errors`, a failed read is retried extent by extent and what still
+/// fails is reported as [`Piece::Unreadable`]; otherwise the error stops the walk. `visit`
+/// returning an error stops it too.
 pub fn walk<E: From<arca_store::Error>>(
     export: &Export,
     size: u64,
@@ -139,56 +141,67 @@ pub fn walk<E: From<arca_store::Error>>(
     tolerate_read_errors: bool,
     mut visit: impl FnMut(Piece<'_>) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
-    let chunk = WALK_CHUNK_BYTES.max(es) / es * es;
-    let mut buf = vec![0u8; chunk as usize];
+    let per_chunk = (WALK_CHUNK_BYTES / es).max(1);
+    let mut buf = vec![0u8; (per_chunk * es) as usize];
+    let extents = export.allocated_extents()?;
     let mut pos = 0u64;
-    while pos < size {
-        let window = (size - pos).min(1 << 30);
-        let runs = export.block_status(pos, window)?;
-        let mut at = pos;
-        for run in runs {
-            if !run.allocated {
-                visit(Piece::Hole {
-                    offset: at,
-                    len: run.length,
-                })?;
-                at += run.length;
-                continue;
-            }
-            let end = at + run.length;
-            while at < end {
-                let n = (end - at).min(chunk);
-                let b = &mut buf[..n as usize];
-                match export.read(at, b) {
-                    Ok(()) => visit(Piece::Data {
-                        offset: at,
-                        data: b,
-                    })?,
-                    Err(e) if !tolerate_read_errors => return Err(e.into()),
-                    Err(_) => {
-                        let mut o = at;
-                        while o < at + n {
-                            let m = (es - o % es).min(at + n - o);
-                            let eb = &mut buf[..m as usize];
-                            match export.read(o, eb) {
-                                Ok(()) => visit(Piece::Data {
-                                    offset: o,
-                                    data: eb,
-                                })?,
-                                Err(error) => visit(Piece::Unreadable {
-                                    offset: o,
-                                    len: m,
-                                    error,
-                                })?,
-                            }
-                            o += m;
-                        }
+    let mut i = 0;
+    while i < extents.len() {
+        // A run of consecutive extents, at most one chunk long.
+        let first = extents[i];
+        let mut n = 1;
+        while i + (n as usize) < extents.len()
+            && extents[i + n as usize] == first + n
+            && n < per_chunk
+        {
+            n += 1;
+        }
+        i += n as usize;
+        let at = first * es;
+        if at >= size {
+            break;
+        }
+        if at > pos {
+            visit(Piece::Hole {
+                offset: pos,
+                len: at - pos,
+            })?;
+        }
+        let len = (n * es).min(size - at);
+        let b = &mut buf[..len as usize];
+        match export.read(at, b) {
+            Ok(()) => visit(Piece::Data {
+                offset: at,
+                data: b,
+            })?,
+            Err(e) if !tolerate_read_errors => return Err(e.into()),
+            Err(_) => {
+                let mut o = at;
+                while o < at + len {
+                    let m = es.min(at + len - o);
+                    let eb = &mut buf[..m as usize];
+                    match export.read(o, eb) {
+                        Ok(()) => visit(Piece::Data {
+                            offset: o,
+                            data: eb,
+                        })?,
+                        Err(error) => visit(Piece::Unreadable {
+                            offset: o,
+                            len: m,
+                            error,
+                        })?,
                     }
+                    o += m;
                 }
-                at += n;
             }
         }
-        pos += window;
+        pos = at + len;
+    }
+    if pos < size {
+        visit(Piece::Hole {
+            offset: pos,
+            len: size - pos,
+        })?;
     }
     Ok(())
 }

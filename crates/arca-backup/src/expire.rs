@@ -283,7 +283,7 @@ impl Backups {
             .iter()
             .filter(|r| items.iter().any(|i| i.backup == r.id && !i.keep))
             .collect();
-        let freed_bytes = self.frees_together(&volume.name, &removed)?;
+        let freed_bytes = self.frees_together(&removed)?;
         if !req.dry_run {
             for item in items.iter_mut().filter(|i| !i.keep) {
                 if let Err(e) = self.delete(item.backup, false) {
@@ -302,11 +302,11 @@ impl Backups {
     }
 
     fn frees_alone(&self, r: &BackupRecord) -> Result<u64> {
-        self.frees_together(&r.source.volume_name, &[r])
+        self.frees_together(&[r])
     }
 
-    /// Bytes freed by deleting these backups (all of one source volume) together.
-    fn frees_together(&self, _volume: &str, records: &[&BackupRecord]) -> Result<u64> {
+    /// Bytes freed by deleting these backups together.
+    fn frees_together(&self, records: &[&BackupRecord]) -> Result<u64> {
         let mut total = 0;
         let mut by_source: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for r in records {

@@ -184,7 +184,7 @@ pub struct BackupRecord {
     pub allocated_bytes: u64,
     pub set_id: Option<u64>,
     pub history: Vec<HistoryEntry>,
-    /// The job copying or digesting it, while one runs.
+    /// The job copying it, while one runs.
     pub job: Option<u64>,
 }
 

@@ -135,20 +135,40 @@ impl Backups {
             Destination::Volume { .. } => {
                 let (_, image) = self.image(&r)?;
                 self.pool.create_volume(name, r.source.size, None)?;
+                // Hosts see it read-only until it is whole; a failed copy removes it.
+                self.pool.set_volume_guard(
+                    name,
+                    Some(format!("{RESTORE_GUARD_PREFIX} from backup {id}")),
+                )?;
                 let me = self.clone();
                 let target = name.to_string();
-                let job = self
-                    .jobs
-                    .start("restore", name, move |ctx| {
+                let started = self.jobs.start("restore", name, move |ctx| {
+                    let copy = (|| -> Result<(), JobError> {
                         let to = me.pool.export_unguarded(&target)?;
                         let es = me.pool.status().extent_size;
                         ctx.set_total(r.source.size);
                         copy_image(&image, &to, r.source.size, es, true, ctx)?;
                         me.pool.flush()?;
-                        me.note_restored(id, &target, false)?;
-                        Ok(Some(format!("{{\"backup\":{id},\"volume\":\"{target}\"}}")))
-                    })
-                    .map_err(|e| Error::io("starting a restore job", e))?;
+                        Ok(())
+                    })();
+                    let _ = me.pool.set_volume_guard(&target, None);
+                    if let Err(e) = copy {
+                        if let Err(x) = me.pool.delete_volume(&target, false) {
+                            tracing::warn!(volume = %target, "removing a failed restore: {x}");
+                        }
+                        return Err(e);
+                    }
+                    me.note_restored(id, &target, false)?;
+                    Ok(Some(format!("{{\"backup\":{id},\"volume\":\"{target}\"}}")))
+                });
+                let job = match started {
+                    Ok(j) => j,
+                    Err(e) => {
+                        let _ = self.pool.set_volume_guard(name, None);
+                        let _ = self.pool.delete_volume(name, false);
+                        return Err(Error::io("starting a restore job", e));
+                    }
+                };
                 Ok(Restored {
                     backups: vec![id],
                     volumes: vec![name.to_string()],
@@ -274,25 +294,33 @@ impl Backups {
     fn restore_body(&self, plans: &[Plan], ctx: &JobContext) -> Result<Option<String>, JobError> {
         let es = self.pool.status().extent_size;
         let mut report = Vec::new();
+        // Progress over the whole set: what each volume will rewrite, known up front.
+        let mut total = 0;
+        let mut diffs = Vec::new();
         for p in plans {
             let r = &p.record;
             let v = self.pool.volume(&p.volume)?;
-            let to = self.pool.export_unguarded(&p.volume)?;
             let diff = match &r.destination {
                 Destination::Snapshot { snapshot, .. } if v.id == r.source.volume_id => {
                     Some(self.pool.changed_extents(&v.name, snapshot)?)
                 }
                 _ => None,
             };
+            total += diff.as_ref().map_or(v.size, |d| d.len() as u64 * es);
+            diffs.push(diff);
+        }
+        ctx.set_total(total);
+        for (p, diff) in plans.iter().zip(diffs) {
+            let r = &p.record;
+            let v = self.pool.volume(&p.volume)?;
+            let to = self.pool.export_unguarded(&p.volume)?;
             let (_, image) = self.image(r)?;
             let bytes = match diff {
                 Some(changed) => {
-                    ctx.set_total(changed.len() as u64 * es);
                     restore_extents(&image, &to, r.source.size, v.size, es, &changed, ctx)?;
                     changed.len() as u64 * es
                 }
                 None => {
-                    ctx.set_total(v.size);
                     copy_image(&image, &to, r.source.size, es, false, ctx)?;
                     if v.size > r.source.size {
                         to.write_zeroes(r.source.size, v.size - r.source.size, true, false)?;

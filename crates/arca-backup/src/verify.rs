@@ -55,6 +55,10 @@ impl Backups {
         };
         let me = self.clone();
         let list = ids.clone();
+        let mut total = 0;
+        for &id in &ids {
+            total += self.get(id)?.source.size;
+        }
         let target = if all {
             "all".to_string()
         } else {
@@ -63,6 +67,7 @@ impl Backups {
         let job = self
             .jobs
             .start("verify", &target, move |ctx| {
+                ctx.set_total(total);
                 let mut results = Vec::new();
                 for &id in &list {
                     ctx.check()?;
@@ -77,7 +82,15 @@ impl Backups {
     }
 
     fn verify_one(&self, id: u64, ctx: &JobContext) -> Result<Verification, JobError> {
-        let r = self.get(id)?;
+        let mut r = self.get(id)?;
+        if r.digest.is_none() {
+            // Taken moments ago: its digest job is still reading the snapshot.
+            let job = self.digest_jobs.lock().get(&id).copied();
+            if let Some(j) = job.and_then(|j| self.jobs.get(j)) {
+                j.wait(std::time::Duration::from_secs(24 * 3600));
+                r = self.get(id)?;
+            }
+        }
         let Some(info) = r.digest.clone() else {
             // The digest job has not finished (or failed): nothing to compare with yet.
             return Ok(Verification {

@@ -387,6 +387,21 @@ impl Export {
         Ok(runs)
     }
 
+    /// Logical extents (ascending) of the image that hold data. Costs what is mapped, not the
+    /// size, so walking a huge thin image is cheap; block_status costs its range.
+    pub fn allocated_extents(&self) -> Result<Vec<u64>> {
+        let es = self.pool.inner.extent_size;
+        let f = self.handle.cell.read();
+        let view = self.view(&f)?;
+        let limit = f.view_size(view).div_ceil(es);
+        let mut candidates = std::collections::BTreeSet::new();
+        crate::pool::candidate_extents(&self.handle, &f, view, limit, &mut candidates);
+        Ok(candidates
+            .into_iter()
+            .filter(|&l| matches!(resolve(&self.handle, &f, view, l, es), Target::Extent(_)))
+            .collect())
+    }
+
     /// Makes every completed write to the pool durable (the pool has one commit for all).
     pub fn flush(&self) -> Result<()> {
         self.pool.flush()

@@ -735,7 +735,7 @@ pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
 }
 
 /// Logical extents below `limit` with an entry in `view`'s maps or its origin's.
-fn candidate_extents(
+pub(crate) fn candidate_extents(
     h: &FamilyHandle,
     fam: &Family,
     view: View,

@@ -117,7 +117,9 @@ impl AppReader {
         let Some(t) = self.table(table)? else {
             return Ok(None);
         };
-        let v = t.get(key).map_err(|e| store_error(READ_CONTEXT, e.into()))?;
+        let v = t
+            .get(key)
+            .map_err(|e| store_error(READ_CONTEXT, e.into()))?;
         Ok(v.map(|v| v.value().to_vec()))
     }
 

@@ -2,13 +2,44 @@
 //! `VOLUME@SNAPSHOT`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arca_api::metrics::{Metrics, VolumeStats};
 
 use arca_nbd::proto::{EINVAL, EIO, ENOSPC, EPERM};
 use arca_nbd::{DevError, DevResult, Device, ExportSummary, Exports, Extent};
 use arca_store::{ErrorKind, Export, Pool};
+
+/// What the backup layer knows of connected hosts, from the NBD server: who uses an export,
+/// and disconnecting them (a forced in-place restore).
+pub struct NbdHosts {
+    server: Arc<arca_nbd::Server>,
+}
+
+impl NbdHosts {
+    pub fn new(server: Arc<arca_nbd::Server>) -> NbdHosts {
+        NbdHosts { server }
+    }
+}
+
+impl arca_backup::Hosts for NbdHosts {
+    fn connected(&self, export: &str) -> Vec<String> {
+        self.server
+            .sessions()
+            .into_iter()
+            .filter(|s| s.export == export)
+            .map(|s| s.peer)
+            .collect()
+    }
+
+    fn disconnect(&self, export: &str) -> usize {
+        self.server.disconnect(export)
+    }
+
+    fn wait_disconnected(&self, export: &str, timeout: Duration) -> bool {
+        self.server.wait_disconnected(export, timeout)
+    }
+}
 
 pub struct PoolExports {
     pool: Pool,
@@ -58,8 +89,15 @@ impl Exports for PoolExports {
             match &self.default_export {
                 Some(d) => d.clone(),
                 None => {
-                    // With exactly one volume, that volume is the obvious default.
-                    let vols = self.pool.volumes();
+                    // With exactly one volume, that volume is the obvious default. Volumes
+                    // holding a copy backup (they carry its descriptor) do not count: taking
+                    // a backup must not change what the empty name means.
+                    let vols: Vec<_> = self
+                        .pool
+                        .volumes()
+                        .into_iter()
+                        .filter(|v| v.tag.is_none())
+                        .collect();
                     match vols.as_slice() {
                         [one] => one.name.clone(),
                         _ => {

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, anyhow, bail};
 use arca_store::{Pool, PoolConfig};
 
-use crate::nbd_exports::PoolExports;
+use crate::nbd_exports::{NbdHosts, PoolExports};
 use crate::size::parse_size;
 
 #[derive(clap::Args, Debug)]
@@ -45,6 +45,26 @@ pub struct ServeArgs {
     /// Export served to clients that ask for the empty name (default: the only volume)
     #[arg(long)]
     pub default_export: Option<String>,
+    /// For tests only: the backup layer's clock reads the time (integer milliseconds since the
+    /// epoch) from this file on every call, falling back to the system clock when the file is
+    /// missing or does not hold a number. Lets tests script a calendar of backups.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub test_clock_file: Option<PathBuf>,
+}
+
+/// The backup layer's clock: the system's, or (for tests) the one in `--test-clock-file`.
+fn backup_clock(args: &ServeArgs) -> arca_backup::Clock {
+    let Some(path) = args.test_clock_file.clone() else {
+        return arca_backup::system_clock();
+    };
+    tracing::warn!(path = %path.display(), "the backup clock reads a test clock file");
+    let system = arca_backup::system_clock();
+    Arc::new(move || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| system())
+    })
 }
 
 fn parse_volume(s: &str) -> Result<(String, u64), String> {
@@ -184,8 +204,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.default_export.clone(),
         metrics.clone(),
     ));
-    let server = arca_nbd::Server::new(exports, arca_nbd::Limits::default());
+    let server = Arc::new(arca_nbd::Server::new(exports, arca_nbd::Limits::default()));
     let nbd_addr = listener.local_addr()?;
+    // The backup service: recovers copies a stop interrupted and guards every destination
+    // before any client or API request can touch them.
+    let jobs = Arc::new(arca_backup::JobManager::new());
+    let backups = arca_backup::Backups::open_with_clock(
+        pool.clone(),
+        jobs.clone(),
+        Arc::new(NbdHosts::new(server.clone())),
+        backup_clock(&args),
+    )
+    .map_err(|e| anyhow!("opening the backup catalog: {e}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -198,7 +228,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let api_local = api_listener.local_addr()?;
     let state = Arc::new(arca_api::ApiState {
         pool: pool.clone(),
-        jobs: Arc::new(arca_backup::JobManager::new()),
+        jobs,
+        backups,
         metrics,
         token,
         nbd_addr: nbd_addr.to_string(),

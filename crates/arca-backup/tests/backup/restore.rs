@@ -263,17 +263,43 @@ fn restore_in_place_refuses_connected_hosts_unless_forced() {
         .id;
     r.write("v", 0, b"new");
     let e = b
-        .restore(id, RestoreTo::InPlace { volume: None, force: false })
+        .restore(
+            id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: false,
+            },
+        )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains("10.0.0.7:5000"), "{e}");
     assert_eq!(r.read("v", 0, 3), b"new", "a refusal changes nothing");
-    assert_eq!(b.list(&Query { limit: 10, ..Query::default() }).unwrap().len(), 1);
+    assert_eq!(
+        b.list(&Query {
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
     let out = b
-        .restore(id, RestoreTo::InPlace { volume: None, force: true })
+        .restore(
+            id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: true,
+            },
+        )
         .unwrap();
     r.wait_ok(out.job.unwrap());
-    assert_eq!(hosts.disconnects.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        hosts.disconnects.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     assert_eq!(r.read("v", 0, 3), b"old");
-    assert!(!r.pool.export("v").unwrap().read_only(), "the restore guard is lifted");
+    assert!(
+        !r.pool.export("v").unwrap().read_only(),
+        "the restore guard is lifted"
+    );
 }

@@ -116,6 +116,20 @@ impl Client {
         Ok(())
     }
 
+    /// DELETE that answers with a JSON body.
+    pub fn delete_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T> {
+        let mut req = self.auth(self.agent.delete(self.url(path)));
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        let text = self.finish(req.call())?;
+        self.decode(&text)
+    }
+
     fn decode<T: DeserializeOwned>(&self, text: &str) -> Result<T> {
         serde_json::from_str(text)
             .map_err(|e| anyhow!("unexpected answer from the API at {}: {e}", self.base))

@@ -9,7 +9,8 @@ use arca_api::types::{
 use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
 use super::{
-    Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, jobs, print_json,
+    Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups, jobs,
+    print_json,
 };
 
 pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
@@ -119,6 +120,9 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
                 show_or(s, &list, || print!("{}", export_table(&list)))
             }
         },
+        Command::Backup(a) => backups::run_backup(c, s, a.cmd),
+        Command::Restore(a) => backups::run_restore(c, s, a),
+        Command::Catalog(a) => backups::run_catalog(c, s, a.cmd),
         Command::Job(a) => match a.cmd {
             JobCmd::List => {
                 let list: Vec<Job> = c.get("/v1/jobs", &[])?;

@@ -125,6 +125,12 @@ pub fn wait(client: &Client, mut job: Job) -> Result<Job> {
     Ok(job)
 }
 
+/// Fetches a job by id and waits for it (see [`wait`]).
+pub fn wait_id(client: &Client, id: u64) -> Result<Job> {
+    let job: Job = client.get(&format!("/v1/jobs/{id}"), &[])?;
+    wait(client, job)
+}
+
 /// The check report a finished pool-check job carries.
 pub fn check_report(job: &Job) -> Option<CheckReport> {
     if job.kind != "pool-check" {

@@ -3,6 +3,7 @@
 //!
 //! Exit status: 0 success, 1 error (one `error: MESSAGE` line on stderr), 2 usage error.
 
+mod backups;
 mod client;
 mod commands;
 mod format;
@@ -96,6 +97,12 @@ pub enum Command {
     Export(ExportArgs),
     /// List, show, wait for and cancel long-running jobs
     Job(JobArgs),
+    /// Take, list, show, verify, delete, hold and prune the backups the array manages
+    Backup(backups::BackupArgs),
+    /// Restore a backup: arca restore ID [--to VOLUME] | ID --as NAME | --set SETID
+    Restore(backups::RestoreArgs),
+    /// Check the backup catalog against the backups' data, or rebuild it from them
+    Catalog(backups::CatalogArgs),
 }
 
 #[derive(Args, Debug)]
@@ -243,6 +250,9 @@ impl Command {
             Command::Clone(a) => &a.opts,
             Command::Export(a) => &a.opts,
             Command::Job(a) => &a.opts,
+            Command::Backup(a) => &a.opts,
+            Command::Restore(a) => &a.opts,
+            Command::Catalog(a) => &a.opts,
         }
     }
 }

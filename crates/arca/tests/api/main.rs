@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod backups;
+
 struct Daemon {
     child: Child,
     api: String,

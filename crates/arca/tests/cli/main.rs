@@ -2,6 +2,7 @@
 //! (`arca serve --api`) that each test starts on ephemeral loopback ports in its own tempdir.
 
 mod auth;
+mod backups;
 mod errors;
 mod pool_jobs;
 #[path = "../common/process.rs"]

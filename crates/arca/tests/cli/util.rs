@@ -111,15 +111,20 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
-        Daemon::spawn(None)
+        Daemon::spawn(None, &[])
+    }
+
+    /// A daemon with more `arca serve` options.
+    pub fn start_with_args(args: &[&str]) -> Daemon {
+        Daemon::spawn(None, args)
     }
 
     /// A daemon requiring `Authorization: Bearer TOKEN`, given in a token file.
     pub fn start_with_token(token: &str) -> Daemon {
-        Daemon::spawn(Some(token))
+        Daemon::spawn(Some(token), &[])
     }
 
-    fn spawn(token: Option<&str>) -> Daemon {
+    fn spawn(token: Option<&str>, extra: &[&str]) -> Daemon {
         let tmp = tempfile::Builder::new()
             .prefix("arca-cli-")
             .tempdir()
@@ -137,7 +142,8 @@ impl Daemon {
                 "127.0.0.1:0",
                 "--api",
                 "127.0.0.1:0",
-            ]);
+            ])
+            .args(extra);
         if let Some(t) = token {
             let path = tmp.path().join("token");
             // As `echo TOKEN > file` writes it: with a newline.
