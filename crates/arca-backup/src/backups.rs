@@ -138,10 +138,13 @@ impl Backups {
         }
         b.apply_guards()?;
         let (records, _) = catalog::all(&b.pool)?;
-        for r in records {
-            if r.status == Status::Complete && r.digest.is_none() {
-                b.start_digest(r.id)?;
-            }
+        let pending: Vec<u64> = records
+            .iter()
+            .filter(|r| r.status == Status::Complete && r.digest.is_none())
+            .map(|r| r.id)
+            .collect();
+        if !pending.is_empty() {
+            b.start_digests(pending)?;
         }
         Ok(b)
     }

@@ -628,50 +628,88 @@ impl Backups {
 
     /// Starts the job computing a snapshot backup's digest.
     pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<u64> {
+        self.start_digests(vec![id])
+    }
+
+    /// Starts one job computing the digests of several backups in turn (after a restart, one
+    /// job for all that were pending, not a thread each). A backup that cannot be digested is
+    /// logged and skipped; the job fails only when none could be.
+    pub(crate) fn start_digests(self: &Arc<Self>, ids: Vec<u64>) -> Result<u64> {
         let me = self.clone();
-        let r = self.get(id)?;
+        let target = match ids.as_slice() {
+            [one] => self.get(*one)?.source.volume_name,
+            _ => format!("{} backups", ids.len()),
+        };
+        let list = ids.clone();
         let job = self
             .jobs
-            .start("backup-digest", &r.source.volume_name, move |ctx| {
-                let r = me.get(id)?;
-                let (_, image) = me.image(&r)?;
-                let es = me.pool.status().extent_size;
-                ctx.set_total(r.source.size);
-                let mut hashes = Vec::new();
-                digest::walk::<JobError>(&image, r.source.size, es, false, |p| {
+            .start("backup-digest", &target, move |ctx| {
+                let mut done = Vec::new();
+                let mut failed = Vec::new();
+                for &id in &list {
                     ctx.check()?;
-                    match p {
-                        Piece::Data { offset, data } => {
-                            digest::hash_data(offset, data, es, &mut hashes);
-                            ctx.add_done(data.len() as u64);
+                    match me.digest_one(id, ctx) {
+                        Ok(()) => done.push(id),
+                        Err(JobError::Cancelled) => return Err(JobError::Cancelled),
+                        Err(JobError::Failed(m)) => {
+                            tracing::warn!(backup = id, "digest failed: {m}");
+                            failed.push((id, m));
                         }
-                        Piece::Hole { len, .. } => ctx.add_done(len),
-                        Piece::Unreadable { error, .. } => return Err(error.into()),
                     }
-                    Ok(())
-                })?;
-                let info = digest::info(es, r.source.size, &hashes);
-                let _c = me.catalog_lock.lock();
-                let old = me.get(id)?;
-                if !old.status.live() {
-                    // Deleted meanwhile: nothing to record.
-                    return Ok(None);
                 }
-                let mut new = old.clone();
-                new.digest = Some(info);
-                let mut t = me.pool.transaction();
-                digest::store(&mut t, id, 0, &hashes);
-                catalog::put(&mut t, Some(&old), &new);
-                me.tag_destination(&mut t, &new)?;
-                t.commit()?;
+                if done.is_empty() && !failed.is_empty() {
+                    let (id, m) = &failed[0];
+                    return Err(JobError::Failed(format!("backup {id}: {m}")));
+                }
+                let failed: Vec<u64> = failed.iter().map(|f| f.0).collect();
                 Ok(Some(format!(
-                    "{{\"backup\":{id},\"extents\":{}}}",
-                    hashes.len()
+                    "{{\"digested\":{done:?},\"failed\":{failed:?}}}"
                 )))
             })
             .map_err(|e| Error::io("starting a digest job", e))?;
-        self.digest_jobs.lock().insert(id, job.id());
+        let mut map = self.digest_jobs.lock();
+        for id in ids {
+            map.insert(id, job.id());
+        }
         Ok(job.id())
+    }
+
+    fn digest_one(&self, id: u64, ctx: &crate::jobs::JobContext) -> Result<(), JobError> {
+        let r = self.get(id)?;
+        if r.digest.is_some() || !r.status.live() {
+            return Ok(());
+        }
+        let (_, image) = self.image(&r)?;
+        let es = self.pool.status().extent_size;
+        ctx.set_total(r.source.size);
+        let mut hashes = Vec::new();
+        digest::walk::<JobError>(&image, r.source.size, es, false, |p| {
+            ctx.check()?;
+            match p {
+                Piece::Data { offset, data } => {
+                    digest::hash_data(offset, data, es, &mut hashes);
+                    ctx.add_done(data.len() as u64);
+                }
+                Piece::Hole { len, .. } => ctx.add_done(len),
+                Piece::Unreadable { error, .. } => return Err(error.into()),
+            }
+            Ok(())
+        })?;
+        let info = digest::info(es, r.source.size, &hashes);
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        if !old.status.live() {
+            // Deleted meanwhile: nothing to record.
+            return Ok(());
+        }
+        let mut new = old.clone();
+        new.digest = Some(info);
+        let mut t = self.pool.transaction();
+        digest::store(&mut t, id, 0, &hashes);
+        catalog::put(&mut t, Some(&old), &new);
+        self.tag_destination(&mut t, &new)?;
+        t.commit()?;
+        Ok(())
     }
 
     /// Waits for a job of this service (for callers that need the result before answering).
