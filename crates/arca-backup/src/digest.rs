@@ -18,7 +18,7 @@ pub const HASH_LEN: usize = 16;
 pub const CHUNK_ENTRIES: usize = 1024;
 const ENTRY_LEN: usize = 8 + HASH_LEN;
 /// Bytes read per request while walking an image.
-pub const WALK_CHUNK_BYTES: u64 = 4 << 20;
+pub const WALK_CHUNK_BYTES: u64 = 1 << 20;
 
 pub type ExtentHash = (u64, [u8; HASH_LEN]);
 
