@@ -102,7 +102,12 @@ fn synthetic(i: u64, t0: u64) -> BackupRecord {
             ]),
         },
         retention: Retention::default(),
-        digest: None,
+        // Present, so a daemon opened on this pool starts no digest jobs.
+        digest: Some(arca_backup::DigestInfo {
+            extent_size: 65536,
+            root: [0; 32],
+            extents: 0,
+        }),
         logical_bytes: 10 << 30,
         allocated_bytes: 1 << 30,
         set_id: None,

@@ -239,13 +239,33 @@ impl Backups {
                 }
             }
         }
+        // A destination whose descriptor says it holds a live backup the catalog does not know
+        // (a lost or damaged catalog) stays protected until `catalog rebuild` or `check` sorts
+        // it out: the descriptor is the evidence that its data matters.
+        let known: std::collections::HashSet<u64> = records.iter().map(|r| r.id).collect();
+        let orphan_guard = |tag: &Option<Vec<u8>>| -> Option<String> {
+            let d = BackupRecord::decode(tag.as_deref()?).ok()?;
+            (d.status.live() && !known.contains(&d.id)).then(|| {
+                format!(
+                    "holds backup {} according to its descriptor; the catalog lacks it (run \
+                     arca catalog check)",
+                    d.id
+                )
+            })
+        };
         for v in self.pool.volumes() {
-            let want = wanted_volumes.get(&v.id).cloned();
+            let want = wanted_volumes
+                .get(&v.id)
+                .cloned()
+                .or_else(|| orphan_guard(&v.tag));
             if v.guard != want && !is_restore_guard(v.guard.as_deref()) {
                 self.pool.set_volume_guard(&v.name, want)?;
             }
             for s in self.pool.snapshots(&v.name)? {
-                let want = wanted_snaps.get(&(v.id, s.name.clone())).cloned();
+                let want = wanted_snaps
+                    .get(&(v.id, s.name.clone()))
+                    .cloned()
+                    .or_else(|| orphan_guard(&s.tag));
                 if s.guard != want {
                     self.pool.set_snapshot_guard(&v.name, &s.name, want)?;
                 }

@@ -11,6 +11,7 @@
 //! | `backups_by_app`     | application ++ 0 ++ id (8)            | empty                   |
 //! | `backups_by_meta`    | key ++ 0 ++ value ++ 0 ++ id (8)      | empty                   |
 //! | `backups_by_set`     | set id (8) ++ id (8)                  | empty                   |
+//! | `backups_by_status`  | status (1) ++ id (8)                  | empty                   |
 //! | `backup_generations` | source volume id (8)                  | last generation (8)     |
 //! | `backup_digests`     | id (8) ++ chunk (4)                   | (extent (8), hash (16))* |
 //!
@@ -32,11 +33,12 @@ pub const BY_HOST: &str = "backups_by_host";
 pub const BY_APP: &str = "backups_by_app";
 pub const BY_META: &str = "backups_by_meta";
 pub const BY_SET: &str = "backups_by_set";
+pub const BY_STATUS: &str = "backups_by_status";
 pub const GENERATIONS: &str = "backup_generations";
 pub const DIGESTS: &str = "backup_digests";
 
 /// The catalog's own tables: what a rebuild reconstructs.
-pub const CATALOG_TABLES: [&str; 8] = [
+pub const CATALOG_TABLES: [&str; 9] = [
     BACKUPS,
     BY_VOLUME,
     BY_LABEL,
@@ -44,8 +46,20 @@ pub const CATALOG_TABLES: [&str; 8] = [
     BY_APP,
     BY_META,
     BY_SET,
+    BY_STATUS,
     GENERATIONS,
 ];
+
+/// The status's byte in index keys (never reused: keys are stored).
+fn status_byte(s: Status) -> u8 {
+    match s {
+        Status::Copying => 1,
+        Status::Complete => 2,
+        Status::Failed => 3,
+        Status::Consumed => 4,
+        Status::Deleted => 5,
+    }
+}
 
 /// Most records one query returns.
 pub const QUERY_LIMIT_MAX: usize = 100_000;
@@ -91,6 +105,9 @@ pub fn index_keys(r: &BackupRecord) -> Vec<(&'static str, Vec<u8>)> {
     if let Some(s) = r.set_id {
         out.push((BY_SET, u64_key(s, r.id)));
     }
+    let mut status = vec![status_byte(r.status)];
+    status.extend(r.id.to_be_bytes());
+    out.push((BY_STATUS, status));
     out
 }
 
@@ -232,10 +249,10 @@ pub fn query(pool: &Pool, q: &Query) -> arca_store::Result<Vec<BackupRecord>> {
         Some((BY_LABEL, [l.as_bytes(), &[0]].concat()))
     } else if let Some(h) = &q.host {
         Some((BY_HOST, [h.as_bytes(), &[0]].concat()))
+    } else if let Some(a) = &q.application {
+        Some((BY_APP, [a.as_bytes(), &[0]].concat()))
     } else {
-        q.application
-            .as_ref()
-            .map(|a| (BY_APP, [a.as_bytes(), &[0]].concat()))
+        q.status.map(|s| (BY_STATUS, vec![status_byte(s)]))
     };
     pool.app_read(|reader| {
         let mut failure = None;

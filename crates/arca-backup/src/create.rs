@@ -304,6 +304,8 @@ impl Backups {
             // One instant for the whole set: the store holds every volume's writes while it
             // snapshots them together.
             t.create_snapshots(&items)?;
+            // One point in time for the whole set, read once.
+            let pit_ms = self.now_ms();
             for (i, s) in sources.iter().enumerate() {
                 let snap = self.pool.snapshot(&s.name, &names[i])?;
                 let mut r = self.base_record(
@@ -318,6 +320,7 @@ impl Backups {
                     req,
                     set_id,
                 );
+                r.point_in_time_ms = pit_ms;
                 r.status = Status::Complete;
                 r.completed_ms = Some(self.now_ms());
                 r.allocated_bytes = snap.referenced_bytes;
@@ -403,6 +406,7 @@ impl Backups {
                 .collect();
             let mut t = self.pool.transaction();
             t.create_snapshots(&items)?;
+            let pit_ms = self.now_ms();
             for (i, s) in sources.iter().enumerate() {
                 let (existing, device) = &plans[i];
                 let (dest, created) = match existing {
@@ -429,6 +433,7 @@ impl Backups {
                     req,
                     set_id,
                 );
+                r.point_in_time_ms = pit_ms;
                 r.allocated_bytes = pit.referenced_bytes;
                 catalog::put(&mut t, None, &r);
                 catalog::set_generation(&mut t, s.id, r.generation);

@@ -7,6 +7,7 @@ mod errors;
 mod pool_jobs;
 #[path = "../common/process.rs"]
 mod process;
+mod scenarios;
 mod snapshots;
 mod util;
 mod volumes;

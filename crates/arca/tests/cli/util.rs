@@ -269,3 +269,120 @@ pub fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
 }
 
 pub const GIB: u64 = 1 << 30;
+
+// ---- Helpers for the end-to-end scenarios (scenarios.rs) ----
+
+impl Daemon {
+    /// `arca serve --nbd 127.0.0.1:0 --api 127.0.0.1:0 ARGS`, with no `--pool`/`--size` of its
+    /// own: for daemons on explicit devices (`--device PATH [--create --size SIZE]`) that the
+    /// caller keeps, so that a second daemon can be started on the same pool. Logs go to a
+    /// fresh tempdir of this daemon.
+    pub fn serve(args: &[&str]) -> Daemon {
+        let tmp = tempfile::Builder::new()
+            .prefix("arca-cli-")
+            .tempdir()
+            .expect("tempdir");
+        let log = tmp.path().join("daemon.log");
+        let stdout_path = tmp.path().join("daemon.stdout");
+        let mut cmd = arca_cmd();
+        cmd.args(["serve", "--nbd", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().expect("spawning arca serve");
+        let deadline = Instant::now() + DAEMON_TIMEOUT;
+        let (mut nbd, mut api) = (None, None);
+        while nbd.is_none() || api.is_none() {
+            let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            for line in out.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                if let Some(a) = line.trim().strip_prefix("arca: serving NBD on ") {
+                    nbd = Some(a.to_string());
+                }
+                if let Some(a) = line.trim().strip_prefix("arca: serving API on ") {
+                    api = Some(a.to_string());
+                }
+            }
+            if nbd.is_some() && api.is_some() {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "arca serve {args:?} exited early with {status}; stdout {out:?}; stderr:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "arca serve {args:?} was not ready within {DAEMON_TIMEOUT:?}; stderr:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon {
+            child,
+            api: api.unwrap(),
+            nbd: nbd.unwrap(),
+            _tmp: tmp,
+            log,
+            stopped: false,
+        }
+    }
+
+    /// SIGKILL by PID (no flush, no clean close: a crash), then reaps the process so that its
+    /// device locks are gone. Returns its log.
+    pub fn kill(mut self) -> String {
+        self.stopped = true;
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's PID, which has not been reaped yet.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let status = crate::process::wait_timeout(&mut self.child, DAEMON_TIMEOUT);
+        assert!(status.is_some(), "arca serve survived SIGKILL");
+        self.log()
+    }
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Debian's interpreter: the libnbd binding (python3-libnbd, what nbdsh runs) is installed for
+/// it, not for whatever other python3 comes first on PATH.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+fn tool_present(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    if tool == "python3-nbd" {
+        return Command::new(PYTHON)
+            .args(["-c", "import nbd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| {
+        d.join(tool)
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// True when every tool is installed (`python3-nbd`: Debian's python3 with the libnbd
+/// binding). A missing one panics under CI=true (a scenario must not pass silently there) and
+/// is a printed skip otherwise.
+pub fn tools(names: &[&str]) -> bool {
+    let missing: Vec<&str> = names.iter().copied().filter(|t| !tool_present(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !ci(),
+        "CI=true and required tools are missing: {missing:?} (scripts/test installs them)"
+    );
+    eprintln!("SKIPPED: missing tools {missing:?}");
+    false
+}
