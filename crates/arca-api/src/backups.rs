@@ -185,6 +185,7 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
         }),
         logical_bytes: r.logical_bytes,
         allocated_bytes: r.allocated_bytes,
+        unique_bytes: None,
         set_id: r.set_id,
         verified,
         history: r
@@ -484,7 +485,10 @@ pub(crate) async fn get_backup(
 ) -> Result<Json<Backup>, ApiError> {
     let b = blocking(move || {
         let r = s.backups.get(id)?;
-        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
+        let unique = s.backups.unique_bytes(&r)?;
+        let mut b = backup_json(r, &Names::new(&s.pool, &s.nbd_addr));
+        b.unique_bytes = Some(unique);
+        Ok(b)
     })
     .await?;
     Ok(Json(b))

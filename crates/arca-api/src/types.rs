@@ -394,6 +394,9 @@ pub struct Backup {
     pub logical_bytes: u64,
     /// Bytes allocated in the image at the point in time.
     pub allocated_bytes: u64,
+    /// Bytes only this backup holds: what deleting it alone frees now. Given by
+    /// `GET /v1/backups/{id}`; null in listings (it is computed per backup).
+    pub unique_bytes: Option<u64>,
     pub set_id: Option<u64>,
     /// The newest verification's result; null when never verified.
     pub verified: Option<bool>,

@@ -305,6 +305,14 @@ impl Backups {
         self.frees_together(&[r])
     }
 
+    /// Bytes only this backup holds now: what deleting it alone would free (0 once deleted).
+    pub fn unique_bytes(&self, r: &BackupRecord) -> Result<u64> {
+        if !r.status.live() {
+            return Ok(0);
+        }
+        self.frees_alone(r)
+    }
+
     /// Bytes freed by deleting these backups together.
     fn frees_together(&self, records: &[&BackupRecord]) -> Result<u64> {
         let mut total = 0;

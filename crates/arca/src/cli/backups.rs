@@ -523,6 +523,10 @@ fn backup_text(b: &Backup) -> String {
                 format::size(b.logical_bytes)
             ),
         ),
+        (
+            "unique",
+            b.unique_bytes.map_or_else(|| "-".to_string(), format::size),
+        ),
         ("label", or_dash(b.info.label.as_ref())),
         ("program", or_dash(b.info.program.as_ref())),
         ("host", or_dash(b.info.host.as_ref())),

@@ -195,6 +195,8 @@ fn backups_every_endpoint_and_error() {
     assert_eq!(c["generation"], 2);
     assert_eq!(c["destination"]["kind"], "volume");
     assert_eq!(c["destination"]["created"], true);
+    // The copy's volume holds exactly the allocated bytes, and only this backup holds them.
+    assert_eq!(c["unique_bytes"], c["allocated_bytes"]);
     let copy_volume = c["destination"]["volume"].as_str().unwrap().to_string();
     assert_eq!(c["destination"]["export"], copy_volume);
     assert!(c["completed"].as_str().unwrap() >= c["point_in_time"].as_str().unwrap());
