@@ -185,7 +185,7 @@ fn catalog_bench(dir: &Path, records: u64) {
             },
         ),
         (
-            "status failed (scan)",
+            "status failed",
             Query {
                 status: Some(Status::Failed),
                 limit: 100_000,
