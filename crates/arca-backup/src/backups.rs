@@ -64,7 +64,7 @@ pub struct Backups {
     pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -89,6 +89,7 @@ impl Pool {
                 dirty,
                 tag: None,
                 guard: None,
+                hook: Default::default(),
             };
             insert(&mut reg, id, None, fam);
         }
@@ -452,6 +453,7 @@ impl Pool {
                 dirty,
                 tag: None,
                 guard: None,
+                hook: Default::default(),
             };
             insert(&mut reg, id, Some((ph, snap_id)), fam);
         }

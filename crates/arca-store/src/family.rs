@@ -92,6 +92,18 @@ pub struct Family {
     /// Why the layer above protects this volume: while set, it cannot be deleted or resized,
     /// and hosts get it read-only. Not stored (see [`Snap::guard`]).
     pub guard: Option<String>,
+    /// Told of every completed write to the live volume (a pair mirrors them). Not stored.
+    pub hook: HookSlot,
+}
+
+/// A volume's write hook, if any (a newtype so that `Family` stays `Debug`).
+#[derive(Default, Clone)]
+pub struct HookSlot(pub Option<Arc<dyn crate::io::WriteHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "hook" } else { "none" })
+    }
 }
 
 /// A family in the registry. `parent` never changes, so it can be read without the lock; the

@@ -27,6 +27,27 @@ pub struct Export {
     unguarded: bool,
 }
 
+/// What a completed write did, as a [`WriteHook`] is told.
+#[derive(Debug, Clone, Copy)]
+pub enum Written<'a> {
+    Data(&'a [u8]),
+    /// Zeros over `len` bytes; `unmap` when whole extents may be unmapped.
+    Zeroes {
+        len: u64,
+        unmap: bool,
+    },
+}
+
+/// Told of every write to a volume: `begin` before it, `end` after it (with what it wrote
+/// when it succeeded), before it is acknowledged and before a FUA flush, so a hook's own
+/// writes are flushed with it. A pair mirrors its primary's writes this way; `begin` and `end`
+/// bracket the write so the pair can take a split at an instant no write straddles. A hook
+/// must not write to the volume it watches.
+pub trait WriteHook: Send + Sync {
+    fn begin(&self);
+    fn end(&self, offset: u64, written: Option<Written<'_>>);
+}
+
 /// One run of [`Export::block_status`]: `length` bytes that are all allocated or all holes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusRun {
@@ -297,6 +318,22 @@ impl Export {
 
     pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
         self.check_writable()?;
+        let hook = self.hook();
+        if let Some(h) = &hook {
+            h.begin();
+        }
+        let r = self.write_data(offset, data);
+        if let Some(h) = &hook {
+            h.end(offset, r.is_ok().then_some(Written::Data(data)));
+        }
+        r?;
+        if fua {
+            self.pool.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_data(&self, offset: u64, data: &[u8]) -> Result<()> {
         if !self.write_in_place(offset, Src::Data(data), data.len() as u64)? {
             let mut f = self.handle.cell.write();
             let view = self.view(&f)?;
@@ -306,9 +343,6 @@ impl Export {
             let all: Vec<Piece> = pieces(offset, data.len() as u64, es).collect();
             self.write_locked(&mut f, &all, Src::Data(data))?;
         }
-        if fua {
-            self.pool.flush()?;
-        }
         Ok(())
     }
 
@@ -316,6 +350,26 @@ impl Export {
     /// and report as holes); otherwise, and for partial extents, zeros are written.
     pub fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool, fua: bool) -> Result<()> {
         self.check_writable()?;
+        let hook = self.hook();
+        if let Some(h) = &hook {
+            h.begin();
+        }
+        let r = self.zero(offset, len, may_unmap);
+        if let Some(h) = &hook {
+            let written = Written::Zeroes {
+                len,
+                unmap: may_unmap,
+            };
+            h.end(offset, r.is_ok().then_some(written));
+        }
+        r?;
+        if fua {
+            self.pool.flush()?;
+        }
+        Ok(())
+    }
+
+    fn zero(&self, offset: u64, len: u64, may_unmap: bool) -> Result<()> {
         let inner = &self.pool.inner;
         let es = inner.extent_size;
         {
@@ -356,10 +410,16 @@ impl Export {
                 self.write_locked(&mut f, &rest, Src::Zeros)?;
             }
         }
-        if fua {
-            self.pool.flush()?;
-        }
         Ok(())
+    }
+
+    /// The live volume's write hook. Cloned out so that it runs without the volume's lock (it
+    /// takes other volumes').
+    fn hook(&self) -> Option<std::sync::Arc<dyn WriteHook>> {
+        if self.snap.is_some() {
+            return None;
+        }
+        self.handle.cell.read().hook.0.clone()
     }
 
     /// Discards a range: it reads as zeros afterwards and whole extents are freed.

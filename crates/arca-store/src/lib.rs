@@ -26,7 +26,7 @@ mod txn;
 pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
-pub use io::{Export, ExportInfo, StatusRun};
+pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
 pub use pool::{
     DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
     VolumeInfo,

@@ -523,6 +523,7 @@ impl Pool {
                     dirty: Dirty::default(),
                     tag: r.tag.clone(),
                     guard: None,
+                    hook: Default::default(),
                 },
             );
         }

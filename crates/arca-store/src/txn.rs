@@ -232,6 +232,21 @@ impl Pool {
         Ok(())
     }
 
+    /// Sets (or removes) the hook told of every completed write to a volume. Not stored.
+    pub fn set_write_hook(
+        &self,
+        volume: &str,
+        hook: Option<std::sync::Arc<dyn crate::io::WriteHook>>,
+    ) -> Result<()> {
+        let h = self.lookup_family(volume)?;
+        let mut f = h.cell.write();
+        if f.deleted {
+            return Err(not_found(format_args!("volume {volume}")));
+        }
+        f.hook = crate::family::HookSlot(hook);
+        Ok(())
+    }
+
     /// Protects a snapshot from deletion (see [`Pool::set_volume_guard`]).
     pub fn set_snapshot_guard(
         &self,

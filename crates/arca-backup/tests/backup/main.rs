@@ -5,5 +5,6 @@ mod util;
 mod catalog;
 mod copy;
 mod expire;
+mod pairs;
 mod restore;
 mod snapshot;

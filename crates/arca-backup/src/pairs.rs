@@ -1,0 +1,760 @@
+//! Copy pairs: a primary volume and a full-size secondary kept as its copy.
+//!
+//! States: `copy` (initial copy), `pair` (every write to the primary is applied to the
+//! secondary before it is acknowledged), `split` (the secondary frozen at the split instant,
+//! writable), `resync` / `reverse-resync` (changed extents copied primary to secondary, or
+//! back), `error` (a secondary write failed; the primary keeps serving).
+//!
+//! Change tracking costs nothing to make crash-safe: a split takes a snapshot of each side at
+//! one instant (no write straddles it: the mirror hook brackets every primary write, and the
+//! split waits for those in flight), and "what changed since the split" is the store's
+//! `changed_extents` against those snapshots, which survive crashes like any snapshot. An
+//! interrupted resync restarts from the same snapshots: still incremental, and it ends
+//! identical. A secondary that fails in `pair` state gets the same treatment from that
+//! instant on the primary, plus the extents of the writes it missed.
+//!
+//! Records live in the `pairs` table of the metadata store (id → record, postcard with a
+//! version byte). A pair that was in `pair` state when the daemon stopped without closing it
+//! restarts with a full copy: a write in flight at the crash may have reached one side only.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arca_store::{Error, ErrorKind, Pool, Result, WriteHook, Written};
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::backups::{busy, invalid, now_ms};
+use crate::jobs::{JobContext, JobError, JobManager};
+
+pub const PAIRS: &str = "pairs";
+const RECORD_VERSION: u8 = 1;
+/// Extents copied per step of a copy job (the mirror waits at most this long).
+const COPY_BATCH_EXTENTS: u64 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PairState {
+    Copy,
+    Pair,
+    Split,
+    Resync,
+    ReverseResync,
+    Error,
+}
+
+impl PairState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairState::Copy => "copy",
+            PairState::Pair => "pair",
+            PairState::Split => "split",
+            PairState::Resync => "resync",
+            PairState::ReverseResync => "reverse-resync",
+            PairState::Error => "error",
+        }
+    }
+
+    /// Whether primary writes are applied to the secondary.
+    fn mirrors(self) -> bool {
+        matches!(self, PairState::Copy | PairState::Pair | PairState::Resync)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairRecord {
+    pub id: u64,
+    /// The pair's name: its secondary's name when it was made.
+    pub name: String,
+    pub primary_id: u64,
+    pub secondary_id: u64,
+    pub state: PairState,
+    pub reason: Option<String>,
+    /// Copy jobs stay under this rate (bytes per second).
+    pub pace_bytes_per_second: Option<u64>,
+    pub created_ms: u64,
+    pub split_ms: Option<u64>,
+    /// Extents that may differ beyond what the split snapshots track: writes the secondary
+    /// missed when it failed.
+    pub missed_extents: Vec<u64>,
+    /// Set when the daemon closed the pair cleanly in `pair` state.
+    pub closed_cleanly: bool,
+}
+
+impl PairRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![RECORD_VERSION];
+        out.extend(postcard::to_stdvec(self).expect("records serialize"));
+        out
+    }
+
+    fn decode(b: &[u8]) -> std::result::Result<PairRecord, String> {
+        match b.split_first() {
+            Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("pair record version {v} is not supported")),
+            None => Err("empty pair record".into()),
+        }
+    }
+}
+
+pub fn primary_snapshot(id: u64) -> String {
+    format!("pair-{id}-primary")
+}
+
+pub fn secondary_snapshot(id: u64) -> String {
+    format!("pair-{id}-secondary")
+}
+
+/// Lets primary writes through while open; `close` waits for those in flight.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<(usize, bool)>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn enter(&self) {
+        let mut s = self.state.lock();
+        while s.1 {
+            self.cv.wait(&mut s);
+        }
+        s.0 += 1;
+    }
+    fn leave(&self) {
+        let mut s = self.state.lock();
+        s.0 -= 1;
+        self.cv.notify_all();
+    }
+    fn close(&self) {
+        let mut s = self.state.lock();
+        s.1 = true;
+        while s.0 > 0 {
+            self.cv.wait(&mut s);
+        }
+    }
+    fn open(&self) {
+        self.state.lock().1 = false;
+        self.cv.notify_all();
+    }
+}
+
+struct Runtime {
+    record: Mutex<PairRecord>,
+    gate: Gate,
+    /// Held shared by the mirror while it writes the secondary, exclusive by a copy job while
+    /// it copies a batch: a mirrored write never lands between a copy's read and its write.
+    copy_lock: RwLock<()>,
+    job: Mutex<Option<u64>>,
+}
+
+struct Mirror {
+    pool: Pool,
+    rt: Arc<Runtime>,
+    pairs: std::sync::Weak<Pairs>,
+}
+
+impl WriteHook for Mirror {
+    fn begin(&self) {
+        self.rt.gate.enter();
+    }
+
+    fn end(&self, offset: u64, written: Option<Written<'_>>) {
+        if let Some(w) = written
+            && self.rt.record.lock().state.mirrors()
+        {
+            let r = {
+                let _c = self.rt.copy_lock.read();
+                self.mirror(offset, w)
+            };
+            if let Err(e) = r {
+                let len = match w {
+                    Written::Data(d) => d.len() as u64,
+                    Written::Zeroes { len, .. } => len,
+                };
+                if let Some(p) = self.pairs.upgrade() {
+                    p.secondary_failed(&self.rt, offset, len, &e);
+                }
+            }
+        }
+        self.rt.gate.leave();
+    }
+}
+
+impl Mirror {
+    fn mirror(&self, offset: u64, w: Written<'_>) -> Result<()> {
+        let id = self.rt.record.lock().secondary_id;
+        let name = volume_name(&self.pool, id)?;
+        let to = self.pool.export_unguarded(&name)?;
+        match w {
+            Written::Data(d) => to.write(offset, d, false),
+            Written::Zeroes { len, unmap } => to.write_zeroes(offset, len, unmap, false),
+        }
+    }
+}
+
+fn volume_name(pool: &Pool, id: u64) -> Result<String> {
+    pool.volumes()
+        .into_iter()
+        .find(|v| v.id == id)
+        .map(|v| v.name)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("volume id {id} no longer exists"),
+            )
+        })
+}
+
+/// The pairs of a pool.
+pub struct Pairs {
+    pool: Pool,
+    jobs: Arc<JobManager>,
+    pairs: Mutex<Vec<Arc<Runtime>>>,
+    /// Serializes state changes (taken before the store's commit lock).
+    lock: Mutex<()>,
+}
+
+impl Pairs {
+    /// Loads the pairs, installs their mirrors and guards, and resumes what a stop
+    /// interrupted: an initial copy or a resync restarts; a pair not closed cleanly in `pair`
+    /// state gets a full copy.
+    pub fn open(pool: Pool, jobs: Arc<JobManager>) -> Result<Arc<Pairs>> {
+        let mut records = Vec::new();
+        pool.app_scan(PAIRS, Bound::Unbounded, Bound::Unbounded, false, |_, v| {
+            records.push(PairRecord::decode(v));
+            true
+        })?;
+        let p = Arc::new(Pairs {
+            pool,
+            jobs,
+            pairs: Mutex::new(Vec::new()),
+            lock: Mutex::new(()),
+        });
+        for r in records {
+            let mut r = r.map_err(|e| Error::new(ErrorKind::Corrupt, e))?;
+            if r.state == PairState::Pair && !r.closed_cleanly {
+                r.state = PairState::Copy;
+                r.reason = Some("the array stopped without closing the pair: full copy".into());
+            }
+            r.closed_cleanly = false;
+            let rt = Arc::new(Runtime {
+                record: Mutex::new(r.clone()),
+                gate: Gate::default(),
+                copy_lock: RwLock::new(()),
+                job: Mutex::new(None),
+            });
+            p.store(&r)?;
+            p.install(&rt)?;
+            p.pairs.lock().push(rt.clone());
+            match r.state {
+                PairState::Copy => p.start_copy_job(&rt, false, false)?,
+                PairState::Resync => p.start_copy_job(&rt, true, false)?,
+                PairState::ReverseResync => p.start_copy_job(&rt, true, true)?,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// Marks pairs in `pair` state closed cleanly (the daemon's orderly stop, after the data
+    /// path stopped and its last flush), so the next start need not copy them in full. Writes
+    /// to their primaries block from here on.
+    pub fn close(&self) -> Result<()> {
+        let _l = self.lock.lock();
+        for rt in self.pairs.lock().iter() {
+            let mut r = rt.record.lock().clone();
+            if r.state == PairState::Pair {
+                rt.gate.close();
+                r.closed_cleanly = true;
+                self.store(&r)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn store(&self, r: &PairRecord) -> Result<()> {
+        let mut t = self.pool.transaction();
+        t.put(PAIRS, r.id.to_be_bytes().to_vec(), r.encode());
+        t.commit()
+    }
+
+    /// Sets the record (in memory and durably).
+    fn set(&self, rt: &Runtime, change: impl FnOnce(&mut PairRecord)) -> Result<PairRecord> {
+        let mut r = rt.record.lock().clone();
+        change(&mut r);
+        self.store(&r)?;
+        *rt.record.lock() = r.clone();
+        Ok(r)
+    }
+
+    /// Mirror and guards as the state wants them.
+    fn install(self: &Arc<Self>, rt: &Arc<Runtime>) -> Result<()> {
+        let r = rt.record.lock().clone();
+        let primary = volume_name(&self.pool, r.primary_id)?;
+        let secondary = volume_name(&self.pool, r.secondary_id)?;
+        self.pool.set_write_hook(
+            &primary,
+            Some(Arc::new(Mirror {
+                pool: self.pool.clone(),
+                rt: rt.clone(),
+                pairs: Arc::downgrade(self),
+            })),
+        )?;
+        let sguard = match r.state {
+            PairState::Split | PairState::Error => None,
+            s => Some(format!("secondary of pair {} ({})", r.name, s.as_str())),
+        };
+        self.pool.set_volume_guard(&secondary, sguard)?;
+        let pguard = (r.state == PairState::ReverseResync)
+            .then(|| format!("being restored from its pair {} (reverse-resync)", r.name));
+        self.pool.set_volume_guard(&primary, pguard)?;
+        for (vol, snap) in [
+            (&primary, primary_snapshot(r.id)),
+            (&secondary, secondary_snapshot(r.id)),
+        ] {
+            if self.pool.snapshot(vol, &snap).is_ok() {
+                self.pool.set_snapshot_guard(
+                    vol,
+                    &snap,
+                    Some(format!("change tracking of pair {}", r.name)),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, name: &str) -> Result<Arc<Runtime>> {
+        self.pairs
+            .lock()
+            .iter()
+            .find(|rt| rt.record.lock().name == name)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("pair {name} does not exist")))
+    }
+
+    pub fn list(&self) -> Vec<PairRecord> {
+        self.pairs
+            .lock()
+            .iter()
+            .map(|rt| rt.record.lock().clone())
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<PairRecord> {
+        Ok(self.find(name)?.record.lock().clone())
+    }
+
+    /// The running copy job of a pair, if any.
+    pub fn job(&self, name: &str) -> Result<Option<u64>> {
+        Ok(*self.find(name)?.job.lock())
+    }
+
+    /// Makes a pair and starts its initial copy. The secondary must be at least as large and
+    /// free; the second value is a warning when both share a device.
+    pub fn create(
+        self: &Arc<Self>,
+        primary: &str,
+        secondary: &str,
+        pace_bytes_per_second: Option<u64>,
+        hosts: &dyn crate::Hosts,
+    ) -> Result<(PairRecord, Option<String>)> {
+        let _l = self.lock.lock();
+        let p = self.pool.volume(primary)?;
+        let s = self.pool.volume(secondary)?;
+        if p.id == s.id {
+            return Err(invalid("a volume cannot be its own secondary"));
+        }
+        if s.size < p.size {
+            return Err(invalid(format!(
+                "secondary {secondary} is {} bytes, smaller than {primary} ({} bytes)",
+                s.size, p.size
+            )));
+        }
+        if pace_bytes_per_second == Some(0) {
+            return Err(invalid("a pace of 0 would never copy"));
+        }
+        if let Some(g) = &s.guard {
+            return Err(busy(format!("{secondary} is not free: {g}")));
+        }
+        if s.snapshots > 0 || s.tag.is_some() {
+            return Err(busy(format!("{secondary} has snapshots or holds a backup")));
+        }
+        let connected = hosts.connected(secondary);
+        if !connected.is_empty() {
+            return Err(busy(format!(
+                "{secondary} is in use by {}",
+                connected.join(", ")
+            )));
+        }
+        for rt in self.pairs.lock().iter() {
+            let r = rt.record.lock();
+            if [r.primary_id, r.secondary_id].contains(&s.id) {
+                return Err(busy(format!("{secondary} is already in pair {}", r.name)));
+            }
+            if r.secondary_id == p.id || r.primary_id == p.id {
+                return Err(busy(format!("{primary} is already in pair {}", r.name)));
+            }
+        }
+        let warning = (p.placement.unwrap_or(0) == s.placement.unwrap_or(0)).then(|| {
+            format!(
+                "{primary} and {secondary} share device {}: one device loss takes both",
+                p.placement.unwrap_or(0)
+            )
+        });
+        let r = PairRecord {
+            id: now_ms(),
+            name: secondary.to_string(),
+            primary_id: p.id,
+            secondary_id: s.id,
+            state: PairState::Copy,
+            reason: None,
+            pace_bytes_per_second,
+            created_ms: now_ms(),
+            split_ms: None,
+            missed_extents: Vec::new(),
+            closed_cleanly: false,
+        };
+        self.store(&r)?;
+        let rt = Arc::new(Runtime {
+            record: Mutex::new(r.clone()),
+            gate: Gate::default(),
+            copy_lock: RwLock::new(()),
+            job: Mutex::new(None),
+        });
+        self.install(&rt)?;
+        self.pairs.lock().push(rt.clone());
+        self.start_copy_job(&rt, false, false)?;
+        Ok((r, warning))
+    }
+
+    /// Splits the pair at one instant: the secondary is frozen as the primary was then, and
+    /// both sides track what changes from there.
+    pub fn split(&self, name: &str) -> Result<PairRecord> {
+        let _l = self.lock.lock();
+        let rt = self.find(name)?;
+        let r = rt.record.lock().clone();
+        if r.state != PairState::Pair {
+            return Err(busy(format!(
+                "pair {name} is in state {}; only a pair in state pair can split",
+                r.state.as_str()
+            )));
+        }
+        let primary = volume_name(&self.pool, r.primary_id)?;
+        let secondary = volume_name(&self.pool, r.secondary_id)?;
+        // No primary write is half mirrored while the snapshots are taken.
+        rt.gate.close();
+        let result = (|| {
+            let mut new = r.clone();
+            new.state = PairState::Split;
+            new.split_ms = Some(now_ms());
+            let mut t = self.pool.transaction();
+            t.create_snapshots(&[
+                (primary.as_str(), primary_snapshot(r.id).as_str()),
+                (secondary.as_str(), secondary_snapshot(r.id).as_str()),
+            ])?;
+            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            t.commit()?;
+            *rt.record.lock() = new.clone();
+            Ok(new)
+        })();
+        rt.gate.open();
+        let new = result?;
+        self.install_existing(&rt)?;
+        Ok(new)
+    }
+
+    fn install_existing(&self, rt: &Arc<Runtime>) -> Result<()> {
+        // Guards only: the mirror stays as installed.
+        let r = rt.record.lock().clone();
+        let primary = volume_name(&self.pool, r.primary_id)?;
+        let secondary = volume_name(&self.pool, r.secondary_id)?;
+        let sguard = match r.state {
+            PairState::Split | PairState::Error => None,
+            s => Some(format!("secondary of pair {} ({})", r.name, s.as_str())),
+        };
+        self.pool.set_volume_guard(&secondary, sguard)?;
+        let pguard = (r.state == PairState::ReverseResync)
+            .then(|| format!("being restored from its pair {} (reverse-resync)", r.name));
+        self.pool.set_volume_guard(&primary, pguard)?;
+        for (vol, snap) in [
+            (&primary, primary_snapshot(r.id)),
+            (&secondary, secondary_snapshot(r.id)),
+        ] {
+            if self.pool.snapshot(vol, &snap).is_ok() {
+                self.pool.set_snapshot_guard(
+                    vol,
+                    &snap,
+                    Some(format!("change tracking of pair {}", r.name)),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies what changed since the split: primary to secondary, or back (`reverse`, the
+    /// restore: the primary is read-only to hosts meanwhile). Returns the job.
+    pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<u64> {
+        let _l = self.lock.lock();
+        let rt = self.find(name)?;
+        let r = rt.record.lock().clone();
+        let allowed =
+            matches!(r.state, PairState::Split) || (r.state == PairState::Error && !reverse);
+        if !allowed {
+            return Err(busy(format!(
+                "pair {name} is in state {}; resync needs split{}",
+                r.state.as_str(),
+                if reverse { "" } else { " or error" }
+            )));
+        }
+        let state = if reverse {
+            PairState::ReverseResync
+        } else {
+            PairState::Resync
+        };
+        rt.gate.close();
+        let r = self.set(&rt, |x| {
+            x.state = state;
+            x.reason = None;
+        });
+        rt.gate.open();
+        r?;
+        self.install_existing(&rt)?;
+        self.start_copy_job(&rt, true, reverse)?;
+        Ok(rt.job.lock().expect("just started"))
+    }
+
+    /// Ends a pair: the mirror goes, the guards and tracking snapshots go, both volumes stay.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let _l = self.lock.lock();
+        let rt = self.find(name)?;
+        if let Some(j) = *rt.job.lock()
+            && self
+                .jobs
+                .get(j)
+                .is_some_and(|j| !j.snapshot().state.finished())
+        {
+            return Err(busy(format!(
+                "pair {name} has job {j} running; cancel it first"
+            )));
+        }
+        let r = rt.record.lock().clone();
+        let primary = volume_name(&self.pool, r.primary_id).ok();
+        let secondary = volume_name(&self.pool, r.secondary_id).ok();
+        let mut t = self.pool.transaction();
+        for (vol, snap) in [
+            (&primary, primary_snapshot(r.id)),
+            (&secondary, secondary_snapshot(r.id)),
+        ] {
+            if let Some(v) = vol
+                && self.pool.snapshot(v, &snap).is_ok()
+            {
+                self.pool.set_snapshot_guard(v, &snap, None)?;
+                t.delete_snapshot(v, &snap)?;
+            }
+        }
+        t.delete(PAIRS, r.id.to_be_bytes().to_vec());
+        t.commit()?;
+        if let Some(p) = &primary {
+            self.pool.set_write_hook(p, None)?;
+            self.pool.set_volume_guard(p, None)?;
+        }
+        if let Some(s) = &secondary {
+            self.pool.set_volume_guard(s, None)?;
+        }
+        self.pairs.lock().retain(|x| !Arc::ptr_eq(x, &rt));
+        Ok(())
+    }
+
+    /// A mirrored write failed on the secondary: state `error` with the reason; the primary's
+    /// changes from now on are tracked by a snapshot, the missed write by its extents.
+    fn secondary_failed(&self, rt: &Arc<Runtime>, offset: u64, len: u64, e: &Error) {
+        let _l = self.lock.lock();
+        let r = rt.record.lock().clone();
+        if r.state == PairState::Error {
+            return;
+        }
+        let es = self.pool.status().extent_size;
+        let mut new = r.clone();
+        new.state = PairState::Error;
+        new.reason = Some(format!("writing the secondary failed: {e}"));
+        new.missed_extents
+            .extend(offset / es..(offset + len).div_ceil(es));
+        let result = (|| -> Result<()> {
+            let primary = volume_name(&self.pool, r.primary_id)?;
+            let mut t = self.pool.transaction();
+            let snap = primary_snapshot(r.id);
+            if self.pool.snapshot(&primary, &snap).is_err() {
+                t.create_snapshots(&[(primary.as_str(), snap.as_str())])?;
+            }
+            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            t.commit()
+        })();
+        // Memory says error either way: mirroring stops; a failed commit is retried by the
+        // next flush, which carries the pending record with it.
+        *rt.record.lock() = new;
+        if let Err(x) = result {
+            tracing::error!(pair = %r.name, "recording the error state: {x}");
+        }
+        tracing::warn!(pair = %r.name, "secondary failed, pair in error state: {e}");
+        let _ = self.install_existing(rt);
+    }
+
+    /// Starts the job that copies: everything (initial copy) or what changed since the split.
+    fn start_copy_job(
+        self: &Arc<Self>,
+        rt: &Arc<Runtime>,
+        changed_only: bool,
+        reverse: bool,
+    ) -> Result<()> {
+        let me = self.clone();
+        let rtc = rt.clone();
+        let name = rt.record.lock().name.clone();
+        let kind = match (changed_only, reverse) {
+            (false, _) => "pair-copy",
+            (true, false) => "pair-resync",
+            (true, true) => "pair-reverse-resync",
+        };
+        let job = self
+            .jobs
+            .start(kind, &name, move |ctx| {
+                let r = me.copy_body(&rtc, changed_only, reverse, ctx);
+                if let Err(e) = &r {
+                    let reason = match e {
+                        JobError::Cancelled => "cancelled".to_string(),
+                        JobError::Failed(m) => m.clone(),
+                    };
+                    let _l = me.lock.lock();
+                    // A failed initial copy or resync leaves the pair in error (the primary
+                    // serves on); a later resync picks it up.
+                    if let Err(x) = me.set(&rtc, |x| {
+                        if x.state != PairState::ReverseResync {
+                            x.state = PairState::Error;
+                        } else {
+                            x.state = PairState::Split;
+                        }
+                        x.reason = Some(reason.clone());
+                    }) {
+                        tracing::error!("recording a failed pair copy: {x}");
+                    }
+                    let _ = me.install_existing(&rtc);
+                }
+                r
+            })
+            .map_err(|e| Error::io("starting a pair copy job", e))?;
+        *rt.job.lock() = Some(job.id());
+        Ok(())
+    }
+
+    fn copy_body(
+        &self,
+        rt: &Arc<Runtime>,
+        changed_only: bool,
+        reverse: bool,
+        ctx: &JobContext,
+    ) -> std::result::Result<Option<String>, JobError> {
+        let r = rt.record.lock().clone();
+        let primary = volume_name(&self.pool, r.primary_id)?;
+        let secondary = volume_name(&self.pool, r.secondary_id)?;
+        let (from_name, to_name) = if reverse {
+            (&secondary, &primary)
+        } else {
+            (&primary, &secondary)
+        };
+        let from = self.pool.export_unguarded(from_name)?;
+        let to = self.pool.export_unguarded(to_name)?;
+        let es = self.pool.status().extent_size;
+        let size = self.pool.volume(&primary)?.size;
+        let extents: Vec<u64> = if changed_only {
+            let mut set: BTreeSet<u64> = r.missed_extents.iter().copied().collect();
+            for (vol, snap) in [
+                (&primary, primary_snapshot(r.id)),
+                (&secondary, secondary_snapshot(r.id)),
+            ] {
+                if self.pool.snapshot(vol, &snap).is_ok() {
+                    set.extend(self.pool.changed_extents(vol, &snap)?);
+                } else if vol == &secondary && r.split_ms.is_some() {
+                    // After a split, without the secondary's snapshot nothing says what
+                    // changed there. (After an error only the primary was snapshotted: the
+                    // secondary took no writes but the missed ones.)
+                    return Err(JobError::Failed(format!(
+                        "the change tracking snapshot {snap} of {vol} is missing; delete and \
+                         recreate the pair"
+                    )));
+                }
+            }
+            set.into_iter().collect()
+        } else {
+            // Everything either side holds: the primary's data, and the secondary's old data
+            // where the primary has holes.
+            let mut set: BTreeSet<u64> = from.allocated_extents()?.into_iter().collect();
+            set.extend(to.allocated_extents()?);
+            set.into_iter().collect()
+        };
+        let limit = size.div_ceil(es);
+        let extents: Vec<u64> = extents.into_iter().filter(|&l| l < limit).collect();
+        ctx.set_total(extents.len() as u64 * es);
+        let started = Instant::now();
+        let mut done = 0u64;
+        let mut buf = vec![0u8; (COPY_BATCH_EXTENTS * es) as usize];
+        for batch in extents.chunks(COPY_BATCH_EXTENTS as usize) {
+            ctx.check()?;
+            {
+                let _c = rt.copy_lock.write();
+                for &l in batch {
+                    let off = l * es;
+                    let len = es.min(size - off);
+                    let allocated = from.block_status(off, len)?.iter().any(|run| run.allocated);
+                    if allocated {
+                        let b = &mut buf[..len as usize];
+                        from.read(off, b)?;
+                        to.write(off, b, false)?;
+                    } else {
+                        to.write_zeroes(off, len, true, false)?;
+                    }
+                }
+            }
+            let n = batch.len() as u64 * es;
+            done += n;
+            ctx.add_done(n);
+            if let Some(pace) = r.pace_bytes_per_second {
+                let due = Duration::from_secs_f64(done as f64 / pace as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        // The copy is durable before the state says so.
+        self.pool.flush()?;
+        let _l = self.lock.lock();
+        rt.gate.close();
+        let finish = (|| -> Result<()> {
+            let mut new = rt.record.lock().clone();
+            new.state = PairState::Pair;
+            new.reason = None;
+            new.split_ms = None;
+            new.missed_extents.clear();
+            let mut t = self.pool.transaction();
+            for (vol, snap) in [
+                (&primary, primary_snapshot(r.id)),
+                (&secondary, secondary_snapshot(r.id)),
+            ] {
+                if self.pool.snapshot(vol, &snap).is_ok() {
+                    self.pool.set_snapshot_guard(vol, &snap, None)?;
+                    t.delete_snapshot(vol, &snap)?;
+                }
+            }
+            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            t.commit()?;
+            *rt.record.lock() = new;
+            Ok(())
+        })();
+        rt.gate.open();
+        finish?;
+        self.install_existing(rt)?;
+        Ok(Some(format!(
+            "{{\"pair\":\"{}\",\"bytes_copied\":{done}}}",
+            r.name
+        )))
+    }
+}

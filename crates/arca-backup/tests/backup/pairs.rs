@@ -1,0 +1,270 @@
+//! Copy pairs: a model-based test of writes interleaved with split, resync, reverse resync and
+//! restarts; a crash during a resync; a failing secondary.
+
+use std::sync::Arc;
+
+use arca_backup::{JobManager, NoHosts, PairState, Pairs};
+use arca_store::sim::{CrashMode, FaultOp, PowerDomain, SimDevice};
+use arca_store::{ErrorKind, Pool};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::util::*;
+
+const EXTENTS: u64 = 48;
+
+struct World {
+    devices: Vec<Arc<SimDevice>>,
+    pool: Pool,
+    jobs: Arc<JobManager>,
+    pairs: Arc<Pairs>,
+}
+
+fn world(devices: Vec<Arc<SimDevice>>, pool: Pool) -> World {
+    let jobs = Arc::new(JobManager::new());
+    let pairs = Pairs::open(pool.clone(), jobs.clone()).unwrap();
+    World {
+        devices,
+        pool,
+        jobs,
+        pairs,
+    }
+}
+
+impl World {
+    fn image(&self, v: &str) -> Vec<u8> {
+        let mut b = vec![0u8; (EXTENTS * ES) as usize];
+        self.pool.export(v).unwrap().read(0, &mut b).unwrap();
+        b
+    }
+    /// Waits for the pair's job, if one runs.
+    fn settle(&self) {
+        if let Some(j) = self.pairs.job("s").unwrap()
+            && let Some(job) = self.jobs.get(j)
+        {
+            job.wait(std::time::Duration::from_secs(60));
+        }
+    }
+    fn state(&self) -> PairState {
+        self.pairs.get("s").unwrap().state
+    }
+}
+
+fn new_world(seed: u64) -> World {
+    new_world_with_power(seed).0
+}
+
+fn new_world_with_power(seed: u64) -> (World, Arc<PowerDomain>) {
+    let r = rig(&[24 * MIB, 24 * MIB]);
+    r.pool.create_volume("p", EXTENTS * ES, Some(0)).unwrap();
+    r.pool.create_volume("s", EXTENTS * ES, Some(1)).unwrap();
+    // Old data on the secondary, which the initial copy must replace (holes included).
+    r.write("s", 0, &pattern(seed + 1000, (EXTENTS * ES) as usize));
+    r.write("p", 3 * ES, &pattern(seed, 5 * ES as usize));
+    let w = world(r.devices.clone(), r.pool.clone());
+    let (_, warning) = w.pairs.create("p", "s", None, &NoHosts).unwrap();
+    assert!(warning.is_none(), "different devices: no warning");
+    w.settle();
+    assert_eq!(w.state(), PairState::Pair);
+    (w, r.power.clone())
+}
+
+#[test]
+fn model_writes_with_split_resync_reverse_and_restarts() {
+    for seed in 0..12u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut w = new_world(seed);
+        let mut p_model = w.image("p");
+        assert!(w.image("s") == p_model, "seed {seed}: initial copy");
+        let mut s_model = p_model.clone();
+        for step in 0..40 {
+            let state = w.state();
+            match rng.random_range(0..10) {
+                0..=4 => {
+                    let off = rng.random_range(0..EXTENTS * ES - 1);
+                    let len = rng.random_range(1..=(EXTENTS * ES - off).min(3 * ES));
+                    let data = pattern(seed * 1000 + step, len as usize);
+                    let zero = rng.random_range(0..4) == 0;
+                    // While split the secondary is writable too.
+                    let target = if state == PairState::Split && rng.random_range(0..3) == 0 {
+                        "s"
+                    } else {
+                        "p"
+                    };
+                    let e = w.pool.export(target).unwrap();
+                    if zero {
+                        e.write_zeroes(off, len, true, false).unwrap();
+                    } else {
+                        e.write(off, &data, false).unwrap();
+                    }
+                    let bytes = if zero { vec![0; len as usize] } else { data };
+                    let r = off as usize..(off + len) as usize;
+                    if target == "p" {
+                        p_model[r.clone()].copy_from_slice(&bytes);
+                        if state == PairState::Pair {
+                            s_model[r].copy_from_slice(&bytes);
+                        }
+                    } else {
+                        s_model[r].copy_from_slice(&bytes);
+                    }
+                }
+                5 | 6 if state == PairState::Pair => {
+                    w.pairs.split("s").unwrap();
+                }
+                5 | 6 => {
+                    let reverse = rng.random_range(0..3) == 0;
+                    w.pairs.resync("s", reverse).unwrap();
+                    w.settle();
+                    if reverse {
+                        p_model = s_model.clone();
+                    } else {
+                        s_model = p_model.clone();
+                    }
+                    assert_eq!(w.state(), PairState::Pair, "seed {seed} step {step}");
+                }
+                7 => {
+                    // A clean restart, or one without closing (a full copy follows).
+                    w.pool.flush().unwrap();
+                    if rng.random() {
+                        w.pairs.close().unwrap();
+                    }
+                    let pool = Pool::open(as_block(&w.devices)).unwrap();
+                    w = world(w.devices.clone(), pool);
+                    w.settle();
+                    assert_eq!(w.state(), state, "seed {seed} step {step}: state survives");
+                }
+                _ => {
+                    // Writes to the secondary are refused while it mirrors.
+                    if state == PairState::Pair {
+                        let e = w.pool.export("s").unwrap();
+                        assert_eq!(
+                            e.write(0, &[1; 512], false).unwrap_err().kind(),
+                            ErrorKind::ReadOnly
+                        );
+                    }
+                }
+            }
+            assert!(w.image("p") == p_model, "seed {seed} step {step}: primary");
+            assert!(
+                w.image("s") == s_model,
+                "seed {seed} step {step}: secondary"
+            );
+        }
+        let report = w.pool.fsck().unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+    }
+}
+
+#[test]
+fn a_crash_during_resync_resumes_and_ends_identical() {
+    let mut outcomes = [0usize; 2];
+    for seed in 0..16u64 {
+        let (w, power) = new_world_with_power(seed);
+        w.pairs.split("s").unwrap();
+        for i in 0..20u64 {
+            let off = ((i * 7) % EXTENTS) * ES;
+            let data = pattern(seed * 77 + i, ES as usize);
+            w.pool
+                .export("p")
+                .unwrap()
+                .write(off, &data, false)
+                .unwrap();
+        }
+        w.pool
+            .export("s")
+            .unwrap()
+            .write(ES, &[5; 100], false)
+            .unwrap();
+        w.pool.flush().unwrap();
+        let want = w.image("p");
+        // Power fails somewhere in the resync.
+        power.fail_after(seed * 2);
+        let _ = w.pairs.resync("s", false);
+        w.settle();
+        outcomes[usize::from(power.failed())] += 1;
+        let images: Vec<Vec<u8>> = w
+            .devices
+            .iter()
+            .map(|d| d.crash_image(CrashMode::RandomSubset(seed)))
+            .collect();
+        let fresh = PowerDomain::new();
+        let devices: Vec<Arc<SimDevice>> = images
+            .into_iter()
+            .enumerate()
+            .map(|(i, img)| {
+                Arc::new(SimDevice::from_image(
+                    &format!("sim{i}"),
+                    img,
+                    fresh.clone(),
+                ))
+            })
+            .collect();
+        let pool = Pool::open(as_block(&devices)).unwrap();
+        let w2 = world(devices, pool);
+        w2.settle();
+        // Interrupted, it resumes by itself; or it had ended in error (the power failed under
+        // it) and a resync finishes it.
+        if w2.state() == PairState::Error || w2.state() == PairState::Split {
+            w2.pairs.resync("s", false).unwrap();
+            w2.settle();
+        }
+        assert_eq!(w2.state(), PairState::Pair, "seed {seed}");
+        assert!(
+            w2.image("p") == want,
+            "seed {seed}: the primary keeps what was flushed"
+        );
+        assert!(
+            w2.image("s") == want,
+            "seed {seed}: both sides end identical"
+        );
+        let report = w2.pool.fsck().unwrap();
+        assert!(report.is_clean(), "seed {seed}: {:?}", report.problems);
+    }
+    assert!(
+        outcomes[1] > 0,
+        "some resyncs were cut by the power failure: {outcomes:?}"
+    );
+}
+
+#[test]
+fn a_failing_secondary_puts_the_pair_in_error_and_the_primary_keeps_serving() {
+    let w = new_world(1);
+    let mut want = w.image("p");
+    // Every write to the secondary's device fails from now on.
+    let dev1_len = 24 * MIB;
+    w.devices[1].inject_range(FaultOp::Write, 0, dev1_len, u64::MAX);
+    let data = pattern(9, 2 * ES as usize);
+    w.pool
+        .export("p")
+        .unwrap()
+        .write(10 * ES, &data, false)
+        .unwrap();
+    want[(10 * ES) as usize..(12 * ES) as usize].copy_from_slice(&data);
+    let r = w.pairs.get("s").unwrap();
+    assert_eq!(r.state, PairState::Error);
+    assert!(
+        r.reason.as_deref().unwrap().contains("secondary"),
+        "{:?}",
+        r.reason
+    );
+    // The primary keeps taking writes, and loses nothing.
+    w.pool
+        .export("p")
+        .unwrap()
+        .write(0, &[7; 4096], false)
+        .unwrap();
+    want[..4096].fill(7);
+    w.pool.flush().unwrap();
+    assert!(w.image("p") == want);
+    // Once the device is back, a resync brings the secondary level again.
+    w.devices[1].clear_faults();
+    w.pairs.resync("s", false).unwrap();
+    w.settle();
+    assert_eq!(
+        w.state(),
+        PairState::Pair,
+        "{:?}",
+        w.pairs.get("s").unwrap().reason
+    );
+    assert!(w.image("s") == want);
+}
