@@ -3,14 +3,16 @@
 //! - catalog queries over 100,000 records (library level: the API adds JSON encoding);
 //! - snapshot backup end to end, small volume against a large one (flat in size?);
 //! - copy backup throughput against `cp --sparse=always` of the same data, fsynced;
-//! - in-place restore after 1 % of a volume changed, against a full copy of it.
+//! - in-place restore after 1 % of a volume changed, against a full copy of it;
+//! - a paired primary's write throughput against an unpaired volume's, and a pair's resync
+//!   after 1 % changed against its initial copy.
 //!
 //! `cargo bench -p arca-backup --bench backup`. Environment:
 //! - `ARCA_BENCH_DIR`: where the files go [target/arca-bench-backup]
 //! - `ARCA_BENCH_RECORDS`: catalog records [100000]
 //! - `ARCA_BENCH_SIZE_MIB`: volume size for copies and restores [4096]
 //! - `ARCA_BENCH_KEEP_POOL`: leave the catalog pool file (device-0.img) for an API run
-//! - `ARCA_BENCH_ONLY`: `catalog`, `snapshot` or `copy` to run one part
+//! - `ARCA_BENCH_ONLY`: `catalog`, `snapshot`, `copy` or `pairs` to run one part
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -386,6 +388,95 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
     );
 }
 
+fn write_seq(pool: &Pool, volume: &str, size: u64, seed: u64) -> f64 {
+    let e = pool.export(volume).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut buf = vec![0u8; 1 << 20];
+    rng.fill(&mut buf[..]);
+    let t = Instant::now();
+    let mut off = 0;
+    while off < size {
+        buf[..8].copy_from_slice(&off.to_le_bytes());
+        e.write(off, &buf, false).unwrap();
+        off += buf.len() as u64;
+    }
+    pool.flush().unwrap();
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn pairs_bench(dir: &Path, size: u64) {
+    let pool = pool_at(dir, size * 7 + (1 << 30));
+    let jobs = Arc::new(JobManager::new());
+    let pairs = arca_backup::Pairs::open(pool.clone(), jobs.clone()).unwrap();
+    let wait_pair = |name: &str| {
+        if let Some(j) = pairs.job(name).unwrap() {
+            wait(&jobs, j);
+        }
+    };
+    // Write throughput: a paired primary against an unpaired volume, both into fresh space.
+    let mut ratios = Vec::new();
+    for round in 0..4u64 {
+        let plain = format!("plain{round}");
+        let primary = format!("primary{round}");
+        let secondary = format!("secondary{round}");
+        for v in [&plain, &primary, &secondary] {
+            pool.create_volume(v, size / 4, None).unwrap();
+        }
+        pairs.create(&primary, &secondary, None, &NoHosts).unwrap();
+        wait_pair(&secondary);
+        // Alternating which goes first, as writeback throttling favours whoever writes first.
+        let (plain_ms, paired_ms) = if round % 2 == 0 {
+            let a = write_seq(&pool, &plain, size / 4, round);
+            (a, write_seq(&pool, &primary, size / 4, round))
+        } else {
+            let b = write_seq(&pool, &primary, size / 4, round);
+            (write_seq(&pool, &plain, size / 4, round), b)
+        };
+        let mib = (size / 4) as f64 / MIB as f64;
+        println!(
+            "pair write round {round}: unpaired {:.0} MiB/s, paired {:.0} MiB/s: ratio {:.2}",
+            mib / (plain_ms / 1000.0),
+            mib / (paired_ms / 1000.0),
+            plain_ms / paired_ms
+        );
+        ratios.push(plain_ms / paired_ms);
+        // Kept to the end, so that every round writes fresh space on both sides.
+        pairs.delete(&secondary).unwrap();
+    }
+    println!(
+        "paired / unpaired write throughput, median of 4: {:.2}",
+        median(ratios)
+    );
+    // Resync after 1 % changed against the initial copy.
+    pool.create_volume("p", size, None).unwrap();
+    pool.create_volume("s", size, None).unwrap();
+    fill(&pool, "p", size, 3);
+    let t = Instant::now();
+    pairs.create("p", "s", None, &NoHosts).unwrap();
+    wait_pair("s");
+    let initial_ms = t.elapsed().as_secs_f64() * 1000.0;
+    pairs.split("s").unwrap();
+    let es = pool.status().extent_size;
+    let extents = size / es;
+    let changed = extents / 100;
+    let mut rng = StdRng::seed_from_u64(5);
+    let e = pool.export("p").unwrap();
+    let block = vec![0x77u8; es as usize];
+    for _ in 0..changed {
+        e.write(rng.random_range(0..extents) * es, &block, false)
+            .unwrap();
+    }
+    pool.flush().unwrap();
+    let t = Instant::now();
+    let job = pairs.resync("s", false).unwrap();
+    wait(&jobs, job);
+    let resync_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!(
+        "pair resync after {changed} of {extents} extents changed: {resync_ms:.0} ms; initial copy {initial_ms:.0} ms; ratio {:.1} %",
+        100.0 * resync_ms / initial_ms
+    );
+}
+
 fn main() {
     let dir: PathBuf = std::env::var_os("ARCA_BENCH_DIR")
         .map(PathBuf::from)
@@ -401,6 +492,9 @@ fn main() {
     }
     if only.is_empty() || only == "copy" {
         copy_and_restore_bench(&dir.join("copy"), size);
+    }
+    if only.is_empty() || only == "pairs" {
+        pairs_bench(&dir.join("pairs"), size);
     }
     if std::env::var_os("ARCA_BENCH_KEEP_POOL").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
