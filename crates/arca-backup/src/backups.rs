@@ -62,6 +62,7 @@ pub struct Backups {
     last_id: Mutex<u64>,
     /// Digest jobs by backup, so verification can wait for a digest still being computed.
     pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, u64>>,
+    pub(crate) pairs: crate::pair_backups::PairsSlot,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -129,6 +130,7 @@ impl Backups {
             catalog_lock: Mutex::new(()),
             last_id: Mutex::new(last),
             digest_jobs: Mutex::new(Default::default()),
+            pairs: Default::default(),
         });
         for r in &records {
             if r.status == Status::Copying {
@@ -258,7 +260,10 @@ impl Backups {
                 .get(&v.id)
                 .cloned()
                 .or_else(|| orphan_guard(&v.tag));
-            if v.guard != want && !is_restore_guard(v.guard.as_deref()) {
+            // Restores and pairs own their guards; a backup's guard takes over from a pair's.
+            let others = is_restore_guard(v.guard.as_deref())
+                || (want.is_none() && crate::pairs::is_pair_guard(v.guard.as_deref()));
+            if v.guard != want && !others {
                 self.pool.set_volume_guard(&v.name, want)?;
             }
             for s in self.pool.snapshots(&v.name)? {

@@ -29,6 +29,8 @@ pub const SET_VOLUMES_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
+    /// The secondary of one of the volume's pairs (split at the backup's instant).
+    PairSecondary,
     NewSnapshot,
     ExistingVolume,
     NewVolume,
@@ -151,7 +153,8 @@ impl Backups {
         }
         let mut devices: Vec<_> = status.devices.iter().collect();
         devices.sort_by_key(|d| std::cmp::Reverse(d.free_bytes));
-        let mut out = other;
+        let mut out = self.pair_targets(&source);
+        out.extend(other);
         for d in devices
             .iter()
             .filter(|d| d.index != home && d.free_bytes >= need)
@@ -233,6 +236,13 @@ impl Backups {
         let mut sources = Vec::new();
         for v in &req.volumes {
             sources.push(self.pool.volume(v)?);
+        }
+        if method == Method::Copy
+            && let Some(to) = &req.to
+            && let Some(pair) = self.pair_for(&sources[0], to)
+        {
+            // Its pair secondary: split it, nothing more to copy.
+            return self.create_from_pair(&req, &sources[0], pair);
         }
         match method {
             Method::Snapshot => self.create_snapshots(&req, &sources),

@@ -13,6 +13,7 @@ mod create;
 pub mod digest;
 mod expire;
 pub mod jobs;
+mod pair_backups;
 pub mod pairs;
 pub mod record;
 mod restore;

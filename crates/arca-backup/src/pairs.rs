@@ -98,6 +98,15 @@ impl PairRecord {
     }
 }
 
+/// How the guards a pair sets begin: the pair sets and lifts only these, and the backup layer
+/// leaves them alone.
+pub const PAIR_GUARD_SECONDARY: &str = "secondary of pair";
+pub const PAIR_GUARD_PRIMARY: &str = "being restored from its pair";
+
+pub fn is_pair_guard(g: Option<&str>) -> bool {
+    g.is_some_and(|g| g.starts_with(PAIR_GUARD_SECONDARY) || g.starts_with(PAIR_GUARD_PRIMARY))
+}
+
 pub fn primary_snapshot(id: u64) -> String {
     format!("pair-{id}-primary")
 }
@@ -303,12 +312,16 @@ impl Pairs {
         )?;
         let sguard = match r.state {
             PairState::Split | PairState::Error => None,
-            s => Some(format!("secondary of pair {} ({})", r.name, s.as_str())),
+            s => Some(format!(
+                "{PAIR_GUARD_SECONDARY} {} ({})",
+                r.name,
+                s.as_str()
+            )),
         };
-        self.pool.set_volume_guard(&secondary, sguard)?;
+        self.set_guard(&secondary, sguard)?;
         let pguard = (r.state == PairState::ReverseResync)
-            .then(|| format!("being restored from its pair {} (reverse-resync)", r.name));
-        self.pool.set_volume_guard(&primary, pguard)?;
+            .then(|| format!("{PAIR_GUARD_PRIMARY} {} (reverse-resync)", r.name));
+        self.set_guard(&primary, pguard)?;
         for (vol, snap) in [
             (&primary, primary_snapshot(r.id)),
             (&secondary, secondary_snapshot(r.id)),
@@ -322,6 +335,20 @@ impl Pairs {
             }
         }
         Ok(())
+    }
+
+    /// Sets a pair guard, or lifts one; a guard someone else set (a backup held on a split
+    /// secondary) is left alone.
+    fn set_guard(&self, volume: &str, want: Option<String>) -> Result<()> {
+        let current = self.pool.volume(volume)?.guard;
+        if want.is_none() && !is_pair_guard(current.as_deref()) {
+            return Ok(());
+        }
+        if want.is_some() && current.is_some() && !is_pair_guard(current.as_deref()) {
+            // A backup's guard already keeps hosts off; it names the backup, which matters more.
+            return Ok(());
+        }
+        self.pool.set_volume_guard(volume, want)
     }
 
     fn find(&self, name: &str) -> Result<Arc<Runtime>> {
@@ -471,12 +498,16 @@ impl Pairs {
         let secondary = volume_name(&self.pool, r.secondary_id)?;
         let sguard = match r.state {
             PairState::Split | PairState::Error => None,
-            s => Some(format!("secondary of pair {} ({})", r.name, s.as_str())),
+            s => Some(format!(
+                "{PAIR_GUARD_SECONDARY} {} ({})",
+                r.name,
+                s.as_str()
+            )),
         };
-        self.pool.set_volume_guard(&secondary, sguard)?;
+        self.set_guard(&secondary, sguard)?;
         let pguard = (r.state == PairState::ReverseResync)
-            .then(|| format!("being restored from its pair {} (reverse-resync)", r.name));
-        self.pool.set_volume_guard(&primary, pguard)?;
+            .then(|| format!("{PAIR_GUARD_PRIMARY} {} (reverse-resync)", r.name));
+        self.set_guard(&primary, pguard)?;
         for (vol, snap) in [
             (&primary, primary_snapshot(r.id)),
             (&secondary, secondary_snapshot(r.id)),
@@ -557,10 +588,10 @@ impl Pairs {
         t.commit()?;
         if let Some(p) = &primary {
             self.pool.set_write_hook(p, None)?;
-            self.pool.set_volume_guard(p, None)?;
+            self.set_guard(p, None)?;
         }
         if let Some(s) = &secondary {
-            self.pool.set_volume_guard(s, None)?;
+            self.set_guard(s, None)?;
         }
         self.pairs.lock().retain(|x| !Arc::ptr_eq(x, &rt));
         Ok(())

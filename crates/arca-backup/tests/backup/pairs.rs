@@ -268,3 +268,64 @@ fn a_failing_secondary_puts_the_pair_in_error_and_the_primary_keeps_serving() {
     );
     assert!(w.image("s") == want);
 }
+
+#[test]
+fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
+    let w = new_world(3);
+    let backups =
+        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
+    backups.attach_pairs(w.pairs.clone()).unwrap();
+    let t = backups.targets("p").unwrap();
+    assert_eq!(t[0].kind, arca_backup::TargetKind::PairSecondary);
+    assert_eq!(t[0].volume.as_deref(), Some("s"));
+    let at_backup = w.image("p");
+    let c = backups
+        .create(arca_backup::CreateRequest {
+            volumes: vec!["p".into()],
+            to: Some("s".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let rec = &c.records[0];
+    assert_eq!(rec.method, arca_backup::Method::Copy);
+    assert_eq!(rec.status, arca_backup::Status::Complete);
+    assert_eq!(w.state(), PairState::Split, "the backup split the pair");
+    w.jobs
+        .get(c.jobs[0])
+        .unwrap()
+        .wait(std::time::Duration::from_secs(60));
+    // Later primary writes stay off the backup; hosts cannot write it.
+    w.pool
+        .export("p")
+        .unwrap()
+        .write(0, &[3; 4096], false)
+        .unwrap();
+    assert!(w.image("s") == at_backup);
+    let e = w.pool.export("s").unwrap();
+    assert!(e.read_only());
+    let (job, _) = backups.verify(&[rec.id], false).unwrap();
+    let j = w.jobs.get(job).unwrap();
+    j.wait(std::time::Duration::from_secs(60));
+    assert!(j.snapshot().result.unwrap().contains("\"ok\":true"));
+    // A resync would overwrite it: refused, naming it, unless consumed.
+    let e = backups.resync_pair("s", false, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert!(e.to_string().contains(&rec.id.to_string()), "{e}");
+    assert_eq!(w.state(), PairState::Split);
+    backups.resync_pair("s", false, true).unwrap();
+    w.settle();
+    assert_eq!(w.state(), PairState::Pair);
+    assert!(w.image("s") == w.image("p"));
+    let consumed = backups.get(rec.id).unwrap();
+    assert_eq!(consumed.status, arca_backup::Status::Consumed);
+    assert!(
+        consumed
+            .history
+            .iter()
+            .any(|h| matches!(&h.event, arca_backup::Event::Consumed { by } if by.contains("s")))
+    );
+    // In pair state the secondary is the pair's again: read-only to hosts.
+    assert!(w.pool.export("s").unwrap().read_only());
+    let report = backups.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -1,0 +1,184 @@
+//! Backups and pairs together: a pair's secondary as a backup destination ready at an instant
+//! (the split), and resyncs that would overwrite a backup held on a secondary.
+
+use std::sync::{Arc, OnceLock};
+
+use arca_store::{Result, VolumeInfo};
+
+use crate::backups::{Backups, busy, guard_text};
+use crate::catalog;
+use crate::create::{CreateRequest, Created, Target, TargetKind};
+use crate::pairs::{PairRecord, PairState, Pairs};
+use crate::record::{BackupRecord, Destination, Event, Method, Source, Status};
+
+/// Where the backup service finds the pairs (the daemon attaches them after both open).
+pub(crate) type PairsSlot = OnceLock<Arc<Pairs>>;
+
+impl Backups {
+    /// Lets backups use pair secondaries; guards are settled again now both layers are open.
+    pub fn attach_pairs(&self, pairs: Arc<Pairs>) -> Result<()> {
+        let _ = self.pairs.set(pairs);
+        self.apply_guards()
+    }
+
+    fn pairs_of(&self, source: &VolumeInfo) -> Vec<PairRecord> {
+        self.pairs.get().map_or_else(Vec::new, |p| {
+            p.list()
+                .into_iter()
+                .filter(|r| r.primary_id == source.id)
+                .collect()
+        })
+    }
+
+    /// The volume's pair secondaries in state `pair`, as targets (they come first).
+    pub(crate) fn pair_targets(&self, source: &VolumeInfo) -> Vec<Target> {
+        self.pairs_of(source)
+            .into_iter()
+            .filter(|r| r.state == PairState::Pair)
+            .filter_map(|r| {
+                let v = self.volume_by_id(r.secondary_id)?;
+                Some(Target {
+                    kind: TargetKind::PairSecondary,
+                    method: Method::Copy,
+                    volume: Some(v.name.clone()),
+                    device: v.placement,
+                    other_device: v.placement.unwrap_or(0) != source.placement.unwrap_or(0),
+                    reason: format!(
+                        "secondary of pair {}: a full copy, ready at the instant of the split, \
+                         nothing more to copy",
+                        r.name
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// The pair to split when a copy of `source` goes to `to`, if `to` is its secondary.
+    pub(crate) fn pair_for(&self, source: &VolumeInfo, to: &str) -> Option<PairRecord> {
+        let to = self.pool.volume(to).ok()?;
+        self.pairs_of(source)
+            .into_iter()
+            .find(|r| r.secondary_id == to.id)
+    }
+
+    /// A copy backup made by splitting a pair: the secondary is the image at the split.
+    pub(crate) fn create_from_pair(
+        self: &Arc<Self>,
+        req: &CreateRequest,
+        source: &VolumeInfo,
+        pair: PairRecord,
+    ) -> Result<Created> {
+        if pair.state != PairState::Pair {
+            return Err(busy(format!(
+                "pair {} is in state {}; a backup on its secondary needs state pair",
+                pair.name,
+                pair.state.as_str()
+            )));
+        }
+        let pairs = self.pairs.get().expect("a pair was found through them");
+        let split = pairs.split(&pair.name)?;
+        let record = {
+            let _c = self.catalog_lock.lock();
+            let secondary = self
+                .volume_by_id(pair.secondary_id)
+                .ok_or_else(|| busy("the secondary disappeared during the split"))?;
+            let id = self.new_id();
+            let generation = self.pool.app_read(|r| catalog::generation(r, source.id))? + 1;
+            let pit = split.split_ms.unwrap_or_else(|| self.now_ms());
+            let r = BackupRecord {
+                id,
+                source: Source {
+                    volume_id: source.id,
+                    volume_name: source.name.clone(),
+                    size: source.size,
+                },
+                generation,
+                method: Method::Copy,
+                destination: Destination::Volume {
+                    volume: secondary.name.clone(),
+                    volume_id: secondary.id,
+                    device: secondary.placement,
+                    created: false,
+                },
+                point_in_time_ms: pit,
+                started_ms: pit,
+                completed_ms: Some(self.now_ms()),
+                status: Status::Complete,
+                status_reason: None,
+                info: req.info.clone(),
+                retention: req.retention.clone(),
+                digest: None,
+                logical_bytes: source.size,
+                allocated_bytes: secondary.referenced_bytes,
+                set_id: None,
+                history: Vec::new(),
+                job: None,
+            };
+            let mut t = self.pool.transaction();
+            catalog::put(&mut t, None, &r);
+            catalog::set_generation(&mut t, source.id, generation);
+            t.set_volume_tag(&secondary.name, Some(r.encode()))?;
+            self.pool
+                .set_volume_guard(&secondary.name, Some(guard_text(&r)))?;
+            t.commit()?;
+            r
+        };
+        let job = self.start_digest(record.id)?;
+        Ok(Created {
+            records: vec![record],
+            jobs: vec![job],
+        })
+    }
+
+    /// Resyncs a pair, refusing while its secondary holds a live backup unless `consume`,
+    /// which first records the backup as consumed (and when): the data is about to change.
+    pub fn resync_pair(self: &Arc<Self>, name: &str, reverse: bool, consume: bool) -> Result<u64> {
+        let pairs = self
+            .pairs
+            .get()
+            .ok_or_else(|| busy("pairs are not available"))?
+            .clone();
+        let pair = pairs.get(name)?;
+        let (records, _) = catalog::all(&self.pool)?;
+        let held: Vec<&BackupRecord> = records
+            .iter()
+            .filter(|r| r.status.live())
+            .filter(|r| {
+                matches!(r.destination, Destination::Volume { volume_id, .. }
+                    if volume_id == pair.secondary_id)
+            })
+            .collect();
+        if !held.is_empty() && !consume {
+            let ids: Vec<String> = held.iter().map(|r| r.id.to_string()).collect();
+            return Err(busy(format!(
+                "the secondary of pair {name} holds backup {}; resync with --consume-backup to \
+                 give it up",
+                ids.join(", ")
+            )));
+        }
+        for r in held {
+            self.consume(r.id, &format!("resync of pair {name}"))?;
+        }
+        pairs.resync(name, reverse)
+    }
+
+    /// Marks a backup consumed: its destination keeps no claim to it.
+    fn consume(&self, id: u64, by: &str) -> Result<()> {
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        let mut new = old.clone();
+        new.status = Status::Consumed;
+        new.status_reason = Some(format!("consumed by {by}"));
+        let now = self.now_ms();
+        new.push_history(now, Event::Consumed { by: by.to_string() });
+        let mut t = self.pool.transaction();
+        if let Destination::Volume { volume_id, .. } = &old.destination
+            && let Some(v) = self.volume_by_id(*volume_id)
+        {
+            self.pool.set_volume_guard(&v.name, None)?;
+            t.set_volume_tag(&v.name, None)?;
+        }
+        catalog::put(&mut t, Some(&old), &new);
+        t.commit()
+    }
+}
