@@ -35,7 +35,7 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 
 /// A body that may be absent (no body means every field's default). Malformed JSON is a 400,
 /// a well-formed body with wrong or unknown fields a 422, as [`ApiJson`] answers.
-fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -232,6 +232,7 @@ pub(crate) async fn backup_targets(
                     TargetKind::NewSnapshot => "new-snapshot",
                     TargetKind::ExistingVolume => "existing-volume",
                     TargetKind::NewVolume => "new-volume",
+                    TargetKind::PairSecondary => "pair-secondary",
                 }
                 .into(),
                 method: t.method.as_str().into(),

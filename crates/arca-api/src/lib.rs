@@ -4,6 +4,7 @@
 mod backups;
 pub mod error;
 pub mod metrics;
+mod pairs;
 pub mod server;
 pub mod time;
 pub mod types;

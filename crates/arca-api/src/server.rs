@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_backup::{Backups, JobManager, JobSnapshot};
+use arca_backup::{Backups, Hosts, JobManager, JobSnapshot, Pairs};
 use arca_store::Pool;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -18,6 +18,7 @@ use utoipa::OpenApi;
 use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::pairs;
 use crate::types::*;
 
 /// Largest request body accepted; every request here is a few hundred bytes.
@@ -28,6 +29,11 @@ pub struct ApiState {
     pub jobs: Arc<JobManager>,
     /// The backup service (catalog, backups, restores, retention).
     pub backups: Arc<Backups>,
+    /// The copy pairs (mirroring, split, resync).
+    pub pairs: Arc<Pairs>,
+    /// Who is connected to which export (the NBD server's sessions): a volume in use by hosts
+    /// cannot become a pair's secondary.
+    pub hosts: Arc<dyn Hosts>,
     pub metrics: Arc<Metrics>,
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
@@ -523,6 +529,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .merge(crate::backups::routes())
+        .merge(crate::pairs::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -555,7 +562,9 @@ impl utoipa::Modify for BearerAuth {
           backups::get_backup, backups::verify_backups, backups::restore_backup,
           backups::restore_set, backups::delete_backup, backups::hold_backup,
           backups::release_backup, backups::set_retention, backups::prune_volume,
-          backups::check_catalog, backups::rebuild_catalog),
+          backups::check_catalog, backups::rebuild_catalog, pairs::create_pair,
+          pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
+          pairs::delete_pair),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, Origin, Snapshot,
                        Export, Job, CheckReport, Problem, CreateVolume, ResizeVolume,
                        RenameVolume, CreateSnapshot, CloneSnapshot, BackupTarget, BackupMethod,
@@ -564,7 +573,8 @@ impl utoipa::Modify for BearerAuth {
                        BackupHistoryEntry, Backup, BackupList, VerifyBackups, VerifyStarted,
                        Verification, RestoreBackup, RestoreSet, Restored, SetRetention,
                        PruneBackups, PruneItem, PruneReport, CatalogProblem, CatalogReport,
-                       RebuildCatalog, RebuildReport)),
+                       RebuildCatalog, RebuildReport, CreatePair, Pair, CreatedPair,
+                       ResyncPair, ResyncStarted)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -209,13 +209,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // The backup service: recovers copies a stop interrupted and guards every destination
     // before any client or API request can touch them.
     let jobs = Arc::new(arca_backup::JobManager::new());
+    let hosts: Arc<dyn arca_backup::Hosts> = Arc::new(NbdHosts::new(server.clone()));
     let backups = arca_backup::Backups::open_with_clock(
         pool.clone(),
         jobs.clone(),
-        Arc::new(NbdHosts::new(server.clone())),
+        hosts.clone(),
         backup_clock(&args),
     )
     .map_err(|e| anyhow!("opening the backup catalog: {e}"))?;
+    // The copy pairs: installs their mirrors and guards before any client can write, and
+    // resumes the copies a stop interrupted (jobs in the same manager).
+    let pairs = arca_backup::Pairs::open(pool.clone(), jobs.clone())
+        .map_err(|e| anyhow!("opening the copy pairs: {e}"))?;
+    // Backups may then use pair secondaries (a copy backup to one splits its pair), and
+    // resyncs go through the backup service, which guards a backup held on a secondary.
+    backups
+        .attach_pairs(pairs.clone())
+        .map_err(|e| anyhow!("attaching the copy pairs to the backups: {e}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -230,6 +240,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         pool: pool.clone(),
         jobs,
         backups,
+        pairs: pairs.clone(),
+        hosts,
         metrics,
         token,
         nbd_addr: nbd_addr.to_string(),
@@ -255,6 +267,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     nbd_result?;
+    // The data path and the API have stopped: make the last writes durable, then mark the
+    // pairs in `pair` state closed cleanly (both sides hold the same durable image), so that
+    // the next start resumes mirroring without a full copy. Not after a failed flush: then the
+    // two sides may differ, and the full copy at the next start is what makes them equal.
+    match pool.flush() {
+        Ok(()) => {
+            if let Err(e) = pairs.close() {
+                tracing::error!(
+                    "closing the copy pairs (they get a full copy at the next start): {e}"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "the last flush failed; the copy pairs are not closed cleanly (full copy at the \
+             next start): {e}"
+        ),
+    }
     pool.close().context("flushing the pool")?;
     tracing::info!("stopped cleanly");
     Ok(())

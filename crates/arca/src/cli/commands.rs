@@ -9,7 +9,7 @@ use arca_api::types::{
 use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
 use super::{
-    Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups, jobs,
+    Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups, jobs, pairs,
     print_json,
 };
 
@@ -123,6 +123,7 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
         Command::Backup(a) => backups::run_backup(c, s, a.cmd),
         Command::Restore(a) => backups::run_restore(c, s, a),
         Command::Catalog(a) => backups::run_catalog(c, s, a.cmd),
+        Command::Pair(a) => pairs::run(c, s, a.cmd),
         Command::Job(a) => match a.cmd {
             JobCmd::List => {
                 let list: Vec<Job> = c.get("/v1/jobs", &[])?;

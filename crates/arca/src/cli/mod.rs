@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod format;
 mod jobs;
+mod pairs;
 
 use std::io::Write as _;
 
@@ -103,6 +104,8 @@ pub enum Command {
     Restore(backups::RestoreArgs),
     /// Check the backup catalog against the backups' data, or rebuild it from them
     Catalog(backups::CatalogArgs),
+    /// Create, list, show, split, resync and delete copy pairs (a volume and its full copy)
+    Pair(pairs::PairArgs),
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +256,7 @@ impl Command {
             Command::Backup(a) => &a.opts,
             Command::Restore(a) => &a.opts,
             Command::Catalog(a) => &a.opts,
+            Command::Pair(a) => &a.opts,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod backups;
+mod pairs;
 
 struct Daemon {
     child: Child,

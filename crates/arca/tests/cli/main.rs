@@ -4,6 +4,7 @@
 mod auth;
 mod backups;
 mod errors;
+mod pairs;
 mod pool_jobs;
 #[path = "../common/process.rs"]
 mod process;

@@ -1,0 +1,389 @@
+//! `arca pair ...` in human and JSON form, its usage errors (exit 2), and pairs across daemon
+//! restarts: an orderly stop keeps a pair in `pair` state without a full copy and a split pair
+//! split; a crash costs a full copy.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::util::{Daemon, Out, arca, closed_url, row, run_cmd, tools};
+
+/// Returns early from a test when a tool is missing (a panic under CI=true).
+macro_rules! require {
+    ($($t:expr),+ $(,)?) => {
+        if !tools(&[$($t),+]) {
+            return;
+        }
+    };
+}
+
+/// qemu-io commands on an export (read-only when they all read); not checked.
+fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> Out {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    if cmds.iter().all(|c| c.starts_with("read")) {
+        cmd.arg("-r");
+    }
+    for c in cmds {
+        cmd.args(["-c", c]);
+    }
+    cmd.arg(format!("nbd://{}/{export}", d.nbd));
+    run_cmd(cmd)
+}
+
+/// qemu-io commands that must succeed (a read with `-P` checks the pattern).
+fn qemu_ok(d: &Daemon, export: &str, cmds: &[&str]) {
+    let out = qemu_io(d, export, cmds);
+    assert!(
+        out.status.success() && !out.stdout.contains("failed") && !out.stderr.contains("failed"),
+        "{}",
+        out.describe()
+    );
+}
+
+fn write_refused(d: &Daemon, export: &str) {
+    let out = qemu_io(d, export, &["write -P 0xee 0 4k"]);
+    assert!(
+        !out.status.success() && !out.stdout.contains("wrote "),
+        "a host wrote into {export}:\n{}",
+        out.describe()
+    );
+}
+
+/// Both exports hold the same bytes, as qemu-img compares them.
+fn identical(d: &Daemon, a: &str, b: &str) {
+    let uri = |e: &str| format!("nbd://{}/{e}", d.nbd);
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["compare", "-f", "raw", "-F", "raw", &uri(a), &uri(b)]);
+    run_cmd(cmd).ok();
+}
+
+fn header(table: &str) -> Vec<&str> {
+    table.lines().next().unwrap().split_whitespace().collect()
+}
+
+fn job_kinds(d: &Daemon) -> Vec<String> {
+    d.json(&["job", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn state(d: &Daemon, name: &str) -> Value {
+    d.json(&["pair", "show", name])
+}
+
+#[test]
+fn pair_commands_in_tables_and_json() {
+    require!("qemu-io", "qemu-img");
+    let d = Daemon::start();
+    for v in ["p", "s", "q", "t"] {
+        d.arca(&["volume", "create", v, "--size", "64M"]).ok();
+    }
+    qemu_ok(&d, "p", &["write -P 0x11 0 1M"]);
+
+    // Create waits for the initial copy; the one-device warning goes to stderr.
+    let out = d.arca(&["pair", "create", "p", "s"]).ok();
+    assert_eq!(out.stdout, "pair s: s is a copy of p, state pair\n");
+    assert!(
+        out.stderr
+            .contains("warning: p and s share device 0: one device loss takes both"),
+        "{}",
+        out.describe()
+    );
+    qemu_ok(&d, "s", &["read -P 0x11 0 1M"]);
+
+    // List and show.
+    let table = d.arca(&["pair", "list"]).ok().stdout;
+    assert_eq!(
+        header(&table),
+        [
+            "NAME",
+            "PRIMARY",
+            "SECONDARY",
+            "STATE",
+            "SPLIT",
+            "PACE",
+            "JOB",
+            "CREATED"
+        ]
+    );
+    let r = row(&table, "s");
+    assert_eq!(r[1..6], ["p", "s", "pair", "-", "-"], "{table}");
+    let list = d.json(&["pair", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    let p = &list[0];
+    assert_eq!(
+        (&p["name"], &p["primary"], &p["secondary"], &p["state"]),
+        (&"s".into(), &"p".into(), &"s".into(), &"pair".into())
+    );
+    assert_eq!(r[6], p["job"].to_string(), "{table}");
+    let shown = d.arca(&["pair", "show", "s"]).ok().stdout;
+    for line in [
+        "name:       s",
+        "primary:    p",
+        "secondary:  s",
+        "state:      pair",
+        "reason:     -",
+        "split:      -",
+        "pace:       -",
+    ] {
+        assert!(shown.contains(&format!("{line}\n")), "{line:?}:\n{shown}");
+    }
+    assert_eq!(d.json(&["pair", "show", "s"]), *p);
+
+    // Split (human), resync (human, waits).
+    let out = d.arca(&["pair", "split", "s"]).ok().stdout;
+    assert!(
+        out.starts_with("split pair s at ")
+            && out.ends_with(": s keeps the image of p from then and is writable\n"),
+        "{out}"
+    );
+    qemu_ok(&d, "s", &["write -P 0x21 4M 64k"]);
+    qemu_ok(&d, "p", &["write -P 0x22 0 64k"]);
+    let out = d.arca(&["pair", "resync", "s"]).ok().stdout;
+    assert_eq!(out, "pair s: s is again a copy of p, state pair\n");
+    identical(&d, "p", "s");
+
+    // Split and resync in JSON.
+    let split = d.json(&["pair", "split", "s"]);
+    assert_eq!(split["state"], "split", "{split:#}");
+    assert!(split["split"].is_string(), "{split:#}");
+    let r = d.json(&["pair", "resync", "s"]);
+    assert_eq!(r["pair"]["state"], "pair", "{r:#}");
+    assert_eq!(r["pair"]["job"], r["job"], "{r:#}");
+
+    // Reverse resync: the primary gets the secondary's image back.
+    d.arca(&["pair", "split", "s"]).ok();
+    qemu_ok(&d, "p", &["write -P 0x31 0 64k"]);
+    let out = d.arca(&["pair", "resync", "s", "--reverse"]).ok().stdout;
+    assert_eq!(out, "pair s: p restored from s, state pair\n");
+    qemu_ok(&d, "p", &["read -P 0x22 0 64k"]);
+    identical(&d, "p", "s");
+
+    // --no-wait: the job to wait for.
+    d.arca(&["pair", "split", "s"]).ok();
+    let out = d.arca(&["pair", "resync", "s", "--no-wait"]).ok().stdout;
+    let job = out
+        .strip_prefix("pair s: resync in job ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        out,
+        format!("pair s: resync in job {job} (arca job wait {job})\n")
+    );
+    d.arca(&["job", "wait", job]).ok();
+    d.arca(&["pair", "split", "s"]).ok();
+    let r = d.json(&["pair", "resync", "s", "--reverse", "--no-wait"]);
+    assert!(r["job"].is_u64(), "{r:#}");
+    assert_eq!(r["pair"]["state"], "reverse-resync", "{r:#}");
+    d.arca(&["job", "wait", &r["job"].to_string()]).ok();
+    assert_eq!(state(&d, "s")["state"], "pair");
+
+    // Create with a pace, without waiting, in JSON; then waiting in JSON.
+    let created = d.json(&["pair", "create", "q", "t", "--pace", "100M", "--no-wait"]);
+    assert_eq!(created["pair"]["pace_bytes_per_second"], 100u64 << 20);
+    assert_eq!(created["pair"]["state"], "copy", "{created:#}");
+    let job = created["job"].as_u64().unwrap();
+    assert_eq!(created["pair"]["job"], job);
+    assert!(created["warning"].is_string(), "{created:#}");
+    d.arca(&["job", "wait", &job.to_string()]).ok();
+    let table = d.arca(&["pair", "list"]).ok().stdout;
+    assert_eq!(row(&table, "t")[5], "100.0M/s", "{table}");
+    d.arca(&["pair", "delete", "t"]).ok();
+    let created = d.json(&["pair", "create", "q", "t"]);
+    assert_eq!(created["pair"]["state"], "pair", "{created:#}");
+    assert!(created["job"].is_u64(), "{created:#}");
+
+    // A backup taken on the secondary splits the pair; a resync over it needs
+    // --consume-backup.
+    let out = d.arca(&["backup", "create", "p", "--to", "s"]).ok().stdout;
+    assert!(
+        out.contains("copy of p") && out.contains(" in s, complete"),
+        "{out}"
+    );
+    assert_eq!(state(&d, "s")["state"], "split");
+    let err = d.arca(&["pair", "resync", "s"]).error_line();
+    assert!(err.contains("--consume-backup"), "{err}");
+    let out = d.arca(&["pair", "resync", "s", "--consume-backup"]).ok();
+    assert_eq!(out.stdout, "pair s: s is again a copy of p, state pair\n");
+    let consumed = d.json(&["backup", "list", "--status", "consumed"]);
+    assert_eq!(
+        consumed["backups"].as_array().unwrap().len(),
+        1,
+        "{consumed:#}"
+    );
+
+    // Refusals: one error line, exit 1.
+    let err = d.arca(&["pair", "show", "nope"]).error_line();
+    assert!(err.contains("pair nope does not exist"), "{err}");
+    let err = d.arca(&["pair", "resync", "s"]).error_line();
+    assert!(err.contains("state pair"), "{err}");
+    let err = d.arca(&["pair", "create", "p", "q"]).error_line();
+    assert!(err.contains("already in pair"), "{err}");
+    let err = d.arca(&["pair", "create", "p", "p"]).error_line();
+    assert!(err.contains("own secondary"), "{err}");
+
+    // Delete: human, and silent with --json (the API answers 204).
+    let out = d.arca(&["pair", "delete", "s"]).ok();
+    assert_eq!(out.stdout, "deleted pair s; both volumes stay\n");
+    let out = d.arca(&["pair", "delete", "t", "--json"]).ok();
+    assert_eq!(out.stdout, "");
+    assert_eq!(d.json(&["pair", "list"]), serde_json::json!([]));
+    assert_eq!(d.arca(&["pair", "list"]).ok().stdout.lines().count(), 1);
+    qemu_ok(&d, "s", &["write -P 0x41 0 64k"]);
+    d.stop();
+}
+
+#[test]
+fn pair_usage_errors_exit_2() {
+    let api = closed_url();
+    let cases: &[(&[&str], &str)] = &[
+        (&["pair"], "Usage"),
+        (&["pair", "frobnicate"], "frobnicate"),
+        (&["pair", "create", "p"], "SECONDARY"),
+        (&["pair", "create", "p", "s", "--pace", "0"], "never copy"),
+        (&["pair", "create", "p", "s", "--pace", "-1M"], "negative"),
+        (&["pair", "create", "p", "s", "--pace", "10X"], "10X"),
+        (&["pair", "create", "p", "s", "--pace", "fast"], "fast"),
+        (&["pair", "show"], "NAME"),
+        (&["pair", "split"], "NAME"),
+        (&["pair", "split", "a", "b"], "b"),
+        (&["pair", "resync"], "NAME"),
+        (&["pair", "resync", "s", "--reverse=yes"], "--reverse"),
+        (&["pair", "resync", "s", "--force"], "--force"),
+        (&["pair", "delete"], "NAME"),
+        (&["pair", "list", "extra"], "extra"),
+    ];
+    for (args, want) in cases {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--api", &api]);
+        let out = arca(&full).usage_error();
+        assert!(
+            out.stderr.contains(want),
+            "{want:?} missing:\n{}",
+            out.describe()
+        );
+    }
+    let out = arca(&["pair", "--help"]).ok();
+    assert!(
+        out.stdout.starts_with("Create, list, show"),
+        "{}",
+        out.stdout
+    );
+    for sub in [
+        "create", "list", "show", "split", "resync", "delete", "--json",
+    ] {
+        assert!(out.stdout.contains(sub), "{sub} missing:\n{}", out.stdout);
+    }
+    let out = arca(&["pair", "create", "--help"]).ok();
+    assert!(
+        out.stdout.contains("--pace") && out.stdout.contains("--no-wait"),
+        "{}",
+        out.stdout
+    );
+    let out = arca(&["pair", "resync", "--help"]).ok();
+    assert!(
+        out.stdout.contains("--reverse")
+            && out.stdout.contains("--consume-backup")
+            && out.stdout.contains("--no-wait"),
+        "{}",
+        out.stdout
+    );
+}
+
+fn device(dir: &Path) -> String {
+    dir.join("device.img").to_str().unwrap().to_string()
+}
+
+#[test]
+fn pair_and_split_survive_an_orderly_restart() {
+    require!("qemu-io", "qemu-img");
+    let tmp = tempfile::Builder::new()
+        .prefix("arca-pairs-")
+        .tempdir()
+        .unwrap();
+    let dev = device(tmp.path());
+    let d = Daemon::serve(&["--device", &dev, "--create", "--size", "1G"]);
+    for v in ["p", "s"] {
+        d.arca(&["volume", "create", v, "--size", "64M"]).ok();
+    }
+    qemu_ok(&d, "p", &["write -P 0x11 0 2M"]);
+    d.arca(&["pair", "create", "p", "s"]).ok();
+    qemu_ok(&d, "p", &["write -P 0x12 1M 64k"]);
+    let before = state(&d, "s");
+    d.stop();
+
+    // Stopped by SIGTERM in state pair: still pair, mirroring at once, no copy job at all.
+    let d = Daemon::serve(&["--device", &dev]);
+    let after = state(&d, "s");
+    assert_eq!(after["state"], "pair", "{after:#}");
+    assert!(after["reason"].is_null(), "{after:#}");
+    assert!(after["job"].is_null(), "no job since the start: {after:#}");
+    assert_eq!(after["created"], before["created"]);
+    assert_eq!(job_kinds(&d), Vec::<String>::new(), "a copy job ran");
+    write_refused(&d, "s");
+    qemu_ok(&d, "s", &["read -P 0x11 0 64k", "read -P 0x12 1M 64k"]);
+    qemu_ok(&d, "p", &["write -P 0x13 3M 64k"]);
+    qemu_ok(&d, "s", &["read -P 0x13 3M 64k"]);
+    identical(&d, "p", "s");
+
+    // Split, changed on both sides, stopped: still split at the same instant, still writable,
+    // and the resync still knows what changed.
+    let split = d.json(&["pair", "split", "s"]);
+    qemu_ok(&d, "p", &["write -P 0x21 0 64k"]);
+    qemu_ok(&d, "s", &["write -P 0x22 5M 64k"]);
+    d.stop();
+    let d = Daemon::serve(&["--device", &dev]);
+    let after = state(&d, "s");
+    assert_eq!(after["state"], "split", "{after:#}");
+    assert_eq!(after["split"], split["split"], "{after:#}");
+    assert_eq!(job_kinds(&d), Vec::<String>::new());
+    qemu_ok(&d, "s", &["read -P 0x11 0 64k", "read -P 0x22 5M 64k"]);
+    qemu_ok(&d, "s", &["write -P 0x23 6M 64k"]);
+    let r = d.json(&["pair", "resync", "s"]);
+    assert_eq!(r["pair"]["state"], "pair", "{r:#}");
+    let job = d.json(&["job", "show", &r["job"].to_string()]);
+    assert_eq!(job["kind"], "pair-resync", "{job:#}");
+    // Only what changed: extents 0, 5M and 6M.
+    assert_eq!(job["bytes_total"], 3 * 65536, "{job:#}");
+    identical(&d, "p", "s");
+    qemu_ok(&d, "s", &["read -P 0x21 0 64k", "read -P 0 5M 64k"]);
+    assert_eq!(d.json(&["pool", "check"])["result"]["clean"], true);
+    d.stop();
+}
+
+#[test]
+fn pair_after_a_crash_gets_a_full_copy() {
+    require!("qemu-io", "qemu-img");
+    let tmp = tempfile::Builder::new()
+        .prefix("arca-pairs-")
+        .tempdir()
+        .unwrap();
+    let dev = device(tmp.path());
+    let d = Daemon::serve(&["--device", &dev, "--create", "--size", "1G"]);
+    for v in ["p", "s"] {
+        d.arca(&["volume", "create", v, "--size", "64M"]).ok();
+    }
+    qemu_ok(&d, "p", &["write -P 0x11 0 2M"]);
+    d.arca(&["pair", "create", "p", "s"]).ok();
+    qemu_ok(&d, "p", &["write -P 0x12 1M 64k"]);
+    let log = d.kill();
+    assert!(!log.contains("panicked"), "{log}");
+
+    // Killed in state pair: a write may have reached one side only, so the whole primary is
+    // copied again before the pair mirrors.
+    let d = Daemon::serve(&["--device", &dev]);
+    let p = state(&d, "s");
+    assert_eq!(job_kinds(&d), ["pair-copy"], "{p:#}");
+    let job = p["job"].as_u64().unwrap_or_else(|| panic!("{p:#}"));
+    d.arca(&["job", "wait", &job.to_string()]).ok();
+    let p = state(&d, "s");
+    assert_eq!(p["state"], "pair", "{p:#}");
+    identical(&d, "p", "s");
+    qemu_ok(&d, "s", &["read -P 0x12 1M 64k"]);
+    d.stop();
+}
