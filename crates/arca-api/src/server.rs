@@ -216,13 +216,17 @@ async fn get_volume(
 #[utoipa::path(post, path = "/v1/volumes/{name}/resize", tag = "volumes",
     params(("name" = String, Path)), request_body = ResizeVolume,
     responses((status = 200, body = Volume), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn resize_volume(
     State(s): St,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ResizeVolume>,
 ) -> Result<Json<Volume>, ApiError> {
-    let v = blocking(move || Ok(s.pool.resize_volume(&name, req.size)?)).await?;
+    let v = blocking(move || {
+        s.pairs.check_volume_change(&name, "resize")?;
+        Ok(s.pool.resize_volume(&name, req.size)?)
+    })
+    .await?;
     Ok(Json(volume_json(v)))
 }
 
@@ -255,7 +259,11 @@ async fn delete_volume(
     ApiQuery(q): ApiQuery<DeleteVolumeQuery>,
 ) -> Result<StatusCode, ApiError> {
     let all = q.with_snapshots.unwrap_or(false);
-    blocking(move || Ok(s.pool.delete_volume(&name, all)?)).await?;
+    blocking(move || {
+        s.pairs.check_volume_change(&name, "delete")?;
+        Ok(s.pool.delete_volume(&name, all)?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

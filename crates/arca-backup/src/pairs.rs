@@ -80,6 +80,8 @@ pub struct PairRecord {
     pub missed_extents: Vec<u64>,
     /// Set when the daemon closed the pair cleanly in `pair` state.
     pub closed_cleanly: bool,
+    /// The initial copy did not finish: the next resync copies everything.
+    pub needs_full_copy: bool,
 }
 
 impl PairRecord {
@@ -155,6 +157,9 @@ struct Runtime {
     /// it copies a batch: a mirrored write never lands between a copy's read and its write.
     copy_lock: RwLock<()>,
     job: Mutex<Option<u64>>,
+    /// In `error` state: the primary's snapshot tracks its changes (until then the mirror
+    /// notes them in `missed_extents`).
+    error_tracked: std::sync::atomic::AtomicBool,
 }
 
 struct Mirror {
@@ -169,24 +174,54 @@ impl WriteHook for Mirror {
     }
 
     fn end(&self, offset: u64, written: Option<Written<'_>>) {
-        if let Some(w) = written
-            && self.rt.record.lock().state.mirrors()
-        {
-            let r = {
-                let _c = self.rt.copy_lock.read();
-                self.mirror(offset, w)
+        let mut failed = false;
+        if let Some(w) = written {
+            let len = match w {
+                Written::Data(d) => d.len() as u64,
+                Written::Zeroes { len, .. } => len,
             };
-            if let Err(e) = r {
-                let len = match w {
-                    Written::Data(d) => d.len() as u64,
-                    Written::Zeroes { len, .. } => len,
+            let state = self.rt.record.lock().state;
+            if state.mirrors() {
+                let r = {
+                    let _c = self.rt.copy_lock.read();
+                    self.mirror(offset, w)
                 };
-                if let Some(p) = self.pairs.upgrade() {
-                    p.secondary_failed(&self.rt, offset, len, &e);
+                if let Err(e) = r {
+                    // Error at once in memory, so mirroring stops; the durable record and the
+                    // snapshot tracking further changes follow, outside the gate (their
+                    // commit waits for nothing a gate holder holds).
+                    let es = self.pool.status().extent_size;
+                    let mut rec = self.rt.record.lock();
+                    if rec.state.mirrors() {
+                        if rec.state == PairState::Copy {
+                            rec.needs_full_copy = true;
+                        }
+                        rec.state = PairState::Error;
+                        rec.reason = Some(format!("writing the secondary failed: {e}"));
+                        failed = true;
+                    }
+                    rec.missed_extents
+                        .extend(offset / es..(offset + len).div_ceil(es));
                 }
+            } else if state == PairState::Error
+                && !self
+                    .rt
+                    .error_tracked
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                // Until the error's snapshot exists, changes are remembered by extent.
+                let es = self.pool.status().extent_size;
+                self.rt
+                    .record
+                    .lock()
+                    .missed_extents
+                    .extend(offset / es..(offset + len).div_ceil(es));
             }
         }
         self.rt.gate.leave();
+        if failed && let Some(p) = self.pairs.upgrade() {
+            p.secondary_failed(&self.rt);
+        }
     }
 }
 
@@ -252,9 +287,21 @@ impl Pairs {
                 gate: Gate::default(),
                 copy_lock: RwLock::new(()),
                 job: Mutex::new(None),
+                error_tracked: std::sync::atomic::AtomicBool::new(true),
             });
             p.store(&r)?;
-            p.install(&rt)?;
+            if let Err(e) = p.install(&rt) {
+                // A side deleted behind the pair's back: keep the record, in error, so the
+                // pool still opens and the pair can be deleted.
+                tracing::warn!(pair = %r.name, "cannot restore the pair: {e}");
+                let r = p.set(&rt, |x| {
+                    x.state = PairState::Error;
+                    x.reason = Some(format!("cannot restore the pair: {e}"));
+                })?;
+                p.pairs.lock().push(rt.clone());
+                let _ = r;
+                continue;
+            }
             p.pairs.lock().push(rt.clone());
             match r.state {
                 PairState::Copy => p.start_copy_job(&rt, false, false)?,
@@ -360,6 +407,23 @@ impl Pairs {
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("pair {name} does not exist")))
     }
 
+    /// Refuses a change that would break a pair (deleting or resizing one of its volumes).
+    pub fn check_volume_change(&self, volume: &str, what: &str) -> Result<()> {
+        let Ok(v) = self.pool.volume(volume) else {
+            return Ok(());
+        };
+        for rt in self.pairs.lock().iter() {
+            let r = rt.record.lock();
+            if r.primary_id == v.id || r.secondary_id == v.id {
+                return Err(busy(format!(
+                    "cannot {what} {volume}: it is in pair {}; delete the pair first",
+                    r.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn list(&self) -> Vec<PairRecord> {
         self.pairs
             .lock()
@@ -404,6 +468,10 @@ impl Pairs {
         if let Some(g) = &s.guard {
             return Err(busy(format!("{secondary} is not free: {g}")));
         }
+        if let Some(g) = &p.guard {
+            // A reverse resync would write into it.
+            return Err(busy(format!("{primary} is protected: {g}")));
+        }
         if s.snapshots > 0 || s.tag.is_some() {
             return Err(busy(format!("{secondary} has snapshots or holds a backup")));
         }
@@ -429,8 +497,16 @@ impl Pairs {
                 p.placement.unwrap_or(0)
             )
         });
+        // Ids key the records: above every id in use, even within one millisecond.
+        let last = self
+            .pairs
+            .lock()
+            .iter()
+            .map(|rt| rt.record.lock().id)
+            .max()
+            .unwrap_or(0);
         let r = PairRecord {
-            id: now_ms(),
+            id: now_ms().max(last + 1),
             name: secondary.to_string(),
             primary_id: p.id,
             secondary_id: s.id,
@@ -441,6 +517,7 @@ impl Pairs {
             split_ms: None,
             missed_extents: Vec::new(),
             closed_cleanly: false,
+            needs_full_copy: false,
         };
         self.store(&r)?;
         let rt = Arc::new(Runtime {
@@ -448,6 +525,7 @@ impl Pairs {
             gate: Gate::default(),
             copy_lock: RwLock::new(()),
             job: Mutex::new(None),
+            error_tracked: std::sync::atomic::AtomicBool::new(true),
         });
         self.install(&rt)?;
         self.pairs.lock().push(rt.clone());
@@ -597,37 +675,37 @@ impl Pairs {
         Ok(())
     }
 
-    /// A mirrored write failed on the secondary: state `error` with the reason; the primary's
-    /// changes from now on are tracked by a snapshot, the missed write by its extents.
-    fn secondary_failed(&self, rt: &Arc<Runtime>, offset: u64, len: u64, e: &Error) {
+    /// A mirrored write failed on the secondary (the record already says `error` in memory):
+    /// the state becomes durable, and a snapshot of the primary tracks its changes from now on;
+    /// the writes before it are in `missed_extents`.
+    fn secondary_failed(&self, rt: &Arc<Runtime>) {
         let _l = self.lock.lock();
-        let r = rt.record.lock().clone();
-        if r.state == PairState::Error {
-            return;
-        }
-        let es = self.pool.status().extent_size;
-        let mut new = r.clone();
-        new.state = PairState::Error;
-        new.reason = Some(format!("writing the secondary failed: {e}"));
-        new.missed_extents
-            .extend(offset / es..(offset + len).div_ceil(es));
+        rt.error_tracked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let result = (|| -> Result<()> {
+            let r = rt.record.lock().clone();
             let primary = volume_name(&self.pool, r.primary_id)?;
             let mut t = self.pool.transaction();
             let snap = primary_snapshot(r.id);
-            if self.pool.snapshot(&primary, &snap).is_err() {
+            // Tracking matters only when the secondary was whole.
+            if !r.needs_full_copy && self.pool.snapshot(&primary, &snap).is_err() {
                 t.create_snapshots(&[(primary.as_str(), snap.as_str())])?;
             }
-            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            // Read again after the snapshot: every change before it is in the record.
+            let r = rt.record.lock().clone();
+            t.put(PAIRS, r.id.to_be_bytes().to_vec(), r.encode());
             t.commit()
         })();
-        // Memory says error either way: mirroring stops; a failed commit is retried by the
-        // next flush, which carries the pending record with it.
-        *rt.record.lock() = new;
-        if let Err(x) = result {
-            tracing::error!(pair = %r.name, "recording the error state: {x}");
+        let name = rt.record.lock().name.clone();
+        match result {
+            Ok(()) => rt
+                .error_tracked
+                .store(true, std::sync::atomic::Ordering::SeqCst),
+            // Memory keeps noting changes by extent; a failed commit stays pending for the
+            // next flush, which carries the record with it.
+            Err(x) => tracing::error!(pair = %name, "recording the error state: {x}"),
         }
-        tracing::warn!(pair = %r.name, "secondary failed, pair in error state: {e}");
+        tracing::warn!(pair = %name, "secondary failed, pair in error state");
         let _ = self.install_existing(rt);
     }
 
@@ -659,6 +737,9 @@ impl Pairs {
                     // A failed initial copy or resync leaves the pair in error (the primary
                     // serves on); a later resync picks it up.
                     if let Err(x) = me.set(&rtc, |x| {
+                        if x.state == PairState::Copy {
+                            x.needs_full_copy = true;
+                        }
                         if x.state != PairState::ReverseResync {
                             x.state = PairState::Error;
                         } else {
@@ -696,6 +777,12 @@ impl Pairs {
         let to = self.pool.export_unguarded(to_name)?;
         let es = self.pool.status().extent_size;
         let size = self.pool.volume(&primary)?.size;
+        // An error during the initial copy leaves nothing tracked: only a full copy repairs.
+        let tracked = self
+            .pool
+            .snapshot(&primary, &primary_snapshot(r.id))
+            .is_ok();
+        let changed_only = changed_only && tracked && !r.needs_full_copy;
         let extents: Vec<u64> = if changed_only {
             let mut set: BTreeSet<u64> = r.missed_extents.iter().copied().collect();
             for (vol, snap) in [
@@ -750,8 +837,10 @@ impl Pairs {
             ctx.add_done(n);
             if let Some(pace) = r.pace_bytes_per_second {
                 let due = Duration::from_secs_f64(done as f64 / pace as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
+                // In short naps, so a cancel is seen within one.
+                while let Some(wait) = due.checked_sub(started.elapsed()) {
+                    ctx.check()?;
+                    std::thread::sleep(wait.min(Duration::from_millis(100)));
                 }
             }
         }
@@ -765,6 +854,7 @@ impl Pairs {
             new.reason = None;
             new.split_ms = None;
             new.missed_extents.clear();
+            new.needs_full_copy = false;
             let mut t = self.pool.transaction();
             for (vol, snap) in [
                 (&primary, primary_snapshot(r.id)),

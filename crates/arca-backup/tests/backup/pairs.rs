@@ -329,3 +329,69 @@ fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
     let report = backups.check().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[test]
+fn review_regressions_resync_after_a_cut_initial_copy_and_unsafe_changes() {
+    // An initial copy that fails leaves nothing tracked: the resync must copy everything.
+    let r = rig(&[24 * MIB, 24 * MIB]);
+    r.pool.create_volume("p", EXTENTS * ES, Some(0)).unwrap();
+    r.pool.create_volume("s", EXTENTS * ES, Some(1)).unwrap();
+    r.write("p", 0, &pattern(5, (EXTENTS * ES) as usize));
+    r.pool.flush().unwrap();
+    let w = world(r.devices.clone(), r.pool.clone());
+    w.devices[1].inject_range(FaultOp::Write, 0, 24 * MIB, u64::MAX);
+    w.pairs.create("p", "s", None, &NoHosts).unwrap();
+    w.settle();
+    assert_eq!(w.state(), PairState::Error);
+    assert!(w.pairs.get("s").unwrap().needs_full_copy);
+    w.devices[1].clear_faults();
+    w.pairs.resync("s", false).unwrap();
+    w.settle();
+    assert_eq!(w.state(), PairState::Pair);
+    assert!(w.image("s") == w.image("p"), "the full copy was made");
+    // Deleting or resizing a paired volume is refused; the pool reopens with the pair.
+    let e = w.pairs.check_volume_change("p", "delete").unwrap_err();
+    assert!(e.to_string().contains("pair s"), "{e}");
+    assert!(w.pairs.check_volume_change("other", "delete").is_ok());
+    // A volume a backup holds cannot become a primary.
+    w.pool.create_volume("held", EXTENTS * ES, None).unwrap();
+    w.pool.create_volume("free", EXTENTS * ES, None).unwrap();
+    w.pool
+        .set_volume_guard("held", Some("holds backup 1".into()))
+        .unwrap();
+    let e = w.pairs.create("held", "free", None, &NoHosts).unwrap_err();
+    assert!(e.to_string().contains("holds backup 1"), "{e}");
+    // Pairs made within one millisecond keep distinct records.
+    w.pool.create_volume("a2", 8 * ES, None).unwrap();
+    w.pool.create_volume("b2", 8 * ES, None).unwrap();
+    w.pool.create_volume("c2", 8 * ES, None).unwrap();
+    w.pool.create_volume("d2", 8 * ES, None).unwrap();
+    let (x, _) = w.pairs.create("a2", "b2", None, &NoHosts).unwrap();
+    let (y, _) = w.pairs.create("c2", "d2", None, &NoHosts).unwrap();
+    assert_ne!(x.id, y.id);
+}
+
+#[test]
+fn a_deleted_side_leaves_the_pair_in_error_and_the_pool_opens() {
+    let w = new_world(4);
+    w.pairs.split("s").unwrap();
+    w.pairs.close().unwrap();
+    // Behind the pair's back (the API refuses this): the secondary goes.
+    w.pool.set_volume_guard("s", None).unwrap();
+    w.pool
+        .set_snapshot_guard(
+            "s",
+            &arca_backup::pairs::secondary_snapshot(w.pairs.get("s").unwrap().id),
+            None,
+        )
+        .unwrap();
+    w.pool.delete_volume("s", true).unwrap();
+    w.pool.flush().unwrap();
+    let pool = Pool::open(as_block(&w.devices)).unwrap();
+    let w2 = world(w.devices.clone(), pool);
+    let r = w2.pairs.get("s").unwrap();
+    assert_eq!(r.state, PairState::Error);
+    assert!(r.reason.unwrap().contains("no longer exists"));
+    w2.pairs.delete("s").unwrap();
+    assert!(w2.pairs.list().is_empty());
+}
