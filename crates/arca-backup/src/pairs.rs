@@ -160,6 +160,8 @@ struct Runtime {
     /// In `error` state: the primary's snapshot tracks its changes (until then the mirror
     /// notes them in `missed_extents`).
     error_tracked: std::sync::atomic::AtomicBool,
+    /// The secondary opened for the mirror's writes (an export follows renames).
+    secondary: Mutex<Option<arca_store::Export>>,
 }
 
 struct Mirror {
@@ -227,9 +229,16 @@ impl WriteHook for Mirror {
 
 impl Mirror {
     fn mirror(&self, offset: u64, w: Written<'_>) -> Result<()> {
-        let id = self.rt.record.lock().secondary_id;
-        let name = volume_name(&self.pool, id)?;
-        let to = self.pool.export_unguarded(&name)?;
+        let cached = self.rt.secondary.lock().clone();
+        let to = match cached {
+            Some(e) => e,
+            None => {
+                let id = self.rt.record.lock().secondary_id;
+                let e = self.pool.export_unguarded(&volume_name(&self.pool, id)?)?;
+                *self.rt.secondary.lock() = Some(e.clone());
+                e
+            }
+        };
         match w {
             Written::Data(d) => to.write(offset, d, false),
             Written::Zeroes { len, unmap } => to.write_zeroes(offset, len, unmap, false),
@@ -288,6 +297,7 @@ impl Pairs {
                 copy_lock: RwLock::new(()),
                 job: Mutex::new(None),
                 error_tracked: std::sync::atomic::AtomicBool::new(true),
+                secondary: Mutex::new(None),
             });
             p.store(&r)?;
             if let Err(e) = p.install(&rt) {
@@ -526,6 +536,7 @@ impl Pairs {
             copy_lock: RwLock::new(()),
             job: Mutex::new(None),
             error_tracked: std::sync::atomic::AtomicBool::new(true),
+            secondary: Mutex::new(None),
         });
         self.install(&rt)?;
         self.pairs.lock().push(rt.clone());
