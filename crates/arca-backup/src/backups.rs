@@ -222,6 +222,8 @@ impl Backups {
 
     /// Sets every live backup's guard and lifts guards nobody holds any more.
     pub(crate) fn apply_guards(&self) -> Result<()> {
+        // Under the catalog lock, so a backup created meanwhile is in what it reads.
+        let _c = self.catalog_lock.lock();
         let (records, _) = catalog::all(&self.pool)?;
         let mut wanted_volumes: std::collections::HashMap<u64, String> = Default::default();
         let mut wanted_snaps: std::collections::HashMap<(u64, String), String> = Default::default();

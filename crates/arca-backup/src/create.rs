@@ -107,6 +107,14 @@ impl Backups {
         if candidate.snapshots > 0 {
             return Some(format!("{name} has snapshots"));
         }
+        if let Some(p) = self.pairs.get()
+            && let Some(r) = p
+                .list()
+                .into_iter()
+                .find(|r| r.primary_id == candidate.id || r.secondary_id == candidate.id)
+        {
+            return Some(format!("{name} is in pair {}", r.name));
+        }
         let hosts = self.hosts.connected(name);
         if !hosts.is_empty() {
             return Some(format!("{name} is in use by {}", hosts.join(", ")));

@@ -140,7 +140,15 @@ impl Backups {
             Destination::Volume {
                 volume_id, created, ..
             } => {
-                if let Some(v) = self.volume_by_id(*volume_id) {
+                // Only while the volume still carries this backup's descriptor: a failed or
+                // consumed backup's volume may hold another backup, or be a pair's, by now.
+                let ours = |v: &arca_store::VolumeInfo| {
+                    v.tag
+                        .as_deref()
+                        .and_then(|t| BackupRecord::decode(t).ok())
+                        .is_some_and(|d| d.id == id)
+                };
+                if let Some(v) = self.volume_by_id(*volume_id).filter(|v| ours(v)) {
                     self.pool.set_volume_guard(&v.name, None)?;
                     guarded_volume = Some((v.name.clone(), v.guard.clone()));
                     let name = v.name.clone();

@@ -76,13 +76,15 @@ impl Backups {
             )));
         }
         let pairs = self.pairs.get().expect("a pair was found through them");
-        let split = pairs.split(&pair.name)?;
+        let id = self.new_id();
+        // The secondary is the backup's from the split's instant: guarded before any host
+        // write can reach it.
+        let split = pairs.split_guarded(&pair.name, Some(format!("holds backup {id}")))?;
         let record = {
             let _c = self.catalog_lock.lock();
             let secondary = self
                 .volume_by_id(pair.secondary_id)
                 .ok_or_else(|| busy("the secondary disappeared during the split"))?;
-            let id = self.new_id();
             let generation = self.pool.app_read(|r| catalog::generation(r, source.id))? + 1;
             let pit = split.split_ms.unwrap_or_else(|| self.now_ms());
             let r = BackupRecord {

@@ -175,18 +175,22 @@ impl WriteHook for Mirror {
         self.rt.gate.enter();
     }
 
-    fn end(&self, offset: u64, written: Option<Written<'_>>) {
+    fn end(&self, offset: u64, len: u64, written: Option<Written<'_>>) {
         let mut failed = false;
-        if let Some(w) = written {
-            let len = match w {
-                Written::Data(d) => d.len() as u64,
-                Written::Zeroes { len, .. } => len,
-            };
+        if written.is_some() || len > 0 {
             let state = self.rt.record.lock().state;
             if state.mirrors() {
-                let r = {
-                    let _c = self.rt.copy_lock.read();
-                    self.mirror(offset, w)
+                let r = match written {
+                    Some(w) => {
+                        let _c = self.rt.copy_lock.read();
+                        self.mirror(offset, w)
+                    }
+                    // The primary write failed, perhaps after part of it landed: the sides
+                    // may differ there.
+                    None => Err(Error::new(
+                        ErrorKind::Io,
+                        "a primary write failed part way; the secondary may differ there",
+                    )),
                 };
                 if let Err(e) = r {
                     // Error at once in memory, so mirroring stops; the durable record and the
@@ -200,6 +204,11 @@ impl WriteHook for Mirror {
                         }
                         rec.state = PairState::Error;
                         rec.reason = Some(format!("writing the secondary failed: {e}"));
+                        // With the state, so every later write notes its extents until the
+                        // error's snapshot exists.
+                        self.rt
+                            .error_tracked
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
                         failed = true;
                     }
                     rec.missed_extents
@@ -368,7 +377,8 @@ impl Pairs {
             })),
         )?;
         let sguard = match r.state {
-            PairState::Split | PairState::Error => None,
+            // In error the secondary may hold half a write; hosts keep off until a resync.
+            PairState::Split => None,
             s => Some(format!(
                 "{PAIR_GUARD_SECONDARY} {} ({})",
                 r.name,
@@ -547,6 +557,12 @@ impl Pairs {
     /// Splits the pair at one instant: the secondary is frozen as the primary was then, and
     /// both sides track what changes from there.
     pub fn split(&self, name: &str) -> Result<PairRecord> {
+        self.split_guarded(name, None)
+    }
+
+    /// A split whose secondary takes `guard` before any host write can reach it (a backup
+    /// held on the secondary from the split's instant).
+    pub fn split_guarded(&self, name: &str, guard: Option<String>) -> Result<PairRecord> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
         let r = rt.record.lock().clone();
@@ -572,6 +588,9 @@ impl Pairs {
             t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
             t.commit()?;
             *rt.record.lock() = new.clone();
+            if let Some(g) = guard {
+                self.pool.set_volume_guard(&secondary, Some(g))?;
+            }
             Ok(new)
         })();
         rt.gate.open();
@@ -586,7 +605,8 @@ impl Pairs {
         let primary = volume_name(&self.pool, r.primary_id)?;
         let secondary = volume_name(&self.pool, r.secondary_id)?;
         let sguard = match r.state {
-            PairState::Split | PairState::Error => None,
+            // In error the secondary may hold half a write; hosts keep off until a resync.
+            PairState::Split => None,
             s => Some(format!(
                 "{PAIR_GUARD_SECONDARY} {} ({})",
                 r.name,
@@ -691,8 +711,8 @@ impl Pairs {
     /// the writes before it are in `missed_extents`.
     fn secondary_failed(&self, rt: &Arc<Runtime>) {
         let _l = self.lock.lock();
-        rt.error_tracked
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // No write lands between the snapshot and the end of noting extents by hand.
+        rt.gate.close();
         let result = (|| -> Result<()> {
             let r = rt.record.lock().clone();
             let primary = volume_name(&self.pool, r.primary_id)?;
@@ -708,10 +728,13 @@ impl Pairs {
             t.commit()
         })();
         let name = rt.record.lock().name.clone();
+        if result.is_ok() {
+            rt.error_tracked
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        rt.gate.open();
         match result {
-            Ok(()) => rt
-                .error_tracked
-                .store(true, std::sync::atomic::Ordering::SeqCst),
+            Ok(()) => {}
             // Memory keeps noting changes by extent; a failed commit stays pending for the
             // next flush, which carries the record with it.
             Err(x) => tracing::error!(pair = %name, "recording the error state: {x}"),

@@ -45,7 +45,19 @@ pub enum Written<'a> {
 /// must not write to the volume it watches.
 pub trait WriteHook: Send + Sync {
     fn begin(&self);
-    fn end(&self, offset: u64, written: Option<Written<'_>>);
+    /// `written` is `None` when the write failed: `len` bytes from `offset` may then hold
+    /// anything (part of it may have landed), or `len` is 0 when nothing was written (a bad
+    /// range, a read-only volume, no space: refused before any I/O).
+    fn end(&self, offset: u64, len: u64, written: Option<Written<'_>>);
+}
+
+/// Bytes a write may have changed: all of them unless it was refused before any I/O (only a
+/// device error can leave part of a write behind).
+fn touched(r: &Result<()>, len: u64) -> u64 {
+    match r {
+        Err(e) if e.kind() != ErrorKind::Io => 0,
+        _ => len,
+    }
 }
 
 /// One run of [`Export::block_status`]: `length` bytes that are all allocated or all holes.
@@ -323,9 +335,8 @@ impl Export {
             h.begin();
         }
         let r = self.write_data(offset, data);
-        if let Some(h) = &hook {
-            h.end(offset, r.is_ok().then_some(Written::Data(data)));
-        }
+        let len = touched(&r, data.len() as u64);
+        self.hook_end(hook, offset, len, r.is_ok().then_some(Written::Data(data)));
         r?;
         if fua {
             self.pool.flush()?;
@@ -355,13 +366,11 @@ impl Export {
             h.begin();
         }
         let r = self.zero(offset, len, may_unmap);
-        if let Some(h) = &hook {
-            let written = Written::Zeroes {
-                len,
-                unmap: may_unmap,
-            };
-            h.end(offset, r.is_ok().then_some(written));
-        }
+        let written = Written::Zeroes {
+            len,
+            unmap: may_unmap,
+        };
+        self.hook_end(hook, offset, touched(&r, len), r.is_ok().then_some(written));
         r?;
         if fua {
             self.pool.flush()?;
@@ -411,6 +420,26 @@ impl Export {
             }
         }
         Ok(())
+    }
+
+    /// Ends a write for its hook. A hook installed while the write ran (it read none before)
+    /// is told too, so that no write escapes a pair being created.
+    fn hook_end(
+        &self,
+        before: Option<std::sync::Arc<dyn WriteHook>>,
+        offset: u64,
+        len: u64,
+        written: Option<Written<'_>>,
+    ) {
+        match before {
+            Some(h) => h.end(offset, len, written),
+            None => {
+                if let Some(h) = self.hook() {
+                    h.begin();
+                    h.end(offset, len, written);
+                }
+            }
+        }
     }
 
     /// The live volume's write hook. Cloned out so that it runs without the volume's lock (it

@@ -395,3 +395,49 @@ fn a_deleted_side_leaves_the_pair_in_error_and_the_pool_opens() {
     w2.pairs.delete("s").unwrap();
     assert!(w2.pairs.list().is_empty());
 }
+
+/// Findings of a review, each a way a backup or a pair lost its protection or its copy.
+#[test]
+fn review_regressions_protections_hold_across_pairs_and_failed_writes() {
+    let w = new_world(6);
+    let backups =
+        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
+    backups.attach_pairs(w.pairs.clone()).unwrap();
+    // A pair's volumes are not copy destinations.
+    w.pool.create_volume("x", 8 * ES, None).unwrap();
+    let e = backups
+        .create(arca_backup::CreateRequest {
+            volumes: vec!["x".into()],
+            to: Some("p".into()),
+            method: Some(arca_backup::Method::Copy),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("pair s"), "{e}");
+    // A primary write that fails on the device leaves the pair in error, and the resync
+    // brings the secondary level again.
+    w.devices[0].inject(FaultOp::Write, 0, 1, libc::EIO);
+    let fresh = w.pool.export("p").unwrap();
+    assert!(fresh.write(40 * ES, &[4; 4096], false).is_err());
+    assert_eq!(w.state(), PairState::Error);
+    // In error the secondary stays read-only to hosts.
+    assert!(w.pool.export("s").unwrap().read_only());
+    w.devices[0].clear_faults();
+    w.pairs.resync("s", false).unwrap();
+    w.settle();
+    assert_eq!(w.state(), PairState::Pair);
+    assert!(w.image("s") == w.image("p"));
+    // A consumed backup's deletion leaves the pair's secondary guarded.
+    let c = backups
+        .create(arca_backup::CreateRequest {
+            volumes: vec!["p".into()],
+            to: Some("s".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    backups.resync_pair("s", false, true).unwrap();
+    w.settle();
+    backups.delete(c.records[0].id, false).unwrap();
+    assert!(w.pool.export("s").unwrap().read_only(), "still the pair's");
+    assert!(backups.check().unwrap().problems.is_empty());
+}

@@ -136,9 +136,11 @@ fn a_backup_set_is_taken_at_one_instant() {
     // One writer stamps the same sequence number into a, then b, then c. At one instant the
     // images satisfy a >= b >= c >= a - 1; snapshots taken one by one would not.
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
         let pool = r.pool.clone();
         let stop = stop.clone();
+        let progress = progress.clone();
         std::thread::spawn(move || {
             let exports: Vec<_> = ["a", "b", "c"]
                 .iter()
@@ -153,12 +155,18 @@ fn a_backup_set_is_taken_at_one_instant() {
                     // between them.
                     std::thread::yield_now();
                 }
+                progress.store(n, Ordering::SeqCst);
             }
             n
         })
     };
     let mut sets = Vec::new();
     for _ in 0..20 {
+        // Let the writer move on between sets, however loaded the machine.
+        let seen = progress.load(Ordering::SeqCst);
+        while progress.load(Ordering::SeqCst) < seen + 2 {
+            std::thread::yield_now();
+        }
         let c = r
             .backups
             .create(CreateRequest {
