@@ -17,7 +17,7 @@ use arca_store::{Error, ErrorKind, Export, Pool, Result, VolumeInfo};
 use parking_lot::Mutex;
 
 use crate::catalog;
-use crate::jobs::{JobError, JobManager};
+use crate::jobs::JobManager;
 use crate::record::{BackupRecord, Destination, Status};
 
 /// What the array knows about hosts connected over NBD (implemented by the daemon).
@@ -81,13 +81,6 @@ pub(crate) fn busy(message: impl Into<String>) -> Error {
 
 pub(crate) fn backup_not_found(id: u64) -> Error {
     Error::new(ErrorKind::NotFound, format!("backup {id} does not exist"))
-}
-
-pub(crate) fn job_failed(e: JobError) -> Error {
-    match e {
-        JobError::Cancelled => Error::new(ErrorKind::Busy, "cancelled"),
-        JobError::Failed(m) => Error::new(ErrorKind::Io, m),
-    }
 }
 
 /// Name of a snapshot backup's destination, and of a copy backup's point-in-time snapshot.

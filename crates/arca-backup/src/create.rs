@@ -15,9 +15,7 @@ use std::sync::Arc;
 use arca_store::{Error, ErrorKind, Result, VolumeInfo};
 use serde::Serialize;
 
-use crate::backups::{
-    Backups, busy, guard_text, invalid, job_failed, pit_snapshot_name, snapshot_name,
-};
+use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snapshot_name};
 use crate::catalog;
 use crate::digest::{self, ExtentHash, Piece};
 use crate::jobs::JobError;
@@ -63,6 +61,16 @@ pub struct Created {
     pub records: Vec<BackupRecord>,
     /// Jobs copying (copy backups) or digesting (snapshot backups), one per record.
     pub jobs: Vec<u64>,
+}
+
+/// What backing up several volumes together starts from.
+struct SetPlan {
+    ids: Vec<u64>,
+    set_id: Option<u64>,
+    /// Last generation of each source (the backup takes the next).
+    generations: Vec<u64>,
+    /// The snapshot each source gets.
+    names: Vec<String>,
 }
 
 /// The device a volume's new extents come from, for ranking destinations.
@@ -296,6 +304,41 @@ impl Backups {
         }
     }
 
+    /// Ids, set id, next generations and snapshot names for backing up `sources` together.
+    /// Called under the catalog lock.
+    fn plan_set(&self, sources: &[VolumeInfo], name: fn(u64) -> String) -> Result<SetPlan> {
+        let ids: Vec<u64> = sources.iter().map(|_| self.new_id()).collect();
+        let generations = self.pool.app_read(|r| {
+            sources
+                .iter()
+                .map(|s| catalog::generation(r, s.id))
+                .collect::<Result<Vec<u64>>>()
+        })?;
+        Ok(SetPlan {
+            set_id: (sources.len() > 1).then_some(ids[0]),
+            names: ids.iter().map(|&id| name(id)).collect(),
+            ids,
+            generations,
+        })
+    }
+
+    /// Snapshots every source at one instant (the store holds all their writes while it
+    /// does) and returns that point in time, read once for the whole set.
+    fn snapshot_set(
+        &self,
+        t: &mut arca_store::Txn<'_>,
+        sources: &[VolumeInfo],
+        names: &[String],
+    ) -> Result<u64> {
+        let items: Vec<(&str, &str)> = sources
+            .iter()
+            .zip(names)
+            .map(|(s, n)| (s.name.as_str(), n.as_str()))
+            .collect();
+        t.create_snapshots(&items)?;
+        Ok(self.now_ms())
+    }
+
     fn create_snapshots(
         self: &Arc<Self>,
         req: &CreateRequest,
@@ -304,26 +347,14 @@ impl Backups {
         let mut records = Vec::new();
         {
             let _c = self.catalog_lock.lock();
-            let ids: Vec<u64> = sources.iter().map(|_| self.new_id()).collect();
-            let set_id = (sources.len() > 1).then_some(ids[0]);
-            let generations: Vec<u64> = self.pool.app_read(|r| {
-                sources
-                    .iter()
-                    .map(|s| catalog::generation(r, s.id))
-                    .collect()
-            })?;
-            let names: Vec<String> = ids.iter().map(|&id| snapshot_name(id)).collect();
-            let items: Vec<(&str, &str)> = sources
-                .iter()
-                .zip(&names)
-                .map(|(s, n)| (s.name.as_str(), n.as_str()))
-                .collect();
+            let SetPlan {
+                ids,
+                set_id,
+                generations,
+                names,
+            } = self.plan_set(sources, snapshot_name)?;
             let mut t = self.pool.transaction();
-            // One instant for the whole set: the store holds every volume's writes while it
-            // snapshots them together.
-            t.create_snapshots(&items)?;
-            // One point in time for the whole set, read once.
-            let pit_ms = self.now_ms();
+            let pit_ms = self.snapshot_set(&mut t, sources, &names)?;
             for (i, s) in sources.iter().enumerate() {
                 let snap = self.pool.snapshot(&s.name, &names[i])?;
                 let mut r = self.base_record(
@@ -408,23 +439,14 @@ impl Backups {
             for s in sources {
                 plans.push(self.copy_destination(s, req.to.as_deref(), &live)?);
             }
-            let ids: Vec<u64> = sources.iter().map(|_| self.new_id()).collect();
-            let set_id = (sources.len() > 1).then_some(ids[0]);
-            let generations: Vec<u64> = self.pool.app_read(|r| {
-                sources
-                    .iter()
-                    .map(|s| catalog::generation(r, s.id))
-                    .collect()
-            })?;
-            let pits: Vec<String> = ids.iter().map(|&id| pit_snapshot_name(id)).collect();
-            let items: Vec<(&str, &str)> = sources
-                .iter()
-                .zip(&pits)
-                .map(|(s, n)| (s.name.as_str(), n.as_str()))
-                .collect();
+            let SetPlan {
+                ids,
+                set_id,
+                generations,
+                names: pits,
+            } = self.plan_set(sources, pit_snapshot_name)?;
             let mut t = self.pool.transaction();
-            t.create_snapshots(&items)?;
-            let pit_ms = self.now_ms();
+            let pit_ms = self.snapshot_set(&mut t, sources, &pits)?;
             for (i, s) in sources.iter().enumerate() {
                 let (existing, device) = &plans[i];
                 let (dest, created) = match existing {
@@ -733,18 +755,5 @@ impl Backups {
         self.tag_destination(&mut t, &new)?;
         t.commit()?;
         Ok(())
-    }
-
-    /// Waits for a job of this service (for callers that need the result before answering).
-    pub fn wait_job(&self, job: u64) -> Result<()> {
-        let Some(j) = self.jobs.get(job) else {
-            return Ok(());
-        };
-        j.wait(std::time::Duration::from_secs(24 * 3600));
-        let s = j.snapshot();
-        match s.error {
-            Some(e) => Err(job_failed(JobError::Failed(e))),
-            None => Ok(()),
-        }
     }
 }

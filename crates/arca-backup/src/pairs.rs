@@ -313,12 +313,11 @@ impl Pairs {
                 // A side deleted behind the pair's back: keep the record, in error, so the
                 // pool still opens and the pair can be deleted.
                 tracing::warn!(pair = %r.name, "cannot restore the pair: {e}");
-                let r = p.set(&rt, |x| {
+                p.set(&rt, |x| {
                     x.state = PairState::Error;
                     x.reason = Some(format!("cannot restore the pair: {e}"));
                 })?;
                 p.pairs.lock().push(rt.clone());
-                let _ = r;
                 continue;
             }
             p.pairs.lock().push(rt.clone());
@@ -365,43 +364,16 @@ impl Pairs {
 
     /// Mirror and guards as the state wants them.
     fn install(self: &Arc<Self>, rt: &Arc<Runtime>) -> Result<()> {
-        let r = rt.record.lock().clone();
-        let primary = volume_name(&self.pool, r.primary_id)?;
-        let secondary = volume_name(&self.pool, r.secondary_id)?;
+        let primary_id = rt.record.lock().primary_id;
         self.pool.set_write_hook(
-            &primary,
+            &volume_name(&self.pool, primary_id)?,
             Some(Arc::new(Mirror {
                 pool: self.pool.clone(),
                 rt: rt.clone(),
                 pairs: Arc::downgrade(self),
             })),
         )?;
-        let sguard = match r.state {
-            // In error the secondary may hold half a write; hosts keep off until a resync.
-            PairState::Split => None,
-            s => Some(format!(
-                "{PAIR_GUARD_SECONDARY} {} ({})",
-                r.name,
-                s.as_str()
-            )),
-        };
-        self.set_guard(&secondary, sguard)?;
-        let pguard = (r.state == PairState::ReverseResync)
-            .then(|| format!("{PAIR_GUARD_PRIMARY} {} (reverse-resync)", r.name));
-        self.set_guard(&primary, pguard)?;
-        for (vol, snap) in [
-            (&primary, primary_snapshot(r.id)),
-            (&secondary, secondary_snapshot(r.id)),
-        ] {
-            if self.pool.snapshot(vol, &snap).is_ok() {
-                self.pool.set_snapshot_guard(
-                    vol,
-                    &snap,
-                    Some(format!("change tracking of pair {}", r.name)),
-                )?;
-            }
-        }
-        Ok(())
+        self.install_guards(rt)
     }
 
     /// Sets a pair guard, or lifts one; a guard someone else set (a backup held on a split
@@ -595,12 +567,12 @@ impl Pairs {
         })();
         rt.gate.open();
         let new = result?;
-        self.install_existing(&rt)?;
+        self.install_guards(&rt)?;
         Ok(new)
     }
 
-    fn install_existing(&self, rt: &Arc<Runtime>) -> Result<()> {
-        // Guards only: the mirror stays as installed.
+    /// The guards the pair's state wants (the mirror, once installed, stays).
+    fn install_guards(&self, rt: &Arc<Runtime>) -> Result<()> {
         let r = rt.record.lock().clone();
         let primary = volume_name(&self.pool, r.primary_id)?;
         let secondary = volume_name(&self.pool, r.secondary_id)?;
@@ -659,7 +631,7 @@ impl Pairs {
         });
         rt.gate.open();
         r?;
-        self.install_existing(&rt)?;
+        self.install_guards(&rt)?;
         self.start_copy_job(&rt, true, reverse)?;
         Ok(rt.job.lock().expect("just started"))
     }
@@ -740,7 +712,7 @@ impl Pairs {
             Err(x) => tracing::error!(pair = %name, "recording the error state: {x}"),
         }
         tracing::warn!(pair = %name, "secondary failed, pair in error state");
-        let _ = self.install_existing(rt);
+        let _ = self.install_guards(rt);
     }
 
     /// Starts the job that copies: everything (initial copy) or what changed since the split.
@@ -783,7 +755,7 @@ impl Pairs {
                     }) {
                         tracing::error!("recording a failed pair copy: {x}");
                     }
-                    let _ = me.install_existing(&rtc);
+                    let _ = me.install_guards(&rtc);
                 }
                 r
             })
@@ -906,7 +878,7 @@ impl Pairs {
         })();
         rt.gate.open();
         finish?;
-        self.install_existing(rt)?;
+        self.install_guards(rt)?;
         Ok(Some(format!(
             "{{\"pair\":\"{}\",\"bytes_copied\":{done}}}",
             r.name

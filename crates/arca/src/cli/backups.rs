@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow, bail};
 use arca_api::types::{
     Backup, BackupEvent, BackupList, BackupMethod, BackupTarget, CatalogReport, CreateBackup,
-    CreatedBackups, Job, PruneBackups, PruneReport, RebuildCatalog, RebuildReport, RestoreBackup,
+    CreatedBackups, PruneBackups, PruneReport, RebuildCatalog, RebuildReport, RestoreBackup,
     RestoreSet, Restored, SetRetention, Verification, VerifyBackups, VerifyStarted,
 };
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
@@ -709,7 +709,7 @@ fn verify(c: &Client, s: &Settings, ids: Vec<u64>, all: bool, no_wait: bool) -> 
     if s.json {
         print_json(&job)?;
     }
-    job_succeeded(&job)?;
+    jobs::succeeded(&job)?;
     let results: Vec<Verification> = job
         .result
         .clone()
@@ -734,20 +734,6 @@ fn verify(c: &Client, s: &Settings, ids: Vec<u64>, all: bool, no_wait: bool) -> 
         println!("no complete backup to verify");
     }
     Ok(())
-}
-
-fn job_succeeded(job: &Job) -> Result<()> {
-    match job.state.as_str() {
-        "succeeded" => Ok(()),
-        "cancelled" => bail!("job {} ({}) was cancelled", job.id, job.kind),
-        _ => bail!(
-            "job {} ({}) {}: {}",
-            job.id,
-            job.kind,
-            job.state,
-            job.error.as_deref().unwrap_or("no reason given")
-        ),
-    }
 }
 
 fn prune(c: &Client, s: &Settings, a: PruneArgs) -> Result<()> {
@@ -876,7 +862,7 @@ pub fn run_restore(c: &Client, s: &Settings, a: RestoreArgs) -> Result<()> {
                 if !s.json {
                     undo();
                 }
-                job_succeeded(&j)?;
+                jobs::succeeded(&j)?;
             }
             show_or(s, &r, || {
                 println!("restored {what} into {into}");

@@ -139,14 +139,10 @@ pub fn check_report(job: &Job) -> Option<CheckReport> {
     serde_json::from_value(job.result.clone()?).ok()
 }
 
-/// Prints a finished job's outcome (the job's JSON with `--json`) and fails unless it
-/// succeeded cleanly: a failed or cancelled job, or a check that found problems.
-pub fn report(job: &Job, json: bool) -> Result<()> {
-    if json {
-        super::print_json(job)?;
-    }
+/// An error unless a finished job succeeded, naming the job and why.
+pub fn succeeded(job: &Job) -> Result<()> {
     match job.state.as_str() {
-        "succeeded" => {}
+        "succeeded" => Ok(()),
         "failed" => bail!(
             "{} failed: {}",
             describe(job),
@@ -155,6 +151,15 @@ pub fn report(job: &Job, json: bool) -> Result<()> {
         "cancelled" => bail!("{} was cancelled", describe(job)),
         other => bail!("{} ended in an unknown state {other:?}", describe(job)),
     }
+}
+
+/// Prints a finished job's outcome (the job's JSON with `--json`) and fails unless it
+/// succeeded cleanly: a failed or cancelled job, or a check that found problems.
+pub fn report(job: &Job, json: bool) -> Result<()> {
+    if json {
+        super::print_json(job)?;
+    }
+    succeeded(job)?;
     if let Some(report) = check_report(job) {
         if !json {
             print!("{}", check_text(&report));

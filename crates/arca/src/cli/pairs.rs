@@ -1,6 +1,6 @@
 //! `arca pair ...`: copy pairs, a primary volume and a secondary kept as its copy.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use arca_api::types::{CreatePair, CreatedPair, Job, Pair, ResyncPair, ResyncStarted};
 use clap::{Args, Subcommand};
 
@@ -103,16 +103,8 @@ fn state(p: &Pair) -> String {
 /// Waits for a pair's copy job; an error unless it succeeded.
 fn wait_job(c: &Client, id: u64) -> Result<Job> {
     let job = jobs::wait_id(c, id)?;
-    match job.state.as_str() {
-        "succeeded" => Ok(job),
-        "cancelled" => bail!("job {id} ({} {}) was cancelled", job.kind, job.target),
-        other => bail!(
-            "job {id} ({} {}) {other}: {}",
-            job.kind,
-            job.target,
-            job.error.as_deref().unwrap_or("no reason given")
-        ),
-    }
+    jobs::succeeded(&job)?;
+    Ok(job)
 }
 
 pub fn run(c: &Client, s: &Settings, cmd: PairCmd) -> Result<()> {

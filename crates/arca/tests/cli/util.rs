@@ -154,11 +154,21 @@ impl Daemon {
         cmd.stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
+        Daemon::launch(cmd, tmp, &stdout_path, log)
+    }
+
+    /// Starts the prepared `arca serve` and waits for both ready lines on its stdout.
+    fn launch(
+        mut cmd: std::process::Command,
+        tmp: tempfile::TempDir,
+        stdout_path: &std::path::Path,
+        log: std::path::PathBuf,
+    ) -> Daemon {
         let mut child = cmd.spawn().expect("spawning arca serve");
         let deadline = Instant::now() + DAEMON_TIMEOUT;
         let (mut nbd, mut api) = (None, None);
         loop {
-            let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            let out = std::fs::read_to_string(stdout_path).unwrap_or_default();
             // Only complete lines: the file may be read while a line is being written.
             for line in out.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
                 if let Some(a) = line.trim().strip_prefix("arca: serving NBD on ") {
@@ -290,46 +300,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().expect("spawning arca serve");
-        let deadline = Instant::now() + DAEMON_TIMEOUT;
-        let (mut nbd, mut api) = (None, None);
-        while nbd.is_none() || api.is_none() {
-            let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
-            for line in out.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-                if let Some(a) = line.trim().strip_prefix("arca: serving NBD on ") {
-                    nbd = Some(a.to_string());
-                }
-                if let Some(a) = line.trim().strip_prefix("arca: serving API on ") {
-                    api = Some(a.to_string());
-                }
-            }
-            if nbd.is_some() && api.is_some() {
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "arca serve {args:?} exited early with {status}; stdout {out:?}; stderr:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "arca serve {args:?} was not ready within {DAEMON_TIMEOUT:?}; stderr:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Daemon {
-            child,
-            api: api.unwrap(),
-            nbd: nbd.unwrap(),
-            _tmp: tmp,
-            log,
-            stopped: false,
-        }
+        Daemon::launch(cmd, tmp, &stdout_path, log)
     }
 
     /// SIGKILL by PID (no flush, no clean close: a crash), then reaps the process so that its
