@@ -214,6 +214,9 @@ impl Pool {
             f.live = ExtentMap::new();
             f.snaps.clear();
             f.deleted = true;
+            if f.hook.0.take().is_some() {
+                self.inner.hooks.fetch_sub(1, Ordering::SeqCst);
+            }
             drop(f);
             reg.by_name.remove(name);
             reg.by_id.remove(&h.id);

@@ -445,7 +445,13 @@ impl Export {
     /// The live volume's write hook. Cloned out so that it runs without the volume's lock (it
     /// takes other volumes').
     fn hook(&self) -> Option<std::sync::Arc<dyn WriteHook>> {
-        if self.snap.is_some() {
+        let none_in_pool = self
+            .pool
+            .inner
+            .hooks
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0;
+        if self.snap.is_some() || none_in_pool {
             return None;
         }
         self.handle.cell.read().hook.0.clone()

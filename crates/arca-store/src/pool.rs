@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     /// Inconsistencies found while loading, reported by fsck.
     pub load_problems: Mutex<Vec<crate::fsck::Problem>>,
     pub commits: AtomicU64,
+    /// Volumes with a write hook: while none has one, writes skip looking (a lock each).
+    pub hooks: std::sync::atomic::AtomicUsize,
 }
 
 /// A pool of thin volumes on one or more devices. Cheap to clone; all clones share the pool.
@@ -440,6 +442,7 @@ impl Pool {
             next_id: AtomicU64::new(1),
             load_problems: Mutex::new(Vec::new()),
             commits: AtomicU64::new(0),
+            hooks: std::sync::atomic::AtomicUsize::new(0),
         };
         let pool = Pool {
             inner: Arc::new(inner),

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 use redb::ReadableDatabase;
@@ -243,7 +244,17 @@ impl Pool {
         if f.deleted {
             return Err(not_found(format_args!("volume {volume}")));
         }
+        // Counted before a hook is visible and after it is gone, so a write that sees no
+        // count sees no hook.
+        let had = f.hook.0.is_some();
+        if !had && hook.is_some() {
+            self.inner.hooks.fetch_add(1, Ordering::SeqCst);
+        }
+        let has = hook.is_some();
         f.hook = crate::family::HookSlot(hook);
+        if had && !has {
+            self.inner.hooks.fetch_sub(1, Ordering::SeqCst);
+        }
         Ok(())
     }
 
