@@ -36,6 +36,13 @@ pub trait Device: Send + Sync {
     fn size_bytes(&self) -> DevResult<u64>;
     fn read_only(&self) -> bool;
     fn read(&self, offset: u64, buf: &mut [u8]) -> DevResult<()>;
+    /// Reads only if that needs no wait (for the disk or a lock); `Ok(false)` when it would
+    /// wait, and `buf` then holds anything. The connection's reader serves such reads itself,
+    /// without handing them to a worker. Devices that cannot tell always answer `Ok(false)`.
+    fn try_read(&self, offset: u64, buf: &mut [u8]) -> DevResult<bool> {
+        let _ = (offset, buf);
+        Ok(false)
+    }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> DevResult<()>;
     /// Zeroes a range; whole allocation units may become holes when `may_trim`.
     fn write_zeroes(&self, offset: u64, length: u64, may_trim: bool, fua: bool) -> DevResult<()>;

@@ -1,14 +1,23 @@
-//! The transmission phase: a reader thread takes requests off the socket and hands them to
-//! the connection's workers, which execute them and send each reply as they finish, so
-//! replies may leave out of order. Workers belong to one connection: a client that stops
-//! reading its replies stalls only its own workers. A request arriving when nothing is in
-//! flight and nothing else waits on the socket runs on the reader thread itself: at queue
-//! depth 1 a hand-off would only add a thread wake-up.
+//! The transmission phase. A reader thread takes requests off the socket. What needs no wait
+//! it executes itself: reads of cached data (the device says whether a read would wait) and
+//! writes without FUA (a buffered write lands in the page cache). Their replies collect in a
+//! batch that leaves in one send before the reader next waits on the socket. Everything else
+//! (reads that would wait for the disk, flushes, FUA writes, trims) goes to the connection's
+//! workers, which execute it and send each reply as they finish, so replies may leave out of
+//! order. Workers belong to one connection: a client that stops reading its replies stalls
+//! only its own workers. A request arriving when nothing is in flight and nothing else waits
+//! on the socket runs on the reader thread too: at queue depth 1 a hand-off would only add a
+//! thread wake-up.
+//!
+//! Why the reader executes so much itself: on a cached working set a request costs a few
+//! microseconds, and a hand-off to another thread (a wake-up, often a context switch on a
+//! small machine) cost as much as the request again.
 //!
 //! Memory is bounded per connection: at most `in_flight_max` requests and
-//! `in_flight_bytes_max` bytes of payload (write data or read replies) are held from the
-//! moment a request is read until its reply is sent; past that the reader stops reading
-//! (TCP back-pressure, not an error).
+//! `in_flight_bytes_max` bytes of payload (write data or read replies) are held by workers
+//! from the moment a request is read until its reply is sent; past that the reader stops
+//! reading (TCP back-pressure, not an error). The reader's own batch holds at most
+//! `BATCH_BYTES_MAX` plus one reply.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -20,7 +29,7 @@ use std::thread;
 use crossbeam_channel::{Receiver, unbounded};
 use parking_lot::{Condvar, Mutex};
 
-use crate::device::{DevError, Device};
+use crate::device::{DevError, DevResult, Device};
 use crate::handshake::Session;
 use crate::proto::*;
 use crate::server::Limits;
@@ -30,9 +39,26 @@ struct Budget {
     bytes: usize,
 }
 
-/// Small enough that large write payloads mostly bypass it (one copy, socket to payload),
-/// large enough to take several small pipelined requests in one read.
-const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Large enough to take many small pipelined requests (4 KiB writes with their data) in one
+/// read, small enough that most of a large write payload bypasses it (one copy, socket to
+/// payload, instead of two).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Replies the reader executed itself are sent together once they hold this many bytes (or
+/// before the reader waits on the socket, whichever comes first).
+const BATCH_BYTES_MAX: usize = 256 * 1024;
+
+/// Larger reads always go to the workers. Copying a large read (from the page cache, then
+/// into the socket) takes long enough that a hand-off costs little beside it, and workers
+/// overlap those copies on several cores. And a read that would wait still starts the kernel's
+/// readahead before it declines: done for every large request of a sequential stream, then
+/// again by the worker, that disturbed readahead enough to cost a third of a cold sequential
+/// read's throughput.
+const INLINE_READ_BYTES_MAX: u32 = 64 * 1024;
+
+/// Buffers kept between requests (the reader's write scratch, a worker's reply) are dropped
+/// when a large request grew them past this, so an idle connection holds little.
+const KEEP_BUFFER_BYTES_MAX: usize = 4 << 20;
 
 /// A request read off the socket, with its write data.
 type Job = (Request, Vec<u8>);
@@ -48,11 +74,26 @@ pub struct Connection {
 }
 
 impl Connection {
+    fn fits(&self, b: &Budget, bytes: usize) -> bool {
+        b.requests < self.limits.in_flight_max
+            && (b.requests == 0 || b.bytes + bytes <= self.limits.in_flight_bytes_max)
+    }
+
+    /// Takes budget for a request handed to the workers; false (taking nothing) when that
+    /// would wait for a reply to leave.
+    fn try_acquire(&self, bytes: usize) -> bool {
+        let mut b = self.budget.lock();
+        if !self.fits(&b, bytes) {
+            return false;
+        }
+        b.requests += 1;
+        b.bytes += bytes;
+        true
+    }
+
     fn acquire(&self, bytes: usize) {
         let mut b = self.budget.lock();
-        while b.requests >= self.limits.in_flight_max
-            || (b.requests > 0 && b.bytes + bytes > self.limits.in_flight_bytes_max)
-        {
+        while !self.fits(&b, bytes) {
             self.budget_freed.wait(&mut b);
         }
         b.requests += 1;
@@ -80,6 +121,8 @@ impl Connection {
 }
 
 fn work_loop(conn: &Connection, rx: Receiver<Job>, idle: &AtomicUsize) {
+    // Reused: a fresh buffer per reply costs page faults and zeroing by the kernel.
+    let mut reply = Vec::new();
     loop {
         idle.fetch_add(1, Ordering::SeqCst);
         let got = rx.recv();
@@ -87,21 +130,36 @@ fn work_loop(conn: &Connection, rx: Receiver<Job>, idle: &AtomicUsize) {
         let Ok((req, payload)) = got else {
             return;
         };
-        serve_one(conn, req, payload);
+        serve_one(conn, req, payload, &mut reply);
     }
 }
 
 /// Executes one request, sends its reply and gives its budget back.
-fn serve_one(conn: &Connection, req: Request, payload: Vec<u8>) {
-    let reply = handle(conn, req, &payload);
+fn serve_one(conn: &Connection, req: Request, payload: Vec<u8>, reply: &mut Vec<u8>) {
+    reply.clear();
+    handle(conn, req, &payload, reply);
     let held = if req.kind == CMD_WRITE {
         payload.len()
     } else {
         held_bytes(conn, &req)
     };
     drop(payload);
-    conn.send(&reply);
+    conn.send(reply);
     conn.release(held);
+    if reply.capacity() > KEEP_BUFFER_BYTES_MAX {
+        *reply = Vec::new();
+    }
+}
+
+/// Sends the replies the reader executed itself.
+fn send_batch(conn: &Connection, batch: &mut Vec<u8>) {
+    if !batch.is_empty() {
+        conn.send(batch);
+        batch.clear();
+    }
+    if batch.capacity() > KEEP_BUFFER_BYTES_MAX {
+        *batch = Vec::new();
+    }
 }
 
 /// Serves requests until the client disconnects, breaks the protocol, or `closing` is set and
@@ -163,10 +221,31 @@ fn read_loop(
     reader: &mut io::BufReader<TcpStream>,
     conn: &Connection,
     closing: &AtomicBool,
+    submit: impl FnMut(Job),
+) -> io::Result<()> {
+    let mut batch = Vec::new();
+    let result = read_requests(reader, conn, closing, submit, &mut batch);
+    // Replies of requests executed before the end still go out.
+    send_batch(conn, &mut batch);
+    result
+}
+
+fn read_requests(
+    reader: &mut io::BufReader<TcpStream>,
+    conn: &Connection,
+    closing: &AtomicBool,
     mut submit: impl FnMut(Job),
+    batch: &mut Vec<u8>,
 ) -> io::Result<()> {
     let mut header = [0u8; REQUEST_SIZE];
+    // Write data of inline writes that is not wholly in the read buffer.
+    let mut scratch = Vec::new();
     loop {
+        // About to wait on the socket: replies must not wait with us (the client may be
+        // waiting for them before it sends more).
+        if reader.buffer().len() < REQUEST_SIZE {
+            send_batch(conn, batch);
+        }
         // Linux still hands out data queued (or arriving) after shutdown(Read): without this
         // check a client that keeps pipelining would never be let go.
         if closing.load(Ordering::SeqCst) || !read_header(reader, &mut header)? {
@@ -178,21 +257,48 @@ fn read_loop(
         };
         let mut payload = Vec::new();
         if req.kind == CMD_WRITE {
+            let len = req.length as usize;
             if req.length > conn.limits.payload_max_bytes {
+                send_batch(conn, batch);
                 // Consume the payload so the stream stays in step, then refuse.
                 let n = io::copy(&mut (&mut *reader).take(req.length as u64), &mut io::sink())?;
                 if n < req.length as u64 {
                     return Ok(());
                 }
-                let mut out = Vec::new();
-                simple_reply(&mut out, EINVAL, req.cookie);
-                conn.send(&out);
+                simple_reply(batch, EINVAL, req.cookie);
                 continue;
             }
-            conn.acquire(req.length as usize);
-            payload = read_payload(reader, req.length as usize);
-            if payload.len() < req.length as usize {
-                conn.release(req.length as usize);
+            if req.flags & CMD_FLAG_FUA == 0 {
+                // Executed here: a buffered write lands in the page cache without waiting
+                // for the disk, and the data is written from where it was received.
+                if reader.buffer().len() >= len {
+                    handle(conn, req, &reader.buffer()[..len], batch);
+                    reader.consume(len);
+                } else {
+                    send_batch(conn, batch);
+                    scratch.clear();
+                    read_payload_into(reader, len, &mut scratch);
+                    if scratch.len() < len {
+                        tracing::debug!(export = %conn.session.name, "client left mid-request");
+                        return Ok(());
+                    }
+                    handle(conn, req, &scratch, batch);
+                    if scratch.capacity() > KEEP_BUFFER_BYTES_MAX {
+                        scratch = Vec::new();
+                    }
+                }
+                if batch.len() >= BATCH_BYTES_MAX {
+                    send_batch(conn, batch);
+                }
+                continue;
+            }
+            if !conn.try_acquire(len) {
+                send_batch(conn, batch);
+                conn.acquire(len);
+            }
+            read_payload_into(reader, len, &mut payload);
+            if payload.len() < len {
+                conn.release(len);
                 tracing::debug!(export = %conn.session.name, "client left mid-request");
                 return Ok(());
             }
@@ -200,16 +306,53 @@ fn read_loop(
             if req.kind == CMD_DISC {
                 return Ok(());
             }
-            conn.acquire(held_bytes(conn, &req));
+            if req.kind == CMD_READ
+                && req.length <= INLINE_READ_BYTES_MAX
+                && read_inline(conn, &req, batch)
+            {
+                if batch.len() >= BATCH_BYTES_MAX {
+                    send_batch(conn, batch);
+                }
+                continue;
+            }
+            let held = held_bytes(conn, &req);
+            if !conn.try_acquire(held) {
+                send_batch(conn, batch);
+                conn.acquire(held);
+            }
         }
         let next_waiting = !reader.buffer().is_empty() || pending_bytes(reader.get_ref()) > 0;
         if conn.budget.lock().requests == 1 && !next_waiting {
             // Nothing else in flight and no next request waiting on the socket: a hand-off
             // would only add a thread wake-up to the latency (queue depth 1, flushes). With
             // requests pipelined, running inline would serialize them, so they go to workers.
-            serve_one(conn, req, payload);
+            send_batch(conn, batch);
+            serve_one(conn, req, payload, &mut scratch);
         } else {
             submit((req, payload));
+        }
+    }
+}
+
+/// Executes a read on the reader's thread if it needs no wait, appending its reply to `out`;
+/// false (with `out` as it was) when the read must go to a worker.
+fn read_inline(conn: &Connection, req: &Request, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    if let Err(e) = validate(conn, req) {
+        error_reply(conn, req, &e, out);
+        return true;
+    }
+    match read_reply(conn, req, out, true) {
+        Ok(true) => true,
+        Ok(false) => {
+            out.truncate(start);
+            false
+        }
+        Err(e) => {
+            out.truncate(start);
+            tracing::debug!(export = %conn.session.name, "read failed: {}", e.message);
+            error_reply(conn, req, &e, out);
+            true
         }
     }
 }
@@ -224,23 +367,20 @@ fn held_bytes(conn: &Connection, req: &Request) -> usize {
     }
 }
 
-/// Reads `len` bytes of write data: what is already buffered, then the rest straight from the
-/// socket into the payload (through the buffer it would be copied twice). Shorter when the
-/// client left.
-fn read_payload(reader: &mut io::BufReader<TcpStream>, len: usize) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(len);
+/// Reads `len` bytes of write data into `payload` (cleared first): what is already buffered,
+/// then the rest straight from the socket (through the buffer it would be copied twice).
+/// Shorter when the client left.
+fn read_payload_into(reader: &mut io::BufReader<TcpStream>, len: usize, payload: &mut Vec<u8>) {
+    payload.clear();
+    payload.reserve_exact(len);
     let buffered = reader.buffer();
     let n = buffered.len().min(len);
     payload.extend_from_slice(&buffered[..n]);
     reader.consume(n);
     if n < len {
         // read_to_end fills spare capacity without zeroing it first.
-        let _ = reader
-            .get_mut()
-            .take((len - n) as u64)
-            .read_to_end(&mut payload);
+        let _ = reader.get_mut().take((len - n) as u64).read_to_end(payload);
     }
-    payload
 }
 
 /// Bytes received and not yet read on the socket (0 when unknown).
@@ -343,19 +483,22 @@ fn validate(conn: &Connection, req: &Request) -> Result<(), DevError> {
     Ok(())
 }
 
-/// Executes one request and returns the bytes of its reply.
-fn handle(conn: &Connection, req: Request, payload: &[u8]) -> Vec<u8> {
+/// Executes one request and appends its reply to `out`.
+fn handle(conn: &Connection, req: Request, payload: &[u8], out: &mut Vec<u8>) {
     let s = &conn.session;
     let dev: &dyn Device = &*s.device;
     let fua = req.flags & CMD_FLAG_FUA != 0;
-    let mut out = Vec::new();
+    let start = out.len();
     if let Err(e) = validate(conn, &req) {
-        error_reply(conn, &req, &e, &mut out);
-        return out;
+        error_reply(conn, &req, &e, out);
+        return;
     }
     let result = match req.kind {
-        CMD_READ => match read_reply(conn, &req, &mut out) {
-            Ok(()) => return out,
+        CMD_READ => match read_reply(conn, &req, out, false) {
+            Ok(done) => {
+                debug_assert!(done, "a blocking read always completes");
+                return;
+            }
             Err(e) => Err(e),
         },
         CMD_WRITE => dev.write(req.offset, payload, fua),
@@ -374,24 +517,25 @@ fn handle(conn: &Connection, req: Request, payload: &[u8]) -> Vec<u8> {
             }
         }
         CMD_CACHE => cache(dev, req.offset, req.length as u64),
-        CMD_BLOCK_STATUS => match block_status_reply(conn, &req, &mut out) {
-            Ok(()) => return out,
+        CMD_BLOCK_STATUS => match block_status_reply(conn, &req, out) {
+            Ok(()) => return,
             Err(e) => Err(e),
         },
         _ => unreachable!("validated"),
     };
     match result {
-        Ok(()) => simple_reply(&mut out, 0, req.cookie),
+        Ok(()) => simple_reply(out, 0, req.cookie),
         Err(e) => {
             tracing::debug!(export = %s.name, kind = req.kind, "request failed: {}", e.message);
-            error_reply(conn, &req, &e, &mut out);
+            // Drop whatever part of a reply was built before the error.
+            out.truncate(start);
+            error_reply(conn, &req, &e, out);
         }
     }
-    out
 }
 
+/// Appends the error reply for `req` to `out`.
 fn error_reply(conn: &Connection, req: &Request, e: &DevError, out: &mut Vec<u8>) {
-    out.clear();
     if conn.session.structured && matches!(req.kind, CMD_READ | CMD_BLOCK_STATUS) {
         let msg = &e.message.as_bytes()[..e.message.len().min(1024)];
         chunk_header(
@@ -422,18 +566,35 @@ fn cache(dev: &dyn Device, offset: u64, length: u64) -> Result<(), DevError> {
     Ok(())
 }
 
-fn read_reply(conn: &Connection, req: &Request, out: &mut Vec<u8>) -> Result<(), DevError> {
+/// Reads `buf.len()` bytes at `offset`; with `nowait`, false instead of waiting.
+fn read_into(dev: &dyn Device, offset: u64, buf: &mut [u8], nowait: bool) -> DevResult<bool> {
+    if nowait {
+        dev.try_read(offset, buf)
+    } else {
+        dev.read(offset, buf).map(|()| true)
+    }
+}
+
+/// Appends the reply to a validated read. With `nowait`, false when the read would wait
+/// (`out` then holds a partial reply for the caller to drop).
+fn read_reply(
+    conn: &Connection,
+    req: &Request,
+    out: &mut Vec<u8>,
+    nowait: bool,
+) -> Result<bool, DevError> {
     let dev = &*conn.session.device;
     let len = req.length as usize;
     if !conn.session.structured {
+        let start = out.len();
         out.reserve(16 + len);
         simple_reply(out, 0, req.cookie);
-        out.resize(16 + len, 0);
-        return dev.read(req.offset, &mut out[16..]);
+        out.resize(start + 16 + len, 0);
+        return read_into(dev, req.offset, &mut out[start + 16..], nowait);
     }
     if len == 0 {
         chunk_header(out, REPLY_FLAG_DONE, REPLY_TYPE_NONE, req.cookie, 0);
-        return Ok(());
+        return Ok(true);
     }
     let runs = if req.flags & CMD_FLAG_DF != 0 {
         vec![crate::device::Extent {
@@ -468,12 +629,14 @@ fn read_reply(conn: &Connection, req: &Request, out: &mut Vec<u8>) -> Result<(),
             out.extend_from_slice(&off.to_be_bytes());
             let start = out.len();
             out.resize(start + r.length as usize, 0);
-            dev.read(off, &mut out[start..])?;
+            if !read_into(dev, off, &mut out[start..], nowait)? {
+                return Ok(false);
+            }
         }
         pos += r.length;
     }
     debug_assert_eq!(pos, len as u64);
-    Ok(())
+    Ok(true)
 }
 
 /// Descriptors per reply at most; the spec lets a reply cover less than asked.

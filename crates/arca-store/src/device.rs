@@ -10,6 +10,9 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::write_behind::WriteBehind;
 
 /// A device the pool stores data and metadata on.
 ///
@@ -22,6 +25,14 @@ pub trait BlockDevice: Send + Sync + Debug {
     fn size_bytes(&self) -> io::Result<u64>;
     /// Fills `buf` from `offset`; a short read is an error.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset` only if that needs no wait for the disk (the data is
+    /// cached); `Ok(false)` when it would wait, and `buf` then holds anything. Lets a caller
+    /// serve cached reads on the spot and hand only the others to threads that may block.
+    /// Engines that cannot tell always answer `Ok(false)`.
+    fn read_at_nowait(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        let _ = (buf, offset);
+        Ok(false)
+    }
     /// Writes all of `buf` at `offset`.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every completed write durable.
@@ -35,6 +46,12 @@ pub struct FileDevice {
     file: File,
     name: String,
     path: PathBuf,
+    /// Set when the file system refuses `RWF_NOWAIT`: every later nowait read answers "would
+    /// wait" at once instead of failing the same system call again.
+    nowait_unsupported: AtomicBool,
+    /// Starts writeback early (see [`crate::write_behind`]); None if its thread could not be
+    /// started, and then the kernel decides when to write back, as for any file.
+    behind: Option<WriteBehind>,
 }
 
 impl FileDevice {
@@ -68,10 +85,19 @@ impl FileDevice {
             }
             return Err(err);
         }
+        let behind = match file.try_clone().and_then(WriteBehind::start) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!("{}: no write-behind: {e}", path.display());
+                None
+            }
+        };
         Ok(FileDevice {
             file,
             name: path.display().to_string(),
             path: path.to_path_buf(),
+            nowait_unsupported: AtomicBool::new(false),
+            behind,
         })
     }
 
@@ -99,8 +125,42 @@ impl BlockDevice for FileDevice {
         self.file.read_exact_at(buf, offset)
     }
 
+    fn read_at_nowait(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        if self.nowait_unsupported.load(Ordering::Relaxed) || buf.is_empty() {
+            return Ok(buf.is_empty());
+        }
+        let Ok(offset) = libc::off_t::try_from(offset) else {
+            return Ok(false);
+        };
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: the iovec points at `buf`, which is valid for writes of its length and
+        // outlives the call; preadv2 writes at most that many bytes through it.
+        let n = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN) => Ok(false),
+                Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+                    self.nowait_unsupported.store(true, Ordering::Relaxed);
+                    Ok(false)
+                }
+                _ => Err(err),
+            };
+        }
+        // A short count means part of the range is not cached (or lies past the end): the
+        // blocking read sorts out which.
+        Ok(n as usize == buf.len())
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
+        self.file.write_all_at(buf, offset)?;
+        if let Some(b) = &self.behind {
+            b.wrote(offset, buf.len() as u64);
+        }
+        Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {

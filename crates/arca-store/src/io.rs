@@ -146,10 +146,23 @@ impl Inner {
         )
     }
 
-    fn read_extent(&self, p: Phys, at: u64, buf: &mut [u8], export: &str) -> Result<()> {
-        self.devices[p.device() as usize]
-            .read_at(buf, self.device_offset(p, at))
-            .map_err(|e| self.io_error("reading", export, p, e))
+    /// Reads from one extent; with `nowait`, false instead of waiting for the disk.
+    fn read_extent(
+        &self,
+        p: Phys,
+        at: u64,
+        buf: &mut [u8],
+        export: &str,
+        nowait: bool,
+    ) -> Result<bool> {
+        let device = &self.devices[p.device() as usize];
+        let offset = self.device_offset(p, at);
+        let r = if nowait {
+            device.read_at_nowait(buf, offset)
+        } else {
+            device.read_at(buf, offset).map(|()| true)
+        };
+        r.map_err(|e| self.io_error("reading", export, p, e))
     }
 }
 
@@ -293,22 +306,39 @@ impl Export {
     }
 
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let f = self.handle.cell.read();
+        let done = self.read_locked(&f, offset, buf, false)?;
+        debug_assert!(done, "a blocking read always completes");
+        Ok(())
+    }
+
+    /// Reads only if nothing has to wait: not the family's lock (held by a write that
+    /// allocates) and not the disk (the data is cached). `Ok(false)` when it would wait, and
+    /// `buf` then holds anything: call [`Export::read`]. For a server thread that serves cached
+    /// reads itself and hands the rest to threads that may block.
+    pub fn try_read(&self, offset: u64, buf: &mut [u8]) -> Result<bool> {
+        let Some(f) = self.handle.cell.try_read() else {
+            return Ok(false);
+        };
+        self.read_locked(&f, offset, buf, true)
+    }
+
+    fn read_locked(&self, f: &Family, offset: u64, buf: &mut [u8], nowait: bool) -> Result<bool> {
         let inner = &self.pool.inner;
         let es = inner.extent_size;
-        let f = self.handle.cell.read();
-        let view = self.view(&f)?;
-        self.check_range(&f, view, offset, buf.len() as u64)?;
+        let view = self.view(f)?;
+        self.check_range(f, view, offset, buf.len() as u64)?;
         // Coalesce pieces that are contiguous on one device into one read.
         let mut run: Option<(Phys, u64, usize, usize)> = None; // (extent, at, pos, len)
         let flush_run = |run: Option<(Phys, u64, usize, usize)>, buf: &mut [u8]| match run {
             Some((p, at, pos, len)) => {
-                inner.read_extent(p, at, &mut buf[pos..pos + len], &self.name)
+                inner.read_extent(p, at, &mut buf[pos..pos + len], &self.name, nowait)
             }
-            None => Ok(()),
+            None => Ok(true),
         };
         for pc in pieces(offset, buf.len() as u64, es) {
             let range = pc.pos..pc.pos + pc.len as usize;
-            match resolve(&self.handle, &f, view, pc.l, es) {
+            match resolve(&self.handle, f, view, pc.l, es) {
                 Target::Extent(p) => {
                     if let Some((rp, rat, rpos, rlen)) = run
                         && rp.device() == p.device()
@@ -319,7 +349,9 @@ impl Export {
                         run = Some((rp, rat, rpos, rlen + pc.len as usize));
                         continue;
                     }
-                    flush_run(run.take(), buf)?;
+                    if !flush_run(run.take(), buf)? {
+                        return Ok(false);
+                    }
                     run = Some((p, pc.at, pc.pos, pc.len as usize));
                 }
                 Target::Zero => buf[range].fill(0),
@@ -571,7 +603,7 @@ impl Export {
                 } else {
                     let mut b = vec![0u8; es as usize];
                     if let Target::Extent(op) = old {
-                        inner.read_extent(op, 0, &mut b, &self.name)?;
+                        inner.read_extent(op, 0, &mut b, &self.name, false)?;
                     }
                     let r = pc.at as usize..(pc.at + pc.len) as usize;
                     match src {

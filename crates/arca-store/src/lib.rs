@@ -22,6 +22,7 @@ mod pool;
 mod records;
 pub mod sim;
 mod txn;
+mod write_behind;
 
 pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};

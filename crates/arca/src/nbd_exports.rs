@@ -157,6 +157,16 @@ impl Device for VolumeDevice {
         let n = buf.len() as u64;
         self.timed("read", n, || self.export.read(offset, buf))
     }
+    fn try_read(&self, offset: u64, buf: &mut [u8]) -> DevResult<bool> {
+        let start = Instant::now();
+        let r = self.export.try_read(offset, buf);
+        // A read that would wait is counted when the worker does it.
+        if !matches!(r, Ok(false)) {
+            let stats = self.stats.op("read");
+            stats.record(buf.len() as u64, start.elapsed(), r.is_ok());
+        }
+        r.map_err(dev_error)
+    }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> DevResult<()> {
         self.timed("write", data.len() as u64, || {
             self.export.write(offset, data, fua)

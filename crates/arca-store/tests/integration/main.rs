@@ -2,9 +2,11 @@
 
 mod bad_input;
 mod basic;
+mod cached_reads;
 mod concurrency;
 mod crash;
 mod faults;
 mod model;
 mod txn;
 mod util;
+mod write_behind;

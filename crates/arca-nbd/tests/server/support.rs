@@ -1,30 +1,30 @@
-//! Session listing and per-export disconnect, driven by raw TCP clients that speak the
+//! What the server tests share: in-memory exports and a raw TCP client that speaks the
 //! fixed-newstyle handshake (NBD_OPT_GO) and simple replies by hand.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use arca_nbd::proto::*;
-use arca_nbd::{DevResult, Device, ExportSummary, Exports, Extent, Limits, Server, SessionInfo};
+use arca_nbd::{DevResult, Device, ExportSummary, Exports, Extent, Limits, Server};
 
-const SIZE: usize = 1 << 20;
+pub const SIZE: usize = 1 << 20;
 /// Long enough never to fire on a healthy run; keeps a broken one from hanging.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Holds a device's reads until released, so a test can act while a request is in flight.
 #[derive(Default)]
-struct Gate {
+pub struct Gate {
     state: Mutex<(bool, bool)>, // (a read entered, released)
     cv: Condvar,
 }
 
 impl Gate {
-    fn pass(&self) {
+    pub fn pass(&self) {
         let mut s = self.state.lock().unwrap();
         s.0 = true;
         self.cv.notify_all();
@@ -32,21 +32,29 @@ impl Gate {
             s = self.cv.wait(s).unwrap();
         }
     }
-    fn wait_entered(&self) {
+    pub fn wait_entered(&self) {
         let mut s = self.state.lock().unwrap();
         while !s.0 {
             s = self.cv.wait(s).unwrap();
         }
     }
-    fn release(&self) {
+    pub fn release(&self) {
         self.state.lock().unwrap().1 = true;
         self.cv.notify_all();
     }
 }
 
-struct MemDev {
+/// Which 4 KiB blocks a device's `try_read` serves.
+pub type Cached = fn(block: u64) -> bool;
+
+pub struct MemDev {
     data: Mutex<Vec<u8>>,
+    /// Holds every read that waits (`read`, not `try_read`).
     gate: Option<Arc<Gate>>,
+    /// None: `try_read` always declines, so every read goes to `read`.
+    cached: Option<Cached>,
+    pub reads_inline: AtomicUsize,
+    pub reads_waited: AtomicUsize,
 }
 
 impl Device for MemDev {
@@ -56,7 +64,21 @@ impl Device for MemDev {
     fn read_only(&self) -> bool {
         false
     }
+    fn try_read(&self, offset: u64, buf: &mut [u8]) -> DevResult<bool> {
+        let Some(cached) = self.cached else {
+            return Ok(false);
+        };
+        let end = offset + buf.len() as u64;
+        if !(offset / 4096..end.div_ceil(4096)).all(cached) {
+            return Ok(false);
+        }
+        let d = self.data.lock().unwrap();
+        buf.copy_from_slice(&d[offset as usize..end as usize]);
+        self.reads_inline.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> DevResult<()> {
+        self.reads_waited.fetch_add(1, Ordering::SeqCst);
         if let Some(g) = &self.gate {
             g.pass();
         }
@@ -86,22 +108,30 @@ impl Device for MemDev {
     }
 }
 
-struct MemExports(HashMap<String, Arc<MemDev>>);
+pub struct MemExports(HashMap<String, Arc<MemDev>>);
 
 impl MemExports {
-    /// Exports "a" and "b", each filled with a pattern distinct per export.
-    fn new(gate_a: Option<Arc<Gate>>) -> MemExports {
-        let dev = |seed: u8, gate| {
+    /// Exports "a" and "b", each filled with a pattern distinct per export; `gate_a` and
+    /// `cached_a` apply to "a".
+    pub fn new(gate_a: Option<Arc<Gate>>, cached_a: Option<Cached>) -> MemExports {
+        let dev = |seed: u8, gate, cached| {
             let data = (0..SIZE).map(|i| (i % 251) as u8 ^ seed).collect();
             Arc::new(MemDev {
                 data: Mutex::new(data),
                 gate,
+                cached,
+                reads_inline: AtomicUsize::new(0),
+                reads_waited: AtomicUsize::new(0),
             })
         };
         let mut m = HashMap::new();
-        m.insert("a".to_string(), dev(0x00, gate_a));
-        m.insert("b".to_string(), dev(0x5a, None));
+        m.insert("a".to_string(), dev(0x00, gate_a, cached_a));
+        m.insert("b".to_string(), dev(0x5a, None, None));
         MemExports(m)
+    }
+
+    pub fn dev(&self, name: &str) -> Arc<MemDev> {
+        self.0[name].clone()
     }
 }
 
@@ -131,21 +161,21 @@ impl Exports for MemExports {
     }
 }
 
-fn expected(export: &str, offset: usize, len: usize) -> Vec<u8> {
+pub fn expected(export: &str, offset: usize, len: usize) -> Vec<u8> {
     let seed = if export == "a" { 0x00 } else { 0x5a };
     (offset..offset + len)
         .map(|i| (i % 251) as u8 ^ seed)
         .collect()
 }
 
-struct Running {
-    server: Arc<Server>,
-    addr: SocketAddr,
+pub struct Running {
+    pub server: Arc<Server>,
+    pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<io::Result<()>>,
 }
 
-fn start(exports: MemExports) -> Running {
+pub fn start(exports: MemExports) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Arc::new(Server::new(Arc::new(exports), Limits::default()));
@@ -163,27 +193,27 @@ fn start(exports: MemExports) -> Running {
 }
 
 impl Running {
-    fn stop(self) {
+    pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().unwrap().unwrap();
         assert!(self.server.sessions().is_empty(), "stop ends every session");
     }
 }
 
-fn read_u32(s: &mut TcpStream) -> u32 {
+pub fn read_u32(s: &mut TcpStream) -> u32 {
     let mut b = [0; 4];
     s.read_exact(&mut b).unwrap();
     u32::from_be_bytes(b)
 }
 
-fn read_u64(s: &mut TcpStream) -> u64 {
+pub fn read_u64(s: &mut TcpStream) -> u64 {
     let mut b = [0; 8];
     s.read_exact(&mut b).unwrap();
     u64::from_be_bytes(b)
 }
 
 /// Connects and reads the greeting, then sends the client flags: the handshake has begun.
-fn begin(addr: SocketAddr) -> TcpStream {
+pub fn begin(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert_eq!(read_u64(&mut s), NBDMAGIC);
@@ -198,7 +228,7 @@ fn begin(addr: SocketAddr) -> TcpStream {
 
 /// Sends NBD_OPT_GO for `export` (no info requests) and reads its replies through the final
 /// one: Ok(size) on ACK, Err(reply type) on an error reply.
-fn go(s: &mut TcpStream, export: &str) -> Result<u64, u32> {
+pub fn go(s: &mut TcpStream, export: &str) -> Result<u64, u32> {
     let mut m = IHAVEOPT.to_be_bytes().to_vec();
     m.extend_from_slice(&OPT_GO.to_be_bytes());
     m.extend_from_slice(&(4 + export.len() as u32 + 2).to_be_bytes());
@@ -225,24 +255,46 @@ fn go(s: &mut TcpStream, export: &str) -> Result<u64, u32> {
     }
 }
 
-fn connect(addr: SocketAddr, export: &str) -> TcpStream {
+pub fn connect(addr: SocketAddr, export: &str) -> TcpStream {
     let mut s = begin(addr);
     assert_eq!(go(&mut s, export), Ok(SIZE as u64));
     s
 }
 
-fn send_read(s: &mut TcpStream, cookie: u64, offset: u64, length: u32) {
-    let mut m = REQUEST_MAGIC.to_be_bytes().to_vec();
-    m.extend_from_slice(&0u16.to_be_bytes());
-    m.extend_from_slice(&CMD_READ.to_be_bytes());
+/// Appends a request (header, then `data` for a write) to `m`.
+pub fn encode(
+    m: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    cookie: u64,
+    offset: u64,
+    length: u32,
+    data: &[u8],
+) {
+    m.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&kind.to_be_bytes());
     m.extend_from_slice(&cookie.to_be_bytes());
     m.extend_from_slice(&offset.to_be_bytes());
     m.extend_from_slice(&length.to_be_bytes());
+    m.extend_from_slice(data);
+}
+
+pub fn send_read(s: &mut TcpStream, cookie: u64, offset: u64, length: u32) {
+    let mut m = Vec::new();
+    encode(&mut m, CMD_READ, 0, cookie, offset, length, &[]);
     s.write_all(&m).unwrap();
 }
 
+/// Reads the header of a simple reply: (cookie, error).
+pub fn recv_reply(s: &mut TcpStream) -> (u64, u32) {
+    assert_eq!(read_u32(s), SIMPLE_REPLY_MAGIC);
+    let error = read_u32(s);
+    (read_u64(s), error)
+}
+
 /// Reads a successful simple reply to a READ and returns its data.
-fn recv_read(s: &mut TcpStream, cookie: u64, length: u32) -> Vec<u8> {
+pub fn recv_read(s: &mut TcpStream, cookie: u64, length: u32) -> Vec<u8> {
     assert_eq!(read_u32(s), SIMPLE_REPLY_MAGIC);
     assert_eq!(read_u32(s), 0, "read failed");
     assert_eq!(read_u64(s), cookie);
@@ -251,14 +303,14 @@ fn recv_read(s: &mut TcpStream, cookie: u64, length: u32) -> Vec<u8> {
     data
 }
 
-fn check_read(s: &mut TcpStream, export: &str, cookie: u64, offset: u64, length: u32) {
+pub fn check_read(s: &mut TcpStream, export: &str, cookie: u64, offset: u64, length: u32) {
     send_read(s, cookie, offset, length);
     let data = recv_read(s, cookie, length);
     assert!(data == expected(export, offset as usize, length as usize));
 }
 
 /// The server closed the connection: a read sees end of stream or a reset, not a timeout.
-fn assert_closed(s: &mut TcpStream) {
+pub fn assert_closed(s: &mut TcpStream) {
     let mut b = [0; 1];
     match s.read(&mut b) {
         Ok(0) => {}
@@ -273,92 +325,6 @@ fn assert_closed(s: &mut TcpStream) {
     }
 }
 
-fn exports_of(server: &Server) -> Vec<String> {
+pub fn exports_of(server: &Server) -> Vec<String> {
     server.sessions().into_iter().map(|s| s.export).collect()
-}
-
-#[test]
-fn disconnect_closes_only_that_exports_clients() {
-    let r = start(MemExports::new(None));
-    let mut a1 = connect(r.addr, "a");
-    let mut a2 = connect(r.addr, "a");
-    let mut b = connect(r.addr, "b");
-
-    // Listed by the time the handshake completes, in id (here: connection) order.
-    let sessions: Vec<SessionInfo> = r.server.sessions();
-    assert_eq!(exports_of(&r.server), ["a", "a", "b"]);
-    assert!(sessions.windows(2).all(|w| w[0].id < w[1].id));
-    for (s, client) in sessions.iter().zip([&a1, &a2, &b]) {
-        assert_eq!(s.peer, client.local_addr().unwrap().to_string());
-        assert!(!s.read_only);
-        assert!(s.connected_unix > 1_600_000_000);
-    }
-    check_read(&mut a1, "a", 1, 4096, 512);
-    check_read(&mut b, "b", 2, 0, 4096);
-
-    assert!(!r.server.wait_disconnected("a", Duration::from_millis(50)));
-    assert!(r.server.wait_disconnected("none", Duration::ZERO));
-
-    assert_eq!(r.server.disconnect("a"), 2);
-    assert_closed(&mut a1);
-    assert_closed(&mut a2);
-    assert!(r.server.wait_disconnected("a", IO_TIMEOUT));
-    let sessions = r.server.sessions();
-    assert_eq!(sessions.len(), 1);
-    assert_eq!(sessions[0].export, "b");
-    assert_eq!(sessions[0].peer, b.local_addr().unwrap().to_string());
-
-    // The other export's client goes on as before.
-    check_read(&mut b, "b", 3, 65536, 8192);
-    assert_eq!(r.server.disconnect("a"), 0);
-
-    // Disconnecting does not bar the export: new clients can connect (keeping them out is
-    // the job of Exports::open).
-    let mut a3 = connect(r.addr, "a");
-    check_read(&mut a3, "a", 4, 0, 512);
-    assert_eq!(exports_of(&r.server), ["b", "a"]);
-
-    drop(a3);
-    r.stop();
-    assert_closed(&mut b);
-}
-
-#[test]
-fn disconnect_lets_a_request_already_read_finish() {
-    let gate = Arc::new(Gate::default());
-    let r = start(MemExports::new(Some(gate.clone())));
-    let mut a = connect(r.addr, "a");
-    let mut b = connect(r.addr, "b");
-
-    send_read(&mut a, 7, 8192, 4096);
-    gate.wait_entered();
-    assert_eq!(r.server.disconnect("a"), 1);
-    // Still listed while its request runs.
-    assert!(!r.server.wait_disconnected("a", Duration::from_millis(50)));
-    gate.release();
-
-    assert!(recv_read(&mut a, 7, 4096) == expected("a", 8192, 4096));
-    assert_closed(&mut a);
-    assert!(r.server.wait_disconnected("a", IO_TIMEOUT));
-    check_read(&mut b, "b", 8, 0, 4096);
-    assert_eq!(exports_of(&r.server), ["b"]);
-    r.stop();
-}
-
-#[test]
-fn disconnect_refuses_a_handshake_in_progress() {
-    let r = start(MemExports::new(None));
-    // Greeting read: the server has begun this handshake and may already have opened "a".
-    let mut h = begin(r.addr);
-    assert_eq!(r.server.disconnect("a"), 0);
-    assert_eq!(go(&mut h, "a"), Err(REP_ERR_UNKNOWN));
-    assert!(r.server.sessions().is_empty());
-
-    // The refusal is for that export only, and handshakes begun later are not affected.
-    assert_eq!(go(&mut h, "b"), Ok(SIZE as u64));
-    check_read(&mut h, "b", 1, 0, 512);
-    let mut a = connect(r.addr, "a");
-    check_read(&mut a, "a", 2, 0, 512);
-    assert_eq!(exports_of(&r.server), ["b", "a"]);
-    r.stop();
 }

@@ -1,0 +1,5 @@
+//! Tests of the NBD server over raw TCP against in-memory devices, in one harness.
+
+mod inline;
+mod sessions;
+mod support;
