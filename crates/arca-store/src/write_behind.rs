@@ -183,26 +183,30 @@ fn run(shared: &Shared, file: &File) {
                 }
             }
         };
-        let (Ok(offset), Ok(len)) = (
-            libc::off64_t::try_from(low),
-            libc::off64_t::try_from(high - low),
-        ) else {
-            continue;
-        };
-        // SYNC_FILE_RANGE_WRITE alone starts writeback of the dirty pages in the range and
-        // waits for none of it. It does not consume a writeback error either (only the
-        // waiting flags check them), so the next flush still reports any. A failure here is
-        // therefore left to that flush.
-        // SAFETY: sync_file_range on a file descriptor this thread's owner keeps open; no
-        // memory is passed.
-        let rc = unsafe {
-            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if rc != 0 {
-            tracing::debug!(
-                "starting writeback: {} (left to the next flush)",
-                io::Error::last_os_error()
-            );
+        if let Err(e) = start_writeback(file, low, high - low) {
+            // Left to the next flush, which reports any write error itself.
+            tracing::debug!("starting writeback: {e}");
         }
     }
+}
+
+/// Starts writeback of the dirty pages of `file` in `[offset, offset + len)`.
+///
+/// SYNC_FILE_RANGE_WRITE alone waits for none of it. It does not consume a writeback error
+/// either (only the waiting flags check them), so the next `fdatasync` still reports any.
+fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Ok(());
+    };
+    // SAFETY: sync_file_range on a file descriptor the caller keeps open; no memory is passed.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
