@@ -43,6 +43,11 @@ pub trait Device: Send + Sync {
         let _ = (offset, buf);
         Ok(false)
     }
+    /// Starts reading the range into a cache, waiting for none of it: the server reads ahead
+    /// of a client reading sequentially. A hint; devices without a cache ignore it.
+    fn prefetch(&self, offset: u64, length: u64) {
+        let _ = (offset, length);
+    }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> DevResult<()>;
     /// Zeroes a range; whole allocation units may become holes when `may_trim`.
     fn write_zeroes(&self, offset: u64, length: u64, may_trim: bool, fua: bool) -> DevResult<()>;

@@ -5,6 +5,7 @@
 pub mod device;
 mod handshake;
 pub mod proto;
+mod readahead;
 mod server;
 mod transmission;
 

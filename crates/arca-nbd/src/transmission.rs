@@ -9,6 +9,9 @@
 //! on the socket runs on the reader thread too: at queue depth 1 a hand-off would only add a
 //! thread wake-up.
 //!
+//! The reader also watches for a sequential stream of reads and has a worker read ahead of it
+//! (see [`crate::readahead`]), so that the stream's later reads find their data cached.
+//!
 //! Why the reader executes so much itself: on a cached working set a request costs a few
 //! microseconds, and a hand-off to another thread (a wake-up, often a context switch on a
 //! small machine) cost as much as the request again.
@@ -32,6 +35,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::device::{DevError, DevResult, Device};
 use crate::handshake::Session;
 use crate::proto::*;
+use crate::readahead::ReadAhead;
 use crate::server::Limits;
 
 struct Budget {
@@ -60,8 +64,13 @@ const INLINE_READ_BYTES_MAX: u32 = 64 * 1024;
 /// when a large request grew them past this, so an idle connection holds little.
 const KEEP_BUFFER_BYTES_MAX: usize = 4 << 20;
 
-/// A request read off the socket, with its write data.
-type Job = (Request, Vec<u8>);
+/// Work for the connection's workers.
+enum Job {
+    /// A request read off the socket, with its write data.
+    Request(Request, Vec<u8>),
+    /// Read ahead `length` bytes from `offset` (see [`crate::readahead`]).
+    Prefetch(u64, u64),
+}
 
 pub struct Connection {
     session: Session,
@@ -127,10 +136,11 @@ fn work_loop(conn: &Connection, rx: Receiver<Job>, idle: &AtomicUsize) {
         idle.fetch_add(1, Ordering::SeqCst);
         let got = rx.recv();
         idle.fetch_sub(1, Ordering::SeqCst);
-        let Ok((req, payload)) = got else {
-            return;
-        };
-        serve_one(conn, req, payload, &mut reply);
+        match got {
+            Ok(Job::Request(req, payload)) => serve_one(conn, req, payload, &mut reply),
+            Ok(Job::Prefetch(offset, length)) => conn.session.device.prefetch(offset, length),
+            Err(_) => return,
+        }
     }
 }
 
@@ -240,6 +250,7 @@ fn read_requests(
     let mut header = [0u8; REQUEST_SIZE];
     // Write data of inline writes that is not wholly in the read buffer.
     let mut scratch = Vec::new();
+    let mut readahead = ReadAhead::default();
     loop {
         // About to wait on the socket: replies must not wait with us (the client may be
         // waiting for them before it sends more).
@@ -307,6 +318,11 @@ fn read_requests(
                 return Ok(());
             }
             if req.kind == CMD_READ
+                && let Some((offset, length)) = readahead.read(req.offset, req.length as u64)
+            {
+                submit(Job::Prefetch(offset, length));
+            }
+            if req.kind == CMD_READ
                 && req.length <= INLINE_READ_BYTES_MAX
                 && read_inline(conn, &req, batch)
             {
@@ -329,7 +345,7 @@ fn read_requests(
             send_batch(conn, batch);
             serve_one(conn, req, payload, &mut scratch);
         } else {
-            submit((req, payload));
+            submit(Job::Request(req, payload));
         }
     }
 }

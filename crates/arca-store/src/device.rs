@@ -37,6 +37,12 @@ pub trait BlockDevice: Send + Sync + Debug {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every completed write durable.
     fn sync(&self) -> io::Result<()>;
+    /// Starts reading `[offset, offset + len)` into a cache, waiting for none of it: a hint
+    /// for reads expected soon. Engines without a cache do nothing.
+    fn prefetch(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// A regular file or a block device, opened read-write with an exclusive advisory lock so that
@@ -165,5 +171,26 @@ impl BlockDevice for FileDevice {
 
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn prefetch(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return Ok(());
+        };
+        // SAFETY: posix_fadvise on a file descriptor we own; no memory is passed.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
+        // posix_fadvise returns the error number instead of setting errno.
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
     }
 }

@@ -529,6 +529,44 @@ impl Export {
             .collect())
     }
 
+    /// Starts reading `[offset, offset + len)` into the page cache, waiting for none of it:
+    /// readahead along the volume's own order, which a thin volume's extents need because
+    /// their order on the disk is the order they were first written in. Holes and what lies
+    /// past the end are skipped.
+    pub fn prefetch(&self, offset: u64, len: u64) -> Result<()> {
+        let inner = &self.pool.inner;
+        let es = inner.extent_size;
+        // (device, offset, length), merged where contiguous on a device.
+        let mut runs: Vec<(u32, u64, u64)> = Vec::new();
+        {
+            let f = self.handle.cell.read();
+            let view = self.view(&f)?;
+            let size = f.view_size(view);
+            let len = len.min(size.saturating_sub(offset));
+            for pc in pieces(offset, len, es) {
+                if let Target::Extent(p) = resolve(&self.handle, &f, view, pc.l, es) {
+                    let at = inner.device_offset(p, pc.at);
+                    match runs.last_mut() {
+                        Some((d, o, l)) if *d == p.device() && *o + *l == at => *l += pc.len,
+                        _ => runs.push((p.device(), at, pc.len)),
+                    }
+                }
+            }
+        }
+        // Issued without the lock, which submitting the reads could hold for milliseconds. An
+        // extent freed and reused meanwhile only means caching someone else's data.
+        for (device, at, len) in runs {
+            let dev = &inner.devices[device as usize];
+            dev.prefetch(at, len).map_err(|e| {
+                Error::io(
+                    format!("reading ahead {}: device {}", self.name, dev.name()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Makes every completed write to the pool durable (the pool has one commit for all).
     pub fn flush(&self) -> Result<()> {
         self.pool.flush()

@@ -167,6 +167,12 @@ impl Device for VolumeDevice {
         }
         r.map_err(dev_error)
     }
+    fn prefetch(&self, offset: u64, length: u64) {
+        if let Err(e) = self.export.prefetch(offset, length) {
+            // A hint only: the read itself reports any real trouble.
+            tracing::debug!("reading ahead: {e}");
+        }
+    }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> DevResult<()> {
         self.timed("write", data.len() as u64, || {
             self.export.write(offset, data, fua)

@@ -55,6 +55,8 @@ pub struct MemDev {
     cached: Option<Cached>,
     pub reads_inline: AtomicUsize,
     pub reads_waited: AtomicUsize,
+    /// Every read-ahead hint, in the order received.
+    pub prefetched: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Device for MemDev {
@@ -85,6 +87,9 @@ impl Device for MemDev {
         let d = self.data.lock().unwrap();
         buf.copy_from_slice(&d[offset as usize..offset as usize + buf.len()]);
         Ok(())
+    }
+    fn prefetch(&self, offset: u64, length: u64) {
+        self.prefetched.lock().unwrap().push((offset, length));
     }
     fn write(&self, offset: u64, data: &[u8], _fua: bool) -> DevResult<()> {
         let mut d = self.data.lock().unwrap();
@@ -122,6 +127,7 @@ impl MemExports {
                 cached,
                 reads_inline: AtomicUsize::new(0),
                 reads_waited: AtomicUsize::new(0),
+                prefetched: Mutex::new(Vec::new()),
             })
         };
         let mut m = HashMap::new();

@@ -4,7 +4,9 @@
 
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arca_store::{FileDevice, Pool, PoolConfig};
 
@@ -18,8 +20,9 @@ fn evict(path: &std::path::Path) {
     assert_eq!(rc, 0);
 }
 
-#[test]
-fn try_read_serves_cached_data_and_declines_data_on_disk() {
+/// A pool on a file with volume "v" holding 1 MiB of data at offset 0, written back so its
+/// pages are clean and can be dropped.
+fn pool_with_data() -> (tempfile::TempDir, PathBuf, Pool, Vec<u8>) {
     // In the target directory, which is on a disk: a tmpfs caches everything, so nothing
     // would ever be declined there.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -31,11 +34,16 @@ fn try_read_serves_cached_data_and_declines_data_on_disk() {
     let device = Arc::new(FileDevice::create(&path, 64 << 20).unwrap());
     let pool = Pool::create(vec![device], &config).unwrap();
     pool.create_volume("v", 8 << 20, None).unwrap();
-    let v = pool.export("v").unwrap();
     let data = pattern(7, 1 << 20);
-    v.write(0, &data, false).unwrap();
-    // Written back, so the pages are clean and can be dropped.
+    pool.export("v").unwrap().write(0, &data, false).unwrap();
     pool.flush().unwrap();
+    (dir, path, pool, data)
+}
+
+#[test]
+fn try_read_serves_cached_data_and_declines_data_on_disk() {
+    let (_dir, path, pool, data) = pool_with_data();
+    let v = pool.export("v").unwrap();
 
     let mut buf = vec![0u8; 256 * 1024];
     assert!(v.try_read(4096, &mut buf).unwrap(), "just written: cached");
@@ -61,4 +69,21 @@ fn try_read_serves_cached_data_and_declines_data_on_disk() {
 
     // Errors are errors, not "would wait".
     assert!(v.try_read(8 << 20, &mut buf).is_err());
+}
+
+#[test]
+fn prefetch_brings_a_range_into_the_cache() {
+    let (_dir, path, pool, data) = pool_with_data();
+    let v = pool.export("v").unwrap();
+    evict(&path);
+    let mut buf = vec![0u8; 1 << 20];
+    assert!(!v.try_read(0, &mut buf).unwrap(), "evicted: would wait");
+    // Past the end and over holes is no error: a read ahead may overshoot.
+    v.prefetch(0, 64 << 20).unwrap();
+    let start = Instant::now();
+    while !v.try_read(0, &mut buf).unwrap() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never cached");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(buf == data);
 }
