@@ -103,9 +103,11 @@ impl WriteBehind {
         let s = &self.shared;
         s.low.fetch_min(offset, Ordering::Relaxed);
         s.high.fetch_max(offset + len, Ordering::Relaxed);
-        let before = s.written.fetch_add(len, Ordering::Relaxed);
+        // SeqCst pairs with the helper's store of `sleeping` and its load of `written`: either
+        // it sees these bytes, or this write sees it asleep and wakes it.
+        let before = s.written.fetch_add(len, Ordering::SeqCst);
         if before + len < WRITE_BEHIND_BYTES {
-            if s.sleeping.load(Ordering::Relaxed) {
+            if s.sleeping.load(Ordering::SeqCst) {
                 // Under the lock, so the wake-up cannot fall between the helper's last look
                 // and its wait.
                 let mut q = s.queue.lock();
@@ -178,7 +180,12 @@ fn run(shared: &Shared, file: &File) {
                     Some(span) => break span,
                     None => {
                         q.sleeping = true;
-                        shared.sleeping.store(true, Ordering::Relaxed);
+                        shared.sleeping.store(true, Ordering::SeqCst);
+                        if shared.written.load(Ordering::SeqCst) > 0 {
+                            // A write came in since the look and may not have seen us asleep.
+                            q.sleeping = false;
+                            shared.sleeping.store(false, Ordering::SeqCst);
+                        }
                     }
                 }
             }
