@@ -148,7 +148,8 @@ impl BlockDevice for FileDevice {
         if n < 0 {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {
-                Some(libc::EAGAIN) => Ok(false),
+                // A signal is no device error: the blocking read will be retried.
+                Some(libc::EAGAIN | libc::EINTR) => Ok(false),
                 Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
                     self.nowait_unsupported.store(true, Ordering::Relaxed);
                     Ok(false)
