@@ -266,8 +266,9 @@ impl Backups {
         }
     }
 
+    /// A new record as a backup starts: `copying`, taken now, no digest yet.
     #[allow(clippy::too_many_arguments)] // one record's worth of fields, all needed
-    fn base_record(
+    pub(crate) fn base_record(
         &self,
         id: u64,
         source: &VolumeInfo,

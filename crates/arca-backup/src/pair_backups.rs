@@ -9,7 +9,7 @@ use crate::backups::{Backups, busy, guard_text};
 use crate::catalog;
 use crate::create::{CreateRequest, Created, Target, TargetKind};
 use crate::pairs::{PairRecord, PairState, Pairs};
-use crate::record::{BackupRecord, Destination, Event, Method, Source, Status};
+use crate::record::{BackupRecord, Destination, Event, Method, Status};
 
 /// Where the backup service finds the pairs (the daemon attaches them after both open).
 pub(crate) type PairsSlot = OnceLock<Arc<Pairs>>;
@@ -87,35 +87,20 @@ impl Backups {
                 .ok_or_else(|| busy("the secondary disappeared during the split"))?;
             let generation = self.pool.app_read(|r| catalog::generation(r, source.id))? + 1;
             let pit = split.split_ms.unwrap_or_else(|| self.now_ms());
-            let r = BackupRecord {
-                id,
-                source: Source {
-                    volume_id: source.id,
-                    volume_name: source.name.clone(),
-                    size: source.size,
-                },
-                generation,
-                method: Method::Copy,
-                destination: Destination::Volume {
-                    volume: secondary.name.clone(),
-                    volume_id: secondary.id,
-                    device: secondary.placement,
-                    created: false,
-                },
-                point_in_time_ms: pit,
-                started_ms: pit,
-                completed_ms: Some(self.now_ms()),
-                status: Status::Complete,
-                status_reason: None,
-                info: req.info.clone(),
-                retention: req.retention.clone(),
-                digest: None,
-                logical_bytes: source.size,
-                allocated_bytes: secondary.referenced_bytes,
-                set_id: None,
-                history: Vec::new(),
-                job: None,
+            let destination = Destination::Volume {
+                volume: secondary.name.clone(),
+                volume_id: secondary.id,
+                device: secondary.placement,
+                created: false,
             };
+            let mut r =
+                self.base_record(id, source, generation, Method::Copy, destination, req, None);
+            // Complete at once: the split made the copy.
+            r.point_in_time_ms = pit;
+            r.started_ms = pit;
+            r.completed_ms = Some(self.now_ms());
+            r.status = Status::Complete;
+            r.allocated_bytes = secondary.referenced_bytes;
             let mut t = self.pool.transaction();
             catalog::put(&mut t, None, &r);
             catalog::set_generation(&mut t, source.id, generation);

@@ -164,6 +164,19 @@ struct Runtime {
     secondary: Mutex<Option<arca_store::Export>>,
 }
 
+impl Runtime {
+    fn new(record: PairRecord) -> Arc<Runtime> {
+        Arc::new(Runtime {
+            record: Mutex::new(record),
+            gate: Gate::default(),
+            copy_lock: RwLock::new(()),
+            job: Mutex::new(None),
+            error_tracked: std::sync::atomic::AtomicBool::new(true),
+            secondary: Mutex::new(None),
+        })
+    }
+}
+
 struct Mirror {
     pool: Pool,
     rt: Arc<Runtime>,
@@ -300,14 +313,7 @@ impl Pairs {
                 r.reason = Some("the array stopped without closing the pair: full copy".into());
             }
             r.closed_cleanly = false;
-            let rt = Arc::new(Runtime {
-                record: Mutex::new(r.clone()),
-                gate: Gate::default(),
-                copy_lock: RwLock::new(()),
-                job: Mutex::new(None),
-                error_tracked: std::sync::atomic::AtomicBool::new(true),
-                secondary: Mutex::new(None),
-            });
+            let rt = Runtime::new(r.clone());
             p.store(&r)?;
             if let Err(e) = p.install(&rt) {
                 // A side deleted behind the pair's back: keep the record, in error, so the
@@ -512,14 +518,7 @@ impl Pairs {
             needs_full_copy: false,
         };
         self.store(&r)?;
-        let rt = Arc::new(Runtime {
-            record: Mutex::new(r.clone()),
-            gate: Gate::default(),
-            copy_lock: RwLock::new(()),
-            job: Mutex::new(None),
-            error_tracked: std::sync::atomic::AtomicBool::new(true),
-            secondary: Mutex::new(None),
-        });
+        let rt = Runtime::new(r.clone());
         self.install(&rt)?;
         self.pairs.lock().push(rt.clone());
         self.start_copy_job(&rt, false, false)?;

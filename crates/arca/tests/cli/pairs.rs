@@ -299,6 +299,19 @@ fn device(dir: &Path) -> String {
     dir.join("device.img").to_str().unwrap().to_string()
 }
 
+/// A daemon on a new device file with pair p -> s in state pair, written before and after
+/// pairing.
+fn paired_on_a_device(dev: &str) -> Daemon {
+    let d = Daemon::serve(&["--device", dev, "--create", "--size", "1G"]);
+    for v in ["p", "s"] {
+        d.arca(&["volume", "create", v, "--size", "64M"]).ok();
+    }
+    qemu_ok(&d, "p", &["write -P 0x11 0 2M"]);
+    d.arca(&["pair", "create", "p", "s"]).ok();
+    qemu_ok(&d, "p", &["write -P 0x12 1M 64k"]);
+    d
+}
+
 #[test]
 fn pair_and_split_survive_an_orderly_restart() {
     require!("qemu-io", "qemu-img");
@@ -307,13 +320,7 @@ fn pair_and_split_survive_an_orderly_restart() {
         .tempdir()
         .unwrap();
     let dev = device(tmp.path());
-    let d = Daemon::serve(&["--device", &dev, "--create", "--size", "1G"]);
-    for v in ["p", "s"] {
-        d.arca(&["volume", "create", v, "--size", "64M"]).ok();
-    }
-    qemu_ok(&d, "p", &["write -P 0x11 0 2M"]);
-    d.arca(&["pair", "create", "p", "s"]).ok();
-    qemu_ok(&d, "p", &["write -P 0x12 1M 64k"]);
+    let d = paired_on_a_device(&dev);
     let before = state(&d, "s");
     d.stop();
 
@@ -364,13 +371,7 @@ fn pair_after_a_crash_gets_a_full_copy() {
         .tempdir()
         .unwrap();
     let dev = device(tmp.path());
-    let d = Daemon::serve(&["--device", &dev, "--create", "--size", "1G"]);
-    for v in ["p", "s"] {
-        d.arca(&["volume", "create", v, "--size", "64M"]).ok();
-    }
-    qemu_ok(&d, "p", &["write -P 0x11 0 2M"]);
-    d.arca(&["pair", "create", "p", "s"]).ok();
-    qemu_ok(&d, "p", &["write -P 0x12 1M 64k"]);
+    let d = paired_on_a_device(&dev);
     let log = d.kill();
     assert!(!log.contains("panicked"), "{log}");
 
