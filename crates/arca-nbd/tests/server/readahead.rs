@@ -23,6 +23,18 @@ fn a_sequential_reader_is_read_ahead_and_a_random_one_is_not() {
         assert!(start.elapsed() < IO_TIMEOUT, "no read-ahead");
         thread::sleep(Duration::from_millis(1));
     }
+    // Every hint was handed to the workers before the last reply left; let them all land
+    // (no new one for 200 ms) before the random phase looks for new ones.
+    let mut seen = 0;
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        let n = dev.prefetched.lock().unwrap().len();
+        if n == seen {
+            break;
+        }
+        assert!(start.elapsed() < IO_TIMEOUT, "read-ahead hints keep coming");
+        seen = n;
+    }
     // The first window starts where the third read in a row ended: 1 MiB of it.
     assert_eq!(dev.prefetched.lock().unwrap()[0], (3 * READ, 1 << 20));
 
