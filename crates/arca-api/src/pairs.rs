@@ -125,7 +125,7 @@ pub(crate) async fn split_pair(
 /// Starts copying what changed since the split: primary to secondary (from `split`, or from
 /// `error`), or with `reverse` secondary to primary (from `split` only). The pair is back in
 /// state `pair` when the job ends. Refused (409) while the secondary holds a live backup,
-/// unless `consume_backup`.
+/// unless `consume_backup`, and while that backup is on hold or locked.
 #[utoipa::path(post, path = "/v1/pairs/{name}/resync", tag = "pairs",
     params(("name" = String, Path)), request_body = ResyncPair,
     responses((status = 202, body = ResyncStarted), (status = 400, body = ErrorBody),

@@ -662,6 +662,7 @@ pub struct ResyncPair {
     pub reverse: bool,
     /// When the secondary holds a live backup (a copy backup taken by splitting the pair),
     /// record it as consumed and resync; without this the resync is refused (409) naming it.
+    /// Overrides the backup's keep-until, never a hold or a lock-until (409 either way).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consume_backup: bool,
 }

@@ -3,6 +3,9 @@
 //! Deletion is refused under a hold, before lock-until (never overridable) and before
 //! keep-until (unless forced), and the error says which and until when. The destination and
 //! the record's change to `deleted` go in one transaction; the record stays as history.
+//!
+//! The same rule, [`deletion_refusal`], guards every way a live backup's image is given up:
+//! deletion, prune, and consuming it (a pair resync over the secondary holding it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,7 +58,8 @@ fn rfc3339_ms(ms: u64) -> String {
     format_rfc3339(ms / 1000)
 }
 
-/// Why `r` may not be deleted now, or `None`.
+/// Why `r`'s image may not be given up now (deleted, pruned or consumed), or `None`. `force`
+/// is the caller's explicit consent: it overrides keep-until, never a hold or a lock.
 pub fn deletion_refusal(r: &BackupRecord, now: u64, force: bool) -> Option<String> {
     let id = r.id;
     if r.retention.hold {

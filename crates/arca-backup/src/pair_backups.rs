@@ -8,6 +8,7 @@ use arca_store::{Result, VolumeInfo};
 use crate::backups::{Backups, busy, guard_text};
 use crate::catalog;
 use crate::create::{CreateRequest, Created, Target, TargetKind};
+use crate::expire::deletion_refusal;
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
 
@@ -119,6 +120,10 @@ impl Backups {
 
     /// Resyncs a pair, refusing while its secondary holds a live backup unless `consume`,
     /// which first records the backup as consumed (and when): the data is about to change.
+    /// Consuming gives the backup's image up, so it obeys the deletion rule: never under a
+    /// hold or before lock-until; `consume` is the consent that overrides keep-until (as
+    /// `--force` does for a deletion). Either way a reverse resync too: the secondary is
+    /// mirrored again once it ends.
     pub fn resync_pair(self: &Arc<Self>, name: &str, reverse: bool, consume: bool) -> Result<u64> {
         let pairs = self
             .pairs
@@ -126,6 +131,8 @@ impl Backups {
             .ok_or_else(|| busy("pairs are not available"))?
             .clone();
         let pair = pairs.get(name)?;
+        // A resync the pair's state refuses must consume nothing.
+        pairs.check_resync(name, reverse)?;
         let (records, _) = catalog::all(&self.pool)?;
         let held: Vec<&BackupRecord> = records
             .iter()
@@ -135,6 +142,13 @@ impl Backups {
                     if volume_id == pair.secondary_id)
             })
             .collect();
+        // Every refusal before any consumption, so a refused resync changes nothing.
+        let now = self.now_ms();
+        for r in &held {
+            if let Some(why) = consume_refusal(r, now) {
+                return Err(busy(format!("cannot resync pair {name}: {why}")));
+            }
+        }
         if !held.is_empty() && !consume {
             let ids: Vec<String> = held.iter().map(|r| r.id.to_string()).collect();
             return Err(busy(format!(
@@ -149,23 +163,45 @@ impl Backups {
         pairs.resync(name, reverse)
     }
 
-    /// Marks a backup consumed: its destination keeps no claim to it.
+    /// Marks a backup consumed: its destination keeps no claim to it. Checked again under the
+    /// catalog lock: a hold or lock set since the caller looked still wins.
     fn consume(&self, id: u64, by: &str) -> Result<()> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
+        let now = self.now_ms();
+        if !old.status.live() {
+            return Err(busy(format!("backup {id} is {}", old.status.as_str())));
+        }
+        if let Some(why) = consume_refusal(&old, now) {
+            return Err(busy(format!("{by} refused: {why}")));
+        }
         let mut new = old.clone();
         new.status = Status::Consumed;
         new.status_reason = Some(format!("consumed by {by}"));
-        let now = self.now_ms();
         new.push_history(now, Event::Consumed { by: by.to_string() });
         let mut t = self.pool.transaction();
+        let mut lifted = None;
         if let Destination::Volume { volume_id, .. } = &old.destination
             && let Some(v) = self.volume_by_id(*volume_id)
         {
-            self.pool.set_volume_guard(&v.name, None)?;
             t.set_volume_tag(&v.name, None)?;
+            self.pool.set_volume_guard(&v.name, None)?;
+            lifted = Some((v.name.clone(), v.guard.clone()));
         }
         catalog::put(&mut t, Some(&old), &new);
-        t.commit()
+        let r = t.commit();
+        if r.is_err()
+            && let Some((v, g)) = lifted
+        {
+            // Not consumed after all: the backup keeps its protection.
+            let _ = self.pool.set_volume_guard(&v, g);
+        }
+        r
     }
+}
+
+/// Why consuming `r` is refused now: the deletion rule, with the consent to consume standing
+/// for `--force` (keep-until yields; a hold and a lock never do).
+fn consume_refusal(r: &BackupRecord, now_ms: u64) -> Option<String> {
+    deletion_refusal(r, now_ms, true)
 }

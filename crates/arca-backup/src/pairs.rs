@@ -268,6 +268,19 @@ impl Mirror {
     }
 }
 
+fn resync_allowed(r: &PairRecord, reverse: bool) -> Result<()> {
+    let allowed = r.state == PairState::Split || (r.state == PairState::Error && !reverse);
+    if allowed {
+        return Ok(());
+    }
+    Err(busy(format!(
+        "pair {} is in state {}; resync needs split{}",
+        r.name,
+        r.state.as_str(),
+        if reverse { "" } else { " or error" }
+    )))
+}
+
 fn volume_name(pool: &Pool, id: u64) -> Result<String> {
     pool.volumes()
         .into_iter()
@@ -608,16 +621,7 @@ impl Pairs {
     pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<u64> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
-        let r = rt.record.lock().clone();
-        let allowed =
-            matches!(r.state, PairState::Split) || (r.state == PairState::Error && !reverse);
-        if !allowed {
-            return Err(busy(format!(
-                "pair {name} is in state {}; resync needs split{}",
-                r.state.as_str(),
-                if reverse { "" } else { " or error" }
-            )));
-        }
+        resync_allowed(&rt.record.lock(), reverse)?;
         let state = if reverse {
             PairState::ReverseResync
         } else {
@@ -633,6 +637,12 @@ impl Pairs {
         self.install_guards(&rt)?;
         self.start_copy_job(&rt, true, reverse)?;
         Ok(rt.job.lock().expect("just started"))
+    }
+
+    /// Whether the pair's state lets it resync now (the backup layer asks before it consumes
+    /// a backup held on the secondary, so a refused resync consumes nothing).
+    pub fn check_resync(&self, name: &str, reverse: bool) -> Result<()> {
+        resync_allowed(&self.find(name)?.record.lock(), reverse)
     }
 
     /// Ends a pair: the mirror goes, the guards and tracking snapshots go, both volumes stay.

@@ -260,3 +260,67 @@ fn prune_keeps_protected_and_newest_verified_backups() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     r.assert_clean();
 }
+
+/// Besides deletion, prune and a pair resync (which consume only through the deletion rule),
+/// nothing overwrites a live backup's image: an in-place restore into its destination and a
+/// copy into it are refused naming it, and a rebuild from the descriptors keeps its hold and
+/// lock, so the rule still refuses afterwards.
+#[test]
+fn no_other_path_overwrites_a_held_and_locked_backup() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    r.pool.create_volume("lent", 16 * ES, None).unwrap();
+    r.write("v", 0, &[0x44; 4096]);
+    let retention = Retention {
+        hold: true,
+        lock_until_ms: Some(EPOCH_MS + 365 * DAY),
+        ..Retention::default()
+    };
+    let c = r
+        .backups
+        .create(CreateRequest {
+            volumes: vec!["v".into()],
+            to: Some("lent".into()),
+            retention: retention.clone(),
+            ..CreateRequest::default()
+        })
+        .unwrap();
+    r.wait_ok(c.jobs[0]);
+    let id = c.records[0].id;
+    let snap = r.snapshot_backup("v", None);
+    r.write("v", 0, &[0x45; 4096]);
+
+    let e = r
+        .backups
+        .restore(
+            snap,
+            arca_backup::RestoreTo::InPlace {
+                volume: Some("lent".into()),
+                force: true,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert!(e.to_string().contains(&format!("holds backup {id}")), "{e}");
+    let e = r
+        .backups
+        .create(CreateRequest {
+            volumes: vec!["v".into()],
+            to: Some("lent".into()),
+            ..CreateRequest::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains(&format!("holds backup {id}")), "{e}");
+
+    r.backups.rebuild(true).unwrap();
+    let after = r.backups.get(id).unwrap();
+    assert_eq!(after.status, Status::Complete);
+    assert_eq!(after.retention, retention);
+    let e = r.backups.delete(id, true).unwrap_err();
+    assert!(e.to_string().contains("on hold"), "{e}");
+    assert!(
+        r.read("lent", 0, 4096) == [0x44; 4096],
+        "the image is intact"
+    );
+    r.assert_clean();
+}

@@ -441,3 +441,101 @@ fn review_regressions_protections_hold_across_pairs_and_failed_writes() {
     assert!(w.pool.export("s").unwrap().read_only(), "still the pair's");
     assert!(backups.check().unwrap().problems.is_empty());
 }
+
+/// Consuming a backup gives its image up: a pair resync over a held or locked backup on the
+/// secondary is refused (forward or reverse, with --consume-backup or not), naming the hold or
+/// the lock and until when, in the words a deletion uses, and leaves everything as it was.
+#[test]
+fn a_resync_never_consumes_a_held_or_locked_backup() {
+    let w = new_world(7);
+    let backups =
+        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
+    backups.attach_pairs(w.pairs.clone()).unwrap();
+    // 9999-12-31T00:00:00Z.
+    let lock_ms = 253_402_214_400_000;
+    let c = backups
+        .create(arca_backup::CreateRequest {
+            volumes: vec!["p".into()],
+            to: Some("s".into()),
+            retention: arca_backup::Retention {
+                hold: true,
+                lock_until_ms: Some(lock_ms),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let id = c.records[0].id;
+    w.jobs
+        .get(c.jobs[0])
+        .unwrap()
+        .wait(std::time::Duration::from_secs(60));
+    let image = w.image("s");
+    let before = backups.get(id).unwrap();
+    let unchanged = |what: &str| {
+        assert_eq!(backups.get(id).unwrap(), before, "{what}");
+        assert_eq!(w.state(), PairState::Split, "{what}");
+        assert!(w.image("s") == image, "{what}: the image is intact");
+        let guard = w.pool.volume("s").unwrap().guard;
+        assert_eq!(guard, Some(format!("holds backup {id}")), "{what}");
+    };
+    let delete_refusal = backups.delete(id, true).unwrap_err().to_string();
+    assert!(delete_refusal.contains("on hold"), "{delete_refusal}");
+    for (reverse, consume) in [(false, true), (true, true), (false, false)] {
+        let e = backups.resync_pair("s", reverse, consume).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        let m = e.to_string();
+        assert!(
+            m.starts_with("cannot resync pair s: ") && m.ends_with(&delete_refusal),
+            "reverse {reverse}, consume {consume}: {m}"
+        );
+        unchanged(&m);
+    }
+    // Released, the lock still refuses, saying until when.
+    backups.hold(id, false).unwrap();
+    let e = backups.resync_pair("s", false, true).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert!(
+        e.to_string()
+            .contains(&format!("backup {id} is locked until 9999-12-31T00:00:00Z")),
+        "{e}"
+    );
+    assert_eq!(
+        backups.get(id).unwrap().status,
+        arca_backup::Status::Complete
+    );
+    assert_eq!(w.state(), PairState::Split);
+    assert!(w.image("s") == image);
+    assert!(backups.check().unwrap().problems.is_empty());
+}
+
+/// Keep-until yields to --consume-backup, the explicit consent (as to `delete --force`).
+#[test]
+fn consume_backup_overrides_keep_until() {
+    let w = new_world(8);
+    let backups =
+        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
+    backups.attach_pairs(w.pairs.clone()).unwrap();
+    let c = backups
+        .create(arca_backup::CreateRequest {
+            volumes: vec!["p".into()],
+            to: Some("s".into()),
+            retention: arca_backup::Retention {
+                keep_until_ms: Some(253_402_214_400_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let id = c.records[0].id;
+    let e = backups.resync_pair("s", false, false).unwrap_err();
+    assert!(e.to_string().contains("--consume-backup"), "{e}");
+    backups.resync_pair("s", false, true).unwrap();
+    w.settle();
+    assert_eq!(w.state(), PairState::Pair);
+    assert_eq!(
+        backups.get(id).unwrap().status,
+        arca_backup::Status::Consumed
+    );
+    assert!(backups.check().unwrap().problems.is_empty());
+}

@@ -59,7 +59,8 @@ pub enum PairCmd {
         #[arg(long)]
         reverse: bool,
         /// When the secondary holds a backup (taken by splitting the pair), record it as
-        /// consumed and resync (refused without this)
+        /// consumed and resync (refused without this; overrides its keep-until, never a hold
+        /// or a lock)
         #[arg(long)]
         consume_backup: bool,
         /// Print the job and return instead of waiting for it

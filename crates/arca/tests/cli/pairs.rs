@@ -388,3 +388,67 @@ fn pair_after_a_crash_gets_a_full_copy() {
     qemu_ok(&d, "s", &["read -P 0x12 1M 64k"]);
     d.stop();
 }
+
+/// Issue 11, item 5: `pair resync --consume-backup` over a held and locked backup on the
+/// secondary is refused with the reason a deletion gives, and the backup, its data and the
+/// split stay.
+#[test]
+fn a_held_and_locked_backup_on_a_secondary_survives_resync() {
+    require!("qemu-io");
+    let d = Daemon::start();
+    for v in ["p", "s"] {
+        d.arca(&["volume", "create", v, "--size", "16M"]).ok();
+    }
+    qemu_ok(&d, "p", &["write -P 0x51 0 256k"]);
+    d.arca(&["pair", "create", "p", "s"]).ok();
+    let created = d.json(&[
+        "backup",
+        "create",
+        "p",
+        "--to",
+        "s",
+        "--hold",
+        "--lock-until",
+        "9999-12-31",
+    ]);
+    let id = created["backups"][0]["id"].as_u64().unwrap().to_string();
+    qemu_ok(&d, "p", &["write -P 0x52 0 256k"]);
+
+    let deleting = d.arca(&["backup", "delete", &id, "--force"]).error_line();
+    assert!(
+        deleting.contains(&format!("backup {id} is on hold")),
+        "{deleting}"
+    );
+    for args in [
+        vec!["pair", "resync", "s", "--consume-backup"],
+        vec!["pair", "resync", "s", "--reverse", "--consume-backup"],
+        vec!["pair", "resync", "s"],
+    ] {
+        let err = d.arca(&args).error_line();
+        assert!(
+            err.contains("cannot resync pair s: ")
+                && err.contains(&format!("backup {id} is on hold; release it first")),
+            "{args:?}: {err}"
+        );
+    }
+    d.arca(&["backup", "release", &id]).ok();
+    let err = d
+        .arca(&["pair", "resync", "s", "--consume-backup"])
+        .error_line();
+    assert!(
+        err.contains(&format!(
+            "backup {id} is locked until 9999-12-31T00:00:00Z; a retention lock cannot be \
+             overridden"
+        )),
+        "{err}"
+    );
+
+    let b = d.json(&["backup", "show", &id]);
+    assert_eq!(b["status"], "complete", "{b:#}");
+    assert_eq!(b["retention"]["lock_until"], "9999-12-31T00:00:00.000Z");
+    assert_eq!(state(&d, "s")["state"], "split");
+    qemu_ok(&d, "s", &["read -P 0x51 0 256k"]);
+    write_refused(&d, "s");
+    assert_eq!(d.json(&["catalog", "check"])["clean"], true);
+    d.stop();
+}
