@@ -160,6 +160,8 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
         method: r.method.as_str().into(),
         destination,
         point_in_time: format_ms(r.point_in_time_ms),
+        clock_stepped_back: r.stepped_back_from_ms.is_some(),
+        previous_point_in_time: r.stepped_back_from_ms.map(format_ms),
         started: format_ms(r.started_ms),
         completed: r.completed_ms.map(format_ms),
         status: r.status.as_str().into(),

@@ -382,6 +382,14 @@ pub struct Backup {
     pub destination: BackupDestination,
     #[schema(format = DateTime)]
     pub point_in_time: String,
+    /// The point in time is earlier than that of the volume's previous generation: the clock
+    /// was moved back in between. Generations, not points in time, say which backup of a
+    /// volume is newer (prune's keep-last ranks by them).
+    #[serde(default)]
+    pub clock_stepped_back: bool,
+    /// The previous generation's point in time, when `clock_stepped_back`.
+    #[schema(format = DateTime)]
+    pub previous_point_in_time: Option<String>,
     #[schema(format = DateTime)]
     pub started: String,
     #[schema(format = DateTime)]

@@ -115,6 +115,7 @@ fn synthetic(i: u64, t0: u64) -> BackupRecord {
         set_id: None,
         history: Vec::new(),
         job: None,
+        stepped_back_from_ms: None,
     }
 }
 

@@ -114,7 +114,14 @@ impl Backups {
         clock: Clock,
     ) -> Result<Arc<Backups>> {
         let (records, _bad) = catalog::all(&pool)?;
-        let last = records.iter().map(|r| r.id).max().unwrap_or(0);
+        // Ids only grow: past every record, and past every id given before, whose record a
+        // rebuild may have dropped (the clock may stand earlier now).
+        let last = records
+            .iter()
+            .map(|r| r.id)
+            .max()
+            .unwrap_or(0)
+            .max(catalog::id_mark(&pool)?);
         let b = Arc::new(Backups {
             pool,
             clock,
@@ -156,7 +163,8 @@ impl Backups {
         &self.jobs
     }
 
-    /// A new id: the current millisecond × 1000 (+ a sequence), above every id given before.
+    /// A new id: the current millisecond × 1000 (+ a sequence), above every id given before,
+    /// whatever the clock does (a clock moved back continues the sequence).
     pub(crate) fn new_id(&self) -> u64 {
         let mut last = self.last_id.lock();
         let id = (self.clock)()
@@ -164,6 +172,12 @@ impl Backups {
             .max(*last + 1);
         *last = id;
         id
+    }
+
+    /// Records the highest id given, in a transaction adding records (under the catalog
+    /// lock, so the marks written never decrease).
+    pub(crate) fn mark_ids(&self, t: &mut arca_store::Txn<'_>) {
+        catalog::set_id_mark(t, *self.last_id.lock());
     }
 
     pub fn get(&self, id: u64) -> Result<BackupRecord> {

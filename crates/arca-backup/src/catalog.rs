@@ -15,10 +15,13 @@
 //! | `backup_generations` | source volume id (8)                  | last generation (8)     |
 //! | `backup_digests`     | id (8) ++ chunk (4)                   | (extent (8), hash (16))* |
 //!
-//! Index keys end in the backup id, and ids sort by time, so a time range is a key range
-//! inside every index. Texts cannot hold control characters ([`crate::HostInfo::validate`]),
+//! Index keys end in the backup id, and ids sort by creation and start with the clock's
+//! millisecond, so a time range's start bounds the keys of every index (not its end: ids grow
+//! on when the clock steps back). Texts cannot hold control characters ([`crate::HostInfo::validate`]),
 //! so 0 separates fields. The digest table belongs with the destination, not the catalog: a
-//! rebuild keeps it (it is the evidence verification compares against).
+//! rebuild keeps it (it is the evidence verification compares against). So does
+//! `backup_id_mark` (one row: the highest backup id given), which keeps ids growing across
+//! restarts with the clock moved back even when a rebuild dropped the newest records.
 
 use std::ops::Bound;
 
@@ -36,6 +39,8 @@ pub const BY_SET: &str = "backups_by_set";
 pub const BY_STATUS: &str = "backups_by_status";
 pub const GENERATIONS: &str = "backup_generations";
 pub const DIGESTS: &str = "backup_digests";
+pub const ID_MARK: &str = "backup_id_mark";
+const ID_MARK_KEY: &[u8] = b"last";
 
 /// The catalog's own tables: what a rebuild reconstructs.
 pub const CATALOG_TABLES: [&str; 9] = [
@@ -173,6 +178,61 @@ pub fn set_generation(t: &mut Txn<'_>, volume_id: u64, generation: u64) {
     );
 }
 
+/// The highest backup id given so far, as last recorded (0 when none was).
+pub fn id_mark(pool: &Pool) -> arca_store::Result<u64> {
+    Ok(pool
+        .app_get(ID_MARK, ID_MARK_KEY)?
+        .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+/// Records `id` as the highest given; the caller passes a value that never decreases.
+pub fn set_id_mark(t: &mut Txn<'_>, id: u64) {
+    t.put(ID_MARK, ID_MARK_KEY.to_vec(), id.to_be_bytes().to_vec());
+}
+
+/// The record of generation `generation` of a volume's backups, if the catalog has it.
+/// Walks the volume's records newest first: the one wanted is almost always the first.
+pub fn by_generation(
+    pool: &Pool,
+    volume_id: u64,
+    generation: u64,
+) -> arca_store::Result<Option<BackupRecord>> {
+    let prefix = volume_id.to_be_bytes();
+    let from = u64_key(volume_id, 0);
+    let to = u64_key(volume_id, u64::MAX);
+    pool.app_read(|reader| {
+        let mut found = None;
+        let mut failure = None;
+        reader.scan(
+            BY_VOLUME,
+            Bound::Included(&from),
+            Bound::Included(&to),
+            true,
+            |k, _| {
+                debug_assert!(k.starts_with(&prefix));
+                let id = u64::from_be_bytes(k[8..].try_into().expect("volume index keys"));
+                match reader.get(BACKUPS, &id.to_be_bytes()) {
+                    Ok(Some(v)) => {
+                        if let Ok(r) = BackupRecord::decode(&v)
+                            && r.generation == generation
+                        {
+                            found = Some(r);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => failure = Some(e),
+                }
+                found.is_none() && failure.is_none()
+            },
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
+    })
+}
+
 /// A catalog query: every given filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -212,20 +272,18 @@ impl Query {
             && self.until_ms.is_none_or(|t| r.point_in_time_ms <= t)
     }
 
-    /// Id bounds implied by the time range and the page: ids start with their millisecond,
-    /// and a backup's point in time is never before its id's millisecond.
+    /// Id bounds implied by the time range and the page. An id's millisecond is the clock's
+    /// when the backup started, or later (ids grow on when the clock steps back), and the
+    /// point in time follows the start: so `since` bounds the ids from below. Nothing bounds
+    /// them from above: after a clock step the ids of backups with early points in time are
+    /// high. `matches` decides exactly.
     fn id_range(&self) -> (u64, u64) {
         let lo = self.since_ms.map_or(0, |t| {
             // The point in time can follow the id by the time taken to start; a minute of
-            // slack keeps the range a superset, and `matches` decides exactly.
+            // slack keeps the range a superset.
             t.saturating_sub(60_000).saturating_mul(IDS_PER_MS)
         });
-        let mut hi = self.until_ms.map_or(u64::MAX, |t| {
-            t.saturating_mul(IDS_PER_MS).saturating_add(IDS_PER_MS - 1)
-        });
-        if let Some(b) = self.before_id {
-            hi = hi.min(b.saturating_sub(1));
-        }
+        let hi = self.before_id.map_or(u64::MAX, |b| b.saturating_sub(1));
         (lo, hi)
     }
 }

@@ -71,6 +71,13 @@ struct SetPlan {
     generations: Vec<u64>,
     /// The snapshot each source gets.
     names: Vec<String>,
+    /// The point in time of each source's last generation, when the catalog has it.
+    previous_pits: Vec<Option<u64>>,
+}
+
+/// The previous generation's point in time when `pit_ms` is earlier: the clock was moved back.
+pub(crate) fn stepped_back(previous_pit_ms: Option<u64>, pit_ms: u64) -> Option<u64> {
+    previous_pit_ms.filter(|&p| p > pit_ms)
 }
 
 /// The device a volume's new extents come from, for ranking destinations.
@@ -290,7 +297,8 @@ impl Backups {
             method,
             destination,
             point_in_time_ms: now,
-            started_ms: BackupRecord::id_ms(id),
+            // Not the id's time: that runs ahead of the clock after it stepped back.
+            started_ms: now,
             completed_ms: None,
             status: Status::Copying,
             status_reason: None,
@@ -302,7 +310,16 @@ impl Backups {
             set_id,
             history: Vec::new(),
             job: None,
+            stepped_back_from_ms: None,
         }
+    }
+
+    /// The point in time of a volume's generation `generation`, if the catalog has it.
+    pub(crate) fn point_in_time_of(&self, volume_id: u64, generation: u64) -> Result<Option<u64>> {
+        if generation == 0 {
+            return Ok(None);
+        }
+        Ok(catalog::by_generation(&self.pool, volume_id, generation)?.map(|r| r.point_in_time_ms))
     }
 
     /// Ids, set id, next generations and snapshot names for backing up `sources` together.
@@ -315,11 +332,17 @@ impl Backups {
                 .map(|s| catalog::generation(r, s.id))
                 .collect::<Result<Vec<u64>>>()
         })?;
+        let previous_pits = sources
+            .iter()
+            .zip(&generations)
+            .map(|(s, &g)| self.point_in_time_of(s.id, g))
+            .collect::<Result<Vec<_>>>()?;
         Ok(SetPlan {
             set_id: (sources.len() > 1).then_some(ids[0]),
             names: ids.iter().map(|&id| name(id)).collect(),
             ids,
             generations,
+            previous_pits,
         })
     }
 
@@ -353,6 +376,7 @@ impl Backups {
                 set_id,
                 generations,
                 names,
+                previous_pits,
             } = self.plan_set(sources, snapshot_name)?;
             let mut t = self.pool.transaction();
             let pit_ms = self.snapshot_set(&mut t, sources, &names)?;
@@ -371,6 +395,7 @@ impl Backups {
                     set_id,
                 );
                 r.point_in_time_ms = pit_ms;
+                r.stepped_back_from_ms = stepped_back(previous_pits[i], pit_ms);
                 r.status = Status::Complete;
                 r.completed_ms = Some(self.now_ms());
                 r.allocated_bytes = snap.referenced_bytes;
@@ -381,6 +406,7 @@ impl Backups {
                     .set_snapshot_guard(&s.name, &names[i], Some(guard_text(&r)))?;
                 records.push(r);
             }
+            self.mark_ids(&mut t);
             t.commit()?;
         }
         let mut jobs = Vec::new();
@@ -445,6 +471,7 @@ impl Backups {
                 set_id,
                 generations,
                 names: pits,
+                previous_pits,
             } = self.plan_set(sources, pit_snapshot_name)?;
             let mut t = self.pool.transaction();
             let pit_ms = self.snapshot_set(&mut t, sources, &pits)?;
@@ -475,6 +502,7 @@ impl Backups {
                     set_id,
                 );
                 r.point_in_time_ms = pit_ms;
+                r.stepped_back_from_ms = stepped_back(previous_pits[i], pit_ms);
                 r.allocated_bytes = pit.referenced_bytes;
                 catalog::put(&mut t, None, &r);
                 catalog::set_generation(&mut t, s.id, r.generation);
@@ -490,6 +518,7 @@ impl Backups {
                 )?;
                 records.push(r);
             }
+            self.mark_ids(&mut t);
             t.commit()?;
         }
         // Whatever the copy jobs do, hosts may stop waiting: the copies do not need them.

@@ -268,6 +268,7 @@ impl Backups {
                 .iter()
                 .map(|r| Candidate {
                     id: r.id,
+                    generation: r.generation,
                     time_unix: r.point_in_time_ms / 1000,
                     verified_good: r.last_verified_ok() == Some(true),
                     hold: r.retention.hold,

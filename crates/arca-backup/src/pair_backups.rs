@@ -7,7 +7,7 @@ use arca_store::{Result, VolumeInfo};
 
 use crate::backups::{Backups, busy, guard_text};
 use crate::catalog;
-use crate::create::{CreateRequest, Created, Target, TargetKind};
+use crate::create::{CreateRequest, Created, Target, TargetKind, stepped_back};
 use crate::expire::deletion_refusal;
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
@@ -86,7 +86,9 @@ impl Backups {
             let secondary = self
                 .volume_by_id(pair.secondary_id)
                 .ok_or_else(|| busy("the secondary disappeared during the split"))?;
-            let generation = self.pool.app_read(|r| catalog::generation(r, source.id))? + 1;
+            let previous = self.pool.app_read(|r| catalog::generation(r, source.id))?;
+            let previous_pit = self.point_in_time_of(source.id, previous)?;
+            let generation = previous + 1;
             let pit = split.split_ms.unwrap_or_else(|| self.now_ms());
             let destination = Destination::Volume {
                 volume: secondary.name.clone(),
@@ -98,6 +100,7 @@ impl Backups {
                 self.base_record(id, source, generation, Method::Copy, destination, req, None);
             // Complete at once: the split made the copy.
             r.point_in_time_ms = pit;
+            r.stepped_back_from_ms = stepped_back(previous_pit, pit);
             r.started_ms = pit;
             r.completed_ms = Some(self.now_ms());
             r.status = Status::Complete;
@@ -105,6 +108,7 @@ impl Backups {
             let mut t = self.pool.transaction();
             catalog::put(&mut t, None, &r);
             catalog::set_generation(&mut t, source.id, generation);
+            self.mark_ids(&mut t);
             t.set_volume_tag(&secondary.name, Some(r.encode()))?;
             self.pool
                 .set_volume_guard(&secondary.name, Some(guard_text(&r)))?;

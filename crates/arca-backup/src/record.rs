@@ -3,7 +3,8 @@
 //! A record is stored twice, by design: in the catalog (`backups` table, indexed) and as the
 //! descriptor attached to its destination (the snapshot's or volume's tag), each update writing
 //! both in one metadata transaction. So the catalog can be checked against the data and rebuilt
-//! from it. Encoding: version byte 1, then postcard.
+//! from it. Encoding: version byte 2, then postcard. Version 1 lacked the last field
+//! (`stepped_back_from_ms`) and still decodes.
 
 use std::collections::BTreeMap;
 
@@ -19,9 +20,13 @@ pub const HISTORY_MAX: usize = 64;
 /// Damaged ranges kept in one verification entry (the count is always exact).
 pub const DAMAGED_RANGES_MAX: usize = 64;
 
-const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 2;
+/// Records without `stepped_back_from_ms`, read as version 2 records with it `None`.
+const RECORD_VERSION_1: u8 = 1;
 
-/// Backup ids per millisecond: ids are time × this + a sequence.
+/// Backup ids per millisecond: ids are time × this + a sequence. Ids only ever grow, even when
+/// the clock steps back (the sequence carries on from the highest id given), so an id's time
+/// can be later than the backup's point in time.
 pub const IDS_PER_MS: u64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +191,11 @@ pub struct BackupRecord {
     pub history: Vec<HistoryEntry>,
     /// The job copying it, while one runs.
     pub job: Option<u64>,
+    /// Set when the point in time is earlier than that of the volume's previous generation
+    /// (the clock was moved back in between): that generation's point in time. Generations,
+    /// not points in time, say which backup of a volume is newer.
+    // Last field, and an Option: version 1 records decode as these bytes with a None appended.
+    pub stepped_back_from_ms: Option<u64>,
 }
 
 impl BackupRecord {
@@ -200,6 +210,12 @@ impl BackupRecord {
             Some((&RECORD_VERSION, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| format!("backup record: {e}"))
             }
+            Some((&RECORD_VERSION_1, rest)) => {
+                // Postcard writes fields in order and `None` as one 0 byte.
+                let mut v2 = rest.to_vec();
+                v2.push(0);
+                postcard::from_bytes(&v2).map_err(|e| format!("backup record: {e}"))
+            }
             Some((v, _)) => Err(format!("backup record version {v} is not supported")),
             None => Err("empty backup record".into()),
         }
@@ -211,11 +227,6 @@ impl BackupRecord {
             let excess = self.history.len() - HISTORY_MAX;
             self.history.drain(..excess);
         }
-    }
-
-    /// Time of the id (the millisecond the backup was started).
-    pub fn id_ms(id: u64) -> u64 {
-        id / IDS_PER_MS
     }
 
     /// The newest verification's result, if any.
@@ -312,7 +323,28 @@ mod tests {
             set_id: None,
             history: Vec::new(),
             job: None,
+            stepped_back_from_ms: None,
         }
+    }
+
+    #[test]
+    fn version_1_records_decode_without_a_clock_step() {
+        let mut r = sample();
+        r.history.push(HistoryEntry {
+            at_ms: 60,
+            event: Event::Copied { to: "x".into() },
+        });
+        // Version 1's encoding: the same fields but the last.
+        let mut v1 = vec![RECORD_VERSION_1];
+        v1.extend(postcard::to_stdvec(&r).unwrap());
+        assert_eq!(v1.pop(), Some(0), "None is one 0 byte, last");
+        assert_eq!(BackupRecord::decode(&v1).unwrap(), r);
+        assert!(BackupRecord::decode(&v1[..v1.len() - 1]).is_err());
+        // Version 2 carries the step.
+        r.stepped_back_from_ms = Some(99);
+        let v2 = r.encode();
+        assert_eq!(v2[0], 2);
+        assert_eq!(BackupRecord::decode(&v2).unwrap(), r);
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! policy and "now", and gets one [`Decision`] per candidate, in the input order. The
 //! semantics follow restic's `forget` and Proxmox's prune, all in UTC:
 //!
-//! * Candidates are ranked newest first by `(time_unix, id)`; the id breaks ties so the
-//!   outcome does not depend on input order.
+//! * Candidates are ranked newest first by creation, `(generation, time_unix, id)`: a clock
+//!   moved back gives a newer backup an earlier point in time, but never a lower generation.
+//!   The time and then the id break ties (only candidates from different counters tie), so
+//!   the outcome does not depend on input order.
 //! * `keep_last N` keeps the N newest backups ([`Reason::Last`], rank 1 = newest).
-//! * `keep_hourly`/`daily`/`weekly`/`monthly`/`yearly N` walk the backups newest first and
-//!   keep the newest backup of each of the N most recent periods that *contain* a backup;
-//!   periods without backups do not use up the count. Weeks are ISO-8601 weeks (Monday
-//!   first, labelled with the ISO week-year, e.g. `2026-W01` starts on 2025-12-29); years
-//!   and months are civil ones.
+//! * `keep_hourly`/`daily`/`weekly`/`monthly`/`yearly N` place each backup in the period
+//!   holding its point in time and keep, for each of the N most recent periods that
+//!   *contain* a backup, that period's newest backup by the ranking above; periods without
+//!   backups do not use up the count. Weeks are ISO-8601 weeks (Monday first, labelled with
+//!   the ISO week-year, e.g. `2026-W01` starts on 2025-12-29); years and months are civil
+//!   ones.
 //! * A count of 0 is allowed and keeps nothing for that rule. Giving no count rule at all
 //!   is an error: a prune without rules would remove every unprotected backup, which is
 //!   almost certainly a caller mistake. `keep_newest_verified` alone does not count as a
@@ -33,6 +36,7 @@
 //! panic; years past 9999 simply print with more digits.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::fmt;
 
 const SECS_PER_HOUR: u64 = 3_600;
@@ -42,6 +46,8 @@ const SECS_PER_DAY: u64 = 86_400;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Candidate {
     pub id: u64,
+    /// Creation order among the candidates (a volume's backup generation): higher is newer.
+    pub generation: u64,
     /// The backup's point in time, seconds since the Unix epoch (UTC).
     pub time_unix: u64,
     /// The last verification of this backup succeeded.
@@ -146,8 +152,12 @@ pub fn plan(
     }
 
     // Indices newest first; the stable sort leaves exact duplicates in input order.
+    let rank_key = |i: usize| {
+        let c = &candidates[i];
+        (c.generation, c.time_unix, c.id)
+    };
     let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by_key(|&i| Reverse((candidates[i].time_unix, candidates[i].id)));
+    order.sort_by_key(|&i| Reverse(rank_key(i)));
 
     let mut reasons: Vec<Vec<Reason>> = vec![Vec::new(); candidates.len()];
 
@@ -159,23 +169,19 @@ pub fn plan(
     }
 
     for period in Period::ALL {
-        let Some(mut left) = period.count(policy) else {
+        let Some(count) = period.count(policy) else {
             continue;
         };
-        let mut last_key: Option<i64> = None;
+        // Each period's newest backup: walking newest first, the first seen in it. Times
+        // need not fall while walking (a clock moved back), so periods are ordered apart.
+        let mut newest_of: BTreeMap<Reverse<i64>, usize> = BTreeMap::new();
         for &i in &order {
-            if left == 0 {
-                break;
-            }
-            let t = candidates[i].time_unix;
-            // Keys never increase while walking newest first, so a change means the
-            // newest backup of an older period.
-            let key = period.key(t);
-            if last_key != Some(key) {
-                last_key = Some(key);
-                left -= 1;
-                reasons[i].push(period.reason(t));
-            }
+            newest_of
+                .entry(Reverse(period.key(candidates[i].time_unix)))
+                .or_insert(i);
+        }
+        for &i in newest_of.values().take(count as usize) {
+            reasons[i].push(period.reason(candidates[i].time_unix));
         }
     }
 
@@ -838,6 +844,76 @@ mod tests {
         assert_eq!(kept_ids(&decisions), vec![9]);
     }
 
+    /// The clock ran a day ahead for generations 2 and 3, then was corrected: generations 4
+    /// and 5 have earlier points in time but are the newest backups.
+    #[test]
+    fn a_clock_moved_back_ranks_by_generation_and_buckets_by_time() {
+        let base = 1_795_824_000; // 2026-11-28T00:00:00Z
+        let gen_time = [
+            (1, base),
+            (2, base + DAY + 10 * HOUR), // 11-29T10, clock ahead
+            (3, base + DAY + 11 * HOUR), // 11-29T11, clock ahead
+            (4, base + HOUR),            // 11-28T01, corrected
+            (5, base + 2 * HOUR),        // 11-28T02
+        ];
+        let candidates: Vec<Candidate> = gen_time
+            .iter()
+            .map(|&(g, t)| Candidate {
+                generation: g,
+                ..cand(100 + g, t)
+            })
+            .collect();
+        let last_one = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let decisions = plan(&candidates, &last_one, base + 3 * DAY).unwrap();
+        assert_eq!(kept_ids(&decisions), vec![105], "the newest generation");
+
+        let last_three = Policy {
+            keep_last: Some(3),
+            ..Policy::default()
+        };
+        let decisions = plan(&candidates, &last_three, base + 3 * DAY).unwrap();
+        assert_eq!(kept_ids(&decisions), vec![103, 104, 105]);
+        assert_eq!(reasons_of(&decisions, 104), vec![Reason::Last { rank: 2 }]);
+
+        // Days come from the points in time; within a day the newest generation wins, so
+        // 11-28 keeps generation 5 (not 1) and 11-29 keeps generation 3.
+        let daily = Policy {
+            keep_daily: Some(2),
+            ..Policy::default()
+        };
+        let decisions = plan(&candidates, &daily, base + 3 * DAY).unwrap();
+        assert_eq!(kept_ids(&decisions), vec![103, 105]);
+        assert_eq!(
+            reasons_of(&decisions, 105),
+            vec![Reason::Daily("2026-11-28".into())]
+        );
+        let one_day = Policy {
+            keep_daily: Some(1),
+            ..Policy::default()
+        };
+        let decisions = plan(&candidates, &one_day, base + 3 * DAY).unwrap();
+        assert_eq!(
+            kept_ids(&decisions),
+            vec![103],
+            "the most recent day by time"
+        );
+
+        // Newest verified: by generation too.
+        let mut verified = candidates.clone();
+        verified[2].verified_good = true; // generation 3
+        verified[3].verified_good = true; // generation 4
+        let policy = Policy {
+            keep_last: Some(1),
+            keep_newest_verified: true,
+            ..Policy::default()
+        };
+        let decisions = plan(&verified, &policy, base + 3 * DAY).unwrap();
+        assert_eq!(kept_ids(&decisions), vec![104, 105]);
+    }
+
     #[test]
     fn describe_texts() {
         assert_eq!(Reason::Last { rank: 1 }.describe(), "keep-last #1");
@@ -913,6 +989,8 @@ mod tests {
             let candidates: Vec<Candidate> = (0..len)
                 .map(|_| Candidate {
                     id: rng.below(30),
+                    // Often equal, so time and id still break ties.
+                    generation: rng.below(4),
                     time_unix: rng.time(now),
                     verified_good: rng.below(3) == 0,
                     hold: rng.below(10) == 0,
@@ -969,19 +1047,17 @@ mod tests {
                 }
             }
 
-            // keep_last N marks exactly the min(N, len) newest by (time, id), ranked 1..
-            // Computed here by brute force: a candidate's rank is 1 + the number of
-            // candidates strictly newer, or equal and earlier in the input.
+            // keep_last N marks exactly the min(N, len) newest by (generation, time, id),
+            // ranked 1.. Computed here by brute force: a candidate's rank is 1 + the number
+            // of candidates strictly newer, or equal and earlier in the input.
+            let key = |c: &Candidate| (c.generation, c.time_unix, c.id);
             if let Some(n) = policy.keep_last {
                 let mut last_marked = 0;
                 for (i, c) in candidates.iter().enumerate() {
                     let newer = candidates
                         .iter()
                         .enumerate()
-                        .filter(|&(j, o)| {
-                            (o.time_unix, o.id) > (c.time_unix, c.id)
-                                || ((o.time_unix, o.id) == (c.time_unix, c.id) && j < i)
-                        })
+                        .filter(|&(j, o)| key(o) > key(c) || (key(o) == key(c) && j < i))
                         .count();
                     let rank = newer as u32 + 1;
                     let got: Vec<_> = decisions[i]

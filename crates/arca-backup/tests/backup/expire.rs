@@ -261,6 +261,100 @@ fn prune_keeps_protected_and_newest_verified_backups() {
     r.assert_clean();
 }
 
+/// A clock that ran a day ahead, then was corrected: the backup taken after the correction has
+/// the earlier point in time but is the newest (higher generation, higher id). Prune keeps it,
+/// its record says the clock stepped back, and time-range queries still find it.
+#[test]
+fn prune_after_the_clock_steps_back_keeps_the_newest_generation() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    r.write("v", 0, &[0x11; 4096]);
+    let first = r.snapshot_backup("v", None);
+    r.advance(DAY);
+    r.write("v", 0, &[0x22; 4096]);
+    let ahead = r.snapshot_backup("v", None);
+    // Corrected: back to an hour after the first backup.
+    r.now_ms
+        .store(EPOCH_MS + HOUR, std::sync::atomic::Ordering::SeqCst);
+    r.write("v", 0, &[0x33; 4096]);
+    let newest = r.snapshot_backup("v", None);
+
+    let (a, n) = (
+        r.backups.get(ahead).unwrap(),
+        r.backups.get(newest).unwrap(),
+    );
+    assert!(newest > ahead, "ids only grow");
+    assert_eq!(n.generation, a.generation + 1);
+    assert!(n.point_in_time_ms < a.point_in_time_ms);
+    assert_eq!(n.point_in_time_ms, EPOCH_MS + HOUR);
+    assert_eq!(
+        n.started_ms,
+        EPOCH_MS + HOUR,
+        "the clock's time, not the id's"
+    );
+    assert_eq!(n.stepped_back_from_ms, Some(a.point_in_time_ms));
+    assert_eq!(a.stepped_back_from_ms, None);
+    assert_eq!(r.backups.get(first).unwrap().stepped_back_from_ms, None);
+
+    // A time range ending at its point in time finds it, though its id is a day later.
+    let until = r
+        .backups
+        .list(&Query {
+            until_ms: Some(EPOCH_MS + HOUR),
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
+    let ids: Vec<u64> = until.iter().map(|b| b.id).collect();
+    assert_eq!(ids, vec![newest, first]);
+
+    let report = r
+        .backups
+        .prune(&PruneRequest {
+            volume: "v".into(),
+            policy: Policy {
+                keep_last: Some(1),
+                ..Policy::default()
+            },
+            ..PruneRequest::default()
+        })
+        .unwrap();
+    let kept: Vec<u64> = report
+        .items
+        .iter()
+        .filter(|i| i.keep)
+        .map(|i| i.backup)
+        .collect();
+    assert_eq!(kept, vec![newest], "{:#?}", report.items);
+    assert_eq!(report.removed, 2);
+    assert_eq!(r.backups.get(ahead).unwrap().status, Status::Deleted);
+    assert_eq!(r.backups.get(newest).unwrap().status, Status::Complete);
+    let image = r.read(&format!("v@backup-{newest}"), 0, 4096);
+    assert!(image == [0x33; 4096], "the newest data survives");
+    r.assert_clean();
+}
+
+/// Ids keep growing across a restart with the clock moved back, even after a rebuild that
+/// did not read the old catalog dropped the records of the newest ids.
+#[test]
+fn ids_stay_above_every_id_given_after_a_rebuild_and_a_restart() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    r.advance(DAY);
+    let gone = r.snapshot_backup("v", None);
+    r.backups.delete(gone, false).unwrap();
+    // Only the descriptors count: the deleted backup's record goes.
+    r.backups.rebuild(true).unwrap();
+    assert!(r.backups.get(gone).is_err());
+    r.pool.flush().unwrap();
+    r.now_ms
+        .store(EPOCH_MS, std::sync::atomic::Ordering::SeqCst);
+    let r2 = r.reopen_on(r.devices.clone());
+    let next = r2.snapshot_backup("v", None);
+    assert!(next > gone, "{next} after {gone}");
+    r2.assert_clean();
+}
+
 /// Besides deletion, prune and a pair resync (which consume only through the deletion rule),
 /// nothing overwrites a live backup's image: an in-place restore into its destination and a
 /// copy into it are refused naming it, and a rebuild from the descriptors keeps its hold and

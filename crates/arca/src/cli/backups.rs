@@ -512,7 +512,17 @@ fn backup_text(b: &Backup) -> String {
                 _ => "-".into(),
             },
         ),
-        ("point in time", b.point_in_time.clone()),
+        (
+            "point in time",
+            match &b.previous_point_in_time {
+                Some(prev) if b.clock_stepped_back => format!(
+                    "{} (earlier than generation {}'s {prev}: the clock was moved back)",
+                    b.point_in_time,
+                    b.generation.saturating_sub(1)
+                ),
+                _ => b.point_in_time.clone(),
+            },
+        ),
         ("started", b.started.clone()),
         ("completed", or_dash(b.completed.as_ref())),
         (

@@ -783,5 +783,13 @@ fn openapi_documents_the_backup_endpoints() {
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // A point in time before the previous generation's is flagged.
+    let backup = &doc["components"]["schemas"]["Backup"];
+    assert_eq!(
+        backup["properties"]["clock_stepped_back"]["type"], "boolean",
+        "{backup:#}"
+    );
+    let previous = &backup["properties"]["previous_point_in_time"];
+    assert!(previous["format"] == "date-time", "{previous:#}");
     d.stop();
 }

@@ -1226,3 +1226,58 @@ fn delete_refused_under_each_protection() {
     assert_eq!(d.json(&["catalog", "check"])["clean"], true);
     d.stop();
 }
+
+/// Issue 11, item 9: a clock that ran a day ahead is corrected; `prune --keep-last 1` keeps
+/// the backup taken after the correction (the newest id and data, the earlier point in
+/// time), and `backup show` says the clock stepped back.
+#[test]
+fn prune_keeps_the_newest_backup_after_the_clock_steps_back() {
+    require!("qemu-io");
+    let dir = tempdir();
+    let clock = dir.path().join("clock");
+    let set_clock = |ms: u64| std::fs::write(&clock, ms.to_string()).unwrap();
+    // 2026-03-02T00:00:00Z, a day ahead of the true 2026-03-01.
+    let ahead_ms = 1_772_409_600_000;
+    set_clock(ahead_ms);
+    let d = Daemon::start_with_args(&["--test-clock-file", clock.to_str().unwrap()]);
+    d.arca(&["volume", "create", "v", "--size", "16M"]).ok();
+    qemu_io_ok(&d, "v", &["write -P 0x61 0 64k"]);
+    let old = id_of(&d.json(&["backup", "create", "v"])["backups"][0]);
+    set_clock(ahead_ms - 24 * 3_600_000 + 60_000);
+    qemu_io_ok(&d, "v", &["write -P 0x62 0 64k"]);
+    let new = id_of(&d.json(&["backup", "create", "v"])["backups"][0]);
+    assert!(new > old, "ids grow when the clock steps back");
+
+    let b = d.json(&["backup", "show", &new.to_string()]);
+    assert_eq!(b["point_in_time"], "2026-03-01T00:01:00.000Z", "{b:#}");
+    assert_eq!(b["clock_stepped_back"], true, "{b:#}");
+    assert_eq!(b["previous_point_in_time"], "2026-03-02T00:00:00.000Z");
+    let shown = d.arca(&["backup", "show", &new.to_string()]).ok().stdout;
+    assert!(
+        shown.contains(
+            "2026-03-01T00:01:00.000Z (earlier than generation 1's 2026-03-02T00:00:00.000Z: \
+             the clock was moved back)"
+        ),
+        "{shown}"
+    );
+    let b = d.json(&["backup", "show", &old.to_string()]);
+    assert_eq!(b["clock_stepped_back"], false, "{b:#}");
+    assert_eq!(b["previous_point_in_time"], Value::Null);
+
+    let report = d.json(&["backup", "prune", "--volume", "v", "--keep-last", "1"]);
+    let kept: Vec<u64> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["keep"] == true)
+        .map(|i| i["backup"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![new], "{report:#}");
+    assert_eq!(
+        d.json(&["backup", "show", &old.to_string()])["status"],
+        "deleted"
+    );
+    qemu_io_ok(&d, &format!("v@backup-{new}"), &["read -P 0x62 0 64k"]);
+    assert_eq!(d.json(&["catalog", "check"])["clean"], true);
+    d.stop();
+}
