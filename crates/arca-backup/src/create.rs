@@ -73,6 +73,33 @@ struct SetPlan {
     names: Vec<String>,
 }
 
+/// Metadata one backup adds: its record twice (catalog and the destination's descriptor) with
+/// what the host sent and room for its history, a row in each index, and its digest.
+pub(crate) fn backup_room_bytes(info: &HostInfo, extents: u64) -> u64 {
+    const RECORD_FIXED_BYTES: u64 = 1024;
+    const HISTORY_ROOM_BYTES: u64 = 2048;
+    const INDEX_ROW_BYTES: u64 = 64;
+    let text: u64 = [
+        &info.program,
+        &info.host,
+        &info.application,
+        &info.content_id,
+        &info.label,
+        &info.description,
+    ]
+    .iter()
+    .map(|t| t.as_ref().map_or(0, |t| t.len() as u64))
+    .sum();
+    let meta: u64 = info
+        .meta
+        .iter()
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum();
+    let record = RECORD_FIXED_BYTES + HISTORY_ROOM_BYTES + text + meta;
+    let indexes = (8 + info.meta.len() as u64) * INDEX_ROW_BYTES + meta;
+    2 * record + indexes + digest::stored_bytes(extents)
+}
+
 /// The device a volume's new extents come from, for ranking destinations.
 fn home_device(v: &VolumeInfo) -> u32 {
     v.placement.unwrap_or(0)
@@ -134,8 +161,8 @@ impl Backups {
     pub fn targets(&self, volume: &str) -> Result<Vec<Target>> {
         let source = self.pool.volume(volume)?;
         let home = home_device(&source);
-        let status = self.pool.status();
-        let multi = status.devices.len() > 1;
+        let devices_status = self.pool.device_status();
+        let multi = devices_status.len() > 1;
         let sources = self.live_sources()?;
         let need = source.referenced_bytes;
         let mut other = Vec::new();
@@ -167,7 +194,7 @@ impl Backups {
                 same.push(t)
             }
         }
-        let mut devices: Vec<_> = status.devices.iter().collect();
+        let mut devices: Vec<_> = devices_status.iter().collect();
         devices.sort_by_key(|d| std::cmp::Reverse(d.free_bytes));
         let mut out = self.pair_targets(&source);
         out.extend(other);
@@ -328,9 +355,21 @@ impl Backups {
     fn snapshot_set(
         &self,
         t: &mut arca_store::Txn<'_>,
+        req: &CreateRequest,
         sources: &[VolumeInfo],
         names: &[String],
     ) -> Result<u64> {
+        // Refused whole, before anything changes, when the metadata region is nearly full.
+        let es = self.pool.extent_size();
+        let room: u64 = sources
+            .iter()
+            .map(|s| backup_room_bytes(&req.info, s.referenced_bytes.div_ceil(es)))
+            .sum();
+        let what = match sources {
+            [s] => format!("backing up {}", s.name),
+            _ => format!("backing up {} volumes", sources.len()),
+        };
+        t.admit(&what, room)?;
         let items: Vec<(&str, &str)> = sources
             .iter()
             .zip(names)
@@ -355,7 +394,7 @@ impl Backups {
                 names,
             } = self.plan_set(sources, snapshot_name)?;
             let mut t = self.pool.transaction();
-            let pit_ms = self.snapshot_set(&mut t, sources, &names)?;
+            let pit_ms = self.snapshot_set(&mut t, req, sources, &names)?;
             for (i, s) in sources.iter().enumerate() {
                 let snap = self.pool.snapshot(&s.name, &names[i])?;
                 let mut r = self.base_record(
@@ -447,7 +486,7 @@ impl Backups {
                 names: pits,
             } = self.plan_set(sources, pit_snapshot_name)?;
             let mut t = self.pool.transaction();
-            let pit_ms = self.snapshot_set(&mut t, sources, &pits)?;
+            let pit_ms = self.snapshot_set(&mut t, req, sources, &pits)?;
             for (i, s) in sources.iter().enumerate() {
                 let (existing, device) = &plans[i];
                 let (dest, created) = match existing {
@@ -569,7 +608,7 @@ impl Backups {
             .pool
             .export(&format!("{}@{}", src.name, pit_snapshot_name(id)))?;
         let to = self.pool.export_unguarded(&dst.name)?;
-        let es = self.pool.status().extent_size;
+        let es = self.pool.extent_size();
         let size = r.source.size;
         ctx.set_total(size);
         let mut hashes: Vec<ExtentHash> = Vec::new();
@@ -726,7 +765,7 @@ impl Backups {
             return Ok(());
         }
         let (_, image) = self.image(&r)?;
-        let es = self.pool.status().extent_size;
+        let es = self.pool.extent_size();
         ctx.set_total(r.source.size);
         let mut hashes = Vec::new();
         digest::walk::<JobError>(&image, r.source.size, es, false, |p| {

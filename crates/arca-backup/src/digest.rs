@@ -49,6 +49,12 @@ pub fn info(extent_size: u64, size: u64, hashes: &[ExtentHash]) -> DigestInfo {
     }
 }
 
+/// Bytes the digest of an image with `extents` allocated extents takes in the digest table.
+pub fn stored_bytes(extents: u64) -> u64 {
+    let rows = extents.div_ceil(CHUNK_ENTRIES as u64);
+    extents * ENTRY_LEN as u64 + rows * 12
+}
+
 fn row_key(id: u64, chunk: u32) -> Vec<u8> {
     let mut k = id.to_be_bytes().to_vec();
     k.extend(chunk.to_be_bytes());

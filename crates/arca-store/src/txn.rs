@@ -181,6 +181,8 @@ pub struct Txn<'a> {
     pool: &'a Pool,
     lock: Option<MutexGuard<'a, CommitState>>,
     ops: Vec<AppOp>,
+    /// Metadata room admitted so far ([`Txn::admit`]).
+    admitted_bytes: u64,
 }
 
 impl Pool {
@@ -190,6 +192,7 @@ impl Pool {
             pool: self,
             lock: Some(self.inner.commit.lock()),
             ops: Vec::new(),
+            admitted_bytes: 0,
         }
     }
 
@@ -354,14 +357,35 @@ impl Pool {
     }
 }
 
+/// Metadata room counted for one new volume or snapshot record (the record, its key and the
+/// table pages it touches); a tag attached later is counted by its size.
+const RECORD_ROOM_BYTES: u64 = 512;
+
 impl Txn<'_> {
+    /// Asks for room for about `bytes` of new metadata (see `meta_space.rs`); refused with
+    /// [`crate::ErrorKind::NoSpace`] when the metadata region is nearly full. Call it before
+    /// changing anything: what adds must be refused whole. Room asked for earlier in the same
+    /// transaction counts too.
+    pub fn admit(&mut self, what: &str, bytes: u64) -> Result<()> {
+        let total = self.admitted_bytes.saturating_add(bytes);
+        self.pool.admit_metadata(what, total)?;
+        self.admitted_bytes = total;
+        Ok(())
+    }
+
     pub fn create_volume(&mut self, name: &str, size: u64, placement: Option<u32>) -> Result<()> {
+        self.admit(&format!("creating volume {name}"), RECORD_ROOM_BYTES)?;
         self.pool.create_volume_mem(name, size, placement)
     }
 
     /// Snapshots every `(volume, snapshot name)` at one instant (see
     /// [`Pool::create_snapshot`]). All or none.
     pub fn create_snapshots(&mut self, items: &[(&str, &str)]) -> Result<()> {
+        let what = match items {
+            [(v, s)] => format!("creating snapshot {v}@{s}"),
+            _ => format!("creating {} snapshots", items.len()),
+        };
+        self.admit(&what, RECORD_ROOM_BYTES * items.len() as u64)?;
         self.pool.create_snapshots_mem(items).map(|_| ())
     }
 
@@ -372,6 +396,10 @@ impl Txn<'_> {
         name: &str,
         placement: Option<u32>,
     ) -> Result<()> {
+        self.admit(
+            &format!("cloning {volume}@{snapshot} as {name}"),
+            RECORD_ROOM_BYTES,
+        )?;
         self.pool
             .clone_snapshot_mem(volume, snapshot, name, placement)
     }
