@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::backups::Backups;
 use crate::catalog::{self, BACKUPS, CATALOG_TABLES};
 use crate::digest;
+use crate::digest_store;
 use crate::record::{BackupRecord, Destination, Status};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,8 +152,8 @@ impl Backups {
             if r.status == Status::Complete
                 && let Some(info) = &r.digest
             {
-                match digest::load(&self.pool, r.id)? {
-                    Ok((hashes, _)) => {
+                match digest_store::load(&self.pool, r.id)? {
+                    Ok(hashes) => {
                         if digest::root(info.extent_size, r.source.size, &hashes) != info.root {
                             problem(
                                 "digest-mismatch",
@@ -202,6 +203,17 @@ impl Backups {
                     m,
                 );
             }
+        }
+        // Shared digest chunks: each counts exactly the index entries that name it.
+        for (chunk, stored, counted) in digest_store::recount(&self.pool)? {
+            problem(
+                "digest-refcount",
+                None,
+                format!(
+                    "digest chunk {chunk} counts {stored} references; the backups' digest \
+                     indexes name it {counted} times"
+                ),
+            );
         }
         // Indexes: every record's rows exist, and every row names a record that has it.
         let mut expected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();

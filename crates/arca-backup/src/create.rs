@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snapshot_name};
 use crate::catalog;
 use crate::digest::{self, ExtentHash, Piece};
+use crate::digest_store;
 use crate::jobs::JobError;
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
 
@@ -75,7 +76,7 @@ struct SetPlan {
 
 /// Metadata one backup adds: its record twice (catalog and the destination's descriptor) with
 /// what the host sent and room for its history, a row in each index, and its digest.
-pub(crate) fn backup_room_bytes(info: &HostInfo, extents: u64) -> u64 {
+pub(crate) fn backup_room_bytes(info: &HostInfo, digest_bytes: u64) -> u64 {
     const RECORD_FIXED_BYTES: u64 = 1024;
     const HISTORY_ROOM_BYTES: u64 = 2048;
     const INDEX_ROW_BYTES: u64 = 64;
@@ -97,7 +98,7 @@ pub(crate) fn backup_room_bytes(info: &HostInfo, extents: u64) -> u64 {
         .sum();
     let record = RECORD_FIXED_BYTES + HISTORY_ROOM_BYTES + text + meta;
     let indexes = (8 + info.meta.len() as u64) * INDEX_ROW_BYTES + meta;
-    2 * record + indexes + digest::stored_bytes(extents)
+    2 * record + indexes + digest_bytes
 }
 
 /// The device a volume's new extents come from, for ranking destinations.
@@ -155,6 +156,35 @@ impl Backups {
             return Some(format!("{name} is in use by {}", hosts.join(", ")));
         }
         None
+    }
+
+    /// Metadata the digest of a new backup of `source` adds: its index, and the chunks that
+    /// can differ from those the volume's newest backup snapshot shares (every chunk holding an
+    /// extent written since); every chunk when there is no such snapshot.
+    pub(crate) fn digest_room_bytes(&self, source: &VolumeInfo) -> u64 {
+        let es = self.pool.extent_size();
+        let full = digest_store::stored_bytes_max(source.referenced_bytes.div_ceil(es));
+        let index = digest_store::index_bytes(source.size.div_ceil(es));
+        let newest = self.pool.snapshots(&source.name).ok().and_then(|snaps| {
+            snaps
+                .into_iter()
+                .rev()
+                .find(|s| s.name.starts_with("backup-") && !s.name.ends_with("-pit"))
+        });
+        let Some(newest) = newest else {
+            return full;
+        };
+        let Ok(changed) = self.pool.changed_extents(&source.name, &newest.name) else {
+            return full;
+        };
+        let mut chunks: Vec<u64> = changed
+            .iter()
+            .map(|l| l / digest_store::CHUNK_EXTENTS)
+            .collect();
+        chunks.dedup();
+        let changed_bytes =
+            digest_store::stored_bytes_max(chunks.len() as u64 * digest_store::CHUNK_EXTENTS);
+        full.min(index + changed_bytes)
     }
 
     /// Where `volume` can be backed up, best first: independent devices before the source's.
@@ -360,10 +390,9 @@ impl Backups {
         names: &[String],
     ) -> Result<u64> {
         // Refused whole, before anything changes, when the metadata region is nearly full.
-        let es = self.pool.extent_size();
         let room: u64 = sources
             .iter()
-            .map(|s| backup_room_bytes(&req.info, s.referenced_bytes.div_ceil(es)))
+            .map(|s| backup_room_bytes(&req.info, self.digest_room_bytes(s)))
             .sum();
         let what = match sources {
             [s] => format!("backing up {}", s.name),
@@ -656,11 +685,12 @@ impl Backups {
             self.pool
                 .set_snapshot_guard(&src.name, &pit_snapshot_name(id), None)?;
         }
+        let digest_plan = digest_store::plan_store(&self.pool, id, hashes)?;
         let mut t = self.pool.transaction();
         if let Some(src) = &src {
             t.delete_snapshot(&src.name, &pit_snapshot_name(id))?;
         }
-        digest::store(&mut t, id, 0, hashes);
+        digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
         self.tag_destination(&mut t, &new)?;
         t.commit()?;
@@ -789,8 +819,9 @@ impl Backups {
         }
         let mut new = old.clone();
         new.digest = Some(info);
+        let digest_plan = digest_store::plan_store(&self.pool, id, &hashes)?;
         let mut t = self.pool.transaction();
-        digest::store(&mut t, id, 0, &hashes);
+        digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
         self.tag_destination(&mut t, &new)?;
         t.commit()?;

@@ -76,10 +76,7 @@ impl Backups {
             )));
         }
         // Refused before the split when the metadata region is nearly full.
-        let room = crate::create::backup_room_bytes(
-            &req.info,
-            source.referenced_bytes.div_ceil(self.pool.extent_size()),
-        );
+        let room = crate::create::backup_room_bytes(&req.info, self.digest_room_bytes(source));
         self.pool
             .admit_metadata(&format!("backing up {}", source.name), room)?;
         let pairs = self.pairs.get().expect("a pair was found through them");

@@ -69,3 +69,100 @@ fn backups_are_refused_before_the_metadata_region_fills_and_deletes_still_work()
     let r = r.reopen_on(r.devices.clone());
     r.assert_clean();
 }
+
+/// Successive backups of a volume share the digest chunks of the data they have in common, so
+/// a backup of an unchanged volume costs its record and index, not its size again; deleting
+/// them in any order keeps every shared chunk counted right.
+#[test]
+fn backups_share_digest_chunks_and_deletes_in_any_order_keep_counts() {
+    let r = rig(&[32 * MIB]);
+    let size = 24 * MIB;
+    r.pool.create_volume("v", size, None).unwrap();
+    r.write("v", 0, &pattern(1, size as usize));
+    let first = r.snapshot_backup("v", None);
+    let used_after_first = r.pool.status().metadata.used_bytes;
+    let mut ids = vec![first];
+    for i in 0..8u64 {
+        // One extent changes between backups, in one of the 6 chunks of 1,024 extents.
+        r.write(
+            "v",
+            ((i % 6) * 1024 + i) * ES,
+            &pattern(10 + i, ES as usize),
+        );
+        ids.push(r.snapshot_backup("v", None));
+    }
+    let per_backup = (r.pool.status().metadata.used_bytes - used_after_first) / 8;
+    let full = (size / ES) * 24;
+    eprintln!("metadata per backup: {per_backup} bytes; a full digest: {full}");
+    assert!(
+        per_backup < full / 3,
+        "a backup of a mostly unchanged volume costs {per_backup} bytes of metadata; a full \
+         digest is {full}"
+    );
+    r.assert_clean();
+    for id in [ids[4], ids[0], ids[8], ids[2]] {
+        r.backups.delete(id, false).unwrap();
+        r.assert_clean();
+    }
+    for id in [ids[1], ids[3], ids[5], ids[6], ids[7]] {
+        let (job, _) = r.backups.verify(&[id], false).unwrap();
+        r.wait_ok(job);
+        let rec = r.backups.get(id).unwrap();
+        assert_eq!(rec.last_verified_ok(), Some(true), "{:?}", rec.history);
+    }
+}
+
+/// Digests stored before chunks were shared (one row per 1,024 entries of extent and hash) are
+/// still read, verified, checked and removed.
+#[test]
+fn digests_in_the_earlier_layout_still_verify_and_are_removed_with_their_backup() {
+    use std::ops::Bound;
+
+    use arca_backup::catalog::DIGESTS;
+    use arca_backup::digest_store::{self, DIGEST_CHUNKS, DIGEST_INDEX};
+
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 6 * MIB, None).unwrap();
+    r.write("v", 0, &pattern(3, 5 * MIB as usize));
+    let id = r.snapshot_backup("v", None);
+    let hashes = digest_store::load(&r.pool, id).unwrap().unwrap();
+    assert!(hashes.len() > 1024, "the digest spans several legacy rows");
+    // Rewrite it as the earlier layout would have stored it.
+    let scan = |table: &str| {
+        let mut keys = Vec::new();
+        r.pool
+            .app_scan(table, Bound::Unbounded, Bound::Unbounded, false, |k, _| {
+                keys.push(k.to_vec());
+                true
+            })
+            .unwrap();
+        keys
+    };
+    let mut t = r.pool.transaction();
+    for k in scan(DIGEST_INDEX) {
+        t.delete(DIGEST_INDEX, k);
+    }
+    for k in scan(DIGEST_CHUNKS) {
+        t.delete(DIGEST_CHUNKS, k);
+    }
+    for (c, rows) in hashes.chunks(1024).enumerate() {
+        let key = [id.to_be_bytes().as_slice(), &(c as u32).to_be_bytes()].concat();
+        let value: Vec<u8> = rows
+            .iter()
+            .flat_map(|(l, h)| l.to_be_bytes().into_iter().chain(*h))
+            .collect();
+        t.put(DIGESTS, key, value);
+    }
+    t.commit().unwrap();
+    assert_eq!(digest_store::load(&r.pool, id).unwrap().unwrap(), hashes);
+    r.assert_clean();
+    let (job, _) = r.backups.verify(&[id], false).unwrap();
+    r.wait_ok(job);
+    assert_eq!(r.backups.get(id).unwrap().last_verified_ok(), Some(true));
+    r.backups.delete(id, false).unwrap();
+    assert!(
+        scan(DIGESTS).is_empty(),
+        "the earlier rows went with the backup"
+    );
+    r.assert_clean();
+}
