@@ -55,6 +55,17 @@ fn backups_are_refused_before_the_metadata_region_fills_and_deletes_still_work()
     assert_eq!(r.pool.snapshots("v").unwrap().len(), ids.len());
     r.assert_clean();
 
+    // The catalog can be rebuilt from the descriptors (it rewrites only what differs).
+    let report = r
+        .backups
+        .rebuild(false)
+        .expect("rebuild with the region nearly full");
+    assert_eq!(report.from_descriptors, ids.len());
+    r.backups
+        .rebuild(true)
+        .expect("rebuild --discard with the region nearly full");
+    r.assert_clean();
+
     // Hosts can still write the rest of the volume and flush it.
     r.write("v", size / 2, &pattern(2, (size / 2) as usize));
     r.pool
