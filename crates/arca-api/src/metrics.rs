@@ -105,15 +105,31 @@ impl Metrics {
             "Free data bytes.",
             &one(status.free_bytes),
         );
+        let m = &status.metadata;
         gauge(
             "arca_pool_metadata_used_bytes",
-            "Bytes used in the metadata region.",
-            &one(status.metadata_used_bytes),
+            "Bytes of metadata pages in use.",
+            &one(m.used_bytes),
         );
         gauge(
             "arca_pool_metadata_capacity_bytes",
             "Size of the metadata region.",
-            &one(status.metadata_capacity_bytes),
+            &one(m.capacity_bytes),
+        );
+        gauge(
+            "arca_pool_metadata_reachable_bytes",
+            "What the metadata store can surely grow to inside the region.",
+            &one(m.reachable_bytes),
+        );
+        gauge(
+            "arca_pool_metadata_reserved_bytes",
+            "Metadata room held back for host writes and deletions.",
+            &one(m.reserved_bytes),
+        );
+        gauge(
+            "arca_pool_metadata_available_bytes",
+            "Metadata room left for new volumes, snapshots and backups.",
+            &one(m.available_bytes),
         );
         let per_device = |f: fn(&arca_store::DeviceStatus) -> u64| -> Vec<(String, u64)> {
             status
@@ -237,8 +253,13 @@ mod tests {
             capacity_bytes: 10,
             used_bytes: 4,
             free_bytes: 6,
-            metadata_used_bytes: 1,
-            metadata_capacity_bytes: 2,
+            metadata: arca_store::MetaSpace {
+                capacity_bytes: 8,
+                reachable_bytes: 6,
+                used_bytes: 1,
+                reserved_bytes: 2,
+                available_bytes: 3,
+            },
             volumes: 1,
             snapshots: 0,
         };

@@ -137,8 +137,11 @@ async fn get_pool(State(s): St) -> Result<Json<PoolStatus>, ApiError> {
         capacity: st.capacity_bytes,
         used: st.used_bytes,
         free: st.free_bytes,
-        metadata_used: st.metadata_used_bytes,
-        metadata_capacity: st.metadata_capacity_bytes,
+        metadata_used: st.metadata.used_bytes,
+        metadata_capacity: st.metadata.capacity_bytes,
+        metadata_reachable: st.metadata.reachable_bytes,
+        metadata_reserved: st.metadata.reserved_bytes,
+        metadata_available: st.metadata.available_bytes,
         volumes: st.volumes as u64,
         snapshots: st.snapshots as u64,
         devices: st
@@ -163,7 +166,7 @@ async fn check_pool(State(s): St) -> Result<(StatusCode, Json<Job>), ApiError> {
     let job = s
         .jobs
         .start("pool-check", "pool", move |ctx| {
-            let used = pool.status().used_bytes;
+            let used: u64 = pool.device_status().iter().map(|d| d.used_bytes).sum();
             ctx.set_total(used);
             let report = pool.fsck()?;
             ctx.add_done(used);

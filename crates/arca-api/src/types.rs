@@ -36,8 +36,17 @@ pub struct PoolStatus {
     pub capacity: u64,
     pub used: u64,
     pub free: u64,
+    /// Bytes of metadata pages in use.
     pub metadata_used: u64,
+    /// Size of the metadata region.
     pub metadata_capacity: u64,
+    /// What the metadata store can surely grow to inside the region (it grows by doubling).
+    pub metadata_reachable: u64,
+    /// Held back so host writes (the maps of every unallocated extent) and deletions always
+    /// commit.
+    pub metadata_reserved: u64,
+    /// Room left for new volumes, snapshots and backups; at zero they are refused (507).
+    pub metadata_available: u64,
     pub volumes: u64,
     pub snapshots: u64,
     pub devices: Vec<Device>,

@@ -133,7 +133,7 @@ fn catalog_bench(dir: &Path, records: u64) {
     println!(
         "catalog: {records} records loaded in {:.1} s ({} MiB of metadata)",
         load.elapsed().as_secs_f64(),
-        pool.status().metadata_used_bytes / MIB
+        pool.status().metadata.used_bytes / MIB
     );
     let day = 86_400_000;
     let queries: Vec<(&str, Query)> = vec![

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::backups::Backups;
 use crate::catalog::{self, BACKUPS, CATALOG_TABLES};
 use crate::digest;
+use crate::digest_store;
 use crate::record::{BackupRecord, Destination, Status};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,8 +152,8 @@ impl Backups {
             if r.status == Status::Complete
                 && let Some(info) = &r.digest
             {
-                match digest::load(&self.pool, r.id)? {
-                    Ok((hashes, _)) => {
+                match digest_store::load(&self.pool, r.id)? {
+                    Ok(hashes) => {
                         if digest::root(info.extent_size, r.source.size, &hashes) != info.root {
                             problem(
                                 "digest-mismatch",
@@ -202,6 +203,17 @@ impl Backups {
                     m,
                 );
             }
+        }
+        // Shared digest chunks: each counts exactly the index entries that name it.
+        for (chunk, stored, counted) in digest_store::recount(&self.pool)? {
+            problem(
+                "digest-refcount",
+                None,
+                format!(
+                    "digest chunk {chunk} counts {stored} references; the backups' digest \
+                     indexes name it {counted} times"
+                ),
+            );
         }
         // Indexes: every record's rows exist, and every row names a record that has it.
         let mut expected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
@@ -308,21 +320,46 @@ impl Backups {
                     .map(|v| catalog::generation(rd, *v).map(|g| (*v, g)))
                     .collect::<Result<Vec<_>>>()
             });
-            let mut t = self.pool.transaction();
-            for table in CATALOG_TABLES {
-                t.clear(table);
-            }
-            for r in records.values() {
-                catalog::put(&mut t, None, r);
-            }
             // Generations never go back, even past backups whose records are gone.
             let old_generations: BTreeMap<u64, u64> = match (discard, old_generations) {
                 (false, Ok(v)) => v.into_iter().collect(),
                 _ => BTreeMap::new(),
             };
+            let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = BTreeMap::new();
+            for r in records.values() {
+                for key in catalog::index_keys(r) {
+                    expected.insert(key, Vec::new());
+                }
+                expected.insert((BACKUPS, r.id.to_be_bytes().to_vec()), r.encode());
+            }
             for (v, g) in &generations {
                 let g = (*g).max(old_generations.get(v).copied().unwrap_or(0));
-                catalog::set_generation(&mut t, *v, g);
+                expected.insert(
+                    (catalog::GENERATIONS, v.to_be_bytes().to_vec()),
+                    g.to_be_bytes().to_vec(),
+                );
+            }
+            // Only the rows that differ are written: rewriting a whole large catalog would
+            // need as much free metadata room again, which a nearly full region lacks.
+            let mut stale = Vec::new();
+            for table in CATALOG_TABLES {
+                self.pool
+                    .app_scan(table, Bound::Unbounded, Bound::Unbounded, false, |k, v| {
+                        let key = (table, k.to_vec());
+                        if expected.get(&key).is_some_and(|want| want == v) {
+                            expected.remove(&key);
+                        } else if !expected.contains_key(&key) {
+                            stale.push(key);
+                        }
+                        true
+                    })?;
+            }
+            let mut t = self.pool.transaction();
+            for (table, key) in stale {
+                t.delete(table, key);
+            }
+            for ((table, key), value) in expected {
+                t.put(table, key, value);
             }
             t.commit()?;
             RebuildReport {

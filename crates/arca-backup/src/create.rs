@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snapshot_name};
 use crate::catalog;
 use crate::digest::{self, ExtentHash, Piece};
+use crate::digest_store;
 use crate::jobs::JobError;
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
 
@@ -80,6 +81,33 @@ pub(crate) fn stepped_back(previous_pit_ms: Option<u64>, pit_ms: u64) -> Option<
     previous_pit_ms.filter(|&p| p > pit_ms)
 }
 
+/// Metadata one backup adds: its record twice (catalog and the destination's descriptor) with
+/// what the host sent and room for its history, a row in each index, and its digest.
+pub(crate) fn backup_room_bytes(info: &HostInfo, digest_bytes: u64) -> u64 {
+    const RECORD_FIXED_BYTES: u64 = 1024;
+    const HISTORY_ROOM_BYTES: u64 = 2048;
+    const INDEX_ROW_BYTES: u64 = 64;
+    let text: u64 = [
+        &info.program,
+        &info.host,
+        &info.application,
+        &info.content_id,
+        &info.label,
+        &info.description,
+    ]
+    .iter()
+    .map(|t| t.as_ref().map_or(0, |t| t.len() as u64))
+    .sum();
+    let meta: u64 = info
+        .meta
+        .iter()
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum();
+    let record = RECORD_FIXED_BYTES + HISTORY_ROOM_BYTES + text + meta;
+    let indexes = (8 + info.meta.len() as u64) * INDEX_ROW_BYTES + meta;
+    2 * record + indexes + digest_bytes
+}
+
 /// The device a volume's new extents come from, for ranking destinations.
 fn home_device(v: &VolumeInfo) -> u32 {
     v.placement.unwrap_or(0)
@@ -137,12 +165,41 @@ impl Backups {
         None
     }
 
+    /// Metadata the digest of a new backup of `source` adds: its index, and the chunks that
+    /// can differ from those the volume's newest backup snapshot shares (every chunk holding an
+    /// extent written since); every chunk when there is no such snapshot.
+    pub(crate) fn digest_room_bytes(&self, source: &VolumeInfo) -> u64 {
+        let es = self.pool.extent_size();
+        let full = digest_store::stored_bytes_max(source.referenced_bytes.div_ceil(es));
+        let index = digest_store::index_bytes(source.size.div_ceil(es));
+        let newest = self.pool.snapshots(&source.name).ok().and_then(|snaps| {
+            snaps
+                .into_iter()
+                .rev()
+                .find(|s| s.name.starts_with("backup-") && !s.name.ends_with("-pit"))
+        });
+        let Some(newest) = newest else {
+            return full;
+        };
+        let Ok(changed) = self.pool.changed_extents(&source.name, &newest.name) else {
+            return full;
+        };
+        let mut chunks: Vec<u64> = changed
+            .iter()
+            .map(|l| l / digest_store::CHUNK_EXTENTS)
+            .collect();
+        chunks.dedup();
+        let changed_bytes =
+            digest_store::stored_bytes_max(chunks.len() as u64 * digest_store::CHUNK_EXTENTS);
+        full.min(index + changed_bytes)
+    }
+
     /// Where `volume` can be backed up, best first: independent devices before the source's.
     pub fn targets(&self, volume: &str) -> Result<Vec<Target>> {
         let source = self.pool.volume(volume)?;
         let home = home_device(&source);
-        let status = self.pool.status();
-        let multi = status.devices.len() > 1;
+        let devices_status = self.pool.device_status();
+        let multi = devices_status.len() > 1;
         let sources = self.live_sources()?;
         let need = source.referenced_bytes;
         let mut other = Vec::new();
@@ -174,7 +231,7 @@ impl Backups {
                 same.push(t)
             }
         }
-        let mut devices: Vec<_> = status.devices.iter().collect();
+        let mut devices: Vec<_> = devices_status.iter().collect();
         devices.sort_by_key(|d| std::cmp::Reverse(d.free_bytes));
         let mut out = self.pair_targets(&source);
         out.extend(other);
@@ -351,9 +408,20 @@ impl Backups {
     fn snapshot_set(
         &self,
         t: &mut arca_store::Txn<'_>,
+        req: &CreateRequest,
         sources: &[VolumeInfo],
         names: &[String],
     ) -> Result<u64> {
+        // Refused whole, before anything changes, when the metadata region is nearly full.
+        let room: u64 = sources
+            .iter()
+            .map(|s| backup_room_bytes(&req.info, self.digest_room_bytes(s)))
+            .sum();
+        let what = match sources {
+            [s] => format!("backing up {}", s.name),
+            _ => format!("backing up {} volumes", sources.len()),
+        };
+        t.admit(&what, room)?;
         let items: Vec<(&str, &str)> = sources
             .iter()
             .zip(names)
@@ -379,7 +447,7 @@ impl Backups {
                 previous_pits,
             } = self.plan_set(sources, snapshot_name)?;
             let mut t = self.pool.transaction();
-            let pit_ms = self.snapshot_set(&mut t, sources, &names)?;
+            let pit_ms = self.snapshot_set(&mut t, req, sources, &names)?;
             for (i, s) in sources.iter().enumerate() {
                 let snap = self.pool.snapshot(&s.name, &names[i])?;
                 let mut r = self.base_record(
@@ -474,7 +542,7 @@ impl Backups {
                 previous_pits,
             } = self.plan_set(sources, pit_snapshot_name)?;
             let mut t = self.pool.transaction();
-            let pit_ms = self.snapshot_set(&mut t, sources, &pits)?;
+            let pit_ms = self.snapshot_set(&mut t, req, sources, &pits)?;
             for (i, s) in sources.iter().enumerate() {
                 let (existing, device) = &plans[i];
                 let (dest, created) = match existing {
@@ -598,7 +666,7 @@ impl Backups {
             .pool
             .export(&format!("{}@{}", src.name, pit_snapshot_name(id)))?;
         let to = self.pool.export_unguarded(&dst.name)?;
-        let es = self.pool.status().extent_size;
+        let es = self.pool.extent_size();
         let size = r.source.size;
         ctx.set_total(size);
         let mut hashes: Vec<ExtentHash> = Vec::new();
@@ -646,11 +714,12 @@ impl Backups {
             self.pool
                 .set_snapshot_guard(&src.name, &pit_snapshot_name(id), None)?;
         }
+        let digest_plan = digest_store::plan_store(&self.pool, id, hashes)?;
         let mut t = self.pool.transaction();
         if let Some(src) = &src {
             t.delete_snapshot(&src.name, &pit_snapshot_name(id))?;
         }
-        digest::store(&mut t, id, 0, hashes);
+        digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
         self.tag_destination(&mut t, &new)?;
         t.commit()?;
@@ -755,7 +824,7 @@ impl Backups {
             return Ok(());
         }
         let (_, image) = self.image(&r)?;
-        let es = self.pool.status().extent_size;
+        let es = self.pool.extent_size();
         ctx.set_total(r.source.size);
         let mut hashes = Vec::new();
         digest::walk::<JobError>(&image, r.source.size, es, false, |p| {
@@ -779,8 +848,9 @@ impl Backups {
         }
         let mut new = old.clone();
         new.digest = Some(info);
+        let digest_plan = digest_store::plan_store(&self.pool, id, &hashes)?;
         let mut t = self.pool.transaction();
-        digest::store(&mut t, id, 0, &hashes);
+        digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
         self.tag_destination(&mut t, &new)?;
         t.commit()?;

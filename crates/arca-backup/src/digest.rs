@@ -4,19 +4,14 @@
 //! A digest holds, for every allocated logical extent, the first 16 bytes of its BLAKE3 hash
 //! (over the extent's bytes inside the image: the last extent may be short). Holes read as
 //! zeros and are not listed. The root is BLAKE3 over a domain string, the extent size, the image
-//! size and the (extent, hash) list. Rows of the digest table hold up to [`CHUNK_ENTRIES`]
-//! entries of 24 bytes: extent (8, big-endian) then hash (16).
+//! size and the (extent, hash) list. Where the hashes are stored: digest_store.rs.
 
-use std::ops::Bound;
+use arca_store::Export;
 
-use arca_store::{Export, Pool, Result, Txn};
-
-use crate::catalog::DIGESTS;
 use crate::record::DigestInfo;
 
 pub const HASH_LEN: usize = 16;
 pub const CHUNK_ENTRIES: usize = 1024;
-const ENTRY_LEN: usize = 8 + HASH_LEN;
 /// Bytes read per request while walking an image.
 pub const WALK_CHUNK_BYTES: u64 = 1 << 20;
 
@@ -47,72 +42,6 @@ pub fn info(extent_size: u64, size: u64, hashes: &[ExtentHash]) -> DigestInfo {
         root: root(extent_size, size, hashes),
         extents: hashes.len() as u64,
     }
-}
-
-fn row_key(id: u64, chunk: u32) -> Vec<u8> {
-    let mut k = id.to_be_bytes().to_vec();
-    k.extend(chunk.to_be_bytes());
-    k
-}
-
-/// Stores a backup's extent hashes (replacing any).
-pub fn store(t: &mut Txn<'_>, id: u64, old_rows: usize, hashes: &[ExtentHash]) {
-    for c in 0..old_rows {
-        t.delete(DIGESTS, row_key(id, c as u32));
-    }
-    for (c, chunk) in hashes.chunks(CHUNK_ENTRIES).enumerate() {
-        let mut v = Vec::with_capacity(chunk.len() * ENTRY_LEN);
-        for (l, h) in chunk {
-            v.extend(l.to_be_bytes());
-            v.extend(h);
-        }
-        t.put(DIGESTS, row_key(id, c as u32), v);
-    }
-}
-
-/// Removes a backup's extent hashes.
-pub fn remove(t: &mut Txn<'_>, id: u64, rows: usize) {
-    for c in 0..rows {
-        t.delete(DIGESTS, row_key(id, c as u32));
-    }
-}
-
-/// Loads a backup's extent hashes and the number of rows they fill. A malformed row is an
-/// error naming the backup.
-pub fn load(pool: &Pool, id: u64) -> Result<std::result::Result<(Vec<ExtentHash>, usize), String>> {
-    let from = row_key(id, 0);
-    let to = row_key(id, u32::MAX);
-    let mut out = Vec::new();
-    let mut rows = 0;
-    let mut bad = None;
-    pool.app_scan(
-        DIGESTS,
-        Bound::Included(&from),
-        Bound::Included(&to),
-        false,
-        |_, v| {
-            rows += 1;
-            if v.len() % ENTRY_LEN != 0 {
-                bad = Some(format!(
-                    "digest row {} of backup {id} is {} bytes",
-                    rows - 1,
-                    v.len()
-                ));
-                return false;
-            }
-            for e in v.chunks_exact(ENTRY_LEN) {
-                let l = u64::from_be_bytes(e[..8].try_into().expect("8 bytes"));
-                let mut h = [0u8; HASH_LEN];
-                h.copy_from_slice(&e[8..]);
-                out.push((l, h));
-            }
-            true
-        },
-    )?;
-    Ok(match bad {
-        Some(m) => Err(m),
-        None => Ok((out, rows)),
-    })
 }
 
 /// What a walk reports for each piece of the image.

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::backups::{Backups, busy, invalid};
 use crate::catalog;
-use crate::digest;
+use crate::digest_store;
 use crate::record::{BackupRecord, Destination, Event, Status};
 use crate::retention::{self, Candidate, Policy, format_rfc3339};
 
@@ -114,10 +114,7 @@ impl Backups {
                 what: if force { "deleted (forced)" } else { "deleted" }.into(),
             },
         );
-        let rows = match digest::load(&self.pool, id)? {
-            Ok((_, rows)) => rows,
-            Err(_) => 0,
-        };
+        let digest_plan = digest_store::plan_remove(&self.pool, id)?;
         // Lift the guard first (the store refuses guarded deletions); put it back on failure.
         let mut guarded_snapshot = None;
         let mut guarded_volume = None;
@@ -178,7 +175,7 @@ impl Backups {
                 return Err(e);
             }
         }
-        digest::remove(&mut t, id, rows);
+        digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
         t.commit()?;
         Ok(new)

@@ -11,6 +11,7 @@ pub mod catalog;
 mod check;
 mod create;
 pub mod digest;
+pub mod digest_store;
 mod expire;
 pub mod jobs;
 mod pair_backups;

@@ -76,6 +76,10 @@ impl Backups {
                 pair.state.as_str()
             )));
         }
+        // Refused before the split when the metadata region is nearly full.
+        let room = crate::create::backup_room_bytes(&req.info, self.digest_room_bytes(source));
+        self.pool
+            .admit_metadata(&format!("backing up {}", source.name), room)?;
         let pairs = self.pairs.get().expect("a pair was found through them");
         let id = self.new_id();
         // The secondary is the backup's from the split's instant: guarded before any host

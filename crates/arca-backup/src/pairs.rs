@@ -209,7 +209,7 @@ impl WriteHook for Mirror {
                     // Error at once in memory, so mirroring stops; the durable record and the
                     // snapshot tracking further changes follow, outside the gate (their
                     // commit waits for nothing a gate holder holds).
-                    let es = self.pool.status().extent_size;
+                    let es = self.pool.extent_size();
                     let mut rec = self.rt.record.lock();
                     if rec.state.mirrors() {
                         if rec.state == PairState::Copy {
@@ -234,7 +234,7 @@ impl WriteHook for Mirror {
                     .load(std::sync::atomic::Ordering::SeqCst)
             {
                 // Until the error's snapshot exists, changes are remembered by extent.
-                let es = self.pool.status().extent_size;
+                let es = self.pool.extent_size();
                 self.rt
                     .record
                     .lock()
@@ -790,7 +790,7 @@ impl Pairs {
         };
         let from = self.pool.export_unguarded(from_name)?;
         let to = self.pool.export_unguarded(to_name)?;
-        let es = self.pool.status().extent_size;
+        let es = self.pool.extent_size();
         let size = self.pool.volume(&primary)?.size;
         // An error during the initial copy leaves nothing tracked: only a full copy repairs.
         let tracked = self

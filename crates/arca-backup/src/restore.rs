@@ -145,7 +145,7 @@ impl Backups {
                 let started = self.jobs.start("restore", name, move |ctx| {
                     let copy = (|| -> Result<(), JobError> {
                         let to = me.pool.export_unguarded(&target)?;
-                        let es = me.pool.status().extent_size;
+                        let es = me.pool.extent_size();
                         ctx.set_total(r.source.size);
                         copy_image(&image, &to, r.source.size, es, true, ctx)?;
                         me.pool.flush()?;
@@ -292,7 +292,7 @@ impl Backups {
     }
 
     fn restore_body(&self, plans: &[Plan], ctx: &JobContext) -> Result<Option<String>, JobError> {
-        let es = self.pool.status().extent_size;
+        let es = self.pool.extent_size();
         let mut report = Vec::new();
         // Progress over the whole set: what each volume will rewrite, known up front.
         let mut total = 0;

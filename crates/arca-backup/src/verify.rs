@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::backups::{Backups, busy};
 use crate::catalog;
 use crate::digest;
+use crate::digest_store;
 use crate::jobs::{JobContext, JobError};
 use crate::record::{DAMAGED_RANGES_MAX, Event, Status};
 
@@ -102,8 +103,8 @@ impl Backups {
                 error: Some("the digest has not been computed yet".into()),
             });
         };
-        let recorded = match digest::load(&self.pool, id)? {
-            Ok((h, _)) => h,
+        let recorded = match digest_store::load(&self.pool, id)? {
+            Ok(h) => h,
             Err(m) => {
                 return Ok(self.record_result(id, Vec::new(), 0, Some(m))?);
             }

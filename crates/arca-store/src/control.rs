@@ -529,11 +529,17 @@ impl Pool {
             .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))
     }
 
-    pub fn status(&self) -> PoolStatus {
+    /// The pool's allocation unit in bytes.
+    pub fn extent_size(&self) -> u64 {
+        self.inner.extent_size
+    }
+
+    /// Capacity and use of every device, cheaply (no metadata walk, unlike [`Pool::status`]).
+    pub fn device_status(&self) -> Vec<DeviceStatus> {
         let inner = &self.inner;
         let es = inner.extent_size;
         let alloc = inner.alloc.lock();
-        let devices: Vec<DeviceStatus> = inner
+        inner
             .superblocks
             .iter()
             .zip(&inner.devices)
@@ -547,8 +553,17 @@ impl Pool {
                     free_bytes: free * es,
                 }
             })
-            .collect();
-        drop(alloc);
+            .collect()
+    }
+
+    /// The whole pool's state, with the metadata region's use (counting its pages may walk the
+    /// metadata store once per commit: see [`Pool::meta_space`]).
+    pub fn status(&self) -> PoolStatus {
+        let inner = &self.inner;
+        let es = inner.extent_size;
+        let devices = self.device_status();
+        // Before the registry lock: counting metadata pages may wait for a commit.
+        let metadata = self.meta_space();
         let reg = inner.registry.read();
         let snapshots = reg.by_id.values().map(|h| h.cell.read().snaps.len()).sum();
         PoolStatus {
@@ -558,8 +573,7 @@ impl Pool {
             used_bytes: devices.iter().map(|d| d.used_bytes).sum(),
             free_bytes: devices.iter().map(|d| d.free_bytes).sum(),
             devices,
-            metadata_used_bytes: inner.meta.used(),
-            metadata_capacity_bytes: inner.meta.capacity(),
+            metadata,
             volumes: reg.by_id.len(),
             snapshots,
         }

@@ -187,12 +187,33 @@ pub fn geometry(size_bytes: u64, extent_size: u32, meta_len: u64) -> Result<Devi
     })
 }
 
-/// The default metadata region: 1/64 of the metadata device, at least 4 MiB (clamped to half
-/// the device) and at most 64 GiB. Sparse until used; sized for maps plus a large catalog.
-pub fn default_meta_len(device_size_bytes: u64) -> u64 {
+/// The default metadata region: 1/64 of the metadata device for the catalog, plus twice the
+/// room to map every extent of the pool (only about half a region is surely reachable, see
+/// meta_space.rs); at least 4 MiB, at most 64 GiB, and at most half the device. Sparse until
+/// used.
+pub fn default_meta_len(device_size_bytes: u64, pool_extents: u64) -> u64 {
     const MIB: u64 = 1 << 20;
-    let want = (device_size_bytes / 64).clamp(4 * MIB, 64 * 1024 * MIB);
+    let maps = pool_extents.saturating_mul(2 * crate::MAP_ENTRY_ROOM_BYTES);
+    let want = (device_size_bytes / 64)
+        .saturating_add(maps)
+        .clamp(4 * MIB, 64 * 1024 * MIB);
     want.min(device_size_bytes / 2) / MIB * MIB
+}
+
+/// Smallest metadata region for a pool of `pool_extents`: half of it (what is surely reachable)
+/// maps every extent and keeps the deletion reserve and 256 KiB for records.
+pub fn meta_len_min(pool_extents: u64) -> u64 {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    let maps = pool_extents.saturating_mul(crate::MAP_ENTRY_ROOM_BYTES);
+    // The deletion reserve is 1/32 of the region but at least 256 KiB: 15/32 of the region
+    // must hold maps and records, and half of it all three.
+    let by_fraction = maps
+        .saturating_add(256 * KIB)
+        .saturating_mul(32)
+        .div_ceil(15);
+    let by_floor = maps.saturating_add(512 * KIB).saturating_mul(2);
+    by_fraction.max(by_floor).div_ceil(MIB).saturating_mul(MIB)
 }
 
 #[cfg(test)]

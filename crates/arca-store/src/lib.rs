@@ -17,6 +17,7 @@ pub mod fsck;
 mod io;
 pub mod layout;
 mod meta_region;
+mod meta_space;
 pub mod names;
 mod pool;
 mod records;
@@ -28,6 +29,7 @@ pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
 pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
+pub use meta_space::{MAP_ENTRY_ROOM_BYTES, MetaSpace};
 pub use pool::{
     DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
     VolumeInfo,

@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub commits: AtomicU64,
     /// Volumes with a write hook: while none has one, writes skip looking (a lock each).
     pub hooks: std::sync::atomic::AtomicUsize,
+    /// Metadata pages in use and the commit count they were counted at (meta_space.rs).
+    pub meta_used_cache: Mutex<Option<(u64, u64)>>,
 }
 
 /// A pool of thin volumes on one or more devices. Cheap to clone; all clones share the pool.
@@ -154,8 +156,8 @@ pub struct PoolStatus {
     pub capacity_bytes: u64,
     pub used_bytes: u64,
     pub free_bytes: u64,
-    pub metadata_used_bytes: u64,
-    pub metadata_capacity_bytes: u64,
+    /// The metadata region: see [`crate::MetaSpace`].
+    pub metadata: crate::MetaSpace,
     pub volumes: usize,
     pub snapshots: usize,
 }
@@ -266,23 +268,32 @@ impl Pool {
         }
         let pool_id = random_id();
         let created = now_unix();
+        let mut sizes = Vec::with_capacity(devices.len());
+        for dev in &devices {
+            sizes.push(
+                dev.size_bytes()
+                    .map_err(|e| Error::io(format!("device {}: size", dev.name()), e))?,
+            );
+        }
+        // An upper bound on the pool's extents: the metadata region must be able to map all.
+        let pool_extents: u64 = sizes.iter().map(|s| s / es as u64).sum();
+        let meta_len = config
+            .meta_len
+            .unwrap_or_else(|| layout::default_meta_len(sizes[0], pool_extents));
+        let meta_len_min = layout::meta_len_min(pool_extents);
+        if meta_len < meta_len_min {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "metadata region of {meta_len} bytes is too small for a pool of \
+                     {pool_extents} extents: it needs at least {meta_len_min} bytes to map \
+                     them all (choose a larger region or larger extents)"
+                ),
+            ));
+        }
         for (i, dev) in devices.iter().enumerate() {
-            let size = dev
-                .size_bytes()
-                .map_err(|e| Error::io(format!("device {}: size", dev.name()), e))?;
-            let meta_len = if i == 0 {
-                config
-                    .meta_len
-                    .unwrap_or_else(|| layout::default_meta_len(size))
-            } else {
-                0
-            };
-            if i == 0 && meta_len < (1 << 20) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("metadata region of {meta_len} bytes is too small (1 MiB minimum)"),
-                ));
-            }
+            let size = sizes[i];
+            let meta_len = if i == 0 { meta_len } else { 0 };
             let g = layout::geometry(size, es, meta_len)
                 .map_err(|e| Error::new(e.kind(), format!("device {}: {e}", dev.name())))?;
             let sb = Superblock {
@@ -443,6 +454,7 @@ impl Pool {
             load_problems: Mutex::new(Vec::new()),
             commits: AtomicU64::new(0),
             hooks: std::sync::atomic::AtomicUsize::new(0),
+            meta_used_cache: Mutex::new(None),
         };
         let pool = Pool {
             inner: Arc::new(inner),

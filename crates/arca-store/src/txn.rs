@@ -7,9 +7,11 @@
 //! ([`AppOp`]) ride with the pool's pending changes, so a failed commit retries them together
 //! with the structural changes they describe.
 //!
-//! In-memory changes cannot be rolled back: a transaction commits what it did, even when
-//! dropped without [`Txn::commit`] (an error there leaves the changes pending for the next
-//! flush, which commits them together). Callers validate before they change anything.
+//! In-memory control changes cannot be rolled back yet: a transaction that made one commits
+//! what it did, even when dropped without [`Txn::commit`] (an error there leaves the changes
+//! pending for the next flush, which commits them together). Callers validate, and ask for
+//! metadata room ([`Txn::admit`]), before they change anything. A transaction that only wrote
+//! table rows aborts when its commit fails: its rows are dropped.
 //!
 //! The tables live in the metadata store as `app:NAME`, keyed and valued by bytes; keys sort
 //! bytewise, so big-endian integers make ordered indexes.
@@ -181,6 +183,11 @@ pub struct Txn<'a> {
     pool: &'a Pool,
     lock: Option<MutexGuard<'a, CommitState>>,
     ops: Vec<AppOp>,
+    /// Metadata room admitted so far ([`Txn::admit`]).
+    admitted_bytes: u64,
+    /// Whether a control change (create, delete, tag) was made in memory: such a transaction
+    /// cannot be undone yet, so a failed commit leaves it pending for the next flush.
+    memory_changed: bool,
 }
 
 impl Pool {
@@ -190,6 +197,8 @@ impl Pool {
             pool: self,
             lock: Some(self.inner.commit.lock()),
             ops: Vec::new(),
+            admitted_bytes: 0,
+            memory_changed: false,
         }
     }
 
@@ -354,14 +363,37 @@ impl Pool {
     }
 }
 
+/// Metadata room counted for one new volume or snapshot record (the record, its key and the
+/// table pages it touches); a tag attached later is counted by its size.
+const RECORD_ROOM_BYTES: u64 = 512;
+
 impl Txn<'_> {
+    /// Asks for room for about `bytes` of new metadata (see `meta_space.rs`); refused with
+    /// [`crate::ErrorKind::NoSpace`] when the metadata region is nearly full. Call it before
+    /// changing anything: what adds must be refused whole. Room asked for earlier in the same
+    /// transaction counts too.
+    pub fn admit(&mut self, what: &str, bytes: u64) -> Result<()> {
+        let total = self.admitted_bytes.saturating_add(bytes);
+        self.pool.admit_metadata(what, total)?;
+        self.admitted_bytes = total;
+        Ok(())
+    }
+
     pub fn create_volume(&mut self, name: &str, size: u64, placement: Option<u32>) -> Result<()> {
+        self.admit(&format!("creating volume {name}"), RECORD_ROOM_BYTES)?;
+        self.memory_changed = true;
         self.pool.create_volume_mem(name, size, placement)
     }
 
     /// Snapshots every `(volume, snapshot name)` at one instant (see
     /// [`Pool::create_snapshot`]). All or none.
     pub fn create_snapshots(&mut self, items: &[(&str, &str)]) -> Result<()> {
+        let what = match items {
+            [(v, s)] => format!("creating snapshot {v}@{s}"),
+            _ => format!("creating {} snapshots", items.len()),
+        };
+        self.admit(&what, RECORD_ROOM_BYTES * items.len() as u64)?;
+        self.memory_changed = true;
         self.pool.create_snapshots_mem(items).map(|_| ())
     }
 
@@ -372,15 +404,22 @@ impl Txn<'_> {
         name: &str,
         placement: Option<u32>,
     ) -> Result<()> {
+        self.admit(
+            &format!("cloning {volume}@{snapshot} as {name}"),
+            RECORD_ROOM_BYTES,
+        )?;
+        self.memory_changed = true;
         self.pool
             .clone_snapshot_mem(volume, snapshot, name, placement)
     }
 
     pub fn delete_snapshot(&mut self, volume: &str, name: &str) -> Result<()> {
+        self.memory_changed = true;
         self.pool.delete_snapshot_mem(volume, name)
     }
 
     pub fn delete_volume(&mut self, name: &str, with_snapshots: bool) -> Result<()> {
+        self.memory_changed = true;
         self.pool.delete_volume_mem(name, with_snapshots)
     }
 
@@ -393,6 +432,7 @@ impl Txn<'_> {
         }
         f.tag = tag;
         f.dirty.record = true;
+        self.memory_changed = true;
         Ok(())
     }
 
@@ -413,6 +453,7 @@ impl Txn<'_> {
         s.tag = tag;
         let id = s.id;
         f.dirty.snapshot_records.push(id);
+        self.memory_changed = true;
         Ok(())
     }
 
@@ -449,12 +490,23 @@ impl Txn<'_> {
         let Some(mut lock) = self.lock.take() else {
             return Ok(());
         };
+        let ops = self.ops.len();
         {
             // Under the registry lock, as every pool-level pending change is made.
             let _reg = self.pool.inner.registry.read();
             self.pool.inner.pending.lock().app_ops.append(&mut self.ops);
         }
-        self.pool.flush_locked(&mut lock)
+        let result = self.pool.flush_locked(&mut lock);
+        if result.is_err() && !self.memory_changed {
+            // Only table rows: the transaction aborts. A failed commit put back exactly what it
+            // tried, with these rows last, and nothing was added since: the commit lock is
+            // still held. Left pending, rows that cannot fit would fail every later flush.
+            let _reg = self.pool.inner.registry.read();
+            let mut pending = self.pool.inner.pending.lock();
+            let keep = pending.app_ops.len().saturating_sub(ops);
+            pending.app_ops.truncate(keep);
+        }
+        result
     }
 }
 
@@ -463,7 +515,7 @@ impl Drop for Txn<'_> {
         if self.lock.is_some()
             && let Err(e) = self.finish()
         {
-            tracing::warn!("a transaction's commit failed; it stays pending: {e}");
+            tracing::warn!("a transaction's commit failed: {e}");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Catalog check names each kind of disagreement; rebuild restores the records from the
 //! descriptors on the destinations.
 
-use arca_backup::catalog::{self, CATALOG_TABLES, DIGESTS};
+use arca_backup::catalog::{self, CATALOG_TABLES};
+use arca_backup::digest_store::DIGEST_INDEX;
 use arca_backup::{BackupRecord, CreateRequest, HostInfo, Method, Status};
 
 use crate::util::*;
@@ -72,9 +73,12 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
     r.pool.create_volume("ghost", 8 * ES, None).unwrap();
     let mut t = r.pool.transaction();
     t.set_volume_tag("ghost", Some(ghost.encode())).unwrap();
-    // A digest that no longer gives its root, and an index row of no record.
+    // A digest index naming a chunk that is not stored (which also leaves the chunk it named
+    // counted once too often), and an index row of no record.
     let key = [ids[2].to_be_bytes().as_slice(), &0u32.to_be_bytes()].concat();
-    t.put(DIGESTS, key, vec![0u8; 24]);
+    let mut index = r.pool.app_get(DIGEST_INDEX, &key).unwrap().unwrap();
+    index[5..21].copy_from_slice(&[0xee; 16]);
+    t.put(DIGEST_INDEX, key, index);
     t.put(
         catalog::BY_HOST,
         [b"zz\0".as_slice(), &7u64.to_be_bytes()].concat(),
@@ -89,6 +93,7 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
         found,
         vec![
             ("digest-mismatch", Some(ids[2])),
+            ("digest-refcount", None),
             ("index-orphan", Some(7)),
             ("missing-destination", Some(ids[0])),
             ("orphan-destination", Some(42)),

@@ -5,6 +5,7 @@ mod util;
 mod catalog;
 mod copy;
 mod expire;
+mod metadata_space;
 mod pairs;
 mod restore;
 mod snapshot;

@@ -150,3 +150,30 @@ fn device_enospc_is_a_no_space_error() {
     assert_eq!(err.kind(), ErrorKind::NoSpace);
     assert_clean(pool);
 }
+
+/// Regression: a transaction's table rows stayed pending after its commit failed, so every
+/// later flush (a host's too) tried them again; rows that could not fit failed them all.
+#[test]
+fn a_failed_commit_of_table_rows_only_aborts_them() {
+    let sp = sim_pool(&[16 * MIB], &small_config());
+    let pool = &sp.pool;
+    pool.create_volume("v", MIB, None).unwrap();
+    let v = pool.export("v").unwrap();
+    sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
+    let mut t = pool.transaction();
+    t.put("rows", b"k".to_vec(), b"value".to_vec());
+    assert_eq!(t.commit().unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(pool.app_get("rows", b"k").unwrap(), None);
+    // The next flush commits the host's writes alone, and the rows never appear.
+    let a = pattern(9, 10_000);
+    v.write(0, &a, false).unwrap();
+    pool.flush().unwrap();
+    assert_eq!(pool.app_get("rows", b"k").unwrap(), None);
+    drop(v);
+    let reopened = reopen(&sp);
+    assert_eq!(reopened.app_get("rows", b"k").unwrap(), None);
+    let mut buf = vec![0u8; a.len()];
+    reopened.export("v").unwrap().read(0, &mut buf).unwrap();
+    assert_eq!(buf, a);
+    assert_clean(&reopened);
+}

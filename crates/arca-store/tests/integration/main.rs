@@ -6,6 +6,7 @@ mod cached_reads;
 mod concurrency;
 mod crash;
 mod faults;
+mod meta_space;
 mod model;
 mod txn;
 mod util;

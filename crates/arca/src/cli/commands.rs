@@ -176,9 +176,12 @@ fn pool_status(c: &Client, s: &Settings) -> Result<()> {
                 (
                     "metadata",
                     format!(
-                        "{} of {}",
+                        "{} used of {} ({} region), {} held back, {} available",
                         format::size(p.metadata_used),
-                        format::size(p.metadata_capacity)
+                        format::size(p.metadata_reachable),
+                        format::size(p.metadata_capacity),
+                        format::size(p.metadata_reserved),
+                        format::size(p.metadata_available),
                     ),
                 ),
                 ("volumes", p.volumes.to_string()),
