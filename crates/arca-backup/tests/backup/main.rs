@@ -7,4 +7,5 @@ mod copy;
 mod expire;
 mod pairs;
 mod restore;
+mod restore_interrupted;
 mod snapshot;
