@@ -209,6 +209,17 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
                     Event::Copied { to } => BackupEvent::Copied { to },
                     Event::Consumed { by } => BackupEvent::Consumed { by },
                     Event::Retention { what } => BackupEvent::Retention { what },
+                    Event::RestoreResumed { to } => BackupEvent::RestoreResumed { to },
+                    Event::RestoreRolledBack { to, undo, reason } => {
+                        BackupEvent::RestoreRolledBack {
+                            to,
+                            undo_backup: undo,
+                            reason,
+                        }
+                    }
+                    Event::RestoreFailed { to, reason } => {
+                        BackupEvent::RestoreFailed { to, reason }
+                    }
                 },
             })
             .collect(),

@@ -78,6 +78,7 @@ fn volume_json(v: arca_store::VolumeInfo) -> Volume {
             .map(|(volume, snapshot)| Origin { volume, snapshot }),
         snapshots: v.snapshots as u64,
         created: rfc3339(v.created_unix),
+        protection: v.guard,
     }
 }
 

@@ -74,6 +74,11 @@ pub struct Volume {
     pub origin: Option<Origin>,
     pub snapshots: u64,
     pub created: String,
+    /// Why hosts get the volume read-only and deleting or resizing it is refused (it holds a
+    /// backup, a restore into it is in progress or being recovered, it is a pair's
+    /// secondary); null when none of that applies.
+    #[serde(default)]
+    pub protection: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -368,6 +373,23 @@ pub enum BackupEvent {
     },
     Retention {
         what: String,
+    },
+    /// An in-place restore that a stop or crash interrupted was started again (a `restored`
+    /// or `restore_rolled_back` event follows when it ends).
+    RestoreResumed {
+        to: String,
+    },
+    /// An in-place restore that failed, was cancelled, or could not be resumed was undone:
+    /// the volume holds the content of the undo point again.
+    RestoreRolledBack {
+        to: String,
+        undo_backup: u64,
+        reason: String,
+    },
+    /// A restore into a new volume did not finish; the incomplete volume was removed.
+    RestoreFailed {
+        to: String,
+        reason: String,
     },
 }
 

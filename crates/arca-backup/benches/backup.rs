@@ -357,7 +357,7 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
         wait(&jobs, c.jobs[0]);
         c.records[0].id
     };
-    let es = pool.status().extent_size;
+    let es = pool.extent_size();
     let extents = size / es;
     let mut rng = StdRng::seed_from_u64(9);
     let e = pool.export("v").unwrap();
@@ -457,7 +457,7 @@ fn pairs_bench(dir: &Path, size: u64) {
     wait_pair("s");
     let initial_ms = t.elapsed().as_secs_f64() * 1000.0;
     pairs.split("s").unwrap();
-    let es = pool.status().extent_size;
+    let es = pool.extent_size();
     let extents = size / es;
     let changed = extents / 100;
     let mut rng = StdRng::seed_from_u64(5);

@@ -10,7 +10,9 @@
 //!   volume/snapshot commands refuse to delete or resize it, naming the backup;
 //! - catalog changes are serialized by `catalog_lock`, taken before the store's commit lock.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arca_store::{Error, ErrorKind, Export, Pool, Result, VolumeInfo};
@@ -63,6 +65,48 @@ pub struct Backups {
     /// Digest jobs by backup, so verification can wait for a digest still being computed.
     pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, u64>>,
     pub(crate) pairs: crate::pair_backups::PairsSlot,
+    /// Backups that running operations read: deleting them is refused.
+    uses: Arc<Mutex<Uses>>,
+    /// Set by [`Backups::stop`]: running restores stop and are resumed at the next start.
+    pub(crate) stopping: AtomicBool,
+    /// Restore jobs started by this process, for [`Backups::stop`].
+    pub(crate) restore_jobs: Mutex<Vec<u64>>,
+}
+
+/// Who reads which backups: operations register while they run (in memory, since they are
+/// jobs of this process; interrupted restores register again when recovered at open).
+#[derive(Default)]
+struct Uses {
+    next_token: u64,
+    by_token: HashMap<u64, (Vec<u64>, String)>,
+}
+
+/// One operation's claim on backups; dropping it ends the claim.
+pub(crate) struct UseGuard {
+    uses: Arc<Mutex<Uses>>,
+    token: u64,
+}
+
+impl UseGuard {
+    /// What the error refusing a deletion names (once the job has an id).
+    pub(crate) fn describe(&self, what: String) {
+        if let Some(u) = self.uses.lock().by_token.get_mut(&self.token) {
+            u.1 = what;
+        }
+    }
+
+    /// Claims more backups (an undo point taken by the operation).
+    pub(crate) fn add(&self, ids: &[u64]) {
+        if let Some(u) = self.uses.lock().by_token.get_mut(&self.token) {
+            u.0.extend_from_slice(ids);
+        }
+    }
+}
+
+impl Drop for UseGuard {
+    fn drop(&mut self) {
+        self.uses.lock().by_token.remove(&self.token);
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -131,6 +175,9 @@ impl Backups {
             last_id: Mutex::new(last),
             digest_jobs: Mutex::new(Default::default()),
             pairs: Default::default(),
+            uses: Default::default(),
+            stopping: AtomicBool::new(false),
+            restore_jobs: Mutex::new(Vec::new()),
         });
         for r in &records {
             if r.status == Status::Copying {
@@ -138,6 +185,9 @@ impl Backups {
                 b.fail_copy(r.id, "interrupted: the array stopped during the copy")?;
             }
         }
+        // Before anything serves the volumes: a partly restored one is guarded again, and its
+        // restore resumed or rolled back.
+        b.recover_restores()?;
         b.apply_guards()?;
         let (records, _) = catalog::all(&b.pool)?;
         let pending: Vec<u64> = records
@@ -193,6 +243,53 @@ impl Backups {
 
     pub fn list(&self, q: &catalog::Query) -> Result<Vec<BackupRecord>> {
         catalog::query(&self.pool, q)
+    }
+
+    /// Registers an operation reading these backups, without checking them (they were just
+    /// checked or created under the catalog lock, or are being recovered at open).
+    pub(crate) fn register_use(&self, ids: &[u64], what: String) -> UseGuard {
+        let mut u = self.uses.lock();
+        u.next_token += 1;
+        let token = u.next_token;
+        u.by_token.insert(token, (ids.to_vec(), what));
+        UseGuard {
+            uses: self.uses.clone(),
+            token,
+        }
+    }
+
+    /// Claims complete backups for an operation that reads them (`verb`: what it does, for
+    /// the refusal): each must be complete, and while the guard lives deleting one is refused.
+    pub(crate) fn claim(
+        &self,
+        ids: &[u64],
+        verb: &str,
+        what: String,
+    ) -> Result<(Vec<BackupRecord>, UseGuard)> {
+        // Under the catalog lock, which deletion takes too: none goes between check and claim.
+        let _c = self.catalog_lock.lock();
+        let mut records = Vec::new();
+        for &id in ids {
+            let r = self.get(id)?;
+            if r.status != Status::Complete {
+                return Err(busy(format!(
+                    "backup {id} is {}; only a complete backup can be {verb}",
+                    r.status.as_str()
+                )));
+            }
+            records.push(r);
+        }
+        Ok((records, self.register_use(ids, what)))
+    }
+
+    /// The operation reading a backup, if one does.
+    pub(crate) fn user_of(&self, id: u64) -> Option<String> {
+        self.uses
+            .lock()
+            .by_token
+            .values()
+            .find(|(ids, _)| ids.contains(&id))
+            .map(|(_, what)| what.clone())
     }
 
     pub(crate) fn volume_by_id(&self, id: u64) -> Option<VolumeInfo> {

@@ -315,7 +315,16 @@ impl Backups {
         }
         let mut sources = Vec::new();
         for v in &req.volumes {
-            sources.push(self.pool.volume(v)?);
+            let s = self.pool.volume(v)?;
+            if let Some(m) = self.restore_marker(s.id)? {
+                // Its content is partly restored: no backup may call that an image.
+                return Err(busy(format!(
+                    "volume {v} is being restored from backup {}; back it up once the restore \
+                     is done",
+                    m.backup
+                )));
+            }
+            sources.push(s);
         }
         if method == Method::Copy
             && let Some(to) = &req.to
@@ -436,6 +445,17 @@ impl Backups {
         req: &CreateRequest,
         sources: &[VolumeInfo],
     ) -> Result<Created> {
+        self.create_snapshots_with(req, sources, &mut |_, _| {})
+    }
+
+    /// Snapshot backups, with `also` adding its own changes (and claims) to their transaction,
+    /// under the catalog lock: a restore's markers go in with its undo point.
+    pub(crate) fn create_snapshots_with(
+        self: &Arc<Self>,
+        req: &CreateRequest,
+        sources: &[VolumeInfo],
+        also: &mut dyn FnMut(&mut arca_store::Txn<'_>, &[BackupRecord]),
+    ) -> Result<Created> {
         let mut records = Vec::new();
         {
             let _c = self.catalog_lock.lock();
@@ -475,6 +495,7 @@ impl Backups {
                 records.push(r);
             }
             self.mark_ids(&mut t);
+            also(&mut t, &records);
             t.commit()?;
         }
         let mut jobs = Vec::new();

@@ -92,6 +92,11 @@ impl Backups {
     pub fn delete(&self, id: u64, force: bool) -> Result<BackupRecord> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
+        if let Some(what) = self.user_of(id) {
+            return Err(busy(format!(
+                "backup {id} is in use by {what}; wait for it to finish, or cancel it"
+            )));
+        }
         match old.status {
             Status::Copying => {
                 return Err(busy(format!(

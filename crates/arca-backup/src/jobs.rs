@@ -95,6 +95,8 @@ pub struct JobSnapshot {
 /// What a job body sees: progress reporting and the cancel flag.
 pub struct JobContext {
     job: Arc<Job>,
+    /// Set for work that must finish once begun (undoing what a cancelled job did).
+    ignore_cancel: bool,
 }
 
 impl JobContext {
@@ -107,7 +109,27 @@ impl JobContext {
     }
 
     pub fn cancelled(&self) -> bool {
+        !self.ignore_cancel && self.job.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Whether cancel was asked, even on a context that ignores it.
+    pub fn cancel_requested(&self) -> bool {
         self.job.cancel.load(Ordering::Relaxed)
+    }
+
+    /// The same job, for a step that must run to its end even after cancel was asked (a
+    /// rollback): its checks never stop it.
+    pub fn uncancellable(&self) -> JobContext {
+        JobContext {
+            job: self.job.clone(),
+            ignore_cancel: true,
+        }
+    }
+
+    /// Starts the progress over, for a second phase with its own total (a rollback).
+    pub fn restart_progress(&self, total: u64) {
+        self.job.bytes_done.store(0, Ordering::Relaxed);
+        self.job.bytes_total.store(total, Ordering::Relaxed);
     }
 
     /// `Err(JobError::Cancelled)` once cancel was asked: `ctx.check()?` between steps.
@@ -218,7 +240,10 @@ impl JobManager {
         });
         self.forget_old();
         self.jobs.lock().insert(job.id, job.clone());
-        let ctx = JobContext { job: job.clone() };
+        let ctx = JobContext {
+            job: job.clone(),
+            ignore_cancel: false,
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("job-{}", job.id))
             .spawn(move || {
@@ -321,5 +346,29 @@ mod tests {
         assert!(j.cancel());
         assert_eq!(j.wait(Duration::from_secs(10)), JobState::Cancelled);
         assert!(!j.cancel(), "a finished job cannot be cancelled");
+    }
+
+    #[test]
+    fn an_uncancellable_step_runs_to_its_end_after_cancel() {
+        let m = JobManager::new();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let j = m
+            .start("test", "u", move |ctx| {
+                rx.recv().unwrap();
+                assert!(ctx.cancelled());
+                let undo = ctx.uncancellable();
+                assert!(!undo.cancelled() && undo.cancel_requested());
+                undo.check()?;
+                undo.restart_progress(10);
+                undo.add_done(10);
+                ctx.check()?;
+                Ok(None)
+            })
+            .unwrap();
+        assert!(j.cancel());
+        tx.send(()).unwrap();
+        assert_eq!(j.wait(Duration::from_secs(10)), JobState::Cancelled);
+        let s = j.snapshot();
+        assert_eq!((s.bytes_done, s.bytes_total), (10, 10));
     }
 }

@@ -18,6 +18,7 @@ mod pair_backups;
 pub mod pairs;
 pub mod record;
 mod restore;
+mod restore_state;
 pub mod retention;
 mod verify;
 

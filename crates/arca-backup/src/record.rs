@@ -158,6 +158,23 @@ pub enum Event {
     Retention {
         what: String,
     },
+    // Restore outcomes besides `Restored` (new variants go last: records are stored).
+    /// An in-place restore a stop or crash interrupted was started again.
+    RestoreResumed {
+        to: String,
+    },
+    /// An in-place restore that failed, was cancelled, or could not be resumed was undone:
+    /// the volume holds the content of undo point `undo` again.
+    RestoreRolledBack {
+        to: String,
+        undo: u64,
+        reason: String,
+    },
+    /// A restore into a new volume did not finish; the incomplete volume was removed.
+    RestoreFailed {
+        to: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,8 @@
 //! the store names the extents written or trimmed since the snapshot, and only those are put
 //! back (copied from the snapshot, or unmapped where it had a hole). Other in-place restores
 //! copy the whole image, skipping holes. While a restore runs its volume is guarded, so hosts
-//! that reconnect get it read-only.
+//! that reconnect get it read-only. What happens when a restore is interrupted, cancelled or
+//! fails is in `restore_state.rs`: resumed or rolled back to the undo point, never left torn.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +13,13 @@ use std::time::Duration;
 use arca_store::{Error, Export, Result};
 use serde::Serialize;
 
-use crate::backups::{Backups, RESTORE_GUARD_PREFIX, backup_not_found, busy, invalid};
+use crate::backups::{Backups, RESTORE_GUARD_PREFIX, UseGuard, backup_not_found, busy, invalid};
 use crate::catalog;
 use crate::create::CreateRequest;
 use crate::digest::{self, Piece};
 use crate::jobs::{JobContext, JobError};
-use crate::record::{BackupRecord, Destination, Event, HostInfo, Method, Status};
+use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
+use crate::restore_state::{RestoreMarker, Step, put_marker};
 
 /// How long a forced restore waits for disconnected hosts to go.
 const DISCONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -46,23 +48,22 @@ struct Plan {
 }
 
 impl Backups {
-    fn restorable(&self, id: u64) -> Result<BackupRecord> {
-        let r = self.get(id)?;
-        if r.status != Status::Complete {
-            return Err(busy(format!(
-                "backup {id} is {}; only a complete backup can be restored",
-                r.status.as_str()
-            )));
+    /// Claims a backup for a restore: it must be complete, and deleting it is refused until the
+    /// restore ends.
+    fn claim_for_restore(&self, ids: &[u64]) -> Result<(Vec<BackupRecord>, UseGuard)> {
+        if self.stopping() {
+            return Err(busy("the array is stopping; restore after it starts again"));
         }
-        Ok(r)
+        self.claim(ids, "restored", "a restore being started".into())
     }
 
     /// Restores one backup, or (with `set`) every backup of a backup set in place into its
     /// source volume.
     pub fn restore(self: &Arc<Self>, id: u64, to: RestoreTo) -> Result<Restored> {
-        let r = self.restorable(id)?;
+        let (mut records, uses) = self.claim_for_restore(&[id])?;
+        let r = records.remove(0);
         match to {
-            RestoreTo::New { name } => self.restore_new(r, &name),
+            RestoreTo::New { name } => self.restore_new(r, &name, uses),
             RestoreTo::InPlace { volume, force } => {
                 let volume = match volume {
                     Some(v) => v,
@@ -78,7 +79,7 @@ impl Backups {
                             .name
                     }
                 };
-                self.restore_in_place(vec![Plan { record: r, volume }], force)
+                self.restore_in_place(vec![Plan { record: r, volume }], uses, force)
             }
         }
     }
@@ -98,9 +99,10 @@ impl Backups {
                 format!("backup set {set_id} does not exist"),
             ));
         }
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let (records, uses) = self.claim_for_restore(&ids)?;
         let mut plans = Vec::new();
-        for m in members {
-            let r = self.restorable(m.id)?;
+        for r in records {
             let v = self.volume_by_id(r.source.volume_id).ok_or_else(|| {
                 invalid(format!(
                     "volume {} of set {set_id} no longer exists",
@@ -112,19 +114,33 @@ impl Backups {
                 volume: v.name,
             });
         }
-        self.restore_in_place(plans, force)
+        self.restore_in_place(plans, uses, force)
     }
 
-    fn restore_new(self: &Arc<Self>, r: BackupRecord, name: &str) -> Result<Restored> {
+    fn restore_new(
+        self: &Arc<Self>,
+        r: BackupRecord,
+        name: &str,
+        uses: UseGuard,
+    ) -> Result<Restored> {
         let id = r.id;
         match &r.destination {
             Destination::Snapshot { snapshot, .. } => {
-                // Instant: a clone shares the snapshot's extents.
+                // Instant: a clone shares the snapshot's extents. One transaction with the note.
                 let src = self
                     .volume_by_id(r.source.volume_id)
                     .ok_or_else(|| backup_not_found(id))?;
-                self.pool.clone_snapshot(&src.name, snapshot, name, None)?;
-                self.note_restored(id, name, false)?;
+                {
+                    let _c = self.catalog_lock.lock();
+                    let mut t = self.pool.transaction();
+                    t.clone_snapshot(&src.name, snapshot, name, None)?;
+                    let event = Event::Restored {
+                        to: name.to_string(),
+                        in_place: false,
+                    };
+                    self.note_in(&mut t, id, event)?;
+                    t.commit()?;
+                }
                 Ok(Restored {
                     backups: vec![id],
                     volumes: vec![name.to_string()],
@@ -134,41 +150,78 @@ impl Backups {
             }
             Destination::Volume { .. } => {
                 let (_, image) = self.image(&r)?;
-                self.pool.create_volume(name, r.source.size, None)?;
-                // Hosts see it read-only until it is whole; a failed copy removes it.
-                self.pool.set_volume_guard(
-                    name,
-                    Some(format!("{RESTORE_GUARD_PREFIX} from backup {id}")),
-                )?;
+                // The volume and its marker in one transaction: a stop or crash before the copy
+                // is recorded done leaves a volume the next start removes. Hosts see it
+                // read-only until then.
+                let volume_id = {
+                    let _c = self.catalog_lock.lock();
+                    let mut t = self.pool.transaction();
+                    t.create_volume(name, r.source.size, None)?;
+                    let v = self.pool.volume(name)?;
+                    put_marker(
+                        &mut t,
+                        &RestoreMarker {
+                            volume_id: v.id,
+                            volume: name.to_string(),
+                            backup: id,
+                            undo: None,
+                            group: id,
+                            started_ms: self.now_ms(),
+                            rolling_back: None,
+                        },
+                    );
+                    t.commit()?;
+                    v.id
+                };
+                self.guard_restore(volume_id, &format!(" from backup {id}"));
                 let me = self.clone();
                 let target = name.to_string();
+                let uses = Arc::new(uses);
+                let held = uses.clone();
                 let started = self.jobs.start("restore", name, move |ctx| {
+                    let _held = held;
                     let copy = (|| -> Result<(), JobError> {
                         let to = me.pool.export_unguarded(&target)?;
                         let es = me.pool.extent_size();
                         ctx.set_total(r.source.size);
                         copy_image(&image, &to, r.source.size, es, true, ctx)?;
-                        me.pool.flush()?;
                         Ok(())
                     })();
-                    let _ = me.pool.set_volume_guard(&target, None);
-                    if let Err(e) = copy {
-                        if let Err(x) = me.pool.delete_volume(&target, false) {
-                            tracing::warn!(volume = %target, "removing a failed restore: {x}");
+                    match copy {
+                        Ok(()) => {
+                            me.finish_new(volume_id, id, &target)?;
+                            Ok(Some(format!("{{\"backup\":{id},\"volume\":\"{target}\"}}")))
                         }
-                        return Err(e);
+                        Err(_) if me.stopping() => {
+                            tracing::warn!(volume = %target, "restore interrupted by the stop");
+                            Err(JobError::Failed(
+                                "interrupted: the array is stopping; the incomplete volume is \
+                                 removed at its next start"
+                                    .into(),
+                            ))
+                        }
+                        Err(e) => {
+                            let reason = match &e {
+                                JobError::Cancelled => "cancelled".to_string(),
+                                JobError::Failed(m) => m.clone(),
+                            };
+                            if let Err(x) = me.fail_new(volume_id, id, &target, &reason) {
+                                tracing::error!(volume = %target, "removing a failed restore: {x}");
+                            }
+                            Err(e)
+                        }
                     }
-                    me.note_restored(id, &target, false)?;
-                    Ok(Some(format!("{{\"backup\":{id},\"volume\":\"{target}\"}}")))
                 });
                 let job = match started {
                     Ok(j) => j,
                     Err(e) => {
-                        let _ = self.pool.set_volume_guard(name, None);
-                        let _ = self.pool.delete_volume(name, false);
+                        let reason = format!("the restore job could not start: {e}");
+                        self.fail_new(volume_id, id, name, &reason)?;
                         return Err(Error::io("starting a restore job", e));
                     }
                 };
+                self.restore_jobs.lock().push(job.id());
+                uses.describe(format!("restore job {} into new volume {name}", job.id()));
                 Ok(Restored {
                     backups: vec![id],
                     volumes: vec![name.to_string()],
@@ -179,23 +232,19 @@ impl Backups {
         }
     }
 
-    fn note_restored(&self, id: u64, to: &str, in_place: bool) -> Result<()> {
-        self.update(id, |r| {
-            r.push_history(
-                self.now_ms(),
-                Event::Restored {
-                    to: to.to_string(),
-                    in_place,
-                },
-            );
-            Ok(())
-        })
-        .map(|_| ())
+    fn lift_plans(&self, plans: &[Plan]) {
+        for p in plans {
+            if let Err(e) = self.pool.set_volume_guard(&p.volume, None) {
+                tracing::warn!(volume = %p.volume, "lifting the restore guard: {e}");
+            }
+        }
     }
 
-    fn restore_in_place(self: &Arc<Self>, plans: Vec<Plan>, force: bool) -> Result<Restored> {
+    /// Checks every target, then guards them and disconnects their hosts. On error nothing is
+    /// left guarded.
+    fn prepare_in_place(&self, plans: &[Plan], force: bool) -> Result<()> {
         // Checks first, so a refusal changes nothing.
-        for p in &plans {
+        for p in plans {
             let v = self.pool.volume(&p.volume)?;
             if let Some(g) = &v.guard {
                 return Err(busy(format!("cannot restore into {}: {g}", v.name)));
@@ -218,22 +267,15 @@ impl Backups {
             }
         }
         let why = |p: &Plan| format!("{RESTORE_GUARD_PREFIX} from backup {}", p.record.id);
-        for p in &plans {
+        for p in plans {
             self.pool.set_volume_guard(&p.volume, Some(why(p)))?;
         }
-        let lift = |me: &Backups, plans: &[Plan]| {
-            for p in plans {
-                if let Err(e) = me.pool.set_volume_guard(&p.volume, None) {
-                    tracing::warn!(volume = %p.volume, "lifting the restore guard: {e}");
-                }
-            }
-        };
-        for p in &plans {
+        for p in plans {
             // The guard already refuses their writes; now they go.
             if self.hosts.disconnect(&p.volume) > 0
                 && !self.hosts.wait_disconnected(&p.volume, DISCONNECT_WAIT)
             {
-                lift(self, &plans);
+                self.lift_plans(plans);
                 return Err(busy(format!(
                     "hosts of {} did not disconnect within {} s",
                     p.volume,
@@ -241,9 +283,31 @@ impl Backups {
                 )));
             }
         }
-        // The undo point: one catalogued snapshot backup (a set when several volumes).
+        Ok(())
+    }
+
+    fn restore_in_place(
+        self: &Arc<Self>,
+        plans: Vec<Plan>,
+        uses: UseGuard,
+        force: bool,
+    ) -> Result<Restored> {
+        self.prepare_in_place(&plans, force)?;
+        let mut volumes = Vec::new();
+        for p in &plans {
+            match self.pool.volume(&p.volume) {
+                Ok(v) => volumes.push(v),
+                Err(e) => {
+                    self.lift_plans(&plans);
+                    return Err(e);
+                }
+            }
+        }
+        // The undo point (one catalogued snapshot backup, a set when several volumes) and the
+        // restore's markers, in one transaction: from then on a stop or crash leaves a restore
+        // the next start resumes or rolls back, never a volume silently half restored.
         let source_ids: Vec<String> = plans.iter().map(|p| p.record.id.to_string()).collect();
-        let undo = self.create(CreateRequest {
+        let req = CreateRequest {
             volumes: plans.iter().map(|p| p.volume.clone()).collect(),
             to: None,
             method: Some(Method::Snapshot),
@@ -257,49 +321,81 @@ impl Backups {
                 ..HostInfo::default()
             },
             retention: Default::default(),
-        });
-        let undo = match undo {
-            Ok(u) => u,
-            Err(e) => {
-                lift(self, &plans);
-                return Err(e);
-            }
         };
-        let undo_ids: Vec<u64> = undo.records.iter().map(|r| r.id).collect();
-        let me = self.clone();
+        let started_ms = self.now_ms();
+        let mut undo: Vec<BackupRecord> = Vec::new();
+        let created = self.create_snapshots_with(&req, &volumes, &mut |t, records| {
+            let group = records[0].id;
+            for (p, u) in plans.iter().zip(records) {
+                let m = RestoreMarker {
+                    volume_id: u.source.volume_id,
+                    volume: p.volume.clone(),
+                    backup: p.record.id,
+                    undo: Some(u.id),
+                    group,
+                    started_ms,
+                    rolling_back: None,
+                };
+                put_marker(t, &m);
+            }
+            let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+            uses.add(&ids);
+            undo = records.to_vec();
+        });
+        let steps: Vec<Step> = plans
+            .iter()
+            .zip(&undo)
+            .map(|(p, u)| Step {
+                backup_id: p.record.id,
+                backup: Some(p.record.clone()),
+                undo: u.clone(),
+                volume_id: u.source.volume_id,
+                volume: p.volume.clone(),
+            })
+            .collect();
+        if let Err(e) = created {
+            if !steps.is_empty() {
+                // Taken (or pending), then failed: nothing was rewritten.
+                self.abandon_in_place(&steps, &format!("the restore could not start: {e}"))?;
+            } else {
+                self.lift_plans(&plans);
+            }
+            return Err(e);
+        }
+        let undo_ids: Vec<u64> = undo.iter().map(|r| r.id).collect();
         let backups: Vec<u64> = plans.iter().map(|p| p.record.id).collect();
         let volumes: Vec<String> = plans.iter().map(|p| p.volume.clone()).collect();
-        let target = volumes.join(",");
-        let started = self.jobs.start("restore", &target, move |ctx| {
-            let r = me.restore_body(&plans, ctx);
-            lift(&me, &plans);
-            r
-        });
-        match started {
+        match self.start_in_place_job(steps.clone(), uses, None) {
             Ok(job) => Ok(Restored {
                 backups,
                 volumes,
                 undo_backups: undo_ids,
-                job: Some(job.id()),
+                job: Some(job),
             }),
             Err(e) => {
-                for v in &volumes {
-                    let _ = self.pool.set_volume_guard(v, None);
-                }
+                self.abandon_in_place(&steps, &format!("the restore job could not start: {e}"))?;
                 Err(Error::io("starting a restore job", e))
             }
         }
     }
 
-    fn restore_body(&self, plans: &[Plan], ctx: &JobContext) -> Result<Option<String>, JobError> {
+    /// Rewrites each volume with a backup's image: only the extents changed since, when the
+    /// backup is a snapshot of that very volume; the whole image otherwise. Rewriting changes
+    /// content and nothing else, so doing it again (a resumed restore) is harmless. Returns
+    /// the bytes rewritten per volume.
+    pub(crate) fn rewrite(
+        &self,
+        items: &[(&BackupRecord, u64)],
+        ctx: &JobContext,
+    ) -> Result<Vec<u64>, JobError> {
         let es = self.pool.extent_size();
-        let mut report = Vec::new();
         // Progress over the whole set: what each volume will rewrite, known up front.
         let mut total = 0;
-        let mut diffs = Vec::new();
-        for p in plans {
-            let r = &p.record;
-            let v = self.pool.volume(&p.volume)?;
+        let mut work = Vec::new();
+        for &(r, volume_id) in items {
+            let v = self.volume_by_id(volume_id).ok_or_else(|| {
+                JobError::Failed(format!("volume {} no longer exists", r.source.volume_name))
+            })?;
             let diff = match &r.destination {
                 Destination::Snapshot { snapshot, .. } if v.id == r.source.volume_id => {
                     Some(self.pool.changed_extents(&v.name, snapshot)?)
@@ -307,13 +403,12 @@ impl Backups {
                 _ => None,
             };
             total += diff.as_ref().map_or(v.size, |d| d.len() as u64 * es);
-            diffs.push(diff);
+            work.push((r, v, diff));
         }
-        ctx.set_total(total);
-        for (p, diff) in plans.iter().zip(diffs) {
-            let r = &p.record;
-            let v = self.pool.volume(&p.volume)?;
-            let to = self.pool.export_unguarded(&p.volume)?;
+        ctx.restart_progress(total);
+        let mut out = Vec::new();
+        for (r, v, diff) in work {
+            let to = self.pool.export_unguarded(&v.name)?;
             let (_, image) = self.image(r)?;
             let bytes = match diff {
                 Some(changed) => {
@@ -328,14 +423,9 @@ impl Backups {
                     v.size
                 }
             };
-            self.pool.flush()?;
-            self.note_restored(r.id, &p.volume, true)?;
-            report.push(format!(
-                "{{\"backup\":{},\"volume\":\"{}\",\"bytes_rewritten\":{bytes}}}",
-                r.id, p.volume
-            ));
+            out.push(bytes);
         }
-        Ok(Some(format!("[{}]", report.join(","))))
+        Ok(out)
     }
 }
 

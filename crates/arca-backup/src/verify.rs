@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arca_store::{Error, ErrorKind, Result};
 use serde::Serialize;
 
-use crate::backups::{Backups, busy};
+use crate::backups::Backups;
 use crate::catalog;
 use crate::digest;
 use crate::digest_store;
@@ -29,13 +29,16 @@ impl Backups {
     /// Starts one job verifying the given backups in turn (all complete ones when empty and
     /// `all`). Returns the job id and the backups it covers.
     pub fn verify(self: &Arc<Self>, ids: &[u64], all: bool) -> Result<(u64, Vec<u64>)> {
-        let ids: Vec<u64> = if all {
+        let (ids, uses) = if all {
+            let _c = self.catalog_lock.lock();
             let (records, _) = catalog::all(&self.pool)?;
-            records
+            let ids: Vec<u64> = records
                 .iter()
                 .filter(|r| r.status == Status::Complete)
                 .map(|r| r.id)
-                .collect()
+                .collect();
+            let uses = self.register_use(&ids, "a verification".into());
+            (ids, uses)
         } else {
             if ids.is_empty() {
                 return Err(Error::new(
@@ -43,19 +46,13 @@ impl Backups {
                     "name the backups to verify, or all",
                 ));
             }
-            for &id in ids {
-                let r = self.get(id)?;
-                if r.status != Status::Complete {
-                    return Err(busy(format!(
-                        "backup {id} is {}; only a complete backup can be verified",
-                        r.status.as_str()
-                    )));
-                }
-            }
-            ids.to_vec()
+            let (_, uses) = self.claim(ids, "verified", "a verification".into())?;
+            (ids.to_vec(), uses)
         };
         let me = self.clone();
         let list = ids.clone();
+        let uses = std::sync::Arc::new(uses);
+        let uses_in_job = uses.clone();
         let mut total = 0;
         for &id in &ids {
             total += self.get(id)?.source.size;
@@ -68,6 +65,8 @@ impl Backups {
         let job = self
             .jobs
             .start("verify", &target, move |ctx| {
+                // Deleting a backup is refused while this job reads it.
+                let _uses = &uses_in_job;
                 ctx.set_total(total);
                 let mut results = Vec::new();
                 for &id in &list {
@@ -79,6 +78,7 @@ impl Backups {
                     .map_err(JobError::from)
             })
             .map_err(|e| Error::io("starting a verify job", e))?;
+        uses.describe(format!("verify job {}", job.id()));
         Ok((job.id(), ids))
     }
 

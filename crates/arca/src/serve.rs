@@ -52,6 +52,9 @@ pub struct ServeArgs {
     pub test_clock_file: Option<PathBuf>,
 }
 
+/// How long an orderly stop waits for running restores to stop at their next step.
+const RESTORE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The backup layer's clock: the system's, or (for tests) the one in `--test-clock-file`.
 fn backup_clock(args: &ServeArgs) -> arca_backup::Clock {
     let Some(path) = args.test_clock_file.clone() else {
@@ -239,7 +242,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let state = Arc::new(arca_api::ApiState {
         pool: pool.clone(),
         jobs,
-        backups,
+        backups: backups.clone(),
         pairs: pairs.clone(),
         hosts,
         metrics,
@@ -267,6 +270,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     nbd_result?;
+    // Running restores stop where they are: their markers stay, and the next start resumes
+    // them (the volumes stay read-only until then).
+    backups.stop(RESTORE_STOP_WAIT);
     // The data path and the API have stopped: make the last writes durable, then mark the
     // pairs in `pair` state closed cleanly (both sides hold the same durable image), so that
     // the next start resumes mirroring without a full copy. Not after a failed flush: then the

@@ -8,4 +8,5 @@ mod expire;
 mod metadata_space;
 mod pairs;
 mod restore;
+mod restore_interrupted;
 mod snapshot;

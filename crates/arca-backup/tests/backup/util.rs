@@ -75,7 +75,14 @@ pub fn rig(device_sizes: &[u64]) -> Rig {
 impl Rig {
     /// Restarts on the devices' current content (or on crash images of them).
     pub fn reopen_on(&self, devices: Vec<Arc<SimDevice>>) -> Rig {
+        self.reopen_with(devices, |_| {})
+    }
+
+    /// [`Rig::reopen_on`], running `before` on the pool before the backup service opens
+    /// (which recovers interrupted operations).
+    pub fn reopen_with(&self, devices: Vec<Arc<SimDevice>>, before: impl FnOnce(&Pool)) -> Rig {
         let pool = Pool::open(as_block(&devices)).unwrap();
+        before(&pool);
         let jobs = Arc::new(JobManager::new());
         let backups = Backups::open_with_clock(
             pool.clone(),
@@ -152,6 +159,29 @@ impl Rig {
             self.wait_ok(*j);
         }
         c.records[0].id
+    }
+
+    /// Devices holding what a restart after a crash now finds.
+    pub fn crash_devices(&self, mode: arca_store::sim::CrashMode) -> Vec<Arc<SimDevice>> {
+        let power = PowerDomain::new();
+        self.devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                Arc::new(SimDevice::from_image(
+                    &format!("sim{i}"),
+                    d.crash_image(mode),
+                    power.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits for every job of the manager (recoveries started at open, digests).
+    pub fn wait_all(&self) {
+        for j in self.jobs.list() {
+            self.wait(j.id);
+        }
     }
 
     pub fn assert_clean(&self) {

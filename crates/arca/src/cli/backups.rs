@@ -451,6 +451,17 @@ fn event_text(e: &BackupEvent) -> String {
         BackupEvent::Copied { to } => format!("copied to {to}"),
         BackupEvent::Consumed { by } => format!("consumed by {by}"),
         BackupEvent::Retention { what } => format!("retention: {what}"),
+        BackupEvent::RestoreResumed { to } => {
+            format!("restore into {to} resumed after a restart")
+        }
+        BackupEvent::RestoreRolledBack {
+            to,
+            undo_backup,
+            reason,
+        } => format!("restore into {to} rolled back to undo point {undo_backup}: {reason}"),
+        BackupEvent::RestoreFailed { to, reason } => {
+            format!("restore as new volume {to} failed, the volume was removed: {reason}")
+        }
     }
 }
 

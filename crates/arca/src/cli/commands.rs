@@ -269,6 +269,7 @@ fn volume_fields(v: &Volume) -> String {
         ("origin", origin(v)),
         ("snapshots", v.snapshots.to_string()),
         ("created", v.created.clone()),
+        ("protection", or_dash(v.protection.as_ref())),
     ])
 }
 

@@ -8,6 +8,7 @@ mod pairs;
 mod pool_jobs;
 #[path = "../common/process.rs"]
 mod process;
+mod restore_interrupted;
 mod scenarios;
 mod snapshots;
 mod util;

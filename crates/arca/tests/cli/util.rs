@@ -240,6 +240,17 @@ impl Daemon {
         );
     }
 
+    /// [`Daemon::stop`], returning its log.
+    pub fn stop_with_log(mut self) -> String {
+        let status = self.terminate();
+        let log = self.log();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "arca serve did not exit 0 after SIGTERM: {status:?}; stderr:\n{log}"
+        );
+        log
+    }
+
     fn terminate(&mut self) -> Option<ExitStatus> {
         self.stopped = true;
         crate::process::terminate(&mut self.child, DAEMON_TIMEOUT)
