@@ -21,10 +21,19 @@ struct Daemon {
 impl Daemon {
     fn start(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Daemon::command(dir.path(), extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon::launch(cmd, dir)
+    }
+
+    /// `arca serve` with its pool in `dir`, on ephemeral loopback ports, with `extra` options.
+    fn command(dir: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_arca"));
         cmd.arg("serve")
             .arg("--pool")
-            .arg(dir.path().join("pool"))
+            .arg(dir.join("pool"))
             .args([
                 "--size",
                 "1G",
@@ -37,9 +46,11 @@ impl Daemon {
             .env_remove("ARCA_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        cmd
+    }
+
+    /// Starts `cmd` and waits for its ready lines.
+    fn launch(mut cmd: Command, dir: tempfile::TempDir) -> Daemon {
         let mut child = cmd.spawn().expect("start arca serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut api, mut nbd) = (String::new(), String::new());
@@ -398,6 +409,38 @@ fn token_is_required_when_set() {
     );
     assert_eq!(call(&d, "GET", "/v1/volumes", None, Some("fromenv")).0, 200);
     d.stop();
+}
+
+#[test]
+fn device_files_and_pool_directory_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join("spare.img");
+    for extra in [
+        vec![],
+        vec!["--device", spare.to_str().unwrap(), "--create"],
+    ] {
+        let mut cmd = Daemon::command(dir.path(), &extra);
+        // SAFETY: umask(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        let d = Daemon::launch(cmd, tempfile::tempdir().unwrap());
+        d.stop();
+    }
+    let pool = dir.path().join("pool");
+    assert_eq!(mode(&pool), 0o700, "the pool directory");
+    assert_eq!(
+        mode(&pool.join("device-0.img")),
+        0o600,
+        "the embedded pool's device"
+    );
+    assert_eq!(mode(&spare), 0o600, "a device made by --create");
 }
 
 #[test]
