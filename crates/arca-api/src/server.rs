@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use arca_backup::{Backups, Hosts, JobManager, JobSnapshot, Pairs};
 use arca_store::Pool;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+use crate::access;
 use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -37,6 +38,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
+    /// Where the API listens. Without a token, requests must name it (or a loopback name) in
+    /// Host: see [`crate::access`].
+    pub api_addr: std::net::SocketAddr,
     /// Host:port of the NBD listener, for export URIs.
     pub nbd_addr: String,
 }
@@ -486,34 +490,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Compares without an early exit, so the time taken does not reveal a matching prefix.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn authenticate(State(s): St, headers: HeaderMap, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same_token(g.as_bytes(), token.as_bytes())) {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("static header"),
-            );
-            return r;
-        }
-    }
-    next.run(req).await
-}
-
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/pool", get(get_pool))
@@ -542,7 +518,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
+        // Outermost: a request from a web page is refused before anything else looks at it.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::check_host_and_origin,
+        ))
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .with_state(state)
 }
@@ -562,7 +546,10 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Arca", version = "1", description = "Management API of the Arca disk array"),
+    info(title = "Arca", version = "1", description = "Management API of the Arca disk array. \
+        Requests from web pages are refused: a request carrying an Origin other than the \
+        API's own (http:// + its Host) gets 403, and without a token the Host must be the \
+        bound address or a loopback name (localhost, 127.0.0.1, [::1]), else 421."),
     paths(get_pool, check_pool, list_volumes, create_volume, get_volume, resize_volume,
           rename_volume, delete_volume, list_snapshots, create_snapshot, get_snapshot,
           delete_snapshot, clone_snapshot, list_exports, list_jobs, get_job, cancel_job,

@@ -249,6 +249,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         hosts,
         metrics,
         token,
+        api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),
     });
     let api_stop = stop.clone();
