@@ -252,8 +252,13 @@ async fn rename_volume(
 struct DeleteVolumeQuery {
     /// Delete the volume's snapshots too.
     with_snapshots: Option<bool>,
+    /// Disconnect the NBD clients of the volume (and, with `with_snapshots`, of its
+    /// snapshots) instead of refusing the delete (409) while any is connected.
+    force: Option<bool>,
 }
 
+/// Refused (409) while NBD clients have the volume, or a snapshot it deletes with it, open,
+/// unless forced: then they are disconnected first.
 #[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes",
     params(("name" = String, Path), DeleteVolumeQuery),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -263,9 +268,31 @@ async fn delete_volume(
     ApiQuery(q): ApiQuery<DeleteVolumeQuery>,
 ) -> Result<StatusCode, ApiError> {
     let all = q.with_snapshots.unwrap_or(false);
+    let force = q.force.unwrap_or(false);
     blocking(move || {
         s.pairs.check_volume_change(&name, "delete")?;
-        Ok(s.pool.delete_volume(&name, all)?)
+        let v = s.pool.volume(&name)?;
+        let mut exports = vec![name.clone()];
+        if all {
+            let snaps = s.pool.snapshots(&name)?;
+            exports.extend(snaps.into_iter().map(|sn| format!("{name}@{}", sn.name)));
+        }
+        // Hosts matter only to a delete the pool would do: one it refuses anyway (guarded,
+        // or snapshots without with_snapshots) disconnects nobody.
+        if v.guard.is_none() && (all || v.snapshots == 0) {
+            let what = format!("volume {name}");
+            arca_backup::free_exports(&*s.hosts, &what, &exports, force, "delete")?;
+        }
+        s.pool.delete_volume(&name, all)?;
+        // A host that connected between the check and the delete holds an export that no
+        // longer exists (its requests fail): it goes too. Only then, as every disconnect
+        // leaves a fence entry in the NBD server.
+        for e in &exports {
+            if !s.hosts.connected(e).is_empty() {
+                s.hosts.disconnect(e);
+            }
+        }
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

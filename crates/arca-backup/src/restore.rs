@@ -7,20 +7,18 @@
 //! that reconnect get it read-only.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arca_store::{Error, Export, Result};
 use serde::Serialize;
 
-use crate::backups::{Backups, RESTORE_GUARD_PREFIX, backup_not_found, busy, invalid};
+use crate::backups::{
+    Backups, DISCONNECT_WAIT, RESTORE_GUARD_PREFIX, backup_not_found, busy, invalid,
+};
 use crate::catalog;
 use crate::create::CreateRequest;
 use crate::digest::{self, Piece};
 use crate::jobs::{JobContext, JobError};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method, Status};
-
-/// How long a forced restore waits for disconnected hosts to go.
-const DISCONNECT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub enum RestoreTo {

@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 mod access;
 mod backups;
+#[path = "../common/nbd.rs"]
+mod nbd;
 mod pairs;
+mod volumes_in_use;
 
 struct Daemon {
     child: Child,
