@@ -248,6 +248,7 @@ async fn rename_volume(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteVolumeQuery {
     /// Delete the volume's snapshots too.
@@ -299,6 +300,7 @@ async fn delete_volume(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SnapshotQuery {
     /// Only this volume's snapshots.

@@ -480,6 +480,32 @@ fn openapi_document_and_metrics() {
         assert!(doc["paths"][p].is_object(), "missing {p}");
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // Every parameter is where the server reads it: a path parameter names a segment of its
+    // path, and the query ones (with_snapshots, force, volume) are in the query.
+    let mut query = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is no segment of the path"
+                    ),
+                    "query" => query.push(format!("{method} {path} {name}")),
+                    other => panic!("{method} {path}: {name} in {other}"),
+                }
+            }
+        }
+    }
+    for q in [
+        "delete /v1/volumes/{name} with_snapshots",
+        "delete /v1/volumes/{name} force",
+        "get /v1/snapshots volume",
+        "delete /v1/backups/{id} force",
+    ] {
+        assert!(query.contains(&q.to_string()), "{q} not in {query:?}");
+    }
     // One NBD write through a real client shows up per volume.
     let uri = format!("nbd://{}/m", d.nbd);
     let status = Command::new("qemu-io")
