@@ -588,6 +588,7 @@ pub(crate) async fn restore_set(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeleteBackupQuery {
     /// Delete before keep-until (never under a hold or before lock-until).

@@ -1,6 +1,7 @@
 //! Arca's management API: HTTP/JSON under `/v1` with an OpenAPI document generated from the
 //! code, Prometheus metrics, and the JSON types the CLI shares.
 
+mod access;
 mod backups;
 pub mod error;
 pub mod metrics;

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use arca_backup::{Backups, Hosts, JobManager, JobSnapshot, Pairs};
 use arca_store::Pool;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+use crate::access;
 use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -37,6 +38,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
+    /// Where the API listens. Without a token, requests must name it (or a loopback name) in
+    /// Host: see [`crate::access`].
+    pub api_addr: std::net::SocketAddr,
     /// Host:port of the NBD listener, for export URIs.
     pub nbd_addr: String,
 }
@@ -248,12 +252,18 @@ async fn rename_volume(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteVolumeQuery {
     /// Delete the volume's snapshots too.
     with_snapshots: Option<bool>,
+    /// Disconnect the NBD clients of the volume (and, with `with_snapshots`, of its
+    /// snapshots) instead of refusing the delete (409) while any is connected.
+    force: Option<bool>,
 }
 
+/// Refused (409) while NBD clients have the volume, or a snapshot it deletes with it, open,
+/// unless forced: then they are disconnected first.
 #[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes",
     params(("name" = String, Path), DeleteVolumeQuery),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -263,15 +273,38 @@ async fn delete_volume(
     ApiQuery(q): ApiQuery<DeleteVolumeQuery>,
 ) -> Result<StatusCode, ApiError> {
     let all = q.with_snapshots.unwrap_or(false);
+    let force = q.force.unwrap_or(false);
     blocking(move || {
         s.pairs.check_volume_change(&name, "delete")?;
-        Ok(s.pool.delete_volume(&name, all)?)
+        let v = s.pool.volume(&name)?;
+        let mut exports = vec![name.clone()];
+        if all {
+            let snaps = s.pool.snapshots(&name)?;
+            exports.extend(snaps.into_iter().map(|sn| format!("{name}@{}", sn.name)));
+        }
+        // Hosts matter only to a delete the pool would do: one it refuses anyway (guarded,
+        // or snapshots without with_snapshots) disconnects nobody.
+        if v.guard.is_none() && (all || v.snapshots == 0) {
+            let what = format!("volume {name}");
+            arca_backup::free_exports(&*s.hosts, &what, &exports, force, "delete")?;
+        }
+        s.pool.delete_volume(&name, all)?;
+        // A host that connected between the check and the delete holds an export that no
+        // longer exists (its requests fail): it goes too. Only then, as every disconnect
+        // leaves a fence entry in the NBD server.
+        for e in &exports {
+            if !s.hosts.connected(e).is_empty() {
+                s.hosts.disconnect(e);
+            }
+        }
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SnapshotQuery {
     /// Only this volume's snapshots.
@@ -490,34 +523,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Compares without an early exit, so the time taken does not reveal a matching prefix.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn authenticate(State(s): St, headers: HeaderMap, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same_token(g.as_bytes(), token.as_bytes())) {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("static header"),
-            );
-            return r;
-        }
-    }
-    next.run(req).await
-}
-
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/pool", get(get_pool))
@@ -546,7 +551,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
+        // Outermost: a request from a web page is refused before anything else looks at it.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::check_host_and_origin,
+        ))
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .with_state(state)
 }
@@ -566,7 +579,10 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Arca", version = "1", description = "Management API of the Arca disk array"),
+    info(title = "Arca", version = "1", description = "Management API of the Arca disk array. \
+        Requests from web pages are refused: a request carrying an Origin other than the \
+        API's own (http:// + its Host) gets 403, and without a token the Host must be the \
+        bound address or a loopback name (localhost, 127.0.0.1, [::1]), else 421."),
     paths(get_pool, check_pool, list_volumes, create_volume, get_volume, resize_volume,
           rename_volume, delete_volume, list_snapshots, create_snapshot, get_snapshot,
           delete_snapshot, clone_snapshot, list_exports, list_jobs, get_job, cancel_job,

@@ -32,6 +32,44 @@ pub trait Hosts: Send + Sync {
     fn wait_disconnected(&self, export: &str, timeout: Duration) -> bool;
 }
 
+/// How long a forced operation waits for the hosts it disconnected to go.
+pub const DISCONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Makes sure no host uses `exports` before they change under it or go away: refused (busy,
+/// naming how many connections and from where) while any is connected, unless `force`, which
+/// disconnects them and waits until they are gone. `what` names the target in messages
+/// ("volume db") and `action` the command ("delete": "... or delete with --force").
+pub fn free_exports(
+    hosts: &dyn Hosts,
+    what: &str,
+    exports: &[String],
+    force: bool,
+    action: &str,
+) -> Result<()> {
+    let peers: Vec<String> = exports.iter().flat_map(|e| hosts.connected(e)).collect();
+    if peers.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(busy(format!(
+            "{what} has {} host connection(s) ({}); disconnect them first, or {action} with \
+             --force to disconnect them",
+            peers.len(),
+            peers.join(", ")
+        )));
+    }
+    for e in exports {
+        hosts.disconnect(e);
+        if !hosts.wait_disconnected(e, DISCONNECT_WAIT) {
+            return Err(busy(format!(
+                "hosts of {e} did not disconnect within {} s",
+                DISCONNECT_WAIT.as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// No data path: for tools and tests that run the backup layer alone.
 pub struct NoHosts;
 

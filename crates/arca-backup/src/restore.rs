@@ -8,21 +8,19 @@
 //! fails is in `restore_state.rs`: resumed or rolled back to the undo point, never left torn.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arca_store::{Error, Export, Result};
 use serde::Serialize;
 
-use crate::backups::{Backups, RESTORE_GUARD_PREFIX, UseGuard, backup_not_found, busy, invalid};
+use crate::backups::{
+    Backups, DISCONNECT_WAIT, RESTORE_GUARD_PREFIX, UseGuard, backup_not_found, busy, invalid,
+};
 use crate::catalog;
 use crate::create::CreateRequest;
 use crate::digest::{self, Piece};
 use crate::jobs::{JobContext, JobError};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
-
-/// How long a forced restore waits for disconnected hosts to go.
-const DISCONNECT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub enum RestoreTo {

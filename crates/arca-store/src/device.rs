@@ -5,9 +5,9 @@
 //! errors as `io::Error`; the pool turns them into [`crate::Error`]s that name the device.
 
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,13 +67,17 @@ impl FileDevice {
         Self::locked(file, path)
     }
 
-    /// Creates a new sparse regular file of `size_bytes`; fails if the path exists.
+    /// Creates a new sparse regular file of `size_bytes`, mode 0600 (it will hold every
+    /// volume's data: only its owner may read it); fails if the path exists.
     pub fn create(path: &Path, size_bytes: u64) -> io::Result<FileDevice> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)?;
+        // The umask can only clear bits of the mode asked at creation: set it exactly.
+        file.set_permissions(Permissions::from_mode(0o600))?;
         file.set_len(size_bytes)?;
         Self::locked(file, path)
     }

@@ -1,6 +1,7 @@
 //! `arca serve`: open (or create) the pool, serve it over NBD, stop cleanly on SIGINT/SIGTERM.
 
 use std::net::TcpListener;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -138,7 +139,11 @@ fn open_pool(args: &ServeArgs) -> Result<Pool> {
     }
     let files = device_files(&args.pool)?;
     if files.is_empty() {
-        std::fs::create_dir_all(&args.pool)
+        // Only the daemon's user may look into a new pool (its device files are 0600 too).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.pool)
             .with_context(|| format!("creating pool directory {}", args.pool.display()))?;
         let path = args.pool.join("device-0.img");
         tracing::info!(path = %path.display(), size = args.size, "creating a new pool");
@@ -247,6 +252,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         hosts,
         metrics,
         token,
+        api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),
     });
     let api_stop = stop.clone();

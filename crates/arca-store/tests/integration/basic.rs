@@ -141,3 +141,27 @@ fn huge_thin_volume_costs_what_is_mapped() {
         .unwrap();
     assert_eq!(buf, pattern(11, 4096));
 }
+
+#[test]
+fn device_files_are_created_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |name: &str| {
+        let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+        meta.permissions().mode() & 0o7777
+    };
+    // Under the loosest umask, nothing but the mode asked for limits a new file. The umask is
+    // the process's: only this test changes it, and other tests' files are merely looser
+    // meanwhile.
+    // SAFETY: umask(2) has no memory-safety preconditions.
+    let old = unsafe { libc::umask(0) };
+    let made = arca_store::FileDevice::create(&dir.path().join("a.img"), MIB);
+    let pool =
+        arca_store::Pool::create_files(&[&dir.path().join("b.img")], 32 * MIB, &small_config());
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    drop(made.unwrap());
+    pool.unwrap().close().unwrap();
+    assert_eq!(mode("a.img"), 0o600);
+    assert_eq!(mode("b.img"), 0o600);
+}

@@ -49,11 +49,15 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
             VolumeCmd::Delete {
                 name,
                 with_snapshots,
+                force,
             } => {
-                let flag = if with_snapshots { "true" } else { "false" };
+                let flag = |b: bool| if b { "true" } else { "false" };
                 c.delete(
                     &format!("/v1/volumes/{}", seg(&name)),
-                    &[("with_snapshots", flag)],
+                    &[
+                        ("with_snapshots", flag(with_snapshots)),
+                        ("force", flag(force)),
+                    ],
                 )?;
                 // The API answers 204 without a body: with --json there is nothing to print.
                 if !s.json {

@@ -167,6 +167,10 @@ pub enum VolumeCmd {
         /// Delete the volume's snapshots too (refused without it when it has any)
         #[arg(long)]
         with_snapshots: bool,
+        /// Disconnect the NBD hosts using the volume (or a snapshot deleted with it) instead
+        /// of refusing
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod access;
 mod backups;
+#[path = "../common/nbd.rs"]
+mod nbd;
 mod pairs;
+mod volumes_in_use;
 
 struct Daemon {
     child: Child,
@@ -21,10 +25,19 @@ struct Daemon {
 impl Daemon {
     fn start(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Daemon::command(dir.path(), extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon::launch(cmd, dir)
+    }
+
+    /// `arca serve` with its pool in `dir`, on ephemeral loopback ports, with `extra` options.
+    fn command(dir: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_arca"));
         cmd.arg("serve")
             .arg("--pool")
-            .arg(dir.path().join("pool"))
+            .arg(dir.join("pool"))
             .args([
                 "--size",
                 "1G",
@@ -37,9 +50,11 @@ impl Daemon {
             .env_remove("ARCA_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        cmd
+    }
+
+    /// Starts `cmd` and waits for its ready lines.
+    fn launch(mut cmd: Command, dir: tempfile::TempDir) -> Daemon {
         let mut child = cmd.spawn().expect("start arca serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut api, mut nbd) = (String::new(), String::new());
@@ -401,6 +416,38 @@ fn token_is_required_when_set() {
 }
 
 #[test]
+fn device_files_and_pool_directory_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join("spare.img");
+    for extra in [
+        vec![],
+        vec!["--device", spare.to_str().unwrap(), "--create"],
+    ] {
+        let mut cmd = Daemon::command(dir.path(), &extra);
+        // SAFETY: umask(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        let d = Daemon::launch(cmd, tempfile::tempdir().unwrap());
+        d.stop();
+    }
+    let pool = dir.path().join("pool");
+    assert_eq!(mode(&pool), 0o700, "the pool directory");
+    assert_eq!(
+        mode(&pool.join("device-0.img")),
+        0o600,
+        "the embedded pool's device"
+    );
+    assert_eq!(mode(&spare), 0o600, "a device made by --create");
+}
+
+#[test]
 fn non_loopback_api_without_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_arca"))
@@ -433,6 +480,32 @@ fn openapi_document_and_metrics() {
         assert!(doc["paths"][p].is_object(), "missing {p}");
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // Every parameter is where the server reads it: a path parameter names a segment of its
+    // path, and the query ones (with_snapshots, force, volume) are in the query.
+    let mut query = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is no segment of the path"
+                    ),
+                    "query" => query.push(format!("{method} {path} {name}")),
+                    other => panic!("{method} {path}: {name} in {other}"),
+                }
+            }
+        }
+    }
+    for q in [
+        "delete /v1/volumes/{name} with_snapshots",
+        "delete /v1/volumes/{name} force",
+        "get /v1/snapshots volume",
+        "delete /v1/backups/{id} force",
+    ] {
+        assert!(query.contains(&q.to_string()), "{q} not in {query:?}");
+    }
     // One NBD write through a real client shows up per volume.
     let uri = format!("nbd://{}/m", d.nbd);
     let status = Command::new("qemu-io")

@@ -2,8 +2,6 @@
 //! mirroring, the secondary read-only while paired and writable while split, split, resync,
 //! reverse resync, delete, and every 400/404/409/422 answer.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,28 +83,6 @@ fn identical(d: &Daemon, a: &str, b: &str) {
         ),
         Err(e) => assert!(!ci(), "qemu-img is needed: {e}"),
     }
-}
-
-/// An NBD client past the handshake on `export` (fixed newstyle, NBD_OPT_EXPORT_NAME), kept
-/// connected while the stream lives.
-fn nbd_client(d: &Daemon, export: &str) -> TcpStream {
-    let mut s = TcpStream::connect(&d.nbd).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut hello = [0u8; 18];
-    s.read_exact(&mut hello).unwrap();
-    assert_eq!(&hello[..8], b"NBDMAGIC");
-    // FIXED_NEWSTYLE | NO_ZEROES
-    s.write_all(&3u32.to_be_bytes()).unwrap();
-    let mut opt = Vec::new();
-    opt.extend_from_slice(b"IHAVEOPT");
-    opt.extend_from_slice(&1u32.to_be_bytes());
-    opt.extend_from_slice(&(export.len() as u32).to_be_bytes());
-    opt.extend_from_slice(export.as_bytes());
-    s.write_all(&opt).unwrap();
-    // Export size and transmission flags: the server lists the session before it sends them.
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    s
 }
 
 /// Repeats a request refused because a host that just left is still listed as connected.
@@ -369,7 +345,7 @@ fn pair_errors() {
         409,
         "busy",
     );
-    let host = nbd_client(&d, "t");
+    let host = crate::nbd::connect(&d.nbd, "t");
     let r = create(json!({"primary": "u", "secondary": "t"}));
     assert_error(&r, 409, "busy");
     assert!(

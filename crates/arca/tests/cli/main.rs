@@ -4,6 +4,8 @@
 mod auth;
 mod backups;
 mod errors;
+#[path = "../common/nbd.rs"]
+mod nbd;
 mod pairs;
 mod pool_jobs;
 #[path = "../common/process.rs"]
