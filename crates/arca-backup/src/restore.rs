@@ -176,6 +176,8 @@ impl Backups {
                 let target = name.to_string();
                 let uses = Arc::new(uses);
                 let held = uses.clone();
+                // Listed before the job can run: stop() takes this lock, so it cannot miss it.
+                let mut listed = self.restore_jobs.lock();
                 let started = self.jobs.start("restore", name, move |ctx| {
                     let _held = held;
                     let copy = (|| -> Result<(), JobError> {
@@ -210,6 +212,8 @@ impl Backups {
                         }
                     }
                 });
+                let started = started.inspect(|j| listed.push(j.id()));
+                drop(listed);
                 let job = match started {
                     Ok(j) => j,
                     Err(e) => {
@@ -218,7 +222,6 @@ impl Backups {
                         return Err(Error::io("starting a restore job", e));
                     }
                 };
-                self.restore_jobs.lock().push(job.id());
                 uses.describe(format!("restore job {} into new volume {name}", job.id()));
                 Ok(Restored {
                     backups: vec![id],

@@ -446,6 +446,8 @@ impl Backups {
         } else {
             "restore"
         };
+        // Listed before the job can run: stop() takes this lock, so it cannot miss it.
+        let mut listed = self.restore_jobs.lock();
         let job = self.jobs.start(kind, &target, move |ctx| {
             // The backups and undo points stay claimed until the job ends.
             let _held = held;
@@ -472,8 +474,10 @@ impl Backups {
                     }
                 },
             }
-        })?;
-        self.restore_jobs.lock().push(job.id());
+        });
+        let job = job.inspect(|j| listed.push(j.id()));
+        drop(listed);
+        let job = job?;
         uses.describe(format!("{kind} job {} into {target}", job.id()));
         Ok(job.id())
     }
