@@ -21,8 +21,19 @@ pub struct Session {
 /// Why a connection is refused service while still answering options politely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The server holds its most connections.
     TooManyConnections,
+    /// The client's address holds its most connections.
+    TooManyFromHost,
 }
+
+/// Options a refused client may send: enough to read the refusal, not to linger.
+const REFUSED_OPTIONS_MAX: usize = 16;
+
+/// Options granted per export a LIST returned: a client that lists the exports may then ask
+/// about each one (`qemu-nbd --list` sends INFO and LIST_META_CONTEXT per export), with room
+/// for SET_META_CONTEXT and GO.
+const OPTIONS_PER_LISTED_EXPORT: usize = 4;
 
 /// Option data beyond this is not read into memory.
 const OPTION_DATA_MAX: u32 = 64 * 1024;
@@ -117,7 +128,16 @@ pub fn negotiate(
     let mut structured = false;
     // (export name, base:allocation selected) from the last SET_META_CONTEXT.
     let mut meta: Option<(String, bool)> = None;
-    for _ in 0..limits.options_max {
+    // Bounds the handshake (with the read timeout, its length): options_max, or for a client
+    // that listed the exports, room to ask about each one. Listing again adds nothing.
+    let mut options_max = if refusal.is_some() {
+        REFUSED_OPTIONS_MAX
+    } else {
+        limits.options_max
+    };
+    let mut options = 0;
+    while options < options_max {
+        options += 1;
         if read_u64(stream)? != IHAVEOPT {
             return Err(protocol_error("bad option magic"));
         }
@@ -145,10 +165,11 @@ pub fn negotiate(
                 let _ = stream.write_all(&out);
                 return Ok(None);
             }
-            let (kind, msg) = match r {
-                Refusal::TooManyConnections => (REP_ERR_POLICY, "too many connections"),
+            let msg = match r {
+                Refusal::TooManyConnections => "too many connections",
+                Refusal::TooManyFromHost => "too many connections from this address",
             };
-            option_reply(&mut out, option, kind, msg.as_bytes());
+            option_reply(&mut out, option, REP_ERR_POLICY, msg.as_bytes());
             stream.write_all(&out)?;
             continue;
         }
@@ -192,7 +213,10 @@ pub fn negotiate(
                 if !data.is_empty() {
                     option_reply(&mut out, option, REP_ERR_INVALID, b"LIST takes no data");
                 } else {
-                    for e in exports.list() {
+                    let list = exports.list();
+                    let grant = list.len().saturating_mul(OPTIONS_PER_LISTED_EXPORT);
+                    options_max = options_max.max(limits.options_max.saturating_add(grant));
+                    for e in list {
                         let mut d = Vec::new();
                         d.extend_from_slice(&(e.name.len() as u32).to_be_bytes());
                         d.extend_from_slice(e.name.as_bytes());
