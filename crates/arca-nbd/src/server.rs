@@ -1,7 +1,7 @@
-//! The listener: accepts connections up to a cap, runs each on its own thread through the
-//! handshake and transmission phases, and shuts down cleanly: stop accepting, let in-flight
-//! requests finish, return. The owner can list the connected clients and disconnect those of
-//! one export.
+//! The listener: accepts connections up to a cap in all and one per client address, runs each
+//! on its own thread through the handshake and transmission phases (closing it once idle), and
+//! shuts down cleanly: stop accepting, let in-flight requests finish, return. The owner can
+//! list the connected clients and disconnect those of one export.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
