@@ -15,6 +15,9 @@ use crate::support::*;
 const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
+/// Short, so the tests wait little; long enough that a client between two steps is not idle.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Generous: a slow machine still gets there; a server that never frees a slot fails.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -32,26 +35,63 @@ fn connect_eventually(addr: SocketAddr, source: Ipv4Addr) -> TcpStream {
     }
 }
 
+/// Sends two reads in one write: the first goes to a worker (the next is waiting), so the
+/// reader goes back to the socket with requests in flight. Cookies `first` and `first + 1`.
+fn send_two_reads(s: &mut TcpStream, first: u64) {
+    let mut m = Vec::new();
+    encode(&mut m, CMD_READ, 0, first, 0, 512, &[]);
+    encode(&mut m, CMD_READ, 0, first + 1, 8192, 512, &[]);
+    s.write_all(&m).unwrap();
+}
+
+/// Reads `n` replies to 512-byte reads at the offsets `offset_of(cookie)`; returns the cookies.
+fn recv_reads(s: &mut TcpStream, n: usize, offset_of: impl Fn(u64) -> usize) -> Vec<u64> {
+    let mut cookies: Vec<u64> = (0..n)
+        .map(|_| {
+            let (cookie, error) = recv_reply(s);
+            assert_eq!(error, 0);
+            let mut data = vec![0; 512];
+            s.read_exact(&mut data).unwrap();
+            assert!(
+                data == expected("a", offset_of(cookie), 512),
+                "read {cookie}"
+            );
+            cookie
+        })
+        .collect();
+    cookies.sort();
+    cookies
+}
+
 #[test]
 fn idle_connections_are_closed_so_the_connection_cap_does_not_lock_clients_out() {
+    let gate = Arc::new(Gate::default());
     let limits = Limits {
         connections_max: 4,
         connections_per_host_max: 4,
-        idle_timeout: Some(Duration::from_secs(1)),
+        idle_timeout: Some(IDLE_TIMEOUT),
         ..Limits::default()
     };
-    let r = start_with(Arc::new(MemExports::new(None, None)), limits);
+    let r = start_with(Arc::new(MemExports::new(Some(gate.clone()), None)), limits);
     let mut held: Vec<TcpStream> = (0..4).map(|_| connect(r.addr, "a")).collect();
-    check_read(&mut held[0], "a", 1, 0, 512);
+    // Reads held in the device keep every connection busy, so none can be idle yet.
+    for s in &mut held {
+        send_two_reads(s, 1);
+    }
+    gate.wait_entered();
     // The cap is reached: the next client is refused as long as the others stay.
     let mut extra = begin(r.addr);
     let (kind, msg) = go_message(&mut extra, "a").unwrap_err();
     assert_eq!(kind, REP_ERR_POLICY);
     assert!(msg.contains("too many connections"), "{msg}");
     drop(extra);
-    // The idle ones are closed after the timeout, and a new client gets in.
+    gate.release();
+    for s in &mut held {
+        assert_eq!(recv_reads(s, 2, |c| (c as usize - 1) * 8192), [1, 2]);
+    }
+    // Now idle, they are closed after the timeout, and a new client gets in.
     let mut fresh = connect_eventually(r.addr, LOCAL);
-    check_read(&mut fresh, "a", 2, 4096, 4096);
+    check_read(&mut fresh, "a", 3, 4096, 4096);
     for s in &mut held {
         assert_closed(s);
     }
@@ -63,34 +103,19 @@ fn idle_connections_are_closed_so_the_connection_cap_does_not_lock_clients_out()
 fn a_connection_with_requests_in_flight_is_not_idle() {
     let gate = Arc::new(Gate::default());
     let limits = Limits {
-        idle_timeout: Some(Duration::from_secs(1)),
+        idle_timeout: Some(IDLE_TIMEOUT),
         ..Limits::default()
     };
     let r = start_with(Arc::new(MemExports::new(Some(gate.clone()), None)), limits);
     let mut s = connect(r.addr, "a");
-    // Two reads in one send: the first goes to a worker (the next is waiting), which holds it
-    // in the device, so the reader waits on the socket with requests in flight.
-    let mut m = Vec::new();
-    encode(&mut m, CMD_READ, 0, 1, 0, 512, &[]);
-    encode(&mut m, CMD_READ, 0, 2, 8192, 512, &[]);
-    s.write_all(&m).unwrap();
+    send_two_reads(&mut s, 1);
     gate.wait_entered();
     // Several idle timeouts pass on the reader while the reads are held.
-    thread::sleep(Duration::from_secs(4));
+    thread::sleep(IDLE_TIMEOUT * 3);
     // Still reading requests: this one is answered, after the held ones.
     send_read(&mut s, 3, 16384, 512);
     gate.release();
-    let mut cookies = Vec::new();
-    for _ in 0..3 {
-        let (cookie, error) = recv_reply(&mut s);
-        assert_eq!(error, 0);
-        let offset = [0, 0, 8192, 16384][cookie as usize];
-        let mut data = vec![0; 512];
-        s.read_exact(&mut data).unwrap();
-        assert!(data == expected("a", offset, 512), "read {cookie}");
-        cookies.push(cookie);
-    }
-    cookies.sort();
+    let cookies = recv_reads(&mut s, 3, |c| [0, 0, 8192, 16384][c as usize]);
     assert_eq!(cookies, [1, 2, 3]);
     // Once nothing is in flight, the connection is idle and closed.
     assert_closed(&mut s);

@@ -512,7 +512,6 @@ fn idle_connections_are_closed_and_logged() {
     let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-idle-timeout", "1"]);
     let mut idle = transmission(&d);
     let peer = idle.local_addr().unwrap().to_string();
-    assert_eq!(read_at(&mut idle, 1, 0, 512).len(), 512);
     // Closed after the timeout (the client's 10 s read timeout bounds the wait).
     assert_closed(&mut idle, "an idle connection");
     // Logged as the connection thread ends, which may be just after the client sees the close.
