@@ -45,8 +45,10 @@ pub struct ServeArgs {
     /// Export served to clients that ask for the empty name (default: the only volume)
     #[arg(long)]
     pub default_export: Option<String>,
-    /// Close an NBD connection after this many seconds without a request (0: never)
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Close an NBD connection after this many seconds without a request (0: never, the
+    /// default: a mounted disk nobody writes to is idle too; vanished peers are found by TCP
+    /// keepalive, and one address holds at most --nbd-max-connections-per-host)
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub nbd_idle_timeout: u64,
     /// Most NBD connections served at once from one client address (128 from all addresses)
     #[arg(long, value_name = "N", default_value_t = 32,
