@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
 use crate::device::{Device, Exports};
@@ -21,8 +22,19 @@ pub struct Session {
 /// Why a connection is refused service while still answering options politely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The server holds its most connections.
     TooManyConnections,
+    /// The client's address holds its most connections.
+    TooManyFromHost,
 }
+
+/// Options a refused client may send: enough to read the refusal, not to linger.
+const REFUSED_OPTIONS_MAX: usize = 16;
+
+/// Options granted per export a LIST returned: a client that lists the exports may then ask
+/// about each one (`qemu-nbd --list` sends INFO and LIST_META_CONTEXT per export), with room
+/// for SET_META_CONTEXT and GO.
+const OPTIONS_PER_LISTED_EXPORT: usize = 4;
 
 /// Option data beyond this is not read into memory.
 const OPTION_DATA_MAX: u32 = 64 * 1024;
@@ -75,6 +87,25 @@ impl Fields<'_> {
     }
 }
 
+/// Acknowledges the next segments at once. Clients that send an option's header and data in
+/// two writes with Nagle's algorithm on (qemu-nbd --list does) hold the data until the header
+/// is acknowledged, and a delayed acknowledgement made every such option wait ~40 ms. Linux
+/// leaves quick-ack mode by itself, so it is asked for again before each option.
+fn quick_ack(stream: &TcpStream) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int through the pointer, valid for the call, on a socket
+    // the stream owns.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 pub fn transmission_flags(device: &dyn Device, structured: bool, multi_conn: bool) -> u16 {
     let mut f = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_CACHE;
     if device.read_only() {
@@ -117,7 +148,17 @@ pub fn negotiate(
     let mut structured = false;
     // (export name, base:allocation selected) from the last SET_META_CONTEXT.
     let mut meta: Option<(String, bool)> = None;
-    for _ in 0..limits.options_max {
+    // Bounds the handshake (with the read timeout, its length): options_max, or for a client
+    // that listed the exports, room to ask about each one. Listing again adds nothing.
+    let mut options_max = if refusal.is_some() {
+        REFUSED_OPTIONS_MAX
+    } else {
+        limits.options_max
+    };
+    let mut options = 0;
+    while options < options_max {
+        options += 1;
+        quick_ack(stream);
         if read_u64(stream)? != IHAVEOPT {
             return Err(protocol_error("bad option magic"));
         }
@@ -145,10 +186,11 @@ pub fn negotiate(
                 let _ = stream.write_all(&out);
                 return Ok(None);
             }
-            let (kind, msg) = match r {
-                Refusal::TooManyConnections => (REP_ERR_POLICY, "too many connections"),
+            let msg = match r {
+                Refusal::TooManyConnections => "too many connections",
+                Refusal::TooManyFromHost => "too many connections from this address",
             };
-            option_reply(&mut out, option, kind, msg.as_bytes());
+            option_reply(&mut out, option, REP_ERR_POLICY, msg.as_bytes());
             stream.write_all(&out)?;
             continue;
         }
@@ -192,7 +234,10 @@ pub fn negotiate(
                 if !data.is_empty() {
                     option_reply(&mut out, option, REP_ERR_INVALID, b"LIST takes no data");
                 } else {
-                    for e in exports.list() {
+                    let list = exports.list();
+                    let grant = list.len().saturating_mul(OPTIONS_PER_LISTED_EXPORT);
+                    options_max = options_max.max(limits.options_max.saturating_add(grant));
+                    for e in list {
                         let mut d = Vec::new();
                         d.extend_from_slice(&(e.name.len() as u32).to_be_bytes());
                         d.extend_from_slice(e.name.as_bytes());

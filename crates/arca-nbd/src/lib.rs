@@ -4,6 +4,7 @@
 
 pub mod device;
 mod handshake;
+mod inflight;
 pub mod proto;
 mod readahead;
 mod server;

@@ -1,11 +1,11 @@
-//! The listener: accepts connections up to a cap, runs each on its own thread through the
-//! handshake and transmission phases, and shuts down cleanly: stop accepting, let in-flight
-//! requests finish, return. The owner can list the connected clients and disconnect those of
-//! one export.
+//! The listener: accepts connections up to a cap in all and one per client address, runs each
+//! on its own thread through the handshake and transmission phases (closing it once idle), and
+//! shuts down cleanly: stop accepting, let in-flight requests finish, return. The owner can
+//! list the connected clients and disconnect those of one export.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::device::Exports;
 use crate::handshake::{Refusal, Session, negotiate};
-use crate::transmission;
+use crate::transmission::{self, Ended};
 
 /// Bounds on what one client can make the server hold.
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +27,17 @@ pub struct Limits {
     pub in_flight_max: usize,
     /// Payload bytes held per connection.
     pub in_flight_bytes_max: usize,
+    /// Connections served at once (in the handshake or past it), from all addresses.
     pub connections_max: usize,
-    /// Options per handshake.
+    /// Connections served at once from one client address.
+    pub connections_per_host_max: usize,
+    /// Options per handshake; a client that lists the exports gets room to ask about each.
     pub options_max: usize,
-    /// How long a client may take over the handshake.
+    /// How long the handshake may wait for each message from the client.
     pub handshake_timeout: Duration,
+    /// A connection past the handshake with no request in flight and none arriving for this
+    /// long is closed (after at most twice this when a request finished meanwhile). None: never.
+    pub idle_timeout: Option<Duration>,
     /// Most threads executing one connection's requests (its parallelism for slow I/O);
     /// they are started as the client's queue deepens.
     pub workers_per_connection: usize,
@@ -44,8 +50,10 @@ impl Default for Limits {
             in_flight_max: 128,
             in_flight_bytes_max: 128 << 20,
             connections_max: 128,
+            connections_per_host_max: 32,
             options_max: 1024,
             handshake_timeout: Duration::from_secs(30),
+            idle_timeout: None,
             workers_per_connection: 16,
         }
     }
@@ -138,6 +146,54 @@ impl Drop for Listed<'_> {
 struct Conn {
     closer: Arc<Closer>,
     thread: JoinHandle<()>,
+    ip: IpAddr,
+    /// Served, not refused: counts towards the limits.
+    served: bool,
+}
+
+/// Refused connections answered at once (each told why, on its own thread); past this a
+/// refused connection is closed without a word, so a flood costs no more threads.
+const REFUSING_MAX: usize = 16;
+
+/// Refusals are logged at most once per this period; the others are counted into the next line.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Rate-limits the warnings about refused connections.
+#[derive(Default)]
+struct RefusalLog {
+    /// When the last warning went out.
+    last: Option<Instant>,
+    /// Refusals since then not logged.
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, limit: &'static str, max: usize) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_PERIOD)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let also = std::mem::take(&mut self.unlogged);
+        tracing::warn!(%peer, limit, max, also_refused = also, "refusing an NBD connection");
+        self.last = Some(now);
+    }
+
+    /// Reports refusals left unlogged once their period is over, so a flood that stops is
+    /// still counted in full.
+    fn flush(&mut self) {
+        if self.unlogged > 0 && self.last.is_some_and(|t| t.elapsed() >= REFUSAL_LOG_PERIOD) {
+            let n = std::mem::take(&mut self.unlogged);
+            tracing::warn!(
+                refused = n,
+                "refused more NBD connections since the last warning"
+            );
+            self.last = None;
+        }
+    }
 }
 
 /// An NBD server over a set of exports.
@@ -147,6 +203,7 @@ pub struct Server {
     conns: Mutex<HashMap<u64, Conn>>,
     next_conn: AtomicU64,
     registry: Arc<Registry>,
+    refusals: Mutex<RefusalLog>,
 }
 
 impl Server {
@@ -157,6 +214,7 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             registry: Arc::default(),
+            refusals: Mutex::default(),
         }
     }
 
@@ -213,7 +271,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         while !stop.load(Ordering::SeqCst) {
             match listener.accept() {
-                Ok((stream, peer)) => self.start(stream, peer.to_string()),
+                Ok((stream, peer)) => self.start(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(listener, 100),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -223,6 +281,7 @@ impl Server {
                 }
             }
             self.reap();
+            self.refusals.lock().flush();
         }
         self.shutdown();
         Ok(())
@@ -257,9 +316,47 @@ impl Server {
         }
     }
 
-    fn start(&self, stream: TcpStream, peer: String) {
-        let refusal = (self.conns.lock().len() >= self.limits.connections_max)
-            .then_some(Refusal::TooManyConnections);
+    /// Whether a connection from `ip` is over a limit, and if so whether a refusal can still be
+    /// answered. Counts only threads still running: one that ended frees its slot at once, however
+    /// the accept loop's reaping is timed.
+    fn admission(&self, ip: IpAddr) -> (Option<Refusal>, bool) {
+        let conns = self.conns.lock();
+        let (mut served, mut from_host, mut refusing) = (0, 0, 0);
+        for c in conns.values().filter(|c| !c.thread.is_finished()) {
+            if !c.served {
+                refusing += 1;
+            } else {
+                served += 1;
+                from_host += usize::from(c.ip == ip);
+            }
+        }
+        let refusal = if served >= self.limits.connections_max {
+            Some(Refusal::TooManyConnections)
+        } else if from_host >= self.limits.connections_per_host_max {
+            Some(Refusal::TooManyFromHost)
+        } else {
+            None
+        };
+        (refusal, refusing < REFUSING_MAX)
+    }
+
+    fn start(&self, stream: TcpStream, peer_addr: SocketAddr) {
+        let ip = peer_addr.ip();
+        let (refusal, can_answer) = self.admission(ip);
+        if let Some(r) = refusal {
+            let (limit, max) = match r {
+                Refusal::TooManyConnections => ("connections", self.limits.connections_max),
+                Refusal::TooManyFromHost => (
+                    "connections per address",
+                    self.limits.connections_per_host_max,
+                ),
+            };
+            self.refusals.lock().refused(peer_addr, limit, max);
+            if !can_answer {
+                return;
+            }
+        }
+        let peer = peer_addr.to_string();
         let Ok(control) = stream.try_clone() else {
             return;
         };
@@ -287,7 +384,14 @@ impl Server {
             });
         match spawned {
             Ok(thread) => {
-                self.conns.lock().insert(id, Conn { closer, thread });
+                let served = refusal.is_none();
+                let conn = Conn {
+                    closer,
+                    thread,
+                    ip,
+                    served,
+                };
+                self.conns.lock().insert(id, conn);
             }
             Err(e) => tracing::warn!("cannot start a connection thread: {e}"),
         }
@@ -320,6 +424,7 @@ fn connection(
     let _listed = Listed { registry, id };
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
+    keep_alive(&stream)?;
     stream.set_read_timeout(Some(limits.handshake_timeout))?;
     let mut admit = |s: &Session| {
         let info = SessionInfo {
@@ -336,12 +441,17 @@ fn connection(
     let Some(session) = negotiate(&mut stream, exports, &limits, refusal, &mut admit)? else {
         return Ok(());
     };
-    stream.set_read_timeout(None)?;
+    // The idle timeout: a read that waits this long wakes the reader (see transmission).
+    stream.set_read_timeout(limits.idle_timeout.filter(|t| !t.is_zero()))?;
     tracing::info!(%peer, export = %session.name, structured = session.structured, "client connected");
     let name = session.name.clone();
     let r = transmission::run(stream, session, limits, &closer.closing);
+    if let Ok(Ended::Idle) = r {
+        let idle_timeout_s = limits.idle_timeout.map_or(0, |t| t.as_secs());
+        tracing::info!(%peer, export = %name, idle_timeout_s, "closed an idle connection");
+    }
     tracing::info!(%peer, export = %name, "client disconnected");
-    r
+    r.map(|_| ())
 }
 
 fn wait_readable(listener: &TcpListener, timeout_ms: i32) {
@@ -353,5 +463,69 @@ fn wait_readable(listener: &TcpListener, timeout_ms: i32) {
     // SAFETY: one valid pollfd for a descriptor the listener owns, for the given timeout.
     unsafe {
         libc::poll(&mut pfd, 1, timeout_ms);
+    }
+}
+
+/// TCP keepalive probes after 60 s of silence, every 10 s, 6 unanswered closing it: a peer
+/// that vanished (host crash, cable pulled) frees its connection slot within about two
+/// minutes, while a connection merely idle (a mounted disk nobody writes to) stays open.
+fn keep_alive(stream: &std::net::TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| -> io::Result<()> {
+        // SAFETY: setsockopt reads one c_int through the pointer, valid for the call, on a
+        // socket the stream owns.
+        let r = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 6)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    fn get(stream: &std::net::TcpStream, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`, both valid for the call, on a
+        // socket the stream owns.
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                level,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        v
+    }
+
+    #[test]
+    fn accepted_connections_probe_vanished_peers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        super::keep_alive(&stream).unwrap();
+        assert_eq!(get(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(get(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 60);
+        assert_eq!(get(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 10);
+        assert_eq!(get(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 6);
     }
 }

@@ -21,6 +21,9 @@
 //! from the moment a request is read until its reply is sent; past that the reader stops
 //! reading (TCP back-pressure, not an error). The reader's own batch holds at most
 //! `BATCH_BYTES_MAX` plus one reply.
+//!
+//! A connection whose client stays idle for the idle timeout is closed (see
+//! [`crate::inflight`]).
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -30,18 +33,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 use crossbeam_channel::{Receiver, unbounded};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::device::{DevError, DevResult, Device};
 use crate::handshake::Session;
+use crate::inflight::{IdleRead, InFlight, is_idle};
 use crate::proto::*;
 use crate::readahead::ReadAhead;
 use crate::server::Limits;
-
-struct Budget {
-    requests: usize,
-    bytes: usize,
-}
 
 /// Large enough to take many small pipelined requests (4 KiB writes with their data) in one
 /// read, small enough that most of a large write payload bypasses it (one copy, socket to
@@ -72,50 +71,25 @@ enum Job {
     Prefetch(u64, u64),
 }
 
+/// How the transmission phase ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The client left or was disconnected, or broke the protocol.
+    Closed,
+    /// No request for the idle timeout.
+    Idle,
+}
+
 pub struct Connection {
     session: Session,
     writer: Mutex<TcpStream>,
     /// Set after a failed send: the client is gone, replies are dropped.
     broken: AtomicBool,
-    budget: Mutex<Budget>,
-    budget_freed: Condvar,
+    in_flight: InFlight,
     limits: Limits,
 }
 
 impl Connection {
-    fn fits(&self, b: &Budget, bytes: usize) -> bool {
-        b.requests < self.limits.in_flight_max
-            && (b.requests == 0 || b.bytes + bytes <= self.limits.in_flight_bytes_max)
-    }
-
-    /// Takes budget for a request handed to the workers; false (taking nothing) when that
-    /// would wait for a reply to leave.
-    fn try_acquire(&self, bytes: usize) -> bool {
-        let mut b = self.budget.lock();
-        if !self.fits(&b, bytes) {
-            return false;
-        }
-        b.requests += 1;
-        b.bytes += bytes;
-        true
-    }
-
-    fn acquire(&self, bytes: usize) {
-        let mut b = self.budget.lock();
-        while !self.fits(&b, bytes) {
-            self.budget_freed.wait(&mut b);
-        }
-        b.requests += 1;
-        b.bytes += bytes;
-    }
-
-    fn release(&self, bytes: usize) {
-        let mut b = self.budget.lock();
-        b.requests -= 1;
-        b.bytes -= bytes;
-        self.budget_freed.notify_all();
-    }
-
     fn send(&self, reply: &[u8]) {
         if self.broken.load(Ordering::Relaxed) {
             return;
@@ -155,7 +129,7 @@ fn serve_one(conn: &Connection, req: Request, payload: Vec<u8>, reply: &mut Vec<
     };
     drop(payload);
     conn.send(reply);
-    conn.release(held);
+    conn.in_flight.release(held);
     if reply.capacity() > KEEP_BUFFER_BYTES_MAX {
         *reply = Vec::new();
     }
@@ -180,20 +154,18 @@ pub fn run(
     session: Session,
     limits: Limits,
     closing: &AtomicBool,
-) -> io::Result<()> {
-    // Buffered: one read() takes in several pipelined requests (headers and small payloads).
-    let mut reader = io::BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone()?);
+) -> io::Result<Ended> {
+    let read_half = stream.try_clone()?;
     let conn = Arc::new(Connection {
         session,
         writer: Mutex::new(stream),
         broken: AtomicBool::new(false),
-        budget: Mutex::new(Budget {
-            requests: 0,
-            bytes: 0,
-        }),
-        budget_freed: Condvar::new(),
+        in_flight: InFlight::new(limits.in_flight_max, limits.in_flight_bytes_max),
         limits,
     });
+    // Buffered: one read() takes in several pipelined requests (headers and small payloads).
+    let mut reader =
+        io::BufReader::with_capacity(READ_BUFFER_BYTES, IdleRead::new(read_half, &conn.in_flight));
     let (tx, rx) = unbounded::<Job>();
     let idle = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -223,12 +195,16 @@ pub fn run(
     for w in workers {
         let _ = w.join();
     }
-    let _ = reader.get_ref().shutdown(Shutdown::Both);
-    result
+    let _ = reader.get_ref().stream.shutdown(Shutdown::Both);
+    match result {
+        Ok(()) => Ok(Ended::Closed),
+        Err(e) if is_idle(&e) => Ok(Ended::Idle),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_loop(
-    reader: &mut io::BufReader<TcpStream>,
+    reader: &mut io::BufReader<IdleRead<'_>>,
     conn: &Connection,
     closing: &AtomicBool,
     submit: impl FnMut(Job),
@@ -241,7 +217,7 @@ fn read_loop(
 }
 
 fn read_requests(
-    reader: &mut io::BufReader<TcpStream>,
+    reader: &mut io::BufReader<IdleRead<'_>>,
     conn: &Connection,
     closing: &AtomicBool,
     mut submit: impl FnMut(Job),
@@ -288,7 +264,7 @@ fn read_requests(
                 } else {
                     send_batch(conn, batch);
                     scratch.clear();
-                    read_payload_into(reader, len, &mut scratch);
+                    read_payload_into(reader, len, &mut scratch)?;
                     if scratch.len() < len {
                         tracing::debug!(export = %conn.session.name, "client left mid-request");
                         return Ok(());
@@ -303,13 +279,16 @@ fn read_requests(
                 }
                 continue;
             }
-            if !conn.try_acquire(len) {
+            if !conn.in_flight.try_acquire(len) {
                 send_batch(conn, batch);
-                conn.acquire(len);
+                conn.in_flight.acquire(len);
             }
-            read_payload_into(reader, len, &mut payload);
+            reader.get_mut().own = 1;
+            let read = read_payload_into(reader, len, &mut payload);
+            reader.get_mut().own = 0;
+            read?;
             if payload.len() < len {
-                conn.release(len);
+                conn.in_flight.release(len);
                 tracing::debug!(export = %conn.session.name, "client left mid-request");
                 return Ok(());
             }
@@ -332,13 +311,14 @@ fn read_requests(
                 continue;
             }
             let held = held_bytes(conn, &req);
-            if !conn.try_acquire(held) {
+            if !conn.in_flight.try_acquire(held) {
                 send_batch(conn, batch);
-                conn.acquire(held);
+                conn.in_flight.acquire(held);
             }
         }
-        let next_waiting = !reader.buffer().is_empty() || pending_bytes(reader.get_ref()) > 0;
-        if conn.budget.lock().requests == 1 && !next_waiting {
+        let next_waiting =
+            !reader.buffer().is_empty() || pending_bytes(&reader.get_ref().stream) > 0;
+        if conn.in_flight.requests() == 1 && !next_waiting {
             // Nothing else in flight and no next request waiting on the socket: a hand-off
             // would only add a thread wake-up to the latency (queue depth 1, flushes). With
             // requests pipelined, running inline would serialize them, so they go to workers.
@@ -385,8 +365,12 @@ fn held_bytes(conn: &Connection, req: &Request) -> usize {
 
 /// Reads `len` bytes of write data into `payload` (cleared first): what is already buffered,
 /// then the rest straight from the socket (through the buffer it would be copied twice).
-/// Shorter when the client left.
-fn read_payload_into(reader: &mut io::BufReader<TcpStream>, len: usize, payload: &mut Vec<u8>) {
+/// Shorter when the client left; an error when it stalled past the idle timeout.
+fn read_payload_into(
+    reader: &mut io::BufReader<IdleRead<'_>>,
+    len: usize,
+    payload: &mut Vec<u8>,
+) -> io::Result<()> {
     payload.clear();
     payload.reserve_exact(len);
     let buffered = reader.buffer();
@@ -395,8 +379,12 @@ fn read_payload_into(reader: &mut io::BufReader<TcpStream>, len: usize, payload:
     reader.consume(n);
     if n < len {
         // read_to_end fills spare capacity without zeroing it first.
-        let _ = reader.get_mut().take((len - n) as u64).read_to_end(payload);
+        match reader.get_mut().take((len - n) as u64).read_to_end(payload) {
+            Err(e) if is_idle(&e) => return Err(e),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// Bytes received and not yet read on the socket (0 when unknown).

@@ -46,6 +46,15 @@ pub struct ServeArgs {
     /// Export served to clients that ask for the empty name (default: the only volume)
     #[arg(long)]
     pub default_export: Option<String>,
+    /// Close an NBD connection after this many seconds without a request (0: never, the
+    /// default: a mounted disk nobody writes to is idle too; vanished peers are found by TCP
+    /// keepalive, and one address holds at most --nbd-max-connections-per-host)
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub nbd_idle_timeout: u64,
+    /// Most NBD connections served at once from one client address (128 from all addresses)
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub nbd_max_connections_per_host: u64,
     /// For tests only: the backup layer's clock reads the time (integer milliseconds since the
     /// epoch) from this file on every call, falling back to the system clock when the file is
     /// missing or does not hold a number. Lets tests script a calendar of backups.
@@ -153,6 +162,17 @@ fn open_pool(args: &ServeArgs) -> Result<Pool> {
     Pool::open_paths(&paths).map_err(in_use)
 }
 
+fn nbd_limits(args: &ServeArgs) -> arca_nbd::Limits {
+    let defaults = arca_nbd::Limits::default();
+    arca_nbd::Limits {
+        idle_timeout: (args.nbd_idle_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.nbd_idle_timeout)),
+        connections_per_host_max: usize::try_from(args.nbd_max_connections_per_host)
+            .unwrap_or(usize::MAX),
+        ..defaults
+    }
+}
+
 /// The API token: from --token-file, else ARCA_TOKEN; refused when empty.
 fn api_token(args: &ServeArgs) -> Result<Option<String>> {
     let token = match &args.token_file {
@@ -212,7 +232,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.default_export.clone(),
         metrics.clone(),
     ));
-    let server = Arc::new(arca_nbd::Server::new(exports, arca_nbd::Limits::default()));
+    let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)));
     let nbd_addr = listener.local_addr()?;
     // The backup service: recovers copies a stop interrupted and guards every destination
     // before any client or API request can touch them.

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -182,9 +183,13 @@ pub struct Running {
 }
 
 pub fn start(exports: MemExports) -> Running {
+    start_with(Arc::new(exports), Limits::default())
+}
+
+pub fn start_with(exports: Arc<dyn Exports>, limits: Limits) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Arc::new(Server::new(Arc::new(exports), Limits::default()));
+    let server = Arc::new(Server::new(exports, limits));
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let (server, stop) = (server.clone(), stop.clone());
@@ -220,7 +225,44 @@ pub fn read_u64(s: &mut TcpStream) -> u64 {
 
 /// Connects and reads the greeting, then sends the client flags: the handshake has begun.
 pub fn begin(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
+    greet(TcpStream::connect(addr).unwrap())
+}
+
+/// [`begin`] from the local address `source` (any of 127.0.0.0/8 reaches a loopback listener).
+pub fn begin_from(source: Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    greet(connect_from(source, addr))
+}
+
+fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(dest) = addr else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket, owned by the TcpStream from here on; bind and connect read a
+    // sockaddr_in of the given length that outlives the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let src = sockaddr(source, 0);
+        let rc = libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {source}: {}", io::Error::last_os_error());
+        let dst = sockaddr(*dest.ip(), dest.port());
+        let rc = libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect {addr}: {}", io::Error::last_os_error());
+        s
+    }
+}
+
+fn greet(mut s: TcpStream) -> TcpStream {
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert_eq!(read_u64(&mut s), NBDMAGIC);
     assert_eq!(read_u64(&mut s), IHAVEOPT);
@@ -232,30 +274,55 @@ pub fn begin(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Sends an option with its data.
+pub fn send_option(s: &mut TcpStream, option: u32, data: &[u8]) {
+    let mut m = IHAVEOPT.to_be_bytes().to_vec();
+    m.extend_from_slice(&option.to_be_bytes());
+    m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    m.extend_from_slice(data);
+    s.write_all(&m).unwrap();
+}
+
+/// Reads one option reply to `option`: (reply type, data).
+pub fn recv_option(s: &mut TcpStream, option: u32) -> (u32, Vec<u8>) {
+    assert_eq!(read_u64(s), REP_MAGIC);
+    assert_eq!(read_u32(s), option);
+    let kind = read_u32(s);
+    let mut data = vec![0; read_u32(s) as usize];
+    s.read_exact(&mut data).unwrap();
+    (kind, data)
+}
+
+/// The data of INFO and GO for `export`, with these information requests.
+pub fn info_request(export: &str, infos: &[u16]) -> Vec<u8> {
+    let mut m = (export.len() as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(export.as_bytes());
+    m.extend_from_slice(&(infos.len() as u16).to_be_bytes());
+    for i in infos {
+        m.extend_from_slice(&i.to_be_bytes());
+    }
+    m
+}
+
 /// Sends NBD_OPT_GO for `export` (no info requests) and reads its replies through the final
 /// one: Ok(size) on ACK, Err(reply type) on an error reply.
 pub fn go(s: &mut TcpStream, export: &str) -> Result<u64, u32> {
-    let mut m = IHAVEOPT.to_be_bytes().to_vec();
-    m.extend_from_slice(&OPT_GO.to_be_bytes());
-    m.extend_from_slice(&(4 + export.len() as u32 + 2).to_be_bytes());
-    m.extend_from_slice(&(export.len() as u32).to_be_bytes());
-    m.extend_from_slice(export.as_bytes());
-    m.extend_from_slice(&0u16.to_be_bytes());
-    s.write_all(&m).unwrap();
+    go_message(s, export).map_err(|(kind, _)| kind)
+}
+
+/// [`go`], with the message of an error reply.
+pub fn go_message(s: &mut TcpStream, export: &str) -> Result<u64, (u32, String)> {
+    send_option(s, OPT_GO, &info_request(export, &[]));
     let mut size = None;
     loop {
-        assert_eq!(read_u64(s), REP_MAGIC);
-        assert_eq!(read_u32(s), OPT_GO);
-        let kind = read_u32(s);
-        let mut data = vec![0; read_u32(s) as usize];
-        s.read_exact(&mut data).unwrap();
+        let (kind, data) = recv_option(s, OPT_GO);
         match kind {
             REP_ACK => return Ok(size.expect("INFO_EXPORT before ACK")),
             REP_INFO if data[..2] == INFO_EXPORT.to_be_bytes() => {
                 size = Some(u64::from_be_bytes(data[2..10].try_into().unwrap()));
             }
             REP_INFO => {}
-            k if k & 0x8000_0000 != 0 => return Err(k),
+            k if k & 0x8000_0000 != 0 => return Err((k, String::from_utf8_lossy(&data).into())),
             k => panic!("unexpected reply type {k:#x}"),
         }
     }

@@ -440,7 +440,8 @@ fn pipelined_requests_are_all_answered_by_cookie() {
 
 #[test]
 fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
-    let mut d = daemon();
+    // All from one address: its own cap must not come first.
+    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-max-connections-per-host", "200"]);
     // The daemon's cap is 128 connections; idle handshakes count.
     let held: Vec<TcpStream> = (0..128).map(|_| start_options(&d)).collect();
     let mut extra = start_options(&d);
@@ -463,6 +464,73 @@ fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
         assert!(std::time::Instant::now() < deadline, "slots never freed");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_serving(&mut d);
+    let log = d.log();
+    assert!(
+        log.contains("refusing an NBD connection") && log.contains("limit=\"connections\""),
+        "{log}"
+    );
+    d.stop();
+}
+
+#[test]
+fn one_address_gets_its_own_connection_cap_and_the_refusal_is_logged() {
+    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-max-connections-per-host", "3"]);
+    let held: Vec<TcpStream> = (0..3).map(|_| transmission(&d)).collect();
+    let mut extra = start_options(&d);
+    let peer = extra.local_addr().unwrap().to_string();
+    extra.write_all(&option(OPT_LIST, &[])).unwrap();
+    let (opt, reply, msg) = option_reply(&mut extra);
+    assert_eq!(opt, OPT_LIST);
+    assert_eq!(reply, REP_ERR_POLICY, "reply {reply:#x}");
+    assert!(String::from_utf8_lossy(&msg).contains("from this address"));
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refusing an NBD connection"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(line.contains("WARN") && line.contains(&peer), "{line}");
+    assert!(line.contains("connections per address"), "{line}");
+    drop(extra);
+    drop(held);
+    // The slots are freed once the daemon notices the closed connections.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut s = start_options(&d);
+        if go(&mut s, "vol").is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_serving(&mut d);
+    d.stop();
+}
+
+#[test]
+fn idle_connections_are_closed_and_logged() {
+    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-idle-timeout", "1"]);
+    let mut idle = transmission(&d);
+    let peer = idle.local_addr().unwrap().to_string();
+    // Closed after the timeout (the client's 10 s read timeout bounds the wait).
+    assert_closed(&mut idle, "an idle connection");
+    // Logged as the connection thread ends, which may be just after the client sees the close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let log = d.log();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("closed an idle connection"))
+        {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no idle close logged:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(line.contains("INFO") && line.contains(&peer), "{line}");
     assert_serving(&mut d);
     d.stop();
 }

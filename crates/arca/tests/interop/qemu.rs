@@ -252,3 +252,35 @@ fn data_survives_daemon_restart() {
     );
     d.stop();
 }
+
+#[test]
+fn qemu_nbd_lists_600_exports() {
+    require!("qemu-nbd");
+    // qemu-nbd --list sends INFO and LIST_META_CONTEXT for every listed export: over 1,000
+    // options for 600 exports, more than a handshake's plain cap.
+    const N: usize = 600;
+    let tmp = crate::util::tempdir();
+    crate::util::prepare_pool(tmp.path(), |pool| {
+        for i in 0..N {
+            pool.create_volume(&format!("v{i:03}"), MIB, None).unwrap();
+        }
+    });
+    let d = Daemon::start_in(tmp, &[]);
+    let port = d.port.to_string();
+    let out = run("qemu-nbd", &["--list", "-b", "127.0.0.1", "-p", &port]).ok();
+    assert!(
+        out.stdout.contains(&format!("exports available: {N}")),
+        "{}",
+        out.describe()
+    );
+    for i in 0..N {
+        let line = format!("export: 'v{i:03}'");
+        assert!(
+            out.stdout.contains(&line),
+            "{line} missing:\n{}",
+            out.describe()
+        );
+    }
+    assert_eq!(out.stdout.matches("base:allocation").count(), N);
+    d.stop();
+}

@@ -122,6 +122,8 @@ pub struct Daemon {
     tmp: Option<tempfile::TempDir>,
     log: PathBuf,
     volumes: Vec<String>,
+    /// Further `arca serve` arguments, kept for a restart.
+    args: Vec<String>,
     stopped: bool,
 }
 
@@ -152,8 +154,17 @@ impl Daemon {
         Daemon::start_in(tempdir(), volumes)
     }
 
+    /// [`Daemon::start`] with further `arca serve` arguments.
+    pub fn start_with(volumes: &[&str], args: &[&str]) -> Daemon {
+        Daemon::start_in_with(tempdir(), volumes, args)
+    }
+
     /// Serves `tmp/pool` (created by the daemon when it holds no device yet).
     pub fn start_in(tmp: tempfile::TempDir, volumes: &[&str]) -> Daemon {
+        Daemon::start_in_with(tmp, volumes, &[])
+    }
+
+    fn start_in_with(tmp: tempfile::TempDir, volumes: &[&str], args: &[&str]) -> Daemon {
         let pool = tmp.path().join("pool");
         let log = tmp.path().join("daemon.log");
         let stdout_path = tmp.path().join("daemon.stdout");
@@ -166,6 +177,7 @@ impl Daemon {
         for v in volumes {
             cmd.args(["--volume", v]);
         }
+        cmd.args(args);
         // Files, not pipes: nothing has to drain them, and the log survives for failure reports.
         cmd.stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).unwrap())
@@ -211,6 +223,7 @@ impl Daemon {
             tmp: Some(tmp),
             log,
             volumes: volumes.iter().map(|v| v.to_string()).collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             stopped: false,
         }
     }
@@ -259,7 +272,8 @@ impl Daemon {
         );
         let tmp = self.tmp.take().expect("tempdir");
         let volumes: Vec<&str> = self.volumes.iter().map(String::as_str).collect();
-        Daemon::start_in(tmp, &volumes)
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Daemon::start_in_with(tmp, &volumes, &args)
     }
 
     fn terminate(&mut self) -> Option<ExitStatus> {
