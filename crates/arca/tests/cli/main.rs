@@ -4,6 +4,7 @@
 mod auth;
 mod backups;
 mod errors;
+mod metadata_room;
 #[path = "../common/nbd.rs"]
 mod nbd;
 mod pairs;
