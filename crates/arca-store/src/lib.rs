@@ -14,8 +14,11 @@ mod error;
 mod extent_map;
 mod family;
 pub mod fsck;
+mod generation;
 mod io;
 pub mod layout;
+mod load;
+mod meta_guard;
 mod meta_region;
 pub mod names;
 mod pool;
@@ -29,7 +32,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
 pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
 pub use pool::{
-    DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
-    VolumeInfo,
+    DeviceStatus, OpenOptions, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo,
+    VOLUME_SIZE_MAX, VolumeInfo,
 };
 pub use txn::{APP_TABLE_NAME_MAX, AppOp, AppReader, Txn};
