@@ -10,5 +10,6 @@ mod pool_jobs;
 mod process;
 mod scenarios;
 mod snapshots;
+mod stale;
 mod util;
 mod volumes;
