@@ -13,6 +13,12 @@
 //!   retry takes the same `g` again.
 //! - Invariant: every device's durable record is `synced` or `synced + 1` (a record `g` is only
 //!   written after every device durably holds `g - 1`), and `commit_generation <= synced`.
+//! - Except for a device whose writes fail: its record write failing does not fail the flush
+//!   (logged), because the other devices' data must still become durable: a failing pair
+//!   secondary must not stop its primary. Its record then lags; fsck reports it, the next flush
+//!   that can write it catches up, and a pool reopened before then refuses the device as
+//!   stale (the message says its record may have failed to be written): its writes failed,
+//!   so someone should look at it before it is used.
 //!
 //! At open, with `G` the highest device generation and `M` the metadata's commit generation, a
 //! device is stale when its generation is below `G - 1` (it missed a flush every other device
@@ -152,7 +158,7 @@ pub(crate) fn check(
             DeviceGen::Damaged(m) => format!("its generation record is unreadable ({m})"),
             DeviceGen::Known(n) if *n < meta_gen || n.saturating_add(1) < newest => format!(
                 "it is an old copy: generation {n}, while the pool is at generation {newest} \
-                 and its metadata at {meta_gen}"
+                 and its metadata at {meta_gen} (or writing its generation record failed)"
             ),
             DeviceGen::Known(_) => continue,
         };
@@ -201,11 +207,7 @@ impl Pool {
         let inner = &self.inner;
         let bump = inner.data_written.swap(false, Ordering::SeqCst) || meta_changes;
         let run = || -> Result<Option<u64>> {
-            let g = if bump {
-                Some(self.write_generation(state)?)
-            } else {
-                None
-            };
+            let g = bump.then(|| self.write_generation(state));
             for d in &inner.devices {
                 d.sync()
                     .map_err(|e| Error::io(format!("flushing device {}", d.name()), e))?;
@@ -232,20 +234,23 @@ impl Pool {
     /// The first step of a flush that has something to make durable: writes the next
     /// generation's record to every device, to become durable with the syncs that follow.
     /// Returns that generation; the caller sets `synced` to it once every device is synced.
-    pub(crate) fn write_generation(&self, state: &CommitState) -> Result<u64> {
+    /// A device that fails the write is logged and left behind (module doc).
+    pub(crate) fn write_generation(&self, state: &CommitState) -> u64 {
         let inner = &self.inner;
         let g = state.synced_gen + 1;
         for (dev, sb) in inner.devices.iter().zip(&inner.superblocks) {
-            write(&**dev, sb, g)?;
+            if let Err(e) = write(&**dev, sb, g) {
+                tracing::warn!("{e}: the device's generation record lags until a later flush");
+            }
         }
-        Ok(g)
+        g
     }
 
     /// After a forced open: every device gets a new generation, synced now, so the accepted
     /// device is current from here on.
     pub(crate) fn rewrite_generations(&self) -> Result<()> {
         let mut state = self.inner.commit.lock();
-        let g = self.write_generation(&state)?;
+        let g = self.write_generation(&state);
         for dev in &self.inner.devices {
             dev.sync()
                 .map_err(|e| Error::io(format!("flushing device {}", dev.name()), e))?;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
+use arca_store::sim::{CrashMode, FaultOp, PowerDomain, SimDevice};
 use arca_store::{ErrorKind, OpenOptions, Pool};
 
 use crate::util::*;
@@ -177,4 +177,42 @@ fn crashes_in_the_middle_of_flushes_are_not_mistaken_for_stale_devices() {
         let pool = Pool::open(as_block(&devices)).unwrap_or_else(|e| panic!("{fail_after}: {e}"));
         assert_clean(&pool);
     }
+}
+
+#[test]
+fn a_device_failing_its_record_write_does_not_fail_the_flush_and_catches_up() {
+    let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
+    let pool = &sp.pool;
+    pool.create_volume("v", 256 * 1024, Some(0)).unwrap();
+    let e = pool.export("v").unwrap();
+    // Writes to device 1's record slots fail; its data region is untouched.
+    sp.devices[1].inject_range(FaultOp::Write, 8192, 8192, u64::MAX);
+    for i in 0..3 {
+        e.write(0, &pattern(i, 8192), false).unwrap();
+        pool.flush().unwrap();
+    }
+    let report = pool.fsck().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.code == "generation-record" && p.message.contains("sim1")),
+        "{:?}",
+        report.problems
+    );
+    // Reopened now, device 1 is refused, with the other possible cause named.
+    let err = Pool::open(as_block(&sp.devices)).map(|_| ()).unwrap_err();
+    assert!(
+        err.to_string().contains("sim1 (index 1) is stale")
+            && err
+                .to_string()
+                .contains("writing its generation record failed"),
+        "{err}"
+    );
+    // Once writes work again, the next flush catches up.
+    sp.devices[1].clear_faults();
+    e.write(0, &pattern(9, 8192), false).unwrap();
+    pool.flush().unwrap();
+    assert_clean(pool);
+    assert_clean(&reopen(&sp));
 }
