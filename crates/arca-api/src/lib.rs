@@ -6,6 +6,7 @@ mod backups;
 pub mod error;
 pub mod metrics;
 mod pairs;
+mod panics;
 pub mod server;
 pub mod time;
 pub mod types;

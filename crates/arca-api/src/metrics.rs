@@ -255,6 +255,7 @@ mod tests {
             free_bytes: 6,
             metadata: arca_store::MetaSpace {
                 capacity_bytes: 8,
+                file_bytes: 7,
                 reachable_bytes: 6,
                 used_bytes: 1,
                 reserved_bytes: 2,

@@ -60,13 +60,16 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// Runs blocking engine work (it may sync devices) off the async threads.
+/// Runs blocking engine work (it may sync devices) off the async threads. A panic there
+/// answers 500 naming it (see panics.rs for what it may leave behind).
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(crate::panics::panicked(&*e.into_panic())),
+        Err(e) => Err(ApiError::internal(format!("request task failed: {e}"))),
+    }
 }
 
 fn volume_json(v: arca_store::VolumeInfo) -> Volume {
@@ -561,6 +564,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             access::check_host_and_origin,
         ))
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
+        .layer(middleware::from_fn(crate::panics::catch_panic))
         .with_state(state)
 }
 

@@ -1,8 +1,8 @@
 //! Commits: the one way changes reach the metadata store.
 //!
 //! A flush drains every family's uncommitted changes, syncs every device (so data reaches
-//! stable storage before the metadata that points to it), then commits all changes in one redb
-//! transaction. Extents freed by those changes become allocatable only after that commit is
+//! stable storage before the metadata that points to it; each device's generation record goes
+//! with that sync, see generation.rs), then commits all changes in one redb transaction. Extents freed by those changes become allocatable only after that commit is
 //! durable. One flush is one commit, however many writes preceded it; concurrent flushes queue
 //! on the commit lock. A failed flush puts everything back, to be retried by the next one.
 
@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::family::{Dirty, FamilyHandle};
-use crate::pool::{CommitState, Pool, PoolPending, open_db, store_error};
+use crate::meta_guard::store_error;
+use crate::pool::{CommitState, Pool, PoolPending, open_db};
 use crate::records::{self, SnapshotRecord, VolumeRecord};
 
 struct Drained {
@@ -103,28 +104,27 @@ impl Pool {
 
     fn commit(
         &self,
-        _state: &mut CommitState,
+        state: &mut CommitState,
         drained: &[Drained],
         pending: &PoolPending,
     ) -> Result<()> {
         let inner = &self.inner;
-        for d in &inner.devices {
-            d.sync()
-                .map_err(|e| Error::io(format!("flushing device {}", d.name()), e))?;
-        }
         let empty = drained.is_empty()
             && pending.purge_owners.is_empty()
             && pending.deleted_volumes.is_empty()
             && pending.deleted_snapshots.is_empty()
             && pending.app_ops.is_empty()
             && inner.db.read().is_some();
+        // Every device, with its generation record when there is anything to make durable.
+        self.sync_devices(state, !empty)?;
         if empty {
             return Ok(());
         }
         let db_guard = self.db()?;
         let db = db_guard.as_ref().expect("db() opens the store");
         let ctx = "committing metadata";
-        let result = (|| -> std::result::Result<(), redb::Error> {
+        let synced_gen = state.synced_gen;
+        let run = || -> std::result::Result<(), redb::Error> {
             let txn = db.begin_write()?;
             {
                 let mut extents = txn.open_table(records::EXTENTS)?;
@@ -170,17 +170,21 @@ impl Pool {
                 }
                 meta.insert(records::KEY_NEXT_ID, inner.next_id.load(Ordering::SeqCst))?;
                 meta.insert(records::KEY_FORMAT, records::FORMAT)?;
+                meta.insert(records::KEY_COMMIT_GENERATION, synced_gen)?;
             }
             crate::txn::apply_app_ops(&txn, &pending.app_ops)?;
             txn.commit()?;
             Ok(())
-        })();
+        };
+        let result = self.guarded(ctx, || {
+            run().map_err(|e| store_error(&inner.meta_label, ctx, e))
+        });
         drop(db_guard);
         if let Err(e) = result {
             // After a failed commit redb may refuse further transactions; reopening recovers
             // the last durable state, onto which the retried changes apply again.
-            *inner.db.write() = None;
-            return Err(store_error(ctx, e));
+            self.discard_db();
+            return Err(e);
         }
         inner.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -230,6 +234,9 @@ impl Pool {
     /// The metadata store, reopened first if a failed commit closed it.
     pub(crate) fn db(&self) -> Result<parking_lot::RwLockReadGuard<'_, Option<redb::Database>>> {
         let inner = &self.inner;
+        if inner.db_broken.load(Ordering::SeqCst) {
+            self.discard_db();
+        }
         {
             let g = inner.db.read();
             if g.is_some() {
@@ -239,12 +246,12 @@ impl Pool {
         {
             let mut w = inner.db.write();
             if w.is_none() {
-                *w = Some(open_db(&inner.meta)?);
+                *w = Some(open_db(&inner.meta, &inner.meta_label)?);
             }
         }
         let g = inner.db.read();
         if g.is_none() {
-            // Only a failed commit closes it, and that needs the commit lock.
+            // Closed again by a failed commit or a panic in the store meanwhile.
             return Err(Error::new(
                 ErrorKind::Io,
                 "the metadata store closed again while reopening; retry",

@@ -251,9 +251,11 @@ impl Pool {
             }
             handles.push((h, name));
         }
-        // Lock order among families: by id, so two multi-snapshots cannot deadlock.
+        // Lock order among families: by descending id, so two multi-snapshots cannot deadlock,
+        // and a clone (whose id is above its origin's) comes before its origin, as in a write
+        // to the clone, which takes the origin's lock inside its own.
         let mut order: Vec<usize> = (0..handles.len()).collect();
-        order.sort_by_key(|&i| handles[i].0.id);
+        order.sort_by_key(|&i| std::cmp::Reverse(handles[i].0.id));
         let mut guards: Vec<Option<parking_lot::RwLockWriteGuard<'_, Family>>> =
             (0..handles.len()).map(|_| None).collect();
         for &i in &order {

@@ -3,18 +3,36 @@
 //! Checked: both superblock copies of every device; every physical extent either free or
 //! referenced exactly once, within its device's data region; no leaked extent; every map entry
 //! within its volume's or snapshot's size and born in a valid generation; snapshot order; the
-//! space counters against a recount; clone origins; and, for every family with no uncommitted
-//! change, the stored metadata against memory.
+//! space counters against a recount; clone origins; every device's generation record; and, for
+//! every family with no uncommitted change, the stored metadata against memory.
+//!
+//! A check of a pool in use must see one consistent state, or it reports writes in flight as
+//! problems (an extent allocated after its volume was counted looks leaked; a counter read
+//! before a write and recounted after it looks wrong). So the counting runs on a cut:
+//! - the commit lock is held throughout: no commit, transaction or control operation runs;
+//! - every family's lock is held in read mode while the maps, the counters and the allocator
+//!   are compared: writes that change a map (allocating, trimming) wait, in-place writes and
+//!   reads go on. The locks are taken children before parents (descending id: a clone's id is
+//!   above its origin's), the order in which a write to a clone takes its origin's, and the
+//!   allocator's lock last, as a write takes it inside its family's;
+//! - resolving through a clone's origin reads the origin's held guard instead of locking it
+//!   again: a second read lock could queue behind a waiting writer while this thread holds the
+//!   first.
+//!
+//! The family locks are released before the stored metadata is compared with memory; that part
+//! looks only at families with no uncommitted change, which the held commit lock keeps so.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use parking_lot::RwLockReadGuard;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::error::Result;
-use crate::extent_map::{Entry, Phys};
-use crate::family::View;
+use crate::extent_map::{Entry, Phys, Target};
+use crate::family::{Family, FamilyHandle, View};
 use crate::layout::{SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE, Superblock};
-use crate::pool::{Pool, count_referenced, store_error};
+use crate::meta_guard::store_error;
+use crate::pool::Pool;
 use crate::records;
 
 /// One inconsistency: a short code to match on and a message naming the objects involved.
@@ -38,11 +56,13 @@ impl FsckReport {
     }
 }
 
+type Report<'a> = dyn FnMut(&'static str, String) + 'a;
+
 impl Pool {
-    /// Commits, then checks the whole pool. Writes that allocate wait while it runs.
+    /// Commits, then checks the whole pool on a consistent cut (module doc). Writes that change
+    /// a map wait while the maps are compared.
     pub fn fsck(&self) -> Result<FsckReport> {
         let inner = &self.inner;
-        let es = inner.extent_size;
         let mut state = inner.commit.lock();
         self.flush_locked(&mut state)?;
         let mut report = FsckReport::default();
@@ -53,7 +73,51 @@ impl Pool {
         for p in inner.load_problems.lock().iter() {
             problem(p.code, p.message.clone());
         }
-        // Superblocks, re-read from the devices.
+        self.check_superblocks(&mut problem);
+        self.check_generations(&state, &mut problem);
+        let reg = inner.registry.read();
+        let mut handles: Vec<_> = reg.by_id.values().cloned().collect();
+        handles.sort_by_key(|h| std::cmp::Reverse(h.id));
+        let clean_families = {
+            let guards: Vec<RwLockReadGuard<'_, Family>> =
+                handles.iter().map(|h| h.cell.read()).collect();
+            let held: HashMap<u64, &Family> = handles
+                .iter()
+                .map(|h| h.id)
+                .zip(guards.iter().map(|g| &**g))
+                .collect();
+            let mut owner_of: HashMap<Phys, String> = HashMap::new();
+            let mut pending_free: HashSet<Phys> =
+                inner.pending.lock().frees.iter().copied().collect();
+            let mut clean = Vec::new();
+            // Id order, as before, so reports list volumes oldest first.
+            for (h, f) in handles.iter().zip(&guards).rev() {
+                report.volumes += 1;
+                report.snapshots += f.snaps.len();
+                pending_free.extend(f.dirty.frees.iter().copied());
+                if f.dirty.is_empty() {
+                    clean.push(h.clone());
+                }
+                self.check_family(&reg, h, f, &held, &mut owner_of, &mut problem);
+            }
+            report.extents_referenced = owner_of.len() as u64;
+            self.check_allocator(&owner_of, &pending_free, &mut problem);
+            clean
+        };
+        let db_guard = self.db()?;
+        let db = db_guard.as_ref().expect("db() opens the store");
+        let stored = self.guarded("fsck reading the metadata store", || {
+            self.check_store(db, &reg, &clean_families, &mut problem)
+        });
+        drop(db_guard);
+        stored?;
+        report.problems = found;
+        Ok(report)
+    }
+
+    /// Both superblock copies of every device, re-read from the devices.
+    fn check_superblocks(&self, problem: &mut Report<'_>) {
+        let inner = &self.inner;
         for (dev, sb) in inner.devices.iter().zip(&inner.superblocks) {
             for (copy, off) in SUPERBLOCK_OFFSETS.iter().enumerate() {
                 let mut b = vec![0u8; SUPERBLOCK_SIZE];
@@ -77,147 +141,136 @@ impl Pool {
                 }
             }
         }
-        let reg = inner.registry.read();
-        let mut handles: Vec<_> = reg.by_id.values().cloned().collect();
-        handles.sort_by_key(|h| h.id);
-        let mut owner_of: HashMap<Phys, String> = HashMap::new();
-        let mut pending_free: HashSet<Phys> = inner.pending.lock().frees.iter().copied().collect();
-        let mut clean_families = Vec::new();
-        for h in &handles {
-            let f = h.cell.read();
-            report.volumes += 1;
-            report.snapshots += f.snaps.len();
-            pending_free.extend(f.dirty.frees.iter().copied());
-            if f.dirty.is_empty() {
-                clean_families.push(h.clone());
-            }
-            if crate::names::validate("volume", &f.name).is_err() {
-                problem("record", format!("volume {} has an invalid name", f.name));
-            }
-            if reg.by_name.get(&f.name).is_none_or(|x| x.id != h.id) {
+    }
+
+    /// One family, its lock held (in `held` with every other family's): names, origin, map
+    /// entries, generations and counters.
+    fn check_family(
+        &self,
+        reg: &crate::pool::Registry,
+        h: &FamilyHandle,
+        f: &Family,
+        held: &HashMap<u64, &Family>,
+        owner_of: &mut HashMap<Phys, String>,
+        problem: &mut Report<'_>,
+    ) {
+        let inner = &self.inner;
+        let es = inner.extent_size;
+        if crate::names::validate("volume", &f.name).is_err() {
+            problem("record", format!("volume {} has an invalid name", f.name));
+        }
+        if reg.by_name.get(&f.name).is_none_or(|x| x.id != h.id) {
+            problem(
+                "record",
+                format!("volume {} is not registered under its name", f.name),
+            );
+        }
+        if let Some((p, sid)) = &h.parent
+            && held
+                .get(&p.id)
+                .is_none_or(|pf| pf.snap_index(*sid).is_none())
+        {
+            problem(
+                "orphan-clone",
+                format!("clone {} has lost origin snapshot {sid}", f.name),
+            );
+        }
+        for (l, e) in f.live.iter() {
+            if e.birth > f.gen_current {
                 problem(
-                    "record",
-                    format!("volume {} is not registered under its name", f.name),
+                    "generation",
+                    format!(
+                        "volume {}: extent {l} born in future generation {}",
+                        f.name, e.birth
+                    ),
                 );
             }
-            if let Some((p, sid)) = &h.parent
-                && p.cell.read().snap_index(*sid).is_none()
-            {
+            let owner = format!("volume {}", f.name);
+            check_entry(inner, problem, owner_of, owner, l, e, f.size);
+        }
+        let mut prev_gen = 0;
+        for s in &f.snaps {
+            let label = format!("snapshot {}@{}", f.name, s.name);
+            if s.generation <= prev_gen || s.generation > f.gen_current {
                 problem(
-                    "orphan-clone",
-                    format!("clone {} has lost origin snapshot {sid}", f.name),
+                    "generation",
+                    format!("{label}: generation {} out of order", s.generation),
                 );
             }
-            for (l, e) in f.live.iter() {
-                if e.birth > f.gen_current {
+            for (l, e) in s.delta.iter() {
+                if e.birth >= s.generation {
                     problem(
                         "generation",
-                        format!(
-                            "volume {}: extent {l} born in future generation {}",
-                            f.name, e.birth
-                        ),
+                        format!("{label}: preserved extent {l} born after the snapshot"),
                     );
                 }
-                check_entry(
-                    inner,
-                    &mut problem,
-                    &mut owner_of,
-                    format!("volume {}", f.name),
-                    l,
-                    e,
-                    f.size,
-                );
+                check_entry(inner, problem, owner_of, label.clone(), l, e, s.size);
             }
-            let mut prev_gen = 0;
-            for s in &f.snaps {
-                let label = format!("snapshot {}@{}", f.name, s.name);
-                if s.generation <= prev_gen || s.generation > f.gen_current {
-                    problem(
-                        "generation",
-                        format!("{label}: generation {} out of order", s.generation),
-                    );
-                }
-                for (l, e) in s.delta.iter() {
-                    if e.birth >= s.generation {
-                        problem(
-                            "generation",
-                            format!("{label}: preserved extent {l} born after the snapshot"),
-                        );
-                    }
-                    check_entry(
-                        inner,
-                        &mut problem,
-                        &mut owner_of,
-                        label.clone(),
-                        l,
-                        e,
-                        s.size,
-                    );
-                }
-                let real = s.delta.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
-                let unique = s
-                    .delta
-                    .iter()
-                    .filter(|(_, e)| e.phys().is_some() && e.birth >= prev_gen)
-                    .count() as u64;
-                if real != s.delta_real || unique != s.unique {
-                    problem(
-                        "accounting",
-                        format!(
-                            "{label}: counted {} preserved / {} unique extents, recount {real} / {unique}",
-                            s.delta_real, s.unique
-                        ),
-                    );
-                }
-                prev_gen = s.generation;
-            }
-            let newest = f.newest_gen();
-            let live_real = f.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
-            let live_unique = f
-                .live
+            let real = s.delta.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
+            let unique = s
+                .delta
                 .iter()
-                .filter(|(_, e)| e.phys().is_some() && e.birth >= newest)
+                .filter(|(_, e)| e.phys().is_some() && e.birth >= prev_gen)
                 .count() as u64;
-            if live_real != f.live_real || live_unique != f.live_unique {
+            if real != s.delta_real || unique != s.unique {
                 problem(
                     "accounting",
                     format!(
-                        "volume {}: counted {} mapped / {} unique extents, recount {live_real} / {live_unique}",
-                        f.name, f.live_real, f.live_unique
+                        "{label}: counted {} preserved / {} unique extents, recount {real} / {unique}",
+                        s.delta_real, s.unique
                     ),
                 );
             }
-            let name = f.name.clone();
-            let referenced = f.referenced;
-            let snap_refs: Vec<(String, u64)> = f
-                .snaps
-                .iter()
-                .map(|s| (s.name.clone(), s.referenced))
-                .collect();
-            drop(f);
-            let recount = count_referenced(h, View::Live, es);
-            if recount != referenced {
+            prev_gen = s.generation;
+        }
+        let newest = f.newest_gen();
+        let live_real = f.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
+        let live_unique = f
+            .live
+            .iter()
+            .filter(|(_, e)| e.phys().is_some() && e.birth >= newest)
+            .count() as u64;
+        if live_real != f.live_real || live_unique != f.live_unique {
+            problem(
+                "accounting",
+                format!(
+                    "volume {}: counted {} mapped / {} unique extents, recount {live_real} / {live_unique}",
+                    f.name, f.live_real, f.live_unique
+                ),
+            );
+        }
+        let recount = referenced_held(held, h, f, View::Live, es);
+        if recount != f.referenced {
+            problem(
+                "accounting",
+                format!(
+                    "volume {}: counted {} referenced extents, recount {recount}",
+                    f.name, f.referenced
+                ),
+            );
+        }
+        for (i, s) in f.snaps.iter().enumerate() {
+            let recount = referenced_held(held, h, f, View::Snap(i), es);
+            if recount != s.referenced {
                 problem(
                     "accounting",
                     format!(
-                        "volume {name}: counted {referenced} referenced extents, recount {recount}"
+                        "snapshot {}@{}: counted {} referenced extents, recount {recount}",
+                        f.name, s.name, s.referenced
                     ),
                 );
-            }
-            for (i, (sname, sref)) in snap_refs.iter().enumerate() {
-                let recount = count_referenced(h, View::Snap(i), es);
-                if recount != *sref {
-                    problem(
-                        "accounting",
-                        format!(
-                            "snapshot {name}@{sname}: counted {sref} referenced extents, recount {recount}"
-                        ),
-                    );
-                }
             }
         }
-        report.extents_referenced = owner_of.len() as u64;
-        // The allocator against the references.
+    }
+
+    /// The allocator against the references (every family's lock held by the caller).
+    fn check_allocator(
+        &self,
+        owner_of: &HashMap<Phys, String>,
+        pending_free: &HashSet<Phys>,
+        problem: &mut Report<'_>,
+    ) {
+        let inner = &self.inner;
         let alloc = inner.alloc.lock();
         for (d, sb) in inner.superblocks.iter().enumerate() {
             for i in 0..sb.extent_count {
@@ -251,30 +304,36 @@ impl Pool {
                 }
             }
         }
-        drop(alloc);
-        // The store against memory, for families without uncommitted changes.
-        let db_guard = inner.db.read();
-        let db = db_guard
-            .as_ref()
-            .expect("flush_locked succeeded, so the store is open");
+    }
+
+    /// The store against memory, for families without uncommitted changes. Calls into redb:
+    /// the caller guards it (meta_guard.rs).
+    fn check_store(
+        &self,
+        db: &redb::Database,
+        reg: &crate::pool::Registry,
+        clean_families: &[std::sync::Arc<FamilyHandle>],
+        problem: &mut Report<'_>,
+    ) -> Result<()> {
         let ctx = "fsck reading the metadata store";
-        let txn = db.begin_read().map_err(|e| store_error(ctx, e.into()))?;
+        let err = |e: redb::Error| store_error(&self.inner.meta_label, ctx, e);
+        let txn = db.begin_read().map_err(|e| err(e.into()))?;
         let extents = txn
             .open_table(records::EXTENTS)
-            .map_err(|e| store_error(ctx, e.into()))?;
+            .map_err(|e| err(e.into()))?;
         let volumes = txn
             .open_table(records::VOLUMES)
-            .map_err(|e| store_error(ctx, e.into()))?;
+            .map_err(|e| err(e.into()))?;
         let snapshots = txn
             .open_table(records::SNAPSHOTS)
-            .map_err(|e| store_error(ctx, e.into()))?;
+            .map_err(|e| err(e.into()))?;
         let mut known: HashSet<u64> = HashSet::new();
-        for row in volumes.iter().map_err(|e| store_error(ctx, e.into()))? {
-            let (k, _) = row.map_err(|e| store_error(ctx, e.into()))?;
+        for row in volumes.iter().map_err(|e| err(e.into()))? {
+            let (k, _) = row.map_err(|e| err(e.into()))?;
             known.insert(k.value());
         }
-        for row in snapshots.iter().map_err(|e| store_error(ctx, e.into()))? {
-            let (k, v) = row.map_err(|e| store_error(ctx, e.into()))?;
+        for row in snapshots.iter().map_err(|e| err(e.into()))? {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
             known.insert(k.value());
             match records::SnapshotRecord::decode(v.value()) {
                 Ok(r) if !reg.by_id.contains_key(&r.volume) => problem(
@@ -293,8 +352,8 @@ impl Pool {
                 ),
             }
         }
-        for row in extents.iter().map_err(|e| store_error(ctx, e.into()))? {
-            let (k, _) = row.map_err(|e| store_error(ctx, e.into()))?;
+        for row in extents.iter().map_err(|e| err(e.into()))? {
+            let (k, _) = row.map_err(|e| err(e.into()))?;
             let (owner, l) = k.value();
             if !known.contains(&owner) {
                 problem(
@@ -318,9 +377,9 @@ impl Pool {
                 let mut stored = 0u64;
                 let range = extents
                     .range((owner, 0)..=(owner, u64::MAX))
-                    .map_err(|e| store_error(ctx, e.into()))?;
+                    .map_err(|e| err(e.into()))?;
                 for row in range {
-                    let (k, v) = row.map_err(|e| store_error(ctx, e.into()))?;
+                    let (k, v) = row.map_err(|e| err(e.into()))?;
                     let (_, l) = k.value();
                     let (raw, birth) = v.value();
                     stored += 1;
@@ -346,15 +405,81 @@ impl Pool {
                 }
             }
         }
-        report.problems = found;
-        Ok(report)
+        Ok(())
+    }
+}
+
+/// Logical extents of `view` that resolve to a physical extent, like `pool::count_referenced`
+/// but reading a clone's origin from the guards fsck holds (module doc).
+fn referenced_held(
+    held: &HashMap<u64, &Family>,
+    h: &FamilyHandle,
+    f: &Family,
+    view: View,
+    es: u64,
+) -> u64 {
+    let limit = f.view_size(view).div_ceil(es);
+    let mut candidates = BTreeSet::new();
+    let mut at = Some((h, f, view));
+    // Candidates: entries in the view's maps and in its origin chain's, as candidate_extents.
+    while let Some((h, f, view)) = at {
+        let first = match view {
+            View::Live => f.snaps.len(),
+            View::Snap(i) => i,
+        };
+        let maps = f.snaps[first..]
+            .iter()
+            .map(|s| &s.delta)
+            .chain(std::iter::once(&f.live));
+        for m in maps {
+            candidates.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
+        }
+        at = origin(held, h);
+    }
+    candidates
+        .into_iter()
+        .filter(|&l| matches!(resolve_held(held, h, f, view, l, es), Target::Extent(_)))
+        .count() as u64
+}
+
+/// A clone's origin snapshot, from the held guards; `None` for a volume that is no clone (or
+/// whose origin is gone, which `check_family` reports).
+fn origin<'a>(
+    held: &HashMap<u64, &'a Family>,
+    h: &'a FamilyHandle,
+) -> Option<(&'a FamilyHandle, &'a Family, View)> {
+    let (p, sid) = h.parent.as_ref()?;
+    let pf = *held.get(&p.id)?;
+    let i = pf.snap_index(*sid)?;
+    Some((&**p, pf, View::Snap(i)))
+}
+
+/// `family::resolve`, reading a clone's origin from the held guards.
+fn resolve_held(
+    held: &HashMap<u64, &Family>,
+    h: &FamilyHandle,
+    f: &Family,
+    view: View,
+    l: u64,
+    es: u64,
+) -> Target {
+    if let Some(e) = f.own_lookup(view, l) {
+        return e.target();
+    }
+    match origin(held, h) {
+        None => Target::Zero,
+        Some((p, pf, View::Snap(i))) if l < pf.snaps[i].size.div_ceil(es) => {
+            resolve_held(held, p, pf, View::Snap(i), l, es)
+        }
+        // Beyond the origin snapshot: a clone grown past it reads zeros there.
+        Some(_) => Target::Zero,
     }
 }
 
 /// Checks one map entry's bounds and records its physical extent, reporting a double use.
 fn check_entry(
     inner: &crate::pool::Inner,
-    problem: &mut impl FnMut(&'static str, String),
+    problem: &mut Report<'_>,
     owner_of: &mut HashMap<Phys, String>,
     owner: String,
     l: u64,

@@ -10,6 +10,7 @@
 //! map points to them; on an I/O error they are released and the map is unchanged.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, ErrorKind, Result, not_found};
 use crate::extent_map::{Phys, Target};
@@ -700,6 +701,11 @@ impl Export {
             dev.write_at(bytes, r.offset).map_err(|e| {
                 Error::io(format!("writing {}: device {}", self.name, dev.name()), e)
             })?;
+        }
+        // The next flush takes a new generation (generation.rs). Read first: writers then
+        // share the flag's cache line instead of bouncing it.
+        if !runs.is_empty() && !inner.data_written.load(Ordering::SeqCst) {
+            inner.data_written.store(true, Ordering::SeqCst);
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! ```text
 //! offset 0        superblock copy 0 (4 KiB)
 //! offset 4 KiB    superblock copy 1 (4 KiB)
+//! offset 8 KiB    generation record slot 0 (4 KiB)
+//! offset 12 KiB   generation record slot 1 (4 KiB)
 //! offset 64 KiB   metadata region (device 0 only; `meta_len` bytes, see meta_region.rs)
 //! data_offset     data extents 0 .. extent_count, each `extent_size` bytes; data_offset is
 //!                 extent-aligned so extents are aligned on the device
@@ -34,11 +36,35 @@
 //!
 //! Both copies are written identically at creation and never rewritten afterwards, so a torn or
 //! damaged copy is recovered from the other.
+//!
+//! Generation record, 4096 bytes, integers little-endian (see generation.rs for how they are
+//! used to refuse an old copy of a device):
+//!
+//! ```text
+//!   0..8     magic "ARCAGEN1"
+//!   8..24    pool id (as in the superblock)
+//!  24..40    device id (as in the superblock)
+//!  40..44    device index in the pool
+//!  44..48    reserved, zero
+//!  48..56    generation: the number of the flush that wrote it
+//!  56..4092  zero
+//! 4092..4096 CRC-32C of bytes 0..4092
+//! ```
+//!
+//! Generation `g` goes to slot `g % 2`, so writing one never touches the previous one: a torn
+//! write leaves the other slot, one generation older, readable. Both slots all-zero means no
+//! record (a new pool, or one labelled before records existed: generation 0). The records use
+//! space that layout version 1 left unused, so the layout version stays 1: an older build
+//! ignores them, and this build reads a pool without them as generation 0.
 
 use crate::error::{Error, ErrorKind, Result};
 
 pub const SUPERBLOCK_SIZE: usize = 4096;
 pub const SUPERBLOCK_OFFSETS: [u64; 2] = [0, 4096];
+pub const GEN_RECORD_SIZE: usize = 4096;
+/// Slot `g % 2` holds generation `g`.
+pub const GEN_RECORD_OFFSETS: [u64; 2] = [8192, 12288];
+pub const GEN_MAGIC: [u8; 8] = *b"ARCAGEN1";
 pub const LAYOUT_VERSION: u32 = 1;
 pub const MAGIC: [u8; 8] = *b"ARCAPOOL";
 /// Start of the metadata region on the metadata device; room for superblocks before it.
@@ -158,6 +184,51 @@ impl Superblock {
     }
 }
 
+/// A device's generation record (one slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenRecord {
+    pub pool_id: [u8; 16],
+    pub device_id: [u8; 16],
+    pub device_index: u32,
+    pub generation: u64,
+}
+
+impl GenRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; GEN_RECORD_SIZE];
+        b[0..8].copy_from_slice(&GEN_MAGIC);
+        b[8..24].copy_from_slice(&self.pool_id);
+        b[24..40].copy_from_slice(&self.device_id);
+        b[40..44].copy_from_slice(&self.device_index.to_le_bytes());
+        b[48..56].copy_from_slice(&self.generation.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..GEN_RECORD_SIZE - 4]);
+        b[GEN_RECORD_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes one slot: `Ok(None)` for an all-zero (never written) slot, an error saying what
+    /// is wrong with a damaged one.
+    pub fn decode(b: &[u8]) -> Result<Option<GenRecord>, String> {
+        assert_eq!(b.len(), GEN_RECORD_SIZE);
+        if b.iter().all(|&x| x == 0) {
+            return Ok(None);
+        }
+        if b[0..8] != GEN_MAGIC {
+            return Err("bad magic".into());
+        }
+        let crc = u32::from_le_bytes(b[GEN_RECORD_SIZE - 4..].try_into().unwrap());
+        if crc != crc32c::crc32c(&b[..GEN_RECORD_SIZE - 4]) {
+            return Err("checksum mismatch".into());
+        }
+        Ok(Some(GenRecord {
+            pool_id: b[8..24].try_into().unwrap(),
+            device_id: b[24..40].try_into().unwrap(),
+            device_index: u32::from_le_bytes(b[40..44].try_into().unwrap()),
+            generation: u64::from_le_bytes(b[48..56].try_into().unwrap()),
+        }))
+    }
+}
+
 /// Where things go on one device of a new pool.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceGeometry {
@@ -251,6 +322,35 @@ mod tests {
         let mut b = sample().encode();
         b[0] = b'X';
         assert!(Superblock::decode(&b).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn generation_record_round_trips_and_rejects_damage() {
+        let r = GenRecord {
+            pool_id: [1; 16],
+            device_id: [2; 16],
+            device_index: 3,
+            generation: 0x0102_0304_0506,
+        };
+        let b = r.encode();
+        assert_eq!(&b[0..8], b"ARCAGEN1");
+        assert_eq!(&b[48..56], &0x0102_0304_0506u64.to_le_bytes());
+        assert_eq!(GenRecord::decode(&b).unwrap(), Some(r));
+        assert_eq!(GenRecord::decode(&[0; GEN_RECORD_SIZE]).unwrap(), None);
+        let mut torn = b.clone();
+        torn[50] ^= 1;
+        assert!(GenRecord::decode(&torn).unwrap_err().contains("checksum"));
+        torn[0] = b'X';
+        assert!(GenRecord::decode(&torn).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn generation_slots_lie_between_the_superblocks_and_any_data() {
+        let end = GEN_RECORD_OFFSETS[1] + GEN_RECORD_SIZE as u64;
+        assert!(GEN_RECORD_OFFSETS[0] >= SUPERBLOCK_OFFSETS[1] + SUPERBLOCK_SIZE as u64);
+        assert!(end <= META_OFFSET);
+        // A device without the metadata region starts its data at META_OFFSET or later.
+        assert!(geometry(1 << 30, EXTENT_SIZE_MIN, 0).unwrap().data_offset >= META_OFFSET);
     }
 
     #[test]

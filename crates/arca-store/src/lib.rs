@@ -14,8 +14,11 @@ mod error;
 mod extent_map;
 mod family;
 pub mod fsck;
+mod generation;
 mod io;
 pub mod layout;
+mod load;
+mod meta_guard;
 mod meta_region;
 mod meta_space;
 pub mod names;
@@ -31,7 +34,7 @@ pub use fsck::{FsckReport, Problem};
 pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
 pub use meta_space::{MAP_ENTRY_ROOM_BYTES, MetaSpace};
 pub use pool::{
-    DeviceStatus, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo, VOLUME_SIZE_MAX,
-    VolumeInfo,
+    DeviceStatus, OpenOptions, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo,
+    VOLUME_SIZE_MAX, VolumeInfo,
 };
 pub use txn::{APP_TABLE_NAME_MAX, AppOp, AppReader, Txn};

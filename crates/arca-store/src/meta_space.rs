@@ -21,7 +21,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::{Pool, store_error};
+use crate::meta_guard::store_error;
+use crate::pool::Pool;
 
 /// Metadata room kept per unallocated extent: an extent-map entry (16-byte key, 16-byte value)
 /// with its share of branch pages, half-full leaves and the copy a commit makes. Measured about
@@ -62,6 +63,8 @@ pub fn reachable_bytes(file_bytes: u64, capacity_bytes: u64) -> u64 {
 pub struct MetaSpace {
     /// Size of the region.
     pub capacity_bytes: u64,
+    /// Length of the store's file in the region (pages in use and free ones among them).
+    pub file_bytes: u64,
     /// What the store can surely grow to (see the module documentation).
     pub reachable_bytes: u64,
     /// Pages in use by the store.
@@ -93,6 +96,7 @@ impl Pool {
             .saturating_add(delete_reserve_bytes(capacity));
         MetaSpace {
             capacity_bytes: capacity,
+            file_bytes: inner.meta.used(),
             reachable_bytes: reachable,
             used_bytes,
             reserved_bytes: reserved,
@@ -118,10 +122,16 @@ impl Pool {
         let ctx = "counting metadata pages";
         let db = self.db()?;
         let db = db.as_ref().expect("db() opens the store");
-        let txn = db.begin_write().map_err(|e| store_error(ctx, e.into()))?;
-        let stats = txn.stats().map_err(|e| store_error(ctx, e.into()))?;
-        txn.abort().map_err(|e| store_error(ctx, e.into()))?;
-        let used = stats.allocated_pages() * stats.page_size() as u64;
+        let label = &inner.meta_label;
+        // The walk reads every page: guarded like every call into the store.
+        let used = self.guarded(ctx, || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| store_error(label, ctx, e.into()))?;
+            let stats = txn.stats().map_err(|e| store_error(label, ctx, e.into()))?;
+            txn.abort().map_err(|e| store_error(label, ctx, e.into()))?;
+            Ok(stats.allocated_pages() * stats.page_size() as u64)
+        })?;
         // A commit between reading the count and the walk makes this one stale; it is only
         // cached under the count read first, so a later call walks again.
         *inner.meta_used_cache.lock() = Some((commits, used));

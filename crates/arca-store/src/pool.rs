@@ -7,23 +7,25 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::Database;
 
 use crate::alloc::Allocator;
 use crate::device::{BlockDevice, FileDevice};
 use crate::error::{Error, ErrorKind, Result};
-use crate::extent_map::{Entry, ExtentMap, Phys};
-use crate::family::{Dirty, Family, FamilyHandle, Snap, View, resolve};
+use crate::extent_map::Phys;
+use crate::family::{Family, FamilyHandle, View, resolve};
+use crate::generation;
 use crate::layout::{
     self, DEVICE_COUNT_MAX, EXTENT_SIZE_MAX, EXTENT_SIZE_MIN, META_OFFSET, SUPERBLOCK_OFFSETS,
     SUPERBLOCK_SIZE, Superblock,
 };
+use crate::load::{create_tables, read_commit_generation};
+use crate::meta_guard::{drop_db, guard, region_label, store_error};
 use crate::meta_region::MetaRegion;
-use crate::records::{self, SnapshotRecord, VolumeRecord};
 
 /// Largest volume: 1 PiB. Bounds the top level of extent maps (8 bytes per 64 extents).
 pub const VOLUME_SIZE_MAX: u64 = 1 << 50;
@@ -69,13 +71,27 @@ pub(crate) struct PoolPending {
 }
 
 /// Held across a commit, so commits (and transactions) run one at a time.
-pub(crate) struct CommitState {}
+pub(crate) struct CommitState {
+    /// The generation every device durably holds (generation.rs).
+    pub synced_gen: u64,
+}
+
+/// Choices made when opening a pool.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Indexes of devices to open even though their generation record shows an old copy (or
+    /// cannot be read). Their newer data is lost; the open logs each one and makes every
+    /// device current again, so the next open needs no such option.
+    pub accept_stale_devices: Vec<u32>,
+}
 
 pub(crate) struct Inner {
     pub devices: Vec<Arc<dyn BlockDevice>>,
     pub superblocks: Vec<Superblock>,
     pub extent_size: u64,
     pub meta: Arc<MetaRegion>,
+    /// How errors name the metadata region (meta_guard.rs).
+    pub meta_label: String,
     pub alloc: Mutex<Allocator>,
     pub registry: RwLock<Registry>,
     pub pending: Mutex<PoolPending>,
@@ -84,6 +100,11 @@ pub(crate) struct Inner {
     /// recovers its last durable state. Readers and the committer share it in read mode; only
     /// a reopen takes it in write mode, so there is never a second instance.
     pub db: RwLock<Option<Database>>,
+    /// redb panicked on the store: the instance is dropped and reopened by the next `db()`.
+    pub db_broken: AtomicBool,
+    /// Data was written since the last flush took a generation (generation.rs). Set after
+    /// each device write completes, so a flush that sees it clear did not miss one it covers.
+    pub data_written: AtomicBool,
     pub next_id: AtomicU64,
     /// Inconsistencies found while loading, reported by fsck.
     pub load_problems: Mutex<Vec<crate::fsck::Problem>>,
@@ -92,6 +113,15 @@ pub(crate) struct Inner {
     pub hooks: std::sync::atomic::AtomicUsize,
     /// Metadata pages in use and the commit count they were counted at (meta_space.rs).
     pub meta_used_cache: Mutex<Option<(u64, u64)>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // redb writes when it closes: on a damaged store that may panic.
+        if let Some(db) = self.db.get_mut().take() {
+            drop_db(db);
+        }
+    }
 }
 
 /// A pool of thin volumes on one or more devices. Cheap to clone; all clones share the pool.
@@ -187,23 +217,15 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn db_error(context: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Io, format!("{context}: metadata store: {e}"))
-}
-
-/// Maps a store error, keeping "region full" distinct as no space.
-pub(crate) fn store_error(context: &str, e: redb::Error) -> Error {
-    let text = e.to_string();
-    if text.contains("metadata region full") {
-        return Error::new(ErrorKind::NoSpace, format!("{context}: {text}"));
-    }
-    db_error(context, text)
-}
-
-pub(crate) fn open_db(meta: &Arc<MetaRegion>) -> Result<Database> {
-    Database::builder()
-        .create_with_backend(SharedRegion(meta.clone()))
-        .map_err(|e| store_error("opening the metadata store", e.into()))
+/// Opens the store on the region; a panic in redb is an error naming the region.
+pub(crate) fn open_db(meta: &Arc<MetaRegion>, region: &str) -> Result<Database> {
+    let ctx = "opening the metadata store";
+    guard(region, ctx, || {
+        Database::builder()
+            .create_with_backend(SharedRegion(meta.clone()))
+            .map_err(|e| store_error(region, ctx, e.into()))
+    })
+    .0
 }
 
 /// Lets the pool keep a handle on the region redb owns, for usage figures.
@@ -311,6 +333,7 @@ impl Pool {
                 created_unix: created,
             };
             let bytes = sb.encode();
+            generation::clear(&**dev)?;
             if i == 0 {
                 // Clear old region headers so a reused device starts with an empty store.
                 dev.write_at(&vec![0u8; 8192], META_OFFSET).map_err(|e| {
@@ -343,113 +366,79 @@ impl Pool {
 
     /// Opens the pool on existing files or block devices.
     pub fn open_paths(paths: &[&Path]) -> Result<Pool> {
+        Self::open_paths_with(paths, &OpenOptions::default())
+    }
+
+    pub fn open_paths_with(paths: &[&Path], options: &OpenOptions) -> Result<Pool> {
         let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
         for p in paths {
             let d = FileDevice::open(p)
                 .map_err(|e| Error::io(format!("opening device {}", p.display()), e))?;
             devices.push(Arc::new(d));
         }
-        Self::open(devices)
+        Self::open_with(devices, options)
     }
 
-    /// Opens a pool given all its devices, in any order.
+    /// Opens a pool given all its devices, in any order. A device holding an old copy of
+    /// itself is refused by name (see [`OpenOptions`] to accept one).
     pub fn open(devices: Vec<Arc<dyn BlockDevice>>) -> Result<Pool> {
-        if devices.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidArgument, "no devices given"));
+        Self::open_with(devices, &OpenOptions::default())
+    }
+
+    pub fn open_with(devices: Vec<Arc<dyn BlockDevice>>, options: &OpenOptions) -> Result<Pool> {
+        let (superblocks, devices) = sorted_devices(devices)?;
+        let first = superblocks[0].clone();
+        // Before anything is written: an old copy of a device must not be written to.
+        let mut gens = Vec::with_capacity(devices.len());
+        for (dev, sb) in devices.iter().zip(&superblocks) {
+            gens.push(generation::read(&**dev, sb)?);
         }
-        let mut labelled: Vec<(Superblock, Arc<dyn BlockDevice>)> = Vec::new();
-        for dev in devices {
-            let sb = read_superblock(&*dev)?;
-            labelled.push((sb, dev));
-        }
-        let first = labelled[0].0.clone();
-        for (sb, dev) in &labelled {
-            if sb.pool_id != first.pool_id {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "device {} belongs to pool {}, not pool {}",
-                        dev.name(),
-                        hex(&sb.pool_id),
-                        hex(&first.pool_id)
-                    ),
-                ));
-            }
-            if sb.device_count != first.device_count
-                || sb.extent_size != first.extent_size
-                || sb.meta_device != first.meta_device
-            {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "device {}: superblock disagrees with the pool's other devices",
-                        dev.name()
-                    ),
-                ));
-            }
-        }
-        labelled.sort_by_key(|(sb, _)| sb.device_index);
-        for w in labelled.windows(2) {
-            if w[0].0.device_index == w[1].0.device_index {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "devices {} and {} both claim index {} of the pool",
-                        w[0].1.name(),
-                        w[1].1.name(),
-                        w[0].0.device_index
-                    ),
-                ));
-            }
-        }
-        let count = first.device_count as usize;
-        if labelled.len() != count {
-            let present: Vec<u32> = labelled.iter().map(|(sb, _)| sb.device_index).collect();
-            let missing: Vec<String> = (0..count as u32)
-                .filter(|i| !present.contains(i))
-                .map(|i| i.to_string())
-                .collect();
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "pool {} has {count} devices; missing device index {}",
-                    hex(&first.pool_id),
-                    missing.join(", ")
-                ),
-            ));
-        }
-        let (superblocks, devices): (Vec<Superblock>, Vec<Arc<dyn BlockDevice>>) =
-            labelled.into_iter().unzip();
+        let meta_dev = &devices[first.meta_device as usize];
         let meta_sb = &superblocks[first.meta_device as usize];
-        let meta = Arc::new(
-            MetaRegion::open(
-                devices[first.meta_device as usize].clone(),
-                meta_sb.meta_offset,
-                meta_sb.meta_len,
-            )
-            .map_err(|e| {
-                Error::io(
-                    format!(
-                        "device {}: metadata region",
-                        devices[first.meta_device as usize].name()
-                    ),
-                    e,
-                )
-            })?,
-        );
-        let db = open_db(&meta)?;
-        create_tables(&db)?;
+        let meta_label = region_label(meta_dev.name(), meta_sb.meta_offset, meta_sb.meta_len);
+        let meta = MetaRegion::open(meta_dev.clone(), meta_sb.meta_offset, meta_sb.meta_len)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => {
+                    Error::new(ErrorKind::Corrupt, format!("opening the {meta_label}: {e}"))
+                }
+                _ => Error::io(format!("opening the {meta_label}"), e),
+            })?;
+        let meta = Arc::new(meta);
+        // The devices' records alone first: opening the store may write to it (redb repairs a
+        // store that was not closed cleanly), which an old copy of device 0 must not get.
+        generation::check(&devices, &gens, 0, &options.accept_stale_devices)?;
+        let db = open_db(&meta, &meta_label)?;
+        let opened = guard(&meta_label, "opening the metadata store", || {
+            let meta_gen = read_commit_generation(&db, &meta_label)?;
+            let checked =
+                generation::check(&devices, &gens, meta_gen, &options.accept_stale_devices)?;
+            create_tables(&db, &meta_label)?;
+            Ok(checked)
+        })
+        .0;
+        let checked = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                drop_db(db);
+                return Err(e);
+            }
+        };
         let counts: Vec<u64> = superblocks.iter().map(|s| s.extent_count).collect();
         let inner = Inner {
             devices,
             extent_size: first.extent_size as u64,
             superblocks,
             meta,
+            meta_label,
             alloc: Mutex::new(Allocator::new(&counts)),
             registry: RwLock::new(Registry::default()),
             pending: Mutex::new(PoolPending::default()),
-            commit: Mutex::new(CommitState {}),
+            commit: Mutex::new(CommitState {
+                synced_gen: checked.synced,
+            }),
             db: RwLock::new(None),
+            db_broken: AtomicBool::new(false),
+            data_written: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             load_problems: Mutex::new(Vec::new()),
             commits: AtomicU64::new(0),
@@ -459,276 +448,23 @@ impl Pool {
         let pool = Pool {
             inner: Arc::new(inner),
         };
-        pool.load(&db)?;
+        // Load builds only this pool's memory, so a panic in it leaves nothing behind.
+        let loaded = guard(&pool.inner.meta_label, "loading the pool", || {
+            pool.load(&db)
+        })
+        .0;
+        if let Err(e) = loaded {
+            drop_db(db);
+            return Err(e);
+        }
         *pool.inner.db.write() = Some(db);
+        for what in &checked.accepted {
+            tracing::warn!("{what}");
+        }
+        if checked.forced {
+            pool.rewrite_generations()?;
+        }
         Ok(pool)
-    }
-
-    /// Builds memory from the store: families, snapshots, maps, allocator, counters.
-    fn load(&self, db: &Database) -> Result<()> {
-        let inner = &self.inner;
-        let es = inner.extent_size;
-        let ctx = "loading the pool";
-        let e = |err: redb::Error| store_error(ctx, err);
-        let txn = db.begin_read().map_err(|x| e(x.into()))?;
-        let mut problems = Vec::new();
-        let mut problem = |code: &'static str, message: String| {
-            problems.push(crate::fsck::Problem { code, message });
-        };
-        let mut volumes: BTreeMap<u64, VolumeRecord> = BTreeMap::new();
-        let mut snapshots: BTreeMap<u64, SnapshotRecord> = BTreeMap::new();
-        let mut next_id = 1;
-        match txn.open_table(records::META) {
-            Ok(t) => {
-                if let Some(v) = t.get(records::KEY_NEXT_ID).map_err(|x| e(x.into()))? {
-                    next_id = v.value();
-                }
-                if let Some(v) = t.get(records::KEY_FORMAT).map_err(|x| e(x.into()))?
-                    && v.value() != records::FORMAT
-                {
-                    return Err(Error::new(
-                        ErrorKind::Corrupt,
-                        format!("metadata format {} is not supported", v.value()),
-                    ));
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(x) => return Err(e(x.into())),
-        }
-        if let Some(t) = open_optional(&txn, records::VOLUMES).map_err(e)? {
-            for row in t.iter().map_err(|x| e(x.into()))? {
-                let (k, v) = row.map_err(|x| e(x.into()))?;
-                match VolumeRecord::decode(v.value()) {
-                    Ok(r) => {
-                        volumes.insert(k.value(), r);
-                    }
-                    Err(m) => problem("record", format!("volume record {}: {m}", k.value())),
-                }
-            }
-        }
-        if let Some(t) = open_optional(&txn, records::SNAPSHOTS).map_err(e)? {
-            for row in t.iter().map_err(|x| e(x.into()))? {
-                let (k, v) = row.map_err(|x| e(x.into()))?;
-                match SnapshotRecord::decode(v.value()) {
-                    Ok(r) => {
-                        snapshots.insert(k.value(), r);
-                    }
-                    Err(m) => problem("record", format!("snapshot record {}: {m}", k.value())),
-                }
-            }
-        }
-        // Families in id order, so a clone's parent (always older) exists before it.
-        let mut reg = Registry::default();
-        let mut families: BTreeMap<u64, Family> = BTreeMap::new();
-        for (&id, r) in &volumes {
-            families.insert(
-                id,
-                Family {
-                    name: r.name.clone(),
-                    size: r.size,
-                    gen_current: r.gen_current,
-                    placement: r.placement,
-                    created_unix: r.created_unix,
-                    live: ExtentMap::new(),
-                    snaps: Vec::new(),
-                    referenced: 0,
-                    live_real: 0,
-                    live_unique: 0,
-                    deleted: false,
-                    dirty: Dirty::default(),
-                    tag: r.tag.clone(),
-                    guard: None,
-                    hook: Default::default(),
-                },
-            );
-        }
-        // owner id -> (family id, snapshot id or None)
-        let mut owners: HashMap<u64, (u64, Option<u64>)> = HashMap::new();
-        for &id in volumes.keys() {
-            owners.insert(id, (id, None));
-        }
-        for (&sid, r) in &snapshots {
-            match families.get_mut(&r.volume) {
-                Some(f) => {
-                    f.snaps.push(Snap {
-                        id: sid,
-                        name: r.name.clone(),
-                        generation: r.generation,
-                        size: r.size,
-                        created_unix: r.created_unix,
-                        referenced: r.referenced_extents,
-                        delta: ExtentMap::new(),
-                        delta_real: 0,
-                        unique: 0,
-                        tag: r.tag.clone(),
-                        guard: None,
-                    });
-                    owners.insert(sid, (r.volume, Some(sid)));
-                }
-                None => problem(
-                    "orphan-snapshot",
-                    format!(
-                        "snapshot {sid} ({}) names missing volume {}",
-                        r.name, r.volume
-                    ),
-                ),
-            }
-        }
-        let mut alloc = inner.alloc.lock();
-        if let Some(t) = open_optional(&txn, records::EXTENTS).map_err(e)? {
-            for row in t.iter().map_err(|x| e(x.into()))? {
-                let (k, v) = row.map_err(|x| e(x.into()))?;
-                let (owner, l) = k.value();
-                let (raw, birth) = v.value();
-                let Some(entry) = Entry::from_parts(raw, birth) else {
-                    problem(
-                        "entry",
-                        format!("owner {owner} extent {l}: empty entry stored"),
-                    );
-                    continue;
-                };
-                let Some(&(fid, sid)) = owners.get(&owner) else {
-                    problem(
-                        "orphan-entry",
-                        format!("entry ({owner}, {l}) has no volume or snapshot"),
-                    );
-                    continue;
-                };
-                if let Some(p) = entry.phys() {
-                    let valid = (p.device() as usize) < inner.devices.len()
-                        && p.index() < inner.superblocks[p.device() as usize].extent_count;
-                    if !valid {
-                        problem(
-                            "extent-out-of-range",
-                            format!("owner {owner} extent {l} points past its device: {p:?}"),
-                        );
-                        continue;
-                    }
-                    if !alloc.mark_used(p) {
-                        problem(
-                            "extent-double-use",
-                            format!(
-                                "physical extent {} on device {} is referenced twice (again by owner {owner} extent {l})",
-                                p.index(),
-                                p.device()
-                            ),
-                        );
-                    }
-                }
-                let f = families
-                    .get_mut(&fid)
-                    .expect("owner map built from families");
-                match sid {
-                    None => {
-                        f.live.insert(l, entry);
-                    }
-                    Some(sid) => {
-                        // Snapshots were pushed in id order, so the binary search holds.
-                        let i = f.snap_index(sid).expect("snapshot registered as owner");
-                        f.snaps[i].delta.insert(l, entry);
-                    }
-                }
-            }
-        }
-        drop(alloc);
-        // Counters, then handles (a clone's referenced count reads through its parent).
-        for f in families.values_mut() {
-            let newest = f.newest_gen();
-            f.live_real = f.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
-            f.live_unique = f
-                .live
-                .iter()
-                .filter(|(_, e)| e.phys().is_some() && e.birth >= newest)
-                .count() as u64;
-            for i in 0..f.snaps.len() {
-                f.snaps[i].delta_real = f.snaps[i]
-                    .delta
-                    .iter()
-                    .filter(|(_, e)| e.phys().is_some())
-                    .count() as u64;
-                f.recount_snap_unique(i);
-            }
-        }
-        for (id, f) in families {
-            let parent = match volumes[&id].parent {
-                None => None,
-                Some((pid, sid)) => match reg.by_id.get(&pid) {
-                    Some(h) => Some((h.clone(), sid)),
-                    None => {
-                        problem(
-                            "orphan-clone",
-                            format!("clone {} names missing origin volume {pid}", f.name),
-                        );
-                        None
-                    }
-                },
-            };
-            if let Some((ph, sid)) = &parent
-                && ph.cell.read().snap_index(*sid).is_none()
-            {
-                problem(
-                    "orphan-clone",
-                    format!("clone {} names missing origin snapshot {sid}", f.name),
-                );
-                continue;
-            }
-            let name = f.name.clone();
-            let handle = Arc::new(FamilyHandle {
-                id,
-                parent,
-                cell: RwLock::new(f),
-            });
-            // Counting through the parent needs the handle, so it comes after.
-            let referenced = count_referenced(&handle, View::Live, es);
-            handle.cell.write().referenced = referenced;
-            if reg.by_name.contains_key(&name) {
-                problem("record", format!("two volumes are named {name}"));
-            }
-            reg.by_name.insert(name, handle.clone());
-            reg.by_id.insert(id, handle);
-        }
-        let max_id = volumes
-            .keys()
-            .chain(snapshots.keys())
-            .copied()
-            .max()
-            .unwrap_or(0);
-        if next_id <= max_id {
-            problem(
-                "record",
-                format!("next id {next_id} is not above the largest id in use {max_id}"),
-            );
-            next_id = max_id + 1;
-        }
-        inner.next_id.store(next_id, Ordering::SeqCst);
-        *inner.registry.write() = reg;
-        *inner.load_problems.lock() = problems;
-        Ok(())
-    }
-}
-
-/// Makes sure every table exists, so readers need not special-case a new pool.
-fn create_tables(db: &Database) -> Result<()> {
-    let run = || -> std::result::Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        txn.open_table(records::META)?;
-        txn.open_table(records::VOLUMES)?;
-        txn.open_table(records::SNAPSHOTS)?;
-        txn.open_table(records::EXTENTS)?;
-        txn.commit()?;
-        Ok(())
-    };
-    run().map_err(|e| store_error("creating metadata tables", e))
-}
-
-fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &redb::ReadTransaction,
-    def: redb::TableDefinition<K, V>,
-) -> std::result::Result<Option<redb::ReadOnlyTable<K, V>>, redb::Error> {
-    match txn.open_table(def) {
-        Ok(t) => Ok(Some(t)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -775,6 +511,79 @@ pub(crate) fn candidate_extents(
             candidate_extents(parent, &pf, View::Snap(i), limit, out);
         }
     }
+}
+
+/// Superblocks and devices, in device index order.
+type Labelled = (Vec<Superblock>, Vec<Arc<dyn BlockDevice>>);
+
+/// Reads every device's superblock and checks they make one whole pool; returns them in
+/// device index order.
+fn sorted_devices(devices: Vec<Arc<dyn BlockDevice>>) -> Result<Labelled> {
+    if devices.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidArgument, "no devices given"));
+    }
+    let mut labelled: Vec<(Superblock, Arc<dyn BlockDevice>)> = Vec::new();
+    for dev in devices {
+        let sb = read_superblock(&*dev)?;
+        labelled.push((sb, dev));
+    }
+    let first = labelled[0].0.clone();
+    for (sb, dev) in &labelled {
+        if sb.pool_id != first.pool_id {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "device {} belongs to pool {}, not pool {}",
+                    dev.name(),
+                    hex(&sb.pool_id),
+                    hex(&first.pool_id)
+                ),
+            ));
+        }
+        if sb.device_count != first.device_count
+            || sb.extent_size != first.extent_size
+            || sb.meta_device != first.meta_device
+        {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "device {}: superblock disagrees with the pool's other devices",
+                    dev.name()
+                ),
+            ));
+        }
+    }
+    labelled.sort_by_key(|(sb, _)| sb.device_index);
+    for w in labelled.windows(2) {
+        if w[0].0.device_index == w[1].0.device_index {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "devices {} and {} both claim index {} of the pool",
+                    w[0].1.name(),
+                    w[1].1.name(),
+                    w[0].0.device_index
+                ),
+            ));
+        }
+    }
+    let count = first.device_count as usize;
+    if labelled.len() != count {
+        let present: Vec<u32> = labelled.iter().map(|(sb, _)| sb.device_index).collect();
+        let missing: Vec<String> = (0..count as u32)
+            .filter(|i| !present.contains(i))
+            .map(|i| i.to_string())
+            .collect();
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "pool {} has {count} devices; missing device index {}",
+                hex(&first.pool_id),
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(labelled.into_iter().unzip())
 }
 
 /// Reads and validates a device's superblocks; either copy may be damaged.

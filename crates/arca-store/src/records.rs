@@ -4,7 +4,7 @@
 //!
 //! | table       | key                 | value                                         |
 //! |-------------|---------------------|-----------------------------------------------|
-//! | `meta`      | `&str`              | `u64` (`next_id`, `format`)                    |
+//! | `meta`      | `&str`              | `u64` (`next_id`, `format`, `commit_generation`) |
 //! | `volumes`   | volume id `u64`     | version byte 1 + postcard [`VolumeRecord`]     |
 //! | `snapshots` | snapshot id `u64`   | version byte 1 + postcard [`SnapshotRecord`]   |
 //! | `extents`   | (owner id, logical) | (raw entry `u64`, birth `u32`), see extent_map |
@@ -28,6 +28,9 @@ pub const EXTENTS: TableDefinition<(u64, u64), (u64, u32)> = TableDefinition::ne
 
 pub const KEY_NEXT_ID: &str = "next_id";
 pub const KEY_FORMAT: &str = "format";
+/// The generation of the flush whose commit this is (see generation.rs); absent before
+/// generation records existed, read as 0.
+pub const KEY_COMMIT_GENERATION: &str = "commit_generation";
 pub const FORMAT: u64 = 1;
 const RECORD_VERSION: u8 = 2;
 const RECORD_VERSION_V1: u8 = 1;

@@ -24,7 +24,8 @@ use parking_lot::MutexGuard;
 use redb::ReadableDatabase;
 
 use crate::error::{Result, not_found};
-use crate::pool::{CommitState, Pool, store_error};
+use crate::meta_guard::store_error;
+use crate::pool::{CommitState, Pool};
 use crate::records::APP_TABLE_PREFIX;
 
 /// Longest table name the layers above may use (after the `app:` prefix).
@@ -97,33 +98,42 @@ pub(crate) fn apply_app_ops(
 
 const READ_CONTEXT: &str = "reading an application table";
 
-/// A consistent read view of the application tables ([`Pool::app_read`]).
+/// A consistent read view of the application tables ([`Pool::app_read`]). Every call into the
+/// store is guarded (meta_guard.rs); the caller's `visit` runs outside the guard, so its own
+/// panics stay its own.
 pub struct AppReader {
     txn: redb::ReadTransaction,
+    pool: Pool,
 }
 
 impl AppReader {
+    fn error(&self, e: impl Into<redb::Error>) -> crate::Error {
+        store_error(&self.pool.inner.meta_label, READ_CONTEXT, e.into())
+    }
+
     fn table(
         &self,
         table: &str,
     ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
         check_table(table);
         let name = format!("{APP_TABLE_PREFIX}{table}");
-        match self.txn.open_table(definition(&name)) {
-            Ok(t) => Ok(Some(t)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(store_error(READ_CONTEXT, e.into())),
-        }
+        self.pool.guarded(READ_CONTEXT, || {
+            match self.txn.open_table(definition(&name)) {
+                Ok(t) => Ok(Some(t)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(self.error(e)),
+            }
+        })
     }
 
     pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let Some(t) = self.table(table)? else {
             return Ok(None);
         };
-        let v = t
-            .get(key)
-            .map_err(|e| store_error(READ_CONTEXT, e.into()))?;
-        Ok(v.map(|v| v.value().to_vec()))
+        self.pool.guarded(READ_CONTEXT, || {
+            let v = t.get(key).map_err(|e| self.error(e))?;
+            Ok(v.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Visits the rows whose keys lie in the range, in key order (or reverse order), until
@@ -147,34 +157,24 @@ impl AppReader {
             // redb asserts on inverted ranges; an empty answer is the right one.
             return Ok(());
         }
-        let range = t
-            .range::<&[u8]>((from, to))
-            .map_err(|e| store_error(ctx, e.into()))?;
-        type Row<'a> = std::result::Result<
-            (
-                redb::AccessGuard<'a, &'static [u8]>,
-                redb::AccessGuard<'a, &'static [u8]>,
-            ),
-            redb::StorageError,
-        >;
-        let mut step = |row: Row<'_>| -> Result<bool> {
-            let (k, v) = row.map_err(|e| store_error(ctx, e.into()))?;
-            Ok(visit(k.value(), v.value()))
-        };
-        if reverse {
-            for row in range.rev() {
-                if !step(row)? {
-                    break;
-                }
-            }
-        } else {
-            for row in range {
-                if !step(row)? {
-                    break;
-                }
+        let mut range = self.pool.guarded(ctx, || {
+            t.range::<&[u8]>((from, to)).map_err(|e| self.error(e))
+        })?;
+        loop {
+            // The store's step is guarded, the caller's visit is not.
+            let row = self.pool.guarded(ctx, || {
+                let row = if reverse {
+                    range.next_back()
+                } else {
+                    range.next()
+                };
+                row.transpose().map_err(|e| self.error(e))
+            })?;
+            match row {
+                Some((k, v)) if visit(k.value(), v.value()) => {}
+                _ => return Ok(()),
             }
         }
-        Ok(())
     }
 }
 
@@ -223,10 +223,21 @@ impl Pool {
     pub fn app_read<T>(&self, f: impl FnOnce(&AppReader) -> Result<T>) -> Result<T> {
         let db = self.db()?;
         let db = db.as_ref().expect("db() opens the store");
-        let txn = db
-            .begin_read()
-            .map_err(|e| store_error(READ_CONTEXT, e.into()))?;
-        f(&AppReader { txn })
+        let txn = self.guarded(READ_CONTEXT, || {
+            db.begin_read()
+                .map_err(|e| store_error(&self.inner.meta_label, READ_CONTEXT, e.into()))
+        })?;
+        let reader = AppReader {
+            txn,
+            pool: self.clone(),
+        };
+        let r = f(&reader);
+        // Ending the read transaction is a call into the store too.
+        self.guarded(READ_CONTEXT, move || {
+            drop(reader);
+            Ok(())
+        })?;
+        r
     }
 
     /// Protects a volume (or lifts the protection with `None`): while set, deleting or resizing

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
-use arca_store::{Pool, PoolConfig};
+use arca_store::{OpenOptions, Pool, PoolConfig};
 
 use crate::nbd_exports::{NbdHosts, PoolExports};
 use crate::size::parse_size;
@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// listens on a non-loopback address
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Open the pool although device INDEX holds an old copy of itself (the start refused it
+    /// as stale): what was written to it since that copy is lost. The log records it, and the
+    /// device is current from then on (repeatable)
+    #[arg(long = "accept-stale-device", value_name = "INDEX")]
+    pub accept_stale_devices: Vec<u32>,
     /// Make sure a volume exists: NAME=SIZE (created when missing; repeatable)
     #[arg(long = "volume", value_parser = parse_volume)]
     pub volumes: Vec<(String, u64)>,
@@ -125,9 +130,14 @@ fn open_pool(args: &ServeArgs) -> Result<Pool> {
         let text = e.to_string();
         if text.contains("in use by another process") {
             anyhow!("{text}: is another arca serve running on this pool?")
+        } else if text.contains(" is stale: ") {
+            anyhow!("{text} (--accept-stale-device INDEX)")
         } else {
             anyhow!(text)
         }
+    };
+    let options = OpenOptions {
+        accept_stale_devices: args.accept_stale_devices.clone(),
     };
     if !args.devices.is_empty() {
         let paths: Vec<&Path> = args.devices.iter().map(|p| p.as_path()).collect();
@@ -144,7 +154,7 @@ fn open_pool(args: &ServeArgs) -> Result<Pool> {
             }
             return Pool::create(devices, &config(args)?).map_err(in_use);
         }
-        return Pool::open_paths(&paths).map_err(in_use);
+        return Pool::open_paths_with(&paths, &options).map_err(in_use);
     }
     let files = device_files(&args.pool)?;
     if files.is_empty() {
@@ -159,7 +169,7 @@ fn open_pool(args: &ServeArgs) -> Result<Pool> {
         return Pool::create_files(&[&path], args.size, &config(args)?).map_err(in_use);
     }
     let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
-    Pool::open_paths(&paths).map_err(in_use)
+    Pool::open_paths_with(&paths, &options).map_err(in_use)
 }
 
 fn nbd_limits(args: &ServeArgs) -> arca_nbd::Limits {

@@ -14,5 +14,6 @@ mod process;
 mod restore_interrupted;
 mod scenarios;
 mod snapshots;
+mod stale;
 mod util;
 mod volumes;
