@@ -100,6 +100,11 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.job.id
+    }
+
     pub fn set_total(&self, bytes: u64) {
         self.job.bytes_total.store(bytes, Ordering::Relaxed);
     }

@@ -178,7 +178,10 @@ impl Backups {
                 let held = uses.clone();
                 // Listed before the job can run: stop() takes this lock, so it cannot miss it.
                 let mut listed = self.restore_jobs.lock();
+                let what = format!("into new volume {name}");
                 let started = self.jobs.start("restore", name, move |ctx| {
+                    // Named before the job does anything, so a refusal can name the job.
+                    held.describe(format!("restore job {} {what}", ctx.id()));
                     let _held = held;
                     let copy = (|| -> Result<(), JobError> {
                         let to = me.pool.export_unguarded(&target)?;
@@ -222,7 +225,6 @@ impl Backups {
                         return Err(Error::io("starting a restore job", e));
                     }
                 };
-                uses.describe(format!("restore job {} into new volume {name}", job.id()));
                 Ok(Restored {
                     backups: vec![id],
                     volumes: vec![name.to_string()],

@@ -448,8 +448,11 @@ impl Backups {
         };
         // Listed before the job can run: stop() takes this lock, so it cannot miss it.
         let mut listed = self.restore_jobs.lock();
+        let into = target.clone();
         let job = self.jobs.start(kind, &target, move |ctx| {
-            // The backups and undo points stay claimed until the job ends.
+            // Named before the job does anything, so a refusal can name the job; the backups
+            // and undo points stay claimed until the job ends.
+            held.describe(format!("{kind} job {} into {into}", ctx.id()));
             let _held = held;
             match &rollback {
                 None => me.run_in_place(&steps, ctx),
@@ -478,7 +481,6 @@ impl Backups {
         let job = job.inspect(|j| listed.push(j.id()));
         drop(listed);
         let job = job?;
-        uses.describe(format!("{kind} job {} into {target}", job.id()));
         Ok(job.id())
     }
 
