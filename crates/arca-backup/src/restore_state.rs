@@ -253,27 +253,24 @@ impl Backups {
     /// Records an in-place restore done: one transaction for all its volumes (a set is one
     /// unit), markers gone, each backup's history noting it; then hosts may write.
     pub(crate) fn finish_in_place(&self, steps: &[Step]) -> Result<()> {
-        {
-            let _c = self.catalog_lock.lock();
-            let mut t = self.pool.transaction();
-            for s in steps {
-                delete_marker(&mut t, s.volume_id);
-                let to = self
-                    .volume_by_id(s.volume_id)
-                    .map_or_else(|| s.volume.clone(), |v| v.name);
-                self.note_in(&mut t, s.backup_id, Event::Restored { to, in_place: true })?;
-            }
-            t.commit()?;
-        }
-        for s in steps {
-            self.lift_restore_guard(s.volume_id);
-        }
-        Ok(())
+        self.close_steps(steps, |_, to| Event::Restored { to, in_place: true })
     }
 
     /// Ends an in-place restore with its volumes holding their undo points' content (rolled
     /// back, or never changed): markers gone and the outcome in each backup's history.
     fn close_rolled_back(&self, steps: &[Step], reason: &str) -> Result<()> {
+        self.close_steps(steps, |s, to| Event::RestoreRolledBack {
+            to,
+            undo: s.undo.id,
+            reason: reason.to_string(),
+        })?;
+        tracing::warn!(undo = %undo_ids(steps), "restore rolled back: {reason}");
+        Ok(())
+    }
+
+    /// Ends an in-place restore: in one transaction, every volume's marker removed and its
+    /// backup's history given `event(step, volume name)`; then hosts may write again.
+    fn close_steps(&self, steps: &[Step], event: impl Fn(&Step, String) -> Event) -> Result<()> {
         {
             let _c = self.catalog_lock.lock();
             let mut t = self.pool.transaction();
@@ -282,19 +279,13 @@ impl Backups {
                 let to = self
                     .volume_by_id(s.volume_id)
                     .map_or_else(|| s.volume.clone(), |v| v.name);
-                let event = Event::RestoreRolledBack {
-                    to,
-                    undo: s.undo.id,
-                    reason: reason.to_string(),
-                };
-                self.note_in(&mut t, s.backup_id, event)?;
+                self.note_in(&mut t, s.backup_id, event(s, to))?;
             }
             t.commit()?;
         }
         for s in steps {
             self.lift_restore_guard(s.volume_id);
         }
-        tracing::warn!(undo = %undo_ids(steps), "restore rolled back: {reason}");
         Ok(())
     }
 
