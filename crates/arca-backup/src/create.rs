@@ -791,6 +791,11 @@ impl Backups {
         Ok(())
     }
 
+    /// Backups whose digest job is running.
+    pub fn digests_running(&self) -> usize {
+        self.digest_jobs.lock().len()
+    }
+
     /// Starts the job computing a snapshot backup's digest.
     pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<u64> {
         self.start_digests(vec![id])
@@ -806,9 +811,17 @@ impl Backups {
             _ => format!("{} backups", ids.len()),
         };
         let list = ids.clone();
+        // Held until the job is entered in it, so the job's own removal comes after.
+        let mut running = self.digest_jobs.lock();
         let job = self
             .jobs
             .start("backup-digest", &target, move |ctx| {
+                // The map only tells verify which job to wait for: forgotten when this ends.
+                let _forget = ForgetDigestJob {
+                    backups: me.clone(),
+                    ids: list.clone(),
+                    job: ctx.id(),
+                };
                 let mut done = Vec::new();
                 let mut failed = Vec::new();
                 for &id in &list {
@@ -832,9 +845,8 @@ impl Backups {
                 )))
             })
             .map_err(|e| Error::io("starting a digest job", e))?;
-        let mut map = self.digest_jobs.lock();
         for id in ids {
-            map.insert(id, job.id());
+            running.insert(id, job.id());
         }
         Ok(job.id())
     }
@@ -876,5 +888,24 @@ impl Backups {
         self.tag_destination(&mut t, &new)?;
         t.commit()?;
         Ok(())
+    }
+}
+
+/// Removes a digest job's backups from `Backups::digest_jobs` when the job ends, however it
+/// ends, so the map holds only running jobs.
+struct ForgetDigestJob {
+    backups: Arc<Backups>,
+    ids: Vec<u64>,
+    job: u64,
+}
+
+impl Drop for ForgetDigestJob {
+    fn drop(&mut self) {
+        let mut map = self.backups.digest_jobs.lock();
+        for id in &self.ids {
+            if map.get(id) == Some(&self.job) {
+                map.remove(id);
+            }
+        }
     }
 }

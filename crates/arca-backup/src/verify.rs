@@ -88,7 +88,10 @@ impl Backups {
             // Taken moments ago: its digest job is still reading the snapshot.
             let job = self.digest_jobs.lock().get(&id).copied();
             if let Some(j) = job.and_then(|j| self.jobs.get(j)) {
-                j.wait(std::time::Duration::from_secs(24 * 3600));
+                // In slices, so cancelling this verification is not held up by the digest.
+                while !j.wait(std::time::Duration::from_millis(200)).finished() {
+                    ctx.check()?;
+                }
                 r = self.get(id)?;
             }
         }

@@ -34,11 +34,11 @@ pub(crate) fn region_label(device: &str, offset: u64, len: u64) -> String {
 /// Maps a store error: "region full" is no space, a device error stays an I/O error, and
 /// everything else (damaged pages, bad lengths, tables of the wrong type) is corruption.
 pub(crate) fn store_error(region: &str, context: &str, e: redb::Error) -> Error {
-    let text = e.to_string();
-    if text.contains("metadata region full") {
-        return Error::new(ErrorKind::NoSpace, format!("{context}: {region}: {text}"));
-    }
     use std::io::ErrorKind as Io;
+    // The region refuses to grow past its end with StorageFull (meta_region.rs).
+    if matches!(&e, redb::Error::Io(io) if io.kind() == Io::StorageFull) {
+        return Error::new(ErrorKind::NoSpace, format!("{context}: {region}: {e}"));
+    }
     let kind = match &e {
         // What the region returns for reads past its length, and redb for a foreign header.
         redb::Error::Io(io) if matches!(io.kind(), Io::InvalidData | Io::UnexpectedEof) => {
@@ -48,7 +48,7 @@ pub(crate) fn store_error(region: &str, context: &str, e: redb::Error) -> Error 
         redb::Error::Io(_) | redb::Error::PreviousIo => ErrorKind::Io,
         _ => ErrorKind::Corrupt,
     };
-    Error::new(kind, format!("{context}: {region}: {text}"))
+    Error::new(kind, format!("{context}: {region}: {e}"))
 }
 
 fn panic_text(p: &(dyn Any + Send)) -> String {

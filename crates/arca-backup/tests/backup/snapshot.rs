@@ -401,3 +401,22 @@ fn bad_requests_change_nothing() {
     );
     r.assert_clean();
 }
+
+/// Regression: the map from backups to their digest jobs (which verify waits on) kept every
+/// entry for the daemon's life.
+#[test]
+fn finished_digest_jobs_are_forgotten() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    r.write("v", 0, &pattern(1, (16 * ES) as usize));
+    for _ in 0..20 {
+        r.snapshot_backup("v", None);
+    }
+    // snapshot_backup waited for each digest job; the last ones end their bookkeeping as
+    // their threads finish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while r.backups.digests_running() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(r.backups.digests_running(), 0);
+}

@@ -98,3 +98,40 @@ fn metadata_region_too_small_for_the_extents_is_refused() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("too small for a pool of"), "{e}");
 }
+
+/// A commit the region cannot hold (rows written without asking for room) fails as no space,
+/// recognised by the region's error kind, and the pool goes on working.
+#[test]
+fn a_commit_past_the_region_is_a_no_space_error() {
+    let config = PoolConfig {
+        extent_size: ES as u32,
+        meta_len: Some(4 * MIB),
+    };
+    let sp = sim_pool(&[16 * MIB], &config);
+    let pool = &sp.pool;
+    let mut last = None;
+    for i in 0..200u32 {
+        let mut t = pool.transaction();
+        t.put(
+            "rows",
+            i.to_be_bytes().to_vec(),
+            pattern(i as u64, 64 * 1024),
+        );
+        if let Err(e) = t.commit() {
+            last = Some(e);
+            break;
+        }
+    }
+    let e = last.expect("a 4 MiB region cannot hold 200 rows of 64 KiB");
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    // The failed rows were dropped: the pool still commits, deletions make room.
+    assert_eq!(
+        pool.create_volume("v", MIB, None).unwrap_err().kind(),
+        ErrorKind::NoSpace
+    );
+    let mut t = pool.transaction();
+    t.clear("rows");
+    t.commit().unwrap();
+    pool.create_volume("v", MIB, None).unwrap();
+    assert_clean(pool);
+}
