@@ -166,7 +166,7 @@ impl Backups {
     }
 
     /// Metadata the digest of a new backup of `source` adds: its index, and the chunks that
-    /// can differ from those the volume's newest backup snapshot shares (every chunk holding an
+    /// can differ from those the volume's newest snapshot backup shares (every chunk holding an
     /// extent written since); every chunk when there is no such snapshot.
     pub(crate) fn digest_room_bytes(&self, source: &VolumeInfo) -> u64 {
         let es = self.pool.extent_size();
@@ -176,7 +176,12 @@ impl Backups {
             snaps
                 .into_iter()
                 .rev()
-                .find(|s| s.name.starts_with("backup-") && !s.name.ends_with("-pit"))
+                // A backup's snapshot carries its descriptor; other snapshots carry none.
+                .find(|s| {
+                    s.tag
+                        .as_deref()
+                        .is_some_and(|t| BackupRecord::decode(t).is_ok())
+                })
         });
         let Some(newest) = newest else {
             return full;
