@@ -321,6 +321,14 @@ impl Backups {
     }
 
     /// The operation reading a backup, if one does.
+    /// The refusal of an operation that would take away backup `id`'s image (delete, consume)
+    /// while a job reads it.
+    pub(crate) fn in_use_refusal(&self, id: u64) -> Option<String> {
+        self.user_of(id).map(|what| {
+            format!("backup {id} is in use by {what}; wait for it to finish, or cancel it")
+        })
+    }
+
     pub(crate) fn user_of(&self, id: u64) -> Option<String> {
         self.uses
             .lock()

@@ -92,10 +92,8 @@ impl Backups {
     pub fn delete(&self, id: u64, force: bool) -> Result<BackupRecord> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
-        if let Some(what) = self.user_of(id) {
-            return Err(busy(format!(
-                "backup {id} is in use by {what}; wait for it to finish, or cancel it"
-            )));
+        if let Some(why) = self.in_use_refusal(id) {
+            return Err(busy(why));
         }
         match old.status {
             Status::Copying => {

@@ -153,7 +153,8 @@ impl Backups {
         // Every refusal before any consumption, so a refused resync changes nothing.
         let now = self.now_ms();
         for r in &held {
-            if let Some(why) = consume_refusal(r, now) {
+            let why = consume_refusal(r, now).or_else(|| self.in_use_refusal(r.id));
+            if let Some(why) = why {
                 return Err(busy(format!("cannot resync pair {name}: {why}")));
             }
         }
@@ -180,7 +181,7 @@ impl Backups {
         if !old.status.live() {
             return Err(busy(format!("backup {id} is {}", old.status.as_str())));
         }
-        if let Some(why) = consume_refusal(&old, now) {
+        if let Some(why) = consume_refusal(&old, now).or_else(|| self.in_use_refusal(id)) {
             return Err(busy(format!("{by} refused: {why}")));
         }
         let mut new = old.clone();
@@ -202,7 +203,9 @@ impl Backups {
             && let Some((v, g)) = lifted
         {
             // Not consumed after all: the backup keeps its protection.
-            let _ = self.pool.set_volume_guard(&v, g);
+            if let Err(e) = self.pool.set_volume_guard(&v, g) {
+                tracing::warn!(volume = %v, "putting back the guard of backup {id}: {e}");
+            }
         }
         r
     }

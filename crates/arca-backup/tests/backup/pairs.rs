@@ -539,3 +539,84 @@ fn consume_backup_overrides_keep_until() {
     );
     assert!(backups.check().unwrap().problems.is_empty());
 }
+
+/// Runs an action on the first write into a volume (on the writing job's thread).
+struct OnFirstWrite(parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl arca_store::WriteHook for OnFirstWrite {
+    fn begin(&self) {}
+    fn end(&self, _offset: u64, _len: u64, _written: Option<arca_store::Written<'_>>) {
+        let f = self.0.lock().take();
+        if let Some(f) = f {
+            f();
+        }
+    }
+}
+
+/// Regression: a resync consuming the secondary's backup was not refused while a restore read
+/// that backup, so the resync would overwrite the image the restore was copying.
+#[test]
+fn a_resync_never_consumes_a_backup_a_restore_is_reading() {
+    let w = new_world(8);
+    let backups =
+        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
+    backups.attach_pairs(w.pairs.clone()).unwrap();
+    let c = backups
+        .create(arca_backup::CreateRequest {
+            volumes: vec!["p".into()],
+            to: Some("s".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let id = c.records[0].id;
+    w.jobs
+        .get(c.jobs[0])
+        .unwrap()
+        .wait(std::time::Duration::from_secs(60));
+    // Restored into another volume, watched from its first write on.
+    let size = w.pool.volume("p").unwrap().size;
+    w.pool.create_volume("x", size, None).unwrap();
+    let tried = Arc::new(parking_lot::Mutex::new(None));
+    let (b, t) = (backups.clone(), tried.clone());
+    let pool = w.pool.clone();
+    pool.set_write_hook(
+        "x",
+        Some(Arc::new(OnFirstWrite(parking_lot::Mutex::new(Some(
+            Box::new(move || {
+                *t.lock() = Some(b.resync_pair("s", false, true).map(|_| ()));
+            }),
+        ))))),
+    )
+    .unwrap();
+    let out = backups
+        .restore(
+            id,
+            arca_backup::RestoreTo::InPlace {
+                volume: Some("x".into()),
+                force: false,
+            },
+        )
+        .unwrap();
+    let state = w
+        .jobs
+        .get(out.job.unwrap())
+        .unwrap()
+        .wait(std::time::Duration::from_secs(60));
+    let _ = pool.set_write_hook("r", None);
+    assert_eq!(state, arca_backup::JobState::Succeeded);
+    let e = tried
+        .lock()
+        .take()
+        .expect("the restore wrote into x")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains("in use by restore job"), "{e}");
+    assert_eq!(
+        backups.get(id).unwrap().status,
+        arca_backup::Status::Complete
+    );
+    assert!(
+        w.image("x") == w.image("s"),
+        "the restore copied the whole image"
+    );
+}
