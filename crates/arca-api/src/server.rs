@@ -279,18 +279,15 @@ async fn delete_volume(
     let force = q.force.unwrap_or(false);
     blocking(move || {
         s.pairs.check_volume_change(&name, "delete")?;
-        let v = s.pool.volume(&name)?;
+        // Refused for its own reason before any host is disconnected for nothing.
+        s.pool.check_delete_volume(&name, all)?;
         let mut exports = vec![name.clone()];
         if all {
             let snaps = s.pool.snapshots(&name)?;
             exports.extend(snaps.into_iter().map(|sn| format!("{name}@{}", sn.name)));
         }
-        // Hosts matter only to a delete the pool would do: one it refuses anyway (guarded,
-        // or snapshots without with_snapshots) disconnects nobody.
-        if v.guard.is_none() && (all || v.snapshots == 0) {
-            let what = format!("volume {name}");
-            arca_backup::free_exports(&*s.hosts, &what, &exports, force, "delete")?;
-        }
+        let what = format!("volume {name}");
+        arca_backup::free_exports(&*s.hosts, &what, &exports, force, "delete")?;
         s.pool.delete_volume(&name, all)?;
         // A host that connected between the check and the delete holds an export that no
         // longer exists (its requests fail): it goes too. Only then, as every disconnect

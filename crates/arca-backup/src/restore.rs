@@ -204,10 +204,7 @@ impl Backups {
                             ))
                         }
                         Err(e) => {
-                            let reason = match &e {
-                                JobError::Cancelled => "cancelled".to_string(),
-                                JobError::Failed(m) => m.clone(),
-                            };
+                            let reason = crate::restore_state::job_error_text(&e);
                             if let Err(x) = me.fail_new(volume_id, id, &target, &reason) {
                                 tracing::error!(volume = %target, "removing a failed restore: {x}");
                             }
@@ -221,7 +218,11 @@ impl Backups {
                     Ok(j) => j,
                     Err(e) => {
                         let reason = format!("the restore job could not start: {e}");
-                        self.fail_new(volume_id, id, name, &reason)?;
+                        // The cause is what the caller must see; a failed clean-up is logged
+                        // (the next start removes the volume).
+                        if let Err(x) = self.fail_new(volume_id, id, name, &reason) {
+                            tracing::error!(volume = %name, "removing a restore that did not start: {x}");
+                        }
                         return Err(Error::io("starting a restore job", e));
                     }
                 };
@@ -358,8 +359,9 @@ impl Backups {
             .collect();
         if let Err(e) = created {
             if !steps.is_empty() {
-                // Taken (or pending), then failed: nothing was rewritten.
-                self.abandon_in_place(&steps, &format!("the restore could not start: {e}"))?;
+                // Taken (or pending), then failed: nothing was rewritten. The cause is what the
+                // caller must see; a failed clean-up is logged (the next start settles it).
+                self.abandon_logged(&steps, &format!("the restore could not start: {e}"));
             } else {
                 self.lift_plans(&plans);
             }
@@ -376,7 +378,7 @@ impl Backups {
                 job: Some(job),
             }),
             Err(e) => {
-                self.abandon_in_place(&steps, &format!("the restore job could not start: {e}"))?;
+                self.abandon_logged(&steps, &format!("the restore job could not start: {e}"));
                 Err(Error::io("starting a restore job", e))
             }
         }

@@ -96,7 +96,7 @@ pub(crate) struct Step {
     pub volume: String,
 }
 
-fn job_error_text(e: &JobError) -> String {
+pub(crate) fn job_error_text(e: &JobError) -> String {
     match e {
         JobError::Cancelled => "cancelled".to_string(),
         JobError::Failed(m) => m.clone(),
@@ -289,9 +289,13 @@ impl Backups {
         Ok(())
     }
 
-    /// An in-place restore whose job never started: nothing was rewritten.
-    pub(crate) fn abandon_in_place(&self, steps: &[Step], reason: &str) -> Result<()> {
-        self.close_rolled_back(steps, reason)
+    /// An in-place restore whose job never started: nothing was rewritten. A failure to record
+    /// that is logged, not returned: the caller reports why the restore did not start, and
+    /// the markers left behind make the next start settle it.
+    pub(crate) fn abandon_logged(&self, steps: &[Step], reason: &str) {
+        if let Err(e) = self.close_rolled_back(steps, reason) {
+            tracing::error!(undo = %undo_ids(steps), "recording a restore that did not start: {e}");
+        }
     }
 
     /// Undoes an in-place restore: first the decision, durably (a crash from here on completes
@@ -490,19 +494,36 @@ impl Backups {
         let mut groups: BTreeMap<u64, Vec<RestoreMarker>> = BTreeMap::new();
         for m in markers {
             if m.undo.is_none() {
-                self.fail_new(
+                let removed = self.fail_new(
                     m.volume_id,
                     m.backup,
                     &m.volume,
                     "interrupted: the array stopped before the restore finished; the \
                      incomplete volume was removed",
-                )?;
+                );
+                // One restore that cannot be settled must not keep the array from starting.
+                if let Err(e) = removed {
+                    tracing::error!(volume = %m.volume, "removing an interrupted restore: {e}");
+                    self.guard_restore(
+                        m.volume_id,
+                        &format!(": an interrupted restore could not be removed ({e})"),
+                    );
+                }
             } else {
                 groups.entry(m.group).or_default().push(m);
             }
         }
         for (_, group) in groups {
-            self.recover_in_place(group)?;
+            let ids: Vec<u64> = group.iter().map(|m| m.volume_id).collect();
+            if let Err(e) = self.recover_in_place(group) {
+                tracing::error!(?ids, "settling an interrupted restore: {e}");
+                for id in ids {
+                    self.guard_restore(
+                        id,
+                        &format!(": an interrupted restore could not be settled ({e})"),
+                    );
+                }
+            }
         }
         Ok(())
     }

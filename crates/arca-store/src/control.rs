@@ -154,6 +154,20 @@ impl Pool {
         t.commit()
     }
 
+    /// Whether deleting the volume (with its snapshots or not) would be refused, and why,
+    /// without deleting it: for callers that must act first (disconnect hosts) only when the
+    /// delete would go ahead.
+    pub fn check_delete_volume(&self, name: &str, with_snapshots: bool) -> Result<()> {
+        let reg = self.inner.registry.read();
+        let h = reg
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(format_args!("volume {name}")))?;
+        let f = h.cell.read();
+        delete_refusal(&reg, &h, &f, name, with_snapshots).map_or(Ok(()), Err)
+    }
+
     pub(crate) fn delete_volume_mem(&self, name: &str, with_snapshots: bool) -> Result<()> {
         {
             let mut reg = self.inner.registry.write();
@@ -162,35 +176,9 @@ impl Pool {
                 .get(name)
                 .cloned()
                 .ok_or_else(|| not_found(format_args!("volume {name}")))?;
-            let clones = clones_of(&reg, h.id, None);
-            if !clones.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "volume {name} has clones of its snapshots: {}; delete them first",
-                        clones.join(", ")
-                    ),
-                ));
-            }
             let mut f = h.cell.write();
-            if let Some(g) = &f.guard {
-                return Err(guarded(&format!("volume {name}"), g));
-            }
-            if let Some(s) = f.snaps.iter().find(|s| s.guard.is_some()) {
-                let g = s.guard.as_deref().unwrap_or_default();
-                return Err(guarded(&format!("snapshot {name}@{}", s.name), g));
-            }
-            if !f.snaps.is_empty() && !with_snapshots {
-                let snaps: Vec<&str> = f.snaps.iter().map(|s| s.name.as_str()).collect();
-                return Err(Error::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "volume {name} has {} snapshot(s): {}; delete them first or delete \
-                         with its snapshots",
-                        snaps.len(),
-                        snaps.join(", ")
-                    ),
-                ));
+            if let Some(e) = delete_refusal(&reg, &h, &f, name, with_snapshots) {
+                return Err(e);
             }
             let mut pending = self.inner.pending.lock();
             let dirty = std::mem::take(&mut f.dirty);
@@ -597,6 +585,47 @@ impl Pool {
         }
         (bytes, entries)
     }
+}
+
+/// Why a volume cannot be deleted now: clones of its snapshots, a guard on it or on one of its
+/// snapshots, or snapshots when they are not to go with it.
+fn delete_refusal(
+    reg: &Registry,
+    h: &FamilyHandle,
+    f: &Family,
+    name: &str,
+    with_snapshots: bool,
+) -> Option<Error> {
+    let clones = clones_of(reg, h.id, None);
+    if !clones.is_empty() {
+        return Some(Error::new(
+            ErrorKind::Busy,
+            format!(
+                "volume {name} has clones of its snapshots: {}; delete them first",
+                clones.join(", ")
+            ),
+        ));
+    }
+    if let Some(g) = &f.guard {
+        return Some(guarded(&format!("volume {name}"), g));
+    }
+    if let Some(s) = f.snaps.iter().find(|s| s.guard.is_some()) {
+        let g = s.guard.as_deref().unwrap_or_default();
+        return Some(guarded(&format!("snapshot {name}@{}", s.name), g));
+    }
+    if !f.snaps.is_empty() && !with_snapshots {
+        let snaps: Vec<&str> = f.snaps.iter().map(|s| s.name.as_str()).collect();
+        return Some(Error::new(
+            ErrorKind::Busy,
+            format!(
+                "volume {name} has {} snapshot(s): {}; delete them first or delete with its \
+                 snapshots",
+                snaps.len(),
+                snaps.join(", ")
+            ),
+        ));
+    }
+    None
 }
 
 fn guarded(what: &str, why: &str) -> Error {
