@@ -20,15 +20,9 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use arca_store::panic_text;
 
-/// The text of a panic's payload.
-pub(crate) fn panic_text(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "no message".to_string())
-}
+use crate::error::ApiError;
 
 /// The 500 answer for a request that panicked (logged by `ApiError`'s response).
 pub(crate) fn panicked(p: &(dyn Any + Send)) -> ApiError {

@@ -250,7 +250,12 @@ impl Pool {
     /// device is current from here on.
     pub(crate) fn rewrite_generations(&self) -> Result<()> {
         let mut state = self.inner.commit.lock();
-        let g = self.write_generation(&state);
+        // Unlike a flush's, a failed record write fails this: the open was forced to make the
+        // accepted device current, and it would not be.
+        let g = state.synced_gen + 1;
+        for (dev, sb) in self.inner.devices.iter().zip(&self.inner.superblocks) {
+            write(&**dev, sb, g)?;
+        }
         for dev in &self.inner.devices {
             dev.sync()
                 .map_err(|e| Error::io(format!("flushing device {}", dev.name()), e))?;

@@ -260,13 +260,14 @@ pub fn geometry(size_bytes: u64, extent_size: u32, meta_len: u64) -> Result<Devi
 
 /// The default metadata region: 1/64 of the metadata device for the catalog, plus twice the
 /// room to map every extent of the pool (only about half a region is surely reachable, see
-/// meta_space.rs); at least 4 MiB, at most 64 GiB, and at most half the device. Sparse until
-/// used.
+/// meta_space.rs), and never below [`meta_len_min`]; at least 4 MiB, at most 64 GiB, and at
+/// most half the device. Sparse until used.
 pub fn default_meta_len(device_size_bytes: u64, pool_extents: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     let maps = pool_extents.saturating_mul(2 * crate::MAP_ENTRY_ROOM_BYTES);
     let want = (device_size_bytes / 64)
         .saturating_add(maps)
+        .max(meta_len_min(pool_extents))
         .clamp(4 * MIB, 64 * 1024 * MIB);
     want.min(device_size_bytes / 2) / MIB * MIB
 }
@@ -305,6 +306,17 @@ mod tests {
             data_offset: 17 << 20,
             extent_count: ((1 << 30) - (17 << 20)) / 65536,
             created_unix: 1,
+        }
+    }
+
+    /// Regression: the default was below the minimum a pool is refused under, for a small
+    /// device 0 beside a large device with small extents.
+    #[test]
+    fn default_metadata_region_meets_the_minimum() {
+        const MIB: u64 = 1 << 20;
+        for (dev0, others, es) in [(600 * MIB, 6 << 30, 4096), (1 << 30, 0, 65536)] {
+            let extents = (dev0 + others) / es;
+            assert!(default_meta_len(dev0, extents) >= meta_len_min(extents));
         }
     }
 

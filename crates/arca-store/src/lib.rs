@@ -32,6 +32,7 @@ pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
 pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
+pub use meta_guard::panic_text;
 pub use meta_space::{MAP_ENTRY_ROOM_BYTES, MetaSpace};
 pub use pool::{
     DeviceStatus, OpenOptions, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo,

@@ -31,8 +31,8 @@ pub(crate) fn region_label(device: &str, offset: u64, len: u64) -> String {
     )
 }
 
-/// Maps a store error: "region full" is no space, a device error stays an I/O error, and
-/// everything else (damaged pages, bad lengths, tables of the wrong type) is corruption.
+/// Maps a store error: "region full" is no space, damaged pages, bad lengths and tables of the
+/// wrong type are corruption, and the rest (device errors, misuse of the store) I/O errors.
 pub(crate) fn store_error(region: &str, context: &str, e: redb::Error) -> Error {
     use std::io::ErrorKind as Io;
     // The region refuses to grow past its end with StorageFull (meta_region.rs).
@@ -46,12 +46,23 @@ pub(crate) fn store_error(region: &str, context: &str, e: redb::Error) -> Error 
         }
         // The device failed (now or earlier: redb then refuses until reopened).
         redb::Error::Io(_) | redb::Error::PreviousIo => ErrorKind::Io,
-        _ => ErrorKind::Corrupt,
+        // What the store found on the region: damaged pages or tables not as this build wrote
+        // them.
+        redb::Error::Corrupted(_)
+        | redb::Error::UpgradeRequired(_)
+        | redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TableIsNotMultimap(_)
+        | redb::Error::TypeDefinitionChanged { .. } => ErrorKind::Corrupt,
+        redb::Error::ValueTooLarge(_) => ErrorKind::InvalidArgument,
+        // How the store was used (a transaction still open, a lock): not the region's damage.
+        _ => ErrorKind::Io,
     };
     Error::new(kind, format!("{context}: {region}: {e}"))
 }
 
-fn panic_text(p: &(dyn Any + Send)) -> String {
+/// The text of a panic's payload (also for the layers above that catch panics).
+pub fn panic_text(p: &(dyn Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
