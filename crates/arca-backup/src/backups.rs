@@ -35,6 +35,9 @@ pub trait Hosts: Send + Sync {
 /// How long a forced operation waits for the hosts it disconnected to go.
 pub const DISCONNECT_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a refusal for connected hosts waits for connections already closing.
+const CLOSING_GRACE: Duration = Duration::from_millis(250);
+
 /// Makes sure no host uses `exports` before they change under it or go away: refused (busy,
 /// naming how many connections and from where) while any is connected, unless `force`, which
 /// disconnects them and waits until they are gone. `what` names the target in messages
@@ -46,11 +49,25 @@ pub fn free_exports(
     force: bool,
     action: &str,
 ) -> Result<()> {
-    let peers: Vec<String> = exports.iter().flat_map(|e| hosts.connected(e)).collect();
+    let connected = || -> Vec<String> { exports.iter().flat_map(|e| hosts.connected(e)).collect() };
+    let mut peers = connected();
     if peers.is_empty() {
         return Ok(());
     }
     if !force {
+        // A client that has just closed its connection is still listed until the server has
+        // read the end of it: give such closes a moment before counting them.
+        let deadline = std::time::Instant::now() + CLOSING_GRACE;
+        for e in exports {
+            hosts.wait_disconnected(
+                e,
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            );
+        }
+        peers = connected();
+        if peers.is_empty() {
+            return Ok(());
+        }
         return Err(busy(format!(
             "{what} has {} host connection(s) ({}); disconnect them first, or {action} with \
              --force to disconnect them",

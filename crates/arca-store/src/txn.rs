@@ -11,7 +11,8 @@
 //! what it did, even when dropped without [`Txn::commit`] (an error there leaves the changes
 //! pending for the next flush, which commits them together). Callers validate, and ask for
 //! metadata room ([`Txn::admit`]), before they change anything. A transaction that only wrote
-//! table rows aborts when its commit fails: its rows are dropped.
+//! table rows aborts when dropped without a commit or when its commit fails: its rows are
+//! dropped.
 //!
 //! The tables live in the metadata store as `app:NAME`, keyed and valued by bytes; keys sort
 //! bytewise, so big-endian integers make ordered indexes.
@@ -523,6 +524,11 @@ impl Txn<'_> {
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
+        if self.lock.is_some() && !self.memory_changed {
+            // Only table rows, never committed: the transaction aborts (dropping the lock and
+            // the rows), as a caller returning early on an error expects.
+            return;
+        }
         if self.lock.is_some()
             && let Err(e) = self.finish()
         {

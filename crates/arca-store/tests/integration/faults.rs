@@ -177,3 +177,18 @@ fn a_failed_commit_of_table_rows_only_aborts_them() {
     assert_eq!(buf, a);
     assert_clean(&reopened);
 }
+
+/// A transaction of table rows dropped without a commit (a caller returning early on an
+/// error) leaves nothing: before, dropping committed half of what it meant to write.
+#[test]
+fn a_transaction_of_rows_dropped_without_commit_writes_nothing() {
+    let sp = sim_pool(&[16 * MIB], &small_config());
+    let pool = &sp.pool;
+    {
+        let mut t = pool.transaction();
+        t.put("rows", b"a".to_vec(), b"1".to_vec());
+    }
+    pool.flush().unwrap();
+    assert_eq!(pool.app_get("rows", b"a").unwrap(), None);
+    assert_eq!(reopen(&sp).app_get("rows", b"a").unwrap(), None);
+}
