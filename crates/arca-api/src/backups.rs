@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arca_backup::record::{BackupRecord, Destination, Event, Method, Status};
+use arca_backup::record::{BackupRecord, Destination, Event, Status};
 use arca_backup::retention::Policy;
-use arca_backup::{CreateRequest, HostInfo, PruneRequest, RestoreTo, Retention, TargetKind};
+use arca_backup::{CreateRequest, HostInfo, PruneRequest, RestoreTo, Retention};
 use arca_store::Pool;
 use axum::Json;
 use axum::body::Bytes;
@@ -124,7 +124,7 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
     let verified = r.last_verified_ok();
     let destination = match r.destination {
         Destination::Snapshot { volume, snapshot } => BackupDestination {
-            kind: "snapshot".into(),
+            kind: DestinationKind::Snapshot,
             volume,
             snapshot: Some(snapshot),
             volume_id: None,
@@ -139,7 +139,7 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
             device,
             created,
         } => BackupDestination {
-            kind: "volume".into(),
+            kind: DestinationKind::Volume,
             volume,
             snapshot: None,
             volume_id: Some(volume_id),
@@ -157,14 +157,14 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
             size: r.source.size,
         },
         generation: r.generation,
-        method: r.method.as_str().into(),
+        method: r.method.into(),
         destination,
         point_in_time: format_ms(r.point_in_time_ms),
         clock_stepped_back: r.stepped_back_from_ms.is_some(),
         previous_point_in_time: r.stepped_back_from_ms.map(format_ms),
         started: format_ms(r.started_ms),
         completed: r.completed_ms.map(format_ms),
-        status: r.status.as_str().into(),
+        status: r.status.into(),
         status_reason: r.status_reason,
         info: BackupInfo {
             program: r.info.program,
@@ -241,14 +241,8 @@ pub(crate) async fn backup_targets(
         targets
             .into_iter()
             .map(|t| BackupTarget {
-                kind: match t.kind {
-                    TargetKind::NewSnapshot => "new-snapshot",
-                    TargetKind::ExistingVolume => "existing-volume",
-                    TargetKind::NewVolume => "new-volume",
-                    TargetKind::PairSecondary => "pair-secondary",
-                }
-                .into(),
-                method: t.method.as_str().into(),
+                kind: t.kind.into(),
+                method: t.method.into(),
                 volume: t.volume,
                 device: t.device,
                 other_device: t.other_device,
@@ -297,10 +291,7 @@ pub(crate) async fn create_backups(
         let created = s.backups.create(CreateRequest {
             volumes: req.volumes,
             to: req.to,
-            method: req.method.map(|m| match m {
-                BackupMethod::Snapshot => Method::Snapshot,
-                BackupMethod::Copy => Method::Copy,
-            }),
+            method: req.method.map(Into::into),
             info: HostInfo {
                 program: req.program,
                 host: req.host,
@@ -337,17 +328,6 @@ pub(crate) async fn create_backups(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // documents the parameter; parsing goes through `Status::parse`
-enum StatusParam {
-    Copying,
-    Complete,
-    Failed,
-    Consumed,
-    Deleted,
-}
-
 /// The filters of `GET /v1/backups` (for the document: the raw query is parsed by hand so
 /// that `meta` can repeat).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -372,7 +352,7 @@ struct ListBackupsQuery {
     #[param(format = DateTime)]
     until: Option<String>,
     #[param(inline)]
-    status: Option<StatusParam>,
+    status: Option<BackupStatus>,
     /// Backups of this backup set.
     set: Option<u64>,
     /// Page size, default 100.

@@ -3,6 +3,7 @@
 
 mod access;
 mod backups;
+mod convert;
 pub mod error;
 pub mod metrics;
 mod pairs;

@@ -102,37 +102,7 @@ fn snapshot_json(s: arca_store::SnapshotInfo) -> Snapshot {
 }
 
 pub fn job_json(j: JobSnapshot) -> Job {
-    Job {
-        id: j.id,
-        kind: j.kind,
-        target: j.target,
-        state: j.state.as_str().to_string(),
-        bytes_done: j.bytes_done,
-        bytes_total: j.bytes_total,
-        rate: j.rate_bytes_per_second,
-        eta_seconds: j.eta_seconds,
-        error: j.error,
-        result: j.result.and_then(|r| serde_json::from_str(&r).ok()),
-        created: rfc3339(j.created_unix),
-        finished: j.finished_unix.map(rfc3339),
-    }
-}
-
-fn check_json(r: arca_store::FsckReport) -> CheckReport {
-    CheckReport {
-        clean: r.is_clean(),
-        problems: r
-            .problems
-            .into_iter()
-            .map(|p| Problem {
-                code: p.code.to_string(),
-                message: p.message,
-            })
-            .collect(),
-        volumes: r.volumes as u64,
-        snapshots: r.snapshots as u64,
-        extents: r.extents_referenced,
-    }
+    j.into()
 }
 
 #[utoipa::path(get, path = "/v1/pool", tag = "pool",
@@ -173,12 +143,12 @@ async fn check_pool(State(s): St) -> Result<(StatusCode, Json<Job>), ApiError> {
     let pool = s.pool.clone();
     let job = s
         .jobs
-        .start("pool-check", "pool", move |ctx| {
+        .start(arca_backup::JobKind::PoolCheck, "pool", move |ctx| {
             let used: u64 = pool.device_status().iter().map(|d| d.used_bytes).sum();
             ctx.set_total(used);
             let report = pool.fsck()?;
             ctx.add_done(used);
-            Ok(Some(serde_json::to_string(&check_json(report))?))
+            Ok(Some(arca_backup::JobResult::PoolCheck(report)))
         })
         .map_err(|e| {
             ApiError::new(
@@ -595,7 +565,8 @@ impl utoipa::Modify for BearerAuth {
           pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
           pairs::delete_pair),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, Origin, Snapshot,
-                       Export, Job, CheckReport, Problem, CreateVolume, ResizeVolume,
+                       Export, Job, JobKind, JobState, BackupCopied, Digested,
+                       RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
                        RenameVolume, CreateSnapshot, CloneSnapshot, BackupTarget, BackupMethod,
                        CreateBackup, CreatedBackups, BackupSource, BackupDestination,
                        BackupInfo, BackupRetention, BackupDigest, BackupEvent,

@@ -6,6 +6,30 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// `as_str` and `Display` for an enum the API sends as a plain string. The names must be the
+/// serde names (a unit test in this module checks every enum).
+macro_rules! wire_names {
+    ($t:ident { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The name the API sends.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $s),*
+                }
+            }
+
+            /// Every value, for tests and help texts.
+            pub const ALL: &'static [$t] = &[$($t::$v),*];
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// The one error shape: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -119,15 +143,147 @@ pub struct CheckReport {
     pub extents: u64,
 }
 
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// A consistency check of the pool; result: a CheckReport.
+    PoolCheck,
+    /// A copy backup being copied; result: a BackupCopied.
+    BackupCopy,
+    /// Snapshot backups' digests being computed; result: a Digested.
+    BackupDigest,
+    /// Backups compared with their digests; result: a list of Verification.
+    Verify,
+    /// A restore; result: a RestoredNew, or a list of RestoredInPlace.
+    Restore,
+    /// An in-place restore being undone; result: a RolledBack.
+    RestoreRollback,
+    /// A pair's initial copy; result: a PairCopied.
+    PairCopy,
+    /// A pair's resync, primary to secondary; result: a PairCopied.
+    PairResync,
+    /// A pair's resync, secondary to primary; result: a PairCopied.
+    PairReverseResync,
+}
+
+wire_names!(JobKind {
+    PoolCheck => "pool-check",
+    BackupCopy => "backup-copy",
+    BackupDigest => "backup-digest",
+    Verify => "verify",
+    Restore => "restore",
+    RestoreRollback => "restore-rollback",
+    PairCopy => "pair-copy",
+    PairResync => "pair-resync",
+    PairReverseResync => "pair-reverse-resync",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+wire_names!(JobState {
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
+/// The result of a `backup-copy` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupCopied {
+    pub backup: u64,
+    pub bytes_copied: u64,
+}
+
+/// The result of a `backup-digest` job: the backups digested, and those that could not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Digested {
+    pub digested: Vec<u64>,
+    pub failed: Vec<u64>,
+}
+
+/// The result of a `restore` job into a new volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoredNew {
+    pub backup: u64,
+    pub volume: String,
+}
+
+/// One volume of an in-place `restore` job's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoredInPlace {
+    pub backup: u64,
+    pub volume: String,
+    /// Bytes that differed from the backup and were written.
+    pub bytes_rewritten: u64,
+}
+
+/// The result of a `restore-rollback` job: the undo points the volumes hold again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolledBack {
+    pub rolled_back_to: Vec<u64>,
+}
+
+/// The result of a `pair-copy`, `pair-resync` or `pair-reverse-resync` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairCopied {
+    pub pair: String,
+    pub bytes_copied: u64,
+}
+
+/// What a job produced; which one its kind says. Untagged: each serialises as its own shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JobResult {
+    PoolCheck(CheckReport),
+    Verify(Vec<Verification>),
+    RestoredInPlace(Vec<RestoredInPlace>),
+    RestoredNew(RestoredNew),
+    RolledBack(RolledBack),
+    BackupCopied(BackupCopied),
+    Digested(Digested),
+    PairCopied(PairCopied),
+}
+
+/// The document's schema of [`JobResult`]: any of the shapes (anyOf, not oneOf: an empty list
+/// is both an empty verification and an empty restore list), or null.
+fn job_result_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Ref, Type};
+    let list = |name: &str| ArrayBuilder::new().items(Ref::from_schema_name(name)).build();
+    AnyOfBuilder::new()
+        .item(Ref::from_schema_name("CheckReport"))
+        .item(list("Verification"))
+        .item(list("RestoredInPlace"))
+        .item(Ref::from_schema_name("RestoredNew"))
+        .item(Ref::from_schema_name("RolledBack"))
+        .item(Ref::from_schema_name("BackupCopied"))
+        .item(Ref::from_schema_name("Digested"))
+        .item(Ref::from_schema_name("PairCopied"))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     pub id: u64,
-    /// What the job does, e.g. `pool-check`.
-    pub kind: String,
+    pub kind: JobKind,
     /// What it works on.
     pub target: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: String,
+    pub state: JobState,
     pub bytes_done: u64,
     pub bytes_total: u64,
     /// Bytes per second since the job started.
@@ -135,12 +291,9 @@ pub struct Job {
     /// Seconds left at the current rate, while running.
     pub eta_seconds: Option<f64>,
     pub error: Option<String>,
-    /// What the job produced: for `pool-check` a CheckReport, for `verify` a list of
-    /// Verification, for `backup-copy` `{backup, bytes_copied}`, for `backup-digest`
-    /// `{backup, extents}`, for `restore` what was restored, for `pair-copy`, `pair-resync`
-    /// and `pair-reverse-resync` `{pair, bytes_copied}`.
-    #[schema(value_type = Option<Value>)]
-    pub result: Option<serde_json::Value>,
+    /// What the job produced, once it succeeded (see JobKind for which shape).
+    #[schema(schema_with = job_result_schema)]
+    pub result: Option<JobResult>,
     pub created: String,
     pub finished: Option<String>,
 }
@@ -202,11 +355,9 @@ pub fn rfc3339(unix_seconds: u64) -> String {
 /// A place a volume can be backed up to (`GET /v1/volumes/{name}/backup-targets`), best first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BackupTarget {
-    /// `pair-secondary` (the secondary of one of the volume's pairs), `new-snapshot`,
-    /// `existing-volume` or `new-volume`.
-    pub kind: String,
-    /// `snapshot` or `copy`: the method a backup to this target uses.
-    pub method: String,
+    pub kind: TargetKind,
+    /// The method a backup to this target uses.
+    pub method: BackupMethod,
     /// The existing volume, for `existing-volume`.
     pub volume: Option<String>,
     /// Device the data would live on (null: the pool places it).
@@ -217,6 +368,24 @@ pub struct BackupTarget {
     pub reason: String,
 }
 
+/// What kind of place a backup target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// The secondary of one of the volume's pairs (split at the backup's instant).
+    PairSecondary,
+    NewSnapshot,
+    ExistingVolume,
+    NewVolume,
+}
+
+wire_names!(TargetKind {
+    PairSecondary => "pair-secondary",
+    NewSnapshot => "new-snapshot",
+    ExistingVolume => "existing-volume",
+    NewVolume => "new-volume",
+});
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupMethod {
@@ -225,6 +394,49 @@ pub enum BackupMethod {
     /// A full copy into another volume (a job).
     Copy,
 }
+
+wire_names!(BackupMethod {
+    Snapshot => "snapshot",
+    Copy => "copy",
+});
+
+/// Where a backup stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    /// A copy backup whose data is not yet complete.
+    Copying,
+    Complete,
+    /// The copy did not finish (see `status_reason`).
+    Failed,
+    /// Its destination was reused (a pair resync).
+    Consumed,
+    /// Deleted or expired: the data is gone, the record stays as history.
+    Deleted,
+}
+
+wire_names!(BackupStatus {
+    Copying => "copying",
+    Complete => "complete",
+    Failed => "failed",
+    Consumed => "consumed",
+    Deleted => "deleted",
+});
+
+/// What holds a backup's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    /// A snapshot of the source volume.
+    Snapshot,
+    /// A full-copy volume.
+    Volume,
+}
+
+wire_names!(DestinationKind {
+    Snapshot => "snapshot",
+    Volume => "volume",
+});
 
 /// `POST /v1/backups`: back up one volume, or several at one point in time (a backup set).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -301,8 +513,7 @@ pub struct BackupSource {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BackupDestination {
-    /// `snapshot` (a snapshot of the source volume) or `volume` (a full-copy volume).
-    pub kind: String,
+    pub kind: DestinationKind,
     /// The volume holding the image (for a snapshot: the source's name at backup time).
     pub volume: String,
     /// The snapshot's name, for `snapshot`.
@@ -408,8 +619,7 @@ pub struct Backup {
     pub source: BackupSource,
     /// Per source volume, increasing.
     pub generation: u64,
-    /// `snapshot` or `copy`.
-    pub method: String,
+    pub method: BackupMethod,
     pub destination: BackupDestination,
     #[schema(format = DateTime)]
     pub point_in_time: String,
@@ -425,8 +635,7 @@ pub struct Backup {
     pub started: String,
     #[schema(format = DateTime)]
     pub completed: Option<String>,
-    /// `copying`, `complete`, `failed`, `consumed` or `deleted`.
-    pub status: String,
+    pub status: BackupStatus,
     pub status_reason: Option<String>,
     pub info: BackupInfo,
     pub retention: BackupRetention,
@@ -657,6 +866,27 @@ pub struct CreatePair {
     pub pace: Option<u64>,
 }
 
+/// A pair's state (see the section's introduction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairState {
+    Copy,
+    Pair,
+    Split,
+    Resync,
+    ReverseResync,
+    Error,
+}
+
+wire_names!(PairState {
+    Copy => "copy",
+    Pair => "pair",
+    Split => "split",
+    Resync => "resync",
+    ReverseResync => "reverse-resync",
+    Error => "error",
+});
+
 /// A copy pair.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Pair {
@@ -666,8 +896,7 @@ pub struct Pair {
     pub primary: Option<String>,
     /// The secondary volume's current name (null if it no longer exists).
     pub secondary: Option<String>,
-    /// `copy`, `pair`, `split`, `resync`, `reverse-resync` or `error`.
-    pub state: String,
+    pub state: PairState,
     /// Why the pair is in its state, when there is more to say (an error, a full copy after
     /// a crash, a cancelled job).
     pub reason: Option<String>,
@@ -711,4 +940,60 @@ pub struct ResyncStarted {
     pub pair: Pair,
     /// The job copying what changed (kind `pair-resync` or `pair-reverse-resync`).
     pub job: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same_names<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        all: &[T],
+        name: impl Fn(&T) -> &'static str,
+    ) {
+        for v in all {
+            let text = serde_json::to_string(v).unwrap();
+            assert_eq!(text, format!("\"{}\"", name(v)));
+            assert_eq!(&serde_json::from_str::<T>(&text).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        same_names(JobKind::ALL, |v| v.as_str());
+        same_names(JobState::ALL, |v| v.as_str());
+        same_names(TargetKind::ALL, |v| v.as_str());
+        same_names(BackupMethod::ALL, |v| v.as_str());
+        same_names(BackupStatus::ALL, |v| v.as_str());
+        same_names(DestinationKind::ALL, |v| v.as_str());
+        same_names(PairState::ALL, |v| v.as_str());
+    }
+
+    #[test]
+    fn job_results_read_back_as_their_shapes() {
+        let read = |text: &str| serde_json::from_str::<JobResult>(text).unwrap();
+        assert!(matches!(
+            read(r#"{"backup":1,"bytes_copied":2}"#),
+            JobResult::BackupCopied(_)
+        ));
+        assert!(matches!(
+            read(r#"{"backup":1,"volume":"v"}"#),
+            JobResult::RestoredNew(_)
+        ));
+        assert!(matches!(
+            read(r#"[{"backup":1,"volume":"v","bytes_rewritten":3}]"#),
+            JobResult::RestoredInPlace(_)
+        ));
+        assert!(matches!(
+            read(r#"{"pair":"s","bytes_copied":2}"#),
+            JobResult::PairCopied(_)
+        ));
+        assert!(matches!(
+            read(r#"{"digested":[1],"failed":[]}"#),
+            JobResult::Digested(_)
+        ));
+        assert!(matches!(
+            read(r#"{"rolled_back_to":[4]}"#),
+            JobResult::RolledBack(_)
+        ));
+    }
 }

@@ -19,7 +19,7 @@ use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snap
 use crate::catalog;
 use crate::digest::{self, ExtentHash, Piece};
 use crate::digest_store;
-use crate::jobs::JobError;
+use crate::jobs::{JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
 
 /// Volumes one backup set may hold.
@@ -650,12 +650,13 @@ impl Backups {
         let target = r.source.volume_name.clone();
         let job = self
             .jobs
-            .start("backup-copy", &target, move |ctx| {
+            .start(JobKind::BackupCopy, &target, move |ctx| {
                 let result = me.copy_body(id, ctx);
                 match result {
-                    Ok(bytes) => Ok(Some(format!(
-                        "{{\"backup\":{id},\"bytes_copied\":{bytes}}}"
-                    ))),
+                    Ok(bytes) => Ok(Some(JobResult::BackupCopied {
+                        backup: id,
+                        bytes_copied: bytes,
+                    })),
                     Err(e) => {
                         let reason = match &e {
                             JobError::Cancelled => "cancelled".to_string(),
@@ -820,7 +821,7 @@ impl Backups {
         let mut running = self.digest_jobs.lock();
         let job = self
             .jobs
-            .start("backup-digest", &target, move |ctx| {
+            .start(JobKind::BackupDigest, &target, move |ctx| {
                 // The map only tells verify which job to wait for: forgotten when this ends.
                 let _forget = ForgetDigestJob {
                     backups: me.clone(),
@@ -845,9 +846,10 @@ impl Backups {
                     return Err(JobError::Failed(format!("backup {id}: {m}")));
                 }
                 let failed: Vec<u64> = failed.iter().map(|f| f.0).collect();
-                Ok(Some(format!(
-                    "{{\"digested\":{done:?},\"failed\":{failed:?}}}"
-                )))
+                Ok(Some(JobResult::Digested {
+                    digested: done,
+                    failed,
+                }))
             })
             .map_err(|e| Error::io("starting a digest job", e))?;
         for id in ids {

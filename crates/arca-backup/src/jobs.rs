@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
+use serde::{Deserialize, Serialize};
+
+use crate::verify::Verification;
 
 pub type JobId = u64;
 
@@ -40,6 +43,82 @@ impl JobState {
     }
 }
 
+/// What a job does; the API shows it as `kind` (kebab-case, e.g. `backup-copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// A consistency check of the whole pool.
+    PoolCheck,
+    /// A copy backup's data being copied into its destination.
+    BackupCopy,
+    /// Content digests of snapshot backups being computed.
+    BackupDigest,
+    /// Backups re-read and compared with their digests.
+    Verify,
+    /// A restore, into a new volume or in place.
+    Restore,
+    /// An in-place restore being undone from its undo points.
+    RestoreRollback,
+    /// A pair's initial (full) copy.
+    PairCopy,
+    /// What changed since a split, copied primary to secondary.
+    PairResync,
+    /// What changed since a split, copied secondary to primary.
+    PairReverseResync,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::PoolCheck => "pool-check",
+            JobKind::BackupCopy => "backup-copy",
+            JobKind::BackupDigest => "backup-digest",
+            JobKind::Verify => "verify",
+            JobKind::Restore => "restore",
+            JobKind::RestoreRollback => "restore-rollback",
+            JobKind::PairCopy => "pair-copy",
+            JobKind::PairResync => "pair-resync",
+            JobKind::PairReverseResync => "pair-reverse-resync",
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One volume of an in-place restore: what was rewritten into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rewritten {
+    pub backup: u64,
+    pub volume: String,
+    pub bytes_rewritten: u64,
+}
+
+/// What a job produced. Serialised (for logs and tests) in the shapes the API documents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum JobResult {
+    /// `pool-check`: the report (the API turns it into its CheckReport).
+    PoolCheck(arca_store::FsckReport),
+    /// `verify`: one outcome per backup, in the order asked.
+    Verify(Vec<Verification>),
+    /// `restore` in place: one entry per volume.
+    RestoredInPlace(Vec<Rewritten>),
+    /// `restore` into a new volume.
+    RestoredNew { backup: u64, volume: String },
+    /// `restore-rollback`: the undo points the volumes hold again.
+    RolledBack { rolled_back_to: Vec<u64> },
+    /// `backup-copy`.
+    BackupCopied { backup: u64, bytes_copied: u64 },
+    /// `backup-digest`: the backups digested, and those that could not be.
+    Digested { digested: Vec<u64>, failed: Vec<u64> },
+    /// `pair-copy`, `pair-resync`, `pair-reverse-resync`.
+    PairCopied { pair: String, bytes_copied: u64 },
+}
+
 /// Why a job body stopped without success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobError {
@@ -56,15 +135,15 @@ impl<E: std::fmt::Display> From<E> for JobError {
 struct Outcome {
     state: JobState,
     error: Option<String>,
-    /// What the job produced, as JSON text (for example a check report).
-    result: Option<String>,
+    /// What the job produced (for example a check report).
+    result: Option<JobResult>,
     finished_unix: Option<u64>,
     finished_at: Option<Instant>,
 }
 
 pub struct Job {
     id: JobId,
-    kind: String,
+    kind: JobKind,
     target: String,
     created_unix: u64,
     started_at: Instant,
@@ -79,7 +158,7 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSnapshot {
     pub id: JobId,
-    pub kind: String,
+    pub kind: JobKind,
     pub target: String,
     pub state: JobState,
     pub bytes_done: u64,
@@ -87,7 +166,7 @@ pub struct JobSnapshot {
     pub rate_bytes_per_second: f64,
     pub eta_seconds: Option<f64>,
     pub error: Option<String>,
-    pub result: Option<String>,
+    pub result: Option<JobResult>,
     pub created_unix: u64,
     pub finished_unix: Option<u64>,
 }
@@ -169,7 +248,7 @@ impl Job {
             .then(|| (total - done) as f64 / rate);
         JobSnapshot {
             id: self.id,
-            kind: self.kind.clone(),
+            kind: self.kind,
             target: self.target.clone(),
             state: o.state,
             bytes_done: done,
@@ -219,15 +298,15 @@ impl JobManager {
         }
     }
 
-    /// Starts `body` on its own thread. Its `Ok` value (JSON text) becomes the job's result.
+    /// Starts `body` on its own thread. Its `Ok` value becomes the job's result.
     /// Fails only when no thread can be started (the job is then not listed).
-    pub fn start<F>(&self, kind: &str, target: &str, body: F) -> std::io::Result<Arc<Job>>
+    pub fn start<F>(&self, kind: JobKind, target: &str, body: F) -> std::io::Result<Arc<Job>>
     where
-        F: FnOnce(&JobContext) -> Result<Option<String>, JobError> + Send + 'static,
+        F: FnOnce(&JobContext) -> Result<Option<JobResult>, JobError> + Send + 'static,
     {
         let job = Arc::new(Job {
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
-            kind: kind.to_string(),
+            kind,
             target: target.to_string(),
             created_unix: now_unix(),
             started_at: Instant::now(),
@@ -273,7 +352,7 @@ impl JobManager {
                 }
                 o.finished_unix = Some(now_unix());
                 o.finished_at = Some(Instant::now());
-                tracing::info!(job = job.id, kind = %job.kind, state = o.state.as_str(), "job finished");
+                tracing::info!(job = job.id, kind = job.kind.as_str(), state = o.state.as_str(), "job finished");
                 job.done.notify_all();
             });
         if let Err(e) = spawned {
@@ -315,18 +394,23 @@ mod tests {
     fn job_reports_progress_result_and_failure() {
         let m = JobManager::new();
         let j = m
-            .start("test", "x", |ctx| {
+            .start(JobKind::BackupCopy, "x", |ctx| {
                 ctx.set_total(100);
                 ctx.add_done(100);
-                Ok(Some("{\"ok\":true}".into()))
+                Ok(Some(JobResult::BackupCopied {
+                    backup: 7,
+                    bytes_copied: 100,
+                }))
             })
             .unwrap();
         assert_eq!(j.wait(Duration::from_secs(10)), JobState::Succeeded);
         let s = j.snapshot();
         assert_eq!((s.bytes_done, s.bytes_total), (100, 100));
-        assert_eq!(s.result.as_deref(), Some("{\"ok\":true}"));
+        assert_eq!(s.kind, JobKind::BackupCopy);
+        let result = serde_json::to_string(&s.result.unwrap()).unwrap();
+        assert_eq!(result, r#"{"backup":7,"bytes_copied":100}"#);
         let f = m
-            .start("test", "y", |_| {
+            .start(JobKind::Verify, "y", |_| {
                 Err(JobError::Failed("disk on fire".into()))
             })
             .unwrap();
@@ -336,10 +420,29 @@ mod tests {
     }
 
     #[test]
+    fn kinds_serialise_as_their_names() {
+        for k in [
+            JobKind::PoolCheck,
+            JobKind::BackupCopy,
+            JobKind::BackupDigest,
+            JobKind::Verify,
+            JobKind::Restore,
+            JobKind::RestoreRollback,
+            JobKind::PairCopy,
+            JobKind::PairResync,
+            JobKind::PairReverseResync,
+        ] {
+            let text = serde_json::to_string(&k).unwrap();
+            assert_eq!(text, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<JobKind>(&text).unwrap(), k);
+        }
+    }
+
+    #[test]
     fn cancel_stops_a_job_at_its_next_check() {
         let m = JobManager::new();
         let j = m
-            .start("test", "z", |ctx| {
+            .start(JobKind::Verify, "z", |ctx| {
                 ctx.set_total(u64::MAX);
                 loop {
                     ctx.check()?;
@@ -358,7 +461,7 @@ mod tests {
         let m = JobManager::new();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let j = m
-            .start("test", "u", move |ctx| {
+            .start(JobKind::Restore, "u", move |ctx| {
                 rx.recv().unwrap();
                 assert!(ctx.cancelled());
                 let undo = ctx.uncancellable();

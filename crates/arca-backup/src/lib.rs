@@ -26,7 +26,10 @@ pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};
 pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
 pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
-pub use jobs::{Job, JobContext, JobError, JobId, JobManager, JobSnapshot, JobState};
+pub use jobs::{
+    Job, JobContext, JobError, JobId, JobKind, JobManager, JobResult, JobSnapshot, JobState,
+    Rewritten,
+};
 pub use pairs::{PairRecord, PairState, Pairs};
 pub use record::*;
 pub use restore::{RestoreTo, Restored};

@@ -27,7 +27,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::backups::{busy, invalid, now_ms};
-use crate::jobs::{JobContext, JobError, JobManager};
+use crate::jobs::{JobContext, JobError, JobKind, JobManager, JobResult};
 
 pub const PAIRS: &str = "pairs";
 const RECORD_VERSION: u8 = 1;
@@ -735,9 +735,9 @@ impl Pairs {
         let rtc = rt.clone();
         let name = rt.record.lock().name.clone();
         let kind = match (changed_only, reverse) {
-            (false, _) => "pair-copy",
-            (true, false) => "pair-resync",
-            (true, true) => "pair-reverse-resync",
+            (false, _) => JobKind::PairCopy,
+            (true, false) => JobKind::PairResync,
+            (true, true) => JobKind::PairReverseResync,
         };
         let job = self
             .jobs
@@ -779,7 +779,7 @@ impl Pairs {
         changed_only: bool,
         reverse: bool,
         ctx: &JobContext,
-    ) -> std::result::Result<Option<String>, JobError> {
+    ) -> std::result::Result<Option<JobResult>, JobError> {
         let r = rt.record.lock().clone();
         let primary = volume_name(&self.pool, r.primary_id)?;
         let secondary = volume_name(&self.pool, r.secondary_id)?;
@@ -888,9 +888,9 @@ impl Pairs {
         rt.gate.open();
         finish?;
         self.install_guards(rt)?;
-        Ok(Some(format!(
-            "{{\"pair\":\"{}\",\"bytes_copied\":{done}}}",
-            r.name
-        )))
+        Ok(Some(JobResult::PairCopied {
+            pair: r.name,
+            bytes_copied: done,
+        }))
     }
 }

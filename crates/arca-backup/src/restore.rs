@@ -18,7 +18,7 @@ use crate::backups::{
 use crate::catalog;
 use crate::create::CreateRequest;
 use crate::digest::{self, Piece};
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
 
@@ -179,7 +179,7 @@ impl Backups {
                 // Listed before the job can run: stop() takes this lock, so it cannot miss it.
                 let mut listed = self.restore_jobs.lock();
                 let what = format!("into new volume {name}");
-                let started = self.jobs.start("restore", name, move |ctx| {
+                let started = self.jobs.start(JobKind::Restore, name, move |ctx| {
                     // Named before the job does anything, so a refusal can name the job.
                     held.describe(format!("restore job {} {what}", ctx.id()));
                     let _held = held;
@@ -193,7 +193,10 @@ impl Backups {
                     match copy {
                         Ok(()) => {
                             me.finish_new(volume_id, id, &target)?;
-                            Ok(Some(format!("{{\"backup\":{id},\"volume\":\"{target}\"}}")))
+                            Ok(Some(JobResult::RestoredNew {
+                                backup: id,
+                                volume: target,
+                            }))
                         }
                         Err(_) if me.stopping() => {
                             tracing::warn!(volume = %target, "restore interrupted by the stop");

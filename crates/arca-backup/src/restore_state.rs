@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backups::{Backups, RESTORE_GUARD_PREFIX, UseGuard};
 use crate::catalog;
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, Rewritten};
 use crate::record::{BackupRecord, Event, Status};
 
 pub(crate) const RESTORES: &str = "restores";
@@ -346,7 +346,7 @@ impl Backups {
         &self,
         steps: &[Step],
         ctx: &JobContext,
-    ) -> Result<Option<String>, JobError> {
+    ) -> Result<Option<JobResult>, JobError> {
         let items: Vec<(&BackupRecord, u64)> = steps
             .iter()
             .map(|s| {
@@ -371,17 +371,16 @@ impl Backups {
                     }
                     return Err(e.into());
                 }
-                let report: Vec<String> = steps
+                let report = steps
                     .iter()
                     .zip(bytes)
-                    .map(|(s, b)| {
-                        format!(
-                            "{{\"backup\":{},\"volume\":\"{}\",\"bytes_rewritten\":{b}}}",
-                            s.backup_id, s.volume
-                        )
+                    .map(|(s, b)| Rewritten {
+                        backup: s.backup_id,
+                        volume: s.volume.clone(),
+                        bytes_rewritten: b,
                     })
                     .collect();
-                return Ok(Some(format!("[{}]", report.join(","))));
+                return Ok(Some(JobResult::RestoredInPlace(report)));
             }
             Err(e) => e,
         };
@@ -437,9 +436,9 @@ impl Backups {
         let uses = Arc::new(uses);
         let held = uses.clone();
         let kind = if rollback.is_some() {
-            "restore-rollback"
+            JobKind::RestoreRollback
         } else {
-            "restore"
+            JobKind::Restore
         };
         // Listed before the job can run: stop() takes this lock, so it cannot miss it.
         let mut listed = self.restore_jobs.lock();
@@ -452,10 +451,9 @@ impl Backups {
             match &rollback {
                 None => me.run_in_place(&steps, ctx),
                 Some(reason) => match me.roll_back(&steps, reason, ctx) {
-                    Ok(()) => Ok(Some(format!(
-                        "{{\"rolled_back_to\":[{}]}}",
-                        undo_ids(&steps)
-                    ))),
+                    Ok(()) => Ok(Some(JobResult::RolledBack {
+                        rolled_back_to: steps.iter().map(|s| s.undo.id).collect(),
+                    })),
                     Err(e) => {
                         for s in &steps {
                             me.guard_restore(

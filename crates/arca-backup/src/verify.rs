@@ -10,7 +10,7 @@ use crate::backups::Backups;
 use crate::catalog;
 use crate::digest;
 use crate::digest_store;
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult};
 use crate::record::{DAMAGED_RANGES_MAX, Event, Status};
 
 /// The outcome for one backup, as the verify job's result lists it.
@@ -64,7 +64,7 @@ impl Backups {
         };
         let job = self
             .jobs
-            .start("verify", &target, move |ctx| {
+            .start(JobKind::Verify, &target, move |ctx| {
                 // Deleting a backup is refused while this job reads it.
                 let _uses = &uses_in_job;
                 ctx.set_total(total);
@@ -73,9 +73,7 @@ impl Backups {
                     ctx.check()?;
                     results.push(me.verify_one(id, ctx)?);
                 }
-                serde_json::to_string(&results)
-                    .map(Some)
-                    .map_err(JobError::from)
+                Ok(Some(JobResult::Verify(results)))
             })
             .map_err(|e| Error::io("starting a verify job", e))?;
         uses.describe(format!("verify job {}", job.id()));

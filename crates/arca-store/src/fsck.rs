@@ -36,13 +36,13 @@ use crate::pool::Pool;
 use crate::records;
 
 /// One inconsistency: a short code to match on and a message naming the objects involved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub code: &'static str,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct FsckReport {
     pub problems: Vec<Problem>,
     pub volumes: usize,

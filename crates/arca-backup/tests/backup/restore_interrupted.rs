@@ -238,7 +238,7 @@ fn a_cancelled_restore_is_rolled_back_even_across_a_crash() {
         let jobs = r.jobs.clone();
         wa.at(EXTENTS + 10, move || {
             for j in jobs.list() {
-                if j.kind == "restore" {
+                if j.kind == arca_backup::JobKind::Restore {
                     jobs.get(j.id).unwrap().cancel();
                 }
             }

@@ -1,11 +1,12 @@
 //! `arca backup ...`, `arca restore` and `arca catalog ...`: the backups the array manages.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use arca_api::types::{
-    Backup, BackupEvent, BackupList, BackupMethod, BackupTarget, CatalogReport, CreateBackup,
+    Backup, BackupEvent, BackupList, BackupMethod, BackupStatus, JobResult, JobState, BackupTarget, CatalogReport, CreateBackup,
     CreatedBackups, PruneBackups, PruneReport, RebuildCatalog, RebuildReport, RestoreBackup,
     RestoreSet, Restored, SetRetention, Verification, VerifyBackups, VerifyStarted,
 };
+use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use super::client::{Client, seg};
@@ -19,6 +20,15 @@ fn parse_time_arg(s: &str) -> Result<String, String> {
 
 fn parse_duration_arg(s: &str) -> Result<String, String> {
     arca_api::time::parse_duration(s).map(|_| s.to_string())
+}
+
+/// A status named on the command line (clap has checked it is one of the names).
+fn status_arg(s: String) -> Result<BackupStatus, String> {
+    BackupStatus::ALL
+        .iter()
+        .copied()
+        .find(|x| x.as_str() == s)
+        .ok_or_else(|| format!("unknown status {s:?}"))
 }
 
 fn parse_meta(s: &str) -> Result<(String, String), String> {
@@ -175,8 +185,9 @@ pub struct ListArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub until: Option<String>,
     /// Only backups in this state
-    #[arg(long, value_parser = ["copying", "complete", "failed", "consumed", "deleted"])]
-    pub status: Option<String>,
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        BackupStatus::ALL.iter().map(|x| x.as_str())).try_map(status_arg))]
+    pub status: Option<BackupStatus>,
     /// Backups of this backup set
     #[arg(long, value_name = "ID")]
     pub set: Option<u64>,
@@ -354,8 +365,8 @@ fn target_table(list: &[BackupTarget]) -> String {
     for (i, x) in list.iter().enumerate() {
         t.row(vec![
             (i + 1).to_string(),
-            x.kind.clone(),
-            x.method.clone(),
+            x.kind.to_string(),
+            x.method.to_string(),
             or_dash(x.volume.as_ref()),
             or_dash(x.device),
             x.reason.clone(),
@@ -369,8 +380,8 @@ fn destination(b: &Backup) -> String {
     if let Some(e) = &b.destination.export {
         return e.clone();
     }
-    match (b.status.as_str(), &b.destination.snapshot) {
-        ("deleted", _) => "-".into(),
+    match (b.status, &b.destination.snapshot) {
+        (BackupStatus::Deleted, _) => "-".into(),
         (_, Some(snap)) => format!("{}@{snap}", b.destination.volume),
         (_, None) => b.destination.volume.clone(),
     }
@@ -401,8 +412,8 @@ fn backup_table(list: &[Backup]) -> String {
             b.id.to_string(),
             b.source.volume_name.clone(),
             b.generation.to_string(),
-            b.method.clone(),
-            b.status.clone(),
+            b.method.to_string(),
+            b.status.to_string(),
             b.point_in_time.clone(),
             or_dash(b.info.label.as_ref()),
             destination(b),
@@ -486,19 +497,19 @@ fn backup_text(b: &Backup) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let digest = match (&b.digest, b.status.as_str()) {
+    let digest = match (&b.digest, b.status) {
         (Some(g), _) => format!(
             "{} ({} of {})",
             g.root,
             format::count(g.extents, "extent"),
             format::size(g.extent_size)
         ),
-        (None, "complete" | "copying") => "pending".into(),
+        (None, BackupStatus::Complete | BackupStatus::Copying) => "pending".into(),
         (None, _) => "-".into(),
     };
     let status = match &b.status_reason {
         Some(r) => format!("{} ({r})", b.status),
-        None => b.status.clone(),
+        None => b.status.to_string(),
     };
     let rows = vec![
         ("id", b.id.to_string()),
@@ -513,7 +524,7 @@ fn backup_text(b: &Backup) -> String {
             ),
         ),
         ("generation", b.generation.to_string()),
-        ("method", b.method.clone()),
+        ("method", b.method.to_string()),
         ("destination", dest),
         (
             "export",
@@ -605,13 +616,16 @@ fn create(c: &Client, s: &Settings, a: CreateArgs) -> Result<()> {
         lock_until: a.lock_until,
     };
     let mut created: CreatedBackups = c.post_json("/v1/backups", &body)?;
-    let copies = created.backups.iter().any(|b| b.method == "copy");
+    let copies = created
+        .backups
+        .iter()
+        .any(|b| b.method == BackupMethod::Copy);
     if copies && !a.no_wait {
         // Wait for every copy, then show the records as they ended.
         let mut failures = Vec::new();
         for &job in &created.jobs {
             let j = jobs::wait_id(c, job)?;
-            if j.state != "succeeded" {
+            if j.state != JobState::Succeeded {
                 failures.push(format!(
                     "job {job} {}: {}",
                     j.state,
@@ -675,7 +689,7 @@ fn list(c: &Client, s: &Settings, a: ListArgs) -> Result<()> {
     put("app", a.app);
     put("since", a.since);
     put("until", a.until);
-    put("status", a.status);
+    put("status", a.status.map(|x| x.to_string()));
     put("set", a.set.map(|x| x.to_string()));
     put("limit", a.limit.map(|x| x.to_string()));
     put("before", a.before.map(|x| x.to_string()));
@@ -731,13 +745,11 @@ fn verify(c: &Client, s: &Settings, ids: Vec<u64>, all: bool, no_wait: bool) -> 
         print_json(&job)?;
     }
     jobs::succeeded(&job)?;
-    let results: Vec<Verification> = job
-        .result
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| anyhow!("the verify job's result is not understood: {e}"))?
-        .unwrap_or_default();
+    let results: Vec<Verification> = match job.result.clone() {
+        Some(JobResult::Verify(list)) => list,
+        None => Vec::new(),
+        Some(other) => bail!("the verify job's result is not a verification list: {other:?}"),
+    };
     if !s.json {
         for v in &results {
             println!("{}", verification_line(v));
@@ -878,7 +890,7 @@ pub fn run_restore(c: &Client, s: &Settings, a: RestoreArgs) -> Result<()> {
         }),
         Some(job) => {
             let j = jobs::wait_id(c, job)?;
-            if j.state != "succeeded" {
+            if j.state != JobState::Succeeded {
                 // Say where the undo point is even though the restore failed.
                 if !s.json {
                     undo();

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use arca_api::types::{
-    CloneSnapshot, CreateSnapshot, CreateVolume, Export, Job, PoolStatus, RenameVolume,
+    CloneSnapshot, CreateSnapshot, CreateVolume, Export, Job, JobState, PoolStatus, RenameVolume,
     ResizeVolume, Snapshot, Volume,
 };
 
@@ -336,10 +336,10 @@ fn job_table(list: &[Job]) -> String {
     for j in list {
         t.row(vec![
             j.id.to_string(),
-            j.kind.clone(),
+            j.kind.to_string(),
             j.target.clone(),
-            j.state.clone(),
-            format::percent(j.bytes_done, j.bytes_total, j.state == "succeeded"),
+            j.state.to_string(),
+            format::percent(j.bytes_done, j.bytes_total, j.state == JobState::Succeeded),
             j.created.clone(),
             or_dash(j.finished.as_ref()),
         ]);
@@ -350,14 +350,14 @@ fn job_table(list: &[Job]) -> String {
 fn job_fields(j: &Job) -> String {
     let mut rows = vec![
         ("id", j.id.to_string()),
-        ("kind", j.kind.clone()),
+        ("kind", j.kind.to_string()),
         ("target", j.target.clone()),
-        ("state", j.state.clone()),
+        ("state", j.state.to_string()),
         (
             "progress",
             format!(
                 "{} ({} of {})",
-                format::percent(j.bytes_done, j.bytes_total, j.state == "succeeded"),
+                format::percent(j.bytes_done, j.bytes_total, j.state == JobState::Succeeded),
                 format::size(j.bytes_done),
                 format::size(j.bytes_total)
             ),
@@ -382,7 +382,8 @@ fn job_fields(j: &Job) -> String {
         );
         rows.push(("result", summary));
     } else if let Some(v) = &j.result {
-        rows.push(("result", v.to_string()));
+        let text = serde_json::to_string(v).expect("a job result serialises");
+        rows.push(("result", text));
     }
     let mut out = fields(&rows);
     if let Some(r) = jobs::check_report(j)

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use arca_api::types::{CheckReport, Job};
+use arca_api::types::{CheckReport, Job, JobResult, JobState};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::client::Client;
@@ -20,7 +20,7 @@ const LINE_EVERY: Duration = Duration::from_secs(2);
 const SHOW_AFTER: Duration = Duration::from_millis(300);
 
 pub fn is_running(job: &Job) -> bool {
-    job.state == "running"
+    job.state == JobState::Running
 }
 
 fn describe(job: &Job) -> String {
@@ -132,24 +132,24 @@ pub fn wait_id(client: &Client, id: u64) -> Result<Job> {
 }
 
 /// The check report a finished pool-check job carries.
-pub fn check_report(job: &Job) -> Option<CheckReport> {
-    if job.kind != "pool-check" {
-        return None;
+pub fn check_report(job: &Job) -> Option<&CheckReport> {
+    match &job.result {
+        Some(JobResult::PoolCheck(r)) => Some(r),
+        _ => None,
     }
-    serde_json::from_value(job.result.clone()?).ok()
 }
 
 /// An error unless a finished job succeeded, naming the job and why.
 pub fn succeeded(job: &Job) -> Result<()> {
-    match job.state.as_str() {
-        "succeeded" => Ok(()),
-        "failed" => bail!(
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        JobState::Failed => bail!(
             "{} failed: {}",
             describe(job),
             job.error.as_deref().unwrap_or("no reason given")
         ),
-        "cancelled" => bail!("{} was cancelled", describe(job)),
-        other => bail!("{} ended in an unknown state {other:?}", describe(job)),
+        JobState::Cancelled => bail!("{} was cancelled", describe(job)),
+        JobState::Running => bail!("{} is still running", describe(job)),
     }
 }
 
@@ -162,7 +162,7 @@ pub fn report(job: &Job, json: bool) -> Result<()> {
     succeeded(job)?;
     if let Some(report) = check_report(job) {
         if !json {
-            print!("{}", check_text(&report));
+            print!("{}", check_text(report));
         }
         if !report.clean {
             let n = report.problems.len().max(1) as u64;

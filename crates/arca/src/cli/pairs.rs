@@ -97,7 +97,7 @@ fn pace(p: &Pair) -> String {
 fn state(p: &Pair) -> String {
     match &p.reason {
         Some(r) => format!("{} ({r})", p.state),
-        None => p.state.clone(),
+        None => p.state.to_string(),
     }
 }
 
@@ -246,7 +246,7 @@ fn pair_table(list: &[Pair]) -> String {
             p.name.clone(),
             volume(&p.primary),
             volume(&p.secondary),
-            p.state.clone(),
+            p.state.to_string(),
             or_dash(p.split.as_ref()),
             pace(p),
             or_dash(p.job),
@@ -261,7 +261,7 @@ fn pair_fields(p: &Pair) -> String {
         ("name", p.name.clone()),
         ("primary", volume(&p.primary)),
         ("secondary", volume(&p.secondary)),
-        ("state", p.state.clone()),
+        ("state", p.state.to_string()),
         ("reason", or_dash(p.reason.as_ref())),
         ("split", or_dash(p.split.as_ref())),
         ("pace", pace(p)),
