@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
-use crate::time::{after, format_ms, parse_duration, parse_time};
 use crate::types::*;
+use arca_backup::time::{format_ms, parse_duration, parse_time};
 
 /// Most backups one list request returns (and the default page).
 pub const LIST_LIMIT_MAX: usize = arca_backup::catalog::QUERY_LIMIT_MAX;
@@ -54,25 +54,18 @@ fn time_field(name: &str, value: Option<&str>) -> Result<Option<u64>, ApiError> 
         .transpose()
 }
 
-/// keep_until or now + keep_for (never both).
+/// The keep-until the request asks for: keep_until, or keep_for from now (the backup service
+/// decides; here only the formats are read).
 fn keep_until(
     backups: &arca_backup::Backups,
     keep_until: Option<&str>,
     keep_for: Option<&str>,
 ) -> Result<Option<u64>, ApiError> {
-    match (keep_until, keep_for) {
-        (Some(_), Some(_)) => Err(bad_request(
-            "give keep_until or keep_for, not both: they set the same time",
-        )),
-        (Some(t), None) => time_field("keep_until", Some(t)),
-        (None, Some(d)) => {
-            let d = parse_duration(d).map_err(|e| bad_request(format!("keep_for: {e}")))?;
-            after(backups.now_ms(), d, "keep_for")
-                .map(Some)
-                .map_err(bad_request)
-        }
-        (None, None) => Ok(None),
-    }
+    let at = time_field("keep_until", keep_until)?;
+    let duration = keep_for
+        .map(|d| parse_duration(d).map_err(|e| bad_request(format!("keep_for: {e}"))))
+        .transpose()?;
+    Ok(backups.keep_until(at, duration)?)
 }
 
 /// What turning records into JSON needs from the pool: current volume names (destinations
@@ -696,21 +689,6 @@ pub(crate) async fn prune_volume(
         keep_yearly: req.keep_yearly,
         keep_newest_verified: req.keep_newest_verified.unwrap_or(true),
     };
-    let rules = [
-        policy.keep_last,
-        policy.keep_hourly,
-        policy.keep_daily,
-        policy.keep_weekly,
-        policy.keep_monthly,
-        policy.keep_yearly,
-    ];
-    if rules.iter().all(Option::is_none) {
-        return Err(bad_request(
-            "no keep rule: give at least one of keep_last, keep_hourly, keep_daily, \
-             keep_weekly, keep_monthly, keep_yearly (a prune without one would remove every \
-             unprotected backup)",
-        ));
-    }
     let report = blocking(move || {
         Ok(s.backups.prune(&PruneRequest {
             volume: name,

@@ -162,9 +162,7 @@ impl From<arca_backup::JobResult> for JobResult {
                 backup,
                 bytes_copied,
             }),
-            R::Digested { digested, failed } => {
-                JobResult::Digested(Digested { digested, failed })
-            }
+            R::Digested { digested, failed } => JobResult::Digested(Digested { digested, failed }),
             R::PairCopied { pair, bytes_copied } => {
                 JobResult::PairCopied(PairCopied { pair, bytes_copied })
             }

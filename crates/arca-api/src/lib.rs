@@ -9,7 +9,6 @@ pub mod metrics;
 mod pairs;
 mod panics;
 pub mod server;
-pub mod time;
 pub mod types;
 
 pub use metrics::Metrics;

@@ -19,8 +19,8 @@ use axum::http::StatusCode;
 use crate::backups::optional_body;
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, St, blocking};
-use crate::time::format_ms;
 use crate::types::*;
+use arca_backup::time::format_ms;
 
 /// Current volume names by id: a pair follows its volumes through renames.
 fn volume_names(pool: &Pool) -> HashMap<u64, String> {

@@ -204,8 +204,9 @@ async fn resize_volume(
     ApiJson(req): ApiJson<ResizeVolume>,
 ) -> Result<Json<Volume>, ApiError> {
     let v = blocking(move || {
-        s.pairs.check_volume_change(&name, "resize")?;
-        Ok(s.pool.resize_volume(&name, req.size)?)
+        Ok(arca_backup::volumes::resize_volume(
+            &s.pool, &s.pairs, &name, req.size,
+        )?)
     })
     .await?;
     Ok(Json(volume_json(v)))
@@ -248,26 +249,9 @@ async fn delete_volume(
     let all = q.with_snapshots.unwrap_or(false);
     let force = q.force.unwrap_or(false);
     blocking(move || {
-        s.pairs.check_volume_change(&name, "delete")?;
-        // Refused for its own reason before any host is disconnected for nothing.
-        s.pool.check_delete_volume(&name, all)?;
-        let mut exports = vec![name.clone()];
-        if all {
-            let snaps = s.pool.snapshots(&name)?;
-            exports.extend(snaps.into_iter().map(|sn| format!("{name}@{}", sn.name)));
-        }
-        let what = format!("volume {name}");
-        arca_backup::free_exports(&*s.hosts, &what, &exports, force, "delete")?;
-        s.pool.delete_volume(&name, all)?;
-        // A host that connected between the check and the delete holds an export that no
-        // longer exists (its requests fail): it goes too. Only then, as every disconnect
-        // leaves a fence entry in the NBD server.
-        for e in &exports {
-            if !s.hosts.connected(e).is_empty() {
-                s.hosts.disconnect(e);
-            }
-        }
-        Ok(())
+        Ok(arca_backup::volumes::delete_volume(
+            &s.pool, &s.pairs, &*s.hosts, &name, all, force,
+        )?)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -323,32 +307,14 @@ async fn create_snapshot(
         })?
     };
     let snap = blocking(move || {
-        let snap = match req.name {
-            Some(n) => n,
-            None => default_snapshot_name(&s.pool, &name)?,
-        };
-        Ok(s.pool.create_snapshot(&name, &snap)?)
+        Ok(arca_backup::volumes::create_snapshot(
+            &s.pool,
+            &name,
+            req.name.as_deref(),
+        )?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(snapshot_json(snap))))
-}
-
-/// `snap-20261128T230501Z`, with `-2`, `-3`... when taken within the same second.
-fn default_snapshot_name(pool: &Pool, volume: &str) -> Result<String, ApiError> {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let base = format!("snap-{}", now.replace(['-', ':'], ""));
-    let taken: Vec<String> = pool
-        .snapshots(volume)?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    let mut name = base.clone();
-    let mut n = 1;
-    while taken.contains(&name) {
-        n += 1;
-        name = format!("{base}-{n}");
-    }
-    Ok(name)
 }
 
 #[utoipa::path(get, path = "/v1/volumes/{name}/snapshots/{snapshot}", tag = "snapshots",

@@ -262,7 +262,11 @@ pub enum JobResult {
 /// is both an empty verification and an empty restore list), or null.
 fn job_result_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Ref, Type};
-    let list = |name: &str| ArrayBuilder::new().items(Ref::from_schema_name(name)).build();
+    let list = |name: &str| {
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name(name))
+            .build()
+    };
     AnyOfBuilder::new()
         .item(Ref::from_schema_name("CheckReport"))
         .item(list("Verification"))
@@ -342,9 +346,9 @@ pub struct CloneSnapshot {
     pub device: Option<u32>,
 }
 
+/// Seconds since the epoch as the API writes volume, snapshot and job times.
 pub fn rfc3339(unix_seconds: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds);
-    humantime::format_rfc3339_seconds(t).to_string()
+    arca_backup::time::format_secs(unix_seconds)
 }
 
 // ---- Backups -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arca_store::{Error, ErrorKind, Export, Pool, Result, VolumeInfo};
 use parking_lot::Mutex;
@@ -70,7 +70,7 @@ pub fn free_exports(
         }
         return Err(busy(format!(
             "{what} has {} host connection(s) ({}); disconnect them first, or {action} with \
-             --force to disconnect them",
+             force to disconnect them",
             peers.len(),
             peers.join(", ")
         )));
@@ -164,11 +164,7 @@ impl Drop for UseGuard {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use crate::time::now_ms;
 
 pub(crate) fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidArgument, message)

@@ -306,7 +306,8 @@ impl Backups {
         let method = match (req.method, &req.to) {
             (Some(Method::Snapshot), Some(_)) => {
                 return Err(invalid(
-                    "a snapshot backup lives in a snapshot of its volume; --to needs --method copy",
+                    "a snapshot backup lives in a snapshot of its volume; a destination volume needs \
+                     method copy",
                 ));
             }
             (Some(m), _) => m,
@@ -315,7 +316,7 @@ impl Backups {
         };
         if req.to.is_some() && req.volumes.len() > 1 {
             return Err(invalid(
-                "--to names one destination; back up one volume with it",
+                "a destination volume takes one source; back up one volume with it",
             ));
         }
         let mut sources = Vec::new();

@@ -17,7 +17,7 @@ use crate::backups::{Backups, busy, invalid};
 use crate::catalog;
 use crate::digest_store;
 use crate::record::{BackupRecord, Destination, Event, Status};
-use crate::retention::{self, Candidate, Policy, format_rfc3339};
+use crate::retention::{self, Candidate, Policy};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneItem {
@@ -55,7 +55,7 @@ pub struct PruneRequest {
 type TxnOp = Box<dyn FnOnce(&mut arca_store::Txn<'_>) -> Result<()>>;
 
 fn rfc3339_ms(ms: u64) -> String {
-    format_rfc3339(ms / 1000)
+    crate::time::format_secs(ms / 1000)
 }
 
 /// Why `r`'s image may not be given up now (deleted, pruned or consumed), or `None`. `force`
@@ -80,7 +80,7 @@ pub fn deletion_refusal(r: &BackupRecord, now: u64, force: bool) -> Option<Strin
         && !force
     {
         return Some(format!(
-            "backup {id} is kept until {}; delete with --force to override",
+            "backup {id} is kept until {}; delete with force to override",
             rfc3339_ms(t)
         ));
     }
@@ -201,6 +201,21 @@ impl Backups {
     }
 
     /// Sets keep-until and/or extends lock-until (a lock is never shortened or removed).
+    /// When a keep-until given as a time or as a duration from now (the backups' clock) ends;
+    /// `None` when neither is given. Both at once are refused: they set the same time.
+    pub fn keep_until(&self, at_ms: Option<u64>, for_ms: Option<u64>) -> Result<Option<u64>> {
+        match (at_ms, for_ms) {
+            (Some(_), Some(_)) => Err(invalid(
+                "give keep-until or keep-for, not both: they set the same time",
+            )),
+            (Some(t), None) => Ok(Some(t)),
+            (None, Some(d)) => crate::time::after(self.now_ms(), d, "keep-for")
+                .map(Some)
+                .map_err(invalid),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub fn retain(
         &self,
         id: u64,
@@ -247,6 +262,8 @@ impl Backups {
     /// Applies a retention policy to one volume's complete backups, per label (or to one
     /// label): says for each whether it is kept and why, and what removal frees, exactly.
     pub fn prune(self: &Arc<Self>, req: &PruneRequest) -> Result<PruneReport> {
+        // Checked before anything else: a volume without backups would never reach the plan.
+        req.policy.check().map_err(invalid)?;
         let volume = self.pool.volume(&req.volume)?;
         let q = catalog::Query {
             volume_id: Some(volume.id),

@@ -114,7 +114,10 @@ pub enum JobResult {
     /// `backup-copy`.
     BackupCopied { backup: u64, bytes_copied: u64 },
     /// `backup-digest`: the backups digested, and those that could not be.
-    Digested { digested: Vec<u64>, failed: Vec<u64> },
+    Digested {
+        digested: Vec<u64>,
+        failed: Vec<u64>,
+    },
     /// `pair-copy`, `pair-resync`, `pair-reverse-resync`.
     PairCopied { pair: String, bytes_copied: u64 },
 }
@@ -352,7 +355,12 @@ impl JobManager {
                 }
                 o.finished_unix = Some(now_unix());
                 o.finished_at = Some(Instant::now());
-                tracing::info!(job = job.id, kind = job.kind.as_str(), state = o.state.as_str(), "job finished");
+                tracing::info!(
+                    job = job.id,
+                    kind = job.kind.as_str(),
+                    state = o.state.as_str(),
+                    "job finished"
+                );
                 job.done.notify_all();
             });
         if let Err(e) = spawned {

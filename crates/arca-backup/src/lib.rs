@@ -20,7 +20,9 @@ pub mod record;
 mod restore;
 mod restore_state;
 pub mod retention;
+pub mod time;
 mod verify;
+pub mod volumes;
 
 pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};

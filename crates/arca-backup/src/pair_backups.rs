@@ -161,7 +161,7 @@ impl Backups {
         if !held.is_empty() && !consume {
             let ids: Vec<String> = held.iter().map(|r| r.id.to_string()).collect();
             return Err(busy(format!(
-                "the secondary of pair {name} holds backup {}; resync with --consume-backup to \
+                "the secondary of pair {name} holds backup {}; resync consuming the backup to \
                  give it up",
                 ids.join(", ")
             )));

@@ -266,7 +266,7 @@ impl Backups {
             if !hosts.is_empty() && !force {
                 return Err(busy(format!(
                     "volume {} has {} host connection(s) ({}); disconnect them first, or \
-                     restore with --force to disconnect them",
+                     restore with force to disconnect them",
                     v.name,
                     hosts.len(),
                     hosts.join(", ")

@@ -74,6 +74,22 @@ pub struct Policy {
     pub keep_newest_verified: bool,
 }
 
+impl Policy {
+    /// Refuses a policy without any count rule: its prune would remove every unprotected
+    /// backup.
+    pub fn check(&self) -> Result<(), String> {
+        if self.keep_last.is_some() || Period::ALL.iter().any(|p| p.count(self).is_some()) {
+            return Ok(());
+        }
+        Err(
+            "retention policy has no keep rule (keep-last, keep-hourly, keep-daily, \
+             keep-weekly, keep-monthly or keep-yearly): refusing to plan a prune that would \
+             remove every unprotected backup"
+                .to_string(),
+        )
+    }
+}
+
 /// Why a backup is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -111,8 +127,8 @@ impl Reason {
             Reason::Yearly(b) => format!("keep-yearly {b}"),
             Reason::NewestVerified => "newest verified backup".to_string(),
             Reason::Hold => "hold".to_string(),
-            Reason::KeepUntil(t) => format!("keep-until {}", format_rfc3339(*t)),
-            Reason::LockUntil(t) => format!("lock-until {}", format_rfc3339(*t)),
+            Reason::KeepUntil(t) => format!("keep-until {}", crate::time::format_secs(*t)),
+            Reason::LockUntil(t) => format!("lock-until {}", crate::time::format_secs(*t)),
         }
     }
 }
@@ -140,16 +156,7 @@ pub fn plan(
     policy: &Policy,
     now_unix: u64,
 ) -> Result<Vec<Decision>, String> {
-    let any_rule =
-        policy.keep_last.is_some() || Period::ALL.iter().any(|p| p.count(policy).is_some());
-    if !any_rule {
-        return Err(
-            "retention policy has no keep rule (keep-last, keep-hourly, keep-daily, \
-                    keep-weekly, keep-monthly or keep-yearly): refusing to plan a prune that \
-                    would remove every unprotected backup"
-                .to_string(),
-        );
-    }
+    policy.check()?;
 
     // Indices newest first; the stable sort leaves exact duplicates in input order.
     let rank_key = |i: usize| {
@@ -276,12 +283,6 @@ impl Period {
             Period::Yearly => Reason::Yearly(format!("{y:04}")),
         }
     }
-}
-
-/// `unix` as RFC 3339 UTC with second precision, e.g. `2026-11-28T13:05:09Z`.
-pub fn format_rfc3339(unix: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil_from_unix(unix);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 /// `unix` broken down in UTC: (year, month 1-12, day 1-31, hour, minute, second).
@@ -584,16 +585,6 @@ mod tests {
     }
 
     #[test]
-    fn format_rfc3339_known_values() {
-        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_rfc3339(1_795_871_109), "2026-11-28T13:05:09Z");
-        assert_eq!(format_rfc3339(4_107_542_400), "2100-03-01T00:00:00Z"); // 2100 is not leap
-        assert_eq!(format_rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
-        assert_eq!(format_rfc3339(253_402_300_800), "10000-01-01T00:00:00Z");
-    }
-
-    #[test]
     fn extreme_timestamps_do_not_panic() {
         for t in [0, 1, u64::MAX, u64::MAX - 1, u64::MAX / 2, i64::MAX as u64] {
             let (y, m, d, h, mi, s) = civil_from_unix(t);
@@ -609,9 +600,7 @@ mod tests {
             );
             let (wy, w) = iso_week(t);
             assert!((1..=53).contains(&w) && (wy - y).abs() <= 1);
-            assert!(format_rfc3339(t).ends_with('Z'));
         }
-        assert!(format_rfc3339(u64::MAX).ends_with("T07:00:15Z"));
         let candidates = vec![
             Candidate {
                 keep_until_unix: Some(u64::MAX),

@@ -418,3 +418,58 @@ fn no_other_path_overwrites_a_held_and_locked_backup() {
     );
     r.assert_clean();
 }
+
+#[test]
+fn a_prune_without_a_keep_rule_is_refused_even_with_nothing_to_prune() {
+    // The rule lived only in the API: the service pruned a volume without backups (and a
+    // label without backups) under a policy that would remove everything.
+    let r = rig(&[64 * MIB]);
+    r.pool.create_volume("v", MIB, None).unwrap();
+    let e = r
+        .backups
+        .prune(&PruneRequest {
+            volume: "v".into(),
+            label: None,
+            policy: Policy::default(),
+            dry_run: true,
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("no keep rule"), "{e}");
+}
+
+#[test]
+fn keep_for_counts_from_the_backups_clock_and_excludes_keep_until() {
+    let r = rig(&[64 * MIB]);
+    let day_ms = 86_400_000;
+    assert_eq!(
+        r.backups.keep_until(None, Some(day_ms)).unwrap(),
+        Some(EPOCH_MS + day_ms)
+    );
+    r.advance(1000);
+    assert_eq!(
+        r.backups.keep_until(None, Some(day_ms)).unwrap(),
+        Some(EPOCH_MS + 1000 + day_ms)
+    );
+    assert_eq!(r.backups.keep_until(Some(5), None).unwrap(), Some(5));
+    assert_eq!(r.backups.keep_until(None, None).unwrap(), None);
+    let both = r.backups.keep_until(Some(5), Some(day_ms)).unwrap_err();
+    assert_eq!(both.kind(), ErrorKind::InvalidArgument);
+    let past_9999 = r.backups.keep_until(None, Some(u64::MAX / 2)).unwrap_err();
+    assert_eq!(past_9999.kind(), ErrorKind::InvalidArgument);
+    assert!(past_9999.to_string().contains("9999"), "{past_9999}");
+}
+
+#[test]
+fn default_snapshot_names_follow_the_time_and_never_collide() {
+    let r = rig(&[64 * MIB]);
+    r.pool.create_volume("v", MIB, None).unwrap();
+    let at = 1_795_871_109_000; // 2026-11-28T13:05:09Z
+    let name = arca_backup::volumes::default_snapshot_name(&r.pool, "v", at).unwrap();
+    assert_eq!(name, "snap-20261128T130509Z");
+    r.pool.create_snapshot("v", &name).unwrap();
+    let second = arca_backup::volumes::default_snapshot_name(&r.pool, "v", at + 10).unwrap();
+    assert_eq!(second, "snap-20261128T130509Z-2");
+    let taken = arca_backup::volumes::create_snapshot(&r.pool, "v", None).unwrap();
+    assert!(taken.name.starts_with("snap-"), "{}", taken.name);
+}

@@ -532,7 +532,7 @@ fn consume_backup_overrides_keep_until() {
         .unwrap();
     let id = c.records[0].id;
     let e = backups.resync_pair("s", false, false).unwrap_err();
-    assert!(e.to_string().contains("--consume-backup"), "{e}");
+    assert!(e.to_string().contains("consuming the backup"), "{e}");
     backups.resync_pair("s", false, true).unwrap();
     w.settle();
     assert_eq!(w.state(), PairState::Pair);

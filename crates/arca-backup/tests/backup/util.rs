@@ -139,7 +139,8 @@ impl Rig {
         let state = self.wait(job);
         let s = self.jobs.get(job).unwrap().snapshot();
         assert_eq!(state, JobState::Succeeded, "job {job}: {:?}", s.error);
-        s.result.map(|r| serde_json::to_string(&r).expect("a job result serialises"))
+        s.result
+            .map(|r| serde_json::to_string(&r).expect("a job result serialises"))
     }
 
     /// A snapshot backup of one volume, digest computed.

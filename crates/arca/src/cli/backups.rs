@@ -2,9 +2,10 @@
 
 use anyhow::{Result, bail};
 use arca_api::types::{
-    Backup, BackupEvent, BackupList, BackupMethod, BackupStatus, JobResult, JobState, BackupTarget, CatalogReport, CreateBackup,
-    CreatedBackups, PruneBackups, PruneReport, RebuildCatalog, RebuildReport, RestoreBackup,
-    RestoreSet, Restored, SetRetention, Verification, VerifyBackups, VerifyStarted,
+    Backup, BackupEvent, BackupList, BackupMethod, BackupStatus, BackupTarget, CatalogReport,
+    CreateBackup, CreatedBackups, JobResult, JobState, PruneBackups, PruneReport, RebuildCatalog,
+    RebuildReport, RestoreBackup, RestoreSet, Restored, SetRetention, Verification, VerifyBackups,
+    VerifyStarted,
 };
 use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
@@ -15,11 +16,11 @@ use super::{ClientOptions, Settings, jobs, print_json};
 
 /// An RFC 3339 time (or a date), checked here so that a bad one is a usage error.
 fn parse_time_arg(s: &str) -> Result<String, String> {
-    arca_api::time::parse_time(s).map(|_| s.to_string())
+    arca_backup::time::parse_time(s).map(|_| s.to_string())
 }
 
 fn parse_duration_arg(s: &str) -> Result<String, String> {
-    arca_api::time::parse_duration(s).map(|_| s.to_string())
+    arca_backup::time::parse_duration(s).map(|_| s.to_string())
 }
 
 /// A status named on the command line (clap has checked it is one of the names).

@@ -428,7 +428,7 @@ fn backups_every_endpoint_and_error() {
             &rp,
             json!({"keep_until": "2030-01-01", "keep_for": "1d"}),
         ),
-        400,
+        422,
         "invalid",
     );
     assert_error(
@@ -543,12 +543,12 @@ fn backups_every_endpoint_and_error() {
     );
     assert_error(
         &bad(json!({"volumes": ["v"], "keep_until": "2030-01-01", "keep_for": "1d"})),
-        400,
+        422,
         "invalid",
     );
     assert_error(
         &bad(json!({"volumes": ["v"], "keep_for": "10000y"})),
-        400,
+        422,
         "invalid",
     );
     assert_error(&bad(json!({"volumes": ["nope"]})), 404, "not_found");

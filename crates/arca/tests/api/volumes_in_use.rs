@@ -23,7 +23,7 @@ fn deleting_a_volume_hosts_use_needs_force_which_disconnects_them() {
     assert_error(&r, 409, "busy");
     let msg = r.1["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("volume v has 2 host connection(s)") && msg.contains("--force"),
+        msg.contains("volume v has 2 host connection(s)") && msg.contains("with force"),
         "{msg}"
     );
     // A delete the pool refuses anyway (snapshots) says so and disconnects nobody, forced or

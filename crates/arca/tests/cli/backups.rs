@@ -337,7 +337,7 @@ fn backup_commands_in_tables_and_json() {
     assert_eq!(b["retention"]["hold"], false);
     let err = d.arca(&["backup", "delete", &s1]).error_line();
     assert!(
-        err.contains("kept until") && err.contains("--force"),
+        err.contains("kept until") && err.contains("with force"),
         "{err}"
     );
     // The clone r1 shares its data: named in the refusal.

@@ -207,7 +207,7 @@ fn pair_commands_in_tables_and_json() {
     );
     assert_eq!(state(&d, "s")["state"], "split");
     let err = d.arca(&["pair", "resync", "s"]).error_line();
-    assert!(err.contains("--consume-backup"), "{err}");
+    assert!(err.contains("consuming the backup"), "{err}");
     let out = d.arca(&["pair", "resync", "s", "--consume-backup"]).ok();
     assert_eq!(out.stdout, "pair s: s is again a copy of p, state pair\n");
     let consumed = d.json(&["backup", "list", "--status", "consumed"]);

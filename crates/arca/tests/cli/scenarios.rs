@@ -669,7 +669,7 @@ fn restore_in_place_with_undo_point_and_restore_as_new() {
     holder.wait_for_file(&ready, Duration::from_secs(20));
     let err = d.arca(&["restore", &id_s, "--to", "v"]).error_line();
     assert!(
-        err.contains("host connection") && err.contains("127.0.0.1:") && err.contains("--force"),
+        err.contains("host connection") && err.contains("127.0.0.1:") && err.contains("with force"),
         "{err}"
     );
     let pre_count = ids(&d.json(&["backup", "list", "--label", "pre-restore"])).len();
@@ -1148,7 +1148,7 @@ fn delete_refused_under_each_protection() {
     let kept = create(&["--keep-until", "2999-01-01"]);
     let err = d.arca(&["backup", "delete", &kept]).error_line();
     assert!(
-        err.contains("kept until") && err.contains("--force"),
+        err.contains("kept until") && err.contains("with force"),
         "{err}"
     );
     let out = d.arca(&["backup", "delete", &kept, "--force"]).ok();

@@ -144,7 +144,7 @@ fn volume_delete_while_a_host_is_connected_needs_force() {
     let mut host = crate::nbd::connect(&d.nbd, "v");
     let err = d.arca(&["volume", "delete", "v"]).error_line();
     assert!(
-        err.contains("volume v has 1 host connection(s)") && err.contains("--force"),
+        err.contains("volume v has 1 host connection(s)") && err.contains("with force"),
         "{err}"
     );
     crate::nbd::assert_open(&mut host, "the host of v");

@@ -1,11 +1,20 @@
-//! Times and durations as the API speaks them: RFC 3339 in UTC with milliseconds on output
-//! (`2026-11-29T01:02:03.456Z`), RFC 3339 with any offset (or a bare date, meaning midnight
-//! UTC) on input, and durations like `30d` or `12h 30m`. Shared with the CLI, so that it can
-//! refuse a bad time as a usage error before asking the daemon.
+//! Times and durations, the one place they are formatted and parsed: RFC 3339 in UTC with
+//! milliseconds (`2026-11-29T01:02:03.456Z`, backups and pairs) or seconds
+//! (`2026-11-29T01:02:03Z`, volumes, snapshots, jobs, and the backup layer's messages) on
+//! output; RFC 3339 with any offset (or a bare date, meaning midnight UTC) on input; durations
+//! like `30d` or `12h 30m`. The API and the CLI use it too, so that the CLI can refuse a bad
+//! time as a usage error before asking the daemon.
 
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use arca_backup::retention::civil_from_unix;
+use crate::retention::civil_from_unix;
+
+/// Milliseconds since the epoch now (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// The last millisecond humantime (and so this API) reads: 9999-12-31T23:59:59.999Z.
 pub const TIME_MAX_MS: u64 = 253_402_300_800_000 - 1;
@@ -23,6 +32,19 @@ pub fn format_ms(ms: u64) -> String {
 /// Seconds since the epoch as RFC 3339 UTC with milliseconds.
 pub fn format_unix(secs: u64) -> String {
     format_ms(secs.saturating_mul(1000))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC with second precision, e.g. `2026-11-28T13:05:09Z`.
+/// Total, like [`format_ms`].
+pub fn format_secs(unix: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(unix);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// The basic ISO 8601 form for names, e.g. `20261128T130509Z`.
+pub fn format_compact(unix: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(unix);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
 /// Reads an RFC 3339 time (`2026-11-29T01:02:03Z`, `2026-11-29T01:02:03.456+02:00`, lower case
@@ -110,6 +132,18 @@ mod tests {
         assert_eq!(format_ms(TIME_MAX_MS), "9999-12-31T23:59:59.999Z");
         // Never panics, whatever is stored.
         assert!(format_ms(u64::MAX).ends_with('Z'));
+    }
+
+    #[test]
+    fn formats_with_seconds_and_compact() {
+        assert_eq!(format_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_secs(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_secs(1_795_871_109), "2026-11-28T13:05:09Z");
+        assert_eq!(format_secs(4_107_542_400), "2100-03-01T00:00:00Z"); // 2100 is not leap
+        assert_eq!(format_secs(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(format_secs(253_402_300_800), "10000-01-01T00:00:00Z");
+        assert!(format_secs(u64::MAX).ends_with("T07:00:15Z"));
+        assert_eq!(format_compact(1_795_871_109), "20261128T130509Z");
     }
 
     #[test]
