@@ -504,7 +504,7 @@ fn backups_every_endpoint_and_error() {
     assert_eq!(list_ids(&d, "?status=complete"), before);
     assert_error(
         &post(&d, "/v1/volumes/v/prune", json!({"dry_run": true})),
-        400,
+        422,
         "invalid",
     );
     assert_error(
