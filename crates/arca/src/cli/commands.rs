@@ -390,7 +390,7 @@ fn job_fields(j: &Job) -> String {
         && !r.problems.is_empty()
     {
         out.push('\n');
-        out.push_str(&jobs::check_text(&r));
+        out.push_str(&jobs::check_text(r));
     }
     out
 }
