@@ -5,11 +5,15 @@ mod access;
 mod backups;
 mod convert;
 pub mod error;
+mod jobs;
 pub mod metrics;
 mod pairs;
 mod panics;
+mod pool;
 pub mod server;
+mod snapshots;
 pub mod types;
+mod volumes;
 
 pub use metrics::Metrics;
 pub use server::{ApiDoc, ApiState, BODY_MAX_BYTES, openapi_json, router, serve};

@@ -1,26 +1,25 @@
-//! The HTTP server: routes under `/v1`, bearer-token authentication, request limits, and the
-//! handlers, each documented for the OpenAPI document.
+//! The HTTP server: routes under `/v1` (the handlers live by resource: pool, volumes,
+//! snapshots, jobs, backups, pairs), bearer-token authentication, request limits, and the
+//! OpenAPI document.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use arca_backup::{Backups, Hosts, JobManager, JobSnapshot, Pairs};
+use arca_backup::{Backups, Hosts, JobManager, Pairs};
 use arca_store::Pool;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use utoipa::OpenApi;
 
 use crate::access;
 use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::pairs;
 use crate::types::*;
+use crate::{jobs, pairs, pool, snapshots, volumes};
 
 /// Largest request body accepted; every request here is a few hundred bytes.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
@@ -70,343 +69,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
         Err(e) if e.is_panic() => Err(crate::panics::panicked(&*e.into_panic())),
         Err(e) => Err(ApiError::internal(format!("request task failed: {e}"))),
     }
-}
-
-fn volume_json(v: arca_store::VolumeInfo) -> Volume {
-    Volume {
-        name: v.name,
-        size: v.size,
-        used: v.referenced_bytes,
-        unique: v.unique_bytes,
-        owned: v.owned_bytes,
-        device: v.placement,
-        origin: v
-            .origin
-            .map(|(volume, snapshot)| Origin { volume, snapshot }),
-        snapshots: v.snapshots as u64,
-        created: rfc3339(v.created_unix),
-        protection: v.guard,
-    }
-}
-
-fn snapshot_json(s: arca_store::SnapshotInfo) -> Snapshot {
-    Snapshot {
-        volume: s.volume,
-        name: s.name,
-        size: s.size,
-        used: s.referenced_bytes,
-        unique: s.unique_bytes,
-        clones: s.clones,
-        created: rfc3339(s.created_unix),
-    }
-}
-
-pub fn job_json(j: JobSnapshot) -> Job {
-    j.into()
-}
-
-#[utoipa::path(get, path = "/v1/pool", tag = "pool",
-    responses((status = 200, body = PoolStatus)))]
-async fn get_pool(State(s): St) -> Result<Json<PoolStatus>, ApiError> {
-    let st = s.pool.status();
-    Ok(Json(PoolStatus {
-        id: st.pool_id,
-        extent_size: st.extent_size,
-        capacity: st.capacity_bytes,
-        used: st.used_bytes,
-        free: st.free_bytes,
-        metadata_used: st.metadata.used_bytes,
-        metadata_capacity: st.metadata.capacity_bytes,
-        metadata_reachable: st.metadata.reachable_bytes,
-        metadata_reserved: st.metadata.reserved_bytes,
-        metadata_available: st.metadata.available_bytes,
-        volumes: st.volumes as u64,
-        snapshots: st.snapshots as u64,
-        devices: st
-            .devices
-            .into_iter()
-            .map(|d| Device {
-                index: d.index,
-                path: d.name,
-                capacity: d.capacity_bytes,
-                used: d.used_bytes,
-                free: d.free_bytes,
-            })
-            .collect(),
-    }))
-}
-
-/// Starts a full consistency check of the pool as a job; its result is a CheckReport.
-#[utoipa::path(post, path = "/v1/pool/check", tag = "pool",
-    responses((status = 202, body = Job), (status = 503, body = ErrorBody)))]
-async fn check_pool(State(s): St) -> Result<(StatusCode, Json<Job>), ApiError> {
-    let pool = s.pool.clone();
-    let job = s
-        .jobs
-        .start(arca_backup::JobKind::PoolCheck, "pool", move |ctx| {
-            let used: u64 = pool.device_status().iter().map(|d| d.used_bytes).sum();
-            ctx.set_total(used);
-            let report = pool.fsck()?;
-            ctx.add_done(used);
-            Ok(Some(arca_backup::JobResult::PoolCheck(report)))
-        })
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "io_error",
-                format!("cannot start the job: {e}"),
-            )
-        })?;
-    Ok((StatusCode::ACCEPTED, Json(job_json(job.snapshot()))))
-}
-
-#[utoipa::path(get, path = "/v1/volumes", tag = "volumes",
-    responses((status = 200, body = Vec<Volume>)))]
-async fn list_volumes(State(s): St) -> Json<Vec<Volume>> {
-    Json(s.pool.volumes().into_iter().map(volume_json).collect())
-}
-
-#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = CreateVolume,
-    responses((status = 201, body = Volume, links(
-                ("BackUp" = (operation_id = "create_backups",
-                    request_body = json!({"volumes": ["$response.body#/name"]}))),
-                ("BackupTargets" = (operation_id = "backup_targets",
-                    parameters(("name" = "$response.body#/name")))),
-                ("Prune" = (operation_id = "prune_volume",
-                    parameters(("name" = "$response.body#/name")))))),
-              (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
-async fn create_volume(
-    State(s): St,
-    ApiJson(req): ApiJson<CreateVolume>,
-) -> Result<(StatusCode, Json<Volume>), ApiError> {
-    let v = blocking(move || Ok(s.pool.create_volume(&req.name, req.size, req.device)?)).await?;
-    Ok((StatusCode::CREATED, Json(volume_json(v))))
-}
-
-#[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes",
-    params(("name" = String, Path)),
-    responses((status = 200, body = Volume), (status = 404, body = ErrorBody)))]
-async fn get_volume(
-    State(s): St,
-    ApiPath(name): ApiPath<String>,
-) -> Result<Json<Volume>, ApiError> {
-    Ok(Json(volume_json(s.pool.volume(&name)?)))
-}
-
-#[utoipa::path(post, path = "/v1/volumes/{name}/resize", tag = "volumes",
-    params(("name" = String, Path)), request_body = ResizeVolume,
-    responses((status = 200, body = Volume), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn resize_volume(
-    State(s): St,
-    ApiPath(name): ApiPath<String>,
-    ApiJson(req): ApiJson<ResizeVolume>,
-) -> Result<Json<Volume>, ApiError> {
-    let v = blocking(move || {
-        Ok(arca_backup::volumes::resize_volume(
-            &s.pool, &s.pairs, &name, req.size,
-        )?)
-    })
-    .await?;
-    Ok(Json(volume_json(v)))
-}
-
-#[utoipa::path(post, path = "/v1/volumes/{name}/rename", tag = "volumes",
-    params(("name" = String, Path)), request_body = RenameVolume,
-    responses((status = 200, body = Volume), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn rename_volume(
-    State(s): St,
-    ApiPath(name): ApiPath<String>,
-    ApiJson(req): ApiJson<RenameVolume>,
-) -> Result<Json<Volume>, ApiError> {
-    let v = blocking(move || Ok(s.pool.rename_volume(&name, &req.name)?)).await?;
-    Ok(Json(volume_json(v)))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct DeleteVolumeQuery {
-    /// Delete the volume's snapshots too.
-    with_snapshots: Option<bool>,
-    /// Disconnect the NBD clients of the volume (and, with `with_snapshots`, of its
-    /// snapshots) instead of refusing the delete (409) while any is connected.
-    force: Option<bool>,
-}
-
-/// Refused (409) while NBD clients have the volume, or a snapshot it deletes with it, open,
-/// unless forced: then they are disconnected first.
-#[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes",
-    params(("name" = String, Path), DeleteVolumeQuery),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_volume(
-    State(s): St,
-    ApiPath(name): ApiPath<String>,
-    ApiQuery(q): ApiQuery<DeleteVolumeQuery>,
-) -> Result<StatusCode, ApiError> {
-    let all = q.with_snapshots.unwrap_or(false);
-    let force = q.force.unwrap_or(false);
-    blocking(move || {
-        Ok(arca_backup::volumes::delete_volume(
-            &s.pool, &s.pairs, &*s.hosts, &name, all, force,
-        )?)
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct SnapshotQuery {
-    /// Only this volume's snapshots.
-    volume: Option<String>,
-}
-
-#[utoipa::path(get, path = "/v1/snapshots", tag = "snapshots", params(SnapshotQuery),
-    responses((status = 200, body = Vec<Snapshot>), (status = 404, body = ErrorBody)))]
-async fn list_snapshots(
-    State(s): St,
-    ApiQuery(q): ApiQuery<SnapshotQuery>,
-) -> Result<Json<Vec<Snapshot>>, ApiError> {
-    if let Some(v) = q.volume {
-        let list = s.pool.snapshots(&v)?;
-        return Ok(Json(list.into_iter().map(snapshot_json).collect()));
-    }
-    let mut out = Vec::new();
-    for v in s.pool.volumes() {
-        // A volume deleted between listing and looking is simply gone.
-        if let Ok(list) = s.pool.snapshots(&v.name) {
-            out.extend(list.into_iter().map(snapshot_json));
-        }
-    }
-    Ok(Json(out))
-}
-
-#[utoipa::path(post, path = "/v1/volumes/{name}/snapshots", tag = "snapshots",
-    params(("name" = String, Path)), request_body = CreateSnapshot,
-    responses((status = 201, body = Snapshot), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_snapshot(
-    State(s): St,
-    ApiPath(name): ApiPath<String>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
-    // The body is optional here: no body means all defaults.
-    let req: CreateSnapshot = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateSnapshot::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::invalid(e.to_string())
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
-            }
-        })?
-    };
-    let snap = blocking(move || {
-        Ok(arca_backup::volumes::create_snapshot(
-            &s.pool,
-            &name,
-            req.name.as_deref(),
-        )?)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(snapshot_json(snap))))
-}
-
-#[utoipa::path(get, path = "/v1/volumes/{name}/snapshots/{snapshot}", tag = "snapshots",
-    params(("name" = String, Path), ("snapshot" = String, Path)),
-    responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody)))]
-async fn get_snapshot(
-    State(s): St,
-    ApiPath((name, snap)): ApiPath<(String, String)>,
-) -> Result<Json<Snapshot>, ApiError> {
-    Ok(Json(snapshot_json(s.pool.snapshot(&name, &snap)?)))
-}
-
-#[utoipa::path(delete, path = "/v1/volumes/{name}/snapshots/{snapshot}", tag = "snapshots",
-    params(("name" = String, Path), ("snapshot" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_snapshot(
-    State(s): St,
-    ApiPath((name, snap)): ApiPath<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    blocking(move || Ok(s.pool.delete_snapshot(&name, &snap)?)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(post, path = "/v1/volumes/{name}/snapshots/{snapshot}/clone", tag = "snapshots",
-    params(("name" = String, Path), ("snapshot" = String, Path)), request_body = CloneSnapshot,
-    responses((status = 201, body = Volume), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn clone_snapshot(
-    State(s): St,
-    ApiPath((name, snap)): ApiPath<(String, String)>,
-    ApiJson(req): ApiJson<CloneSnapshot>,
-) -> Result<(StatusCode, Json<Volume>), ApiError> {
-    let v =
-        blocking(move || Ok(s.pool.clone_snapshot(&name, &snap, &req.name, req.device)?)).await?;
-    Ok((StatusCode::CREATED, Json(volume_json(v))))
-}
-
-#[utoipa::path(get, path = "/v1/exports", tag = "exports",
-    responses((status = 200, body = Vec<Export>)))]
-async fn list_exports(State(s): St) -> Json<Vec<Export>> {
-    Json(
-        s.pool
-            .exports()
-            .into_iter()
-            .map(|e| Export {
-                uri: format!("nbd://{}/{}", s.nbd_addr, e.name),
-                name: e.name,
-                size: e.size,
-                read_only: e.read_only,
-            })
-            .collect(),
-    )
-}
-
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<Job>)))]
-async fn list_jobs(State(s): St) -> Json<Vec<Job>> {
-    Json(s.jobs.list().into_iter().map(job_json).collect())
-}
-
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path)),
-    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
-async fn get_job(State(s): St, ApiPath(id): ApiPath<u64>) -> Result<Json<Job>, ApiError> {
-    let job = s
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    Ok(Json(job_json(job.snapshot())))
-}
-
-/// Asks a running job to stop; a finished job is a conflict.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),
-    responses((status = 200, body = Job), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
-async fn cancel_job(State(s): St, ApiPath(id): ApiPath<u64>) -> Result<Json<Job>, ApiError> {
-    let job = s
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    if !job.cancel() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "job {id} has already finished ({})",
-                job.snapshot().state.as_str()
-            ),
-        ));
-    }
-    // Give a job that checks often the chance to report itself cancelled.
-    let job2 = job.clone();
-    let _ = tokio::task::spawn_blocking(move || job2.wait(Duration::from_millis(500))).await;
-    Ok(Json(job_json(job.snapshot())))
 }
 
 async fn metrics(State(s): St) -> Response {
@@ -461,26 +123,10 @@ async fn method_not_allowed() -> ApiError {
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/v1/pool", get(get_pool))
-        .route("/v1/pool/check", post(check_pool))
-        .route("/v1/volumes", get(list_volumes).post(create_volume))
-        .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
-        .route("/v1/volumes/{name}/resize", post(resize_volume))
-        .route("/v1/volumes/{name}/rename", post(rename_volume))
-        .route("/v1/volumes/{name}/snapshots", post(create_snapshot))
-        .route(
-            "/v1/volumes/{name}/snapshots/{snapshot}",
-            get(get_snapshot).delete(delete_snapshot),
-        )
-        .route(
-            "/v1/volumes/{name}/snapshots/{snapshot}/clone",
-            post(clone_snapshot),
-        )
-        .route("/v1/snapshots", get(list_snapshots))
-        .route("/v1/exports", get(list_exports))
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .merge(crate::pool::routes())
+        .merge(crate::volumes::routes())
+        .merge(crate::snapshots::routes())
+        .merge(crate::jobs::routes())
         .merge(crate::backups::routes())
         .merge(crate::pairs::routes())
         .route("/v1/openapi.json", get(openapi))
@@ -520,9 +166,11 @@ impl utoipa::Modify for BearerAuth {
         Requests from web pages are refused: a request carrying an Origin other than the \
         API's own (http:// + its Host) gets 403, and without a token the Host must be the \
         bound address or a loopback name (localhost, 127.0.0.1, [::1]), else 421."),
-    paths(get_pool, check_pool, list_volumes, create_volume, get_volume, resize_volume,
-          rename_volume, delete_volume, list_snapshots, create_snapshot, get_snapshot,
-          delete_snapshot, clone_snapshot, list_exports, list_jobs, get_job, cancel_job,
+    paths(pool::get_pool, pool::check_pool, volumes::list_volumes, volumes::create_volume,
+          volumes::get_volume, volumes::resize_volume, volumes::rename_volume,
+          volumes::delete_volume, snapshots::list_snapshots, snapshots::create_snapshot,
+          snapshots::get_snapshot, snapshots::delete_snapshot, snapshots::clone_snapshot,
+          pool::list_exports, jobs::list_jobs, jobs::get_job, jobs::cancel_job,
           backups::backup_targets, backups::create_backups, backups::list_backups,
           backups::get_backup, backups::verify_backups, backups::restore_backup,
           backups::restore_set, backups::delete_backup, backups::hold_backup,
