@@ -6,10 +6,9 @@
 //! fields) is a 400 naming what is wrong; the service's refusals keep the mapping of
 //! [`ApiError`] (409 busy for holds and locks, 422 for invalid values, 404 for unknown ids).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arca_backup::record::{BackupRecord, Destination, Event, Status};
+use arca_backup::record::Status;
 use arca_backup::retention::Policy;
 use arca_backup::{CreateRequest, HostInfo, PruneRequest, RestoreTo, Retention};
 use arca_store::Pool;
@@ -20,6 +19,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::backup_json::{Names, backup_json};
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
 use crate::types::*;
@@ -66,158 +66,6 @@ fn keep_until(
         .map(|d| parse_duration(d).map_err(|e| bad_request(format!("keep_for: {e}"))))
         .transpose()?;
     Ok(backups.keep_until(at, duration)?)
-}
-
-/// What turning records into JSON needs from the pool: current volume names (destinations
-/// are found by id, so renames are followed) and the NBD address.
-pub(crate) struct Names {
-    pool: Pool,
-    volumes: HashMap<u64, String>,
-    nbd_addr: String,
-}
-
-impl Names {
-    pub(crate) fn new(pool: &Pool, nbd_addr: &str) -> Names {
-        Names {
-            pool: pool.clone(),
-            volumes: pool.volumes().into_iter().map(|v| (v.id, v.name)).collect(),
-            nbd_addr: nbd_addr.to_string(),
-        }
-    }
-
-    /// The export holding a complete backup's image, when it exists.
-    fn export(&self, r: &BackupRecord) -> Option<String> {
-        if r.status != Status::Complete {
-            return None;
-        }
-        match &r.destination {
-            Destination::Snapshot { snapshot, .. } => {
-                let volume = self.volumes.get(&r.source.volume_id)?;
-                self.pool.snapshot(volume, snapshot).ok()?;
-                Some(format!("{volume}@{snapshot}"))
-            }
-            Destination::Volume { volume_id, .. } => self.volumes.get(volume_id).cloned(),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn pairs(v: &[(u64, u64)]) -> Vec<[u64; 2]> {
-    v.iter().map(|&(o, l)| [o, l]).collect()
-}
-
-pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
-    let export = names.export(&r);
-    let uri = export
-        .as_ref()
-        .map(|e| format!("nbd://{}/{e}", names.nbd_addr));
-    let verified = r.last_verified_ok();
-    let destination = match r.destination {
-        Destination::Snapshot { volume, snapshot } => BackupDestination {
-            kind: DestinationKind::Snapshot,
-            volume,
-            snapshot: Some(snapshot),
-            volume_id: None,
-            device: None,
-            created: None,
-            export,
-            uri,
-        },
-        Destination::Volume {
-            volume,
-            volume_id,
-            device,
-            created,
-        } => BackupDestination {
-            kind: DestinationKind::Volume,
-            volume,
-            snapshot: None,
-            volume_id: Some(volume_id),
-            device,
-            created: Some(created),
-            export,
-            uri,
-        },
-    };
-    Backup {
-        id: r.id,
-        source: BackupSource {
-            volume_id: r.source.volume_id,
-            volume_name: r.source.volume_name,
-            size: r.source.size,
-        },
-        generation: r.generation,
-        method: r.method.into(),
-        destination,
-        point_in_time: format_ms(r.point_in_time_ms),
-        clock_stepped_back: r.stepped_back_from_ms.is_some(),
-        previous_point_in_time: r.stepped_back_from_ms.map(format_ms),
-        started: format_ms(r.started_ms),
-        completed: r.completed_ms.map(format_ms),
-        status: r.status.into(),
-        status_reason: r.status_reason,
-        info: BackupInfo {
-            program: r.info.program,
-            host: r.info.host,
-            application: r.info.application,
-            content_id: r.info.content_id,
-            label: r.info.label,
-            description: r.info.description,
-            meta: r.info.meta,
-        },
-        retention: BackupRetention {
-            keep_until: r.retention.keep_until_ms.map(format_ms),
-            hold: r.retention.hold,
-            lock_until: r.retention.lock_until_ms.map(format_ms),
-        },
-        digest: r.digest.map(|d| BackupDigest {
-            extent_size: d.extent_size,
-            root: hex(&d.root),
-            extents: d.extents,
-        }),
-        logical_bytes: r.logical_bytes,
-        allocated_bytes: r.allocated_bytes,
-        unique_bytes: None,
-        set_id: r.set_id,
-        verified,
-        history: r
-            .history
-            .into_iter()
-            .map(|h| BackupHistoryEntry {
-                at: format_ms(h.at_ms),
-                event: match h.event {
-                    Event::Verified {
-                        ok,
-                        damaged,
-                        damaged_ranges,
-                    } => BackupEvent::Verified {
-                        ok,
-                        damaged: pairs(&damaged),
-                        damaged_ranges,
-                    },
-                    Event::Restored { to, in_place } => BackupEvent::Restored { to, in_place },
-                    Event::Copied { to } => BackupEvent::Copied { to },
-                    Event::Consumed { by } => BackupEvent::Consumed { by },
-                    Event::Retention { what } => BackupEvent::Retention { what },
-                    Event::RestoreResumed { to } => BackupEvent::RestoreResumed { to },
-                    Event::RestoreRolledBack { to, undo, reason } => {
-                        BackupEvent::RestoreRolledBack {
-                            to,
-                            undo_backup: undo,
-                            reason,
-                        }
-                    }
-                    Event::RestoreFailed { to, reason } => {
-                        BackupEvent::RestoreFailed { to, reason }
-                    }
-                },
-            })
-            .collect(),
-        job: r.job,
-    }
 }
 
 /// Where a volume can be backed up to, best first: other devices before the source's.

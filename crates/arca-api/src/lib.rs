@@ -2,6 +2,7 @@
 //! code, Prometheus metrics, and the JSON types the CLI shares.
 
 mod access;
+mod backup_json;
 mod backups;
 mod convert;
 pub mod error;
