@@ -3,6 +3,8 @@
 //!
 //! Exit status: 0 success, 1 error (one `error: MESSAGE` line on stderr), 2 usage error.
 
+mod backup_args;
+mod backup_text;
 mod backups;
 mod client;
 mod commands;
