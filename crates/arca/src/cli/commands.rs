@@ -9,8 +9,8 @@ use arca_api::types::{
 use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
 use super::{
-    Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups, jobs, pairs,
-    print_json,
+    CloneArgs, Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups,
+    jobs, pairs, print_json,
 };
 
 pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
@@ -19,105 +19,9 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
             PoolCmd::Status => pool_status(c, s),
             PoolCmd::Check { no_wait } => pool_check(c, s, no_wait),
         },
-        Command::Volume(a) => match a.cmd {
-            VolumeCmd::Create { name, size, device } => {
-                let v: Volume = c.post_json("/v1/volumes", &CreateVolume { name, size, device })?;
-                show_or(s, &v, || {
-                    println!("created volume {} ({})", v.name, format::size(v.size))
-                })
-            }
-            VolumeCmd::List => {
-                let list: Vec<Volume> = c.get("/v1/volumes", &[])?;
-                show_or(s, &list, || print!("{}", volume_table(&list)))
-            }
-            VolumeCmd::Show { name } => {
-                let v: Volume = c.get(&format!("/v1/volumes/{}", seg(&name)), &[])?;
-                show_or(s, &v, || print!("{}", volume_fields(&v)))
-            }
-            VolumeCmd::Resize { name, size } => {
-                let path = format!("/v1/volumes/{}/resize", seg(&name));
-                let v: Volume = c.post_json(&path, &ResizeVolume { size })?;
-                show_or(s, &v, || {
-                    println!("resized volume {} to {}", v.name, format::size(v.size))
-                })
-            }
-            VolumeCmd::Rename { old, new } => {
-                let path = format!("/v1/volumes/{}/rename", seg(&old));
-                let v: Volume = c.post_json(&path, &RenameVolume { name: new })?;
-                show_or(s, &v, || println!("renamed volume {old} to {}", v.name))
-            }
-            VolumeCmd::Delete {
-                name,
-                with_snapshots,
-                force,
-            } => {
-                let flag = |b: bool| if b { "true" } else { "false" };
-                c.delete(
-                    &format!("/v1/volumes/{}", seg(&name)),
-                    &[
-                        ("with_snapshots", flag(with_snapshots)),
-                        ("force", flag(force)),
-                    ],
-                )?;
-                // The API answers 204 without a body: with --json there is nothing to print.
-                if !s.json {
-                    let extra = if with_snapshots {
-                        " and its snapshots"
-                    } else {
-                        ""
-                    };
-                    println!("deleted volume {name}{extra}");
-                }
-                Ok(())
-            }
-        },
-        Command::Snapshot(a) => match a.cmd {
-            SnapshotCmd::Create { volume, name } => {
-                let path = format!("/v1/volumes/{}/snapshots", seg(&volume));
-                let snap: Snapshot = c.post_json(&path, &CreateSnapshot { name })?;
-                show_or(s, &snap, || {
-                    println!("created snapshot {}@{}", snap.volume, snap.name)
-                })
-            }
-            SnapshotCmd::List { volume } => {
-                let query: Vec<(&str, &str)> = match &volume {
-                    Some(v) => vec![("volume", v.as_str())],
-                    None => Vec::new(),
-                };
-                let list: Vec<Snapshot> = c.get("/v1/snapshots", &query)?;
-                show_or(s, &list, || print!("{}", snapshot_table(&list)))
-            }
-            SnapshotCmd::Delete { snapshot } => {
-                let path = format!(
-                    "/v1/volumes/{}/snapshots/{}",
-                    seg(&snapshot.volume),
-                    seg(&snapshot.snapshot)
-                );
-                c.delete(&path, &[])?;
-                if !s.json {
-                    println!("deleted snapshot {}@{}", snapshot.volume, snapshot.snapshot);
-                }
-                Ok(())
-            }
-        },
-        Command::Clone(a) => {
-            let path = format!(
-                "/v1/volumes/{}/snapshots/{}/clone",
-                seg(&a.snapshot.volume),
-                seg(&a.snapshot.snapshot)
-            );
-            let body = CloneSnapshot {
-                name: a.name,
-                device: a.device,
-            };
-            let v: Volume = c.post_json(&path, &body)?;
-            show_or(s, &v, || {
-                println!(
-                    "created volume {} from {}@{}",
-                    v.name, a.snapshot.volume, a.snapshot.snapshot
-                )
-            })
-        }
+        Command::Volume(a) => run_volume(c, s, a.cmd),
+        Command::Snapshot(a) => run_snapshot(c, s, a.cmd),
+        Command::Clone(a) => run_clone(c, s, a),
         Command::Export(a) => match a.cmd {
             ExportCmd::List => {
                 let list: Vec<Export> = c.get("/v1/exports", &[])?;
@@ -128,31 +32,141 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
         Command::Restore(a) => backups::run_restore(c, s, a),
         Command::Catalog(a) => backups::run_catalog(c, s, a.cmd),
         Command::Pair(a) => pairs::run(c, s, a.cmd),
-        Command::Job(a) => match a.cmd {
-            JobCmd::List => {
-                let list: Vec<Job> = c.get("/v1/jobs", &[])?;
-                show_or(s, &list, || print!("{}", job_table(&list)))
+        Command::Job(a) => run_job(c, s, a.cmd),
+    }
+}
+
+fn run_volume(c: &Client, s: &Settings, cmd: VolumeCmd) -> Result<()> {
+    match cmd {
+        VolumeCmd::Create { name, size, device } => {
+            let v: Volume = c.post_json("/v1/volumes", &CreateVolume { name, size, device })?;
+            show_or(s, &v, || {
+                println!("created volume {} ({})", v.name, format::size(v.size))
+            })
+        }
+        VolumeCmd::List => {
+            let list: Vec<Volume> = c.get("/v1/volumes", &[])?;
+            show_or(s, &list, || print!("{}", volume_table(&list)))
+        }
+        VolumeCmd::Show { name } => {
+            let v: Volume = c.get(&format!("/v1/volumes/{}", seg(&name)), &[])?;
+            show_or(s, &v, || print!("{}", volume_fields(&v)))
+        }
+        VolumeCmd::Resize { name, size } => {
+            let path = format!("/v1/volumes/{}/resize", seg(&name));
+            let v: Volume = c.post_json(&path, &ResizeVolume { size })?;
+            show_or(s, &v, || {
+                println!("resized volume {} to {}", v.name, format::size(v.size))
+            })
+        }
+        VolumeCmd::Rename { old, new } => {
+            let path = format!("/v1/volumes/{}/rename", seg(&old));
+            let v: Volume = c.post_json(&path, &RenameVolume { name: new })?;
+            show_or(s, &v, || println!("renamed volume {old} to {}", v.name))
+        }
+        VolumeCmd::Delete {
+            name,
+            with_snapshots,
+            force,
+        } => {
+            let flag = |b: bool| if b { "true" } else { "false" };
+            c.delete(
+                &format!("/v1/volumes/{}", seg(&name)),
+                &[
+                    ("with_snapshots", flag(with_snapshots)),
+                    ("force", flag(force)),
+                ],
+            )?;
+            // The API answers 204 without a body: with --json there is nothing to print.
+            if !s.json {
+                let extra = if with_snapshots {
+                    " and its snapshots"
+                } else {
+                    ""
+                };
+                println!("deleted volume {name}{extra}");
             }
-            JobCmd::Show { id } => {
-                let job: Job = c.get(&format!("/v1/jobs/{id}"), &[])?;
-                show_or(s, &job, || print!("{}", job_fields(&job)))
+            Ok(())
+        }
+    }
+}
+
+fn run_snapshot(c: &Client, s: &Settings, cmd: SnapshotCmd) -> Result<()> {
+    match cmd {
+        SnapshotCmd::Create { volume, name } => {
+            let path = format!("/v1/volumes/{}/snapshots", seg(&volume));
+            let snap: Snapshot = c.post_json(&path, &CreateSnapshot { name })?;
+            show_or(s, &snap, || {
+                println!("created snapshot {}@{}", snap.volume, snap.name)
+            })
+        }
+        SnapshotCmd::List { volume } => {
+            let query: Vec<(&str, &str)> = match &volume {
+                Some(v) => vec![("volume", v.as_str())],
+                None => Vec::new(),
+            };
+            let list: Vec<Snapshot> = c.get("/v1/snapshots", &query)?;
+            show_or(s, &list, || print!("{}", snapshot_table(&list)))
+        }
+        SnapshotCmd::Delete { snapshot } => {
+            let path = format!(
+                "/v1/volumes/{}/snapshots/{}",
+                seg(&snapshot.volume),
+                seg(&snapshot.snapshot)
+            );
+            c.delete(&path, &[])?;
+            if !s.json {
+                println!("deleted snapshot {}@{}", snapshot.volume, snapshot.snapshot);
             }
-            JobCmd::Wait { id } => {
-                let job: Job = c.get(&format!("/v1/jobs/{id}"), &[])?;
-                let job = jobs::wait(c, job)?;
-                jobs::report(&job, s.json)
-            }
-            JobCmd::Cancel { id } => {
-                let job: Job = c.post_empty(&format!("/v1/jobs/{id}/cancel"))?;
-                show_or(s, &job, || {
-                    if jobs::is_running(&job) {
-                        println!("job {id}: cancel requested; it stops at its next step");
-                    } else {
-                        println!("job {id}: {}", job.state);
-                    }
-                })
-            }
-        },
+            Ok(())
+        }
+    }
+}
+
+fn run_clone(c: &Client, s: &Settings, a: CloneArgs) -> Result<()> {
+    let path = format!(
+        "/v1/volumes/{}/snapshots/{}/clone",
+        seg(&a.snapshot.volume),
+        seg(&a.snapshot.snapshot)
+    );
+    let body = CloneSnapshot {
+        name: a.name,
+        device: a.device,
+    };
+    let v: Volume = c.post_json(&path, &body)?;
+    show_or(s, &v, || {
+        println!(
+            "created volume {} from {}@{}",
+            v.name, a.snapshot.volume, a.snapshot.snapshot
+        )
+    })
+}
+
+fn run_job(c: &Client, s: &Settings, cmd: JobCmd) -> Result<()> {
+    match cmd {
+        JobCmd::List => {
+            let list: Vec<Job> = c.get("/v1/jobs", &[])?;
+            show_or(s, &list, || print!("{}", job_table(&list)))
+        }
+        JobCmd::Show { id } => {
+            let job: Job = c.get(&format!("/v1/jobs/{id}"), &[])?;
+            show_or(s, &job, || print!("{}", job_fields(&job)))
+        }
+        JobCmd::Wait { id } => {
+            let job: Job = c.get(&format!("/v1/jobs/{id}"), &[])?;
+            let job = jobs::wait(c, job)?;
+            jobs::report(&job, s.json)
+        }
+        JobCmd::Cancel { id } => {
+            let job: Job = c.post_empty(&format!("/v1/jobs/{id}/cancel"))?;
+            show_or(s, &job, || {
+                if jobs::is_running(&job) {
+                    println!("job {id}: cancel requested; it stops at its next step");
+                } else {
+                    println!("job {id}: {}", job.state);
+                }
+            })
+        }
     }
 }
 
