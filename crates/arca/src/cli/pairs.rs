@@ -121,38 +121,7 @@ pub fn run(c: &Client, s: &Settings, cmd: PairCmd) -> Result<()> {
                 secondary,
                 pace,
             };
-            let mut created: CreatedPair = c.post_json("/v1/pairs", &body)?;
-            if let Some(w) = &created.warning {
-                eprintln!("warning: {w}");
-            }
-            let p = &created.pair;
-            match created.job {
-                Some(job) if no_wait => show_or(s, &created, || {
-                    println!(
-                        "pair {}: copying {} to {} in job {job} (arca job wait {job})",
-                        p.name,
-                        volume(&p.primary),
-                        volume(&p.secondary)
-                    )
-                }),
-                Some(job) => {
-                    wait_job(c, job)?;
-                    created.pair = c.get(&pair_path(&created.pair.name), &[])?;
-                    let p = &created.pair;
-                    show_or(s, &created, || {
-                        println!(
-                            "pair {}: {} is a copy of {}, state {}",
-                            p.name,
-                            volume(&p.secondary),
-                            volume(&p.primary),
-                            state(p)
-                        )
-                    })
-                }
-                None => show_or(s, &created, || {
-                    println!("pair {}: state {}", p.name, state(p))
-                }),
-            }
+            create(c, s, body, no_wait)
         }
         PairCmd::List => {
             let list: Vec<Pair> = c.get("/v1/pairs", &[])?;
@@ -180,44 +149,11 @@ pub fn run(c: &Client, s: &Settings, cmd: PairCmd) -> Result<()> {
             consume_backup,
             no_wait,
         } => {
-            let path = format!("{}/resync", pair_path(&name));
             let body = ResyncPair {
                 reverse,
                 consume_backup,
             };
-            let mut started: ResyncStarted = c.post_json(&path, &body)?;
-            let job = started.job;
-            if no_wait {
-                let p = &started.pair;
-                return show_or(s, &started, || {
-                    println!(
-                        "pair {}: {} in job {job} (arca job wait {job})",
-                        p.name, p.state
-                    )
-                });
-            }
-            wait_job(c, job)?;
-            started.pair = c.get(&pair_path(&name), &[])?;
-            let p = &started.pair;
-            show_or(s, &started, || {
-                if reverse {
-                    println!(
-                        "pair {}: {} restored from {}, state {}",
-                        p.name,
-                        volume(&p.primary),
-                        volume(&p.secondary),
-                        state(p)
-                    )
-                } else {
-                    println!(
-                        "pair {}: {} is again a copy of {}, state {}",
-                        p.name,
-                        volume(&p.secondary),
-                        volume(&p.primary),
-                        state(p)
-                    )
-                }
-            })
+            resync(c, s, &name, body, no_wait)
         }
         PairCmd::Delete { name } => {
             c.delete(&pair_path(&name), &[])?;
@@ -228,6 +164,81 @@ pub fn run(c: &Client, s: &Settings, cmd: PairCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pair create`: starts the pair, then waits for its initial copy unless `no_wait`.
+fn create(c: &Client, s: &Settings, body: CreatePair, no_wait: bool) -> Result<()> {
+    let mut created: CreatedPair = c.post_json("/v1/pairs", &body)?;
+    if let Some(w) = &created.warning {
+        eprintln!("warning: {w}");
+    }
+    let p = &created.pair;
+    match created.job {
+        Some(job) if no_wait => show_or(s, &created, || {
+            println!(
+                "pair {}: copying {} to {} in job {job} (arca job wait {job})",
+                p.name,
+                volume(&p.primary),
+                volume(&p.secondary)
+            )
+        }),
+        Some(job) => {
+            wait_job(c, job)?;
+            created.pair = c.get(&pair_path(&created.pair.name), &[])?;
+            let p = &created.pair;
+            show_or(s, &created, || {
+                println!(
+                    "pair {}: {} is a copy of {}, state {}",
+                    p.name,
+                    volume(&p.secondary),
+                    volume(&p.primary),
+                    state(p)
+                )
+            })
+        }
+        None => show_or(s, &created, || {
+            println!("pair {}: state {}", p.name, state(p))
+        }),
+    }
+}
+
+/// `pair resync`: starts the resync, then waits for it unless `no_wait`.
+fn resync(c: &Client, s: &Settings, name: &str, body: ResyncPair, no_wait: bool) -> Result<()> {
+    let reverse = body.reverse;
+    let path = format!("{}/resync", pair_path(name));
+    let mut started: ResyncStarted = c.post_json(&path, &body)?;
+    let job = started.job;
+    if no_wait {
+        let p = &started.pair;
+        return show_or(s, &started, || {
+            println!(
+                "pair {}: {} in job {job} (arca job wait {job})",
+                p.name, p.state
+            )
+        });
+    }
+    wait_job(c, job)?;
+    started.pair = c.get(&pair_path(name), &[])?;
+    let p = &started.pair;
+    show_or(s, &started, || {
+        if reverse {
+            println!(
+                "pair {}: {} restored from {}, state {}",
+                p.name,
+                volume(&p.primary),
+                volume(&p.secondary),
+                state(p)
+            )
+        } else {
+            println!(
+                "pair {}: {} is again a copy of {}, state {}",
+                p.name,
+                volume(&p.secondary),
+                volume(&p.primary),
+                state(p)
+            )
+        }
+    })
 }
 
 fn pair_table(list: &[Pair]) -> String {
