@@ -82,83 +82,13 @@ impl Metrics {
     /// The exposition text, with the pool's figures from `status`.
     pub fn render(&self, status: &arca_store::PoolStatus) -> String {
         let mut o = String::new();
-        let mut gauge = |name: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} gauge");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {v}");
-            }
-        };
-        let one = |v: u64| [(String::new(), v)];
-        gauge(
-            "arca_pool_capacity_bytes",
-            "Data capacity of the pool.",
-            &one(status.capacity_bytes),
-        );
-        gauge(
-            "arca_pool_used_bytes",
-            "Allocated data bytes.",
-            &one(status.used_bytes),
-        );
-        gauge(
-            "arca_pool_free_bytes",
-            "Free data bytes.",
-            &one(status.free_bytes),
-        );
-        let m = &status.metadata;
-        gauge(
-            "arca_pool_metadata_used_bytes",
-            "Bytes of metadata pages in use.",
-            &one(m.used_bytes),
-        );
-        gauge(
-            "arca_pool_metadata_capacity_bytes",
-            "Size of the metadata region.",
-            &one(m.capacity_bytes),
-        );
-        gauge(
-            "arca_pool_metadata_reachable_bytes",
-            "What the metadata store can surely grow to inside the region.",
-            &one(m.reachable_bytes),
-        );
-        gauge(
-            "arca_pool_metadata_reserved_bytes",
-            "Metadata room held back for host writes and deletions.",
-            &one(m.reserved_bytes),
-        );
-        gauge(
-            "arca_pool_metadata_available_bytes",
-            "Metadata room left for new volumes, snapshots and backups.",
-            &one(m.available_bytes),
-        );
-        let per_device = |f: fn(&arca_store::DeviceStatus) -> u64| -> Vec<(String, u64)> {
-            status
-                .devices
-                .iter()
-                .map(|d| (format!("{{device=\"{}\"}}", d.index), f(d)))
-                .collect()
-        };
-        gauge(
-            "arca_device_capacity_bytes",
-            "Data capacity per device.",
-            &per_device(|d| d.capacity_bytes),
-        );
-        gauge(
-            "arca_device_used_bytes",
-            "Allocated bytes per device.",
-            &per_device(|d| d.used_bytes),
-        );
-        gauge(
-            "arca_volumes",
-            "Volumes in the pool.",
-            &one(status.volumes as u64),
-        );
-        gauge(
-            "arca_snapshots",
-            "Snapshots in the pool.",
-            &one(status.snapshots as u64),
-        );
+        pool_gauges(&mut o, status);
+        self.volume_families(&mut o);
+        o
+    }
 
+    /// Per export and operation: request and error counts, bytes, and the latency histogram.
+    fn volume_families(&self, o: &mut String) {
         let volumes: Vec<(String, Arc<VolumeStats>)> = self
             .volumes
             .read()
@@ -231,8 +161,87 @@ impl Metrics {
                 }
             }
         }
-        o
     }
+}
+
+/// The pool's and its devices' sizes, and the metadata room, as gauges.
+fn pool_gauges(o: &mut String, status: &arca_store::PoolStatus) {
+    let mut gauge = |name: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} gauge");
+        for (labels, v) in samples {
+            let _ = writeln!(o, "{name}{labels} {v}");
+        }
+    };
+    let one = |v: u64| [(String::new(), v)];
+    gauge(
+        "arca_pool_capacity_bytes",
+        "Data capacity of the pool.",
+        &one(status.capacity_bytes),
+    );
+    gauge(
+        "arca_pool_used_bytes",
+        "Allocated data bytes.",
+        &one(status.used_bytes),
+    );
+    gauge(
+        "arca_pool_free_bytes",
+        "Free data bytes.",
+        &one(status.free_bytes),
+    );
+    let m = &status.metadata;
+    gauge(
+        "arca_pool_metadata_used_bytes",
+        "Bytes of metadata pages in use.",
+        &one(m.used_bytes),
+    );
+    gauge(
+        "arca_pool_metadata_capacity_bytes",
+        "Size of the metadata region.",
+        &one(m.capacity_bytes),
+    );
+    gauge(
+        "arca_pool_metadata_reachable_bytes",
+        "What the metadata store can surely grow to inside the region.",
+        &one(m.reachable_bytes),
+    );
+    gauge(
+        "arca_pool_metadata_reserved_bytes",
+        "Metadata room held back for host writes and deletions.",
+        &one(m.reserved_bytes),
+    );
+    gauge(
+        "arca_pool_metadata_available_bytes",
+        "Metadata room left for new volumes, snapshots and backups.",
+        &one(m.available_bytes),
+    );
+    let per_device = |f: fn(&arca_store::DeviceStatus) -> u64| -> Vec<(String, u64)> {
+        status
+            .devices
+            .iter()
+            .map(|d| (format!("{{device=\"{}\"}}", d.index), f(d)))
+            .collect()
+    };
+    gauge(
+        "arca_device_capacity_bytes",
+        "Data capacity per device.",
+        &per_device(|d| d.capacity_bytes),
+    );
+    gauge(
+        "arca_device_used_bytes",
+        "Allocated bytes per device.",
+        &per_device(|d| d.used_bytes),
+    );
+    gauge(
+        "arca_volumes",
+        "Volumes in the pool.",
+        &one(status.volumes as u64),
+    );
+    gauge(
+        "arca_snapshots",
+        "Snapshots in the pool.",
+        &one(status.snapshots as u64),
+    );
 }
 
 #[cfg(test)]
