@@ -51,7 +51,9 @@ impl From<arca_store::Error> for ApiError {
             ErrorKind::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, "no_space"),
             // A device failing is an operating condition, not a bug: 503, not 500.
             ErrorKind::Io => (StatusCode::SERVICE_UNAVAILABLE, "io_error"),
-            ErrorKind::Corrupt => (StatusCode::SERVICE_UNAVAILABLE, "corrupt"),
+            ErrorKind::Corrupt | ErrorKind::StaleDevice => {
+                (StatusCode::SERVICE_UNAVAILABLE, "corrupt")
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -31,6 +31,9 @@ pub enum ErrorKind {
     Io,
     /// A device or the metadata is not what it must be (foreign, damaged, mismatched, truncated).
     Corrupt,
+    /// A device holds an older copy of itself than the others (see
+    /// [`crate::OpenOptions`] to accept one as it is).
+    StaleDevice,
 }
 
 /// An engine error: a kind to match on and a message that names the object involved.

@@ -173,7 +173,7 @@ pub(crate) fn check(
     }
     if !refused.is_empty() {
         return Err(Error::new(
-            ErrorKind::Corrupt,
+            ErrorKind::StaleDevice,
             format!(
                 "{}. Put the current copy back, or accept the device as stale to open the pool \
                  with what it holds",
@@ -325,7 +325,7 @@ mod tests {
         let d = devices(3);
         // Two flushes behind the others.
         let e = check(&d, &[Known(9), Known(7), Known(9)], 8, &[]).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert_eq!(e.kind(), ErrorKind::StaleDevice);
         let text = e.to_string();
         assert!(
             text.contains("device d1 (index 1) is stale") && text.contains("generation 7"),

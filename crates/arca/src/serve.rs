@@ -126,14 +126,16 @@ fn device_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn open_pool(args: &ServeArgs) -> Result<Pool> {
+    // Told apart by kind, not by their text: a locked device file, and a stale device.
     let in_use = |e: arca_store::Error| {
-        let text = e.to_string();
-        if text.contains("in use by another process") {
-            anyhow!("{text}: is another arca serve running on this pool?")
-        } else if text.contains(" is stale: ") {
-            anyhow!("{text} (--accept-stale-device INDEX)")
+        let locked =
+            e.io_error().map(std::io::Error::kind) == Some(std::io::ErrorKind::ResourceBusy);
+        if locked {
+            anyhow!("{e}: is another arca serve running on this pool?")
+        } else if e.kind() == arca_store::ErrorKind::StaleDevice {
+            anyhow!("{e} (--accept-stale-device INDEX)")
         } else {
-            anyhow!(text)
+            anyhow!(e.to_string())
         }
     };
     let options = OpenOptions {

@@ -37,7 +37,7 @@ fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
     let stale = copy_of(old1, "sim1-old", &sp.power);
     let devices = vec![sp.devices[0].clone(), stale.clone()];
     let err = Pool::open(as_block(&devices)).map(|_| ()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_eq!(err.kind(), ErrorKind::StaleDevice);
     let text = err.to_string();
     assert!(
         text.contains("device sim1-old (index 1) is stale") && text.contains("old copy"),
@@ -72,7 +72,7 @@ fn an_old_copy_of_the_metadata_device_is_refused_too() {
     let stale = copy_of(old0, "sim0-old", &sp.power);
     let devices = vec![stale, sp.devices[1].clone()];
     let err = Pool::open(as_block(&devices)).map(|_| ()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_eq!(err.kind(), ErrorKind::StaleDevice);
     assert!(
         err.to_string()
             .contains("device sim0-old (index 0) is stale"),
