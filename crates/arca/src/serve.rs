@@ -204,20 +204,9 @@ fn api_token(args: &ServeArgs) -> Result<Option<String>> {
     }
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
-    let token = api_token(&args)?;
-    let api_addr: std::net::SocketAddr = args
-        .api
-        .parse()
-        .with_context(|| format!("invalid --api address {}", args.api))?;
-    if !api_addr.ip().is_loopback() && token.is_none() {
-        bail!(
-            "refusing to serve the API on non-loopback address {api_addr} without a token: \
-             use --token-file or ARCA_TOKEN"
-        );
-    }
-    let pool = open_pool(&args)?;
-    for (name, size) in &args.volumes {
+/// The volumes `--volume NAME=SIZE` asks for: made when missing, refused when smaller.
+fn ensure_volumes(pool: &Pool, volumes: &[(String, u64)]) -> Result<()> {
+    for (name, size) in volumes {
         match pool.volume(name) {
             Ok(v) if v.size >= *size => {}
             Ok(v) => bail!(
@@ -232,6 +221,54 @@ pub fn run(args: ServeArgs) -> Result<()> {
             Err(e) => return Err(anyhow!(e)),
         }
     }
+    Ok(())
+}
+
+/// After the data path and the API have stopped: restores paused, the last writes made
+/// durable, pairs closed cleanly when that worked, and the pool closed.
+fn stop_services(
+    pool: Pool,
+    backups: &arca_backup::Backups,
+    pairs: &arca_backup::Pairs,
+) -> Result<()> {
+    // Running restores stop where they are: their markers stay, and the next start resumes
+    // them (the volumes stay read-only until then).
+    backups.stop(RESTORE_STOP_WAIT);
+    // The data path and the API have stopped: make the last writes durable, then mark the
+    // pairs in `pair` state closed cleanly (both sides hold the same durable image), so that
+    // the next start resumes mirroring without a full copy. Not after a failed flush: then the
+    // two sides may differ, and the full copy at the next start is what makes them equal.
+    match pool.flush() {
+        Ok(()) => {
+            if let Err(e) = pairs.close() {
+                tracing::error!(
+                    "closing the copy pairs (they get a full copy at the next start): {e}"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "the last flush failed; the copy pairs are not closed cleanly (full copy at the \
+             next start): {e}"
+        ),
+    }
+    pool.close().context("flushing the pool")?;
+    Ok(())
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let token = api_token(&args)?;
+    let api_addr: std::net::SocketAddr = args
+        .api
+        .parse()
+        .with_context(|| format!("invalid --api address {}", args.api))?;
+    if !api_addr.ip().is_loopback() && token.is_none() {
+        bail!(
+            "refusing to serve the API on non-loopback address {api_addr} without a token: \
+             use --token-file or ARCA_TOKEN"
+        );
+    }
+    let pool = open_pool(&args)?;
+    ensure_volumes(&pool, &args.volumes)?;
     let listener =
         TcpListener::bind(&args.nbd).with_context(|| format!("listening on {}", args.nbd))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -308,27 +345,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     nbd_result?;
-    // Running restores stop where they are: their markers stay, and the next start resumes
-    // them (the volumes stay read-only until then).
-    backups.stop(RESTORE_STOP_WAIT);
-    // The data path and the API have stopped: make the last writes durable, then mark the
-    // pairs in `pair` state closed cleanly (both sides hold the same durable image), so that
-    // the next start resumes mirroring without a full copy. Not after a failed flush: then the
-    // two sides may differ, and the full copy at the next start is what makes them equal.
-    match pool.flush() {
-        Ok(()) => {
-            if let Err(e) = pairs.close() {
-                tracing::error!(
-                    "closing the copy pairs (they get a full copy at the next start): {e}"
-                );
-            }
-        }
-        Err(e) => tracing::error!(
-            "the last flush failed; the copy pairs are not closed cleanly (full copy at the \
-             next start): {e}"
-        ),
-    }
-    pool.close().context("flushing the pool")?;
+    stop_services(pool, &backups, &pairs)?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
