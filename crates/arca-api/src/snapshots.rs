@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::backups::optional_body;
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
 use crate::types::*;
@@ -63,17 +64,7 @@ pub(crate) async fn create_snapshot(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
     // The body is optional here: no body means all defaults.
-    let req: CreateSnapshot = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateSnapshot::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::invalid(e.to_string())
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
-            }
-        })?
-    };
+    let req: CreateSnapshot = optional_body(&body)?;
     let snap = blocking(move || {
         Ok(arca_backup::volumes::create_snapshot(
             &s.pool,
