@@ -204,3 +204,58 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema a property names, through a plain `$ref` or one wrapped with a description.
+    fn referenced<'a>(
+        schemas: &'a serde_json::Value,
+        prop: &serde_json::Value,
+    ) -> &'a serde_json::Value {
+        let r = prop["$ref"]
+            .as_str()
+            .or_else(|| prop["allOf"][0]["$ref"].as_str())
+            .or_else(|| prop["oneOf"][0]["$ref"].as_str())
+            .unwrap_or_else(|| panic!("not a reference: {prop}"));
+        &schemas[r.rsplit('/').next().unwrap()]
+    }
+
+    #[test]
+    fn fixed_value_fields_are_enums_in_the_document() {
+        // They were plain strings: schemathesis could not check them.
+        let doc = openapi_json();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field, value) in [
+            ("Job", "kind", "pool-check"),
+            ("Job", "state", "succeeded"),
+            ("Backup", "method", "copy"),
+            ("Backup", "status", "complete"),
+            ("BackupDestination", "kind", "volume"),
+            ("BackupTarget", "kind", "new-volume"),
+            ("BackupTarget", "method", "snapshot"),
+            ("Pair", "state", "reverse-resync"),
+        ] {
+            let prop = &schemas[schema]["properties"][field];
+            let values = referenced(schemas, prop)["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema}.{field} is no enum: {prop}"));
+            assert!(
+                values.contains(&value.into()),
+                "{schema}.{field}: {values:?}"
+            );
+        }
+        let result = &schemas["Job"]["properties"]["result"]["anyOf"];
+        let shapes = result.as_array().expect("a job result is anyOf its shapes");
+        for name in ["CheckReport", "Digested", "PairCopied", "RestoredNew"] {
+            assert!(
+                shapes
+                    .iter()
+                    .any(|s| s["$ref"].as_str().is_some_and(|r| r.ends_with(name))),
+                "{name} missing from {result}"
+            );
+            assert!(schemas[name].is_object(), "{name} is not a component");
+        }
+    }
+}
