@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snapshot_name};
 use crate::catalog;
-use crate::digest::{self, ExtentHash, Piece};
+use crate::copier;
+use crate::digest::{self, ExtentHash};
 use crate::digest_store;
 use crate::jobs::JobError;
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
@@ -694,33 +695,19 @@ impl Backups {
         let to = self.pool.export_unguarded(&dst.name)?;
         let es = self.pool.extent_size();
         let size = r.source.size;
-        ctx.set_total(size);
-        let mut hashes: Vec<ExtentHash> = Vec::new();
-        let mut copied = 0u64;
-        digest::walk::<JobError>(&from, size, es, false, |p| {
-            ctx.check()?;
-            match p {
-                Piece::Data { offset, data } => {
-                    to.write(offset, data, false)?;
-                    digest::hash_data(offset, data, es, &mut hashes);
-                    copied += data.len() as u64;
-                    ctx.add_done(data.len() as u64);
-                }
-                Piece::Hole { offset, len } => {
-                    // A volume made for the backup is all holes already; a reused one is not.
-                    if !created {
-                        to.write_zeroes(offset, len, true, false)?;
-                    }
-                    ctx.add_done(len);
-                }
-                Piece::Unreadable { error, .. } => return Err(error.into()),
-            }
-            Ok(())
-        })?;
-        // Beyond the image, a larger reused destination must not keep old data.
-        if dst.size > size && !created {
-            to.write_zeroes(size, dst.size - size, true, false)?;
-        }
+        // A volume made for the backup is all holes already and the image's size; a reused
+        // one is zeroed where the image has holes and beyond its end (it must keep no old data).
+        let dest_size = if created { size } else { dst.size.max(size) };
+        ctx.set_total(dest_size);
+        let opts = copier::Options {
+            to: Some(&to),
+            dest_size: Some(dest_size),
+            fresh: created,
+            hash: true,
+            ..copier::Options::default()
+        };
+        let copied = copier::copy(&from, size, &opts, ctx)?;
+        let (hashes, copied) = (copied.hashes, copied.data_bytes);
         self.complete_copy(id, es, &hashes)
             .map_err(JobError::from)?;
         Ok(copied)
@@ -864,19 +851,11 @@ impl Backups {
         let (_, image) = self.image(&r)?;
         let es = self.pool.extent_size();
         ctx.set_total(r.source.size);
-        let mut hashes = Vec::new();
-        digest::walk::<JobError>(&image, r.source.size, es, false, |p| {
-            ctx.check()?;
-            match p {
-                Piece::Data { offset, data } => {
-                    digest::hash_data(offset, data, es, &mut hashes);
-                    ctx.add_done(data.len() as u64);
-                }
-                Piece::Hole { len, .. } => ctx.add_done(len),
-                Piece::Unreadable { error, .. } => return Err(error.into()),
-            }
-            Ok(())
-        })?;
+        let opts = copier::Options {
+            hash: true,
+            ..copier::Options::default()
+        };
+        let hashes = copier::copy(&image, r.source.size, &opts, ctx)?.hashes;
         let info = digest::info(es, r.source.size, &hashes);
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;

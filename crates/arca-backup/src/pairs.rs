@@ -20,19 +20,17 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arca_store::{Error, ErrorKind, Pool, Result, WriteHook, Written};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::backups::{busy, invalid, now_ms};
+use crate::copier;
 use crate::jobs::{JobContext, JobError, JobManager};
 
 pub const PAIRS: &str = "pairs";
 const RECORD_VERSION: u8 = 1;
-/// Extents copied per step of a copy job (the mirror waits at most this long).
-const COPY_BATCH_EXTENTS: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PairState {
@@ -798,6 +796,7 @@ impl Pairs {
             .snapshot(&primary, &primary_snapshot(r.id))
             .is_ok();
         let changed_only = changed_only && tracked && !r.needs_full_copy;
+        let mut refill = false;
         let extents: Vec<u64> = if changed_only {
             let mut set: BTreeSet<u64> = r.missed_extents.iter().copied().collect();
             for (vol, snap) in [
@@ -821,44 +820,26 @@ impl Pairs {
             // Everything either side holds: the primary's data, and the secondary's old data
             // where the primary has holes.
             let mut set: BTreeSet<u64> = from.allocated_extents()?.into_iter().collect();
-            set.extend(to.allocated_extents()?);
+            let old = to.allocated_extents()?;
+            refill = !old.is_empty();
+            set.extend(old);
             set.into_iter().collect()
         };
-        let limit = size.div_ceil(es);
-        let extents: Vec<u64> = extents.into_iter().filter(|&l| l < limit).collect();
-        ctx.set_total(extents.len() as u64 * es);
-        let started = Instant::now();
-        let mut done = 0u64;
-        let mut buf = vec![0u8; (COPY_BATCH_EXTENTS * es) as usize];
-        for batch in extents.chunks(COPY_BATCH_EXTENTS as usize) {
-            ctx.check()?;
-            {
-                let _c = rt.copy_lock.write();
-                for &l in batch {
-                    let off = l * es;
-                    let len = es.min(size - off);
-                    let allocated = from.block_status(off, len)?.iter().any(|run| run.allocated);
-                    if allocated {
-                        let b = &mut buf[..len as usize];
-                        from.read(off, b)?;
-                        to.write(off, b, false)?;
-                    } else {
-                        to.write_zeroes(off, len, true, false)?;
-                    }
-                }
-            }
-            let n = batch.len() as u64 * es;
-            done += n;
-            ctx.add_done(n);
-            if let Some(pace) = r.pace_bytes_per_second {
-                let due = Duration::from_secs_f64(done as f64 / pace as f64);
-                // In short naps, so a cancel is seen within one.
-                while let Some(wait) = due.checked_sub(started.elapsed()) {
-                    ctx.check()?;
-                    std::thread::sleep(wait.min(Duration::from_millis(100)));
-                }
-            }
-        }
+        ctx.set_total(copier::listed_bytes(&extents, size, es));
+        let opts = copier::Options {
+            to: Some(&to),
+            extents: copier::Extents::Listed(&extents),
+            dest_size: Some(size),
+            // A full copy into a secondary that holds data (after a stop that did not close
+            // the pair, nearly all of it the same): reading beats rewriting it.
+            differs_only: !changed_only && refill,
+            // Extent by extent, as it always went; the mirror waits at most one.
+            chunk_bytes: Some(es),
+            pace_bytes_per_second: r.pace_bytes_per_second,
+            exclusive: Some(&rt.copy_lock),
+            ..copier::Options::default()
+        };
+        let done = copier::copy(&from, size, &opts, ctx)?.bytes_done;
         // The copy is durable before the state says so.
         self.pool.flush()?;
         let _l = self.lock.lock();

@@ -209,9 +209,10 @@ fn an_orderly_stop_during_a_restore_leaves_it_to_be_resumed() {
 #[test]
 fn a_cancelled_restore_is_rolled_back_even_across_a_crash() {
     // Writes over both volumes: the first restored takes 1..=128; the second is cancelled at
-    // its 10th (it stops at the end of that run, write 192); the rollback rewrites the first
-    // (193..=320), then the second. Power fails in the first's or the second's rollback.
-    for crash_after in [None, Some(197u64), Some(330)] {
+    // its 10th (write 138: the copier looks before every extent); the rollback rewrites the
+    // first (139..=266), then the second (267..=276). Power fails in the first's or the
+    // second's rollback.
+    for crash_after in [None, Some(197u64), Some(270)] {
         let r = rig(&[24 * MIB]);
         for (n, v) in ["a", "b"].iter().enumerate() {
             r.pool.create_volume(v, EXTENTS * ES, None).unwrap();
