@@ -137,8 +137,8 @@ pub struct Job {
     pub error: Option<String>,
     /// What the job produced: for `pool-check` a CheckReport, for `verify` a list of
     /// Verification, for `backup-copy` `{backup, bytes_copied}`, for `backup-digest`
-    /// `{backup, extents}`, for `restore` what was restored, for `pair-copy`, `pair-resync`
-    /// and `pair-reverse-resync` `{pair, bytes_copied}`.
+    /// `{digested, failed}` (lists of backup ids), for `restore` what was restored, for
+    /// `pair-copy`, `pair-resync` and `pair-reverse-resync` `{pair, bytes_copied}`.
     #[schema(value_type = Option<Value>)]
     pub result: Option<serde_json::Value>,
     pub created: String,
