@@ -303,3 +303,44 @@ fn restore_in_place_refuses_connected_hosts_unless_forced() {
         "the restore guard is lifted"
     );
 }
+
+/// A whole-image restore in place (from a copy backup) writes only the extents that differ:
+/// the rest stays shared with the undo point.
+#[test]
+fn an_in_place_restore_of_a_copy_writes_only_what_differs() {
+    let r = rig(&[24 * MIB, 24 * MIB]);
+    r.pool.create_volume("v", 64 * ES, Some(0)).unwrap();
+    r.write("v", 0, &pattern(4, 20 * ES as usize));
+    let want = r.image("v");
+    let c = r
+        .backups
+        .create(CreateRequest {
+            volumes: vec!["v".into()],
+            method: Some(Method::Copy),
+            ..CreateRequest::default()
+        })
+        .unwrap();
+    r.wait_ok(c.jobs[0]);
+    // Two extents overwritten, one written where the image has a hole.
+    r.write("v", 2 * ES, &[7; 100]);
+    r.write("v", 11 * ES, &pattern(5, ES as usize));
+    r.write("v", 40 * ES, &[9; 10]);
+    let out = r
+        .backups
+        .restore(
+            c.records[0].id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: false,
+            },
+        )
+        .unwrap();
+    r.wait_ok(out.job.unwrap());
+    assert!(r.image("v") == want);
+    let undo = r.backups.get(out.undo_backups[0]).unwrap();
+    let Destination::Snapshot { snapshot, .. } = &undo.destination else {
+        panic!()
+    };
+    assert_eq!(r.pool.changed_extents("v", snapshot).unwrap(), [2, 11, 40]);
+    r.assert_clean();
+}
