@@ -620,3 +620,47 @@ fn a_resync_never_consumes_a_backup_a_restore_is_reading() {
         "the restore copied the whole image"
     );
 }
+
+/// Counts the writes into a volume.
+#[derive(Default)]
+struct CountWrites(std::sync::atomic::AtomicU64);
+
+impl arca_store::WriteHook for CountWrites {
+    fn begin(&self) {}
+    fn end(&self, _offset: u64, _len: u64, _written: Option<arca_store::Written<'_>>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The full copy after a stop that did not close the pair writes only what differs: a
+/// secondary already the same as its primary takes no write.
+#[test]
+fn the_full_copy_after_an_unclean_stop_writes_only_what_differs() {
+    let w = new_world(9);
+    let want = w.image("p");
+    w.pool.flush().unwrap();
+    // Stopped without `close`: the next open copies in full.
+    let fresh = PowerDomain::new();
+    let devices: Vec<Arc<SimDevice>> = w
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Arc::new(SimDevice::from_image(
+                &format!("sim{i}"),
+                d.crash_image(CrashMode::LoseAll),
+                fresh.clone(),
+            ))
+        })
+        .collect();
+    let pool = Pool::open(as_block(&devices)).unwrap();
+    let count = Arc::new(CountWrites::default());
+    pool.set_write_hook("s", Some(count.clone())).unwrap();
+    let w2 = world(devices, pool);
+    assert!(w2.pairs.job("s").unwrap().is_some(), "a full copy runs");
+    w2.settle();
+    assert_eq!(w2.state(), PairState::Pair);
+    assert!(w2.image("s") == want);
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    w2.pool.set_write_hook("s", None).unwrap();
+}
