@@ -42,9 +42,8 @@ pub struct Snap {
     pub unique: u64,
     /// Opaque descriptor from the layer above, stored with the snapshot's record.
     pub tag: Option<Vec<u8>>,
-    /// Why the layer above protects this snapshot from deletion (not stored: the layer above
-    /// sets it again after every open).
-    pub guard: Option<String>,
+    /// The layers above's guards (guards.rs), sorted by owner; stored with the record.
+    pub guards: Vec<crate::guards::Guard>,
 }
 
 /// Changes not yet committed to the metadata store, drained by one commit.
@@ -89,9 +88,8 @@ pub struct Family {
     pub dirty: Dirty,
     /// Opaque descriptor from the layer above, stored with the volume's record.
     pub tag: Option<Vec<u8>>,
-    /// Why the layer above protects this volume: while set, it cannot be deleted or resized,
-    /// and hosts get it read-only. Not stored (see [`Snap::guard`]).
-    pub guard: Option<String>,
+    /// The layers above's guards (guards.rs), sorted by owner; stored with the record.
+    pub guards: Vec<crate::guards::Guard>,
     /// Told of every completed write to the live volume (a pair mirrors them). Not stored.
     pub hook: HookSlot,
 }

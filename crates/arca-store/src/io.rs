@@ -15,7 +15,12 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, ErrorKind, Result, not_found};
 use crate::extent_map::{Phys, Target};
 use crate::family::{Family, FamilyHandle, View, resolve};
+use crate::guards::{Guard, GuardEffect, reasons_refusing};
 use crate::pool::{Inner, Pool};
+
+fn read_only_to_hosts(guards: &[Guard]) -> bool {
+    crate::guards::effect_of(guards).contains(GuardEffect::READ_ONLY_TO_HOSTS)
+}
 
 /// A volume (read-write) or snapshot (read-only) opened for I/O.
 #[derive(Clone)]
@@ -222,7 +227,7 @@ impl Pool {
             out.push(ExportInfo {
                 name: name.clone(),
                 size: f.size,
-                read_only: f.guard.is_some(),
+                read_only: read_only_to_hosts(&f.guards),
             });
             for s in &f.snaps {
                 out.push(ExportInfo {
@@ -243,18 +248,22 @@ impl Export {
 
     /// A snapshot, or a guarded volume opened by [`Pool::export`].
     pub fn read_only(&self) -> bool {
-        self.snap.is_some() || (!self.unguarded && self.handle.cell.read().guard.is_some())
+        self.snap.is_some()
+            || (!self.unguarded && read_only_to_hosts(&self.handle.cell.read().guards))
     }
 
     /// Refuses writes to a guarded volume, naming the guard. Called under the family's lock so
     /// a guard set meanwhile is seen.
     fn check_guard(&self, f: &Family) -> Result<()> {
-        match &f.guard {
-            Some(why) if !self.unguarded => Err(Error::new(
+        if self.unguarded {
+            return Ok(());
+        }
+        match reasons_refusing(&f.guards, GuardEffect::READ_ONLY_TO_HOSTS) {
+            Some(why) => Err(Error::new(
                 ErrorKind::ReadOnly,
                 format!("volume {} is read-only: {why}", self.name),
             )),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 

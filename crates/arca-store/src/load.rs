@@ -89,7 +89,7 @@ impl Pool {
                     deleted: false,
                     dirty: Dirty::default(),
                     tag: r.tag.clone(),
-                    guard: None,
+                    guards: r.guards.clone(),
                     hook: Default::default(),
                 },
             );
@@ -113,7 +113,7 @@ impl Pool {
                         delta_real: 0,
                         unique: 0,
                         tag: r.tag.clone(),
-                        guard: None,
+                        guards: r.guards.clone(),
                     });
                     owners.insert(sid, (r.volume, Some(sid)));
                 }

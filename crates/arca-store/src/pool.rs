@@ -63,7 +63,7 @@ pub(crate) struct Registry {
 /// table writes.
 #[derive(Debug, Default)]
 pub(crate) struct PoolPending {
-    pub app_ops: Vec<crate::txn::AppOp>,
+    pub app_ops: Vec<crate::app_tables::AppOp>,
     pub frees: Vec<Phys>,
     pub purge_owners: Vec<u64>,
     pub deleted_volumes: Vec<u64>,
@@ -149,7 +149,9 @@ pub struct VolumeInfo {
     pub owned_bytes: u64,
     /// The descriptor the layer above attached ([`crate::Txn::set_volume_tag`]).
     pub tag: Option<Vec<u8>>,
-    /// Why the volume is protected ([`Pool::set_volume_guard`]).
+    /// The volume's guards ([`crate::Txn::add_volume_guard`]), sorted by owner.
+    pub guards: Vec<crate::Guard>,
+    /// The reasons of its guards joined, for display; `None` when it has none.
     pub guard: Option<String>,
 }
 
@@ -166,6 +168,9 @@ pub struct SnapshotInfo {
     /// Clones made from this snapshot (it cannot be deleted while any exist).
     pub clones: Vec<String>,
     pub tag: Option<Vec<u8>>,
+    /// The snapshot's guards, sorted by owner.
+    pub guards: Vec<crate::Guard>,
+    /// The reasons of its guards joined, for display; `None` when it has none.
     pub guard: Option<String>,
 }
 

@@ -12,5 +12,6 @@ mod meta_space;
 mod model;
 mod stale_device;
 mod txn;
+mod txn_abort;
 mod util;
 mod write_behind;

@@ -33,7 +33,7 @@ fn metadata_region_full_refuses_adds_but_host_writes_and_deletes_commit() {
         let mut t = pool.transaction();
         let r = t
             .admit("a test backup", ROW_BYTES as u64)
-            .and_then(|()| t.create_snapshots(&[("v", name.as_str())]));
+            .and_then(|()| t.create_snapshots(&[("v", name.as_str())]).map(drop));
         match r {
             Ok(()) => {
                 t.put("rows", name.clone().into_bytes(), pattern(7, ROW_BYTES));

@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
-use arca_store::{ErrorKind, Pool, PoolConfig};
+use arca_store::{ErrorKind, Guard, GuardEffect, GuardOwner, Pool, PoolConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -212,8 +212,15 @@ fn guards_refuse_delete_resize_and_host_writes() {
     pool.create_snapshot("v", "s").unwrap();
     let host = pool.export("v").unwrap();
     assert!(!host.read_only());
-    pool.set_volume_guard("v", Some("destination of backup 7".into()))
-        .unwrap();
+    pool.add_volume_guard(
+        "v",
+        Guard::new(
+            GuardOwner::Backup(7),
+            GuardEffect::ALL,
+            "destination of backup 7",
+        ),
+    )
+    .unwrap();
     let e = pool.delete_volume("v", true).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains("destination of backup 7"), "{e}");
@@ -236,14 +243,20 @@ fn guards_refuse_delete_resize_and_host_writes() {
     let own = pool.export_unguarded("v").unwrap();
     assert!(!own.read_only());
     own.write(0, &[7; 512], false).unwrap();
-    pool.set_volume_guard("v", None).unwrap();
-    pool.set_snapshot_guard("v", "s", Some("backup 9".into()))
+    pool.remove_volume_guard("v", GuardOwner::Backup(7))
         .unwrap();
+    pool.add_snapshot_guard(
+        "v",
+        "s",
+        Guard::new(GuardOwner::Backup(9), GuardEffect::NO_DELETE, "backup 9"),
+    )
+    .unwrap();
     let e = pool.delete_snapshot("v", "s").unwrap_err();
     assert!(e.to_string().contains("backup 9"), "{e}");
     let e = pool.delete_volume("v", true).unwrap_err();
     assert!(e.to_string().contains("backup 9"), "{e}");
-    pool.set_snapshot_guard("v", "s", None).unwrap();
+    pool.remove_snapshot_guard("v", "s", GuardOwner::Backup(9))
+        .unwrap();
     pool.delete_volume("v", true).unwrap();
     assert_clean(pool);
 }
