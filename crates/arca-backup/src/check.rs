@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use arca_store::Result;
+use arca_store::{GuardOwner, Result};
 use serde::Serialize;
 
 use crate::backups::Backups;
@@ -361,6 +361,7 @@ impl Backups {
             for ((table, key), value) in expected {
                 t.put(table, key, value);
             }
+            self.settle_backup_guards(&mut t, &records)?;
             t.commit()?;
             RebuildReport {
                 from_descriptors,
@@ -368,7 +369,6 @@ impl Backups {
                 unreadable_descriptors: unreadable,
             }
         };
-        self.apply_guards()?;
         Ok(report)
     }
 }
@@ -383,5 +383,40 @@ fn describe(d: &Destination) -> String {
     match d {
         Destination::Snapshot { volume, snapshot } => format!("snapshot {volume}@{snapshot}"),
         Destination::Volume { volume, .. } => format!("volume {volume}"),
+    }
+}
+
+impl Backups {
+    /// Plans, inside a rebuild's transaction, the backup guards its records want: each live
+    /// backup's on its destination, and none left by a backup the catalog no longer holds as
+    /// live (a copy's point-in-time snapshot keeps its guard while the copy is live).
+    fn settle_backup_guards(
+        &self,
+        t: &mut arca_store::Txn<'_>,
+        records: &BTreeMap<u64, BackupRecord>,
+    ) -> Result<()> {
+        let live = |id: u64| records.get(&id).is_some_and(|r| r.status.live());
+        for v in self.pool.volumes() {
+            for g in &v.guards {
+                if let GuardOwner::Backup(id) = g.owner
+                    && !live(id)
+                {
+                    t.remove_volume_guard(&v.name, g.owner)?;
+                }
+            }
+            for s in self.pool.snapshots(&v.name)? {
+                for g in &s.guards {
+                    if let GuardOwner::Backup(id) = g.owner
+                        && !live(id)
+                    {
+                        t.remove_snapshot_guard(&v.name, &s.name, g.owner)?;
+                    }
+                }
+            }
+        }
+        for r in records.values().filter(|r| r.status.live()) {
+            self.tag_destination(t, r)?;
+        }
+        Ok(())
     }
 }

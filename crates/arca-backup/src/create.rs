@@ -12,10 +12,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arca_store::{Error, ErrorKind, Result, VolumeInfo};
+use arca_store::{Error, ErrorKind, GuardEffect, GuardOwner, Result, VolumeInfo};
 use serde::Serialize;
 
-use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snapshot_name};
+use crate::backups::{
+    Backups, backup_guard, busy, invalid, pit_guard, pit_snapshot_name, snapshot_name,
+};
 use crate::catalog;
 use crate::digest::{self, ExtentHash, Piece};
 use crate::digest_store;
@@ -474,7 +476,9 @@ impl Backups {
             let mut t = self.pool.transaction();
             let pit_ms = self.snapshot_set(&mut t, req, sources, &names)?;
             for (i, s) in sources.iter().enumerate() {
-                let snap = self.pool.snapshot(&s.name, &names[i])?;
+                // What the snapshot will reference: the volume's now (the snapshot is planned,
+                // not taken, until the commit).
+                let referenced_bytes = self.pool.volume(&s.name)?.referenced_bytes;
                 let mut r = self.base_record(
                     ids[i],
                     s,
@@ -491,12 +495,10 @@ impl Backups {
                 r.stepped_back_from_ms = stepped_back(previous_pits[i], pit_ms);
                 r.status = Status::Complete;
                 r.completed_ms = Some(self.now_ms());
-                r.allocated_bytes = snap.referenced_bytes;
+                r.allocated_bytes = referenced_bytes;
                 catalog::put(&mut t, None, &r);
                 catalog::set_generation(&mut t, s.id, r.generation);
-                t.set_snapshot_tag(&s.name, &names[i], Some(r.encode()))?;
-                self.pool
-                    .set_snapshot_guard(&s.name, &names[i], Some(guard_text(&r)))?;
+                self.tag_destination(&mut t, &r)?;
                 records.push(r);
             }
             self.mark_ids(&mut t);
@@ -571,16 +573,15 @@ impl Backups {
             let pit_ms = self.snapshot_set(&mut t, req, sources, &pits)?;
             for (i, s) in sources.iter().enumerate() {
                 let (existing, device) = &plans[i];
-                let (dest, created) = match existing {
-                    Some(v) => (v.name.clone(), false),
+                let (dest, dest_id, created) = match existing {
+                    Some(v) => (v.name.clone(), v.id, false),
                     None => {
                         let name = snapshot_name(ids[i]);
-                        t.create_volume(&name, s.size, *device)?;
-                        (name, true)
+                        let id = t.create_volume(&name, s.size, *device)?;
+                        (name, id, true)
                     }
                 };
-                let dest_info = self.pool.volume(&dest)?;
-                let pit = self.pool.snapshot(&s.name, &pits[i])?;
+                let referenced_bytes = self.pool.volume(&s.name)?.referenced_bytes;
                 let mut r = self.base_record(
                     ids[i],
                     s,
@@ -588,7 +589,7 @@ impl Backups {
                     Method::Copy,
                     Destination::Volume {
                         volume: dest.clone(),
-                        volume_id: dest_info.id,
+                        volume_id: dest_id,
                         device: *device,
                         created,
                     },
@@ -597,19 +598,13 @@ impl Backups {
                 );
                 r.point_in_time_ms = pit_ms;
                 r.stepped_back_from_ms = stepped_back(previous_pits[i], pit_ms);
-                r.allocated_bytes = pit.referenced_bytes;
+                r.allocated_bytes = referenced_bytes;
                 catalog::put(&mut t, None, &r);
                 catalog::set_generation(&mut t, s.id, r.generation);
                 t.set_volume_tag(&dest, Some(r.encode()))?;
-                self.pool.set_volume_guard(&dest, Some(guard_text(&r)))?;
-                self.pool.set_snapshot_guard(
-                    &s.name,
-                    &pits[i],
-                    Some(format!(
-                        "point-in-time image of backup {} (copy in progress)",
-                        r.id
-                    )),
-                )?;
+                let guard = backup_guard(&r, GuardEffect::ALL).expect("a copying backup is live");
+                t.add_volume_guard(&dest, guard)?;
+                t.add_snapshot_guard(&s.name, &pits[i], pit_guard(r.id))?;
                 records.push(r);
             }
             self.mark_ids(&mut t);
@@ -736,21 +731,18 @@ impl Backups {
         new.digest = Some(digest::info(es, old.source.size, hashes));
         new.job = None;
         let src = self.volume_by_id(old.source.volume_id);
-        if let Some(src) = &src {
-            self.pool
-                .set_snapshot_guard(&src.name, &pit_snapshot_name(id), None)?;
-        }
         let digest_plan = digest_store::plan_store(&self.pool, id, hashes)?;
         let mut t = self.pool.transaction();
         if let Some(src) = &src {
-            t.delete_snapshot(&src.name, &pit_snapshot_name(id))?;
+            let pit = pit_snapshot_name(id);
+            t.remove_snapshot_guard(&src.name, &pit, GuardOwner::Backup(id))?;
+            t.delete_snapshot(&src.name, &pit)?;
         }
         digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
+        // The destination's guard now says it holds the backup.
         self.tag_destination(&mut t, &new)?;
-        t.commit()?;
-        drop(_c);
-        self.apply_guards()
+        t.commit()
     }
 
     /// Marks a copy failed with its reason: the point-in-time snapshot goes, a volume made
@@ -771,11 +763,9 @@ impl Backups {
         let has_pit = src
             .as_ref()
             .is_some_and(|s| self.pool.snapshot(&s.name, &pit).is_ok());
-        if let (Some(s), true) = (&src, has_pit) {
-            self.pool.set_snapshot_guard(&s.name, &pit, None)?;
-        }
         let mut t = self.pool.transaction();
         if let (Some(s), true) = (&src, has_pit) {
+            t.remove_snapshot_guard(&s.name, &pit, GuardOwner::Backup(id))?;
             t.delete_snapshot(&s.name, &pit)?;
         }
         if let Destination::Volume {
@@ -783,7 +773,7 @@ impl Backups {
         } = &old.destination
             && let Some(v) = self.volume_by_id(*volume_id)
         {
-            self.pool.set_volume_guard(&v.name, None)?;
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
             if *created {
                 t.delete_volume(&v.name, false)?;
             } else {

@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arca_store::{Result, VolumeInfo};
+use arca_store::{Guard, GuardEffect, GuardOwner, Result, VolumeInfo};
 
-use crate::backups::{Backups, busy, guard_text};
+use crate::backups::{Backups, busy};
 use crate::catalog;
 use crate::create::{CreateRequest, Created, Target, TargetKind, stepped_back};
 use crate::expire::deletion_refusal;
@@ -16,10 +16,11 @@ use crate::record::{BackupRecord, Destination, Event, Method, Status};
 pub(crate) type PairsSlot = OnceLock<Arc<Pairs>>;
 
 impl Backups {
-    /// Lets backups use pair secondaries; guards are settled again now both layers are open.
+    /// Lets backups use pair secondaries (once: a second attach is refused).
     pub fn attach_pairs(&self, pairs: Arc<Pairs>) -> Result<()> {
-        let _ = self.pairs.set(pairs);
-        self.apply_guards()
+        self.pairs
+            .set(pairs)
+            .map_err(|_| busy("the pairs are attached already"))
     }
 
     fn pairs_of(&self, source: &VolumeInfo) -> Vec<PairRecord> {
@@ -84,7 +85,12 @@ impl Backups {
         let id = self.new_id();
         // The secondary is the backup's from the split's instant: guarded before any host
         // write can reach it.
-        let split = pairs.split_guarded(&pair.name, Some(format!("holds backup {id}")))?;
+        let guard = Guard::new(
+            GuardOwner::Backup(id),
+            GuardEffect::ALL,
+            format!("holds backup {id}"),
+        );
+        let split = pairs.split_guarded(&pair.name, Some(guard))?;
         let record = {
             let _c = self.catalog_lock.lock();
             let secondary = self
@@ -113,9 +119,7 @@ impl Backups {
             catalog::put(&mut t, None, &r);
             catalog::set_generation(&mut t, source.id, generation);
             self.mark_ids(&mut t);
-            t.set_volume_tag(&secondary.name, Some(r.encode()))?;
-            self.pool
-                .set_volume_guard(&secondary.name, Some(guard_text(&r)))?;
+            self.tag_destination(&mut t, &r)?;
             t.commit()?;
             r
         };
@@ -188,26 +192,16 @@ impl Backups {
         new.status = Status::Consumed;
         new.status_reason = Some(format!("consumed by {by}"));
         new.push_history(now, Event::Consumed { by: by.to_string() });
+        // The guard goes with the record's change: a failed commit leaves both.
         let mut t = self.pool.transaction();
-        let mut lifted = None;
         if let Destination::Volume { volume_id, .. } = &old.destination
             && let Some(v) = self.volume_by_id(*volume_id)
         {
             t.set_volume_tag(&v.name, None)?;
-            self.pool.set_volume_guard(&v.name, None)?;
-            lifted = Some((v.name.clone(), v.guard.clone()));
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
         }
         catalog::put(&mut t, Some(&old), &new);
-        let r = t.commit();
-        if r.is_err()
-            && let Some((v, g)) = lifted
-        {
-            // Not consumed after all: the backup keeps its protection.
-            if let Err(e) = self.pool.set_volume_guard(&v, g) {
-                tracing::warn!(volume = %v, "putting back the guard of backup {id}: {e}");
-            }
-        }
-        r
+        t.commit()
     }
 }
 
