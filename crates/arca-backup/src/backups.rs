@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arca_store::{Error, ErrorKind, Export, Guard, GuardEffect, GuardOwner, Pool, Result, VolumeInfo};
+use arca_store::{
+    Error, ErrorKind, Export, Guard, GuardEffect, GuardOwner, Pool, Result, VolumeInfo,
+};
 use parking_lot::Mutex;
 
 use crate::catalog;

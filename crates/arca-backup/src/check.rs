@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use arca_store::{GuardOwner, Result};
+use arca_store::{GuardEffect, GuardOwner, Result};
 use serde::Serialize;
 
-use crate::backups::Backups;
+use crate::backups::{Backups, backup_guard};
 use crate::catalog::{self, BACKUPS, CATALOG_TABLES};
 use crate::digest;
 use crate::digest_store;
@@ -414,8 +414,28 @@ impl Backups {
                 }
             }
         }
+        // Only guards that are missing: rewriting every record would need metadata room a
+        // nearly full region lacks.
         for r in records.values().filter(|r| r.status.live()) {
-            self.tag_destination(t, r)?;
+            match &r.destination {
+                Destination::Snapshot { snapshot, .. } => {
+                    if let Some(v) = self.volume_by_id(r.source.volume_id)
+                        && t.snapshot_exists(&v.name, snapshot)
+                        && let Some(g) = backup_guard(r, GuardEffect::NO_DELETE)
+                        && !t.guards(&v.name, Some(snapshot))?.contains(&g)
+                    {
+                        t.add_snapshot_guard(&v.name, snapshot, g)?;
+                    }
+                }
+                Destination::Volume { volume_id, .. } => {
+                    if let Some(v) = self.volume_by_id(*volume_id)
+                        && let Some(g) = backup_guard(r, GuardEffect::ALL)
+                        && !t.guards(&v.name, None)?.contains(&g)
+                    {
+                        t.add_volume_guard(&v.name, g)?;
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -622,13 +622,18 @@ impl Backups {
                     jobs.push(j);
                     // The record names its job while the copy runs (a second, small commit:
                     // the job exists only once the record does). The job may already be done.
+                    // The backup exists from the commit above; a failure here only leaves
+                    // the record without its job's id, so it is logged, not returned.
                     let updated = self.update(r.id, |x| {
                         if x.status == Status::Copying {
                             x.job = Some(j);
                         }
                         Ok(())
-                    })?;
-                    *r = updated;
+                    });
+                    match updated {
+                        Ok(u) => *r = u,
+                        Err(e) => tracing::warn!(backup = r.id, "naming the copy job {j}: {e}"),
+                    }
                 }
                 Err(e) => {
                     self.fail_copy(r.id, &format!("the copy job could not start: {e}"))?;

@@ -430,9 +430,13 @@ impl Pairs {
         Ok(r)
     }
 
-    /// The mirror (not stored; the guards are, with the record).
+    /// The mirror (not stored; the guards are, with the record). Both sides must exist.
     fn install(self: &Arc<Self>, rt: &Arc<Runtime>) -> Result<()> {
-        let primary_id = rt.record.lock().primary_id;
+        let (primary_id, secondary_id) = {
+            let r = rt.record.lock();
+            (r.primary_id, r.secondary_id)
+        };
+        volume_name(&self.pool, secondary_id)?;
         self.pool.set_write_hook(
             &volume_name(&self.pool, primary_id)?,
             Some(Arc::new(Mirror {

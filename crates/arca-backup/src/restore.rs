@@ -156,7 +156,10 @@ impl Backups {
                     let mut t = self.pool.transaction();
                     let volume_id = t.create_volume(name, r.source.size, None)?;
                     // Hosts see it read-only from its first instant until the copy is done.
-                    t.add_volume_guard(name, restore_guard(volume_id, &format!(" from backup {id}")))?;
+                    t.add_volume_guard(
+                        name,
+                        restore_guard(volume_id, &format!(" from backup {id}")),
+                    )?;
                     put_marker(
                         &mut t,
                         &RestoreMarker {

@@ -30,10 +30,10 @@ use arca_store::{Error, ErrorKind, Result, Txn};
 use serde::{Deserialize, Serialize};
 
 use crate::backups::{Backups, UseGuard, restore_guard};
-use arca_store::GuardOwner;
 use crate::catalog;
 use crate::jobs::{JobContext, JobError};
 use crate::record::{BackupRecord, Event, Status};
+use arca_store::GuardOwner;
 
 pub(crate) const RESTORES: &str = "restores";
 

@@ -64,7 +64,9 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
     // A destination removed behind the catalog's back.
     let rec = r.backups.get(ids[0]).unwrap();
     let snap = arca_backup::snapshot_name(rec.id);
-    r.pool.set_snapshot_guard("a", &snap, None).unwrap();
+    r.pool
+        .remove_snapshot_guard("a", &snap, arca_store::GuardOwner::Backup(rec.id))
+        .unwrap();
     r.pool.delete_snapshot("a", &snap).unwrap();
     assert_eq!(codes(&r), vec!["missing-destination"]);
     // A volume carrying a descriptor the catalog does not know.

@@ -161,7 +161,14 @@ fn targets_prefer_another_device_and_skip_busy_volumes() {
     r.pool.create_volume("small", 8 * ES, Some(1)).unwrap();
     r.pool.create_volume("held", 16 * ES, Some(1)).unwrap();
     r.pool
-        .set_volume_guard("held", Some("in use".into()))
+        .add_volume_guard(
+            "held",
+            arca_store::Guard::new(
+                arca_store::GuardOwner::Pair(9),
+                arca_store::GuardEffect::ALL,
+                "in use",
+            ),
+        )
         .unwrap();
     let t = r.backups.targets("src").unwrap();
     let kinds: Vec<(TargetKind, Option<String>, Option<u32>)> = t

@@ -10,3 +10,4 @@ mod pairs;
 mod restore;
 mod restore_interrupted;
 mod snapshot;
+mod txn_failures;

@@ -357,7 +357,14 @@ fn review_regressions_resync_after_a_cut_initial_copy_and_unsafe_changes() {
     w.pool.create_volume("held", EXTENTS * ES, None).unwrap();
     w.pool.create_volume("free", EXTENTS * ES, None).unwrap();
     w.pool
-        .set_volume_guard("held", Some("holds backup 1".into()))
+        .add_volume_guard(
+            "held",
+            arca_store::Guard::new(
+                arca_store::GuardOwner::Backup(1),
+                arca_store::GuardEffect::ALL,
+                "holds backup 1",
+            ),
+        )
         .unwrap();
     let e = w.pairs.create("held", "free", None, &NoHosts).unwrap_err();
     assert!(e.to_string().contains("holds backup 1"), "{e}");
@@ -377,13 +384,11 @@ fn a_deleted_side_leaves_the_pair_in_error_and_the_pool_opens() {
     w.pairs.split("s").unwrap();
     w.pairs.close().unwrap();
     // Behind the pair's back (the API refuses this): the secondary goes.
-    w.pool.set_volume_guard("s", None).unwrap();
+    let id = w.pairs.get("s").unwrap().id;
+    let owner = arca_store::GuardOwner::Pair(id);
+    w.pool.remove_volume_guard("s", owner).unwrap();
     w.pool
-        .set_snapshot_guard(
-            "s",
-            &arca_backup::pairs::secondary_snapshot(w.pairs.get("s").unwrap().id),
-            None,
-        )
+        .remove_snapshot_guard("s", &arca_backup::pairs::secondary_snapshot(id), owner)
         .unwrap();
     w.pool.delete_volume("s", true).unwrap();
     w.pool.flush().unwrap();

@@ -295,7 +295,7 @@ fn undo_is_exact_with_host_writes_running() {
 }
 
 #[test]
-fn guards_persist_with_their_records() {
+fn a_backup_guard_outlives_a_pair_guard_lifted_and_guards_persist() {
     let sp = setup();
     let pool = &sp.pool;
     let mut t = pool.transaction();
