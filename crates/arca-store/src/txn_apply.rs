@@ -72,7 +72,7 @@ enum Undo {
     Created(Arc<FamilyHandle>),
     /// A created snapshot (by id): deleted again.
     Snapshot(Arc<FamilyHandle>, u64),
-    DeletedSnapshot(Arc<FamilyHandle>, Removal),
+    DeletedSnapshot(Arc<FamilyHandle>, Box<Removal>),
     DeletedVolume(Box<DeletedVolume>),
     VolumeTag(Arc<FamilyHandle>, Option<Vec<u8>>),
     SnapshotTag(Arc<FamilyHandle>, u64, Option<Vec<u8>>),
@@ -340,7 +340,7 @@ impl Applier<'_, '_> {
                     }
                     Ok(remove_snapshot(f, idx))
                 })?;
-                self.undo.push(Undo::DeletedSnapshot(h, removal));
+                self.undo.push(Undo::DeletedSnapshot(h, Box::new(removal)));
             }
             Op::DeleteVolume {
                 name,
@@ -574,7 +574,7 @@ impl Applier<'_, '_> {
                 let idx = f.snap_index(id).expect("undone in reverse order");
                 remove_snapshot(f, idx);
             }),
-            Undo::DeletedSnapshot(h, r) => self.locks.with(&h, |f| restore_snapshot(f, r)),
+            Undo::DeletedSnapshot(h, r) => self.locks.with(&h, |f| restore_snapshot(f, *r)),
             Undo::DeletedVolume(d) => {
                 let d = *d;
                 let had_hook = d.hook.0.is_some();
