@@ -83,6 +83,7 @@ impl Pool {
                 live: ExtentMap::new(),
                 snaps: Vec::new(),
                 referenced: 0,
+                live_devices: Default::default(),
                 live_real: 0,
                 live_unique: 0,
                 deleted: false,
@@ -280,6 +281,7 @@ impl Pool {
                 size: f.size,
                 created_unix: now,
                 referenced: f.referenced,
+                devices: f.live_devices.clone(),
                 delta: ExtentMap::new(),
                 delta_real: 0,
                 unique: 0,
@@ -417,14 +419,14 @@ impl Pool {
                 .get(volume)
                 .cloned()
                 .ok_or_else(|| not_found(format_args!("volume {volume}")))?;
-            let (snap_id, size, referenced, parent_placement) = {
+            let (snap_id, size, referenced, devices, parent_placement) = {
                 let pf = ph.cell.read();
                 let s = pf
                     .snaps
                     .iter()
                     .find(|s| s.name == snapshot)
                     .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
-                (s.id, s.size, s.referenced, pf.placement)
+                (s.id, s.size, s.referenced, s.devices.clone(), pf.placement)
             };
             let id = self.new_id();
             let dirty = Dirty {
@@ -440,6 +442,7 @@ impl Pool {
                 live: ExtentMap::new(),
                 snaps: Vec::new(),
                 referenced,
+                live_devices: devices,
                 live_real: 0,
                 live_unique: 0,
                 deleted: false,
@@ -494,6 +497,7 @@ impl Pool {
             origin,
             snapshots: f.snaps.len(),
             referenced_bytes: f.referenced * es,
+            device_bytes: f.live_devices.bytes(self.inner.devices.len(), es),
             unique_bytes: f.live_unique * es,
             owned_bytes: owned * es,
             tag: f.tag.clone(),
@@ -508,7 +512,16 @@ impl Pool {
         let f = h.cell.read();
         Ok(f.snaps
             .iter()
-            .map(|s| snapshot_info(&reg, &h, &f, s, self.inner.extent_size))
+            .map(|s| {
+                snapshot_info(
+                    &reg,
+                    &h,
+                    &f,
+                    s,
+                    self.inner.extent_size,
+                    self.inner.devices.len(),
+                )
+            })
             .collect())
     }
 
@@ -663,7 +676,14 @@ fn clones_of(reg: &Registry, family: u64, snap: Option<u64>) -> Vec<String> {
         .collect()
 }
 
-fn snapshot_info(reg: &Registry, h: &FamilyHandle, f: &Family, s: &Snap, es: u64) -> SnapshotInfo {
+fn snapshot_info(
+    reg: &Registry,
+    h: &FamilyHandle,
+    f: &Family,
+    s: &Snap,
+    es: u64,
+    devices: usize,
+) -> SnapshotInfo {
     SnapshotInfo {
         id: s.id,
         volume: f.name.clone(),
@@ -671,6 +691,7 @@ fn snapshot_info(reg: &Registry, h: &FamilyHandle, f: &Family, s: &Snap, es: u64
         size: s.size,
         created_unix: s.created_unix,
         referenced_bytes: s.referenced * es,
+        device_bytes: s.devices.bytes(devices, es),
         unique_bytes: s.unique * es,
         clones: clones_of(reg, h.id, Some(s.id)),
         tag: s.tag.clone(),
