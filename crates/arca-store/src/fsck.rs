@@ -3,8 +3,9 @@
 //! Checked: both superblock copies of every device; every physical extent either free or
 //! referenced exactly once, within its device's data region; no leaked extent; every map entry
 //! within its volume's or snapshot's size and born in a valid generation; snapshot order; the
-//! space counters and where each image's data lies against a recount; clone origins; every device's generation record; and, for
-//! every family with no uncommitted change, the stored metadata against memory.
+//! space counters and where each image's data lies (placement.rs) against a recount; clone
+//! origins; every device's generation record; and, for every family with no uncommitted
+//! change, the stored metadata against memory.
 //!
 //! A check of a pool in use must see one consistent state, or it reports writes in flight as
 //! problems (an extent allocated after its volume was counted looks leaked; a counter read
