@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arca_store::{Error, ErrorKind, GuardEffect, GuardOwner, Result, VolumeInfo};
-use serde::Serialize;
 
 use crate::backups::{
     Backups, backup_guard, busy, invalid, pit_guard, pit_snapshot_name, snapshot_name,
@@ -23,32 +22,10 @@ use crate::digest::{self, ExtentHash, Piece};
 use crate::digest_store;
 use crate::jobs::JobError;
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
+pub use crate::targets::{Target, TargetKind};
 
 /// Volumes one backup set may hold.
 pub const SET_VOLUMES_MAX: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetKind {
-    /// The secondary of one of the volume's pairs (split at the backup's instant).
-    PairSecondary,
-    NewSnapshot,
-    ExistingVolume,
-    NewVolume,
-}
-
-/// A place a volume can be backed up to, with why it ranks where it does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
-    pub kind: TargetKind,
-    pub method: Method,
-    /// The existing volume, for [`TargetKind::ExistingVolume`].
-    pub volume: Option<String>,
-    /// Device the data would live on (`None`: the pool places it).
-    pub device: Option<u32>,
-    pub other_device: bool,
-    pub reason: String,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
@@ -110,14 +87,9 @@ pub(crate) fn backup_room_bytes(info: &HostInfo, digest_bytes: u64) -> u64 {
     2 * record + indexes + digest_bytes
 }
 
-/// The device a volume's new extents come from, for ranking destinations.
-fn home_device(v: &VolumeInfo) -> u32 {
-    v.placement.unwrap_or(0)
-}
-
 impl Backups {
     /// Volumes that are the source of a live backup (not free to be overwritten).
-    fn live_sources(&self) -> Result<BTreeSet<u64>> {
+    pub(crate) fn live_sources(&self) -> Result<BTreeSet<u64>> {
         let (records, _) = catalog::all(&self.pool)?;
         Ok(records
             .iter()
@@ -127,7 +99,7 @@ impl Backups {
     }
 
     /// Why `candidate` cannot receive a copy of `source`, or `None` when it can.
-    fn unfit_destination(
+    pub(crate) fn unfit_destination(
         &self,
         source: &VolumeInfo,
         candidate: &VolumeInfo,
@@ -199,94 +171,6 @@ impl Backups {
         let changed_bytes =
             digest_store::stored_bytes_max(chunks.len() as u64 * digest_store::CHUNK_EXTENTS);
         full.min(index + changed_bytes)
-    }
-
-    /// Where `volume` can be backed up, best first: independent devices before the source's.
-    pub fn targets(&self, volume: &str) -> Result<Vec<Target>> {
-        let source = self.pool.volume(volume)?;
-        let home = home_device(&source);
-        let devices_status = self.pool.device_status();
-        let multi = devices_status.len() > 1;
-        let sources = self.live_sources()?;
-        let need = source.referenced_bytes;
-        let mut other = Vec::new();
-        let mut same = Vec::new();
-        for v in self.pool.volumes() {
-            if self.unfit_destination(&source, &v, &sources).is_some() {
-                continue;
-            }
-            let on_other = multi && v.placement.is_some_and(|d| d != home);
-            let t = Target {
-                kind: TargetKind::ExistingVolume,
-                method: Method::Copy,
-                volume: Some(v.name.clone()),
-                device: v.placement,
-                other_device: on_other,
-                reason: format!(
-                    "existing free volume of {} bytes{}: a full, independent copy",
-                    v.size,
-                    if on_other {
-                        format!(" on device {}, not the source's", v.placement.unwrap_or(0))
-                    } else {
-                        " on the source's device".to_string()
-                    }
-                ),
-            };
-            if on_other {
-                other.push(t)
-            } else {
-                same.push(t)
-            }
-        }
-        let mut devices: Vec<_> = devices_status.iter().collect();
-        devices.sort_by_key(|d| std::cmp::Reverse(d.free_bytes));
-        let mut out = self.pair_targets(&source);
-        out.extend(other);
-        for d in devices
-            .iter()
-            .filter(|d| d.index != home && d.free_bytes >= need)
-        {
-            out.push(Target {
-                kind: TargetKind::NewVolume,
-                method: Method::Copy,
-                volume: None,
-                device: Some(d.index),
-                other_device: true,
-                reason: format!(
-                    "new volume on device {} ({} bytes free, {need} needed): survives the loss \
-                     of the source's device",
-                    d.index, d.free_bytes
-                ),
-            });
-        }
-        out.push(Target {
-            kind: TargetKind::NewSnapshot,
-            method: Method::Snapshot,
-            volume: None,
-            device: Some(home),
-            other_device: false,
-            reason: "new snapshot: instant and space-efficient, but shares the source's device"
-                .into(),
-        });
-        out.extend(same);
-        if let Some(d) = devices
-            .iter()
-            .find(|d| d.index == home && d.free_bytes >= need)
-        {
-            out.push(Target {
-                kind: TargetKind::NewVolume,
-                method: Method::Copy,
-                volume: None,
-                device: Some(home),
-                other_device: false,
-                reason: format!(
-                    "new volume on the source's device {} ({} bytes free): a full copy, \
-                         but not independent of that device",
-                    d.index, d.free_bytes
-                ),
-            });
-        }
-        Ok(out)
     }
 
     /// Takes a backup of one volume, or a backup set of several at one point in time.

@@ -7,7 +7,7 @@ use arca_store::{Guard, GuardEffect, GuardOwner, Result, VolumeInfo};
 
 use crate::backups::{Backups, busy};
 use crate::catalog;
-use crate::create::{CreateRequest, Created, Target, TargetKind, stepped_back};
+use crate::create::{CreateRequest, Created, Target, stepped_back};
 use crate::expire::deletion_refusal;
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
@@ -39,18 +39,7 @@ impl Backups {
             .filter(|r| r.state == PairState::Pair)
             .filter_map(|r| {
                 let v = self.volume_by_id(r.secondary_id)?;
-                Some(Target {
-                    kind: TargetKind::PairSecondary,
-                    method: Method::Copy,
-                    volume: Some(v.name.clone()),
-                    device: v.placement,
-                    other_device: v.placement.unwrap_or(0) != source.placement.unwrap_or(0),
-                    reason: format!(
-                        "secondary of pair {}: a full copy, ready at the instant of the split, \
-                         nothing more to copy",
-                        r.name
-                    ),
-                })
+                Some(self.secondary_target(&r.name, source, &v))
             })
             .collect()
     }

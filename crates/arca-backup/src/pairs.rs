@@ -492,7 +492,7 @@ impl Pairs {
     }
 
     /// Makes a pair and starts its initial copy. The secondary must be at least as large and
-    /// free; the second value is a warning when both share a device.
+    /// free; the second value is a warning when one device's loss may take both (placement.rs).
     pub fn create(
         self: &Arc<Self>,
         primary: &str,
@@ -541,12 +541,8 @@ impl Pairs {
                 return Err(busy(format!("{primary} is already in pair {}", r.name)));
             }
         }
-        let warning = (p.placement.unwrap_or(0) == s.placement.unwrap_or(0)).then(|| {
-            format!(
-                "{primary} and {secondary} share device {}: one device loss takes both",
-                p.placement.unwrap_or(0)
-            )
-        });
+        let devices = self.pool.device_status().len();
+        let warning = crate::placement::pair_warning(&p, &s, devices);
         // Ids key the records: above every id in use, even within one millisecond.
         let last = self
             .pairs

@@ -203,6 +203,7 @@ impl Pool {
             origin,
             snapshots: f.snaps.len(),
             referenced_bytes: f.referenced * es,
+            device_bytes: f.live_devices.bytes(self.inner.devices.len(), es),
             unique_bytes: f.live_unique * es,
             owned_bytes: owned * es,
             tag: f.tag.clone(),
@@ -218,7 +219,16 @@ impl Pool {
         let f = h.cell.read();
         Ok(f.snaps
             .iter()
-            .map(|s| snapshot_info(&reg, &h, &f, s, self.inner.extent_size))
+            .map(|s| {
+                snapshot_info(
+                    &reg,
+                    &h,
+                    &f,
+                    s,
+                    self.inner.extent_size,
+                    self.inner.devices.len(),
+                )
+            })
             .collect())
     }
 
@@ -310,7 +320,14 @@ fn clones_of(reg: &Registry, family: u64, snap: Option<u64>) -> Vec<String> {
         .collect()
 }
 
-fn snapshot_info(reg: &Registry, h: &FamilyHandle, f: &Family, s: &Snap, es: u64) -> SnapshotInfo {
+fn snapshot_info(
+    reg: &Registry,
+    h: &FamilyHandle,
+    f: &Family,
+    s: &Snap,
+    es: u64,
+    devices: usize,
+) -> SnapshotInfo {
     SnapshotInfo {
         id: s.id,
         volume: f.name.clone(),
@@ -318,6 +335,7 @@ fn snapshot_info(reg: &Registry, h: &FamilyHandle, f: &Family, s: &Snap, es: u64
         size: s.size,
         created_unix: s.created_unix,
         referenced_bytes: s.referenced * es,
+        device_bytes: s.devices.bytes(devices, es),
         unique_bytes: s.unique * es,
         clones: clones_of(reg, h.id, Some(s.id)),
         tag: s.tag.clone(),

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::extent_map::{Entry, ExtentMap, Phys, Target};
+use crate::placement::DeviceExtents;
 
 #[derive(Debug)]
 pub struct Snap {
@@ -35,6 +36,8 @@ pub struct Snap {
     pub size: u64,
     pub created_unix: u64,
     pub referenced: u64,
+    /// Where the snapshot's data lies (placement.rs): fixed when it is taken.
+    pub devices: DeviceExtents,
     pub delta: ExtentMap,
     /// Real (non-`Zero`) entries in `delta`.
     pub delta_real: u64,
@@ -73,6 +76,8 @@ pub struct Family {
     pub name: String,
     pub size: u64,
     pub gen_current: u32,
+    /// Placement preference: the device new extents come from while it has room (`None`: the
+    /// one with the most free extents). Where the data lies is `live_devices`.
     pub placement: Option<u32>,
     pub created_unix: u64,
     pub live: ExtentMap,
@@ -80,6 +85,8 @@ pub struct Family {
     pub snaps: Vec<Snap>,
     /// Logical extents that resolve to a physical extent (own or through the parent).
     pub referenced: u64,
+    /// Where the extents counted in `referenced` lie (placement.rs).
+    pub live_devices: DeviceExtents,
     /// Real entries in `live`.
     pub live_real: u64,
     /// Real entries in `live` born at or after the newest snapshot: exclusive to the volume.

@@ -3,8 +3,9 @@
 //! Checked: both superblock copies of every device; every physical extent either free or
 //! referenced exactly once, within its device's data region; no leaked extent; every map entry
 //! within its volume's or snapshot's size and born in a valid generation; snapshot order; the
-//! space counters against a recount; clone origins; every device's generation record; and, for
-//! every family with no uncommitted change, the stored metadata against memory.
+//! space counters and where each image's data lies (placement.rs) against a recount; clone
+//! origins; every device's generation record; and, for every family with no uncommitted
+//! change, the stored metadata against memory.
 //!
 //! A check of a pool in use must see one consistent state, or it reports writes in flight as
 //! problems (an extent allocated after its volume was counted looks leaked; a counter read
@@ -32,6 +33,7 @@ use crate::extent_map::{Entry, Phys, Target};
 use crate::family::{Family, FamilyHandle, View};
 use crate::layout::{SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE, Superblock};
 use crate::meta_guard::store_error;
+use crate::placement::DeviceExtents;
 use crate::pool::Pool;
 use crate::records;
 
@@ -240,23 +242,46 @@ impl Pool {
             );
         }
         let recount = referenced_held(held, h, f, View::Live, es);
-        if recount != f.referenced {
+        if recount.total() != f.referenced {
             problem(
                 "accounting",
                 format!(
-                    "volume {}: counted {} referenced extents, recount {recount}",
-                    f.name, f.referenced
+                    "volume {}: counted {} referenced extents, recount {}",
+                    f.name,
+                    f.referenced,
+                    recount.total()
+                ),
+            );
+        }
+        if recount != f.live_devices {
+            problem(
+                "placement",
+                format!(
+                    "volume {}: counted {:?} extents per device, recount {recount:?}",
+                    f.name, f.live_devices
                 ),
             );
         }
         for (i, s) in f.snaps.iter().enumerate() {
             let recount = referenced_held(held, h, f, View::Snap(i), es);
-            if recount != s.referenced {
+            if recount.total() != s.referenced {
                 problem(
                     "accounting",
                     format!(
-                        "snapshot {}@{}: counted {} referenced extents, recount {recount}",
-                        f.name, s.name, s.referenced
+                        "snapshot {}@{}: counted {} referenced extents, recount {}",
+                        f.name,
+                        s.name,
+                        s.referenced,
+                        recount.total()
+                    ),
+                );
+            }
+            if recount != s.devices {
+                problem(
+                    "placement",
+                    format!(
+                        "snapshot {}@{}: counted {:?} extents per device, recount {recount:?}",
+                        f.name, s.name, s.devices
                     ),
                 );
             }
@@ -409,15 +434,16 @@ impl Pool {
     }
 }
 
-/// Logical extents of `view` that resolve to a physical extent, like `pool::count_referenced`
-/// but reading a clone's origin from the guards fsck holds (module doc).
+/// Where the logical extents of `view` that resolve to a physical extent lie, like
+/// `placement::count_view` but reading a clone's origin from the guards fsck holds (module
+/// doc). Their total is the view's referenced count.
 fn referenced_held(
     held: &HashMap<u64, &Family>,
     h: &FamilyHandle,
     f: &Family,
     view: View,
     es: u64,
-) -> u64 {
+) -> DeviceExtents {
     let limit = f.view_size(view).div_ceil(es);
     let mut candidates = BTreeSet::new();
     let mut at = Some((h, f, view));
@@ -436,10 +462,13 @@ fn referenced_held(
         }
         at = origin(held, h);
     }
-    candidates
-        .into_iter()
-        .filter(|&l| matches!(resolve_held(held, h, f, view, l, es), Target::Extent(_)))
-        .count() as u64
+    let mut out = DeviceExtents::default();
+    for l in candidates {
+        if let Target::Extent(p) = resolve_held(held, h, f, view, l, es) {
+            out.add(p.device());
+        }
+    }
+    out
 }
 
 /// A clone's origin snapshot, from the held guards; `None` for a volume that is no clone (or

@@ -450,8 +450,9 @@ impl Export {
                     } else {
                         f.remove_live(id, pc.l);
                     }
-                    if old != Target::Zero {
+                    if let Target::Extent(p) = old {
                         f.referenced -= 1;
+                        f.live_devices.remove(p.device());
                     }
                 } else if !(may_unmap && old == Target::Zero) {
                     rest.push(pc);
@@ -684,9 +685,11 @@ impl Export {
         let id = self.handle.id;
         for (&(pc, old), &p) in new_pieces.iter().zip(&fresh) {
             f.set_live(id, pc.l, Target::Extent(p));
-            if old == Target::Zero {
-                f.referenced += 1;
+            match old {
+                Target::Zero => f.referenced += 1,
+                Target::Extent(op) => f.live_devices.remove(op.device()),
             }
+            f.live_devices.add(p.device());
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ mod meta_guard;
 mod meta_region;
 mod meta_space;
 pub mod names;
+mod placement;
 mod pool;
 mod records;
 pub mod sim;

@@ -10,9 +10,9 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent_map::{Entry, ExtentMap};
-use crate::family::{Dirty, Family, FamilyHandle, Snap, View};
+use crate::family::{Dirty, Family, FamilyHandle, Snap};
 use crate::meta_guard::store_error;
-use crate::pool::{Pool, Registry, count_referenced};
+use crate::pool::{Pool, Registry};
 use crate::records::{self, SnapshotRecord, VolumeRecord};
 
 impl Pool {
@@ -84,6 +84,7 @@ impl Pool {
                     live: ExtentMap::new(),
                     snaps: Vec::new(),
                     referenced: 0,
+                    live_devices: Default::default(),
                     live_real: 0,
                     live_unique: 0,
                     deleted: false,
@@ -109,6 +110,7 @@ impl Pool {
                         size: r.size,
                         created_unix: r.created_unix,
                         referenced: r.referenced_extents,
+                        devices: Default::default(),
                         delta: ExtentMap::new(),
                         delta_real: 0,
                         unique: 0,
@@ -231,8 +233,7 @@ impl Pool {
                 cell: RwLock::new(f),
             });
             // Counting through the parent needs the handle, so it comes after.
-            let referenced = count_referenced(&handle, View::Live, es);
-            handle.cell.write().referenced = referenced;
+            crate::placement::count_at_load(&handle, es);
             if reg.by_name.contains_key(&name) {
                 problem("record", format!("two volumes are named {name}"));
             }

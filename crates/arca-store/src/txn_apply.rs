@@ -11,6 +11,7 @@ use crate::error::{Error, ErrorKind, Result, not_found};
 use crate::extent_map::{Entry, ExtentMap, Phys};
 use crate::family::{Dirty, Family, FamilyHandle, HookSlot, Snap};
 use crate::guards::{self, Guard, GuardEffect};
+use crate::placement::DeviceExtents;
 use crate::pool::{Pool, PoolPending, Registry, SNAPSHOTS_PER_VOLUME_MAX, now_unix};
 use crate::txn::{Op, Txn, exists};
 
@@ -215,7 +216,13 @@ fn restore_snapshot(f: &mut Family, r: Removal) {
     recount_after(f, idx + 1);
 }
 
-fn new_family(name: &str, size: u64, placement: Option<u32>, referenced: u64) -> Family {
+fn new_family(
+    name: &str,
+    size: u64,
+    placement: Option<u32>,
+    referenced: u64,
+    live_devices: DeviceExtents,
+) -> Family {
     Family {
         name: name.to_string(),
         size,
@@ -225,6 +232,7 @@ fn new_family(name: &str, size: u64, placement: Option<u32>, referenced: u64) ->
         live: ExtentMap::new(),
         snaps: Vec::new(),
         referenced,
+        live_devices,
         live_real: 0,
         live_unique: 0,
         deleted: false,
@@ -293,7 +301,7 @@ impl Applier<'_, '_> {
                 let h = Arc::new(FamilyHandle {
                     id: *id,
                     parent: None,
-                    cell: parking_lot::RwLock::new(new_family(name, *size, *placement, 0)),
+                    cell: parking_lot::RwLock::new(new_family(name, *size, *placement, 0, DeviceExtents::default())),
                 });
                 insert(self.reg, h.clone(), name);
                 self.undo.push(Undo::Created(h));
@@ -309,12 +317,18 @@ impl Applier<'_, '_> {
                     return Err(exists("volume", name));
                 }
                 let ph = handle(self.reg, volume)?;
-                let (sid, size, referenced, pp) = self.locks.with(&ph, |pf| {
+                let (sid, size, referenced, devices, pp) = self.locks.with(&ph, |pf| {
                     let i = snap_index(pf, volume, snapshot)?;
                     let s = &pf.snaps[i];
-                    Ok::<_, Error>((s.id, s.size, s.referenced, pf.placement))
+                    Ok::<_, Error>((
+                        s.id,
+                        s.size,
+                        s.referenced,
+                        s.devices.clone(),
+                        pf.placement,
+                    ))
                 })?;
-                let fam = new_family(name, size, placement.or(pp), referenced);
+                let fam = new_family(name, size, placement.or(pp), referenced, devices);
                 let h = Arc::new(FamilyHandle {
                     id: *id,
                     parent: Some((ph, sid)),
@@ -438,6 +452,7 @@ impl Applier<'_, '_> {
                     size: f.size,
                     created_unix: now,
                     referenced: f.referenced,
+                    devices: f.live_devices.clone(),
                     delta: ExtentMap::new(),
                     delta_real: 0,
                     unique: 0,

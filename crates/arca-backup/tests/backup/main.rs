@@ -7,6 +7,7 @@ mod copy;
 mod expire;
 mod metadata_space;
 mod pairs;
+mod placement;
 mod restore;
 mod restore_interrupted;
 mod snapshot;

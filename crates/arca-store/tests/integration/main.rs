@@ -10,6 +10,7 @@ mod faults;
 mod fsck_under_load;
 mod meta_space;
 mod model;
+mod placement;
 mod stale_device;
 mod txn;
 mod txn_abort;

@@ -8,6 +8,7 @@ mod metadata_room;
 #[path = "../common/nbd.rs"]
 mod nbd;
 mod pairs;
+mod placement;
 mod pool_jobs;
 #[path = "../common/process.rs"]
 mod process;

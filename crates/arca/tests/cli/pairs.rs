@@ -33,7 +33,7 @@ fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> Out {
 }
 
 /// qemu-io commands that must succeed (a read with `-P` checks the pattern).
-fn qemu_ok(d: &Daemon, export: &str, cmds: &[&str]) {
+pub(crate) fn qemu_ok(d: &Daemon, export: &str, cmds: &[&str]) {
     let out = qemu_io(d, export, cmds);
     assert!(
         out.status.success() && !out.stdout.contains("failed") && !out.stderr.contains("failed"),
