@@ -10,7 +10,7 @@ use parking_lot::RwLockWriteGuard;
 use crate::error::{Error, ErrorKind, Result, not_found};
 use crate::extent_map::ExtentMap;
 use crate::family::{Dirty, Family, FamilyHandle, Snap};
-use crate::guards::{self, Guard, GuardEffect};
+use crate::guards::{self, Guard, GuardEffect, GuardOwner};
 use crate::pool::{Pool, PoolPending, Registry, SNAPSHOTS_PER_VOLUME_MAX, now_unix};
 use crate::txn::{Op, Txn, exists};
 use crate::txn_undo::{DeletedVolume, Undo, remove_snapshot};
@@ -138,124 +138,159 @@ impl Applier<'_, '_> {
                 name,
                 size,
                 placement,
-            } => {
-                if self.reg.by_name.contains_key(name) {
-                    return Err(exists("volume", name));
-                }
-                let h = Arc::new(FamilyHandle {
-                    id: *id,
-                    parent: None,
-                    cell: parking_lot::RwLock::new(new_family(name, *size, *placement, 0)),
-                });
-                insert(self.reg, h.clone(), name);
-                self.undo.push(Undo::Created(h));
-            }
+            } => self.create_volume(*id, name, *size, *placement),
             Op::Clone {
                 id,
                 volume,
                 snapshot,
                 name,
                 placement,
-            } => {
-                if self.reg.by_name.contains_key(name) {
-                    return Err(exists("volume", name));
-                }
-                let ph = handle(self.reg, volume)?;
-                let (sid, size, referenced, pp) = self.locks.with(&ph, |pf| {
-                    let i = snap_index(pf, volume, snapshot)?;
-                    let s = &pf.snaps[i];
-                    Ok::<_, Error>((s.id, s.size, s.referenced, pf.placement))
-                })?;
-                let fam = new_family(name, size, placement.or(pp), referenced);
-                let h = Arc::new(FamilyHandle {
-                    id: *id,
-                    parent: Some((ph, sid)),
-                    cell: parking_lot::RwLock::new(fam),
-                });
-                insert(self.reg, h.clone(), name);
-                self.undo.push(Undo::Created(h));
-            }
-            Op::CreateSnapshots { items } => self.create_snapshots(items)?,
-            Op::DeleteSnapshot { volume, name } => {
-                let h = handle(self.reg, volume)?;
-                let reg = &*self.reg;
-                let removal = self.locks.with(&h, |f| {
-                    let idx = snap_index(f, volume, name)?;
-                    let what = format!("snapshot {volume}@{name}");
-                    if let Some(e) =
-                        guards::refusal(&what, &f.snaps[idx].guards, GuardEffect::NO_DELETE)
-                    {
-                        return Err(e);
-                    }
-                    if has_clones(reg, h.id, Some(f.snaps[idx].id)) {
-                        return Err(busy(format!("{what} has clones; delete them first")));
-                    }
-                    Ok(remove_snapshot(f, idx))
-                })?;
-                self.undo.push(Undo::DeletedSnapshot(h, Box::new(removal)));
-            }
+            } => self.clone_snapshot(*id, volume, snapshot, name, *placement),
+            Op::CreateSnapshots { items } => self.create_snapshots(items),
+            Op::DeleteSnapshot { volume, name } => self.delete_snapshot(volume, name),
             Op::DeleteVolume {
                 name,
                 with_snapshots,
-            } => self.delete_volume(name, *with_snapshots)?,
-            Op::VolumeTag { volume, tag } => {
-                let h = handle(self.reg, volume)?;
-                let old = self.locks.with(&h, |f| {
-                    f.dirty.record = true;
-                    std::mem::replace(&mut f.tag, tag.clone())
-                });
-                self.undo.push(Undo::VolumeTag(h, old));
-            }
+            } => self.delete_volume(name, *with_snapshots),
+            Op::VolumeTag { volume, tag } => self.volume_tag(volume, tag),
             Op::SnapshotTag {
                 volume,
                 snapshot,
                 tag,
-            } => {
-                let h = handle(self.reg, volume)?;
-                let (sid, old) = self.locks.with(&h, |f| {
-                    let i = snap_index(f, volume, snapshot)?;
-                    let s = &mut f.snaps[i];
-                    let old = std::mem::replace(&mut s.tag, tag.clone());
-                    let sid = s.id;
-                    f.dirty.snapshot_records.push(sid);
-                    Ok::<_, Error>((sid, old))
-                })?;
-                self.undo.push(Undo::SnapshotTag(h, sid, old));
-            }
+            } => self.snapshot_tag(volume, snapshot, tag),
             Op::Guard {
                 volume,
                 snapshot,
                 owner,
                 guard,
-            } => {
-                let h = handle(self.reg, volume)?;
-                let change = |set: &mut Vec<Guard>| -> Result<Vec<Guard>> {
-                    let old = set.clone();
-                    match guard {
-                        Some(g) => guards::put(set, g.clone())?,
-                        None => guards::remove(set, *owner),
-                    }
-                    Ok(old)
-                };
-                match snapshot {
-                    None => {
-                        let old = self.locks.with(&h, |f| {
-                            f.dirty.record = true;
-                            change(&mut f.guards)
-                        })?;
-                        self.undo.push(Undo::VolumeGuards(h, old));
-                    }
-                    Some(s) => {
-                        let (sid, old) = self.locks.with(&h, |f| {
-                            let i = snap_index(f, volume, s)?;
-                            let old = change(&mut f.snaps[i].guards)?;
-                            let sid = f.snaps[i].id;
-                            f.dirty.snapshot_records.push(sid);
-                            Ok::<_, Error>((sid, old))
-                        })?;
-                        self.undo.push(Undo::SnapshotGuards(h, sid, old));
-                    }
-                }
+            } => self.guard(volume, snapshot.as_deref(), *owner, guard.as_ref()),
+        }
+    }
+
+    fn create_volume(
+        &mut self,
+        id: u64,
+        name: &str,
+        size: u64,
+        placement: Option<u32>,
+    ) -> Result<()> {
+        if self.reg.by_name.contains_key(name) {
+            return Err(exists("volume", name));
+        }
+        let h = Arc::new(FamilyHandle {
+            id,
+            parent: None,
+            cell: parking_lot::RwLock::new(new_family(name, size, placement, 0)),
+        });
+        insert(self.reg, h.clone(), name);
+        self.undo.push(Undo::Created(h));
+        Ok(())
+    }
+
+    fn clone_snapshot(
+        &mut self,
+        id: u64,
+        volume: &str,
+        snapshot: &str,
+        name: &str,
+        placement: Option<u32>,
+    ) -> Result<()> {
+        if self.reg.by_name.contains_key(name) {
+            return Err(exists("volume", name));
+        }
+        let ph = handle(self.reg, volume)?;
+        let (sid, size, referenced, pp) = self.locks.with(&ph, |pf| {
+            let i = snap_index(pf, volume, snapshot)?;
+            let s = &pf.snaps[i];
+            Ok::<_, Error>((s.id, s.size, s.referenced, pf.placement))
+        })?;
+        let fam = new_family(name, size, placement.or(pp), referenced);
+        let h = Arc::new(FamilyHandle {
+            id,
+            parent: Some((ph, sid)),
+            cell: parking_lot::RwLock::new(fam),
+        });
+        insert(self.reg, h.clone(), name);
+        self.undo.push(Undo::Created(h));
+        Ok(())
+    }
+
+    fn delete_snapshot(&mut self, volume: &str, name: &str) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let reg = &*self.reg;
+        let removal = self.locks.with(&h, |f| {
+            let idx = snap_index(f, volume, name)?;
+            let what = format!("snapshot {volume}@{name}");
+            if let Some(e) = guards::refusal(&what, &f.snaps[idx].guards, GuardEffect::NO_DELETE) {
+                return Err(e);
+            }
+            if has_clones(reg, h.id, Some(f.snaps[idx].id)) {
+                return Err(busy(format!("{what} has clones; delete them first")));
+            }
+            Ok(remove_snapshot(f, idx))
+        })?;
+        self.undo.push(Undo::DeletedSnapshot(h, Box::new(removal)));
+        Ok(())
+    }
+
+    fn volume_tag(&mut self, volume: &str, tag: &Option<Vec<u8>>) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let old = self.locks.with(&h, |f| {
+            f.dirty.record = true;
+            std::mem::replace(&mut f.tag, tag.clone())
+        });
+        self.undo.push(Undo::VolumeTag(h, old));
+        Ok(())
+    }
+
+    fn snapshot_tag(&mut self, volume: &str, snapshot: &str, tag: &Option<Vec<u8>>) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let (sid, old) = self.locks.with(&h, |f| {
+            let i = snap_index(f, volume, snapshot)?;
+            let s = &mut f.snaps[i];
+            let old = std::mem::replace(&mut s.tag, tag.clone());
+            let sid = s.id;
+            f.dirty.snapshot_records.push(sid);
+            Ok::<_, Error>((sid, old))
+        })?;
+        self.undo.push(Undo::SnapshotTag(h, sid, old));
+        Ok(())
+    }
+
+    /// Puts `guard` (or, when `None`, removes `owner`'s) on a volume or one of its snapshots.
+    fn guard(
+        &mut self,
+        volume: &str,
+        snapshot: Option<&str>,
+        owner: GuardOwner,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let change = |set: &mut Vec<Guard>| -> Result<Vec<Guard>> {
+            let old = set.clone();
+            match guard {
+                Some(g) => guards::put(set, g.clone())?,
+                None => guards::remove(set, owner),
+            }
+            Ok(old)
+        };
+        match snapshot {
+            None => {
+                let old = self.locks.with(&h, |f| {
+                    f.dirty.record = true;
+                    change(&mut f.guards)
+                })?;
+                self.undo.push(Undo::VolumeGuards(h, old));
+            }
+            Some(s) => {
+                let (sid, old) = self.locks.with(&h, |f| {
+                    let i = snap_index(f, volume, s)?;
+                    let old = change(&mut f.snaps[i].guards)?;
+                    let sid = f.snaps[i].id;
+                    f.dirty.snapshot_records.push(sid);
+                    Ok::<_, Error>((sid, old))
+                })?;
+                self.undo.push(Undo::SnapshotGuards(h, sid, old));
             }
         }
         Ok(())
