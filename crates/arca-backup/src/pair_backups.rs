@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arca_store::{Guard, GuardEffect, GuardOwner, Result, VolumeInfo};
+use arca_store::{GuardOwner, Result, VolumeInfo};
 
 use crate::backups::{Backups, busy};
 use crate::catalog;
@@ -72,22 +72,18 @@ impl Backups {
             .admit_metadata(&format!("backing up {}", source.name), room)?;
         let pairs = self.pairs.get().expect("a pair was found through them");
         let id = self.new_id();
-        // The secondary is the backup's from the split's instant: guarded before any host
-        // write can reach it.
-        let guard = Guard::new(
-            GuardOwner::Backup(id),
-            GuardEffect::ALL,
-            format!("holds backup {id}"),
-        );
-        let split = pairs.split_guarded(&pair.name, Some(guard))?;
-        let record = {
-            let _c = self.catalog_lock.lock();
-            let secondary = self
-                .volume_by_id(pair.secondary_id)
-                .ok_or_else(|| busy("the secondary disappeared during the split"))?;
-            let previous = self.pool.app_read(|r| catalog::generation(r, source.id))?;
-            let previous_pit = self.point_in_time_of(source.id, previous)?;
-            let generation = previous + 1;
+        // The split, the record, and its guard on the secondary in one transaction: a failure
+        // leaves the pair as it was and no record, and the secondary is the backup's from the
+        // split's instant. The catalog lock comes before the pairs' (as everywhere).
+        let catalog_lock = self.catalog_lock.lock();
+        let secondary = self
+            .volume_by_id(pair.secondary_id)
+            .ok_or_else(|| busy(format!("the secondary of pair {} is gone", pair.name)))?;
+        let previous = self.pool.app_read(|r| catalog::generation(r, source.id))?;
+        let previous_pit = self.point_in_time_of(source.id, previous)?;
+        let generation = previous + 1;
+        let mut record = None;
+        pairs.split_with(&pair.name, &mut |t, split| {
             let pit = split.split_ms.unwrap_or_else(|| self.now_ms());
             let destination = Destination::Volume {
                 volume: secondary.name.clone(),
@@ -104,14 +100,16 @@ impl Backups {
             r.completed_ms = Some(self.now_ms());
             r.status = Status::Complete;
             r.allocated_bytes = secondary.referenced_bytes;
-            let mut t = self.pool.transaction();
-            catalog::put(&mut t, None, &r);
-            catalog::set_generation(&mut t, source.id, generation);
-            self.mark_ids(&mut t);
-            self.tag_destination(&mut t, &r)?;
-            t.commit()?;
-            r
-        };
+            catalog::put(t, None, &r);
+            catalog::set_generation(t, source.id, generation);
+            self.mark_ids(t);
+            // Tags the secondary and guards it for the backup.
+            self.tag_destination(t, &r)?;
+            record = Some(r);
+            Ok(())
+        })?;
+        drop(catalog_lock);
+        let record = record.expect("a split that commits planned the record");
         let job = self.start_digest(record.id)?;
         Ok(Created {
             records: vec![record],

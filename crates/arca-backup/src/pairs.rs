@@ -576,12 +576,17 @@ impl Pairs {
     /// Splits the pair at one instant: the secondary is frozen as the primary was then, and
     /// both sides track what changes from there.
     pub fn split(&self, name: &str) -> Result<PairRecord> {
-        self.split_guarded(name, None)
+        self.split_with(name, &mut |_, _| Ok(()))
     }
 
-    /// A split whose secondary takes `guard` before any host write can reach it (a backup
-    /// held on the secondary from the split's instant).
-    pub fn split_guarded(&self, name: &str, guard: Option<Guard>) -> Result<PairRecord> {
+    /// A split whose transaction carries `also`'s changes too, planned (given the split
+    /// record) before the pair's own guards change: a backup held on the secondary from the
+    /// split's instant, with its record, all or nothing with the split.
+    pub fn split_with(
+        &self,
+        name: &str,
+        also: &mut dyn FnMut(&mut Txn<'_>, &PairRecord) -> Result<()>,
+    ) -> Result<PairRecord> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
         let r = rt.record.lock().clone();
@@ -605,10 +610,8 @@ impl Pairs {
                 (secondary.as_str(), secondary_snapshot(r.id).as_str()),
             ])?;
             t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
-            // The caller's guard goes on before the pair's lifts: no instant unguarded.
-            if let Some(g) = guard {
-                t.add_volume_guard(&secondary, g)?;
-            }
+            // The caller's guards go on before the pair's lift: no instant unguarded.
+            also(&mut t, &new)?;
             stage_guards(&self.pool, &mut t, &new)?;
             t.commit()?;
             *rt.record.lock() = new.clone();

@@ -370,9 +370,14 @@ impl Backups {
             })
             .collect();
         if let Err(e) = created {
-            if !steps.is_empty() {
-                // Taken (or pending), then failed: nothing was rewritten. The cause is what the
-                // caller must see; a failed clean-up is logged (the next start settles it).
+            // The undo point and the markers commit together or not at all (the closure above
+            // ran either way); a marker that cannot be read counts as committed.
+            let committed = steps
+                .first()
+                .is_some_and(|s| !matches!(self.restore_marker(s.volume_id), Ok(None)));
+            if committed {
+                // Taken, then failed: nothing was rewritten. The cause is what the caller must
+                // see; a failed clean-up is logged (the next start settles it).
                 self.abandon_logged(&steps, &format!("the restore could not start: {e}"));
             } else {
                 self.lift_plans(&plans);

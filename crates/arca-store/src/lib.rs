@@ -30,6 +30,7 @@ mod records;
 pub mod sim;
 mod txn;
 mod txn_apply;
+mod txn_undo;
 mod volume_queries;
 mod write_behind;
 

@@ -93,6 +93,7 @@ pub struct SimDevice {
     power: Arc<PowerDomain>,
     state: Mutex<SimState>,
     faults: Mutex<Vec<Fault>>,
+    syncs: AtomicU64,
 }
 
 impl fmt::Debug for SimDevice {
@@ -119,6 +120,7 @@ impl SimDevice {
                 unsynced: Vec::new(),
             }),
             faults: Mutex::new(Vec::new()),
+            syncs: AtomicU64::new(0),
         }
     }
 
@@ -142,6 +144,12 @@ impl SimDevice {
             errno: libc::EIO,
             range: Some((offset, offset + len)),
         });
+    }
+
+    /// Syncs asked of this device so far, failed ones included (a test learns how many
+    /// steps an operation has, to fail each in turn).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
     }
 
     pub fn clear_faults(&self) {
@@ -251,6 +259,7 @@ impl BlockDevice for SimDevice {
     }
 
     fn sync(&self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
         self.check_fault(FaultOp::Sync, 0, 0)?;
         let mut st = self.state.lock();
         if !self.power.admit() {

@@ -14,7 +14,7 @@
 //! is what it was before the call. Ids handed out stay consumed, and a volume's generation
 //! counter may have moved on: neither is visible.
 //!
-//! Undo with host I/O running (see txn_apply.rs for each op):
+//! Undo with host I/O running (see txn_undo.rs for each op):
 //! - a created volume or clone is removed as a delete would (host writes to it meanwhile are
 //!   freed, after the next durable commit, like any deleted volume's);
 //! - a created snapshot is deleted: host writes meanwhile pushed old data into its delta, and

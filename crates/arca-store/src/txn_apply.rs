@@ -1,5 +1,5 @@
 //! Committing a transaction: applying its planned ops to memory, flushing, and undoing them
-//! when the flush fails (the module doc of txn.rs says why each undo is exact).
+//! (txn_undo.rs) when the flush fails (the module doc of txn.rs says why each undo is exact).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,12 +8,13 @@ use std::sync::atomic::Ordering;
 use parking_lot::RwLockWriteGuard;
 
 use crate::error::{Error, ErrorKind, Result, not_found};
-use crate::extent_map::{Entry, ExtentMap, Phys};
-use crate::family::{Dirty, Family, FamilyHandle, HookSlot, Snap};
-use crate::guards::{self, Guard, GuardEffect};
+use crate::extent_map::ExtentMap;
+use crate::family::{Dirty, Family, FamilyHandle, Snap};
+use crate::guards::{self, Guard, GuardEffect, GuardOwner};
 use crate::placement::DeviceExtents;
 use crate::pool::{Pool, PoolPending, Registry, SNAPSHOTS_PER_VOLUME_MAX, now_unix};
 use crate::txn::{Op, Txn, exists};
+use crate::txn_undo::{DeletedVolume, Undo, remove_snapshot};
 
 /// Family write locks a committing transaction holds across its flush (txn.rs), by id.
 #[derive(Default)]
@@ -67,155 +68,6 @@ impl<'g> Locks<'g> {
     }
 }
 
-/// What undoes one applied op.
-enum Undo {
-    /// A created volume or clone: removed again.
-    Created(Arc<FamilyHandle>),
-    /// A created snapshot (by id): deleted again.
-    Snapshot(Arc<FamilyHandle>, u64),
-    DeletedSnapshot(Arc<FamilyHandle>, Box<Removal>),
-    DeletedVolume(Box<DeletedVolume>),
-    VolumeTag(Arc<FamilyHandle>, Option<Vec<u8>>),
-    SnapshotTag(Arc<FamilyHandle>, u64, Option<Vec<u8>>),
-    VolumeGuards(Arc<FamilyHandle>, Vec<Guard>),
-    SnapshotGuards(Arc<FamilyHandle>, u64, Vec<Guard>),
-}
-
-struct DeletedVolume {
-    handle: Arc<FamilyHandle>,
-    name: String,
-    live: ExtentMap,
-    snaps: Vec<Snap>,
-    dirty: Dirty,
-    hook: HookSlot,
-    /// What the delete added to the pool's pending changes.
-    pending: PoolPending,
-}
-
-/// How a snapshot's removal changed its family, to put it back exactly.
-pub(crate) struct Removal {
-    idx: usize,
-    snap: Snap,
-    /// Logical extents moved into the older snapshot's delta, with the dirty value their key
-    /// had there before.
-    moved: Vec<(u64, Option<Option<Entry>>)>,
-    freed: Vec<Phys>,
-    /// The snapshot's own uncommitted entries, dropped with it.
-    dirty_dropped: Vec<((u64, u64), Option<Entry>)>,
-    had_record: bool,
-}
-
-/// Removes the snapshot at `idx`: entries an older snapshot still sees move to it, the rest
-/// are freed (after the commit). The caller has checked guards and clones.
-pub(crate) fn remove_snapshot(f: &mut Family, idx: usize) -> Removal {
-    let snap = f.snaps.remove(idx);
-    let older = idx.checked_sub(1);
-    let older_prev_gen = if idx >= 2 {
-        f.snaps[idx - 2].generation
-    } else {
-        0
-    };
-    let mut moved = Vec::new();
-    let mut freed = Vec::new();
-    for (l, e) in snap.delta.iter() {
-        match older {
-            Some(o) if e.birth < f.snaps[o].generation => {
-                let os = &mut f.snaps[o];
-                let replaced = os.delta.insert(l, e);
-                assert!(replaced.is_none(), "older snapshot already preserved {l}");
-                if e.phys().is_some() {
-                    os.delta_real += 1;
-                    if e.birth >= older_prev_gen {
-                        os.unique += 1;
-                    }
-                }
-                let prev = f.dirty.entries.insert((os.id, l), Some(e));
-                moved.push((l, prev));
-            }
-            _ => {
-                if let Some(p) = e.phys() {
-                    f.dirty.frees.push(p);
-                    freed.push(p);
-                }
-            }
-        }
-    }
-    // The deleted snapshot's stored entries go with its owner id.
-    let keys: Vec<(u64, u64)> = f
-        .dirty
-        .entries
-        .range((snap.id, 0)..=(snap.id, u64::MAX))
-        .map(|(k, _)| *k)
-        .collect();
-    let mut dirty_dropped = Vec::new();
-    for k in keys {
-        let v = f.dirty.entries.remove(&k).expect("listed above");
-        dirty_dropped.push((k, v));
-    }
-    f.dirty.deleted_snapshots.push(snap.id);
-    let had_record = f.dirty.snapshot_records.contains(&snap.id);
-    f.dirty.snapshot_records.retain(|&id| id != snap.id);
-    recount_after(f, idx);
-    f.dirty.record = true;
-    Removal {
-        idx,
-        snap,
-        moved,
-        freed,
-        dirty_dropped,
-        had_record,
-    }
-}
-
-/// The next newer image of position `idx` has a different older neighbour now.
-fn recount_after(f: &mut Family, idx: usize) {
-    if idx < f.snaps.len() {
-        f.recount_snap_unique(idx);
-    } else {
-        f.recount_live_unique();
-    }
-}
-
-/// Puts back a snapshot [`remove_snapshot`] removed, with nothing changed in the family since
-/// (its locks held), except what a failed flush drained and put back.
-fn restore_snapshot(f: &mut Family, r: Removal) {
-    let idx = r.idx;
-    if let Some(o) = idx.checked_sub(1) {
-        let older_prev_gen = if idx >= 2 {
-            f.snaps[idx - 2].generation
-        } else {
-            0
-        };
-        let os = &mut f.snaps[o];
-        let oid = os.id;
-        for (l, prev) in &r.moved {
-            let e = os.delta.remove(*l).expect("moved there by the removal");
-            if e.phys().is_some() {
-                os.delta_real -= 1;
-                if e.birth >= older_prev_gen {
-                    os.unique -= 1;
-                }
-            }
-            match prev {
-                Some(v) => f.dirty.entries.insert((oid, *l), *v),
-                None => f.dirty.entries.remove(&(oid, *l)),
-            };
-        }
-    }
-    let freed: HashSet<Phys> = r.freed.iter().copied().collect();
-    f.dirty.frees.retain(|p| !freed.contains(p));
-    for (k, v) in r.dirty_dropped {
-        f.dirty.entries.insert(k, v);
-    }
-    let id = r.snap.id;
-    f.dirty.deleted_snapshots.retain(|&x| x != id);
-    if r.had_record {
-        f.dirty.snapshot_records.push(id);
-    }
-    f.snaps.insert(idx, r.snap);
-    recount_after(f, idx + 1);
-}
-
 fn new_family(
     name: &str,
     size: u64,
@@ -246,7 +98,7 @@ fn new_family(
     }
 }
 
-fn insert(reg: &mut Registry, h: Arc<FamilyHandle>, name: &str) {
+pub(crate) fn insert(reg: &mut Registry, h: Arc<FamilyHandle>, name: &str) {
     reg.by_name.insert(name.to_string(), h.clone());
     reg.by_id.insert(h.id, h);
 }
@@ -277,11 +129,11 @@ fn busy(what: String) -> Error {
     Error::new(ErrorKind::Busy, what)
 }
 
-struct Applier<'r, 'g> {
-    pool: &'r Pool,
-    reg: &'r mut Registry,
-    locks: &'r mut Locks<'g>,
-    undo: Vec<Undo>,
+pub(crate) struct Applier<'r, 'g> {
+    pub(crate) pool: &'r Pool,
+    pub(crate) reg: &'r mut Registry,
+    pub(crate) locks: &'r mut Locks<'g>,
+    pub(crate) undo: Vec<Undo>,
 }
 
 impl Applier<'_, '_> {
@@ -294,130 +146,165 @@ impl Applier<'_, '_> {
                 name,
                 size,
                 placement,
-            } => {
-                if self.reg.by_name.contains_key(name) {
-                    return Err(exists("volume", name));
-                }
-                let h = Arc::new(FamilyHandle {
-                    id: *id,
-                    parent: None,
-                    cell: parking_lot::RwLock::new(new_family(name, *size, *placement, 0, DeviceExtents::default())),
-                });
-                insert(self.reg, h.clone(), name);
-                self.undo.push(Undo::Created(h));
-            }
+            } => self.create_volume(*id, name, *size, *placement),
             Op::Clone {
                 id,
                 volume,
                 snapshot,
                 name,
                 placement,
-            } => {
-                if self.reg.by_name.contains_key(name) {
-                    return Err(exists("volume", name));
-                }
-                let ph = handle(self.reg, volume)?;
-                let (sid, size, referenced, devices, pp) = self.locks.with(&ph, |pf| {
-                    let i = snap_index(pf, volume, snapshot)?;
-                    let s = &pf.snaps[i];
-                    Ok::<_, Error>((
-                        s.id,
-                        s.size,
-                        s.referenced,
-                        s.devices.clone(),
-                        pf.placement,
-                    ))
-                })?;
-                let fam = new_family(name, size, placement.or(pp), referenced, devices);
-                let h = Arc::new(FamilyHandle {
-                    id: *id,
-                    parent: Some((ph, sid)),
-                    cell: parking_lot::RwLock::new(fam),
-                });
-                insert(self.reg, h.clone(), name);
-                self.undo.push(Undo::Created(h));
-            }
-            Op::CreateSnapshots { items } => self.create_snapshots(items)?,
-            Op::DeleteSnapshot { volume, name } => {
-                let h = handle(self.reg, volume)?;
-                let reg = &*self.reg;
-                let removal = self.locks.with(&h, |f| {
-                    let idx = snap_index(f, volume, name)?;
-                    let what = format!("snapshot {volume}@{name}");
-                    if let Some(e) =
-                        guards::refusal(&what, &f.snaps[idx].guards, GuardEffect::NO_DELETE)
-                    {
-                        return Err(e);
-                    }
-                    if has_clones(reg, h.id, Some(f.snaps[idx].id)) {
-                        return Err(busy(format!("{what} has clones; delete them first")));
-                    }
-                    Ok(remove_snapshot(f, idx))
-                })?;
-                self.undo.push(Undo::DeletedSnapshot(h, Box::new(removal)));
-            }
+            } => self.clone_snapshot(*id, volume, snapshot, name, *placement),
+            Op::CreateSnapshots { items } => self.create_snapshots(items),
+            Op::DeleteSnapshot { volume, name } => self.delete_snapshot(volume, name),
             Op::DeleteVolume {
                 name,
                 with_snapshots,
-            } => self.delete_volume(name, *with_snapshots)?,
-            Op::VolumeTag { volume, tag } => {
-                let h = handle(self.reg, volume)?;
-                let old = self.locks.with(&h, |f| {
-                    f.dirty.record = true;
-                    std::mem::replace(&mut f.tag, tag.clone())
-                });
-                self.undo.push(Undo::VolumeTag(h, old));
-            }
+            } => self.delete_volume(name, *with_snapshots),
+            Op::VolumeTag { volume, tag } => self.volume_tag(volume, tag),
             Op::SnapshotTag {
                 volume,
                 snapshot,
                 tag,
-            } => {
-                let h = handle(self.reg, volume)?;
-                let (sid, old) = self.locks.with(&h, |f| {
-                    let i = snap_index(f, volume, snapshot)?;
-                    let s = &mut f.snaps[i];
-                    let old = std::mem::replace(&mut s.tag, tag.clone());
-                    let sid = s.id;
-                    f.dirty.snapshot_records.push(sid);
-                    Ok::<_, Error>((sid, old))
-                })?;
-                self.undo.push(Undo::SnapshotTag(h, sid, old));
-            }
+            } => self.snapshot_tag(volume, snapshot, tag),
             Op::Guard {
                 volume,
                 snapshot,
                 owner,
                 guard,
-            } => {
-                let h = handle(self.reg, volume)?;
-                let change = |set: &mut Vec<Guard>| -> Result<Vec<Guard>> {
-                    let old = set.clone();
-                    match guard {
-                        Some(g) => guards::put(set, g.clone())?,
-                        None => guards::remove(set, *owner),
-                    }
-                    Ok(old)
-                };
-                match snapshot {
-                    None => {
-                        let old = self.locks.with(&h, |f| {
-                            f.dirty.record = true;
-                            change(&mut f.guards)
-                        })?;
-                        self.undo.push(Undo::VolumeGuards(h, old));
-                    }
-                    Some(s) => {
-                        let (sid, old) = self.locks.with(&h, |f| {
-                            let i = snap_index(f, volume, s)?;
-                            let old = change(&mut f.snaps[i].guards)?;
-                            let sid = f.snaps[i].id;
-                            f.dirty.snapshot_records.push(sid);
-                            Ok::<_, Error>((sid, old))
-                        })?;
-                        self.undo.push(Undo::SnapshotGuards(h, sid, old));
-                    }
-                }
+            } => self.guard(volume, snapshot.as_deref(), *owner, guard.as_ref()),
+        }
+    }
+
+    fn create_volume(
+        &mut self,
+        id: u64,
+        name: &str,
+        size: u64,
+        placement: Option<u32>,
+    ) -> Result<()> {
+        if self.reg.by_name.contains_key(name) {
+            return Err(exists("volume", name));
+        }
+        let h = Arc::new(FamilyHandle {
+            id,
+            parent: None,
+            cell: parking_lot::RwLock::new(new_family(
+                name,
+                size,
+                placement,
+                0,
+                DeviceExtents::default(),
+            )),
+        });
+        insert(self.reg, h.clone(), name);
+        self.undo.push(Undo::Created(h));
+        Ok(())
+    }
+
+    fn clone_snapshot(
+        &mut self,
+        id: u64,
+        volume: &str,
+        snapshot: &str,
+        name: &str,
+        placement: Option<u32>,
+    ) -> Result<()> {
+        if self.reg.by_name.contains_key(name) {
+            return Err(exists("volume", name));
+        }
+        let ph = handle(self.reg, volume)?;
+        let (sid, size, referenced, devices, pp) = self.locks.with(&ph, |pf| {
+            let i = snap_index(pf, volume, snapshot)?;
+            let s = &pf.snaps[i];
+            Ok::<_, Error>((s.id, s.size, s.referenced, s.devices.clone(), pf.placement))
+        })?;
+        let fam = new_family(name, size, placement.or(pp), referenced, devices);
+        let h = Arc::new(FamilyHandle {
+            id,
+            parent: Some((ph, sid)),
+            cell: parking_lot::RwLock::new(fam),
+        });
+        insert(self.reg, h.clone(), name);
+        self.undo.push(Undo::Created(h));
+        Ok(())
+    }
+
+    fn delete_snapshot(&mut self, volume: &str, name: &str) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let reg = &*self.reg;
+        let removal = self.locks.with(&h, |f| {
+            let idx = snap_index(f, volume, name)?;
+            let what = format!("snapshot {volume}@{name}");
+            if let Some(e) = guards::refusal(&what, &f.snaps[idx].guards, GuardEffect::NO_DELETE) {
+                return Err(e);
+            }
+            if has_clones(reg, h.id, Some(f.snaps[idx].id)) {
+                return Err(busy(format!("{what} has clones; delete them first")));
+            }
+            Ok(remove_snapshot(f, idx))
+        })?;
+        self.undo.push(Undo::DeletedSnapshot(h, Box::new(removal)));
+        Ok(())
+    }
+
+    fn volume_tag(&mut self, volume: &str, tag: &Option<Vec<u8>>) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let old = self.locks.with(&h, |f| {
+            f.dirty.record = true;
+            std::mem::replace(&mut f.tag, tag.clone())
+        });
+        self.undo.push(Undo::VolumeTag(h, old));
+        Ok(())
+    }
+
+    fn snapshot_tag(&mut self, volume: &str, snapshot: &str, tag: &Option<Vec<u8>>) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let (sid, old) = self.locks.with(&h, |f| {
+            let i = snap_index(f, volume, snapshot)?;
+            let s = &mut f.snaps[i];
+            let old = std::mem::replace(&mut s.tag, tag.clone());
+            let sid = s.id;
+            f.dirty.snapshot_records.push(sid);
+            Ok::<_, Error>((sid, old))
+        })?;
+        self.undo.push(Undo::SnapshotTag(h, sid, old));
+        Ok(())
+    }
+
+    /// Puts `guard` (or, when `None`, removes `owner`'s) on a volume or one of its snapshots.
+    fn guard(
+        &mut self,
+        volume: &str,
+        snapshot: Option<&str>,
+        owner: GuardOwner,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
+        let h = handle(self.reg, volume)?;
+        let change = |set: &mut Vec<Guard>| -> Result<Vec<Guard>> {
+            let old = set.clone();
+            match guard {
+                Some(g) => guards::put(set, g.clone())?,
+                None => guards::remove(set, owner),
+            }
+            Ok(old)
+        };
+        match snapshot {
+            None => {
+                let old = self.locks.with(&h, |f| {
+                    f.dirty.record = true;
+                    change(&mut f.guards)
+                })?;
+                self.undo.push(Undo::VolumeGuards(h, old));
+            }
+            Some(s) => {
+                let (sid, old) = self.locks.with(&h, |f| {
+                    let i = snap_index(f, volume, s)?;
+                    let old = change(&mut f.snaps[i].guards)?;
+                    let sid = f.snaps[i].id;
+                    f.dirty.snapshot_records.push(sid);
+                    Ok::<_, Error>((sid, old))
+                })?;
+                self.undo.push(Undo::SnapshotGuards(h, sid, old));
             }
         }
         Ok(())
@@ -541,102 +428,6 @@ impl Applier<'_, '_> {
         self.reg.by_id.remove(&h.id);
         self.undo.push(Undo::DeletedVolume(Box::new(deleted)));
         Ok(())
-    }
-
-    /// Undoes every applied op, newest first.
-    fn undo_all(&mut self) {
-        while let Some(u) = self.undo.pop() {
-            self.undo_one(u);
-        }
-    }
-
-    fn undo_one(&mut self, u: Undo) {
-        let pool = self.pool;
-        match u {
-            Undo::Created(h) => {
-                // As a delete would: what host writes allocated meanwhile is freed after the
-                // next durable commit.
-                let add = self.locks.with(&h, |f| {
-                    let mut add = PoolPending::default();
-                    let dirty = std::mem::take(&mut f.dirty);
-                    add.frees.extend(dirty.frees);
-                    add.frees
-                        .extend(f.live.iter().filter_map(|(_, e)| e.phys()));
-                    assert!(
-                        f.snaps.is_empty(),
-                        "snapshots of a new volume are undone first"
-                    );
-                    f.live = ExtentMap::new();
-                    f.deleted = true;
-                    if f.hook.0.take().is_some() {
-                        pool.inner.hooks.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    add
-                });
-                pool.inner.pending.lock().frees.extend(add.frees);
-                let name = h.cell.read().name.clone();
-                if self
-                    .reg
-                    .by_name
-                    .get(&name)
-                    .is_some_and(|x| Arc::ptr_eq(x, &h))
-                {
-                    self.reg.by_name.remove(&name);
-                }
-                self.reg.by_id.remove(&h.id);
-            }
-            Undo::Snapshot(h, id) => self.locks.with(&h, |f| {
-                let idx = f.snap_index(id).expect("undone in reverse order");
-                remove_snapshot(f, idx);
-            }),
-            Undo::DeletedSnapshot(h, r) => self.locks.with(&h, |f| restore_snapshot(f, *r)),
-            Undo::DeletedVolume(d) => {
-                let d = *d;
-                let had_hook = d.hook.0.is_some();
-                self.locks.with(&d.handle, |f| {
-                    f.live = d.live;
-                    f.snaps = d.snaps;
-                    let newer = std::mem::replace(&mut f.dirty, d.dirty);
-                    assert!(newer.is_empty(), "a deleted volume takes no writes");
-                    f.hook = d.hook;
-                    f.deleted = false;
-                });
-                if had_hook {
-                    pool.inner.hooks.fetch_add(1, Ordering::SeqCst);
-                }
-                {
-                    let mut p = pool.inner.pending.lock();
-                    let a = d.pending;
-                    let frees: HashSet<Phys> = a.frees.into_iter().collect();
-                    p.frees.retain(|x| !frees.contains(x));
-                    let purge: HashSet<u64> = a.purge_owners.into_iter().collect();
-                    p.purge_owners.retain(|x| !purge.contains(x));
-                    let vols: HashSet<u64> = a.deleted_volumes.into_iter().collect();
-                    p.deleted_volumes.retain(|x| !vols.contains(x));
-                    let snaps: HashSet<u64> = a.deleted_snapshots.into_iter().collect();
-                    p.deleted_snapshots.retain(|x| !snaps.contains(x));
-                }
-                insert(self.reg, d.handle, &d.name);
-            }
-            Undo::VolumeTag(h, old) => self.locks.with(&h, |f| {
-                f.tag = old;
-                f.dirty.record = true;
-            }),
-            Undo::SnapshotTag(h, sid, old) => self.locks.with(&h, |f| {
-                let i = f.snap_index(sid).expect("undone in reverse order");
-                f.snaps[i].tag = old;
-                f.dirty.snapshot_records.push(sid);
-            }),
-            Undo::VolumeGuards(h, old) => self.locks.with(&h, |f| {
-                f.guards = old;
-                f.dirty.record = true;
-            }),
-            Undo::SnapshotGuards(h, sid, old) => self.locks.with(&h, |f| {
-                let i = f.snap_index(sid).expect("undone in reverse order");
-                f.snaps[i].guards = old;
-                f.dirty.snapshot_records.push(sid);
-            }),
-        }
     }
 }
 
