@@ -48,7 +48,7 @@ fn port(d: &Daemon) -> &str {
 
 #[test]
 fn token_less_api_refuses_hosts_not_naming_it_and_foreign_origins() {
-    let d = Daemon::start(&[], &[]);
+    let d = Daemon::start();
     assert_eq!(
         post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
         201
@@ -112,7 +112,7 @@ fn token_less_api_refuses_hosts_not_naming_it_and_foreign_origins() {
 
 #[test]
 fn with_a_token_any_host_is_answered_but_foreign_origins_are_not() {
-    let d = Daemon::start(&[], &[("ARCA_TOKEN", "s3cret")]);
+    let d = crate::Serve::new().env("ARCA_TOKEN", "s3cret").start();
     let bearer = ("Authorization", "Bearer s3cret");
     // A page cannot know the token, so a DNS name in Host is a legitimate remote client.
     let r = raw(

@@ -2,88 +2,14 @@
 //! mirroring, the secondary read-only while paired and writable while split, split, resync,
 //! reverse resync, delete, and every 400/404/409/422 answer.
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::qemu::{identical, qemu_io_if_installed, write_refused};
 use crate::{Daemon, assert_error, call, delete, get, post, wait_job};
 
 const M: u64 = 1 << 20;
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Runs qemu-io on an export (read-only when every command reads); None when qemu-io is not
-/// installed (an error under CI).
-fn qemu_io_out(d: &Daemon, export: &str, cmds: &[&str]) -> Option<Output> {
-    let uri = format!("nbd://{}/{export}", d.nbd);
-    let mut args = vec!["-f", "raw"];
-    if cmds.iter().all(|c| c.starts_with("read")) {
-        args.push("-r");
-    }
-    for c in cmds {
-        args.extend(["-c", c]);
-    }
-    args.push(&uri);
-    match Command::new("qemu-io")
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => Some(out),
-        Err(e) => {
-            assert!(!ci(), "qemu-io is needed: {e}");
-            None
-        }
-    }
-}
-
-/// qemu-io commands that must succeed (reads with `-P` check the pattern); false when
-/// qemu-io is missing.
-fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> bool {
-    let Some(out) = qemu_io_out(d, export, cmds) else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && !text.contains("verification failed"),
-        "qemu-io {cmds:?} on {export}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    true
-}
-
-/// A host write refused: the export is read-only.
-fn write_refused(d: &Daemon, export: &str) {
-    if let Some(out) = qemu_io_out(d, export, &["write -P 0xee 0 4k"]) {
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !out.status.success() && !text.contains("wrote "),
-            "a host wrote into {export}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// Whether two exports hold the same bytes, as qemu-img compares them.
-fn identical(d: &Daemon, a: &str, b: &str) {
-    let uri = |e: &str| format!("nbd://{}/{e}", d.nbd);
-    match Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "raw", &uri(a), &uri(b)])
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => assert!(
-            out.status.success(),
-            "{a} and {b} differ: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => assert!(!ci(), "qemu-img is needed: {e}"),
-    }
-}
 
 /// Repeats a request refused because a host that just left is still listed as connected.
 fn while_in_use(mut f: impl FnMut() -> (u16, Value)) -> (u16, Value) {
@@ -134,8 +60,8 @@ fn read_only(d: &Daemon, export: &str) -> bool {
 
 #[test]
 fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
-    let d = Daemon::start(&["--volume", "p=64M", "--volume", "s=64M"], &[]);
-    let data = qemu_io(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 32M 64k"]);
+    let d = Daemon::start_with_args(&["--volume", "p=64M", "--volume", "s=64M"]);
+    let data = qemu_io_if_installed(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 32M 64k"]);
 
     // Create: the pair is named after its secondary and starts with the initial copy.
     let (s, created) = post(&d, "/v1/pairs", json!({"primary": "p", "secondary": "s"}));
@@ -168,9 +94,9 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
 
     // The copy holds the primary's data; a primary write reaches the secondary at once.
     if data {
-        qemu_io(&d, "s", &["read -P 0x11 0 1M", "read -P 0x12 32M 64k"]);
-        qemu_io(&d, "p", &["write -P 0x21 2M 64k"]);
-        qemu_io(&d, "s", &["read -P 0x21 2M 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x11 0 1M", "read -P 0x12 32M 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x21 2M 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x21 2M 64k"]);
     }
     identical(&d, "p", "s");
     // Hosts get the secondary read-only while paired.
@@ -192,9 +118,9 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     assert_error(&post(&d, "/v1/pairs/s/split", json!({})), 409, "busy");
     assert!(!read_only(&d, "s"));
     if data {
-        qemu_io(&d, "s", &["write -P 0x31 4M 64k"]);
-        qemu_io(&d, "p", &["write -P 0x41 0 64k"]);
-        qemu_io(
+        qemu_io_if_installed(&d, "s", &["write -P 0x31 4M 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x41 0 64k"]);
+        qemu_io_if_installed(
             &d,
             "s",
             &[
@@ -220,7 +146,7 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     assert!(p["split"].is_null(), "{p}");
     assert!(read_only(&d, "s"));
     if data {
-        qemu_io(&d, "s", &["read -P 0x41 0 64k", "read -P 0 4M 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x41 0 64k", "read -P 0 4M 64k"]);
     }
     identical(&d, "p", "s");
 
@@ -228,8 +154,8 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     let (s, p) = post(&d, "/v1/pairs/s/split", json!({}));
     assert_eq!((s, &p["state"]), (200, &json!("split")), "{p}");
     if data {
-        qemu_io(&d, "p", &["write -P 0x51 0 64k", "write -P 0x53 16M 64k"]);
-        qemu_io(&d, "s", &["write -P 0x52 8M 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x51 0 64k", "write -P 0x53 16M 64k"]);
+        qemu_io_if_installed(&d, "s", &["write -P 0x52 8M 64k"]);
     }
     let (s, r) = post(&d, "/v1/pairs/s/resync", json!({"reverse": true}));
     assert_eq!(s, 202, "{r}");
@@ -239,7 +165,7 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     assert_eq!(j["kind"], "pair-reverse-resync");
     assert_eq!(pair(&d, "s")["state"], "pair");
     if data {
-        qemu_io(
+        qemu_io_if_installed(
             &d,
             "p",
             &[
@@ -262,8 +188,8 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
         "tracking snapshots left"
     );
     if data {
-        qemu_io(&d, "p", &["write -P 0x61 0 64k"]);
-        qemu_io(&d, "s", &["read -P 0x41 0 64k", "write -P 0x62 0 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x61 0 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x41 0 64k", "write -P 0x62 0 64k"]);
     }
     assert_eq!(delete(&d, "/v1/volumes/s").0, 204);
     d.stop();
@@ -271,23 +197,20 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
 
 #[test]
 fn pair_errors() {
-    let d = Daemon::start(
-        &[
-            "--volume",
-            "p=64M",
-            "--volume",
-            "s=64M",
-            "--volume",
-            "t=64M",
-            "--volume",
-            "u=64M",
-            "--volume",
-            "small=32M",
-            "--volume",
-            "snapped=64M",
-        ],
-        &[],
-    );
+    let d = Daemon::start_with_args(&[
+        "--volume",
+        "p=64M",
+        "--volume",
+        "s=64M",
+        "--volume",
+        "t=64M",
+        "--volume",
+        "u=64M",
+        "--volume",
+        "small=32M",
+        "--volume",
+        "snapped=64M",
+    ]);
     let create = |body: Value| post(&d, "/v1/pairs", body);
     let raw = |body: &str| call(&d, "POST", "/v1/pairs", Some(body), None);
 
@@ -360,7 +283,7 @@ fn pair_errors() {
 
     // A pair whose copy is slow: the first 16 extents go at once, then the pace holds the
     // job for about 5 s, long enough to be refused things while it runs.
-    if !qemu_io(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 2M 64k"]) {
+    if !qemu_io_if_installed(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 2M 64k"]) {
         d.stop();
         return;
     }
@@ -452,7 +375,7 @@ fn pair_errors() {
 
 #[test]
 fn pairs_in_the_openapi_document() {
-    let d = Daemon::start(&[], &[]);
+    let d = Daemon::start();
     let (s, doc) = get(&d, "/v1/openapi.json");
     assert_eq!(s, 200);
     for (path, method, statuses) in [
@@ -499,8 +422,8 @@ fn pairs_in_the_openapi_document() {
 
 #[test]
 fn backup_on_a_pair_secondary_and_the_resync_over_it() {
-    let d = Daemon::start(&["--volume", "p=64M", "--volume", "s=64M"], &[]);
-    let data = qemu_io(&d, "p", &["write -P 0x11 0 1M"]);
+    let d = Daemon::start_with_args(&["--volume", "p=64M", "--volume", "s=64M"]);
+    let data = qemu_io_if_installed(&d, "p", &["write -P 0x11 0 1M"]);
     let (s, created) = post(&d, "/v1/pairs", json!({"primary": "p", "secondary": "s"}));
     assert_eq!(s, 201, "{created}");
     wait_job(&d, job_id(&created));
@@ -530,8 +453,8 @@ fn backup_on_a_pair_secondary_and_the_resync_over_it() {
     assert!(read_only(&d, "s"));
     write_refused(&d, "s");
     if data {
-        qemu_io(&d, "p", &["write -P 0x22 0 64k"]);
-        qemu_io(&d, "s", &["read -P 0x11 0 1M"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x22 0 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x11 0 1M"]);
     }
 
     // A resync would overwrite the backup: refused, naming it, unless it is consumed.

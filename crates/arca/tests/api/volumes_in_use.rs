@@ -6,7 +6,7 @@ use crate::{Daemon, G, assert_error, delete, get, nbd, post};
 
 #[test]
 fn deleting_a_volume_hosts_use_needs_force_which_disconnects_them() {
-    let d = Daemon::start(&[], &[]);
+    let d = Daemon::start();
     assert_eq!(
         post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
         201

@@ -6,7 +6,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use crate::require;
-use crate::util::{Daemon, MIB, run};
+use crate::util::{Daemon, MIB, Serve, run};
 
 const NBDMAGIC: &[u8; 8] = b"NBDMAGIC";
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -37,7 +37,7 @@ const EOVERFLOW: u32 = 75;
 const VOLUME_SIZE: u64 = 128 * MIB;
 
 fn daemon() -> Daemon {
-    Daemon::start(&["vol=128M"])
+    Daemon::with_volumes(&["vol=128M"])
 }
 
 fn connect(d: &Daemon) -> TcpStream {
@@ -441,7 +441,10 @@ fn pipelined_requests_are_all_answered_by_cookie() {
 #[test]
 fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
     // All from one address: its own cap must not come first.
-    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-max-connections-per-host", "200"]);
+    let mut d = Serve::new()
+        .volumes(&["vol=128M"])
+        .args(&["--nbd-max-connections-per-host", "200"])
+        .start();
     // The daemon's cap is 128 connections; idle handshakes count.
     let held: Vec<TcpStream> = (0..128).map(|_| start_options(&d)).collect();
     let mut extra = start_options(&d);
@@ -475,7 +478,10 @@ fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
 
 #[test]
 fn one_address_gets_its_own_connection_cap_and_the_refusal_is_logged() {
-    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-max-connections-per-host", "3"]);
+    let mut d = Serve::new()
+        .volumes(&["vol=128M"])
+        .args(&["--nbd-max-connections-per-host", "3"])
+        .start();
     let held: Vec<TcpStream> = (0..3).map(|_| transmission(&d)).collect();
     let mut extra = start_options(&d);
     let peer = extra.local_addr().unwrap().to_string();
@@ -509,7 +515,10 @@ fn one_address_gets_its_own_connection_cap_and_the_refusal_is_logged() {
 
 #[test]
 fn idle_connections_are_closed_and_logged() {
-    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-idle-timeout", "1"]);
+    let mut d = Serve::new()
+        .volumes(&["vol=128M"])
+        .args(&["--nbd-idle-timeout", "1"])
+        .start();
     let mut idle = transmission(&d);
     let peer = idle.local_addr().unwrap().to_string();
     // Closed after the timeout (the client's 10 s read timeout bounds the wait).

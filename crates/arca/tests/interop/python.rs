@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use crate::require;
-use crate::util::{Daemon, MIB, Out, PYTHON, prepare_pool, run, run_cmd, tempdir};
+use crate::util::{Daemon, MIB, Out, PYTHON, Serve, prepare_pool, run, run_cmd, tempdir};
 
 /// Helpers every script starts with. Strict mode is turned off where a script sends requests
 /// libnbd would otherwise refuse locally, so the daemon is the one that answers them.
@@ -75,7 +75,7 @@ fn script(body: &str, args: &[String]) -> Out {
 #[test]
 fn unaligned_io_matches_a_local_model() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=4M"]);
+    let d = Daemon::with_volumes(&["vol=4M"]);
     script(
         r##"
 h = connect(sys.argv[1])
@@ -122,7 +122,7 @@ assert h2.pread(size - 12345, 12345) == model[12345:]
 #[test]
 fn out_of_range_requests_fail_and_the_connection_survives() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=4M"]);
+    let d = Daemon::with_volumes(&["vol=4M"]);
     script(
         r##"
 h = connect(sys.argv[1], strict=False)
@@ -157,7 +157,7 @@ fn read_only_snapshot_refuses_writes_with_eperm() {
         pool.create_snapshot("vol", "snap").unwrap();
         v.write(0, &[0x22; 64 * 1024], false).unwrap();
     });
-    let d = Daemon::start_in(tmp, &[]);
+    let d = Serve::in_tempdir(tmp).start();
     script(
         r##"
 s = connect(sys.argv[2], strict=False)
@@ -180,7 +180,7 @@ assert v.pread(65536, 0) == b"\x22" * 65536, "volume content"
 #[test]
 fn oversize_request_fails_and_the_connection_survives() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=128M"]);
+    let d = Daemon::with_volumes(&["vol=128M"]);
     script(
         r##"
 h = connect(sys.argv[1], strict=False)
@@ -204,7 +204,7 @@ assert h.pread(MAX, 4096) == data
 #[test]
 fn many_requests_in_flight_and_multi_conn() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=16M"]);
+    let d = Daemon::with_volumes(&["vol=16M"]);
     script(
         r##"
 h = connect(sys.argv[1])
@@ -255,7 +255,7 @@ for i in range(1, N + 1):
 #[test]
 fn block_status_reports_holes_and_data() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=8M"]);
+    let d = Daemon::with_volumes(&["vol=8M"]);
     script(
         r##"
 h = connect(sys.argv[1])
@@ -291,7 +291,7 @@ assert is_hole(extents(h, 0, size), 1 << 20)
 #[test]
 fn structured_replies_and_advertised_commands() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=8M"]);
+    let d = Daemon::with_volumes(&["vol=8M"]);
     script(
         r##"
 h = connect(sys.argv[1])
@@ -343,7 +343,7 @@ h.shutdown()
 #[test]
 fn nbdsh_runs_commands() {
     require!("nbdsh", "python3-nbd");
-    let d = Daemon::start(&["vol=1M"]);
+    let d = Daemon::with_volumes(&["vol=1M"]);
     let mut cmd = Command::new("nbdsh");
     // nbdsh runs the first python3 on PATH; the binding lives in Debian's.
     let path = std::env::var("PATH").unwrap_or_default();
