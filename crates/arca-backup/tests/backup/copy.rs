@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arca_backup::{CreateRequest, Destination, Method, Status, TargetKind};
 use arca_store::ErrorKind;
-use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
+use arca_store::sim::CrashMode;
 
 use crate::util::*;
 
@@ -211,19 +211,7 @@ fn crash_during_a_copy_leaves_a_failed_record_and_no_debris() {
         } else {
             CrashMode::RandomSubset(seed)
         };
-        let power = PowerDomain::new();
-        let devices: Vec<Arc<SimDevice>> = r
-            .devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    d.crash_image(mode),
-                    power.clone(),
-                ))
-            })
-            .collect();
+        let devices = r.crash_devices(mode);
         let r2 = r.reopen_on(devices);
         let (records, bad) = arca_backup::catalog::all(&r2.pool).unwrap();
         assert!(bad.is_empty());

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arca_backup::{Backups, Clock, CreateRequest, HostInfo, JobManager, JobState, NoHosts};
-use arca_store::sim::{PowerDomain, SimDevice};
-use arca_store::{BlockDevice, Pool, PoolConfig};
+pub use arca_store::sim::block_devices as as_block;
+use arca_store::sim::{PowerDomain, SimDevice, SimPool};
+use arca_store::{Pool, PoolConfig};
 
 pub const MIB: u64 = 1 << 20;
 pub const ES: u64 = 4096;
@@ -20,13 +21,6 @@ pub struct Rig {
     pub now_ms: Arc<AtomicU64>,
 }
 
-pub fn as_block(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
-    devices
-        .iter()
-        .map(|d| d.clone() as Arc<dyn BlockDevice>)
-        .collect()
-}
-
 fn clock(now: &Arc<AtomicU64>) -> Clock {
     let now = now.clone();
     Arc::new(move || now.load(Ordering::SeqCst))
@@ -36,23 +30,15 @@ fn clock(now: &Arc<AtomicU64>) -> Clock {
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
 
 pub fn rig(device_sizes: &[u64]) -> Rig {
-    let power = PowerDomain::new();
-    let devices: Vec<Arc<SimDevice>> = device_sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            Arc::new(SimDevice::new(
-                &format!("sim{i}"),
-                s as usize,
-                power.clone(),
-            ))
-        })
-        .collect();
     let config = PoolConfig {
         extent_size: ES as u32,
         meta_len: Some(4 * MIB),
     };
-    let pool = Pool::create(as_block(&devices), &config).unwrap();
+    let SimPool {
+        power,
+        devices,
+        pool,
+    } = SimPool::create(device_sizes, &config).unwrap();
     let now_ms = Arc::new(AtomicU64::new(EPOCH_MS));
     let jobs = Arc::new(JobManager::new());
     let backups = Backups::open_with_clock(
@@ -163,18 +149,7 @@ impl Rig {
 
     /// Devices holding what a restart after a crash now finds.
     pub fn crash_devices(&self, mode: arca_store::sim::CrashMode) -> Vec<Arc<SimDevice>> {
-        let power = PowerDomain::new();
-        self.devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    d.crash_image(mode),
-                    power.clone(),
-                ))
-            })
-            .collect()
+        arca_store::sim::crash_devices(&self.devices, mode).1
     }
 
     /// Waits for every job of the manager (recoveries started at open, digests).

@@ -2,9 +2,8 @@
 //! layer builds on (changed extents, bytes freed by deleting snapshots together).
 
 use std::ops::Bound;
-use std::sync::Arc;
 
-use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
+use arca_store::sim::CrashMode;
 use arca_store::{ErrorKind, Pool, PoolConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -169,21 +168,7 @@ fn crash_leaves_snapshot_and_record_both_or_neither() {
         } else {
             CrashMode::RandomSubset(seed)
         };
-        let images: Vec<Vec<u8>> = sp.devices.iter().map(|d| d.crash_image(mode)).collect();
-        drop(sp);
-        let power = PowerDomain::new();
-        let devices: Vec<Arc<SimDevice>> = images
-            .into_iter()
-            .enumerate()
-            .map(|(i, img)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    img,
-                    power.clone(),
-                ))
-            })
-            .collect();
-        let pool = Pool::open(as_block(&devices)).unwrap();
+        let pool = sp.crash_and_reopen(mode).unwrap().pool;
         assert_clean(&pool);
         let mut snaps: Vec<String> = pool
             .snapshots("v")

@@ -1,18 +1,9 @@
 //! Shared helpers: pools on simulated devices.
 
-use std::sync::Arc;
-
-use arca_store::sim::{PowerDomain, SimDevice};
-use arca_store::{BlockDevice, Pool, PoolConfig};
+pub use arca_store::sim::{SimPool, block_devices as as_block};
+use arca_store::{Pool, PoolConfig};
 
 pub const MIB: u64 = 1 << 20;
-
-/// A simulated machine: devices on one power domain, and the pool on them.
-pub struct SimPool {
-    pub power: Arc<PowerDomain>,
-    pub devices: Vec<Arc<SimDevice>>,
-    pub pool: Pool,
-}
 
 pub fn small_config() -> PoolConfig {
     PoolConfig {
@@ -22,36 +13,12 @@ pub fn small_config() -> PoolConfig {
 }
 
 pub fn sim_pool(device_sizes: &[u64], config: &PoolConfig) -> SimPool {
-    let power = PowerDomain::new();
-    let devices: Vec<Arc<SimDevice>> = device_sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            Arc::new(SimDevice::new(
-                &format!("sim{i}"),
-                s as usize,
-                power.clone(),
-            ))
-        })
-        .collect();
-    let pool = Pool::create(as_block(&devices), config).expect("create pool");
-    SimPool {
-        power,
-        devices,
-        pool,
-    }
-}
-
-pub fn as_block(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
-    devices
-        .iter()
-        .map(|d| d.clone() as Arc<dyn BlockDevice>)
-        .collect()
+    SimPool::create(device_sizes, config).expect("create pool")
 }
 
 /// Reopens the pool on the devices' current content (a clean restart).
 pub fn reopen(sp: &SimPool) -> Pool {
-    Pool::open(as_block(&sp.devices)).expect("reopen pool")
+    sp.reopen().expect("reopen pool")
 }
 
 pub fn assert_clean(pool: &Pool) {
