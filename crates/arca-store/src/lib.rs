@@ -31,7 +31,7 @@ mod write_behind;
 pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
-pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
+pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written, ZeroOptions};
 pub use meta_guard::panic_text;
 pub use meta_space::{MAP_ENTRY_ROOM_BYTES, MetaSpace};
 pub use pool::{

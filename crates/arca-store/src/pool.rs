@@ -17,7 +17,7 @@ use crate::alloc::Allocator;
 use crate::device::{BlockDevice, FileDevice};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent_map::Phys;
-use crate::family::{Family, FamilyHandle, View, resolve};
+use crate::family::{FamilyHandle, Locking, View, referenced_extents};
 use crate::generation;
 use crate::layout::{
     self, DEVICE_COUNT_MAX, EXTENT_SIZE_MAX, EXTENT_SIZE_MIN, META_OFFSET, SUPERBLOCK_OFFSETS,
@@ -468,49 +468,11 @@ impl Pool {
     }
 }
 
-/// Logical extents of `view` that resolve to a physical extent. Costs what is mapped, not the
-/// volume's size: only extents with an entry somewhere on the resolution path can be real.
+/// How many logical extents of `view` resolve to a physical extent (see
+/// [`referenced_extents`]).
 pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
     let fam = h.cell.read();
-    let limit = fam.view_size(view).div_ceil(es);
-    let mut candidates = std::collections::BTreeSet::new();
-    candidate_extents(h, &fam, view, limit, &mut candidates);
-    candidates
-        .into_iter()
-        .filter(|&l| {
-            matches!(
-                resolve(h, &fam, view, l, es),
-                crate::extent_map::Target::Extent(_)
-            )
-        })
-        .count() as u64
-}
-
-/// Logical extents below `limit` with an entry in `view`'s maps or its origin's.
-pub(crate) fn candidate_extents(
-    h: &FamilyHandle,
-    fam: &Family,
-    view: View,
-    limit: u64,
-    out: &mut std::collections::BTreeSet<u64>,
-) {
-    let first = match view {
-        View::Live => fam.snaps.len(),
-        View::Snap(i) => i,
-    };
-    let maps = fam.snaps[first..]
-        .iter()
-        .map(|s| &s.delta)
-        .chain(std::iter::once(&fam.live));
-    for m in maps {
-        out.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
-    }
-    if let Some((parent, sid)) = &h.parent {
-        let pf = parent.cell.read();
-        if let Some(i) = pf.snap_index(*sid) {
-            candidate_extents(parent, &pf, View::Snap(i), limit, out);
-        }
-    }
+    referenced_extents(&Locking, h, &fam, view, es).len() as u64
 }
 
 /// Superblocks and devices, in device index order.

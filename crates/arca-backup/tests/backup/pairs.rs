@@ -125,7 +125,7 @@ fn model_writes_with_split_resync_reverse_and_restarts() {
                     };
                     let e = w.pool.export(target).unwrap();
                     if zero {
-                        e.write_zeroes(off, len, true, false)
+                        e.write_zeroes(off, len, arca_store::ZeroOptions::UNMAP)
                             .unwrap();
                     } else {
                         e.write(off, &data, false).unwrap();

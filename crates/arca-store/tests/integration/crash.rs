@@ -109,7 +109,14 @@ fn crash_once(seed: u64, mode: CrashMode) -> Result<(), String> {
             5 => {
                 model.apply(off, vec![0; len]);
                 (
-                    export.write_zeroes(off as u64, len as u64, rng.random(), false),
+                    export.write_zeroes(
+                        off as u64,
+                        len as u64,
+                        arca_store::ZeroOptions {
+                            may_unmap: rng.random(),
+                            fua: false,
+                        },
+                    ),
                     false,
                 )
             }

@@ -326,7 +326,14 @@ fn run(ops: Vec<Op>) {
                 let len = len.min(size - off);
                 pool.export(&name)
                     .unwrap()
-                    .write_zeroes(off, len, unmap, false)
+                    .write_zeroes(
+                        off,
+                        len,
+                        arca_store::ZeroOptions {
+                            may_unmap: unmap,
+                            fua: false,
+                        },
+                    )
                     .unwrap();
                 let mut pos = 0u64;
                 while pos < len {
