@@ -351,6 +351,20 @@ pub fn devices_from_images(
     (power, devices)
 }
 
+/// Deterministic bytes for a test write: the same `seed` gives the same bytes.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// The devices as the pool takes them.
 pub fn block_devices(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
     devices

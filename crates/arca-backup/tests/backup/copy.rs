@@ -117,15 +117,11 @@ fn copy_into_a_given_volume_replaces_its_old_content() {
     r.pool.create_volume("spare", 40 * ES, None).unwrap();
     r.write("src", 5 * ES, &pattern(5, ES as usize));
     r.write("spare", 0, &pattern(7, 40 * ES as usize));
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["src".into()],
-            to: Some("spare".into()),
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["src".into()],
+        to: Some("spare".into()),
+        ..CreateRequest::default()
+    });
     let rec = r.backups.get(c.records[0].id).unwrap();
     assert_eq!(rec.method, Method::Copy);
     assert_eq!(rec.status, Status::Complete);

@@ -202,19 +202,15 @@ fn prune_keeps_protected_and_newest_verified_backups() {
     r.pool.create_volume("v", 16 * ES, None).unwrap();
     let mut ids = Vec::new();
     for i in 0..5u64 {
-        let c = r
-            .backups
-            .create(CreateRequest {
-                volumes: vec!["v".into()],
-                info: HostInfo::default(),
-                retention: Retention {
-                    hold: i == 0,
-                    ..Retention::default()
-                },
-                ..CreateRequest::default()
-            })
-            .unwrap();
-        r.wait_ok(c.jobs[0]);
+        let c = r.create_ok(CreateRequest {
+            volumes: vec!["v".into()],
+            info: HostInfo::default(),
+            retention: Retention {
+                hold: i == 0,
+                ..Retention::default()
+            },
+            ..CreateRequest::default()
+        });
         ids.push(c.records[0].id);
         r.advance(DAY);
     }
@@ -370,16 +366,12 @@ fn no_other_path_overwrites_a_held_and_locked_backup() {
         lock_until_ms: Some(EPOCH_MS + 365 * DAY),
         ..Retention::default()
     };
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["v".into()],
-            to: Some("lent".into()),
-            retention: retention.clone(),
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["v".into()],
+        to: Some("lent".into()),
+        retention: retention.clone(),
+        ..CreateRequest::default()
+    });
     let id = c.records[0].id;
     let snap = r.snapshot_backup("v", None);
     r.write("v", 0, &[0x45; 4096]);

@@ -63,16 +63,24 @@ impl World {
         backups: &Arc<arca_backup::Backups>,
         retention: arca_backup::Retention,
     ) -> arca_backup::Created {
-        let c = backups
+        let c = self.start_backup_to_secondary(backups, retention);
+        self.wait_job(c.jobs[0]);
+        c
+    }
+    /// [`World::backup_to_secondary`] without waiting for its job.
+    fn start_backup_to_secondary(
+        &self,
+        backups: &Arc<arca_backup::Backups>,
+        retention: arca_backup::Retention,
+    ) -> arca_backup::Created {
+        backups
             .create(arca_backup::CreateRequest {
                 volumes: vec!["p".into()],
                 to: Some("s".into()),
                 retention,
                 ..Default::default()
             })
-            .unwrap();
-        self.wait_job(c.jobs[0]);
-        c
+            .unwrap()
     }
     fn wait_job(&self, job: arca_backup::JobId) -> arca_backup::JobState {
         self.jobs
@@ -294,13 +302,7 @@ fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
     assert_eq!(t[0].kind, arca_backup::TargetKind::PairSecondary);
     assert_eq!(t[0].volume.as_deref(), Some("s"));
     let at_backup = w.image("p");
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let c = w.start_backup_to_secondary(&backups, Default::default());
     let rec = &c.records[0];
     assert_eq!(rec.method, arca_backup::Method::Copy);
     assert_eq!(rec.status, arca_backup::Status::Complete);
@@ -438,13 +440,7 @@ fn review_regressions_protections_hold_across_pairs_and_failed_writes() {
     assert_eq!(w.state(), PairState::Pair);
     assert!(w.image("s") == w.image("p"));
     // A consumed backup's deletion leaves the pair's secondary guarded.
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let c = w.start_backup_to_secondary(&backups, Default::default());
     backups.resync_pair("s", false, true).unwrap();
     w.settle();
     backups.delete(c.records[0].id, false).unwrap();

@@ -4,8 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_backup::{Backups, Clock, CreateRequest, HostInfo, JobManager, JobState, NoHosts};
+use arca_backup::{
+    Backups, Clock, CreateRequest, Created, HostInfo, JobManager, JobState, NoHosts, RestoreTo,
+};
 pub use arca_store::sim::block_devices as as_block;
+pub use arca_store::sim::pattern;
 use arca_store::sim::{PowerDomain, SimDevice, SimPool};
 use arca_store::{Pool, PoolConfig};
 
@@ -25,6 +28,12 @@ fn clock(now: &Arc<AtomicU64>) -> Clock {
     let now = now.clone();
     Arc::new(move || now.load(Ordering::SeqCst))
 }
+
+/// Restoring onto the backup's own volume, not forced.
+pub const IN_PLACE: RestoreTo = RestoreTo::InPlace {
+    volume: None,
+    force: false,
+};
 
 /// 2026-01-01T00:00:00Z.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
@@ -128,22 +137,25 @@ impl Rig {
         s.result
     }
 
-    /// A snapshot backup of one volume, digest computed.
-    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
-        let c = self
-            .backups
-            .create(CreateRequest {
-                volumes: vec![volume.to_string()],
-                info: HostInfo {
-                    label: label.map(str::to_string),
-                    ..HostInfo::default()
-                },
-                ..CreateRequest::default()
-            })
-            .unwrap();
+    /// Creates what `req` asks for and waits for its jobs, which must succeed.
+    pub fn create_ok(&self, req: CreateRequest) -> Created {
+        let c = self.backups.create(req).unwrap();
         for j in &c.jobs {
             self.wait_ok(*j);
         }
+        c
+    }
+
+    /// A snapshot backup of one volume, digest computed.
+    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
+        let c = self.create_ok(CreateRequest {
+            volumes: vec![volume.to_string()],
+            info: HostInfo {
+                label: label.map(str::to_string),
+                ..HostInfo::default()
+            },
+            ..CreateRequest::default()
+        });
         c.records[0].id
     }
 
@@ -165,19 +177,6 @@ impl Rig {
         let c = self.backups.check().unwrap();
         assert!(c.problems.is_empty(), "catalog check: {:#?}", c.problems);
     }
-}
-
-/// Deterministic bytes.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Where `needle` sits in `hay`.

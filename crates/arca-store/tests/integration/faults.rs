@@ -11,9 +11,8 @@ const DATA0: u64 = 64 * 1024 + 4 * MIB;
 
 #[test]
 fn read_error_is_reported_and_other_reads_work() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(1, 8192);
     v.write(0, &a, false).unwrap();
@@ -34,9 +33,8 @@ fn read_error_is_reported_and_other_reads_work() {
 
 #[test]
 fn write_error_leaves_map_unchanged_and_returns_extents() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(2, 4096);
     v.write(0, &a, false).unwrap();
@@ -61,9 +59,8 @@ fn write_error_leaves_map_unchanged_and_returns_extents() {
 
 #[test]
 fn sync_error_fails_the_flush_and_a_retry_commits_everything() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(3, 20_000);
     v.write(5000, &a, false).unwrap();
@@ -82,9 +79,8 @@ fn sync_error_fails_the_flush_and_a_retry_commits_everything() {
 
 #[test]
 fn metadata_write_error_mid_commit_recovers_on_retry() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let before = pattern(4, 8192);
     v.write(0, &before, false).unwrap();
@@ -142,9 +138,8 @@ fn full_pool_gives_no_space_for_that_write_only() {
 
 #[test]
 fn device_enospc_is_a_no_space_error() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     sp.devices[0].inject(FaultOp::Write, 0, 1, libc::ENOSPC);
     let err = pool.export("v").unwrap().write(0, b"x", false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSpace);
@@ -155,9 +150,8 @@ fn device_enospc_is_a_no_space_error() {
 /// later flush (a host's too) tried them again; rows that could not fit failed them all.
 #[test]
 fn a_failed_commit_of_table_rows_only_aborts_them() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
     let mut t = pool.transaction();

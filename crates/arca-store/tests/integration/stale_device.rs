@@ -15,7 +15,7 @@ fn copy_of(image: Vec<u8>, name: &str, power: &Arc<PowerDomain>) -> Arc<SimDevic
 }
 
 /// A pool on two devices with volume `v` of `size` bytes on device 1.
-fn pool_with_v(size: u64) -> SimPool {
+fn two_devices_with_v(size: u64) -> SimPool {
     let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
     sp.pool.create_volume("v", size, Some(1)).unwrap();
     sp
@@ -26,6 +26,14 @@ fn with_old_copy(sp: &SimPool, index: usize, image: Vec<u8>) -> Vec<Arc<SimDevic
     let mut devices = sp.devices.clone();
     devices[index] = copy_of(image, &format!("sim{index}-old"), &sp.power);
     devices
+}
+
+/// Writes the first 64 KiB of `v` (open as `e`) and flushes; then the bytes of device 1: the
+/// old copy someone kept.
+fn first_write_then_old_copy(sp: &SimPool, e: &arca_store::Export) -> Vec<u8> {
+    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
+    sp.pool.flush().unwrap();
+    sp.devices[1].snapshot_bytes()
 }
 
 /// Opening `devices` fails; the error.
@@ -42,12 +50,10 @@ fn read_all(pool: &Pool, volume: &str) -> Vec<u8> {
 
 #[test]
 fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
-    let sp = pool_with_v(256 * 1024);
+    let sp = two_devices_with_v(256 * 1024);
     let pool = &sp.pool;
     let e = pool.export("v").unwrap();
-    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
-    pool.flush().unwrap();
-    let old1 = sp.devices[1].snapshot_bytes();
+    let old1 = first_write_then_old_copy(&sp, &e);
     // New data: allocates (a metadata commit) and overwrites in place.
     e.write(0, &pattern(2, 128 * 1024), false).unwrap();
     pool.flush().unwrap();
@@ -75,7 +81,7 @@ fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
 
 #[test]
 fn an_old_copy_of_the_metadata_device_is_refused_too() {
-    let sp = pool_with_v(256 * 1024);
+    let sp = two_devices_with_v(256 * 1024);
     let pool = &sp.pool;
     pool.flush().unwrap();
     let old0 = sp.devices[0].snapshot_bytes();
@@ -95,12 +101,10 @@ fn an_old_copy_of_the_metadata_device_is_refused_too() {
 
 #[test]
 fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
-    let sp = pool_with_v(64 * 1024);
+    let sp = two_devices_with_v(64 * 1024);
     let pool = &sp.pool;
     let e = pool.export("v").unwrap();
-    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
-    pool.flush().unwrap();
-    let old1 = sp.devices[1].snapshot_bytes();
+    let old1 = first_write_then_old_copy(&sp, &e);
     let commits = pool.commit_count();
     // In place: no metadata changes, only data, over two flushes.
     for i in 2..4 {
@@ -120,12 +124,10 @@ fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
 
 #[test]
 fn an_accepted_stale_device_opens_and_is_current_afterwards() {
-    let sp = pool_with_v(256 * 1024);
+    let sp = two_devices_with_v(256 * 1024);
     let pool = &sp.pool;
     let e = pool.export("v").unwrap();
-    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
-    pool.flush().unwrap();
-    let old1 = sp.devices[1].snapshot_bytes();
+    let old1 = first_write_then_old_copy(&sp, &e);
     let first = read_all(pool, "v");
     e.write(64 * 1024, &pattern(2, 64 * 1024), false).unwrap();
     pool.flush().unwrap();
@@ -154,7 +156,7 @@ fn crashes_in_the_middle_of_flushes_are_not_mistaken_for_stale_devices() {
     // Power fails after every prefix of a flush's operations (records, syncs, commit), in two
     // flushes in a row with a restart between: each restart must open, and fsck be clean.
     for fail_after in 0..12u64 {
-        let sp = pool_with_v(256 * 1024);
+        let sp = two_devices_with_v(256 * 1024);
         let mut devices = sp.devices.clone();
         let mut power = sp.power.clone();
         for round in 0..2u64 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Daemon, G, assert_error, get, post};
+use crate::{Daemon, G, assert_error, create_volume, get};
 
 /// Sends one HTTP/1.1 request with exactly these headers (plus `Connection: close`) and an
 /// optional JSON body; (status, body as JSON or as a string value).
@@ -49,10 +49,7 @@ fn port(d: &Daemon) -> &str {
 #[test]
 fn token_less_api_refuses_hosts_not_naming_it_and_foreign_origins() {
     let d = Daemon::start();
-    assert_eq!(
-        post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
-        201
-    );
+    create_volume(&d, "v", G);
     let own = d.api.strip_prefix("http://").unwrap().to_string();
     let port = port(&d);
 

@@ -83,6 +83,19 @@ fn assert_error(r: &(u16, Value), status: u16, code: &str) {
     );
 }
 
+/// Asserts the error shape and code, and that the message mentions `text`.
+fn assert_error_mentions(r: &(u16, Value), status: u16, code: &str, text: &str) {
+    assert_error(r, status, code);
+    let message = r.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains(text), "{text:?} not in {:?}", r.1);
+}
+
+/// Creates a volume, which must succeed.
+fn create_volume(d: &Daemon, name: &str, size: u64) {
+    let r = post(d, "/v1/volumes", json!({"name": name, "size": size}));
+    assert_eq!(r.0, 201, "{:?}", r.1);
+}
+
 const G: u64 = 1 << 30;
 
 #[test]
@@ -126,10 +139,7 @@ fn volumes_every_endpoint_and_error() {
 #[test]
 fn snapshots_clones_and_exports() {
     let d = Daemon::start();
-    assert_eq!(
-        post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
-        201
-    );
+    create_volume(&d, "v", G);
     let (s, snap) = post(&d, "/v1/volumes/v/snapshots", json!({"name": "daily"}));
     assert_eq!(s, 201, "{snap}");
     assert_eq!(

@@ -2,17 +2,11 @@
 //! restarts: an orderly stop keeps a pair in `pair` state without a full copy and a split pair
 //! split; a crash costs a full copy.
 
-use std::path::Path;
-
 use serde_json::Value;
 
 use crate::common::qemu::{identical, qemu_io, write_refused};
 use crate::require;
-use crate::util::{Daemon, arca, closed_url, row};
-
-fn header(table: &str) -> Vec<&str> {
-    table.lines().next().unwrap().split_whitespace().collect()
-}
+use crate::util::{Daemon, arca, assert_usage_errors, closed_url, device, header, row};
 
 fn job_kinds(d: &Daemon) -> Vec<String> {
     d.json(&["job", "list"])
@@ -209,16 +203,7 @@ fn pair_usage_errors_exit_2() {
         (&["pair", "delete"], "NAME"),
         (&["pair", "list", "extra"], "extra"),
     ];
-    for (args, want) in cases {
-        let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--api", &api]);
-        let out = arca(&full).usage_error();
-        assert!(
-            out.stderr.contains(want),
-            "{want:?} missing:\n{}",
-            out.describe()
-        );
-    }
+    assert_usage_errors(&api, cases);
     let out = arca(&["pair", "--help"]).ok();
     assert!(
         out.stdout.starts_with("Create, list, show"),
@@ -246,14 +231,10 @@ fn pair_usage_errors_exit_2() {
     );
 }
 
-fn device(dir: &Path) -> String {
-    dir.join("device.img").to_str().unwrap().to_string()
-}
-
 /// A daemon on a new device file with pair p -> s in state pair, written before and after
 /// pairing.
 fn paired_on_a_device(dev: &str) -> Daemon {
-    let d = Daemon::serve(&["--device", dev, "--create", "--size", "1G"]);
+    let d = Daemon::serve_new_device(dev, "1G");
     for v in ["p", "s"] {
         d.arca(&["volume", "create", v, "--size", "64M"]).ok();
     }
@@ -266,10 +247,7 @@ fn paired_on_a_device(dev: &str) -> Daemon {
 #[test]
 fn pair_and_split_survive_an_orderly_restart() {
     require!("qemu-io", "qemu-img");
-    let tmp = tempfile::Builder::new()
-        .prefix("arca-pairs-")
-        .tempdir()
-        .unwrap();
+    let tmp = crate::common::daemon::tempdir();
     let dev = device(tmp.path());
     let d = paired_on_a_device(&dev);
     let before = state(&d, "s");
@@ -317,10 +295,7 @@ fn pair_and_split_survive_an_orderly_restart() {
 #[test]
 fn pair_after_a_crash_gets_a_full_copy() {
     require!("qemu-io", "qemu-img");
-    let tmp = tempfile::Builder::new()
-        .prefix("arca-pairs-")
-        .tempdir()
-        .unwrap();
+    let tmp = crate::common::daemon::tempdir();
     let dev = device(tmp.path());
     let d = paired_on_a_device(&dev);
     let log = d.kill();

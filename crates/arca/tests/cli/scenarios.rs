@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::daemon::tempdir;
+use crate::common::data::random_bytes;
 use crate::common::qemu::{qemu_io, qemu_io_run};
 use crate::require;
-use crate::util::{Daemon, Out, PYTHON, run_cmd};
+use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device, run_cmd};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's default extent size.
@@ -182,21 +183,6 @@ fn ids(list: &Value) -> Vec<u64> {
 
 fn u64_at(data: &[u8], offset: u64) -> u64 {
     u64::from_le_bytes(data[offset as usize..][..8].try_into().unwrap())
-}
-
-/// Deterministic pseudo-random bytes (splitmix64).
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn stamp(n: u64, size: u64) -> Vec<u8> {
@@ -783,9 +769,8 @@ fn verify_catches_bytes_corrupted_in_the_device_file() {
 fn kill_during_copy_backup_then_restart() {
     require!("qemu-io");
     let tmp = tempdir();
-    let dev = tmp.path().join("device.img");
-    let dev_s = dev.to_str().unwrap().to_string();
-    let mut d = Daemon::serve(&["--device", &dev_s, "--create", "--size", "2G"]);
+    let dev_s = device(tmp.path());
+    let mut d = Daemon::serve_new_device(&dev_s, "2G");
     d.arca(&["volume", "create", "v", "--size", "256M"]).ok();
     qemu_io(&d, "v", &["write -P 0x5a 0 256M"]);
     d.arca(&["backup", "create", "v", "--label", "before"]).ok();
@@ -873,37 +858,21 @@ fn kill_during_copy_backup_then_restart() {
 fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
     require!("qemu-io");
     let tmp = tempdir();
-    let dev = tmp.path().join("device.img");
-    let dev_s = dev.to_str().unwrap().to_string();
-    let d = Daemon::serve(&["--device", &dev_s, "--create", "--size", "512M"]);
+    let dev_s = device(tmp.path());
+    let d = Daemon::serve_new_device(&dev_s, "512M");
     for (v, p) in [("a", "0x11"), ("b", "0x22"), ("c", "0x33")] {
         d.arca(&["volume", "create", v, "--size", "16M"]).ok();
         qemu_io(&d, v, &[&format!("write -P {p} 0 256k")]);
     }
     // A snapshot with every kind of host information, a copy, a set, a held one.
-    d.arca(&[
-        "backup",
-        "create",
-        "a",
-        "--label",
-        "nightly",
-        "--program",
-        "pgbackup",
-        "--host",
-        "db1",
-        "--app",
-        "postgres",
-        "--content-id",
-        "c-7",
-        "--description",
-        "before the upgrade",
-        "--meta",
-        "tier=gold",
-        "--meta",
-        "ticket=42",
-        "--keep-for",
-        "30d",
-    ])
+    d.arca(
+        &[
+            &["backup", "create", "a"][..],
+            HOST_INFO_ARGS,
+            &["--keep-for", "30d"],
+        ]
+        .concat(),
+    )
     .ok();
     d.arca(&[
         "backup", "create", "a", "--method", "copy", "--label", "weekly", "--host", "db1",
@@ -940,7 +909,8 @@ fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
 
     // Offline: every catalog table emptied in one transaction.
     {
-        let pool = arca_store::Pool::open_paths(&[dev.as_path()]).expect("opening the pool");
+        let pool = arca_store::Pool::open_paths(&[std::path::Path::new(&dev_s)])
+            .expect("opening the pool");
         let mut t = pool.transaction();
         for table in arca_backup::catalog::CATALOG_TABLES {
             t.clear(table);

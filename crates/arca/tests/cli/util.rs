@@ -23,6 +23,45 @@ pub fn run_cmd(cmd: Command) -> Out {
     crate::common::process::run_cmd(cmd, CLIENT_TIMEOUT)
 }
 
+/// `arca ARGS` is a usage error (exit 2) whose message mentions `want`.
+pub fn assert_usage_error(args: &[&str], want: &str) {
+    let out = arca(args).usage_error();
+    assert!(
+        out.stderr.contains(want),
+        "{want:?} missing:\n{}",
+        out.describe()
+    );
+}
+
+/// [`assert_usage_error`] for each case, run with `--api API` added.
+pub fn assert_usage_errors(api: &str, cases: &[(&[&str], &str)]) {
+    for (args, want) in cases {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--api", api]);
+        assert_usage_error(&full, want);
+    }
+}
+
+/// Every kind of host information `backup create` takes, as options.
+pub const HOST_INFO_ARGS: &[&str] = &[
+    "--label",
+    "nightly",
+    "--program",
+    "pgbackup",
+    "--host",
+    "db1",
+    "--app",
+    "postgres",
+    "--content-id",
+    "c-7",
+    "--description",
+    "before the upgrade",
+    "--meta",
+    "tier=gold",
+    "--meta",
+    "ticket=42",
+];
+
 /// A loopback URL where nothing listens (the port was just free).
 pub fn closed_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -31,7 +70,17 @@ pub fn closed_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// The path of a device file in `dir`, for daemons started on the same pool one after another.
+pub fn device(dir: &std::path::Path) -> String {
+    dir.join("device.img").to_str().unwrap().to_string()
+}
+
 impl Daemon {
+    /// A daemon creating a pool of `size` on the device file `dev` (see [`device`]).
+    pub fn serve_new_device(dev: &str, size: &str) -> Daemon {
+        Daemon::serve(&["--device", dev, "--create", "--size", size])
+    }
+
     /// `arca ARGS --api URL`.
     pub fn arca(&self, args: &[&str]) -> Out {
         let mut cmd = arca_cmd();
@@ -54,6 +103,20 @@ pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
         .iter()
         .find(|e| e[key] == value)
         .unwrap_or_else(|| panic!("no entry with {key} = {value:?} in {list:#}"))
+}
+
+/// The value of the `KEY: value` line of a `show` or `status` text.
+pub fn field(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+/// The header cells of a table.
+pub fn header(table: &str) -> Vec<&str> {
+    table.lines().next().unwrap().split_whitespace().collect()
 }
 
 /// The table row whose first cell is `first`, split into cells.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod data;
 pub mod nbd;
 pub mod process;
 pub mod qemu;
