@@ -30,8 +30,7 @@ fn state_after(m: u64) -> Vec<u8> {
 
 #[test]
 fn copy_backup_equals_the_point_in_time_image_while_the_source_is_written() {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("src", EXTENTS * ES, Some(0)).unwrap();
+    let r = rig_with(&[24 * MIB, 24 * MIB], &[("src", EXTENTS, Some(0))]);
     // Half full before the backup, so there is data to copy and holes to skip.
     let e = r.pool.export("src").unwrap();
     let mut n = 0;
@@ -112,9 +111,7 @@ fn copy_backup_equals_the_point_in_time_image_while_the_source_is_written() {
 
 #[test]
 fn copy_into_a_given_volume_replaces_its_old_content() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("src", 32 * ES, None).unwrap();
-    r.pool.create_volume("spare", 40 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("src", 32, None), ("spare", 40, None)]);
     r.write("src", 5 * ES, &pattern(5, ES as usize));
     r.write("spare", 0, &pattern(7, 40 * ES as usize));
     let c = r.create_ok(CreateRequest {
@@ -150,12 +147,16 @@ fn copy_into_a_given_volume_replaces_its_old_content() {
 
 #[test]
 fn targets_prefer_another_device_and_skip_busy_volumes() {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("src", 16 * ES, Some(0)).unwrap();
-    r.pool.create_volume("far", 16 * ES, Some(1)).unwrap();
-    r.pool.create_volume("near", 16 * ES, Some(0)).unwrap();
-    r.pool.create_volume("small", 8 * ES, Some(1)).unwrap();
-    r.pool.create_volume("held", 16 * ES, Some(1)).unwrap();
+    let r = rig_with(
+        &[24 * MIB, 24 * MIB],
+        &[
+            ("src", 16, Some(0)),
+            ("far", 16, Some(1)),
+            ("near", 16, Some(0)),
+            ("small", 8, Some(1)),
+            ("held", 16, Some(1)),
+        ],
+    );
     r.pool
         .set_volume_guard("held", Some("in use".into()))
         .unwrap();
@@ -186,9 +187,10 @@ fn targets_prefer_another_device_and_skip_busy_volumes() {
 #[test]
 fn crash_during_a_copy_leaves_a_failed_record_and_no_debris() {
     for seed in 0..32u64 {
-        let r = rig(&[24 * MIB, 24 * MIB]);
-        r.pool.create_volume("src", 256 * ES, Some(0)).unwrap();
-        r.pool.create_volume("spare", 256 * ES, Some(1)).unwrap();
+        let r = rig_with(
+            &[24 * MIB, 24 * MIB],
+            &[("src", 256, Some(0)), ("spare", 256, Some(1))],
+        );
         r.write("src", 0, &pattern(seed, 200 * ES as usize));
         r.pool.flush().unwrap();
         r.power.fail_after(10 + seed);

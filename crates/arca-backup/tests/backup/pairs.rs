@@ -95,9 +95,10 @@ fn new_world(seed: u64) -> World {
 }
 
 fn new_world_with_power(seed: u64) -> (World, Arc<PowerDomain>) {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("p", EXTENTS * ES, Some(0)).unwrap();
-    r.pool.create_volume("s", EXTENTS * ES, Some(1)).unwrap();
+    let r = rig_with(
+        &[24 * MIB, 24 * MIB],
+        &[("p", EXTENTS, Some(0)), ("s", EXTENTS, Some(1))],
+    );
     // Old data on the secondary, which the initial copy must replace (holes included).
     r.write("s", 0, &pattern(seed + 1000, (EXTENTS * ES) as usize));
     r.write("p", 3 * ES, &pattern(seed, 5 * ES as usize));
@@ -347,9 +348,10 @@ fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
 #[test]
 fn review_regressions_resync_after_a_cut_initial_copy_and_unsafe_changes() {
     // An initial copy that fails leaves nothing tracked: the resync must copy everything.
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("p", EXTENTS * ES, Some(0)).unwrap();
-    r.pool.create_volume("s", EXTENTS * ES, Some(1)).unwrap();
+    let r = rig_with(
+        &[24 * MIB, 24 * MIB],
+        &[("p", EXTENTS, Some(0)), ("s", EXTENTS, Some(1))],
+    );
     r.write("p", 0, &pattern(5, (EXTENTS * ES) as usize));
     r.pool.flush().unwrap();
     let w = world(r.devices.clone(), r.pool.clone());

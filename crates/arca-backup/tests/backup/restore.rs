@@ -8,8 +8,7 @@ use crate::util::*;
 
 #[test]
 fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 256 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 256, None)]);
     r.write("v", 0, &pattern(1, 100 * ES as usize));
     let before = r.image("v");
     let id = r.snapshot_backup("v", Some("daily"));
@@ -57,8 +56,7 @@ fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
 
 #[test]
 fn restore_as_a_new_volume_is_instant_for_snapshots_and_copies_otherwise() {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("v", 64 * ES, Some(0)).unwrap();
+    let r = rig_with(&[24 * MIB, 24 * MIB], &[("v", 64, Some(0))]);
     r.write("v", 0, &pattern(3, 10 * ES as usize));
     let want = r.image("v");
     let snap = r.snapshot_backup("v", None);
@@ -147,9 +145,7 @@ fn a_backup_set_restores_as_a_unit() {
 
 #[test]
 fn restore_refuses_what_it_cannot_do_and_changes_nothing() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
-    r.pool.create_volume("small", 8 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None), ("small", 8, None)]);
     let id = r.snapshot_backup("v", None);
     let e = r
         .backups
@@ -208,8 +204,7 @@ impl arca_backup::Hosts for FakeHosts {
 
 #[test]
 fn restore_in_place_refuses_connected_hosts_unless_forced() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     r.write("v", 0, b"old");
     let hosts = std::sync::Arc::new(FakeHosts {
         connected: parking_lot::Mutex::new(vec!["10.0.0.7:5000".into()]),

@@ -324,8 +324,7 @@ fn a_restore_as_a_new_volume_cut_by_a_crash_leaves_no_partial_volume() {
     let mut outcomes = Vec::new();
     // Dense enough to land inside the copy whatever the flushes cost in device operations.
     for n in (2u64..80).step_by(3).chain([400]) {
-        let r = rig(&[24 * MIB, 24 * MIB]);
-        r.pool.create_volume("v", EXTENTS * ES, Some(0)).unwrap();
+        let r = rig_with(&[24 * MIB, 24 * MIB], &[("v", EXTENTS, Some(0))]);
         r.write("v", 0, &pattern(5, (EXTENTS * ES) as usize));
         let want = r.image("v");
         let c = r.create_ok(CreateRequest {

@@ -67,6 +67,15 @@ pub fn rig(device_sizes: &[u64]) -> Rig {
     }
 }
 
+/// [`rig`] with volumes: (name, size in extents, device), created in order.
+pub fn rig_with(device_sizes: &[u64], volumes: &[(&str, u64, Option<u32>)]) -> Rig {
+    let r = rig(device_sizes);
+    for &(name, extents, device) in volumes {
+        r.pool.create_volume(name, extents * ES, device).unwrap();
+    }
+    r
+}
+
 impl Rig {
     /// Restarts on the devices' current content (or on crash images of them).
     pub fn reopen_on(&self, devices: Vec<Arc<SimDevice>>) -> Rig {

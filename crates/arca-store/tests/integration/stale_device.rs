@@ -28,12 +28,15 @@ fn with_old_copy(sp: &SimPool, index: usize, image: Vec<u8>) -> Vec<Arc<SimDevic
     devices
 }
 
-/// Writes the first 64 KiB of `v` (open as `e`) and flushes; then the bytes of device 1: the
-/// old copy someone kept.
-fn first_write_then_old_copy(sp: &SimPool, e: &arca_store::Export) -> Vec<u8> {
+/// A pool with `v` (of `size` bytes, on device 1) open, its first 64 KiB written and flushed;
+/// and the bytes of device 1 then: the old copy someone kept.
+fn written_with_old_copy(size: u64) -> (SimPool, arca_store::Export, Vec<u8>) {
+    let sp = two_devices_with_v(size);
+    let e = sp.pool.export("v").unwrap();
     e.write(0, &pattern(1, 64 * 1024), false).unwrap();
     sp.pool.flush().unwrap();
-    sp.devices[1].snapshot_bytes()
+    let old1 = sp.devices[1].snapshot_bytes();
+    (sp, e, old1)
 }
 
 /// Opening `devices` fails; the error.
@@ -50,10 +53,8 @@ fn read_all(pool: &Pool, volume: &str) -> Vec<u8> {
 
 #[test]
 fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
-    let sp = two_devices_with_v(256 * 1024);
+    let (sp, e, old1) = written_with_old_copy(256 * 1024);
     let pool = &sp.pool;
-    let e = pool.export("v").unwrap();
-    let old1 = first_write_then_old_copy(&sp, &e);
     // New data: allocates (a metadata commit) and overwrites in place.
     e.write(0, &pattern(2, 128 * 1024), false).unwrap();
     pool.flush().unwrap();
@@ -101,10 +102,8 @@ fn an_old_copy_of_the_metadata_device_is_refused_too() {
 
 #[test]
 fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
-    let sp = two_devices_with_v(64 * 1024);
+    let (sp, e, old1) = written_with_old_copy(64 * 1024);
     let pool = &sp.pool;
-    let e = pool.export("v").unwrap();
-    let old1 = first_write_then_old_copy(&sp, &e);
     let commits = pool.commit_count();
     // In place: no metadata changes, only data, over two flushes.
     for i in 2..4 {
@@ -124,10 +123,8 @@ fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
 
 #[test]
 fn an_accepted_stale_device_opens_and_is_current_afterwards() {
-    let sp = two_devices_with_v(256 * 1024);
+    let (sp, e, old1) = written_with_old_copy(256 * 1024);
     let pool = &sp.pool;
-    let e = pool.export("v").unwrap();
-    let old1 = first_write_then_old_copy(&sp, &e);
     let first = read_all(pool, "v");
     e.write(64 * 1024, &pattern(2, 64 * 1024), false).unwrap();
     pool.flush().unwrap();

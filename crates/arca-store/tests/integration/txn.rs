@@ -12,6 +12,11 @@ use crate::util::*;
 
 const ES: u64 = 4096;
 
+/// A pool on one 4 MiB device.
+fn small_pool() -> SimPool {
+    sim_pool(&[4 * MIB], &config())
+}
+
 fn config() -> PoolConfig {
     PoolConfig {
         extent_size: ES as u32,
@@ -37,7 +42,7 @@ fn keys(pool: &Pool, table: &str, reverse: bool) -> Vec<Vec<u8>> {
 
 #[test]
 fn app_tables_store_scan_and_survive_reopen() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     assert_eq!(keys(pool, "cat", false), Vec::<Vec<u8>>::new());
     let mut t = pool.transaction();
@@ -92,7 +97,7 @@ fn app_tables_store_scan_and_survive_reopen() {
 
 #[test]
 fn tags_are_stored_with_volumes_and_snapshots() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("v", 64 * ES, None).unwrap();
     let mut t = pool.transaction();
@@ -112,7 +117,7 @@ fn tags_are_stored_with_volumes_and_snapshots() {
 
 #[test]
 fn multi_snapshot_is_all_or_none() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("a", 16 * ES, None).unwrap();
     pool.create_volume("b", 16 * ES, None).unwrap();
@@ -141,7 +146,7 @@ fn multi_snapshot_is_all_or_none() {
 fn crash_leaves_snapshot_and_record_both_or_neither() {
     for seed in 0..120u64 {
         let mut rng = StdRng::seed_from_u64(seed);
-        let sp = sim_pool(&[4 * MIB], &config());
+        let sp = small_pool();
         let pool = &sp.pool;
         pool.create_volume("v", 32 * ES, None).unwrap();
         let e = pool.export("v").unwrap();
@@ -191,7 +196,7 @@ fn crash_leaves_snapshot_and_record_both_or_neither() {
 
 #[test]
 fn guards_refuse_delete_resize_and_host_writes() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("v", 16 * ES, None).unwrap();
     pool.create_snapshot("v", "s").unwrap();
@@ -235,7 +240,7 @@ fn guards_refuse_delete_resize_and_host_writes() {
 
 #[test]
 fn changed_extents_are_exactly_what_differs() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("v", 64 * ES, None).unwrap();
     let e = pool.export("v").unwrap();

@@ -90,6 +90,36 @@ fn assert_error_mentions(r: &(u16, Value), status: u16, code: &str, text: &str) 
     assert!(message.contains(text), "{text:?} not in {:?}", r.1);
 }
 
+/// The OpenAPI document the daemon serves.
+fn openapi(d: &Daemon) -> Value {
+    let (s, doc) = get(d, "/v1/openapi.json");
+    assert_eq!(s, 200);
+    doc
+}
+
+/// Each (path, method) is in the document with each of its statuses.
+fn assert_documented(doc: &Value, ops: &[(&str, &str, &[&str])]) {
+    for (path, method, statuses) in ops {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        for st in *statuses {
+            assert!(
+                op["responses"][st].is_object(),
+                "{method} {path}: status {st} is not documented"
+            );
+        }
+    }
+}
+
+/// Each body sent to `send` is refused with its status and error code.
+fn assert_refusals(send: impl Fn(Value) -> (u16, Value), cases: &[(Value, u16, &str)]) {
+    for (body, status, code) in cases {
+        let r = send(body.clone());
+        assert_eq!(r.0, *status, "{body} -> {:?}", r.1);
+        assert_error(&r, *status, code);
+    }
+}
+
 /// Creates a volume, which must succeed.
 fn create_volume(d: &Daemon, name: &str, size: u64) {
     let r = post(d, "/v1/volumes", json!({"name": name, "size": size}));

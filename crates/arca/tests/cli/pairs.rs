@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::common::qemu::{identical, qemu_io, write_refused};
 use crate::require;
-use crate::util::{Daemon, arca, assert_usage_errors, closed_url, device, header, row};
+use crate::util::{Daemon, arca, assert_usage_errors, closed_url, device_in_tempdir, header, row};
 
 fn job_kinds(d: &Daemon) -> Vec<String> {
     d.json(&["job", "list"])
@@ -247,8 +247,7 @@ fn paired_on_a_device(dev: &str) -> Daemon {
 #[test]
 fn pair_and_split_survive_an_orderly_restart() {
     require!("qemu-io", "qemu-img");
-    let tmp = crate::common::daemon::tempdir();
-    let dev = device(tmp.path());
+    let (_tmp, dev) = device_in_tempdir();
     let d = paired_on_a_device(&dev);
     let before = state(&d, "s");
     d.stop();
@@ -295,8 +294,7 @@ fn pair_and_split_survive_an_orderly_restart() {
 #[test]
 fn pair_after_a_crash_gets_a_full_copy() {
     require!("qemu-io", "qemu-img");
-    let tmp = crate::common::daemon::tempdir();
-    let dev = device(tmp.path());
+    let (_tmp, dev) = device_in_tempdir();
     let d = paired_on_a_device(&dev);
     let log = d.kill();
     assert!(!log.contains("panicked"), "{log}");

@@ -16,7 +16,7 @@ use crate::common::daemon::tempdir;
 use crate::common::data::random_bytes;
 use crate::common::qemu::{qemu_io, qemu_io_run};
 use crate::require;
-use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device, run_cmd};
+use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, run_cmd};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's default extent size.
@@ -768,8 +768,7 @@ fn verify_catches_bytes_corrupted_in_the_device_file() {
 #[test]
 fn kill_during_copy_backup_then_restart() {
     require!("qemu-io");
-    let tmp = tempdir();
-    let dev_s = device(tmp.path());
+    let (_tmp, dev_s) = device_in_tempdir();
     let mut d = Daemon::serve_new_device(&dev_s, "2G");
     d.arca(&["volume", "create", "v", "--size", "256M"]).ok();
     qemu_io(&d, "v", &["write -P 0x5a 0 256M"]);
@@ -857,8 +856,7 @@ fn kill_during_copy_backup_then_restart() {
 #[test]
 fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
     require!("qemu-io");
-    let tmp = tempdir();
-    let dev_s = device(tmp.path());
+    let (_tmp, dev_s) = device_in_tempdir();
     let d = Daemon::serve_new_device(&dev_s, "512M");
     for (v, p) in [("a", "0x11"), ("b", "0x22"), ("c", "0x33")] {
         d.arca(&["volume", "create", v, "--size", "16M"]).ok();

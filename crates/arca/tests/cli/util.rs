@@ -75,6 +75,13 @@ pub fn device(dir: &std::path::Path) -> String {
     dir.join("device.img").to_str().unwrap().to_string()
 }
 
+/// A new tempdir and the path of a device file in it (see [`device`]).
+pub fn device_in_tempdir() -> (tempfile::TempDir, String) {
+    let tmp = crate::common::daemon::tempdir();
+    let dev = device(tmp.path());
+    (tmp, dev)
+}
+
 impl Daemon {
     /// A daemon creating a pool of `size` on the device file `dev` (see [`device`]).
     pub fn serve_new_device(dev: &str, size: &str) -> Daemon {

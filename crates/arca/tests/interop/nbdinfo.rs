@@ -1,7 +1,7 @@
 //! nbdinfo (libnbd's inspection tool) against the daemon.
 
 use crate::require;
-use crate::util::{Daemon, KIB, MIB, Serve, json, prepare_pool, run, tempdir};
+use crate::util::{Daemon, KIB, MIB, Serve, flag_at, json, prepare_pool, run, tempdir, tiled};
 
 /// A pool with two volumes, one of them with two snapshots taken at different contents:
 /// alpha = [1M, 1M+128K) written, snapshot s1, [4M, 4M+64K) written, snapshot s2.
@@ -59,7 +59,7 @@ fn nbdinfo_list_shows_volumes_and_snapshots() {
 /// (offset, length, hole) runs of `nbdinfo --map --json`, checked to tile [0, size).
 fn map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
     let out = run("nbdinfo", &["--map", "--json", &d.uri(export)]).ok();
-    let runs: Vec<(u64, u64, bool)> = json(&out.stdout)
+    let runs = json(&out.stdout)
         .as_array()
         .unwrap()
         .iter()
@@ -77,20 +77,11 @@ fn map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
             )
         })
         .collect();
-    let mut next = 0;
-    for &(off, len, _) in &runs {
-        assert_eq!(off, next, "map not contiguous: {runs:?}");
-        next = off + len;
-    }
-    assert_eq!(next, size, "map does not cover {export}: {runs:?}");
-    runs
+    tiled(runs, export, size)
 }
 
 fn hole_at(runs: &[(u64, u64, bool)], off: u64) -> bool {
-    runs.iter()
-        .find(|(s, l, _)| (*s..s + l).contains(&off))
-        .unwrap_or_else(|| panic!("offset {off} not in {runs:?}"))
-        .2
+    flag_at(runs, off)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::common::qemu::qemu_io;
 use crate::require;
-use crate::util::{Daemon, KIB, MIB, Serve, assert_same, json, random_bytes, run};
+use crate::util::{Daemon, KIB, MIB, Serve, assert_same, flag_at, json, random_bytes, run, tiled};
 
 /// (start, length, data) runs of `qemu-img map --output=json`, checked to tile [0, size).
 fn qemu_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
@@ -11,7 +11,7 @@ fn qemu_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
         &["map", "--output=json", "-f", "raw", &d.uri(export)],
     )
     .ok();
-    let runs: Vec<(u64, u64, bool)> = json(&out.stdout)
+    let runs = json(&out.stdout)
         .as_array()
         .unwrap()
         .iter()
@@ -23,20 +23,11 @@ fn qemu_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
             )
         })
         .collect();
-    let mut next = 0;
-    for &(start, len, _) in &runs {
-        assert_eq!(start, next, "map runs not contiguous: {runs:?}");
-        next = start + len;
-    }
-    assert_eq!(next, size, "map does not cover the export: {runs:?}");
-    runs
+    tiled(runs, export, size)
 }
 
 fn data_at(runs: &[(u64, u64, bool)], off: u64) -> bool {
-    runs.iter()
-        .find(|(s, l, _)| (*s..s + l).contains(&off))
-        .unwrap_or_else(|| panic!("offset {off} not in map {runs:?}"))
-        .2
+    flag_at(runs, off)
 }
 
 #[test]

@@ -22,6 +22,25 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
+/// A client's map of `export`: runs `(start, length, flag)`, checked to tile `[0, size)`.
+pub fn tiled(runs: Vec<(u64, u64, bool)>, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
+    let mut next = 0;
+    for &(start, len, _) in &runs {
+        assert_eq!(start, next, "map of {export} not contiguous: {runs:?}");
+        next = start + len;
+    }
+    assert_eq!(next, size, "map does not cover {export}: {runs:?}");
+    runs
+}
+
+/// The flag of the map run holding `off`.
+pub fn flag_at(runs: &[(u64, u64, bool)], off: u64) -> bool {
+    runs.iter()
+        .find(|(s, l, _)| (*s..s + l).contains(&off))
+        .unwrap_or_else(|| panic!("offset {off} not in map {runs:?}"))
+        .2
+}
+
 /// Runs `prog args` to completion, bounded by a timeout (the process is killed past it).
 pub fn run<S: AsRef<std::ffi::OsStr>>(prog: &str, args: &[S]) -> Out {
     let mut cmd = Command::new(prog);
