@@ -28,7 +28,7 @@ use std::fmt;
 use parking_lot::RwLockReadGuard;
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::extent_map::{Entry, Phys};
 use crate::family::{Family, FamilyHandle, Origins, View, referenced_extents};
 use crate::layout::{SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE, Superblock};
@@ -105,13 +105,15 @@ impl Pool {
             self.check_allocator(&owner_of, &pending_free, &mut problem);
             clean
         };
-        let db_guard = self.db()?;
-        let db = db_guard.as_ref().expect("db() opens the store");
-        let stored = self.guarded("fsck reading the metadata store", || {
-            self.check_store(db, &reg, &clean_families, &mut problem)
+        let stored = self.db().and_then(|db_guard| {
+            let db = db_guard.as_ref().expect("db() opens the store");
+            self.guarded("fsck reading the metadata store", || {
+                self.check_store(db, &reg, &clean_families, &mut problem)
+            })
         });
-        drop(db_guard);
-        stored?;
+        if let Err(e) = stored {
+            return Err(with_found(e, &found));
+        }
         report.problems = found;
         Ok(report)
     }
@@ -409,6 +411,23 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// A store error met after the problems in `found`: it names them too, so that they are not
+/// lost with the report.
+fn with_found(e: Error, found: &[Problem]) -> Error {
+    if found.is_empty() {
+        return e;
+    }
+    let list: Vec<String> = found
+        .iter()
+        .map(|p| format!("{}: {}", p.code, p.message))
+        .collect();
+    e.with_note(&format!(
+        "after finding {} problem(s): {}",
+        found.len(),
+        list.join("; ")
+    ))
 }
 
 /// Origins read from the guards fsck holds (module doc).

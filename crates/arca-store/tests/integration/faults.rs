@@ -186,3 +186,46 @@ fn a_transaction_of_rows_dropped_without_commit_writes_nothing() {
     assert_eq!(pool.app_get("rows", b"a").unwrap(), None);
     assert_eq!(reopen(&sp).app_get("rows", b"a").unwrap(), None);
 }
+
+/// Regression: fsck dropped the problems it had found when it then met a store error, so a
+/// damaged superblock went unreported behind an I/O error. Reads fail from the `skip`th on;
+/// whenever that stops fsck in its store check, the error names what it had found.
+#[test]
+fn fsck_reports_the_problems_it_found_along_with_a_store_error() {
+    let mut reported = 0;
+    for skip in 0..400u64 {
+        let sp = pool_with_v(&[16 * MIB], MIB);
+        let pool = &sp.pool;
+        let v = pool.export("v").unwrap();
+        for i in 0..32 {
+            v.write(i * 8 * 4096, &pattern(i, 4096), false).unwrap();
+        }
+        pool.flush().unwrap();
+        // What fsck finds: the device's second superblock copy is damaged.
+        let copy1 = arca_store::layout::SUPERBLOCK_OFFSETS[1];
+        sp.devices[0].corrupt(copy1 + 16, &[0xff; 8]);
+        // A failed commit closes the store; the next commit reopens it with nothing cached, so
+        // fsck's store check reads the device.
+        v.write(4096, b"x", false).unwrap(); // allocates: the flush has a commit to make
+        sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
+        assert!(pool.flush().is_err());
+        sp.devices[0].clear_faults();
+        sp.devices[0].inject(FaultOp::Read, skip, u64::MAX, libc::EIO);
+        match pool.fsck() {
+            Ok(report) => {
+                assert!(!report.is_clean(), "the damaged copy is found");
+                break;
+            }
+            Err(e) if e.to_string().contains("fsck reading the metadata store") => {
+                assert!(e.to_string().contains("superblock copy"), "{e}");
+                reported += 1;
+            }
+            // Stopped before it found anything (reopening the store, the commit).
+            Err(_) => {}
+        }
+    }
+    assert!(
+        reported > 0,
+        "no read failure stopped fsck in its store check"
+    );
+}
