@@ -593,7 +593,7 @@ impl Backups {
                 Piece::Hole { offset, len } => {
                     // A volume made for the backup is all holes already; a reused one is not.
                     if !created {
-                        to.write_zeroes(offset, len, true, false)?;
+                        to.write_zeroes(offset, len, arca_store::ZeroOptions::UNMAP)?;
                     }
                     ctx.add_done(len);
                 }
@@ -603,7 +603,7 @@ impl Backups {
         })?;
         // Beyond the image, a larger reused destination must not keep old data.
         if dst.size > size && !created {
-            to.write_zeroes(size, dst.size - size, true, false)?;
+            to.write_zeroes(size, dst.size - size, arca_store::ZeroOptions::UNMAP)?;
         }
         self.complete_copy(id, es, &hashes)
             .map_err(JobError::from)?;

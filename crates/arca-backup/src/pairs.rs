@@ -310,7 +310,14 @@ impl Mirror {
         };
         match w {
             Written::Data(d) => to.write(offset, d, false),
-            Written::Zeroes { len, unmap } => to.write_zeroes(offset, len, unmap, false),
+            Written::Zeroes { len, unmap } => to.write_zeroes(
+                offset,
+                len,
+                arca_store::ZeroOptions {
+                    may_unmap: unmap,
+                    fua: false,
+                },
+            ),
         }
     }
 }
@@ -859,7 +866,7 @@ impl Pairs {
                         from.read(off, b)?;
                         to.write(off, b, false)?;
                     } else {
-                        to.write_zeroes(off, len, true, false)?;
+                        to.write_zeroes(off, len, arca_store::ZeroOptions::UNMAP)?;
                     }
                 }
             }

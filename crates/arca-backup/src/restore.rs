@@ -440,7 +440,11 @@ impl Backups {
                 None => {
                     copy_image(&image, &to, r.source.size, es, false, ctx)?;
                     if v.size > r.source.size {
-                        to.write_zeroes(r.source.size, v.size - r.source.size, true, false)?;
+                        to.write_zeroes(
+                            r.source.size,
+                            v.size - r.source.size,
+                            arca_store::ZeroOptions::UNMAP,
+                        )?;
                     }
                     v.size
                 }
@@ -493,13 +497,17 @@ fn restore_extents(
                         o += n;
                     }
                 } else {
-                    to.write_zeroes(at, run.length, true, false)?;
+                    to.write_zeroes(at, run.length, arca_store::ZeroOptions::UNMAP)?;
                 }
                 at += run.length;
             }
         }
         if stop > off + in_image {
-            to.write_zeroes(off + in_image, stop - off - in_image, true, false)?;
+            to.write_zeroes(
+                off + in_image,
+                stop - off - in_image,
+                arca_store::ZeroOptions::UNMAP,
+            )?;
         }
         ctx.add_done(stop - off);
     }
@@ -525,7 +533,7 @@ fn copy_image(
             }
             Piece::Hole { offset, len } => {
                 if !fresh {
-                    to.write_zeroes(offset, len, true, false)?;
+                    to.write_zeroes(offset, len, arca_store::ZeroOptions::UNMAP)?;
                 }
                 ctx.add_done(len);
             }

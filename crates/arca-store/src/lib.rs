@@ -39,7 +39,7 @@ pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
 pub use guards::{Guard, GuardEffect, GuardOwner};
-pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
+pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written, ZeroOptions};
 pub use meta_guard::panic_text;
 pub use meta_space::{MAP_ENTRY_ROOM_BYTES, MetaSpace};
 pub use pool::{

@@ -67,16 +67,7 @@ impl DeviceExtents {
 /// Where every logical extent of `view` that resolves to data lies. Costs what is mapped on
 /// the view's resolution path, not its size.
 pub(crate) fn count_view(h: &FamilyHandle, fam: &Family, view: View, es: u64) -> DeviceExtents {
-    let limit = fam.view_size(view).div_ceil(es);
-    let mut candidates = std::collections::BTreeSet::new();
-    crate::pool::candidate_extents(h, fam, view, limit, &mut candidates);
-    let mut out = DeviceExtents::default();
-    for l in candidates {
-        if let Target::Extent(p) = resolve(h, fam, view, l, es) {
-            out.add(p.device());
-        }
-    }
-    out
+    crate::family::referenced_devices(&crate::family::Locking, h, fam, view, es)
 }
 
 /// Rebuilds a family's counters at open: `referenced` and the live volume's devices by

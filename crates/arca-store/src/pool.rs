@@ -17,7 +17,7 @@ use crate::alloc::Allocator;
 use crate::device::{BlockDevice, FileDevice};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent_map::Phys;
-use crate::family::{Family, FamilyHandle, View};
+use crate::family::FamilyHandle;
 use crate::generation;
 use crate::layout::{
     self, DEVICE_COUNT_MAX, EXTENT_SIZE_MAX, EXTENT_SIZE_MIN, META_OFFSET, SUPERBLOCK_OFFSETS,
@@ -498,33 +498,6 @@ impl Pool {
             pool.rewrite_generations()?;
         }
         Ok(pool)
-    }
-}
-
-/// Logical extents below `limit` with an entry in `view`'s maps or its origin's.
-pub(crate) fn candidate_extents(
-    h: &FamilyHandle,
-    fam: &Family,
-    view: View,
-    limit: u64,
-    out: &mut std::collections::BTreeSet<u64>,
-) {
-    let first = match view {
-        View::Live => fam.snaps.len(),
-        View::Snap(i) => i,
-    };
-    let maps = fam.snaps[first..]
-        .iter()
-        .map(|s| &s.delta)
-        .chain(std::iter::once(&fam.live));
-    for m in maps {
-        out.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
-    }
-    if let Some((parent, sid)) = &h.parent {
-        let pf = parent.cell.read();
-        if let Some(i) = pf.snap_index(*sid) {
-            candidate_extents(parent, &pf, View::Snap(i), limit, out);
-        }
     }
 }
 

@@ -25,30 +25,20 @@ fn populate(r: &Rig) -> Vec<u64> {
     r.pool.create_volume("b", 32 * ES, None).unwrap();
     r.write("a", 0, &pattern(1, 5 * ES as usize));
     let mut ids = vec![r.snapshot_backup("a", Some("x"))];
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["a".into()],
-            method: Some(Method::Copy),
-            info: HostInfo {
-                host: Some("h".into()),
-                ..HostInfo::default()
-            },
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["a".into()],
+        method: Some(Method::Copy),
+        info: HostInfo {
+            host: Some("h".into()),
+            ..HostInfo::default()
+        },
+        ..CreateRequest::default()
+    });
     ids.push(c.records[0].id);
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["a".into(), "b".into()],
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    for j in &c.jobs {
-        r.wait_ok(*j);
-    }
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["a".into(), "b".into()],
+        ..CreateRequest::default()
+    });
     ids.extend(c.records.iter().map(|x| x.id));
     let gone = r.snapshot_backup("b", None);
     r.backups.delete(gone, false).unwrap();

@@ -5,14 +5,13 @@
 
 use serde_json::Value;
 
-use crate::pairs::qemu_ok;
-use crate::util::{Daemon, tools};
+use crate::common::qemu::qemu_io;
+use crate::require;
+use crate::util::Daemon;
 
 #[test]
 fn volume_show_and_backup_targets_tell_where_a_volumes_data_lies() {
-    if !tools(&["qemu-io"]) {
-        return;
-    }
+    require!("qemu-io");
     let tmp = tempfile::Builder::new()
         .prefix("arca-placement-")
         .tempdir()
@@ -32,9 +31,9 @@ fn volume_show_and_backup_targets_tell_where_a_volumes_data_lies() {
         "volume", "create", "fill", "--size", "200M", "--device", "0",
     ])
     .ok();
-    qemu_ok(&d, "fill", &["write -P 0xab 0 180M"]);
+    qemu_io(&d, "fill", &["write -P 0xab 0 180M"]);
     d.arca(&["volume", "create", "v", "--size", "16M"]).ok();
-    qemu_ok(&d, "v", &["write -P 0xcd 0 8M"]);
+    qemu_io(&d, "v", &["write -P 0xcd 0 8M"]);
 
     let shown = d.arca(&["volume", "show", "v"]).ok().stdout;
     let line = |key: &str| {
