@@ -80,6 +80,7 @@ fn volume_json(v: arca_store::VolumeInfo) -> Volume {
         unique: v.unique_bytes,
         owned: v.owned_bytes,
         device: v.placement,
+        device_bytes: DeviceBytes::list(&v.device_bytes),
         origin: v
             .origin
             .map(|(volume, snapshot)| Origin { volume, snapshot }),
@@ -95,6 +96,7 @@ fn snapshot_json(s: arca_store::SnapshotInfo) -> Snapshot {
         name: s.name,
         size: s.size,
         used: s.referenced_bytes,
+        device_bytes: DeviceBytes::list(&s.device_bytes),
         unique: s.unique_bytes,
         clones: s.clones,
         created: rfc3339(s.created_unix),
@@ -594,7 +596,7 @@ impl utoipa::Modify for BearerAuth {
           backups::check_catalog, backups::rebuild_catalog, pairs::create_pair,
           pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
           pairs::delete_pair),
-    components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, Origin, Snapshot,
+    components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, CheckReport, Problem, CreateVolume, ResizeVolume,
                        RenameVolume, CreateSnapshot, CloneSnapshot, BackupTarget, BackupMethod,
                        CreateBackup, CreatedBackups, BackupSource, BackupDestination,

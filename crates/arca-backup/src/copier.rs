@@ -414,14 +414,14 @@ fn write_differing(
 /// zeroed.
 fn zero(to: &Export, offset: u64, len: u64, differs_only: bool) -> arca_store::Result<u64> {
     if !differs_only {
-        to.write_zeroes(offset, len, true, false)?;
+        to.write_zeroes(offset, len, arca_store::ZeroOptions::UNMAP)?;
         return Ok(len);
     }
     let mut zeroed = 0;
     let mut at = offset;
     for run in to.block_status(offset, len)? {
         if run.allocated {
-            to.write_zeroes(at, run.length, true, false)?;
+            to.write_zeroes(at, run.length, arca_store::ZeroOptions::UNMAP)?;
             zeroed += run.length;
         }
         at += run.length;

@@ -18,10 +18,12 @@ mod expire;
 pub mod jobs;
 mod pair_backups;
 pub mod pairs;
+mod placement;
 pub mod record;
 mod restore;
 mod restore_state;
 pub mod retention;
+mod targets;
 mod verify;
 
 pub use backups::*;

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use arca_store::{Error, Result};
+use arca_store::{Error, GuardOwner, Result};
 use serde::Serialize;
 
 use crate::backups::{
-    Backups, DISCONNECT_WAIT, RESTORE_GUARD_PREFIX, UseGuard, backup_not_found, busy, invalid,
+    Backups, DISCONNECT_WAIT, UseGuard, backup_not_found, busy, invalid, restore_guard,
 };
 use crate::catalog;
 use crate::copier;
@@ -154,12 +154,16 @@ impl Backups {
                 let volume_id = {
                     let _c = self.catalog_lock.lock();
                     let mut t = self.pool.transaction();
-                    t.create_volume(name, r.source.size, None)?;
-                    let v = self.pool.volume(name)?;
+                    let volume_id = t.create_volume(name, r.source.size, None)?;
+                    // Hosts see it read-only from its first instant until the copy is done.
+                    t.add_volume_guard(
+                        name,
+                        restore_guard(volume_id, &format!(" from backup {id}")),
+                    )?;
                     put_marker(
                         &mut t,
                         &RestoreMarker {
-                            volume_id: v.id,
+                            volume_id,
                             volume: name.to_string(),
                             backup: id,
                             undo: None,
@@ -169,9 +173,8 @@ impl Backups {
                         },
                     );
                     t.commit()?;
-                    v.id
+                    volume_id
                 };
-                self.guard_restore(volume_id, &format!(" from backup {id}"));
                 let me = self.clone();
                 let target = name.to_string();
                 let uses = Arc::new(uses);
@@ -241,11 +244,16 @@ impl Backups {
         }
     }
 
+    /// Lifts the guards [`Backups::prepare_in_place`] set, in one transaction; a failure is
+    /// logged (the caller is already reporting why the restore did not start).
     fn lift_plans(&self, plans: &[Plan]) {
-        for p in plans {
-            if let Err(e) = self.pool.set_volume_guard(&p.volume, None) {
-                tracing::warn!(volume = %p.volume, "lifting the restore guard: {e}");
-            }
+        let mut t = self.pool.transaction();
+        let planned = plans.iter().try_for_each(|p| {
+            let v = self.pool.volume(&p.volume)?;
+            t.remove_volume_guard(&p.volume, GuardOwner::Restore(v.id))
+        });
+        if let Err(e) = planned.and_then(|()| t.commit()) {
+            tracing::warn!("lifting the guards of a restore that did not start: {e}");
         }
     }
 
@@ -275,10 +283,14 @@ impl Backups {
                 )));
             }
         }
-        let why = |p: &Plan| format!("{RESTORE_GUARD_PREFIX} from backup {}", p.record.id);
+        // All or none: one transaction guards every target.
+        let mut t = self.pool.transaction();
         for p in plans {
-            self.pool.set_volume_guard(&p.volume, Some(why(p)))?;
+            let v = self.pool.volume(&p.volume)?;
+            let why = format!(" from backup {}", p.record.id);
+            t.add_volume_guard(&p.volume, restore_guard(v.id, &why))?;
         }
+        t.commit()?;
         for p in plans {
             // The guard already refuses their writes; now they go.
             if self.hosts.disconnect(&p.volume) > 0
@@ -363,9 +375,14 @@ impl Backups {
             })
             .collect();
         if let Err(e) = created {
-            if !steps.is_empty() {
-                // Taken (or pending), then failed: nothing was rewritten. The cause is what the
-                // caller must see; a failed clean-up is logged (the next start settles it).
+            // The undo point and the markers commit together or not at all (the closure above
+            // ran either way); a marker that cannot be read counts as committed.
+            let committed = steps
+                .first()
+                .is_some_and(|s| !matches!(self.restore_marker(s.volume_id), Ok(None)));
+            if committed {
+                // Taken, then failed: nothing was rewritten. The cause is what the caller must
+                // see; a failed clean-up is logged (the next start settles it).
                 self.abandon_logged(&steps, &format!("the restore could not start: {e}"));
             } else {
                 self.lift_plans(&plans);

@@ -202,20 +202,10 @@ fn api_token(args: &ServeArgs) -> Result<Option<String>> {
     }
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
-    let token = api_token(&args)?;
-    let api_addr: std::net::SocketAddr = args
-        .api
-        .parse()
-        .with_context(|| format!("invalid --api address {}", args.api))?;
-    if !api_addr.ip().is_loopback() && token.is_none() {
-        bail!(
-            "refusing to serve the API on non-loopback address {api_addr} without a token: \
-             use --token-file or ARCA_TOKEN"
-        );
-    }
-    let pool = open_pool(&args)?;
-    for (name, size) in &args.volumes {
+/// Creates the volumes `--volume` names that do not exist yet; an existing one must be at
+/// least the size asked.
+fn ensure_volumes(pool: &arca_store::Pool, volumes: &[(String, u64)]) -> Result<()> {
+    for (name, size) in volumes {
         match pool.volume(name) {
             Ok(v) if v.size >= *size => {}
             Ok(v) => bail!(
@@ -230,6 +220,52 @@ pub fn run(args: ServeArgs) -> Result<()> {
             Err(e) => return Err(anyhow!(e)),
         }
     }
+    Ok(())
+}
+
+/// After the data path and the API have stopped: stops the restores, makes the last writes
+/// durable and closes the pairs cleanly.
+fn stop_services(
+    backups: &arca_backup::Backups,
+    pairs: &arca_backup::Pairs,
+    pool: &arca_store::Pool,
+) {
+    // Running restores stop where they are: their markers stay, and the next start resumes
+    // them (the volumes stay read-only until then).
+    backups.stop(RESTORE_STOP_WAIT);
+    // The data path and the API have stopped: make the last writes durable, then mark the
+    // pairs in `pair` state closed cleanly (both sides hold the same durable image), so that
+    // the next start resumes mirroring without a full copy. Not after a failed flush: then the
+    // two sides may differ, and the full copy at the next start is what makes them equal.
+    match pool.flush() {
+        Ok(()) => {
+            if let Err(e) = pairs.close() {
+                tracing::error!(
+                    "closing the copy pairs (they get a full copy at the next start): {e}"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "the last flush failed; the copy pairs are not closed cleanly (full copy at the \
+             next start): {e}"
+        ),
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let token = api_token(&args)?;
+    let api_addr: std::net::SocketAddr = args
+        .api
+        .parse()
+        .with_context(|| format!("invalid --api address {}", args.api))?;
+    if !api_addr.ip().is_loopback() && token.is_none() {
+        bail!(
+            "refusing to serve the API on non-loopback address {api_addr} without a token: \
+             use --token-file or ARCA_TOKEN"
+        );
+    }
+    let pool = open_pool(&args)?;
+    ensure_volumes(&pool, &args.volumes)?;
     let listener =
         TcpListener::bind(&args.nbd).with_context(|| format!("listening on {}", args.nbd))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -306,26 +342,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     nbd_result?;
-    // Running restores stop where they are: their markers stay, and the next start resumes
-    // them (the volumes stay read-only until then).
-    backups.stop(RESTORE_STOP_WAIT);
-    // The data path and the API have stopped: make the last writes durable, then mark the
-    // pairs in `pair` state closed cleanly (both sides hold the same durable image), so that
-    // the next start resumes mirroring without a full copy. Not after a failed flush: then the
-    // two sides may differ, and the full copy at the next start is what makes them equal.
-    match pool.flush() {
-        Ok(()) => {
-            if let Err(e) = pairs.close() {
-                tracing::error!(
-                    "closing the copy pairs (they get a full copy at the next start): {e}"
-                );
-            }
-        }
-        Err(e) => tracing::error!(
-            "the last flush failed; the copy pairs are not closed cleanly (full copy at the \
-             next start): {e}"
-        ),
-    }
+    stop_services(&backups, &pairs, &pool);
     pool.close().context("flushing the pool")?;
     tracing::info!("stopped cleanly");
     Ok(())
