@@ -178,7 +178,7 @@ impl utoipa::Modify for BearerAuth {
           backups::check_catalog, backups::rebuild_catalog, pairs::create_pair,
           pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
           pairs::delete_pair),
-    components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, Origin, Snapshot,
+    components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
                        RenameVolume, CreateSnapshot, CloneSnapshot, BackupTarget, BackupMethod,

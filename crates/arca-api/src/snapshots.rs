@@ -20,6 +20,7 @@ pub(crate) fn snapshot_json(s: arca_store::SnapshotInfo) -> Snapshot {
         name: s.name,
         size: s.size,
         used: s.referenced_bytes,
+        device_bytes: DeviceBytes::list(&s.device_bytes),
         unique: s.unique_bytes,
         clones: s.clones,
         created: rfc3339(s.created_unix),

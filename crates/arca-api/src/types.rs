@@ -98,8 +98,15 @@ pub struct Volume {
     pub unique: u64,
     /// Bytes the volume and its snapshots own: what deleting all of them frees.
     pub owned: u64,
-    /// Device the volume's extents come from while it has room.
+    /// Placement preference: the device the volume's new extents come from while it has room;
+    /// null lets the pool take the device with the most free space. Where the data lies is
+    /// `device_bytes`.
     pub device: Option<u32>,
+    /// Where the volume's data lies: the bytes of `used` on each device holding some, by device
+    /// index (a clone counts what it shares with its origin). Losing a device listed here loses
+    /// data of the volume; losing any other does not.
+    #[serde(default)]
+    pub device_bytes: Vec<DeviceBytes>,
     /// For a clone: the snapshot it was made from.
     pub origin: Option<Origin>,
     pub snapshots: u64,
@@ -111,6 +118,24 @@ pub struct Volume {
     pub protection: Option<String>,
 }
 
+/// Bytes of an image's data on one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceBytes {
+    pub device: u32,
+    pub bytes: u64,
+}
+
+impl DeviceBytes {
+    /// The devices holding some of the data, from bytes indexed by device.
+    pub fn list(device_bytes: &[u64]) -> Vec<DeviceBytes> {
+        (0..device_bytes.len() as u32)
+            .zip(device_bytes)
+            .filter(|(_, b)| **b > 0)
+            .map(|(device, &bytes)| DeviceBytes { device, bytes })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Snapshot {
     pub volume: String,
@@ -118,6 +143,9 @@ pub struct Snapshot {
     pub size: u64,
     /// Bytes of extents the snapshot reads from.
     pub used: u64,
+    /// Where the snapshot's data lies, as for a volume.
+    #[serde(default)]
+    pub device_bytes: Vec<DeviceBytes>,
     /// What deleting the snapshot frees.
     pub unique: u64,
     pub clones: Vec<String>,
@@ -157,7 +185,9 @@ pub struct CreateVolume {
     /// Bytes, a multiple of 512, at most 1 PiB.
     #[schema(minimum = 512, maximum = 1125899906842624_u64, multiple_of = 512)]
     pub size: u64,
-    /// Device index to place the volume's extents on.
+    /// Placement preference: the device to allocate the volume's extents from while it has
+    /// room (they spill over to others when it is full). Null: the device with the most free
+    /// space at each allocation.
     pub device: Option<u32>,
 }
 

@@ -20,6 +20,7 @@ pub(crate) fn volume_json(v: arca_store::VolumeInfo) -> Volume {
         unique: v.unique_bytes,
         owned: v.owned_bytes,
         device: v.placement,
+        device_bytes: DeviceBytes::list(&v.device_bytes),
         origin: v
             .origin
             .map(|(volume, snapshot)| Origin { volume, snapshot }),

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use arca_store::{Error, ErrorKind, Export, Pool, Result, VolumeInfo};
+use arca_store::{
+    Error, ErrorKind, Export, Guard, GuardEffect, GuardOwner, Pool, Result, VolumeInfo,
+};
 use parking_lot::Mutex;
 
 use crate::catalog;
@@ -195,6 +197,32 @@ pub(crate) fn guard_text(r: &BackupRecord) -> String {
     }
 }
 
+/// The guard a live backup puts on its destination (`effect`: every effect on a volume, no
+/// delete on a snapshot); `None` once it is no longer live.
+pub(crate) fn backup_guard(r: &BackupRecord, effect: GuardEffect) -> Option<Guard> {
+    r.status
+        .live()
+        .then(|| Guard::new(GuardOwner::Backup(r.id), effect, guard_text(r)))
+}
+
+/// The guard a copy backup puts on its point-in-time snapshot while the copy runs.
+pub(crate) fn pit_guard(id: u64) -> Guard {
+    Guard::new(
+        GuardOwner::Backup(id),
+        GuardEffect::NO_DELETE,
+        format!("point-in-time image of backup {id} (copy in progress)"),
+    )
+}
+
+/// The guard of an in-place restore of `volume_id` from `backup`.
+pub(crate) fn restore_guard(volume_id: u64, why: &str) -> Guard {
+    Guard::new(
+        GuardOwner::Restore(volume_id),
+        GuardEffect::ALL,
+        format!("being restored{why}"),
+    )
+}
+
 impl Backups {
     /// Opens the service on a pool: copies that a stop interrupted are marked failed and
     /// cleaned up, digests not yet computed are restarted, and destinations are guarded.
@@ -236,10 +264,9 @@ impl Backups {
                 b.fail_copy(r.id, "interrupted: the array stopped during the copy")?;
             }
         }
-        // Before anything serves the volumes: a partly restored one is guarded again, and its
-        // restore resumed or rolled back.
+        // Before anything serves the volumes: a partly restored one is resumed or rolled back.
+        // Guards need no setting: the store keeps them with the volumes and snapshots.
         b.recover_restores()?;
-        b.apply_guards()?;
         let (records, _) = catalog::all(&b.pool)?;
         let pending: Vec<u64> = records
             .iter()
@@ -383,67 +410,6 @@ impl Backups {
         }
     }
 
-    /// Sets every live backup's guard and lifts guards nobody holds any more.
-    pub(crate) fn apply_guards(&self) -> Result<()> {
-        // Under the catalog lock, so a backup created meanwhile is in what it reads.
-        let _c = self.catalog_lock.lock();
-        let (records, _) = catalog::all(&self.pool)?;
-        let mut wanted_volumes: std::collections::HashMap<u64, String> = Default::default();
-        let mut wanted_snaps: std::collections::HashMap<(u64, String), String> = Default::default();
-        for r in records.iter().filter(|r| r.status.live()) {
-            match &r.destination {
-                Destination::Snapshot { snapshot, .. } => {
-                    wanted_snaps.insert((r.source.volume_id, snapshot.clone()), guard_text(r));
-                }
-                Destination::Volume { volume_id, .. } => {
-                    wanted_volumes.insert(*volume_id, guard_text(r));
-                    if r.status == Status::Copying {
-                        wanted_snaps.insert(
-                            (r.source.volume_id, pit_snapshot_name(r.id)),
-                            format!("point-in-time image of backup {} (copy in progress)", r.id),
-                        );
-                    }
-                }
-            }
-        }
-        // A destination whose descriptor says it holds a live backup the catalog does not know
-        // (a lost or damaged catalog) stays protected until `catalog rebuild` or `check` sorts
-        // it out: the descriptor is the evidence that its data matters.
-        let known: std::collections::HashSet<u64> = records.iter().map(|r| r.id).collect();
-        let orphan_guard = |tag: &Option<Vec<u8>>| -> Option<String> {
-            let d = BackupRecord::decode(tag.as_deref()?).ok()?;
-            (d.status.live() && !known.contains(&d.id)).then(|| {
-                format!(
-                    "holds backup {} according to its descriptor; the catalog lacks it (run \
-                     arca catalog check)",
-                    d.id
-                )
-            })
-        };
-        for v in self.pool.volumes() {
-            let want = wanted_volumes
-                .get(&v.id)
-                .cloned()
-                .or_else(|| orphan_guard(&v.tag));
-            // Restores and pairs own their guards; a backup's guard takes over from a pair's.
-            let others = is_restore_guard(v.guard.as_deref())
-                || (want.is_none() && crate::pairs::is_pair_guard(v.guard.as_deref()));
-            if v.guard != want && !others {
-                self.pool.set_volume_guard(&v.name, want)?;
-            }
-            for s in self.pool.snapshots(&v.name)? {
-                let want = wanted_snaps
-                    .get(&(v.id, s.name.clone()))
-                    .cloned()
-                    .or_else(|| orphan_guard(&s.tag));
-                if s.guard != want {
-                    self.pool.set_snapshot_guard(&v.name, &s.name, want)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Reads, changes and stores one record, with its descriptor, in one transaction.
     pub(crate) fn update(
         &self,
@@ -461,33 +427,38 @@ impl Backups {
         Ok(new)
     }
 
-    /// Writes the record as its destination's descriptor, when the destination exists.
+    /// Writes the record as its destination's descriptor, and the backup's guard as its
+    /// status wants it (on while live, off otherwise), when the destination exists.
     pub(crate) fn tag_destination(
         &self,
         t: &mut arca_store::Txn<'_>,
         r: &BackupRecord,
     ) -> Result<()> {
+        let owner = GuardOwner::Backup(r.id);
         match &r.destination {
             Destination::Snapshot { snapshot, .. } => {
                 if let Some(v) = self.volume_by_id(r.source.volume_id)
-                    && self.pool.snapshot(&v.name, snapshot).is_ok()
+                    && t.snapshot_exists(&v.name, snapshot)
                 {
                     t.set_snapshot_tag(&v.name, snapshot, Some(r.encode()))?;
+                    match backup_guard(r, GuardEffect::NO_DELETE) {
+                        Some(g) => t.add_snapshot_guard(&v.name, snapshot, g)?,
+                        None => t.remove_snapshot_guard(&v.name, snapshot, owner)?,
+                    }
                 }
             }
             Destination::Volume { volume_id, .. } => {
-                if let Some(v) = self.volume_by_id(*volume_id) {
+                if let Some(v) = self.volume_by_id(*volume_id)
+                    && t.volume_exists(&v.name)
+                {
                     t.set_volume_tag(&v.name, Some(r.encode()))?;
+                    match backup_guard(r, GuardEffect::ALL) {
+                        Some(g) => t.add_volume_guard(&v.name, g)?,
+                        None => t.remove_volume_guard(&v.name, owner)?,
+                    }
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Restores guard their volume with this prefix; backup guards leave it alone.
-pub(crate) const RESTORE_GUARD_PREFIX: &str = "being restored";
-
-fn is_restore_guard(g: Option<&str>) -> bool {
-    g.is_some_and(|g| g.starts_with(RESTORE_GUARD_PREFIX))
 }

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use arca_store::Result;
+use arca_store::{GuardEffect, GuardOwner, Result};
 use serde::Serialize;
 
-use crate::backups::Backups;
+use crate::backups::{Backups, backup_guard};
 use crate::catalog::{self, BACKUPS, CATALOG_TABLES};
 use crate::digest;
 use crate::digest_store;
@@ -60,6 +60,55 @@ fn place_of(r: &BackupRecord) -> Place {
     }
 }
 
+/// The problems a check has found so far.
+#[derive(Default)]
+struct Problems(Vec<CatalogProblem>);
+
+impl Problems {
+    fn add(&mut self, code: &'static str, backup: Option<u64>, message: String) {
+        self.0.push(CatalogProblem {
+            code,
+            backup,
+            message,
+        });
+    }
+}
+
+/// Destinations whose descriptor names no record, a record that lives elsewhere, or one that
+/// is gone.
+fn check_orphans(records: &[BackupRecord], found: &[Found], problems: &mut Problems) {
+    let by_id: BTreeMap<u64, &BackupRecord> = records.iter().map(|r| (r.id, r)).collect();
+    for f in found {
+        let orphan = match &f.descriptor {
+            Ok(d) => match by_id.get(&d.id) {
+                None => Some(format!(
+                    "{} carries the descriptor of backup {}, which the catalog does not have",
+                    f.name, d.id
+                )),
+                Some(r) if place_of(r) != f.place => Some(format!(
+                    "{} carries the descriptor of backup {}, whose destination is elsewhere",
+                    f.name, d.id
+                )),
+                Some(r) if !r.status.live() && r.status != Status::Failed => Some(format!(
+                    "{} carries the descriptor of backup {}, which is {}",
+                    f.name,
+                    d.id,
+                    r.status.as_str()
+                )),
+                Some(_) => None,
+            },
+            Err(e) => Some(format!("{} carries an unreadable descriptor: {e}", f.name)),
+        };
+        if let Some(m) = orphan {
+            problems.add(
+                "orphan-destination",
+                f.descriptor.as_ref().ok().map(|d| d.id),
+                m,
+            );
+        }
+    }
+}
+
 impl Backups {
     fn destinations(&self) -> Result<Vec<Found>> {
         let mut out = Vec::new();
@@ -87,126 +136,23 @@ impl Backups {
     /// Checks the catalog against the destinations, the digests and its own indexes.
     pub fn check(&self) -> Result<CatalogReport> {
         let _c = self.catalog_lock.lock();
-        let mut report = CatalogReport::default();
-        let mut problem = |code, backup, message: String| {
-            report.problems.push(CatalogProblem {
-                code,
-                backup,
-                message,
-            })
-        };
+        let mut problems = Problems::default();
         let (records, bad) = catalog::all(&self.pool)?;
         for (id, e) in bad {
-            problem("record-unreadable", Some(id), format!("backup {id}: {e}"));
+            problems.add("record-unreadable", Some(id), format!("backup {id}: {e}"));
         }
         let found = self.destinations()?;
         let by_place: BTreeMap<Place, &Found> =
             found.iter().map(|f| (f.place.clone(), f)).collect();
-        let by_id: BTreeMap<u64, &BackupRecord> = records.iter().map(|r| (r.id, r)).collect();
-        let mut generations: BTreeMap<u64, u64> = BTreeMap::new();
         for r in &records {
-            let g = generations.entry(r.source.volume_id).or_default();
-            *g = (*g).max(r.generation);
-            if !r.status.live() && r.status != Status::Failed {
-                continue;
-            }
-            let f = by_place.get(&place_of(r));
-            match f {
-                None if r.status.live() => problem(
-                    "missing-destination",
-                    Some(r.id),
-                    format!(
-                        "backup {} ({} of {}): its destination {} is missing",
-                        r.id,
-                        r.method.as_str(),
-                        r.source.volume_name,
-                        describe(&r.destination)
-                    ),
-                ),
-                None => {}
-                Some(f) => match &f.descriptor {
-                    Ok(d) if d == r => {}
-                    Ok(d) if d.id != r.id => problem(
-                        "descriptor-mismatch",
-                        Some(r.id),
-                        format!(
-                            "backup {}: destination {} carries the descriptor of backup {}",
-                            r.id, f.name, d.id
-                        ),
-                    ),
-                    Ok(_) => problem(
-                        "descriptor-mismatch",
-                        Some(r.id),
-                        format!(
-                            "backup {}: the descriptor on {} differs from the catalog record",
-                            r.id, f.name
-                        ),
-                    ),
-                    Err(e) => problem(
-                        "descriptor-unreadable",
-                        Some(r.id),
-                        format!("backup {}: descriptor on {}: {e}", r.id, f.name),
-                    ),
-                },
-            }
-            if r.status == Status::Complete
-                && let Some(info) = &r.digest
-            {
-                match digest_store::load(&self.pool, r.id)? {
-                    Ok(hashes) => {
-                        if digest::root(info.extent_size, r.source.size, &hashes) != info.root {
-                            problem(
-                                "digest-mismatch",
-                                Some(r.id),
-                                format!(
-                                    "backup {}: its {} stored extent hashes do not give the \
-                                     recorded digest root",
-                                    r.id,
-                                    hashes.len()
-                                ),
-                            );
-                        }
-                    }
-                    Err(e) => problem(
-                        "digest-mismatch",
-                        Some(r.id),
-                        format!("backup {}: {e}", r.id),
-                    ),
-                }
+            if r.status.live() || r.status == Status::Failed {
+                self.check_record(r, by_place.get(&place_of(r)).copied(), &mut problems)?;
             }
         }
-        for f in &found {
-            let orphan = match &f.descriptor {
-                Ok(d) => match by_id.get(&d.id) {
-                    None => Some(format!(
-                        "{} carries the descriptor of backup {}, which the catalog does not have",
-                        f.name, d.id
-                    )),
-                    Some(r) if place_of(r) != f.place => Some(format!(
-                        "{} carries the descriptor of backup {}, whose destination is elsewhere",
-                        f.name, d.id
-                    )),
-                    Some(r) if !r.status.live() && r.status != Status::Failed => Some(format!(
-                        "{} carries the descriptor of backup {}, which is {}",
-                        f.name,
-                        d.id,
-                        r.status.as_str()
-                    )),
-                    Some(_) => None,
-                },
-                Err(e) => Some(format!("{} carries an unreadable descriptor: {e}", f.name)),
-            };
-            if let Some(m) = orphan {
-                problem(
-                    "orphan-destination",
-                    f.descriptor.as_ref().ok().map(|d| d.id),
-                    m,
-                );
-            }
-        }
+        check_orphans(&records, &found, &mut problems);
         // Shared digest chunks: each counts exactly the index entries that name it.
         for (chunk, stored, counted) in digest_store::recount(&self.pool)? {
-            problem(
+            problems.add(
                 "digest-refcount",
                 None,
                 format!(
@@ -215,9 +161,88 @@ impl Backups {
                 ),
             );
         }
-        // Indexes: every record's rows exist, and every row names a record that has it.
+        self.check_indexes(&records, &mut problems)?;
+        self.check_generations(&records, &mut problems)?;
+        Ok(CatalogReport {
+            records: records.len(),
+            live: records.iter().filter(|r| r.status.live()).count(),
+            destinations: found.len(),
+            problems: problems.0,
+        })
+    }
+
+    /// A live or failed record against its destination's descriptor and its stored digest.
+    fn check_record(
+        &self,
+        r: &BackupRecord,
+        destination: Option<&Found>,
+        problems: &mut Problems,
+    ) -> Result<()> {
+        match destination {
+            None if r.status.live() => problems.add(
+                "missing-destination",
+                Some(r.id),
+                format!(
+                    "backup {} ({} of {}): its destination {} is missing",
+                    r.id,
+                    r.method.as_str(),
+                    r.source.volume_name,
+                    describe(&r.destination)
+                ),
+            ),
+            None => {}
+            Some(f) => match &f.descriptor {
+                Ok(d) if d == r => {}
+                Ok(d) if d.id != r.id => problems.add(
+                    "descriptor-mismatch",
+                    Some(r.id),
+                    format!(
+                        "backup {}: destination {} carries the descriptor of backup {}",
+                        r.id, f.name, d.id
+                    ),
+                ),
+                Ok(_) => problems.add(
+                    "descriptor-mismatch",
+                    Some(r.id),
+                    format!(
+                        "backup {}: the descriptor on {} differs from the catalog record",
+                        r.id, f.name
+                    ),
+                ),
+                Err(e) => problems.add(
+                    "descriptor-unreadable",
+                    Some(r.id),
+                    format!("backup {}: descriptor on {}: {e}", r.id, f.name),
+                ),
+            },
+        }
+        let Some(info) = r.digest.as_ref().filter(|_| r.status == Status::Complete) else {
+            return Ok(());
+        };
+        match digest_store::load(&self.pool, r.id)? {
+            Ok(hashes) if digest::root(info.extent_size, r.source.size, &hashes) == info.root => {}
+            Ok(hashes) => problems.add(
+                "digest-mismatch",
+                Some(r.id),
+                format!(
+                    "backup {}: its {} stored extent hashes do not give the recorded digest root",
+                    r.id,
+                    hashes.len()
+                ),
+            ),
+            Err(e) => problems.add(
+                "digest-mismatch",
+                Some(r.id),
+                format!("backup {}: {e}", r.id),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Indexes: every record's rows exist, and every row names a record that has it.
+    fn check_indexes(&self, records: &[BackupRecord], problems: &mut Problems) -> Result<()> {
         let mut expected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
-        for r in &records {
+        for r in records {
             expected.extend(catalog::index_keys(r));
         }
         let mut present: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
@@ -232,7 +257,7 @@ impl Backups {
                 })?;
         }
         for (table, key) in expected.difference(&present) {
-            problem(
+            problems.add(
                 "index-missing",
                 id_of(key),
                 format!(
@@ -242,7 +267,7 @@ impl Backups {
             );
         }
         for (table, key) in present.difference(&expected) {
-            problem(
+            problems.add(
                 "index-orphan",
                 id_of(key),
                 format!(
@@ -250,6 +275,16 @@ impl Backups {
                     id_of(key).unwrap_or(0)
                 ),
             );
+        }
+        Ok(())
+    }
+
+    /// Each volume's generation counter is at least its newest backup's generation.
+    fn check_generations(&self, records: &[BackupRecord], problems: &mut Problems) -> Result<()> {
+        let mut generations: BTreeMap<u64, u64> = BTreeMap::new();
+        for r in records {
+            let g = generations.entry(r.source.volume_id).or_default();
+            *g = (*g).max(r.generation);
         }
         let stored = self.pool.app_read(|rd| {
             generations
@@ -259,7 +294,7 @@ impl Backups {
         })?;
         for (volume, g) in stored {
             if g < generations[&volume] {
-                problem(
+                problems.add(
                     "generation",
                     None,
                     format!(
@@ -270,10 +305,7 @@ impl Backups {
                 );
             }
         }
-        report.records = records.len();
-        report.live = records.iter().filter(|r| r.status.live()).count();
-        report.destinations = found.len();
-        Ok(report)
+        Ok(())
     }
 
     /// Rebuilds the catalog from the descriptors on the destinations. With `discard`, the old
@@ -361,6 +393,7 @@ impl Backups {
             for ((table, key), value) in expected {
                 t.put(table, key, value);
             }
+            self.settle_backup_guards(&mut t, &records)?;
             t.commit()?;
             RebuildReport {
                 from_descriptors,
@@ -368,7 +401,6 @@ impl Backups {
                 unreadable_descriptors: unreadable,
             }
         };
-        self.apply_guards()?;
         Ok(report)
     }
 }
@@ -383,5 +415,60 @@ fn describe(d: &Destination) -> String {
     match d {
         Destination::Snapshot { volume, snapshot } => format!("snapshot {volume}@{snapshot}"),
         Destination::Volume { volume, .. } => format!("volume {volume}"),
+    }
+}
+
+impl Backups {
+    /// Plans, inside a rebuild's transaction, the backup guards its records want: each live
+    /// backup's on its destination, and none left by a backup the catalog no longer holds as
+    /// live (a copy's point-in-time snapshot keeps its guard while the copy is live).
+    fn settle_backup_guards(
+        &self,
+        t: &mut arca_store::Txn<'_>,
+        records: &BTreeMap<u64, BackupRecord>,
+    ) -> Result<()> {
+        let live = |id: u64| records.get(&id).is_some_and(|r| r.status.live());
+        for v in self.pool.volumes() {
+            for g in &v.guards {
+                if let GuardOwner::Backup(id) = g.owner
+                    && !live(id)
+                {
+                    t.remove_volume_guard(&v.name, g.owner)?;
+                }
+            }
+            for s in self.pool.snapshots(&v.name)? {
+                for g in &s.guards {
+                    if let GuardOwner::Backup(id) = g.owner
+                        && !live(id)
+                    {
+                        t.remove_snapshot_guard(&v.name, &s.name, g.owner)?;
+                    }
+                }
+            }
+        }
+        // Only guards that are missing: rewriting every record would need metadata room a
+        // nearly full region lacks.
+        for r in records.values().filter(|r| r.status.live()) {
+            match &r.destination {
+                Destination::Snapshot { snapshot, .. } => {
+                    if let Some(v) = self.volume_by_id(r.source.volume_id)
+                        && t.snapshot_exists(&v.name, snapshot)
+                        && let Some(g) = backup_guard(r, GuardEffect::NO_DELETE)
+                        && !t.guards(&v.name, Some(snapshot))?.contains(&g)
+                    {
+                        t.add_snapshot_guard(&v.name, snapshot, g)?;
+                    }
+                }
+                Destination::Volume { volume_id, .. } => {
+                    if let Some(v) = self.volume_by_id(*volume_id)
+                        && let Some(g) = backup_guard(r, GuardEffect::ALL)
+                        && !t.guards(&v.name, None)?.contains(&g)
+                    {
+                        t.add_volume_guard(&v.name, g)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -12,41 +12,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arca_store::{Error, ErrorKind, Result, VolumeInfo};
-use serde::Serialize;
+use arca_store::{Error, ErrorKind, GuardEffect, GuardOwner, Result, VolumeInfo};
 
-use crate::backups::{Backups, busy, guard_text, invalid, pit_snapshot_name, snapshot_name};
+use crate::backups::{
+    Backups, backup_guard, busy, invalid, pit_guard, pit_snapshot_name, snapshot_name,
+};
 use crate::catalog;
-use crate::digest::{self, ExtentHash, Piece};
+use crate::copier;
+use crate::digest::{self, ExtentHash};
 use crate::digest_store;
 use crate::jobs::{JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
+pub use crate::targets::{Target, TargetKind};
 
 /// Volumes one backup set may hold.
 pub const SET_VOLUMES_MAX: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetKind {
-    /// The secondary of one of the volume's pairs (split at the backup's instant).
-    PairSecondary,
-    NewSnapshot,
-    ExistingVolume,
-    NewVolume,
-}
-
-/// A place a volume can be backed up to, with why it ranks where it does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
-    pub kind: TargetKind,
-    pub method: Method,
-    /// The existing volume, for [`TargetKind::ExistingVolume`].
-    pub volume: Option<String>,
-    /// Device the data would live on (`None`: the pool places it).
-    pub device: Option<u32>,
-    pub other_device: bool,
-    pub reason: String,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
@@ -108,14 +88,9 @@ pub(crate) fn backup_room_bytes(info: &HostInfo, digest_bytes: u64) -> u64 {
     2 * record + indexes + digest_bytes
 }
 
-/// The device a volume's new extents come from, for ranking destinations.
-fn home_device(v: &VolumeInfo) -> u32 {
-    v.placement.unwrap_or(0)
-}
-
 impl Backups {
     /// Volumes that are the source of a live backup (not free to be overwritten).
-    fn live_sources(&self) -> Result<BTreeSet<u64>> {
+    pub(crate) fn live_sources(&self) -> Result<BTreeSet<u64>> {
         let (records, _) = catalog::all(&self.pool)?;
         Ok(records
             .iter()
@@ -125,7 +100,7 @@ impl Backups {
     }
 
     /// Why `candidate` cannot receive a copy of `source`, or `None` when it can.
-    fn unfit_destination(
+    pub(crate) fn unfit_destination(
         &self,
         source: &VolumeInfo,
         candidate: &VolumeInfo,
@@ -197,94 +172,6 @@ impl Backups {
         let changed_bytes =
             digest_store::stored_bytes_max(chunks.len() as u64 * digest_store::CHUNK_EXTENTS);
         full.min(index + changed_bytes)
-    }
-
-    /// Where `volume` can be backed up, best first: independent devices before the source's.
-    pub fn targets(&self, volume: &str) -> Result<Vec<Target>> {
-        let source = self.pool.volume(volume)?;
-        let home = home_device(&source);
-        let devices_status = self.pool.device_status();
-        let multi = devices_status.len() > 1;
-        let sources = self.live_sources()?;
-        let need = source.referenced_bytes;
-        let mut other = Vec::new();
-        let mut same = Vec::new();
-        for v in self.pool.volumes() {
-            if self.unfit_destination(&source, &v, &sources).is_some() {
-                continue;
-            }
-            let on_other = multi && v.placement.is_some_and(|d| d != home);
-            let t = Target {
-                kind: TargetKind::ExistingVolume,
-                method: Method::Copy,
-                volume: Some(v.name.clone()),
-                device: v.placement,
-                other_device: on_other,
-                reason: format!(
-                    "existing free volume of {} bytes{}: a full, independent copy",
-                    v.size,
-                    if on_other {
-                        format!(" on device {}, not the source's", v.placement.unwrap_or(0))
-                    } else {
-                        " on the source's device".to_string()
-                    }
-                ),
-            };
-            if on_other {
-                other.push(t)
-            } else {
-                same.push(t)
-            }
-        }
-        let mut devices: Vec<_> = devices_status.iter().collect();
-        devices.sort_by_key(|d| std::cmp::Reverse(d.free_bytes));
-        let mut out = self.pair_targets(&source);
-        out.extend(other);
-        for d in devices
-            .iter()
-            .filter(|d| d.index != home && d.free_bytes >= need)
-        {
-            out.push(Target {
-                kind: TargetKind::NewVolume,
-                method: Method::Copy,
-                volume: None,
-                device: Some(d.index),
-                other_device: true,
-                reason: format!(
-                    "new volume on device {} ({} bytes free, {need} needed): survives the loss \
-                     of the source's device",
-                    d.index, d.free_bytes
-                ),
-            });
-        }
-        out.push(Target {
-            kind: TargetKind::NewSnapshot,
-            method: Method::Snapshot,
-            volume: None,
-            device: Some(home),
-            other_device: false,
-            reason: "new snapshot: instant and space-efficient, but shares the source's device"
-                .into(),
-        });
-        out.extend(same);
-        if let Some(d) = devices
-            .iter()
-            .find(|d| d.index == home && d.free_bytes >= need)
-        {
-            out.push(Target {
-                kind: TargetKind::NewVolume,
-                method: Method::Copy,
-                volume: None,
-                device: Some(home),
-                other_device: false,
-                reason: format!(
-                    "new volume on the source's device {} ({} bytes free): a full copy, \
-                         but not independent of that device",
-                    d.index, d.free_bytes
-                ),
-            });
-        }
-        Ok(out)
     }
 
     /// Takes a backup of one volume, or a backup set of several at one point in time.
@@ -475,7 +362,9 @@ impl Backups {
             let mut t = self.pool.transaction();
             let pit_ms = self.snapshot_set(&mut t, req, sources, &names)?;
             for (i, s) in sources.iter().enumerate() {
-                let snap = self.pool.snapshot(&s.name, &names[i])?;
+                // What the snapshot will reference: the volume's now (the snapshot is planned,
+                // not taken, until the commit).
+                let referenced_bytes = self.pool.volume(&s.name)?.referenced_bytes;
                 let mut r = self.base_record(
                     ids[i],
                     s,
@@ -492,12 +381,10 @@ impl Backups {
                 r.stepped_back_from_ms = stepped_back(previous_pits[i], pit_ms);
                 r.status = Status::Complete;
                 r.completed_ms = Some(self.now_ms());
-                r.allocated_bytes = snap.referenced_bytes;
+                r.allocated_bytes = referenced_bytes;
                 catalog::put(&mut t, None, &r);
                 catalog::set_generation(&mut t, s.id, r.generation);
-                t.set_snapshot_tag(&s.name, &names[i], Some(r.encode()))?;
-                self.pool
-                    .set_snapshot_guard(&s.name, &names[i], Some(guard_text(&r)))?;
+                self.tag_destination(&mut t, &r)?;
                 records.push(r);
             }
             self.mark_ids(&mut t);
@@ -572,16 +459,15 @@ impl Backups {
             let pit_ms = self.snapshot_set(&mut t, req, sources, &pits)?;
             for (i, s) in sources.iter().enumerate() {
                 let (existing, device) = &plans[i];
-                let (dest, created) = match existing {
-                    Some(v) => (v.name.clone(), false),
+                let (dest, dest_id, created) = match existing {
+                    Some(v) => (v.name.clone(), v.id, false),
                     None => {
                         let name = snapshot_name(ids[i]);
-                        t.create_volume(&name, s.size, *device)?;
-                        (name, true)
+                        let id = t.create_volume(&name, s.size, *device)?;
+                        (name, id, true)
                     }
                 };
-                let dest_info = self.pool.volume(&dest)?;
-                let pit = self.pool.snapshot(&s.name, &pits[i])?;
+                let referenced_bytes = self.pool.volume(&s.name)?.referenced_bytes;
                 let mut r = self.base_record(
                     ids[i],
                     s,
@@ -589,7 +475,7 @@ impl Backups {
                     Method::Copy,
                     Destination::Volume {
                         volume: dest.clone(),
-                        volume_id: dest_info.id,
+                        volume_id: dest_id,
                         device: *device,
                         created,
                     },
@@ -598,19 +484,13 @@ impl Backups {
                 );
                 r.point_in_time_ms = pit_ms;
                 r.stepped_back_from_ms = stepped_back(previous_pits[i], pit_ms);
-                r.allocated_bytes = pit.referenced_bytes;
+                r.allocated_bytes = referenced_bytes;
                 catalog::put(&mut t, None, &r);
                 catalog::set_generation(&mut t, s.id, r.generation);
                 t.set_volume_tag(&dest, Some(r.encode()))?;
-                self.pool.set_volume_guard(&dest, Some(guard_text(&r)))?;
-                self.pool.set_snapshot_guard(
-                    &s.name,
-                    &pits[i],
-                    Some(format!(
-                        "point-in-time image of backup {} (copy in progress)",
-                        r.id
-                    )),
-                )?;
+                let guard = backup_guard(&r, GuardEffect::ALL).expect("a copying backup is live");
+                t.add_volume_guard(&dest, guard)?;
+                t.add_snapshot_guard(&s.name, &pits[i], pit_guard(r.id))?;
                 records.push(r);
             }
             self.mark_ids(&mut t);
@@ -628,13 +508,18 @@ impl Backups {
                     jobs.push(j);
                     // The record names its job while the copy runs (a second, small commit:
                     // the job exists only once the record does). The job may already be done.
+                    // The backup exists from the commit above; a failure here only leaves
+                    // the record without its job's id, so it is logged, not returned.
                     let updated = self.update(r.id, |x| {
                         if x.status == Status::Copying {
                             x.job = Some(j);
                         }
                         Ok(())
-                    })?;
-                    *r = updated;
+                    });
+                    match updated {
+                        Ok(u) => *r = u,
+                        Err(e) => tracing::warn!(backup = r.id, "naming the copy job {j}: {e}"),
+                    }
                 }
                 Err(e) => {
                     self.fail_copy(r.id, &format!("the copy job could not start: {e}"))?;
@@ -696,33 +581,19 @@ impl Backups {
         let to = self.pool.export_unguarded(&dst.name)?;
         let es = self.pool.extent_size();
         let size = r.source.size;
-        ctx.set_total(size);
-        let mut hashes: Vec<ExtentHash> = Vec::new();
-        let mut copied = 0u64;
-        digest::walk::<JobError>(&from, size, es, false, |p| {
-            ctx.check()?;
-            match p {
-                Piece::Data { offset, data } => {
-                    to.write(offset, data, false)?;
-                    digest::hash_data(offset, data, es, &mut hashes);
-                    copied += data.len() as u64;
-                    ctx.add_done(data.len() as u64);
-                }
-                Piece::Hole { offset, len } => {
-                    // A volume made for the backup is all holes already; a reused one is not.
-                    if !created {
-                        to.write_zeroes(offset, len, true, false)?;
-                    }
-                    ctx.add_done(len);
-                }
-                Piece::Unreadable { error, .. } => return Err(error.into()),
-            }
-            Ok(())
-        })?;
-        // Beyond the image, a larger reused destination must not keep old data.
-        if dst.size > size && !created {
-            to.write_zeroes(size, dst.size - size, true, false)?;
-        }
+        // A volume made for the backup is all holes already and the image's size; a reused
+        // one is zeroed where the image has holes and beyond its end (it must keep no old data).
+        let dest_size = if created { size } else { dst.size.max(size) };
+        ctx.set_total(dest_size);
+        let opts = copier::Options {
+            to: Some(&to),
+            dest_size: Some(dest_size),
+            fresh: created,
+            hash: true,
+            ..copier::Options::default()
+        };
+        let copied = copier::copy(&from, size, &opts, ctx)?;
+        let (hashes, copied) = (copied.hashes, copied.data_bytes);
         self.complete_copy(id, es, &hashes)
             .map_err(JobError::from)?;
         Ok(copied)
@@ -738,21 +609,18 @@ impl Backups {
         new.digest = Some(digest::info(es, old.source.size, hashes));
         new.job = None;
         let src = self.volume_by_id(old.source.volume_id);
-        if let Some(src) = &src {
-            self.pool
-                .set_snapshot_guard(&src.name, &pit_snapshot_name(id), None)?;
-        }
         let digest_plan = digest_store::plan_store(&self.pool, id, hashes)?;
         let mut t = self.pool.transaction();
         if let Some(src) = &src {
-            t.delete_snapshot(&src.name, &pit_snapshot_name(id))?;
+            let pit = pit_snapshot_name(id);
+            t.remove_snapshot_guard(&src.name, &pit, GuardOwner::Backup(id))?;
+            t.delete_snapshot(&src.name, &pit)?;
         }
         digest_plan.apply(&mut t);
         catalog::put(&mut t, Some(&old), &new);
+        // The destination's guard now says it holds the backup.
         self.tag_destination(&mut t, &new)?;
-        t.commit()?;
-        drop(_c);
-        self.apply_guards()
+        t.commit()
     }
 
     /// Marks a copy failed with its reason: the point-in-time snapshot goes, a volume made
@@ -773,11 +641,9 @@ impl Backups {
         let has_pit = src
             .as_ref()
             .is_some_and(|s| self.pool.snapshot(&s.name, &pit).is_ok());
-        if let (Some(s), true) = (&src, has_pit) {
-            self.pool.set_snapshot_guard(&s.name, &pit, None)?;
-        }
         let mut t = self.pool.transaction();
         if let (Some(s), true) = (&src, has_pit) {
+            t.remove_snapshot_guard(&s.name, &pit, GuardOwner::Backup(id))?;
             t.delete_snapshot(&s.name, &pit)?;
         }
         if let Destination::Volume {
@@ -785,7 +651,7 @@ impl Backups {
         } = &old.destination
             && let Some(v) = self.volume_by_id(*volume_id)
         {
-            self.pool.set_volume_guard(&v.name, None)?;
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
             if *created {
                 t.delete_volume(&v.name, false)?;
             } else {
@@ -867,19 +733,11 @@ impl Backups {
         let (_, image) = self.image(&r)?;
         let es = self.pool.extent_size();
         ctx.set_total(r.source.size);
-        let mut hashes = Vec::new();
-        digest::walk::<JobError>(&image, r.source.size, es, false, |p| {
-            ctx.check()?;
-            match p {
-                Piece::Data { offset, data } => {
-                    digest::hash_data(offset, data, es, &mut hashes);
-                    ctx.add_done(data.len() as u64);
-                }
-                Piece::Hole { len, .. } => ctx.add_done(len),
-                Piece::Unreadable { error, .. } => return Err(error.into()),
-            }
-            Ok(())
-        })?;
+        let opts = copier::Options {
+            hash: true,
+            ..copier::Options::default()
+        };
+        let hashes = copier::copy(&image, r.source.size, &opts, ctx)?.hashes;
         let info = digest::info(es, r.source.size, &hashes);
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;

@@ -1,5 +1,5 @@
-//! Content digests of backup images, and the walk over an image that copies and verification
-//! share: allocated extents are read in large chunks, holes are skipped.
+//! Content digests of backup images, and their comparison with an image (verification). The
+//! walk that reads images is the copier's (`copier.rs`).
 //!
 //! A digest holds, for every allocated logical extent, the first 16 bytes of its BLAKE3 hash
 //! (over the extent's bytes inside the image: the last extent may be short). Holes read as
@@ -8,12 +8,11 @@
 
 use arca_store::Export;
 
+use crate::copier::{Piece, walk};
 use crate::record::DigestInfo;
 
 pub const HASH_LEN: usize = 16;
 pub const CHUNK_ENTRIES: usize = 1024;
-/// Bytes read per request while walking an image.
-pub const WALK_CHUNK_BYTES: u64 = 1 << 20;
 
 pub type ExtentHash = (u64, [u8; HASH_LEN]);
 
@@ -42,97 +41,6 @@ pub fn info(extent_size: u64, size: u64, hashes: &[ExtentHash]) -> DigestInfo {
         root: root(extent_size, size, hashes),
         extents: hashes.len() as u64,
     }
-}
-
-/// What a walk reports for each piece of the image.
-pub enum Piece<'a> {
-    /// Allocated bytes at `offset` (extent-aligned, whole extents except at the image's end).
-    Data { offset: u64, data: &'a [u8] },
-    /// A hole (reads as zeros).
-    Hole { offset: u64, len: u64 },
-    /// Extent-aligned bytes that could not be read.
-    Unreadable {
-        offset: u64,
-        len: u64,
-        error: arca_store::Error,
-    },
-}
-
-/// Walks `size` bytes of an image in order: holes as [`Piece::Hole`], data in runs of
-/// contiguous allocated extents of up to [`WALK_CHUNK_BYTES`]. Costs what is allocated, not the
-/// size. With `tolerate_read_errors`, a failed read is retried extent by extent and what still
-/// fails is reported as [`Piece::Unreadable`]; otherwise the error stops the walk. `visit`
-/// returning an error stops it too.
-pub fn walk<E: From<arca_store::Error>>(
-    export: &Export,
-    size: u64,
-    es: u64,
-    tolerate_read_errors: bool,
-    mut visit: impl FnMut(Piece<'_>) -> std::result::Result<(), E>,
-) -> std::result::Result<(), E> {
-    let per_chunk = (WALK_CHUNK_BYTES / es).max(1);
-    let mut buf = vec![0u8; (per_chunk * es) as usize];
-    let extents = export.allocated_extents()?;
-    let mut pos = 0u64;
-    let mut i = 0;
-    while i < extents.len() {
-        // A run of consecutive extents, at most one chunk long.
-        let first = extents[i];
-        let mut n = 1;
-        while i + (n as usize) < extents.len()
-            && extents[i + n as usize] == first + n
-            && n < per_chunk
-        {
-            n += 1;
-        }
-        i += n as usize;
-        let at = first * es;
-        if at >= size {
-            break;
-        }
-        if at > pos {
-            visit(Piece::Hole {
-                offset: pos,
-                len: at - pos,
-            })?;
-        }
-        let len = (n * es).min(size - at);
-        let b = &mut buf[..len as usize];
-        match export.read(at, b) {
-            Ok(()) => visit(Piece::Data {
-                offset: at,
-                data: b,
-            })?,
-            Err(e) if !tolerate_read_errors => return Err(e.into()),
-            Err(_) => {
-                let mut o = at;
-                while o < at + len {
-                    let m = es.min(at + len - o);
-                    let eb = &mut buf[..m as usize];
-                    match export.read(o, eb) {
-                        Ok(()) => visit(Piece::Data {
-                            offset: o,
-                            data: eb,
-                        })?,
-                        Err(error) => visit(Piece::Unreadable {
-                            offset: o,
-                            len: m,
-                            error,
-                        })?,
-                    }
-                    o += m;
-                }
-            }
-        }
-        pos = at + len;
-    }
-    if pos < size {
-        visit(Piece::Hole {
-            offset: pos,
-            len: size - pos,
-        })?;
-    }
-    Ok(())
 }
 
 /// Hashes every extent of an allocated piece of data starting at an extent boundary.

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arca_store::Result;
+use arca_store::{GuardOwner, Result};
 use serde::Serialize;
 
 use crate::backups::{Backups, busy, invalid};
@@ -50,9 +50,6 @@ pub struct PruneRequest {
     pub policy: Policy,
     pub dry_run: bool,
 }
-
-/// A change to make inside the deletion's transaction.
-type TxnOp = Box<dyn FnOnce(&mut arca_store::Txn<'_>) -> Result<()>>;
 
 fn rfc3339_ms(ms: u64) -> String {
     crate::time::format_secs(ms / 1000)
@@ -118,16 +115,14 @@ impl Backups {
             },
         );
         let digest_plan = digest_store::plan_remove(&self.pool, id)?;
-        // Lift the guard first (the store refuses guarded deletions); put it back on failure.
-        let mut guarded_snapshot = None;
-        let mut guarded_volume = None;
-        let mut t_ops: Vec<TxnOp> = Vec::new();
+        // The guard goes in the same transaction as what it protected: all or nothing.
+        let owner = GuardOwner::Backup(id);
+        let mut t = self.pool.transaction();
         match &old.destination {
             Destination::Snapshot { snapshot, .. } => {
                 if let Some(v) = self.volume_by_id(old.source.volume_id)
-                    && self.pool.snapshot(&v.name, snapshot).is_ok()
+                    && let Ok(s) = self.pool.snapshot(&v.name, snapshot)
                 {
-                    let s = self.pool.snapshot(&v.name, snapshot)?;
                     if !s.clones.is_empty() {
                         return Err(busy(format!(
                             "backup {id} cannot be deleted: volume(s) {} were restored from it \
@@ -135,10 +130,8 @@ impl Backups {
                             s.clones.join(", ")
                         )));
                     }
-                    self.pool.set_snapshot_guard(&v.name, snapshot, None)?;
-                    guarded_snapshot = Some((v.name.clone(), snapshot.clone(), s.guard));
-                    let (vn, sn) = (v.name.clone(), snapshot.clone());
-                    t_ops.push(Box::new(move |t| t.delete_snapshot(&vn, &sn)));
+                    t.remove_snapshot_guard(&v.name, snapshot, owner)?;
+                    t.delete_snapshot(&v.name, snapshot)?;
                 }
             }
             Destination::Volume {
@@ -153,29 +146,14 @@ impl Backups {
                         .is_some_and(|d| d.id == id)
                 };
                 if let Some(v) = self.volume_by_id(*volume_id).filter(|v| ours(v)) {
-                    self.pool.set_volume_guard(&v.name, None)?;
-                    guarded_volume = Some((v.name.clone(), v.guard.clone()));
-                    let name = v.name.clone();
+                    t.remove_volume_guard(&v.name, owner)?;
                     if *created {
-                        t_ops.push(Box::new(move |t| t.delete_volume(&name, false)));
+                        t.delete_volume(&v.name, false)?;
                     } else {
                         // A volume the host lent us: it stays, free again.
-                        t_ops.push(Box::new(move |t| t.set_volume_tag(&name, None)));
+                        t.set_volume_tag(&v.name, None)?;
                     }
                 }
-            }
-        }
-        let mut t = self.pool.transaction();
-        for op in t_ops {
-            if let Err(e) = op(&mut t) {
-                drop(t);
-                if let Some((v, s, g)) = guarded_snapshot {
-                    let _ = self.pool.set_snapshot_guard(&v, &s, g);
-                }
-                if let Some((v, g)) = guarded_volume {
-                    let _ = self.pool.set_volume_guard(&v, g);
-                }
-                return Err(e);
             }
         }
         digest_plan.apply(&mut t);

@@ -3,12 +3,14 @@
 //! rebuild, and the job runner long operations report progress through.
 //!
 //! Modules: [`record`] (the management information), [`catalog`] (tables and queries),
-//! [`digest`] (content digests and the image walk), [`retention`] (the prune planner),
+//! [`copier`] (the image walk and copy every copy, digest, restore and pair copy uses),
+//! [`digest`] (content digests), [`retention`] (the prune planner),
 //! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`].
 
 pub mod backups;
 pub mod catalog;
 mod check;
+pub mod copier;
 mod create;
 pub mod digest;
 pub mod digest_store;
@@ -16,10 +18,12 @@ mod expire;
 pub mod jobs;
 mod pair_backups;
 pub mod pairs;
+mod placement;
 pub mod record;
 mod restore;
 mod restore_state;
 pub mod retention;
+mod targets;
 pub mod time;
 mod verify;
 pub mod volumes;

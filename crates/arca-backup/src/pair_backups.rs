@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arca_store::{Result, VolumeInfo};
+use arca_store::{GuardOwner, Result, VolumeInfo};
 
-use crate::backups::{Backups, busy, guard_text};
+use crate::backups::{Backups, busy};
 use crate::catalog;
-use crate::create::{CreateRequest, Created, Target, TargetKind, stepped_back};
+use crate::create::{CreateRequest, Created, Target, stepped_back};
 use crate::expire::deletion_refusal;
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
@@ -16,10 +16,11 @@ use crate::record::{BackupRecord, Destination, Event, Method, Status};
 pub(crate) type PairsSlot = OnceLock<Arc<Pairs>>;
 
 impl Backups {
-    /// Lets backups use pair secondaries; guards are settled again now both layers are open.
+    /// Lets backups use pair secondaries (once: a second attach is refused).
     pub fn attach_pairs(&self, pairs: Arc<Pairs>) -> Result<()> {
-        let _ = self.pairs.set(pairs);
-        self.apply_guards()
+        self.pairs
+            .set(pairs)
+            .map_err(|_| busy("the pairs are attached already"))
     }
 
     fn pairs_of(&self, source: &VolumeInfo) -> Vec<PairRecord> {
@@ -38,18 +39,7 @@ impl Backups {
             .filter(|r| r.state == PairState::Pair)
             .filter_map(|r| {
                 let v = self.volume_by_id(r.secondary_id)?;
-                Some(Target {
-                    kind: TargetKind::PairSecondary,
-                    method: Method::Copy,
-                    volume: Some(v.name.clone()),
-                    device: v.placement,
-                    other_device: v.placement.unwrap_or(0) != source.placement.unwrap_or(0),
-                    reason: format!(
-                        "secondary of pair {}: a full copy, ready at the instant of the split, \
-                         nothing more to copy",
-                        r.name
-                    ),
-                })
+                Some(self.secondary_target(&r.name, source, &v))
             })
             .collect()
     }
@@ -82,17 +72,18 @@ impl Backups {
             .admit_metadata(&format!("backing up {}", source.name), room)?;
         let pairs = self.pairs.get().expect("a pair was found through them");
         let id = self.new_id();
-        // The secondary is the backup's from the split's instant: guarded before any host
-        // write can reach it.
-        let split = pairs.split_guarded(&pair.name, Some(format!("holds backup {id}")))?;
-        let record = {
-            let _c = self.catalog_lock.lock();
-            let secondary = self
-                .volume_by_id(pair.secondary_id)
-                .ok_or_else(|| busy("the secondary disappeared during the split"))?;
-            let previous = self.pool.app_read(|r| catalog::generation(r, source.id))?;
-            let previous_pit = self.point_in_time_of(source.id, previous)?;
-            let generation = previous + 1;
+        // The split, the record, and its guard on the secondary in one transaction: a failure
+        // leaves the pair as it was and no record, and the secondary is the backup's from the
+        // split's instant. The catalog lock comes before the pairs' (as everywhere).
+        let catalog_lock = self.catalog_lock.lock();
+        let secondary = self
+            .volume_by_id(pair.secondary_id)
+            .ok_or_else(|| busy(format!("the secondary of pair {} is gone", pair.name)))?;
+        let previous = self.pool.app_read(|r| catalog::generation(r, source.id))?;
+        let previous_pit = self.point_in_time_of(source.id, previous)?;
+        let generation = previous + 1;
+        let mut record = None;
+        pairs.split_with(&pair.name, &mut |t, split| {
             let pit = split.split_ms.unwrap_or_else(|| self.now_ms());
             let destination = Destination::Volume {
                 volume: secondary.name.clone(),
@@ -109,16 +100,16 @@ impl Backups {
             r.completed_ms = Some(self.now_ms());
             r.status = Status::Complete;
             r.allocated_bytes = secondary.referenced_bytes;
-            let mut t = self.pool.transaction();
-            catalog::put(&mut t, None, &r);
-            catalog::set_generation(&mut t, source.id, generation);
-            self.mark_ids(&mut t);
-            t.set_volume_tag(&secondary.name, Some(r.encode()))?;
-            self.pool
-                .set_volume_guard(&secondary.name, Some(guard_text(&r)))?;
-            t.commit()?;
-            r
-        };
+            catalog::put(t, None, &r);
+            catalog::set_generation(t, source.id, generation);
+            self.mark_ids(t);
+            // Tags the secondary and guards it for the backup.
+            self.tag_destination(t, &r)?;
+            record = Some(r);
+            Ok(())
+        })?;
+        drop(catalog_lock);
+        let record = record.expect("a split that commits planned the record");
         let job = self.start_digest(record.id)?;
         Ok(Created {
             records: vec![record],
@@ -188,26 +179,16 @@ impl Backups {
         new.status = Status::Consumed;
         new.status_reason = Some(format!("consumed by {by}"));
         new.push_history(now, Event::Consumed { by: by.to_string() });
+        // The guard goes with the record's change: a failed commit leaves both.
         let mut t = self.pool.transaction();
-        let mut lifted = None;
         if let Destination::Volume { volume_id, .. } = &old.destination
             && let Some(v) = self.volume_by_id(*volume_id)
         {
             t.set_volume_tag(&v.name, None)?;
-            self.pool.set_volume_guard(&v.name, None)?;
-            lifted = Some((v.name.clone(), v.guard.clone()));
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
         }
         catalog::put(&mut t, Some(&old), &new);
-        let r = t.commit();
-        if r.is_err()
-            && let Some((v, g)) = lifted
-        {
-            // Not consumed after all: the backup keeps its protection.
-            if let Err(e) = self.pool.set_volume_guard(&v, g) {
-                tracing::warn!(volume = %v, "putting back the guard of backup {id}: {e}");
-            }
-        }
-        r
+        t.commit()
     }
 }
 

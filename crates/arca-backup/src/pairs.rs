@@ -20,19 +20,19 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use arca_store::{Error, ErrorKind, Pool, Result, WriteHook, Written};
+use arca_store::{
+    Error, ErrorKind, Guard, GuardEffect, GuardOwner, Pool, Result, Txn, WriteHook, Written,
+};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::backups::{busy, invalid, now_ms};
+use crate::copier;
 use crate::jobs::{JobContext, JobError, JobKind, JobManager, JobResult};
 
 pub const PAIRS: &str = "pairs";
 const RECORD_VERSION: u8 = 1;
-/// Extents copied per step of a copy job (the mirror waits at most this long).
-const COPY_BATCH_EXTENTS: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PairState {
@@ -100,13 +100,58 @@ impl PairRecord {
     }
 }
 
-/// How the guards a pair sets begin: the pair sets and lifts only these, and the backup layer
-/// leaves them alone.
-pub const PAIR_GUARD_SECONDARY: &str = "secondary of pair";
-pub const PAIR_GUARD_PRIMARY: &str = "being restored from its pair";
+/// The guards a pair's state wants, owned by the pair (`GuardOwner::Pair`): on the secondary
+/// except while split (in error it may hold half a write), on the primary during a reverse
+/// resync, and on the tracking snapshots while they exist. Other owners' guards on the same
+/// volumes (a backup held on a split secondary) are theirs to keep or lift.
+fn stage_guards(pool: &Pool, t: &mut Txn<'_>, r: &PairRecord) -> Result<()> {
+    let owner = GuardOwner::Pair(r.id);
+    let primary = volume_name(pool, r.primary_id).ok();
+    let secondary = volume_name(pool, r.secondary_id).ok();
+    if let Some(s) = &secondary {
+        match r.state {
+            PairState::Split => t.remove_volume_guard(s, owner)?,
+            st => t.add_volume_guard(
+                s,
+                Guard::new(
+                    owner,
+                    GuardEffect::ALL,
+                    format!("secondary of pair {} ({})", r.name, st.as_str()),
+                ),
+            )?,
+        }
+    }
+    if let Some(p) = &primary {
+        if r.state == PairState::ReverseResync {
+            let why = format!("being restored from its pair {} (reverse-resync)", r.name);
+            t.add_volume_guard(p, Guard::new(owner, GuardEffect::ALL, why))?;
+        } else {
+            t.remove_volume_guard(p, owner)?;
+        }
+    }
+    for (vol, snap) in [
+        (&primary, primary_snapshot(r.id)),
+        (&secondary, secondary_snapshot(r.id)),
+    ] {
+        if let Some(v) = vol
+            && t.snapshot_exists(v, &snap)
+        {
+            let why = format!("change tracking of pair {}", r.name);
+            t.add_snapshot_guard(v, &snap, Guard::new(owner, GuardEffect::NO_DELETE, why))?;
+        }
+    }
+    Ok(())
+}
 
-pub fn is_pair_guard(g: Option<&str>) -> bool {
-    g.is_some_and(|g| g.starts_with(PAIR_GUARD_SECONDARY) || g.starts_with(PAIR_GUARD_PRIMARY))
+/// Plans removing every guard of the pair (it ends).
+fn stage_lift_guards(pool: &Pool, t: &mut Txn<'_>, r: &PairRecord) -> Result<()> {
+    let owner = GuardOwner::Pair(r.id);
+    for id in [r.primary_id, r.secondary_id] {
+        if let Ok(v) = volume_name(pool, id) {
+            t.remove_volume_guard(&v, owner)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn primary_snapshot(id: u64) -> String {
@@ -263,7 +308,14 @@ impl Mirror {
         };
         match w {
             Written::Data(d) => to.write(offset, d, false),
-            Written::Zeroes { len, unmap } => to.write_zeroes(offset, len, unmap, false),
+            Written::Zeroes { len, unmap } => to.write_zeroes(
+                offset,
+                len,
+                arca_store::ZeroOptions {
+                    may_unmap: unmap,
+                    fua: false,
+                },
+            ),
         }
     }
 }
@@ -366,9 +418,11 @@ impl Pairs {
         Ok(())
     }
 
+    /// Stores the record with the guards its state wants, in one transaction.
     fn store(&self, r: &PairRecord) -> Result<()> {
         let mut t = self.pool.transaction();
         t.put(PAIRS, r.id.to_be_bytes().to_vec(), r.encode());
+        stage_guards(&self.pool, &mut t, r)?;
         t.commit()
     }
 
@@ -381,9 +435,13 @@ impl Pairs {
         Ok(r)
     }
 
-    /// Mirror and guards as the state wants them.
+    /// The mirror (not stored; the guards are, with the record). Both sides must exist.
     fn install(self: &Arc<Self>, rt: &Arc<Runtime>) -> Result<()> {
-        let primary_id = rt.record.lock().primary_id;
+        let (primary_id, secondary_id) = {
+            let r = rt.record.lock();
+            (r.primary_id, r.secondary_id)
+        };
+        volume_name(&self.pool, secondary_id)?;
         self.pool.set_write_hook(
             &volume_name(&self.pool, primary_id)?,
             Some(Arc::new(Mirror {
@@ -392,21 +450,7 @@ impl Pairs {
                 pairs: Arc::downgrade(self),
             })),
         )?;
-        self.install_guards(rt)
-    }
-
-    /// Sets a pair guard, or lifts one; a guard someone else set (a backup held on a split
-    /// secondary) is left alone.
-    fn set_guard(&self, volume: &str, want: Option<String>) -> Result<()> {
-        let current = self.pool.volume(volume)?.guard;
-        if want.is_none() && !is_pair_guard(current.as_deref()) {
-            return Ok(());
-        }
-        if want.is_some() && current.is_some() && !is_pair_guard(current.as_deref()) {
-            // A backup's guard already keeps hosts off; it names the backup, which matters more.
-            return Ok(());
-        }
-        self.pool.set_volume_guard(volume, want)
+        Ok(())
     }
 
     fn find(&self, name: &str) -> Result<Arc<Runtime>> {
@@ -453,7 +497,7 @@ impl Pairs {
     }
 
     /// Makes a pair and starts its initial copy. The secondary must be at least as large and
-    /// free; the second value is a warning when both share a device.
+    /// free; the second value is a warning when one device's loss may take both (placement.rs).
     pub fn create(
         self: &Arc<Self>,
         primary: &str,
@@ -502,12 +546,8 @@ impl Pairs {
                 return Err(busy(format!("{primary} is already in pair {}", r.name)));
             }
         }
-        let warning = (p.placement.unwrap_or(0) == s.placement.unwrap_or(0)).then(|| {
-            format!(
-                "{primary} and {secondary} share device {}: one device loss takes both",
-                p.placement.unwrap_or(0)
-            )
-        });
+        let devices = self.pool.device_status().len();
+        let warning = crate::placement::pair_warning(&p, &s, devices);
         // Ids key the records: above every id in use, even within one millisecond.
         let last = self
             .pairs
@@ -541,12 +581,17 @@ impl Pairs {
     /// Splits the pair at one instant: the secondary is frozen as the primary was then, and
     /// both sides track what changes from there.
     pub fn split(&self, name: &str) -> Result<PairRecord> {
-        self.split_guarded(name, None)
+        self.split_with(name, &mut |_, _| Ok(()))
     }
 
-    /// A split whose secondary takes `guard` before any host write can reach it (a backup
-    /// held on the secondary from the split's instant).
-    pub fn split_guarded(&self, name: &str, guard: Option<String>) -> Result<PairRecord> {
+    /// A split whose transaction carries `also`'s changes too, planned (given the split
+    /// record) before the pair's own guards change: a backup held on the secondary from the
+    /// split's instant, with its record, all or nothing with the split.
+    pub fn split_with(
+        &self,
+        name: &str,
+        also: &mut dyn FnMut(&mut Txn<'_>, &PairRecord) -> Result<()>,
+    ) -> Result<PairRecord> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
         let r = rt.record.lock().clone();
@@ -570,58 +615,39 @@ impl Pairs {
                 (secondary.as_str(), secondary_snapshot(r.id).as_str()),
             ])?;
             t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            // The caller's guards go on before the pair's lift: no instant unguarded.
+            also(&mut t, &new)?;
+            stage_guards(&self.pool, &mut t, &new)?;
             t.commit()?;
             *rt.record.lock() = new.clone();
-            if let Some(g) = guard {
-                self.pool.set_volume_guard(&secondary, Some(g))?;
-            }
             Ok(new)
         })();
         rt.gate.open();
-        let new = result?;
-        self.install_guards(&rt)?;
-        Ok(new)
-    }
-
-    /// The guards the pair's state wants (the mirror, once installed, stays).
-    fn install_guards(&self, rt: &Arc<Runtime>) -> Result<()> {
-        let r = rt.record.lock().clone();
-        let primary = volume_name(&self.pool, r.primary_id)?;
-        let secondary = volume_name(&self.pool, r.secondary_id)?;
-        let sguard = match r.state {
-            // In error the secondary may hold half a write; hosts keep off until a resync.
-            PairState::Split => None,
-            s => Some(format!(
-                "{PAIR_GUARD_SECONDARY} {} ({})",
-                r.name,
-                s.as_str()
-            )),
-        };
-        self.set_guard(&secondary, sguard)?;
-        let pguard = (r.state == PairState::ReverseResync)
-            .then(|| format!("{PAIR_GUARD_PRIMARY} {} (reverse-resync)", r.name));
-        self.set_guard(&primary, pguard)?;
-        for (vol, snap) in [
-            (&primary, primary_snapshot(r.id)),
-            (&secondary, secondary_snapshot(r.id)),
-        ] {
-            if self.pool.snapshot(vol, &snap).is_ok() {
-                self.pool.set_snapshot_guard(
-                    vol,
-                    &snap,
-                    Some(format!("change tracking of pair {}", r.name)),
-                )?;
-            }
-        }
-        Ok(())
+        result
     }
 
     /// Copies what changed since the split: primary to secondary, or back (`reverse`, the
     /// restore: the primary is read-only to hosts meanwhile). Returns the job.
+    /// Refused while the secondary holds a live backup (its guard says so): giving that up is
+    /// the backup service's decision ([`crate::Backups::resync_pair`] consumes it first).
     pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<u64> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
         resync_allowed(&rt.record.lock(), reverse)?;
+        let secondary_id = rt.record.lock().secondary_id;
+        if let Ok(v) = volume_name(&self.pool, secondary_id)
+            && let Some(g) = self
+                .pool
+                .volume(&v)?
+                .guards
+                .into_iter()
+                .find(|g| matches!(g.owner, GuardOwner::Backup(_)))
+        {
+            return Err(busy(format!(
+                "cannot resync pair {name}: its secondary {v} {}; consume the backup first",
+                g.reason
+            )));
+        }
         let state = if reverse {
             PairState::ReverseResync
         } else {
@@ -634,7 +660,6 @@ impl Pairs {
         });
         rt.gate.open();
         r?;
-        self.install_guards(&rt)?;
         self.start_copy_job(&rt, true, reverse)?;
         Ok(rt.job.lock().expect("just started"))
     }
@@ -668,20 +693,17 @@ impl Pairs {
             (&secondary, secondary_snapshot(r.id)),
         ] {
             if let Some(v) = vol
-                && self.pool.snapshot(v, &snap).is_ok()
+                && t.snapshot_exists(v, &snap)
             {
-                self.pool.set_snapshot_guard(v, &snap, None)?;
+                t.remove_snapshot_guard(v, &snap, GuardOwner::Pair(r.id))?;
                 t.delete_snapshot(v, &snap)?;
             }
         }
+        stage_lift_guards(&self.pool, &mut t, &r)?;
         t.delete(PAIRS, r.id.to_be_bytes().to_vec());
         t.commit()?;
         if let Some(p) = &primary {
             self.pool.set_write_hook(p, None)?;
-            self.set_guard(p, None)?;
-        }
-        if let Some(s) = &secondary {
-            self.set_guard(s, None)?;
         }
         self.pairs.lock().retain(|x| !Arc::ptr_eq(x, &rt));
         Ok(())
@@ -706,6 +728,7 @@ impl Pairs {
             // Read again after the snapshot: every change before it is in the record.
             let r = rt.record.lock().clone();
             t.put(PAIRS, r.id.to_be_bytes().to_vec(), r.encode());
+            stage_guards(&self.pool, &mut t, &r)?;
             t.commit()
         })();
         let name = rt.record.lock().name.clone();
@@ -721,7 +744,6 @@ impl Pairs {
             Err(x) => tracing::error!(pair = %name, "recording the error state: {x}"),
         }
         tracing::warn!(pair = %name, "secondary failed, pair in error state");
-        let _ = self.install_guards(rt);
     }
 
     /// Starts the job that copies: everything (initial copy) or what changed since the split.
@@ -764,7 +786,6 @@ impl Pairs {
                     }) {
                         tracing::error!("recording a failed pair copy: {x}");
                     }
-                    let _ = me.install_guards(&rtc);
                 }
                 r
             })
@@ -798,6 +819,7 @@ impl Pairs {
             .snapshot(&primary, &primary_snapshot(r.id))
             .is_ok();
         let changed_only = changed_only && tracked && !r.needs_full_copy;
+        let mut refill = false;
         let extents: Vec<u64> = if changed_only {
             let mut set: BTreeSet<u64> = r.missed_extents.iter().copied().collect();
             for (vol, snap) in [
@@ -821,44 +843,26 @@ impl Pairs {
             // Everything either side holds: the primary's data, and the secondary's old data
             // where the primary has holes.
             let mut set: BTreeSet<u64> = from.allocated_extents()?.into_iter().collect();
-            set.extend(to.allocated_extents()?);
+            let old = to.allocated_extents()?;
+            refill = !old.is_empty();
+            set.extend(old);
             set.into_iter().collect()
         };
-        let limit = size.div_ceil(es);
-        let extents: Vec<u64> = extents.into_iter().filter(|&l| l < limit).collect();
-        ctx.set_total(extents.len() as u64 * es);
-        let started = Instant::now();
-        let mut done = 0u64;
-        let mut buf = vec![0u8; (COPY_BATCH_EXTENTS * es) as usize];
-        for batch in extents.chunks(COPY_BATCH_EXTENTS as usize) {
-            ctx.check()?;
-            {
-                let _c = rt.copy_lock.write();
-                for &l in batch {
-                    let off = l * es;
-                    let len = es.min(size - off);
-                    let allocated = from.block_status(off, len)?.iter().any(|run| run.allocated);
-                    if allocated {
-                        let b = &mut buf[..len as usize];
-                        from.read(off, b)?;
-                        to.write(off, b, false)?;
-                    } else {
-                        to.write_zeroes(off, len, true, false)?;
-                    }
-                }
-            }
-            let n = batch.len() as u64 * es;
-            done += n;
-            ctx.add_done(n);
-            if let Some(pace) = r.pace_bytes_per_second {
-                let due = Duration::from_secs_f64(done as f64 / pace as f64);
-                // In short naps, so a cancel is seen within one.
-                while let Some(wait) = due.checked_sub(started.elapsed()) {
-                    ctx.check()?;
-                    std::thread::sleep(wait.min(Duration::from_millis(100)));
-                }
-            }
-        }
+        ctx.set_total(copier::listed_bytes(&extents, size, es));
+        let opts = copier::Options {
+            to: Some(&to),
+            extents: copier::Extents::Listed(&extents),
+            dest_size: Some(size),
+            // A full copy into a secondary that holds data (after a stop that did not close
+            // the pair, nearly all of it the same): reading beats rewriting it.
+            differs_only: !changed_only && refill,
+            // Extent by extent, as it always went; the mirror waits at most one.
+            chunk_bytes: Some(es),
+            pace_bytes_per_second: r.pace_bytes_per_second,
+            exclusive: Some(&rt.copy_lock),
+            ..copier::Options::default()
+        };
+        let done = copier::copy(&from, size, &opts, ctx)?.bytes_done;
         // The copy is durable before the state says so.
         self.pool.flush()?;
         let _l = self.lock.lock();
@@ -875,19 +879,19 @@ impl Pairs {
                 (&primary, primary_snapshot(r.id)),
                 (&secondary, secondary_snapshot(r.id)),
             ] {
-                if self.pool.snapshot(vol, &snap).is_ok() {
-                    self.pool.set_snapshot_guard(vol, &snap, None)?;
+                if t.snapshot_exists(vol, &snap) {
+                    t.remove_snapshot_guard(vol, &snap, GuardOwner::Pair(r.id))?;
                     t.delete_snapshot(vol, &snap)?;
                 }
             }
             t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            stage_guards(&self.pool, &mut t, &new)?;
             t.commit()?;
             *rt.record.lock() = new;
             Ok(())
         })();
         rt.gate.open();
         finish?;
-        self.install_guards(rt)?;
         Ok(Some(JobResult::PairCopied {
             pair: r.name,
             bytes_copied: done,

@@ -9,15 +9,15 @@
 
 use std::sync::Arc;
 
-use arca_store::{Error, Export, Result};
+use arca_store::{Error, GuardOwner, Result};
 use serde::Serialize;
 
 use crate::backups::{
-    Backups, DISCONNECT_WAIT, RESTORE_GUARD_PREFIX, UseGuard, backup_not_found, busy, invalid,
+    Backups, DISCONNECT_WAIT, UseGuard, backup_not_found, busy, invalid, restore_guard,
 };
 use crate::catalog;
+use crate::copier;
 use crate::create::CreateRequest;
-use crate::digest::{self, Piece};
 use crate::jobs::{JobContext, JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
@@ -154,12 +154,16 @@ impl Backups {
                 let volume_id = {
                     let _c = self.catalog_lock.lock();
                     let mut t = self.pool.transaction();
-                    t.create_volume(name, r.source.size, None)?;
-                    let v = self.pool.volume(name)?;
+                    let volume_id = t.create_volume(name, r.source.size, None)?;
+                    // Hosts see it read-only from its first instant until the copy is done.
+                    t.add_volume_guard(
+                        name,
+                        restore_guard(volume_id, &format!(" from backup {id}")),
+                    )?;
                     put_marker(
                         &mut t,
                         &RestoreMarker {
-                            volume_id: v.id,
+                            volume_id,
                             volume: name.to_string(),
                             backup: id,
                             undo: None,
@@ -169,9 +173,8 @@ impl Backups {
                         },
                     );
                     t.commit()?;
-                    v.id
+                    volume_id
                 };
-                self.guard_restore(volume_id, &format!(" from backup {id}"));
                 let me = self.clone();
                 let target = name.to_string();
                 let uses = Arc::new(uses);
@@ -185,9 +188,14 @@ impl Backups {
                     let _held = held;
                     let copy = (|| -> Result<(), JobError> {
                         let to = me.pool.export_unguarded(&target)?;
-                        let es = me.pool.extent_size();
                         ctx.set_total(r.source.size);
-                        copy_image(&image, &to, r.source.size, es, true, ctx)?;
+                        // A new volume: holes are there already.
+                        let opts = copier::Options {
+                            to: Some(&to),
+                            fresh: true,
+                            ..copier::Options::default()
+                        };
+                        copier::copy(&image, r.source.size, &opts, ctx)?;
                         Ok(())
                     })();
                     match copy {
@@ -239,11 +247,16 @@ impl Backups {
         }
     }
 
+    /// Lifts the guards [`Backups::prepare_in_place`] set, in one transaction; a failure is
+    /// logged (the caller is already reporting why the restore did not start).
     fn lift_plans(&self, plans: &[Plan]) {
-        for p in plans {
-            if let Err(e) = self.pool.set_volume_guard(&p.volume, None) {
-                tracing::warn!(volume = %p.volume, "lifting the restore guard: {e}");
-            }
+        let mut t = self.pool.transaction();
+        let planned = plans.iter().try_for_each(|p| {
+            let v = self.pool.volume(&p.volume)?;
+            t.remove_volume_guard(&p.volume, GuardOwner::Restore(v.id))
+        });
+        if let Err(e) = planned.and_then(|()| t.commit()) {
+            tracing::warn!("lifting the guards of a restore that did not start: {e}");
         }
     }
 
@@ -273,10 +286,14 @@ impl Backups {
                 )));
             }
         }
-        let why = |p: &Plan| format!("{RESTORE_GUARD_PREFIX} from backup {}", p.record.id);
+        // All or none: one transaction guards every target.
+        let mut t = self.pool.transaction();
         for p in plans {
-            self.pool.set_volume_guard(&p.volume, Some(why(p)))?;
+            let v = self.pool.volume(&p.volume)?;
+            let why = format!(" from backup {}", p.record.id);
+            t.add_volume_guard(&p.volume, restore_guard(v.id, &why))?;
         }
+        t.commit()?;
         for p in plans {
             // The guard already refuses their writes; now they go.
             if self.hosts.disconnect(&p.volume) > 0
@@ -361,9 +378,14 @@ impl Backups {
             })
             .collect();
         if let Err(e) = created {
-            if !steps.is_empty() {
-                // Taken (or pending), then failed: nothing was rewritten. The cause is what the
-                // caller must see; a failed clean-up is logged (the next start settles it).
+            // The undo point and the markers commit together or not at all (the closure above
+            // ran either way); a marker that cannot be read counts as committed.
+            let committed = steps
+                .first()
+                .is_some_and(|s| !matches!(self.restore_marker(s.volume_id), Ok(None)));
+            if committed {
+                // Taken, then failed: nothing was rewritten. The cause is what the caller must
+                // see; a failed clean-up is logged (the next start settles it).
                 self.abandon_logged(&steps, &format!("the restore could not start: {e}"));
             } else {
                 self.lift_plans(&plans);
@@ -388,9 +410,9 @@ impl Backups {
     }
 
     /// Rewrites each volume with a backup's image: only the extents changed since, when the
-    /// backup is a snapshot of that very volume; the whole image otherwise. Rewriting changes
-    /// content and nothing else, so doing it again (a resumed restore) is harmless. Returns
-    /// the bytes rewritten per volume.
+    /// backup is a snapshot of that very volume; the whole image otherwise, writing only the
+    /// extents that differ. Rewriting changes content and nothing else, so doing it again (a
+    /// resumed restore) is harmless. Returns the bytes settled per volume.
     pub(crate) fn rewrite(
         &self,
         items: &[(&BackupRecord, u64)],
@@ -410,7 +432,9 @@ impl Backups {
                 }
                 _ => None,
             };
-            total += diff.as_ref().map_or(v.size, |d| d.len() as u64 * es);
+            total += diff
+                .as_ref()
+                .map_or(v.size, |d| copier::listed_bytes(d, v.size, es));
             work.push((r, v, diff));
         }
         ctx.restart_progress(total);
@@ -418,105 +442,40 @@ impl Backups {
         for (r, v, diff) in work {
             let to = self.pool.export_unguarded(&v.name)?;
             let (_, image) = self.image(r)?;
-            let bytes = match diff {
-                Some(changed) => {
-                    restore_extents(&image, &to, r.source.size, v.size, es, &changed, ctx)?;
-                    changed.len() as u64 * es
-                }
-                None => {
-                    copy_image(&image, &to, r.source.size, es, false, ctx)?;
-                    if v.size > r.source.size {
-                        to.write_zeroes(r.source.size, v.size - r.source.size, true, false)?;
-                    }
-                    v.size
-                }
+            let opts = copier::Options {
+                to: Some(&to),
+                // Beyond the image's end (the volume grew since) the volume reads zeros.
+                dest_size: Some(v.size),
+                ..copier::Options::default()
             };
-            out.push(bytes);
+            let done = match &diff {
+                // Only what changed since the snapshot: its data, or a hole where it had none.
+                // Extent by extent, as it always went: changes are scattered, and a stop or
+                // crash finds the restore between two extents.
+                Some(changed) => copier::copy(
+                    &image,
+                    r.source.size,
+                    &copier::Options {
+                        extents: copier::Extents::Listed(changed),
+                        chunk_bytes: Some(es),
+                        ..opts
+                    },
+                    ctx,
+                )?,
+                // The whole image, into a volume that mostly holds it already (and whose undo
+                // point shares its extents): identical extents are left alone.
+                None => copier::copy(
+                    &image,
+                    r.source.size,
+                    &copier::Options {
+                        differs_only: true,
+                        ..opts
+                    },
+                    ctx,
+                )?,
+            };
+            out.push(done.bytes_done);
         }
         Ok(out)
     }
-}
-
-/// Puts back the listed extents from the image: its data, or a hole where it had none (and
-/// beyond its end, when the volume has grown since).
-fn restore_extents(
-    image: &Export,
-    to: &Export,
-    image_size: u64,
-    volume_size: u64,
-    es: u64,
-    changed: &[u64],
-    ctx: &JobContext,
-) -> Result<(), JobError> {
-    let mut buf = vec![0u8; es as usize];
-    // Runs of consecutive extents, so large changes go in large requests.
-    let mut i = 0;
-    while i < changed.len() {
-        ctx.check()?;
-        let start = changed[i];
-        let mut end = start + 1;
-        while i + 1 < changed.len() && changed[i + 1] == end && end - start < 64 {
-            i += 1;
-            end += 1;
-        }
-        i += 1;
-        let off = start * es;
-        let stop = (end * es).min(volume_size);
-        if off >= stop {
-            continue;
-        }
-        let in_image = stop.min(image_size).saturating_sub(off);
-        if in_image > 0 {
-            let mut at = off;
-            for run in image.block_status(off, in_image)? {
-                if run.allocated {
-                    let mut o = at;
-                    while o < at + run.length {
-                        let n = (at + run.length - o).min(es);
-                        let b = &mut buf[..n as usize];
-                        image.read(o, b)?;
-                        to.write(o, b, false)?;
-                        o += n;
-                    }
-                } else {
-                    to.write_zeroes(at, run.length, true, false)?;
-                }
-                at += run.length;
-            }
-        }
-        if stop > off + in_image {
-            to.write_zeroes(off + in_image, stop - off - in_image, true, false)?;
-        }
-        ctx.add_done(stop - off);
-    }
-    Ok(())
-}
-
-/// Copies an image into a volume: data written, holes unmapped (skipped when `fresh`: a new
-/// volume has nothing there).
-fn copy_image(
-    image: &Export,
-    to: &Export,
-    size: u64,
-    es: u64,
-    fresh: bool,
-    ctx: &JobContext,
-) -> Result<(), JobError> {
-    digest::walk::<JobError>(image, size, es, false, |p| {
-        ctx.check()?;
-        match p {
-            Piece::Data { offset, data } => {
-                to.write(offset, data, false)?;
-                ctx.add_done(data.len() as u64);
-            }
-            Piece::Hole { offset, len } => {
-                if !fresh {
-                    to.write_zeroes(offset, len, true, false)?;
-                }
-                ctx.add_done(len);
-            }
-            Piece::Unreadable { error, .. } => return Err(error.into()),
-        }
-        Ok(())
-    })
 }

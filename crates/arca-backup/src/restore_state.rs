@@ -10,7 +10,7 @@
 //!   commit syncs every device first). So after any stop or crash, every volume whose content
 //!   may be partly restored has a marker;
 //! - while a volume has a marker it is guarded (read-only to hosts, not deletable or
-//!   resizable), with a reason starting with [`RESTORE_GUARD_PREFIX`] that says why;
+//!   resizable), with a guard owned by the restore (`GuardOwner::Restore`) whose reason says why;
 //! - a marker that says `rolling_back` is never resumed: the rollback was decided, and it is
 //!   what completes. Markers of one restore (a set) share a group and are undone together.
 //!
@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use arca_store::{Error, ErrorKind, Result, Txn};
 use serde::{Deserialize, Serialize};
 
-use crate::backups::{Backups, RESTORE_GUARD_PREFIX, UseGuard};
+use crate::backups::{Backups, UseGuard, restore_guard};
 use crate::catalog;
 use crate::jobs::{JobContext, JobError, JobKind, JobResult, Rewritten};
 use crate::record::{BackupRecord, Event, Status};
+use arca_store::GuardOwner;
 
 pub(crate) const RESTORES: &str = "restores";
 
@@ -163,21 +164,24 @@ impl Backups {
         }
     }
 
-    /// Guards a volume of a restore with `why` (after the prefix), if it still exists.
+    /// Guards a volume of a restore, saying `why` ("being restored" then `why`), if it still
+    /// exists; replaces the restore's earlier guard there. A failure is logged: the guard the
+    /// restore set when it started stays.
     pub(crate) fn guard_restore(&self, volume_id: u64, why: &str) {
-        if let Some(v) = self.volume_by_id(volume_id) {
-            let text = format!("{RESTORE_GUARD_PREFIX}{why}");
-            if let Err(e) = self.pool.set_volume_guard(&v.name, Some(text)) {
-                tracing::warn!(volume = %v.name, "guarding a volume being restored: {e}");
-            }
+        if let Some(v) = self.volume_by_id(volume_id)
+            && let Err(e) = self
+                .pool
+                .add_volume_guard(&v.name, restore_guard(volume_id, why))
+        {
+            tracing::warn!(volume = %v.name, "guarding a volume being restored: {e}");
         }
     }
 
-    pub(crate) fn lift_restore_guard(&self, volume_id: u64) {
-        if let Some(v) = self.volume_by_id(volume_id)
-            && let Err(e) = self.pool.set_volume_guard(&v.name, None)
-        {
-            tracing::warn!(volume = %v.name, "lifting the restore guard: {e}");
+    /// Plans lifting a restore's guard inside `t`, with the change that ends the restore.
+    pub(crate) fn lift_restore_guard_in(&self, t: &mut Txn<'_>, volume_id: u64) -> Result<()> {
+        match self.volume_by_id(volume_id) {
+            Some(v) => t.remove_volume_guard(&v.name, GuardOwner::Restore(volume_id)),
+            None => Ok(()),
         }
     }
 
@@ -204,6 +208,7 @@ impl Backups {
             let _c = self.catalog_lock.lock();
             let mut t = self.pool.transaction();
             delete_marker(&mut t, volume_id);
+            self.lift_restore_guard_in(&mut t, volume_id)?;
             self.note_in(
                 &mut t,
                 backup,
@@ -214,7 +219,6 @@ impl Backups {
             )?;
             t.commit()?;
         }
-        self.lift_restore_guard(volume_id);
         Ok(())
     }
 
@@ -229,11 +233,9 @@ impl Backups {
     ) -> Result<()> {
         let _c = self.catalog_lock.lock();
         let v = self.volume_by_id(volume_id);
-        if let Some(v) = &v {
-            self.pool.set_volume_guard(&v.name, None)?;
-        }
         let mut t = self.pool.transaction();
         if let Some(v) = &v {
+            t.remove_volume_guard(&v.name, GuardOwner::Restore(volume_id))?;
             t.delete_volume(&v.name, true)?;
         }
         delete_marker(&mut t, volume_id);
@@ -276,15 +278,13 @@ impl Backups {
             let mut t = self.pool.transaction();
             for s in steps {
                 delete_marker(&mut t, s.volume_id);
+                self.lift_restore_guard_in(&mut t, s.volume_id)?;
                 let to = self
                     .volume_by_id(s.volume_id)
                     .map_or_else(|| s.volume.clone(), |v| v.name);
                 self.note_in(&mut t, s.backup_id, event(s, to))?;
             }
             t.commit()?;
-        }
-        for s in steps {
-            self.lift_restore_guard(s.volume_id);
         }
         Ok(())
     }

@@ -135,6 +135,81 @@ pub fn negotiate(
     refusal: Option<Refusal>,
     admit: &mut dyn FnMut(&Session) -> bool,
 ) -> io::Result<Option<Session>> {
+    let no_zeroes = greet(stream)?;
+    let mut haggle = Haggle {
+        exports,
+        limits,
+        no_zeroes,
+        structured: false,
+        meta: None,
+        // Bounds the handshake (with the read timeout, its length): options_max, or for a
+        // client that listed the exports, room to ask about each one.
+        options_max: if refusal.is_some() {
+            REFUSED_OPTIONS_MAX
+        } else {
+            limits.options_max
+        },
+    };
+    let mut options = 0;
+    while options < haggle.options_max {
+        options += 1;
+        quick_ack(stream);
+        let Some((option, data)) = read_option(stream)? else {
+            continue;
+        };
+        let step = match refusal {
+            Some(r) => refused_option(option, r),
+            None => haggle.option(option, data)?,
+        };
+        match step {
+            Step::Reply(out) => stream.write_all(&out)?,
+            Step::Leave(out) => {
+                let _ = stream.write_all(&out);
+                return Ok(None);
+            }
+            Step::Offer {
+                session,
+                reply,
+                if_refused,
+            } => {
+                if admit(&session) {
+                    stream.write_all(&reply)?;
+                    return Ok(Some(session));
+                }
+                let Some(out) = if_refused else {
+                    return Ok(None);
+                };
+                stream.write_all(&out)?;
+            }
+        }
+    }
+    Err(protocol_error("too many options"))
+}
+
+/// What one option leads to.
+enum Step {
+    /// Send these replies and read the next option.
+    Reply(Vec<u8>),
+    /// Send these replies (if the client still listens) and end the connection.
+    Leave(Vec<u8>),
+    /// The client chose an export: if `admit` takes the session, send `reply` and start;
+    /// otherwise send `if_refused` and go on, or leave when there is none (EXPORT_NAME has no
+    /// error reply).
+    Offer {
+        session: Session,
+        reply: Vec<u8>,
+        if_refused: Option<Vec<u8>>,
+    },
+}
+
+fn reply(option: u32, kind: u32, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    option_reply(&mut out, option, kind, data);
+    out
+}
+
+/// Sends the greeting and reads the client's flags; whether the client asked for no zeroes.
+fn greet(stream: &mut TcpStream) -> io::Result<bool> {
     let mut greeting = Vec::with_capacity(18);
     greeting.extend_from_slice(&NBDMAGIC.to_be_bytes());
     greeting.extend_from_slice(&IHAVEOPT.to_be_bytes());
@@ -144,270 +219,273 @@ pub fn negotiate(
     if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
         return Err(protocol_error("unknown client flags"));
     }
-    let no_zeroes = client_flags & FLAG_C_NO_ZEROES != 0;
-    let mut structured = false;
-    // (export name, base:allocation selected) from the last SET_META_CONTEXT.
-    let mut meta: Option<(String, bool)> = None;
-    // Bounds the handshake (with the read timeout, its length): options_max, or for a client
-    // that listed the exports, room to ask about each one. Listing again adds nothing.
-    let mut options_max = if refusal.is_some() {
-        REFUSED_OPTIONS_MAX
-    } else {
-        limits.options_max
-    };
-    let mut options = 0;
-    while options < options_max {
-        options += 1;
-        quick_ack(stream);
-        if read_u64(stream)? != IHAVEOPT {
-            return Err(protocol_error("bad option magic"));
+    Ok(client_flags & FLAG_C_NO_ZEROES != 0)
+}
+
+/// Reads the next option and its data. Data too large to hold is discarded and answered
+/// TOO_BIG here: `None`.
+fn read_option(stream: &mut TcpStream) -> io::Result<Option<(u32, Vec<u8>)>> {
+    if read_u64(stream)? != IHAVEOPT {
+        return Err(protocol_error("bad option magic"));
+    }
+    let option = read_u32(stream)?;
+    let length = read_u32(stream)?;
+    if length > OPTION_DATA_MAX {
+        if length > OPTION_DISCARD_MAX || option == OPT_EXPORT_NAME {
+            return Err(protocol_error("option data too large"));
         }
-        let option = read_u32(stream)?;
-        let length = read_u32(stream)?;
-        let mut out = Vec::new();
-        if length > OPTION_DATA_MAX {
-            if length > OPTION_DISCARD_MAX || option == OPT_EXPORT_NAME {
-                return Err(protocol_error("option data too large"));
-            }
-            io::copy(&mut (&mut *stream).take(length as u64), &mut io::sink())?;
-            let msg = format!("option data of {length} bytes is too large");
-            option_reply(&mut out, option, REP_ERR_TOO_BIG, msg.as_bytes());
-            stream.write_all(&out)?;
-            continue;
-        }
-        let mut data = vec![0u8; length as usize];
-        stream.read_exact(&mut data)?;
-        if let Some(r) = refusal {
-            if option == OPT_EXPORT_NAME {
-                return Ok(None);
-            }
-            if option == OPT_ABORT {
-                option_reply(&mut out, option, REP_ACK, &[]);
-                let _ = stream.write_all(&out);
-                return Ok(None);
-            }
+        io::copy(&mut (&mut *stream).take(length as u64), &mut io::sink())?;
+        let msg = format!("option data of {length} bytes is too large");
+        stream.write_all(&reply(option, REP_ERR_TOO_BIG, msg.as_bytes()))?;
+        return Ok(None);
+    }
+    let mut data = vec![0u8; length as usize];
+    stream.read_exact(&mut data)?;
+    Ok(Some((option, data)))
+}
+
+/// A refused client's option: ABORT and EXPORT_NAME end the connection, anything else is
+/// answered with the refusal.
+fn refused_option(option: u32, r: Refusal) -> Step {
+    match option {
+        OPT_EXPORT_NAME => Step::Leave(Vec::new()),
+        OPT_ABORT => Step::Leave(reply(option, REP_ACK, &[])),
+        _ => {
             let msg = match r {
                 Refusal::TooManyConnections => "too many connections",
                 Refusal::TooManyFromHost => "too many connections from this address",
             };
-            option_reply(&mut out, option, REP_ERR_POLICY, msg.as_bytes());
-            stream.write_all(&out)?;
-            continue;
+            Step::Reply(reply(option, REP_ERR_POLICY, msg.as_bytes()))
         }
-        match option {
-            OPT_EXPORT_NAME => {
-                let Ok(name) = String::from_utf8(data) else {
-                    return Ok(None);
-                };
-                // This option has no error reply: an unknown export ends the connection.
-                let Ok((name, device)) = exports.open(&name) else {
-                    return Ok(None);
-                };
-                let size = device
-                    .size_bytes()
-                    .map_err(|e| io::Error::other(e.message))?;
-                let flags = transmission_flags(&*device, structured, exports.flush_covers_all());
-                out.extend_from_slice(&size.to_be_bytes());
-                out.extend_from_slice(&flags.to_be_bytes());
-                if !no_zeroes {
-                    out.extend_from_slice(&[0u8; 124]);
-                }
-                let allocation_context = meta.as_ref().is_some_and(|(n, a)| *n == name && *a);
-                let session = Session {
-                    name,
-                    device,
-                    structured,
-                    allocation_context,
-                };
-                if !admit(&session) {
-                    return Ok(None);
-                }
-                stream.write_all(&out)?;
-                return Ok(Some(session));
-            }
-            OPT_ABORT => {
-                option_reply(&mut out, option, REP_ACK, &[]);
-                let _ = stream.write_all(&out);
-                return Ok(None);
-            }
-            OPT_LIST => {
-                if !data.is_empty() {
-                    option_reply(&mut out, option, REP_ERR_INVALID, b"LIST takes no data");
-                } else {
-                    let list = exports.list();
-                    let grant = list.len().saturating_mul(OPTIONS_PER_LISTED_EXPORT);
-                    options_max = options_max.max(limits.options_max.saturating_add(grant));
-                    for e in list {
-                        let mut d = Vec::new();
-                        d.extend_from_slice(&(e.name.len() as u32).to_be_bytes());
-                        d.extend_from_slice(e.name.as_bytes());
-                        d.extend_from_slice(e.description.as_bytes());
-                        option_reply(&mut out, option, REP_SERVER, &d);
-                    }
-                    option_reply(&mut out, option, REP_ACK, &[]);
-                }
-            }
-            OPT_INFO | OPT_GO => {
-                let mut f = Fields(&data);
-                let parsed = (|| {
-                    let name = f.string()?;
-                    let n = f.u16()?;
-                    let requests: Option<Vec<u16>> = (0..n).map(|_| f.u16()).collect();
-                    f.0.is_empty().then_some((name, requests?))
-                })();
-                let Some((name, requests)) = parsed else {
-                    option_reply(
-                        &mut out,
-                        option,
-                        REP_ERR_INVALID,
-                        b"malformed INFO/GO request",
-                    );
-                    stream.write_all(&out)?;
-                    continue;
-                };
-                match exports.open(&name) {
-                    Err(msg) => option_reply(&mut out, option, REP_ERR_UNKNOWN, msg.as_bytes()),
-                    Ok((real_name, device)) => {
-                        let size = match device.size_bytes() {
-                            Ok(s) => s,
-                            Err(e) => {
-                                option_reply(
-                                    &mut out,
-                                    option,
-                                    REP_ERR_UNKNOWN,
-                                    e.message.as_bytes(),
-                                );
-                                stream.write_all(&out)?;
-                                continue;
-                            }
-                        };
-                        let flags =
-                            transmission_flags(&*device, structured, exports.flush_covers_all());
-                        let mut d = Vec::new();
-                        d.extend_from_slice(&INFO_EXPORT.to_be_bytes());
-                        d.extend_from_slice(&size.to_be_bytes());
-                        d.extend_from_slice(&flags.to_be_bytes());
-                        option_reply(&mut out, option, REP_INFO, &d);
-                        if requests.contains(&INFO_NAME) {
-                            let mut d = INFO_NAME.to_be_bytes().to_vec();
-                            d.extend_from_slice(real_name.as_bytes());
-                            option_reply(&mut out, option, REP_INFO, &d);
-                        }
-                        let description = exports.description(&real_name);
-                        if requests.contains(&INFO_DESCRIPTION) && !description.is_empty() {
-                            let mut d = INFO_DESCRIPTION.to_be_bytes().to_vec();
-                            d.extend_from_slice(description.as_bytes());
-                            option_reply(&mut out, option, REP_INFO, &d);
-                        }
-                        // Block size constraints: any alignment works, 4 KiB is best, and the
-                        // payload limit bounds a request's memory.
-                        let mut d = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
-                        d.extend_from_slice(&1u32.to_be_bytes());
-                        d.extend_from_slice(&4096u32.to_be_bytes());
-                        d.extend_from_slice(&limits.payload_max_bytes.to_be_bytes());
-                        option_reply(&mut out, option, REP_INFO, &d);
-                        option_reply(&mut out, option, REP_ACK, &[]);
-                        if option == OPT_GO {
-                            // Contexts chosen for another export do not carry over.
-                            let allocation_context = meta
-                                .as_ref()
-                                .is_some_and(|(n, a)| (*n == name || *n == real_name) && *a);
-                            let session = Session {
-                                name: real_name,
-                                device,
-                                structured,
-                                allocation_context,
-                            };
-                            if admit(&session) {
-                                stream.write_all(&out)?;
-                                return Ok(Some(session));
-                            }
-                            out.clear();
-                            option_reply(
-                                &mut out,
-                                option,
-                                REP_ERR_UNKNOWN,
-                                b"export is being disconnected",
-                            );
-                        }
-                    }
-                }
-            }
-            OPT_STRUCTURED_REPLY => {
-                if !data.is_empty() {
-                    option_reply(
-                        &mut out,
-                        option,
-                        REP_ERR_INVALID,
-                        b"STRUCTURED_REPLY takes no data",
-                    );
-                } else if structured {
-                    option_reply(
-                        &mut out,
-                        option,
-                        REP_ERR_INVALID,
-                        b"structured replies already negotiated",
-                    );
-                } else {
-                    structured = true;
-                    option_reply(&mut out, option, REP_ACK, &[]);
-                }
-            }
-            OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
-                let set = option == OPT_SET_META_CONTEXT;
-                let mut f = Fields(&data);
-                let parsed = (|| {
-                    let name = f.string()?;
-                    let n = f.u32()?;
-                    if n > 1024 {
-                        return None;
-                    }
-                    let queries: Option<Vec<String>> = (0..n).map(|_| f.string()).collect();
-                    f.0.is_empty().then_some((name, queries?))
-                })();
-                if !structured {
-                    option_reply(
-                        &mut out,
-                        option,
-                        REP_ERR_INVALID,
-                        b"negotiate structured replies first",
-                    );
-                } else if let Some((name, queries)) = parsed {
-                    if let Err(msg) = exports.open(&name) {
-                        option_reply(&mut out, option, REP_ERR_UNKNOWN, msg.as_bytes());
-                    } else {
-                        let selected = if queries.is_empty() {
-                            // LIST with no query lists everything; SET with none selects nothing.
-                            !set
-                        } else {
-                            queries.iter().any(|q| {
-                                q == BASE_ALLOCATION || (!set && (q == "base:" || q == "base"))
-                            })
-                        };
-                        if selected {
-                            let mut d = if set { BASE_ALLOCATION_ID } else { 0 }
-                                .to_be_bytes()
-                                .to_vec();
-                            d.extend_from_slice(BASE_ALLOCATION.as_bytes());
-                            option_reply(&mut out, option, REP_META_CONTEXT, &d);
-                        }
-                        option_reply(&mut out, option, REP_ACK, &[]);
-                        if set {
-                            meta = Some((name, selected));
-                        }
-                    }
-                } else {
-                    option_reply(
-                        &mut out,
-                        option,
-                        REP_ERR_INVALID,
-                        b"malformed meta context request",
-                    );
-                }
-            }
-            _ => option_reply(&mut out, option, REP_ERR_UNSUP, b"option not supported"),
-        }
-        stream.write_all(&out)?;
     }
-    Err(protocol_error("too many options"))
+}
+
+/// The handshake's state between options.
+struct Haggle<'a> {
+    exports: &'a dyn Exports,
+    limits: &'a Limits,
+    no_zeroes: bool,
+    structured: bool,
+    /// (export name, base:allocation selected) from the last SET_META_CONTEXT.
+    meta: Option<(String, bool)>,
+    options_max: usize,
+}
+
+impl Haggle<'_> {
+    fn option(&mut self, option: u32, data: Vec<u8>) -> io::Result<Step> {
+        let out = match option {
+            OPT_EXPORT_NAME => return self.export_name(data),
+            OPT_ABORT => return Ok(Step::Leave(reply(option, REP_ACK, &[]))),
+            OPT_LIST => self.list(&data),
+            OPT_INFO | OPT_GO => return Ok(self.info_or_go(option, &data)),
+            OPT_STRUCTURED_REPLY => self.structured_reply(&data),
+            OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => self.meta_context(option, &data),
+            _ => reply(option, REP_ERR_UNSUP, b"option not supported"),
+        };
+        Ok(Step::Reply(out))
+    }
+
+    /// EXPORT_NAME: the export, or leaving (the option has no error reply).
+    fn export_name(&self, data: Vec<u8>) -> io::Result<Step> {
+        let Ok(name) = String::from_utf8(data) else {
+            return Ok(Step::Leave(Vec::new()));
+        };
+        let Ok((name, device)) = self.exports.open(&name) else {
+            return Ok(Step::Leave(Vec::new()));
+        };
+        let size = device
+            .size_bytes()
+            .map_err(|e| io::Error::other(e.message))?;
+        let flags = self.flags(&*device);
+        let mut out = Vec::new();
+        out.extend_from_slice(&size.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+        if !self.no_zeroes {
+            out.extend_from_slice(&[0u8; 124]);
+        }
+        let allocation_context = self.meta.as_ref().is_some_and(|(n, a)| *n == name && *a);
+        Ok(Step::Offer {
+            session: Session {
+                name,
+                device,
+                structured: self.structured,
+                allocation_context,
+            },
+            reply: out,
+            if_refused: None,
+        })
+    }
+
+    fn flags(&self, device: &dyn Device) -> u16 {
+        transmission_flags(device, self.structured, self.exports.flush_covers_all())
+    }
+
+    /// LIST: every export; listing grants room to ask about each (listing again adds none).
+    fn list(&mut self, data: &[u8]) -> Vec<u8> {
+        if !data.is_empty() {
+            return reply(OPT_LIST, REP_ERR_INVALID, b"LIST takes no data");
+        }
+        let list = self.exports.list();
+        let grant = list.len().saturating_mul(OPTIONS_PER_LISTED_EXPORT);
+        self.options_max = self
+            .options_max
+            .max(self.limits.options_max.saturating_add(grant));
+        let mut out = Vec::new();
+        for e in list {
+            let mut d = Vec::new();
+            d.extend_from_slice(&(e.name.len() as u32).to_be_bytes());
+            d.extend_from_slice(e.name.as_bytes());
+            d.extend_from_slice(e.description.as_bytes());
+            option_reply(&mut out, OPT_LIST, REP_SERVER, &d);
+        }
+        option_reply(&mut out, OPT_LIST, REP_ACK, &[]);
+        out
+    }
+
+    /// INFO, or GO which then starts with the export.
+    fn info_or_go(&self, option: u32, data: &[u8]) -> Step {
+        let mut f = Fields(data);
+        let parsed = (|| {
+            let name = f.string()?;
+            let n = f.u16()?;
+            let requests: Option<Vec<u16>> = (0..n).map(|_| f.u16()).collect();
+            f.0.is_empty().then_some((name, requests?))
+        })();
+        let Some((name, requests)) = parsed else {
+            return Step::Reply(reply(option, REP_ERR_INVALID, b"malformed INFO/GO request"));
+        };
+        let (real_name, device) = match self.exports.open(&name) {
+            Ok(found) => found,
+            Err(msg) => return Step::Reply(reply(option, REP_ERR_UNKNOWN, msg.as_bytes())),
+        };
+        let out = match self.export_info(option, &real_name, &*device, &requests) {
+            Ok(out) => out,
+            Err(msg) => return Step::Reply(reply(option, REP_ERR_UNKNOWN, msg.as_bytes())),
+        };
+        if option != OPT_GO {
+            return Step::Reply(out);
+        }
+        // Contexts chosen for another export do not carry over.
+        let allocation_context = self
+            .meta
+            .as_ref()
+            .is_some_and(|(n, a)| (*n == name || *n == real_name) && *a);
+        Step::Offer {
+            session: Session {
+                name: real_name,
+                device,
+                structured: self.structured,
+                allocation_context,
+            },
+            reply: out,
+            if_refused: Some(reply(
+                option,
+                REP_ERR_UNKNOWN,
+                b"export is being disconnected",
+            )),
+        }
+    }
+
+    /// The INFO replies about an export (those `requests` asks for, and the ones always
+    /// sent), then the ACK; the error message when its size cannot be read.
+    fn export_info(
+        &self,
+        option: u32,
+        real_name: &str,
+        device: &dyn Device,
+        requests: &[u16],
+    ) -> Result<Vec<u8>, String> {
+        let size = device.size_bytes().map_err(|e| e.message)?;
+        let mut out = Vec::new();
+        let mut d = Vec::new();
+        d.extend_from_slice(&INFO_EXPORT.to_be_bytes());
+        d.extend_from_slice(&size.to_be_bytes());
+        d.extend_from_slice(&self.flags(device).to_be_bytes());
+        option_reply(&mut out, option, REP_INFO, &d);
+        if requests.contains(&INFO_NAME) {
+            let mut d = INFO_NAME.to_be_bytes().to_vec();
+            d.extend_from_slice(real_name.as_bytes());
+            option_reply(&mut out, option, REP_INFO, &d);
+        }
+        let description = self.exports.description(real_name);
+        if requests.contains(&INFO_DESCRIPTION) && !description.is_empty() {
+            let mut d = INFO_DESCRIPTION.to_be_bytes().to_vec();
+            d.extend_from_slice(description.as_bytes());
+            option_reply(&mut out, option, REP_INFO, &d);
+        }
+        // Block size constraints: any alignment works, 4 KiB is best, and the payload limit
+        // bounds a request's memory.
+        let mut d = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+        d.extend_from_slice(&1u32.to_be_bytes());
+        d.extend_from_slice(&4096u32.to_be_bytes());
+        d.extend_from_slice(&self.limits.payload_max_bytes.to_be_bytes());
+        option_reply(&mut out, option, REP_INFO, &d);
+        option_reply(&mut out, option, REP_ACK, &[]);
+        Ok(out)
+    }
+
+    fn structured_reply(&mut self, data: &[u8]) -> Vec<u8> {
+        let option = OPT_STRUCTURED_REPLY;
+        if !data.is_empty() {
+            reply(option, REP_ERR_INVALID, b"STRUCTURED_REPLY takes no data")
+        } else if self.structured {
+            reply(
+                option,
+                REP_ERR_INVALID,
+                b"structured replies already negotiated",
+            )
+        } else {
+            self.structured = true;
+            reply(option, REP_ACK, &[])
+        }
+    }
+
+    /// LIST_META_CONTEXT, or SET_META_CONTEXT which remembers the choice for the export.
+    fn meta_context(&mut self, option: u32, data: &[u8]) -> Vec<u8> {
+        let set = option == OPT_SET_META_CONTEXT;
+        let mut f = Fields(data);
+        let parsed = (|| {
+            let name = f.string()?;
+            let n = f.u32()?;
+            if n > 1024 {
+                return None;
+            }
+            let queries: Option<Vec<String>> = (0..n).map(|_| f.string()).collect();
+            f.0.is_empty().then_some((name, queries?))
+        })();
+        if !self.structured {
+            return reply(
+                option,
+                REP_ERR_INVALID,
+                b"negotiate structured replies first",
+            );
+        }
+        let Some((name, queries)) = parsed else {
+            return reply(option, REP_ERR_INVALID, b"malformed meta context request");
+        };
+        if let Err(msg) = self.exports.open(&name) {
+            return reply(option, REP_ERR_UNKNOWN, msg.as_bytes());
+        }
+        let selected = if queries.is_empty() {
+            // LIST with no query lists everything; SET with none selects nothing.
+            !set
+        } else {
+            queries
+                .iter()
+                .any(|q| q == BASE_ALLOCATION || (!set && (q == "base:" || q == "base")))
+        };
+        let mut out = Vec::new();
+        if selected {
+            let mut d = if set { BASE_ALLOCATION_ID } else { 0 }
+                .to_be_bytes()
+                .to_vec();
+            d.extend_from_slice(BASE_ALLOCATION.as_bytes());
+            option_reply(&mut out, option, REP_META_CONTEXT, &d);
+        }
+        option_reply(&mut out, option, REP_ACK, &[]);
+        if set {
+            self.meta = Some((name, selected));
+        }
+        out
+    }
 }

@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, ErrorKind, Result};
 use crate::family::{Dirty, FamilyHandle};
 use crate::meta_guard::store_error;
-use crate::pool::{CommitState, Pool, PoolPending, open_db};
+use crate::pool::{CommitState, Pool, PoolPending, Registry, open_db};
 use crate::records::{self, SnapshotRecord, VolumeRecord};
+use crate::txn_apply::Locks;
 
 struct Drained {
     handle: Arc<FamilyHandle>,
@@ -30,57 +31,32 @@ impl Pool {
     }
 
     pub(crate) fn flush_locked(&self, state: &mut CommitState) -> Result<()> {
+        self.flush_with(state, None, &mut Locks::default())
+    }
+
+    /// A flush by a committing transaction: `reg` is the registry it holds (else the flush
+    /// takes it briefly), `locks` the family locks it holds (txn.rs), drained through them.
+    pub(crate) fn flush_with(
+        &self,
+        state: &mut CommitState,
+        reg: Option<&Registry>,
+        locks: &mut Locks<'_>,
+    ) -> Result<()> {
         let inner = &self.inner;
-        let (handles, pending) = {
-            let reg = inner.registry.read();
+        let take = |reg: &Registry| {
             // Pool-level changes are made under the registry write lock, so this is a clean cut.
             let pending = std::mem::take(&mut *inner.pending.lock());
             (reg.by_id.values().cloned().collect::<Vec<_>>(), pending)
         };
+        let (handles, pending) = match reg {
+            Some(r) => take(r),
+            None => take(&inner.registry.read()),
+        };
         let mut drained = Vec::new();
         for h in handles {
-            let mut f = h.cell.write();
-            if f.deleted || f.dirty.is_empty() {
-                continue;
+            if let Some(d) = locks.with(&h, |f| drain(&h, f)) {
+                drained.push(d);
             }
-            let dirty = std::mem::take(&mut f.dirty);
-            let volume = dirty.record.then(|| {
-                records::encode(&VolumeRecord {
-                    name: f.name.clone(),
-                    size: f.size,
-                    gen_current: f.gen_current,
-                    placement: f.placement,
-                    parent: h.parent.as_ref().map(|(p, s)| (p.id, *s)),
-                    created_unix: f.created_unix,
-                    tag: f.tag.clone(),
-                })
-            });
-            let snapshots = dirty
-                .snapshot_records
-                .iter()
-                .filter_map(|id| f.snap_index(*id).map(|i| &f.snaps[i]))
-                .map(|s| {
-                    (
-                        s.id,
-                        records::encode(&SnapshotRecord {
-                            volume: h.id,
-                            name: s.name.clone(),
-                            generation: s.generation,
-                            size: s.size,
-                            referenced_extents: s.referenced,
-                            created_unix: s.created_unix,
-                            tag: s.tag.clone(),
-                        }),
-                    )
-                })
-                .collect();
-            drop(f);
-            drained.push(Drained {
-                handle: h,
-                dirty,
-                volume,
-                snapshots,
-            });
         }
         let result = self.commit(state, &drained, &pending);
         match result {
@@ -96,7 +72,7 @@ impl Pool {
                 Ok(())
             }
             Err(e) => {
-                self.restore(drained, pending);
+                self.restore(drained, pending, locks);
                 Err(e)
             }
         }
@@ -172,7 +148,7 @@ impl Pool {
                 meta.insert(records::KEY_FORMAT, records::FORMAT)?;
                 meta.insert(records::KEY_COMMIT_GENERATION, synced_gen)?;
             }
-            crate::txn::apply_app_ops(&txn, &pending.app_ops)?;
+            crate::app_tables::apply_app_ops(&txn, &pending.app_ops)?;
             txn.commit()?;
             Ok(())
         };
@@ -184,35 +160,57 @@ impl Pool {
             // After a failed commit redb may refuse further transactions; reopening recovers
             // the last durable state, onto which the retried changes apply again.
             self.discard_db();
-            return Err(e);
+            if self.commit_landed(synced_gen) {
+                // The failure came after the commit reached the store (a sync after its
+                // header was written): the store shows it, so it took effect. Undoing it in
+                // memory would part memory from the store.
+                tracing::warn!("a metadata commit reported {e} but is in the store: kept");
+            } else {
+                return Err(e);
+            }
         }
         inner.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Whether the store, reopened after a failed commit, holds the commit of generation
+    /// `generation` (each commit writes a generation above every earlier one).
+    fn commit_landed(&self, generation: u64) -> bool {
+        let Ok(db) = self.db() else { return false };
+        let db = db.as_ref().expect("db() opens the store");
+        let label = &self.inner.meta_label;
+        let read = self.guarded("checking a failed commit", || {
+            crate::load::read_commit_generation(db, label)
+        });
+        read.is_ok_and(|g| g == generation)
+    }
+
     /// Puts drained changes back after a failed commit. Newer changes made meanwhile win.
-    fn restore(&self, drained: Vec<Drained>, pending: PoolPending) {
+    fn restore(&self, drained: Vec<Drained>, pending: PoolPending, locks: &mut Locks<'_>) {
         let inner = &self.inner;
         let mut back = PoolPending::default();
         for d in drained {
-            let mut f = d.handle.cell.write();
-            if f.deleted {
-                // The deletion purges the family's entries; its frees wait for that commit.
-                back.frees.extend(d.dirty.frees);
-                back.purge_owners
-                    .extend(d.dirty.deleted_snapshots.iter().copied());
-                back.deleted_snapshots.extend(d.dirty.deleted_snapshots);
-                continue;
-            }
-            for (k, v) in d.dirty.entries {
-                f.dirty.entries.entry(k).or_insert(v);
-            }
-            f.dirty.frees.extend(d.dirty.frees);
-            f.dirty.record |= d.dirty.record;
-            f.dirty.snapshot_records.extend(d.dirty.snapshot_records);
-            f.dirty.deleted_snapshots.extend(d.dirty.deleted_snapshots);
+            let handle = d.handle.clone();
+            locks.with(&handle, |f| {
+                if f.deleted {
+                    // The deletion purges the family's entries; its frees wait for that commit.
+                    back.frees.extend(d.dirty.frees);
+                    back.purge_owners
+                        .extend(d.dirty.deleted_snapshots.iter().copied());
+                    back.deleted_snapshots.extend(d.dirty.deleted_snapshots);
+                    return;
+                }
+                for (k, v) in d.dirty.entries {
+                    f.dirty.entries.entry(k).or_insert(v);
+                }
+                f.dirty.frees.extend(d.dirty.frees);
+                f.dirty.record |= d.dirty.record;
+                f.dirty.snapshot_records.extend(d.dirty.snapshot_records);
+                f.dirty.deleted_snapshots.extend(d.dirty.deleted_snapshots);
+            });
         }
-        let _reg = inner.registry.read();
+        // No registry lock: the caller holds the commit lock, and pool-level changes are made
+        // only by transactions, which hold it too.
         let mut p = inner.pending.lock();
         // The failed commit's table writes come before any made since.
         let newer = std::mem::replace(&mut p.app_ops, pending.app_ops);
@@ -264,4 +262,50 @@ impl Pool {
     pub fn commit_count(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }
+}
+
+/// Takes a family's uncommitted changes, with its records encoded, or `None` when clean.
+fn drain(h: &Arc<FamilyHandle>, f: &mut crate::family::Family) -> Option<Drained> {
+    if f.deleted || f.dirty.is_empty() {
+        return None;
+    }
+    let dirty = std::mem::take(&mut f.dirty);
+    let volume = dirty.record.then(|| {
+        records::encode(&VolumeRecord {
+            name: f.name.clone(),
+            size: f.size,
+            gen_current: f.gen_current,
+            placement: f.placement,
+            parent: h.parent.as_ref().map(|(p, s)| (p.id, *s)),
+            created_unix: f.created_unix,
+            tag: f.tag.clone(),
+            guards: f.guards.clone(),
+        })
+    });
+    let snapshots = dirty
+        .snapshot_records
+        .iter()
+        .filter_map(|id| f.snap_index(*id).map(|i| &f.snaps[i]))
+        .map(|s| {
+            (
+                s.id,
+                records::encode(&SnapshotRecord {
+                    volume: h.id,
+                    name: s.name.clone(),
+                    generation: s.generation,
+                    size: s.size,
+                    referenced_extents: s.referenced,
+                    created_unix: s.created_unix,
+                    tag: s.tag.clone(),
+                    guards: s.guards.clone(),
+                }),
+            )
+        })
+        .collect();
+    Some(Drained {
+        handle: h.clone(),
+        dirty,
+        volume,
+        snapshots,
+    })
 }

@@ -77,6 +77,12 @@ impl Error {
         &self.message
     }
 
+    /// Adds `note` to the message, before the device error if there is one.
+    pub(crate) fn with_note(mut self, note: &str) -> Error {
+        self.message = format!("{} ({note})", self.message);
+        self
+    }
+
     /// The device error behind an [`ErrorKind::Io`] error, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()

@@ -20,12 +20,13 @@
 //! entry of its own read through that snapshot, and a trimmed extent gets a `Zero` entry so it
 //! no longer does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::extent_map::{Entry, ExtentMap, Phys, Target};
+use crate::placement::DeviceExtents;
 
 #[derive(Debug)]
 pub struct Snap {
@@ -35,6 +36,8 @@ pub struct Snap {
     pub size: u64,
     pub created_unix: u64,
     pub referenced: u64,
+    /// Where the snapshot's data lies (placement.rs): fixed when it is taken.
+    pub devices: DeviceExtents,
     pub delta: ExtentMap,
     /// Real (non-`Zero`) entries in `delta`.
     pub delta_real: u64,
@@ -42,9 +45,8 @@ pub struct Snap {
     pub unique: u64,
     /// Opaque descriptor from the layer above, stored with the snapshot's record.
     pub tag: Option<Vec<u8>>,
-    /// Why the layer above protects this snapshot from deletion (not stored: the layer above
-    /// sets it again after every open).
-    pub guard: Option<String>,
+    /// The layers above's guards (guards.rs), sorted by owner; stored with the record.
+    pub guards: Vec<crate::guards::Guard>,
 }
 
 /// Changes not yet committed to the metadata store, drained by one commit.
@@ -74,6 +76,8 @@ pub struct Family {
     pub name: String,
     pub size: u64,
     pub gen_current: u32,
+    /// Placement preference: the device new extents come from while it has room (`None`: the
+    /// one with the most free extents). Where the data lies is `live_devices`.
     pub placement: Option<u32>,
     pub created_unix: u64,
     pub live: ExtentMap,
@@ -81,6 +85,8 @@ pub struct Family {
     pub snaps: Vec<Snap>,
     /// Logical extents that resolve to a physical extent (own or through the parent).
     pub referenced: u64,
+    /// Where the extents counted in `referenced` lie (placement.rs).
+    pub live_devices: DeviceExtents,
     /// Real entries in `live`.
     pub live_real: u64,
     /// Real entries in `live` born at or after the newest snapshot: exclusive to the volume.
@@ -89,9 +95,8 @@ pub struct Family {
     pub dirty: Dirty,
     /// Opaque descriptor from the layer above, stored with the volume's record.
     pub tag: Option<Vec<u8>>,
-    /// Why the layer above protects this volume: while set, it cannot be deleted or resized,
-    /// and hosts get it read-only. Not stored (see [`Snap::guard`]).
-    pub guard: Option<String>,
+    /// The layers above's guards (guards.rs), sorted by owner; stored with the record.
+    pub guards: Vec<crate::guards::Guard>,
     /// Told of every completed write to the live volume (a pair mirrors them). Not stored.
     pub hook: HookSlot,
 }
@@ -226,12 +231,20 @@ impl Family {
     }
 
     pub fn recount_live_unique(&mut self) {
+        self.live_unique = self.recount_live().1;
+    }
+
+    /// (mapped, unique) live extents, counted from the map: what `live_real` and
+    /// `live_unique` must be.
+    pub fn recount_live(&self) -> (u64, u64) {
         let newest = self.newest_gen();
-        self.live_unique = self
-            .live
-            .iter()
-            .filter(|(_, e)| e.phys().is_some() && e.birth >= newest)
-            .count() as u64;
+        let mapped = self.live.iter().filter(|(_, e)| e.phys().is_some());
+        let (mut real, mut unique) = (0, 0);
+        for (_, e) in mapped {
+            real += 1;
+            unique += u64::from(e.birth >= newest);
+        }
+        (real, unique)
     }
 }
 
@@ -256,4 +269,123 @@ pub fn resolve(handle: &FamilyHandle, fam: &Family, view: View, l: u64, es: u64)
             resolve(parent, &pf, View::Snap(i), l, es)
         }
     }
+}
+
+/// Where a walk through a clone's origins finds each origin's family: [`Locking`] takes its
+/// read lock briefly; fsck reads it from the guards it already holds (fsck.rs).
+pub(crate) trait Origins {
+    /// Runs `f` on the origin snapshot of `h`'s family (its handle, family and view), or on
+    /// `None` for a volume that is no clone or whose origin snapshot is gone.
+    fn with_origin<R>(
+        &self,
+        h: &FamilyHandle,
+        f: impl FnOnce(Option<(&FamilyHandle, &Family, View)>) -> R,
+    ) -> R;
+}
+
+/// Origins read under their own read lock, taken briefly (as [`resolve`] does).
+pub(crate) struct Locking;
+
+impl Origins for Locking {
+    fn with_origin<R>(
+        &self,
+        h: &FamilyHandle,
+        f: impl FnOnce(Option<(&FamilyHandle, &Family, View)>) -> R,
+    ) -> R {
+        let Some((parent, sid)) = &h.parent else {
+            return f(None);
+        };
+        let pf = parent.cell.read();
+        let view = pf.snap_index(*sid).map(View::Snap);
+        f(view.map(|v| (&**parent, &*pf, v)))
+    }
+}
+
+/// [`resolve`] through `origins`; an origin snapshot that is gone reads as zeros (fsck reports
+/// it).
+pub(crate) fn resolve_via(
+    origins: &impl Origins,
+    h: &FamilyHandle,
+    fam: &Family,
+    view: View,
+    l: u64,
+    es: u64,
+) -> Target {
+    if let Some(e) = fam.own_lookup(view, l) {
+        return e.target();
+    }
+    origins.with_origin(h, |origin| match origin {
+        Some((p, pf, View::Snap(i))) if l < pf.snaps[i].size.div_ceil(es) => {
+            resolve_via(origins, p, pf, View::Snap(i), l, es)
+        }
+        // No origin, or beyond the origin snapshot: a clone grown past it reads zeros there.
+        _ => Target::Zero,
+    })
+}
+
+/// Logical extents (ascending) of `view` that resolve to a physical extent. Costs what is
+/// mapped, not the size: only extents with an entry somewhere on the resolution path can be
+/// real.
+pub(crate) fn referenced_extents(
+    origins: &impl Origins,
+    h: &FamilyHandle,
+    fam: &Family,
+    view: View,
+    es: u64,
+) -> Vec<u64> {
+    let limit = fam.view_size(view).div_ceil(es);
+    let mut candidates = BTreeSet::new();
+    candidate_extents(origins, h, fam, view, limit, &mut candidates);
+    candidates
+        .into_iter()
+        .filter(|&l| matches!(resolve_via(origins, h, fam, view, l, es), Target::Extent(_)))
+        .collect()
+}
+
+/// Where the extents `view` reads lie, per device: the view's placement. Their total is its
+/// referenced count.
+pub(crate) fn referenced_devices(
+    origins: &impl Origins,
+    h: &FamilyHandle,
+    fam: &Family,
+    view: View,
+    es: u64,
+) -> crate::placement::DeviceExtents {
+    let limit = fam.view_size(view).div_ceil(es);
+    let mut candidates = BTreeSet::new();
+    candidate_extents(origins, h, fam, view, limit, &mut candidates);
+    let mut out = crate::placement::DeviceExtents::default();
+    for l in candidates {
+        if let Target::Extent(p) = resolve_via(origins, h, fam, view, l, es) {
+            out.add(p.device());
+        }
+    }
+    out
+}
+
+/// Logical extents below `limit` with an entry in `view`'s maps or its origins'.
+fn candidate_extents(
+    origins: &impl Origins,
+    h: &FamilyHandle,
+    fam: &Family,
+    view: View,
+    limit: u64,
+    out: &mut BTreeSet<u64>,
+) {
+    let first = match view {
+        View::Live => fam.snaps.len(),
+        View::Snap(i) => i,
+    };
+    let maps = fam.snaps[first..]
+        .iter()
+        .map(|s| &s.delta)
+        .chain(std::iter::once(&fam.live));
+    for m in maps {
+        out.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
+    }
+    origins.with_origin(h, |origin| {
+        if let Some((p, pf, v)) = origin {
+            candidate_extents(origins, p, pf, v, limit, out);
+        }
+    });
 }

@@ -3,8 +3,9 @@
 //! Checked: both superblock copies of every device; every physical extent either free or
 //! referenced exactly once, within its device's data region; no leaked extent; every map entry
 //! within its volume's or snapshot's size and born in a valid generation; snapshot order; the
-//! space counters against a recount; clone origins; every device's generation record; and, for
-//! every family with no uncommitted change, the stored metadata against memory.
+//! space counters and where each image's data lies (placement.rs) against a recount; clone
+//! origins; every device's generation record; and, for every family with no uncommitted
+//! change, the stored metadata against memory.
 //!
 //! A check of a pool in use must see one consistent state, or it reports writes in flight as
 //! problems (an extent allocated after its volume was counted looks leaked; a counter read
@@ -22,14 +23,15 @@
 //! The family locks are released before the stored metadata is compared with memory; that part
 //! looks only at families with no uncommitted change, which the held commit lock keeps so.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use parking_lot::RwLockReadGuard;
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::error::Result;
-use crate::extent_map::{Entry, Phys, Target};
-use crate::family::{Family, FamilyHandle, View};
+use crate::error::{Error, Result};
+use crate::extent_map::{Entry, Phys};
+use crate::family::{Family, FamilyHandle, Origins, View, referenced_devices};
 use crate::layout::{SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE, Superblock};
 use crate::meta_guard::store_error;
 use crate::pool::Pool;
@@ -86,7 +88,7 @@ impl Pool {
                 .map(|h| h.id)
                 .zip(guards.iter().map(|g| &**g))
                 .collect();
-            let mut owner_of: HashMap<Phys, String> = HashMap::new();
+            let mut owner_of: Owners<'_> = HashMap::new();
             let mut pending_free: HashSet<Phys> =
                 inner.pending.lock().frees.iter().copied().collect();
             let mut clean = Vec::new();
@@ -104,13 +106,15 @@ impl Pool {
             self.check_allocator(&owner_of, &pending_free, &mut problem);
             clean
         };
-        let db_guard = self.db()?;
-        let db = db_guard.as_ref().expect("db() opens the store");
-        let stored = self.guarded("fsck reading the metadata store", || {
-            self.check_store(db, &reg, &clean_families, &mut problem)
+        let stored = self.db().and_then(|db_guard| {
+            let db = db_guard.as_ref().expect("db() opens the store");
+            self.guarded("fsck reading the metadata store", || {
+                self.check_store(db, &reg, &clean_families, &mut problem)
+            })
         });
-        drop(db_guard);
-        stored?;
+        if let Err(e) = stored {
+            return Err(with_found(e, &found));
+        }
         report.problems = found;
         Ok(report)
     }
@@ -145,13 +149,13 @@ impl Pool {
 
     /// One family, its lock held (in `held` with every other family's): names, origin, map
     /// entries, generations and counters.
-    fn check_family(
+    fn check_family<'a>(
         &self,
         reg: &crate::pool::Registry,
         h: &FamilyHandle,
-        f: &Family,
+        f: &'a Family,
         held: &HashMap<u64, &Family>,
-        owner_of: &mut HashMap<Phys, String>,
+        owner_of: &mut Owners<'a>,
         problem: &mut Report<'_>,
     ) {
         let inner = &self.inner;
@@ -185,7 +189,10 @@ impl Pool {
                     ),
                 );
             }
-            let owner = format!("volume {}", f.name);
+            let owner = Owner {
+                volume: &f.name,
+                snapshot: None,
+            };
             check_entry(inner, problem, owner_of, owner, l, e, f.size);
         }
         let mut prev_gen = 0;
@@ -204,7 +211,11 @@ impl Pool {
                         format!("{label}: preserved extent {l} born after the snapshot"),
                     );
                 }
-                check_entry(inner, problem, owner_of, label.clone(), l, e, s.size);
+                let owner = Owner {
+                    volume: &f.name,
+                    snapshot: Some(&s.name),
+                };
+                check_entry(inner, problem, owner_of, owner, l, e, s.size);
             }
             let real = s.delta.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
             let unique = s
@@ -223,13 +234,7 @@ impl Pool {
             }
             prev_gen = s.generation;
         }
-        let newest = f.newest_gen();
-        let live_real = f.live.iter().filter(|(_, e)| e.phys().is_some()).count() as u64;
-        let live_unique = f
-            .live
-            .iter()
-            .filter(|(_, e)| e.phys().is_some() && e.birth >= newest)
-            .count() as u64;
+        let (live_real, live_unique) = f.recount_live();
         if live_real != f.live_real || live_unique != f.live_unique {
             problem(
                 "accounting",
@@ -239,24 +244,47 @@ impl Pool {
                 ),
             );
         }
-        let recount = referenced_held(held, h, f, View::Live, es);
-        if recount != f.referenced {
+        let recount = referenced_devices(&Held(held), h, f, View::Live, es);
+        if recount.total() != f.referenced {
             problem(
                 "accounting",
                 format!(
-                    "volume {}: counted {} referenced extents, recount {recount}",
-                    f.name, f.referenced
+                    "volume {}: counted {} referenced extents, recount {}",
+                    f.name,
+                    f.referenced,
+                    recount.total()
+                ),
+            );
+        }
+        if recount != f.live_devices {
+            problem(
+                "placement",
+                format!(
+                    "volume {}: counted {:?} extents per device, recount {recount:?}",
+                    f.name, f.live_devices
                 ),
             );
         }
         for (i, s) in f.snaps.iter().enumerate() {
-            let recount = referenced_held(held, h, f, View::Snap(i), es);
-            if recount != s.referenced {
+            let recount = referenced_devices(&Held(held), h, f, View::Snap(i), es);
+            if recount.total() != s.referenced {
                 problem(
                     "accounting",
                     format!(
-                        "snapshot {}@{}: counted {} referenced extents, recount {recount}",
-                        f.name, s.name, s.referenced
+                        "snapshot {}@{}: counted {} referenced extents, recount {}",
+                        f.name,
+                        s.name,
+                        s.referenced,
+                        recount.total()
+                    ),
+                );
+            }
+            if recount != s.devices {
+                problem(
+                    "placement",
+                    format!(
+                        "snapshot {}@{}: counted {:?} extents per device, recount {recount:?}",
+                        f.name, s.name, s.devices
                     ),
                 );
             }
@@ -266,7 +294,7 @@ impl Pool {
     /// The allocator against the references (every family's lock held by the caller).
     fn check_allocator(
         &self,
-        owner_of: &HashMap<Phys, String>,
+        owner_of: &Owners<'_>,
         pending_free: &HashSet<Phys>,
         problem: &mut Report<'_>,
     ) {
@@ -282,16 +310,16 @@ impl Pool {
                     problem(
                         "extent-free-but-used",
                         format!(
-                            "physical extent {i} of device {d} is free but used by {}",
-                            owner_of[&p]
+                            "physical extent {i} of device {d} is free but used by {} extent {}",
+                            owner_of[&p].0, owner_of[&p].1
                         ),
                     );
                 } else if referenced && pending {
                     problem(
                         "extent-free-but-used",
                         format!(
-                            "physical extent {i} of device {d} is pending free but used by {}",
-                            owner_of[&p]
+                            "physical extent {i} of device {d} is pending free but used by {} extent {}",
+                            owner_of[&p].0, owner_of[&p].1
                         ),
                     );
                 } else if used && !referenced && !pending {
@@ -409,79 +437,67 @@ impl Pool {
     }
 }
 
-/// Logical extents of `view` that resolve to a physical extent, like `pool::count_referenced`
-/// but reading a clone's origin from the guards fsck holds (module doc).
-fn referenced_held(
-    held: &HashMap<u64, &Family>,
-    h: &FamilyHandle,
-    f: &Family,
-    view: View,
-    es: u64,
-) -> u64 {
-    let limit = f.view_size(view).div_ceil(es);
-    let mut candidates = BTreeSet::new();
-    let mut at = Some((h, f, view));
-    // Candidates: entries in the view's maps and in its origin chain's, as candidate_extents.
-    while let Some((h, f, view)) = at {
-        let first = match view {
-            View::Live => f.snaps.len(),
-            View::Snap(i) => i,
-        };
-        let maps = f.snaps[first..]
-            .iter()
-            .map(|s| &s.delta)
-            .chain(std::iter::once(&f.live));
-        for m in maps {
-            candidates.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
-        }
-        at = origin(held, h);
+/// A store error met after the problems in `found`: it names them too, so that they are not
+/// lost with the report.
+fn with_found(e: Error, found: &[Problem]) -> Error {
+    if found.is_empty() {
+        return e;
     }
-    candidates
-        .into_iter()
-        .filter(|&l| matches!(resolve_held(held, h, f, view, l, es), Target::Extent(_)))
-        .count() as u64
+    let list: Vec<String> = found
+        .iter()
+        .map(|p| format!("{}: {}", p.code, p.message))
+        .collect();
+    e.with_note(&format!(
+        "after finding {} problem(s): {}",
+        found.len(),
+        list.join("; ")
+    ))
 }
 
-/// A clone's origin snapshot, from the held guards; `None` for a volume that is no clone (or
-/// whose origin is gone, which `check_family` reports).
-fn origin<'a>(
-    held: &HashMap<u64, &'a Family>,
-    h: &'a FamilyHandle,
-) -> Option<(&'a FamilyHandle, &'a Family, View)> {
-    let (p, sid) = h.parent.as_ref()?;
-    let pf = *held.get(&p.id)?;
-    let i = pf.snap_index(*sid)?;
-    Some((&**p, pf, View::Snap(i)))
+/// Origins read from the guards fsck holds (module doc).
+struct Held<'a>(&'a HashMap<u64, &'a Family>);
+
+impl Origins for Held<'_> {
+    fn with_origin<R>(
+        &self,
+        h: &FamilyHandle,
+        f: impl FnOnce(Option<(&FamilyHandle, &Family, View)>) -> R,
+    ) -> R {
+        let origin = h.parent.as_ref().and_then(|(p, sid)| {
+            let pf = *self.0.get(&p.id)?;
+            let i = pf.snap_index(*sid)?;
+            Some((&**p, pf, View::Snap(i)))
+        });
+        f(origin)
+    }
 }
 
-/// `family::resolve`, reading a clone's origin from the held guards.
-fn resolve_held(
-    held: &HashMap<u64, &Family>,
-    h: &FamilyHandle,
-    f: &Family,
-    view: View,
-    l: u64,
-    es: u64,
-) -> Target {
-    if let Some(e) = f.own_lookup(view, l) {
-        return e.target();
-    }
-    match origin(held, h) {
-        None => Target::Zero,
-        Some((p, pf, View::Snap(i))) if l < pf.snaps[i].size.div_ceil(es) => {
-            resolve_held(held, p, pf, View::Snap(i), l, es)
+/// What references a physical extent: a volume's live map or one of its snapshots. Formatted
+/// only when a problem names it, not for every extent under the locks.
+#[derive(Debug, Clone, Copy)]
+struct Owner<'a> {
+    volume: &'a str,
+    snapshot: Option<&'a str>,
+}
+
+impl fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.snapshot {
+            None => write!(f, "volume {}", self.volume),
+            Some(s) => write!(f, "snapshot {}@{s}", self.volume),
         }
-        // Beyond the origin snapshot: a clone grown past it reads zeros there.
-        Some(_) => Target::Zero,
     }
 }
+
+/// Each referenced physical extent's owner and logical extent.
+type Owners<'a> = HashMap<Phys, (Owner<'a>, u64)>;
 
 /// Checks one map entry's bounds and records its physical extent, reporting a double use.
-fn check_entry(
+fn check_entry<'a>(
     inner: &crate::pool::Inner,
     problem: &mut Report<'_>,
-    owner_of: &mut HashMap<Phys, String>,
-    owner: String,
+    owner_of: &mut Owners<'a>,
+    owner: Owner<'a>,
     l: u64,
     e: Entry,
     size: u64,
@@ -501,11 +517,11 @@ fn check_entry(
                 "extent-out-of-range",
                 format!("{owner}: extent {l} points to {p:?}, outside the pool"),
             );
-        } else if let Some(prev) = owner_of.insert(p, format!("{owner} extent {l}")) {
+        } else if let Some((prev, prev_l)) = owner_of.insert(p, (owner, l)) {
             problem(
                 "extent-double-use",
                 format!(
-                    "physical extent {} of device {} is used by {prev} and {owner} extent {l}",
+                    "physical extent {} of device {} is used by {prev} extent {prev_l} and {owner} extent {l}",
                     p.index(),
                     p.device()
                 ),

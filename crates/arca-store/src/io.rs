@@ -15,7 +15,15 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, ErrorKind, Result, not_found};
 use crate::extent_map::{Phys, Target};
 use crate::family::{Family, FamilyHandle, View, resolve};
+use crate::guards::{Guard, GuardEffect, reasons_refusing};
 use crate::pool::{Inner, Pool};
+
+fn read_only_to_hosts(guards: &[Guard]) -> bool {
+    crate::guards::effect_of(guards).contains(GuardEffect::READ_ONLY_TO_HOSTS)
+}
+
+mod status;
+pub use status::StatusRun;
 
 /// A volume (read-write) or snapshot (read-only) opened for I/O.
 #[derive(Clone)]
@@ -44,6 +52,28 @@ pub enum Written<'a> {
 /// writes are flushed with it. A pair mirrors its primary's writes this way; `begin` and `end`
 /// bracket the write so the pair can take a split at an instant no write straddles. A hook
 /// must not write to the volume it watches.
+/// How [`Export::write_zeroes`] zeros a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroOptions {
+    /// Whole extents may be unmapped (they then read as zeros and report as holes) instead
+    /// of being written with zeros.
+    pub may_unmap: bool,
+    /// Forced unit access: durable when the call returns.
+    pub fua: bool,
+}
+
+impl ZeroOptions {
+    /// Unmapping allowed, no forced unit access: what copies and restores want.
+    pub const UNMAP: ZeroOptions = ZeroOptions {
+        may_unmap: true,
+        fua: false,
+    };
+
+    pub const fn fua(self, fua: bool) -> ZeroOptions {
+        ZeroOptions { fua, ..self }
+    }
+}
+
 pub trait WriteHook: Send + Sync {
     fn begin(&self);
     /// `written` is `None` when the write failed: `len` bytes from `offset` may then hold
@@ -59,13 +89,6 @@ fn touched(r: &Result<()>, len: u64) -> u64 {
         Err(e) if e.kind() != ErrorKind::Io => 0,
         _ => len,
     }
-}
-
-/// One run of [`Export::block_status`]: `length` bytes that are all allocated or all holes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusRun {
-    pub length: u64,
-    pub allocated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +245,7 @@ impl Pool {
             out.push(ExportInfo {
                 name: name.clone(),
                 size: f.size,
-                read_only: f.guard.is_some(),
+                read_only: read_only_to_hosts(&f.guards),
             });
             for s in &f.snaps {
                 out.push(ExportInfo {
@@ -243,18 +266,22 @@ impl Export {
 
     /// A snapshot, or a guarded volume opened by [`Pool::export`].
     pub fn read_only(&self) -> bool {
-        self.snap.is_some() || (!self.unguarded && self.handle.cell.read().guard.is_some())
+        self.snap.is_some()
+            || (!self.unguarded && read_only_to_hosts(&self.handle.cell.read().guards))
     }
 
     /// Refuses writes to a guarded volume, naming the guard. Called under the family's lock so
     /// a guard set meanwhile is seen.
     fn check_guard(&self, f: &Family) -> Result<()> {
-        match &f.guard {
-            Some(why) if !self.unguarded => Err(Error::new(
+        if self.unguarded {
+            return Ok(());
+        }
+        match reasons_refusing(&f.guards, GuardEffect::READ_ONLY_TO_HOSTS) {
+            Some(why) => Err(Error::new(
                 ErrorKind::ReadOnly,
                 format!("volume {} is read-only: {why}", self.name),
             )),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -390,9 +417,10 @@ impl Export {
         Ok(())
     }
 
-    /// Writes zeros. Whole extents are unmapped when `may_unmap` (they then read as zeros
-    /// and report as holes); otherwise, and for partial extents, zeros are written.
-    pub fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool, fua: bool) -> Result<()> {
+    /// Writes zeros. Whole extents are unmapped when `opts.may_unmap` (they then read as
+    /// zeros and report as holes); otherwise, and for partial extents, zeros are written.
+    pub fn write_zeroes(&self, offset: u64, len: u64, opts: ZeroOptions) -> Result<()> {
+        let ZeroOptions { may_unmap, fua } = opts;
         self.check_writable()?;
         let hook = self.hook();
         if let Some(h) = &hook {
@@ -441,8 +469,9 @@ impl Export {
                     } else {
                         f.remove_live(id, pc.l);
                     }
-                    if old != Target::Zero {
+                    if let Target::Extent(p) = old {
                         f.referenced -= 1;
+                        f.live_devices.remove(p.device());
                     }
                 } else if !(may_unmap && old == Target::Zero) {
                     rest.push(pc);
@@ -492,80 +521,7 @@ impl Export {
 
     /// Discards a range: it reads as zeros afterwards and whole extents are freed.
     pub fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<()> {
-        self.write_zeroes(offset, len, true, fua)
-    }
-
-    /// Allocation status of a range: runs of allocated extents and holes, covering it exactly.
-    pub fn block_status(&self, offset: u64, len: u64) -> Result<Vec<StatusRun>> {
-        let es = self.pool.inner.extent_size;
-        let f = self.handle.cell.read();
-        let view = self.view(&f)?;
-        self.check_range(&f, view, offset, len)?;
-        let mut runs: Vec<StatusRun> = Vec::new();
-        for pc in pieces(offset, len, es) {
-            let allocated = matches!(resolve(&self.handle, &f, view, pc.l, es), Target::Extent(_));
-            match runs.last_mut() {
-                Some(r) if r.allocated == allocated => r.length += pc.len,
-                _ => runs.push(StatusRun {
-                    length: pc.len,
-                    allocated,
-                }),
-            }
-        }
-        Ok(runs)
-    }
-
-    /// Logical extents (ascending) of the image that hold data. Costs what is mapped, not the
-    /// size, so walking a huge thin image is cheap; block_status costs its range.
-    pub fn allocated_extents(&self) -> Result<Vec<u64>> {
-        let es = self.pool.inner.extent_size;
-        let f = self.handle.cell.read();
-        let view = self.view(&f)?;
-        let limit = f.view_size(view).div_ceil(es);
-        let mut candidates = std::collections::BTreeSet::new();
-        crate::pool::candidate_extents(&self.handle, &f, view, limit, &mut candidates);
-        Ok(candidates
-            .into_iter()
-            .filter(|&l| matches!(resolve(&self.handle, &f, view, l, es), Target::Extent(_)))
-            .collect())
-    }
-
-    /// Starts reading `[offset, offset + len)` into the page cache, waiting for none of it:
-    /// readahead along the volume's own order, which a thin volume's extents need because
-    /// their order on the disk is the order they were first written in. Holes and what lies
-    /// past the end are skipped.
-    pub fn prefetch(&self, offset: u64, len: u64) -> Result<()> {
-        let inner = &self.pool.inner;
-        let es = inner.extent_size;
-        // (device, offset, length), merged where contiguous on a device.
-        let mut runs: Vec<(u32, u64, u64)> = Vec::new();
-        {
-            let f = self.handle.cell.read();
-            let view = self.view(&f)?;
-            let size = f.view_size(view);
-            let len = len.min(size.saturating_sub(offset));
-            for pc in pieces(offset, len, es) {
-                if let Target::Extent(p) = resolve(&self.handle, &f, view, pc.l, es) {
-                    let at = inner.device_offset(p, pc.at);
-                    match runs.last_mut() {
-                        Some((d, o, l)) if *d == p.device() && *o + *l == at => *l += pc.len,
-                        _ => runs.push((p.device(), at, pc.len)),
-                    }
-                }
-            }
-        }
-        // Issued without the lock, which submitting the reads could hold for milliseconds. An
-        // extent freed and reused meanwhile only means caching someone else's data.
-        for (device, at, len) in runs {
-            let dev = &inner.devices[device as usize];
-            dev.prefetch(at, len).map_err(|e| {
-                Error::io(
-                    format!("reading ahead {}: device {}", self.name, dev.name()),
-                    e,
-                )
-            })?;
-        }
-        Ok(())
+        self.write_zeroes(offset, len, ZeroOptions::UNMAP.fua(fua))
     }
 
     /// Makes every completed write to the pool durable (the pool has one commit for all).
@@ -675,9 +631,11 @@ impl Export {
         let id = self.handle.id;
         for (&(pc, old), &p) in new_pieces.iter().zip(&fresh) {
             f.set_live(id, pc.l, Target::Extent(p));
-            if old == Target::Zero {
-                f.referenced += 1;
+            match old {
+                Target::Zero => f.referenced += 1,
+                Target::Extent(op) => f.live_devices.remove(op.device()),
             }
+            f.live_devices.add(p.device());
         }
         Ok(())
     }

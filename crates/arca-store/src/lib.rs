@@ -7,6 +7,7 @@
 //! ([`Export`]), commits and [`Pool::fsck`].
 
 mod alloc;
+mod app_tables;
 mod commit;
 mod control;
 pub mod device;
@@ -15,6 +16,7 @@ mod extent_map;
 mod family;
 pub mod fsck;
 mod generation;
+pub mod guards;
 mod io;
 pub mod layout;
 mod load;
@@ -22,20 +24,26 @@ mod meta_guard;
 mod meta_region;
 mod meta_space;
 pub mod names;
+mod placement;
 mod pool;
 mod records;
 pub mod sim;
 mod txn;
+mod txn_apply;
+mod txn_undo;
+mod volume_queries;
 mod write_behind;
 
+pub use app_tables::{APP_TABLE_NAME_MAX, AppOp, AppReader};
 pub use device::{BlockDevice, FileDevice};
 pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckReport, Problem};
-pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written};
+pub use guards::{Guard, GuardEffect, GuardOwner};
+pub use io::{Export, ExportInfo, StatusRun, WriteHook, Written, ZeroOptions};
 pub use meta_guard::panic_text;
 pub use meta_space::{MAP_ENTRY_ROOM_BYTES, MetaSpace};
 pub use pool::{
     DeviceStatus, OpenOptions, Pool, PoolConfig, PoolStatus, SECTOR_SIZE, SnapshotInfo,
     VOLUME_SIZE_MAX, VolumeInfo,
 };
-pub use txn::{APP_TABLE_NAME_MAX, AppOp, AppReader, Txn};
+pub use txn::Txn;

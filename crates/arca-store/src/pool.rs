@@ -17,7 +17,7 @@ use crate::alloc::Allocator;
 use crate::device::{BlockDevice, FileDevice};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent_map::Phys;
-use crate::family::{Family, FamilyHandle, View, resolve};
+use crate::family::FamilyHandle;
 use crate::generation;
 use crate::layout::{
     self, DEVICE_COUNT_MAX, EXTENT_SIZE_MAX, EXTENT_SIZE_MIN, META_OFFSET, SUPERBLOCK_OFFSETS,
@@ -63,7 +63,7 @@ pub(crate) struct Registry {
 /// table writes.
 #[derive(Debug, Default)]
 pub(crate) struct PoolPending {
-    pub app_ops: Vec<crate::txn::AppOp>,
+    pub app_ops: Vec<crate::app_tables::AppOp>,
     pub frees: Vec<Phys>,
     pub purge_owners: Vec<u64>,
     pub deleted_volumes: Vec<u64>,
@@ -136,21 +136,36 @@ pub struct VolumeInfo {
     pub name: String,
     pub size: u64,
     pub created_unix: u64,
-    /// Device the volume's extents are allocated from while it has room.
+    /// Placement preference: the device the volume's new extents are allocated from while it
+    /// has room; `None` lets the pool take the device with the most free space. It says nothing
+    /// about where the data already lies: see `device_bytes`.
     pub placement: Option<u32>,
     /// For a clone: the (volume, snapshot) it was created from.
     pub origin: Option<(String, String)>,
     pub snapshots: usize,
     /// Bytes of extents the volume reads from (its own and, for a clone, its origin's).
     pub referenced_bytes: u64,
+    /// Where the volume's data lies: of `referenced_bytes`, the bytes on each device (indexed
+    /// by device; one entry per device of the pool). Losing device `d` loses data of the
+    /// volume exactly when `device_bytes[d] > 0`.
+    pub device_bytes: Vec<u64>,
     /// Bytes only the live volume references (no snapshot sees them).
     pub unique_bytes: u64,
     /// Bytes the volume and its snapshots own together: what deleting all of them frees.
     pub owned_bytes: u64,
     /// The descriptor the layer above attached ([`crate::Txn::set_volume_tag`]).
     pub tag: Option<Vec<u8>>,
-    /// Why the volume is protected ([`Pool::set_volume_guard`]).
+    /// The volume's guards ([`crate::Txn::add_volume_guard`]), sorted by owner.
+    pub guards: Vec<crate::Guard>,
+    /// The reasons of its guards joined, for display; `None` when it has none.
     pub guard: Option<String>,
+}
+
+impl VolumeInfo {
+    /// Devices holding some of the volume's data, ascending: those whose loss loses data.
+    pub fn data_devices(&self) -> Vec<u32> {
+        held_devices(&self.device_bytes)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,12 +176,30 @@ pub struct SnapshotInfo {
     pub size: u64,
     pub created_unix: u64,
     pub referenced_bytes: u64,
+    /// Where the snapshot's data lies: of `referenced_bytes`, the bytes on each device.
+    pub device_bytes: Vec<u64>,
     /// What deleting this snapshot frees.
     pub unique_bytes: u64,
     /// Clones made from this snapshot (it cannot be deleted while any exist).
     pub clones: Vec<String>,
     pub tag: Option<Vec<u8>>,
+    /// The snapshot's guards, sorted by owner.
+    pub guards: Vec<crate::Guard>,
+    /// The reasons of its guards joined, for display; `None` when it has none.
     pub guard: Option<String>,
+}
+
+impl SnapshotInfo {
+    /// Devices holding some of the snapshot's data, ascending.
+    pub fn data_devices(&self) -> Vec<u32> {
+        held_devices(&self.device_bytes)
+    }
+}
+
+fn held_devices(device_bytes: &[u64]) -> Vec<u32> {
+    (0..device_bytes.len() as u32)
+        .filter(|&d| device_bytes[d as usize] > 0)
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -465,51 +498,6 @@ impl Pool {
             pool.rewrite_generations()?;
         }
         Ok(pool)
-    }
-}
-
-/// Logical extents of `view` that resolve to a physical extent. Costs what is mapped, not the
-/// volume's size: only extents with an entry somewhere on the resolution path can be real.
-pub(crate) fn count_referenced(h: &FamilyHandle, view: View, es: u64) -> u64 {
-    let fam = h.cell.read();
-    let limit = fam.view_size(view).div_ceil(es);
-    let mut candidates = std::collections::BTreeSet::new();
-    candidate_extents(h, &fam, view, limit, &mut candidates);
-    candidates
-        .into_iter()
-        .filter(|&l| {
-            matches!(
-                resolve(h, &fam, view, l, es),
-                crate::extent_map::Target::Extent(_)
-            )
-        })
-        .count() as u64
-}
-
-/// Logical extents below `limit` with an entry in `view`'s maps or its origin's.
-pub(crate) fn candidate_extents(
-    h: &FamilyHandle,
-    fam: &Family,
-    view: View,
-    limit: u64,
-    out: &mut std::collections::BTreeSet<u64>,
-) {
-    let first = match view {
-        View::Live => fam.snaps.len(),
-        View::Snap(i) => i,
-    };
-    let maps = fam.snaps[first..]
-        .iter()
-        .map(|s| &s.delta)
-        .chain(std::iter::once(&fam.live));
-    for m in maps {
-        out.extend(m.iter().map(|(l, _)| l).filter(|&l| l < limit));
-    }
-    if let Some((parent, sid)) = &h.parent {
-        let pf = parent.cell.read();
-        if let Some(i) = pf.snap_index(*sid) {
-            candidate_extents(parent, &pf, View::Snap(i), limit, out);
-        }
     }
 }
 

@@ -11,8 +11,27 @@
 //! | `app:NAME`  | `&[u8]`             | `&[u8]`: tables of the layers above ([`crate::AppOp`]) |
 //!
 //! Version 2 records add an opaque `tag` to volumes and snapshots: a descriptor the layer above
-//! attaches (a backup destination points back at its catalog record with it). Version 1
-//! records still decode, with no tag.
+//! attaches (a backup destination points back at its catalog record with it). Version 3 adds
+//! the object's guards (guards.rs). Version 1 and 2 records still decode, with no tag (v1) and
+//! no guards (v1, v2); they are written back as version 3 when next changed.
+//!
+//! Encoding of a version 3 volume record, byte by byte (postcard: unsigned integers are LEB128
+//! varints, `u8` is one byte, a string or byte string is a varint length then its bytes, an
+//! `Option` is one byte 0 (none) or 1 then the value, a sequence is a varint count then its
+//! elements, an enum is a varint variant index then its fields):
+//!
+//! 1. version: one byte, 3;
+//! 2. `name`: string; `size`: varint; `gen_current`: varint; `placement`: option of varint;
+//!    `parent`: option of (varint volume id, varint snapshot id); `created_unix`: varint;
+//!    `tag`: option of byte string;
+//! 3. `guards`: varint count, then per guard: owner variant index (0 `Backup`, 1 `Restore`,
+//!    2 `Pair`) as a varint, the owner's id as a varint, the effect as one byte (bit 0 read-only
+//!    to hosts, bit 1 no delete, bit 2 no resize; other bits refused), the reason as a string.
+//!
+//! A version 3 snapshot record: the version byte 3; `volume` varint; `name` string;
+//! `generation` varint; `size` varint; `referenced_extents` varint; `created_unix` varint;
+//! `tag` option of byte string; then `guards` as above. Versions 1 and 2 are the same without
+//! `guards` (and, for version 1, without `tag`).
 //!
 //! An `extents` owner is a volume id (its live map) or a snapshot id (the entries that snapshot
 //! preserved when its volume overwrote or trimmed them). Ids come from one counter and are never
@@ -20,6 +39,8 @@
 
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
+
+use crate::guards::{Guard, GuardEffect};
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const VOLUMES: TableDefinition<u64, &[u8]> = TableDefinition::new("volumes");
@@ -32,7 +53,8 @@ pub const KEY_FORMAT: &str = "format";
 /// generation records existed, read as 0.
 pub const KEY_COMMIT_GENERATION: &str = "commit_generation";
 pub const FORMAT: u64 = 1;
-const RECORD_VERSION: u8 = 2;
+const RECORD_VERSION: u8 = 3;
+const RECORD_VERSION_V2: u8 = 2;
 const RECORD_VERSION_V1: u8 = 1;
 
 /// Prefix of the tables the layers above own, so they cannot collide with the engine's.
@@ -49,6 +71,8 @@ pub struct VolumeRecord {
     pub parent: Option<(u64, u64)>,
     pub created_unix: u64,
     pub tag: Option<Vec<u8>>,
+    /// Sorted by owner, at most one per owner.
+    pub guards: Vec<Guard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +86,30 @@ pub struct SnapshotRecord {
     pub referenced_extents: u64,
     pub created_unix: u64,
     pub tag: Option<Vec<u8>>,
+    pub guards: Vec<Guard>,
+}
+
+/// Records as version 2 stored them: the same fields without `guards`.
+#[derive(Deserialize)]
+struct VolumeRecordV2 {
+    name: String,
+    size: u64,
+    gen_current: u32,
+    placement: Option<u32>,
+    parent: Option<(u64, u64)>,
+    created_unix: u64,
+    tag: Option<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotRecordV2 {
+    volume: u64,
+    name: String,
+    generation: u32,
+    size: u64,
+    referenced_extents: u64,
+    created_unix: u64,
+    tag: Option<Vec<u8>>,
 }
 
 /// Records as version 1 stored them: the same fields without `tag`.
@@ -97,10 +145,39 @@ impl VolumeRecord {
                 parent: r.parent,
                 created_unix: r.created_unix,
                 tag: None,
+                guards: Vec::new(),
             });
         }
-        decode(bytes)
+        if bytes.first() == Some(&RECORD_VERSION_V2) {
+            let r: VolumeRecordV2 = postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
+            return Ok(VolumeRecord {
+                name: r.name,
+                size: r.size,
+                gen_current: r.gen_current,
+                placement: r.placement,
+                parent: r.parent,
+                created_unix: r.created_unix,
+                tag: r.tag,
+                guards: Vec::new(),
+            });
+        }
+        let r: VolumeRecord = decode(bytes)?;
+        check_guards(&r.guards)?;
+        Ok(r)
     }
+}
+
+/// Stored guards must be what the store writes: known effects, sorted, one per owner.
+fn check_guards(guards: &[Guard]) -> Result<(), String> {
+    for g in guards {
+        if GuardEffect::from_bits(g.effect.bits()).is_none() {
+            return Err(format!("guard of {} has unknown effect bits", g.owner));
+        }
+    }
+    if guards.windows(2).any(|w| w[0].owner >= w[1].owner) {
+        return Err("guards are not sorted by owner".into());
+    }
+    Ok(())
 }
 
 impl SnapshotRecord {
@@ -116,9 +193,26 @@ impl SnapshotRecord {
                 referenced_extents: r.referenced_extents,
                 created_unix: r.created_unix,
                 tag: None,
+                guards: Vec::new(),
             });
         }
-        decode(bytes)
+        if bytes.first() == Some(&RECORD_VERSION_V2) {
+            let r: SnapshotRecordV2 =
+                postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
+            return Ok(SnapshotRecord {
+                volume: r.volume,
+                name: r.name,
+                generation: r.generation,
+                size: r.size,
+                referenced_extents: r.referenced_extents,
+                created_unix: r.created_unix,
+                tag: r.tag,
+                guards: Vec::new(),
+            });
+        }
+        let r: SnapshotRecord = decode(bytes)?;
+        check_guards(&r.guards)?;
+        Ok(r)
     }
 }
 
@@ -133,5 +227,49 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
         Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
         Some((v, _)) => Err(format!("unknown record version {v}")),
         None => Err("empty record".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guards::GuardOwner;
+
+    #[test]
+    fn version_2_records_decode_without_guards() {
+        let mut v2 = vec![RECORD_VERSION_V2];
+        // name "v", size 4096, gen 1, no placement, no parent, created 5, tag Some([9]).
+        v2.extend([1, b'v', 0x80, 0x20, 1, 0, 0, 5, 1, 1, 9]);
+        let r = VolumeRecord::decode(&v2).unwrap();
+        assert_eq!(r.size, 4096);
+        assert_eq!(r.tag, Some(vec![9]));
+        assert!(r.guards.is_empty());
+    }
+
+    #[test]
+    fn version_3_guards_are_encoded_as_documented() {
+        let r = SnapshotRecord {
+            volume: 2,
+            name: "s".into(),
+            generation: 1,
+            size: 0,
+            referenced_extents: 0,
+            created_unix: 0,
+            tag: None,
+            guards: vec![Guard::new(
+                GuardOwner::Pair(300),
+                GuardEffect::NO_DELETE,
+                "p",
+            )],
+        };
+        let bytes = encode(&r);
+        assert_eq!(
+            bytes,
+            vec![3, 2, 1, b's', 1, 0, 0, 0, 0, 1, 2, 0xAC, 0x02, 2, 1, b'p']
+        );
+        assert_eq!(SnapshotRecord::decode(&bytes).unwrap(), r);
+        let mut bad = bytes.clone();
+        bad[13] = 8;
+        assert!(SnapshotRecord::decode(&bad).is_err());
     }
 }

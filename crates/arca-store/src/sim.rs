@@ -4,6 +4,7 @@
 //! Devices of one pool share a [`PowerDomain`]: after a chosen number of operations the power
 //! "fails", every later operation returns EIO, and [`SimDevice::crash_image`] gives the bytes a
 //! restart would find: everything synced, plus none, or a random subset, of the writes since.
+//! [`SimPool`] is a pool on such devices that a test can crash and reopen.
 
 use std::fmt;
 use std::io;
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::device::BlockDevice;
+use crate::error::Result;
+use crate::pool::{Pool, PoolConfig};
 
 /// Shared power for the devices of one simulated machine.
 #[derive(Debug)]
@@ -93,6 +96,7 @@ pub struct SimDevice {
     power: Arc<PowerDomain>,
     state: Mutex<SimState>,
     faults: Mutex<Vec<Fault>>,
+    syncs: AtomicU64,
 }
 
 impl fmt::Debug for SimDevice {
@@ -119,6 +123,7 @@ impl SimDevice {
                 unsynced: Vec::new(),
             }),
             faults: Mutex::new(Vec::new()),
+            syncs: AtomicU64::new(0),
         }
     }
 
@@ -142,6 +147,12 @@ impl SimDevice {
             errno: libc::EIO,
             range: Some((offset, offset + len)),
         });
+    }
+
+    /// Syncs asked of this device so far, failed ones included (a test learns how many
+    /// steps an operation has, to fail each in turn).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
     }
 
     pub fn clear_faults(&self) {
@@ -251,6 +262,7 @@ impl BlockDevice for SimDevice {
     }
 
     fn sync(&self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
         self.check_fault(FaultOp::Sync, 0, 0)?;
         let mut st = self.state.lock();
         if !self.power.admit() {
@@ -264,4 +276,108 @@ impl BlockDevice for SimDevice {
         }
         Ok(())
     }
+}
+
+/// A simulated machine: devices on one power domain, and the pool on them.
+pub struct SimPool {
+    pub power: Arc<PowerDomain>,
+    pub devices: Vec<Arc<SimDevice>>,
+    pub pool: Pool,
+}
+
+impl SimPool {
+    /// A new pool on fresh devices of the given sizes, named `sim0`, `sim1`, ...
+    pub fn create(device_sizes: &[u64], config: &PoolConfig) -> Result<SimPool> {
+        let power = PowerDomain::new();
+        let devices: Vec<Arc<SimDevice>> = device_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let size = usize::try_from(size).expect("a simulated device fits in memory");
+                Arc::new(SimDevice::new(&format!("sim{i}"), size, power.clone()))
+            })
+            .collect();
+        let pool = Pool::create(block_devices(&devices), config)?;
+        Ok(SimPool {
+            power,
+            devices,
+            pool,
+        })
+    }
+
+    /// Opens the pool on `devices`, which share `power`.
+    pub fn open(power: Arc<PowerDomain>, devices: Vec<Arc<SimDevice>>) -> Result<SimPool> {
+        let pool = Pool::open(block_devices(&devices))?;
+        Ok(SimPool {
+            power,
+            devices,
+            pool,
+        })
+    }
+
+    /// A second pool on the devices' current content (a clean restart).
+    pub fn reopen(&self) -> Result<Pool> {
+        Pool::open(block_devices(&self.devices))
+    }
+
+    /// The power fails now: this pool goes away with what the devices had not synced (all of
+    /// it, or a random subset, as `mode` says), and the pool opens again on what a restart
+    /// finds, on fresh power.
+    pub fn crash_and_reopen(self, mode: CrashMode) -> Result<SimPool> {
+        // The images are taken before the pool is dropped: nothing it does on its way out
+        // reaches them, as nothing would after a real power failure.
+        let (power, devices) = crash_devices(&self.devices, mode);
+        drop(self);
+        SimPool::open(power, devices)
+    }
+}
+
+/// Devices holding what a restart finds after the power of `devices` failed now (see
+/// [`SimDevice::crash_image`]), on a fresh power domain.
+pub fn crash_devices(
+    devices: &[Arc<SimDevice>],
+    mode: CrashMode,
+) -> (Arc<PowerDomain>, Vec<Arc<SimDevice>>) {
+    devices_from_images(devices.iter().map(|d| d.crash_image(mode)))
+}
+
+/// Devices `sim0`, `sim1`, ... whose durable content is `images`, on a fresh power domain.
+pub fn devices_from_images(
+    images: impl IntoIterator<Item = Vec<u8>>,
+) -> (Arc<PowerDomain>, Vec<Arc<SimDevice>>) {
+    let power = PowerDomain::new();
+    let devices = images
+        .into_iter()
+        .enumerate()
+        .map(|(i, image)| {
+            Arc::new(SimDevice::from_image(
+                &format!("sim{i}"),
+                image,
+                power.clone(),
+            ))
+        })
+        .collect();
+    (power, devices)
+}
+
+/// Deterministic bytes for a test write: the same `seed` gives the same bytes.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The devices as the pool takes them.
+pub fn block_devices(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
+    devices
+        .iter()
+        .map(|d| d.clone() as Arc<dyn BlockDevice>)
+        .collect()
 }

@@ -1,194 +1,99 @@
-//! Transactions for the layers above: control changes plus writes to their own tables,
-//! committed in one metadata transaction.
+//! Transactions: control changes, guards and the layers above's table rows, committed in one
+//! metadata transaction, or not at all.
 //!
-//! The backup catalog needs "a crash leaves both or neither": a backup's snapshot and its
-//! catalog record must become durable in the same commit. A [`Txn`] holds the commit lock from
-//! its first change to its commit, so no other flush can commit half of it. Its table writes
-//! ([`AppOp`]) ride with the pool's pending changes, so a failed commit retries them together
-//! with the structural changes they describe.
+//! The backup catalog needs "a crash leaves both or neither": a backup's snapshot, its guard
+//! and its catalog record become durable in the same commit. A [`Txn`] holds the commit lock
+//! from its start to its end, so no other commit can take half of it.
 //!
-//! In-memory control changes cannot be rolled back yet: a transaction that made one commits
-//! what it did, even when dropped without [`Txn::commit`] (an error there leaves the changes
-//! pending for the next flush, which commits them together). Callers validate, and ask for
-//! metadata room ([`Txn::admit`]), before they change anything. A transaction that only wrote
-//! table rows aborts when dropped without a commit or when its commit fails: its rows are
-//! dropped.
+//! Plan, then apply. Each method checks its change against the pool as the transaction's
+//! earlier changes would leave it (a staged view: memory plus the planned ops) and records it;
+//! memory is untouched, so other threads see nothing of a transaction before its commit.
+//! Dropping a transaction without [`Txn::commit`] leaves the pool as if it never started.
+//! `commit` applies the ops to memory in order (checking each again), then flushes; when the
+//! flush fails (a device sync or the metadata commit), every applied op is undone, so memory
+//! is what it was before the call. Ids handed out stay consumed, and a volume's generation
+//! counter may have moved on: neither is visible.
 //!
-//! The tables live in the metadata store as `app:NAME`, keyed and valued by bytes; keys sort
-//! bytewise, so big-endian integers make ordered indexes.
-
-use std::collections::HashMap;
-use std::ops::Bound;
-use std::sync::atomic::Ordering;
+//! Undo with host I/O running (see txn_undo.rs for each op):
+//! - a created volume or clone is removed as a delete would (host writes to it meanwhile are
+//!   freed, after the next durable commit, like any deleted volume's);
+//! - a created snapshot is deleted: host writes meanwhile pushed old data into its delta, and
+//!   deleting it moves that data where it would have gone without it;
+//! - a deleted volume refuses I/O while deleted, so it comes back exactly as it went;
+//! - a deleted snapshot cannot be undone exactly once writes have moved on (deleting the
+//!   newest snapshot lets overwrites free data it held). So a transaction that deletes a
+//!   snapshot holds the write locks of the families it touches, and of their clones, from
+//!   before applying until its flush ends (and the registry lock, in write mode, the same
+//!   time): I/O to those volumes waits for the commit, and undo restores exactly what moved.
+//!   This cannot deadlock: registry then families is the pool's lock order; families are
+//!   taken by descending id as everywhere; a thread holding a family lock waits only for its
+//!   ancestors' locks (a clone reading through its origin), and clones of held families are
+//!   held too, so no thread holding a lock the flush needs waits for one the transaction
+//!   holds. The flush drains held families through the held guards.
 
 use parking_lot::MutexGuard;
-use redb::ReadableDatabase;
 
-use crate::error::{Result, not_found};
-use crate::meta_guard::store_error;
-use crate::pool::{CommitState, Pool};
-use crate::records::APP_TABLE_PREFIX;
+use crate::app_tables::{AppOp, check_table};
+use crate::error::{Error, ErrorKind, Result, not_found};
+use crate::guards::{self, Guard, GuardEffect, GuardOwner};
+use crate::names;
+use crate::pool::{CommitState, Pool, SNAPSHOTS_PER_VOLUME_MAX, check_size};
 
-/// Longest table name the layers above may use (after the `app:` prefix).
-pub const APP_TABLE_NAME_MAX: usize = 64;
-
-/// A write to a table of the layers above.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppOp {
-    Put {
-        table: String,
-        key: Vec<u8>,
-        value: Vec<u8>,
+/// A planned control change.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    CreateVolume {
+        id: u64,
+        name: String,
+        size: u64,
+        placement: Option<u32>,
     },
-    Delete {
-        table: String,
-        key: Vec<u8>,
+    Clone {
+        id: u64,
+        volume: String,
+        snapshot: String,
+        name: String,
+        placement: Option<u32>,
     },
-    /// Removes every row of the table.
-    Clear {
-        table: String,
+    /// (volume, snapshot name, snapshot id), taken at one instant.
+    CreateSnapshots {
+        items: Vec<(String, String, u64)>,
     },
-}
-
-fn check_table(table: &str) {
-    // Table names are constants of the layer above: a bad one is a programmer error.
-    assert!(
-        !table.is_empty()
-            && table.len() <= APP_TABLE_NAME_MAX
-            && table
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
-        "bad application table name {table:?}"
-    );
-}
-
-fn definition(name: &str) -> redb::TableDefinition<'_, &'static [u8], &'static [u8]> {
-    redb::TableDefinition::new(name)
-}
-
-pub(crate) fn apply_app_ops(
-    txn: &redb::WriteTransaction,
-    ops: &[AppOp],
-) -> std::result::Result<(), redb::Error> {
-    let mut tables: HashMap<String, redb::Table<'_, &'static [u8], &'static [u8]>> = HashMap::new();
-    for op in ops {
-        let name = match op {
-            AppOp::Put { table, .. } | AppOp::Delete { table, .. } | AppOp::Clear { table } => {
-                format!("{APP_TABLE_PREFIX}{table}")
-            }
-        };
-        if !tables.contains_key(&name) {
-            let t = txn.open_table(definition(&name))?;
-            tables.insert(name.clone(), t);
-        }
-        let t = tables.get_mut(&name).expect("opened above");
-        match op {
-            AppOp::Put { key, value, .. } => {
-                t.insert(key.as_slice(), value.as_slice())?;
-            }
-            AppOp::Delete { key, .. } => {
-                t.remove(key.as_slice())?;
-            }
-            AppOp::Clear { .. } => {
-                t.retain(|_, _| false)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-const READ_CONTEXT: &str = "reading an application table";
-
-/// A consistent read view of the application tables ([`Pool::app_read`]). Every call into the
-/// store is guarded (meta_guard.rs); the caller's `visit` runs outside the guard, so its own
-/// panics stay its own.
-pub struct AppReader {
-    txn: redb::ReadTransaction,
-    pool: Pool,
-}
-
-impl AppReader {
-    fn error(&self, e: impl Into<redb::Error>) -> crate::Error {
-        store_error(&self.pool.inner.meta_label, READ_CONTEXT, e.into())
-    }
-
-    fn table(
-        &self,
-        table: &str,
-    ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
-        check_table(table);
-        let name = format!("{APP_TABLE_PREFIX}{table}");
-        self.pool.guarded(READ_CONTEXT, || {
-            match self.txn.open_table(definition(&name)) {
-                Ok(t) => Ok(Some(t)),
-                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-                Err(e) => Err(self.error(e)),
-            }
-        })
-    }
-
-    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let Some(t) = self.table(table)? else {
-            return Ok(None);
-        };
-        self.pool.guarded(READ_CONTEXT, || {
-            let v = t.get(key).map_err(|e| self.error(e))?;
-            Ok(v.map(|v| v.value().to_vec()))
-        })
-    }
-
-    /// Visits the rows whose keys lie in the range, in key order (or reverse order), until
-    /// `visit` returns false. A table never written is empty.
-    pub fn scan(
-        &self,
-        table: &str,
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-        reverse: bool,
-        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
-        let ctx = READ_CONTEXT;
-        let Some(t) = self.table(table)? else {
-            return Ok(());
-        };
-        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
-            (from, to)
-            && a > b
-        {
-            // redb asserts on inverted ranges; an empty answer is the right one.
-            return Ok(());
-        }
-        let mut range = self.pool.guarded(ctx, || {
-            t.range::<&[u8]>((from, to)).map_err(|e| self.error(e))
-        })?;
-        loop {
-            // The store's step is guarded, the caller's visit is not.
-            let row = self.pool.guarded(ctx, || {
-                let row = if reverse {
-                    range.next_back()
-                } else {
-                    range.next()
-                };
-                row.transpose().map_err(|e| self.error(e))
-            })?;
-            match row {
-                Some((k, v)) if visit(k.value(), v.value()) => {}
-                _ => return Ok(()),
-            }
-        }
-    }
+    DeleteSnapshot {
+        volume: String,
+        name: String,
+    },
+    DeleteVolume {
+        name: String,
+        with_snapshots: bool,
+    },
+    VolumeTag {
+        volume: String,
+        tag: Option<Vec<u8>>,
+    },
+    SnapshotTag {
+        volume: String,
+        snapshot: String,
+        tag: Option<Vec<u8>>,
+    },
+    /// Puts `guard` (`Some`) or removes `owner`'s guard (`None`) on a volume, or on one of its
+    /// snapshots.
+    Guard {
+        volume: String,
+        snapshot: Option<String>,
+        owner: GuardOwner,
+        guard: Option<Guard>,
+    },
 }
 
 /// A transaction: see the module documentation.
 pub struct Txn<'a> {
-    pool: &'a Pool,
-    lock: Option<MutexGuard<'a, CommitState>>,
-    ops: Vec<AppOp>,
+    pub(crate) pool: &'a Pool,
+    pub(crate) lock: Option<MutexGuard<'a, CommitState>>,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) app: Vec<AppOp>,
     /// Metadata room admitted so far ([`Txn::admit`]).
     admitted_bytes: u64,
-    /// Whether a control change (create, delete, tag) was made in memory: such a transaction
-    /// cannot be undone yet, so a failed commit leaves it pending for the next flush.
-    memory_changed: bool,
 }
 
 impl Pool {
@@ -198,180 +103,9 @@ impl Pool {
             pool: self,
             lock: Some(self.inner.commit.lock()),
             ops: Vec::new(),
+            app: Vec::new(),
             admitted_bytes: 0,
-            memory_changed: false,
         }
-    }
-
-    /// Reads one row of an application table.
-    pub fn app_get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.app_read(|r| r.get(table, key))
-    }
-
-    /// Visits rows of an application table: see [`AppReader::scan`].
-    pub fn app_scan(
-        &self,
-        table: &str,
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-        reverse: bool,
-        visit: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
-        self.app_read(|r| r.scan(table, from, to, reverse, visit))
-    }
-
-    /// Runs `f` on one consistent read view of the application tables.
-    pub fn app_read<T>(&self, f: impl FnOnce(&AppReader) -> Result<T>) -> Result<T> {
-        let db = self.db()?;
-        let db = db.as_ref().expect("db() opens the store");
-        let txn = self.guarded(READ_CONTEXT, || {
-            db.begin_read()
-                .map_err(|e| store_error(&self.inner.meta_label, READ_CONTEXT, e.into()))
-        })?;
-        let reader = AppReader {
-            txn,
-            pool: self.clone(),
-        };
-        let r = f(&reader);
-        // Ending the read transaction is a call into the store too.
-        self.guarded(READ_CONTEXT, move || {
-            drop(reader);
-            Ok(())
-        })?;
-        r
-    }
-
-    /// Protects a volume (or lifts the protection with `None`): while set, deleting or resizing
-    /// it is refused and hosts get it read-only, with `why` in the error. Not stored: the layer
-    /// above sets it again after every open. Writes through [`Pool::export_unguarded`] pass.
-    pub fn set_volume_guard(&self, volume: &str, why: Option<String>) -> Result<()> {
-        let h = self.lookup_family(volume)?;
-        let mut f = h.cell.write();
-        if f.deleted {
-            return Err(not_found(format_args!("volume {volume}")));
-        }
-        f.guard = why;
-        Ok(())
-    }
-
-    /// Sets (or removes) the hook told of every completed write to a volume. Not stored.
-    pub fn set_write_hook(
-        &self,
-        volume: &str,
-        hook: Option<std::sync::Arc<dyn crate::io::WriteHook>>,
-    ) -> Result<()> {
-        let h = self.lookup_family(volume)?;
-        let mut f = h.cell.write();
-        if f.deleted {
-            return Err(not_found(format_args!("volume {volume}")));
-        }
-        // Counted before a hook is visible and after it is gone, so a write that sees no
-        // count sees no hook.
-        let had = f.hook.0.is_some();
-        if !had && hook.is_some() {
-            self.inner.hooks.fetch_add(1, Ordering::SeqCst);
-        }
-        let has = hook.is_some();
-        f.hook = crate::family::HookSlot(hook);
-        if had && !has {
-            self.inner.hooks.fetch_sub(1, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    /// Protects a snapshot from deletion (see [`Pool::set_volume_guard`]).
-    pub fn set_snapshot_guard(
-        &self,
-        volume: &str,
-        snapshot: &str,
-        why: Option<String>,
-    ) -> Result<()> {
-        let h = self.lookup_family(volume)?;
-        let mut f = h.cell.write();
-        let s = f
-            .snaps
-            .iter_mut()
-            .find(|s| s.name == snapshot)
-            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
-        s.guard = why;
-        Ok(())
-    }
-
-    /// Logical extents (in extent units, ascending) where the live volume may differ from its
-    /// snapshot: those written or trimmed since. Costs what changed, not the volume's size.
-    pub fn changed_extents(&self, volume: &str, snapshot: &str) -> Result<Vec<u64>> {
-        let h = self.lookup_family(volume)?;
-        let f = h.cell.read();
-        let i = f
-            .snaps
-            .iter()
-            .position(|s| s.name == snapshot)
-            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
-        let generation = f.snaps[i].generation;
-        // Entries born since the snapshot are changes; entries the snapshot saw that were
-        // replaced or trimmed since sit in its own delta or a newer one.
-        let mut out: Vec<u64> = f
-            .live
-            .iter()
-            .filter(|(_, e)| e.birth >= generation)
-            .map(|(l, _)| l)
-            .collect();
-        for s in &f.snaps[i..] {
-            out.extend(
-                s.delta
-                    .iter()
-                    .filter(|(_, e)| e.birth < generation)
-                    .map(|(l, _)| l),
-            );
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
-    }
-
-    /// Bytes that deleting all of `snapshots` (of one volume) together would free: extents
-    /// that only they see. Exact, and more than the sum of their unique bytes when they share
-    /// extents only with each other.
-    pub fn bytes_freed_by_deleting(&self, volume: &str, snapshots: &[&str]) -> Result<u64> {
-        let h = self.lookup_family(volume)?;
-        let f = h.cell.read();
-        let mut doomed = vec![false; f.snaps.len()];
-        for name in snapshots {
-            let i = f
-                .snaps
-                .iter()
-                .position(|s| s.name == *name)
-                .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))?;
-            doomed[i] = true;
-        }
-        // An entry in snapshot T's delta born at b is seen by exactly the snapshots up to T
-        // whose generation is above b; it is freed when every one of them goes.
-        let mut freed = 0u64;
-        for (t, s) in f.snaps.iter().enumerate() {
-            for (_, e) in s.delta.iter() {
-                if e.phys().is_none() {
-                    continue;
-                }
-                let seers_start = f.snaps[..=t].partition_point(|x| x.generation <= e.birth);
-                if doomed[seers_start..=t].iter().all(|&d| d) {
-                    freed += 1;
-                }
-            }
-        }
-        Ok(freed * self.inner.extent_size)
-    }
-
-    pub(crate) fn lookup_family(
-        &self,
-        name: &str,
-    ) -> Result<std::sync::Arc<crate::family::FamilyHandle>> {
-        self.inner
-            .registry
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {name}")))
     }
 }
 
@@ -379,11 +113,164 @@ impl Pool {
 /// table pages it touches); a tag attached later is counted by its size.
 const RECORD_ROOM_BYTES: u64 = 512;
 
+/// A volume as the transaction's planned ops would leave it.
+#[derive(Debug, Clone)]
+pub(crate) struct Staged {
+    pub id: u64,
+    pub guards: Vec<Guard>,
+    /// (name, id, guards), oldest first.
+    pub snaps: Vec<(String, u64, Vec<Guard>)>,
+    /// Whether memory holds this volume (not one the transaction creates).
+    pub in_memory: bool,
+    pub gen_exhausted: bool,
+}
+
+impl Staged {
+    fn snap(&self, name: &str) -> Option<&(String, u64, Vec<Guard>)> {
+        self.snaps.iter().find(|s| s.0 == name)
+    }
+}
+
 impl Txn<'_> {
+    /// The volume `name` as memory plus the planned ops show it, or `None`.
+    pub(crate) fn staged(&self, name: &str) -> Option<Staged> {
+        let mut cur = self.pool.lookup_family(name).ok().map(|h| {
+            let f = h.cell.read();
+            Staged {
+                id: h.id,
+                guards: f.guards.clone(),
+                snaps: f
+                    .snaps
+                    .iter()
+                    .map(|s| (s.name.clone(), s.id, s.guards.clone()))
+                    .collect(),
+                in_memory: !f.deleted,
+                gen_exhausted: f.gen_current >= u32::MAX - 1,
+            }
+        });
+        if cur.as_ref().is_some_and(|c| !c.in_memory) {
+            cur = None;
+        }
+        let fresh = |id: u64| Staged {
+            id,
+            guards: Vec::new(),
+            snaps: Vec::new(),
+            in_memory: false,
+            gen_exhausted: false,
+        };
+        for op in &self.ops {
+            match op {
+                Op::CreateVolume { id, name: n, .. } | Op::Clone { id, name: n, .. }
+                    if n == name =>
+                {
+                    cur = Some(fresh(*id));
+                }
+                Op::DeleteVolume { name: n, .. } if n == name => cur = None,
+                Op::CreateSnapshots { items } => {
+                    if let Some(c) = cur.as_mut() {
+                        for (v, s, id) in items {
+                            if v == name {
+                                c.snaps.push((s.clone(), *id, Vec::new()));
+                            }
+                        }
+                    }
+                }
+                Op::DeleteSnapshot { volume, name: s } if volume == name => {
+                    if let Some(c) = cur.as_mut() {
+                        c.snaps.retain(|x| &x.0 != s);
+                    }
+                }
+                Op::Guard {
+                    volume,
+                    snapshot,
+                    owner,
+                    guard,
+                } if volume == name => {
+                    if let Some(c) = cur.as_mut() {
+                        let set = match snapshot {
+                            None => Some(&mut c.guards),
+                            Some(s) => c.snaps.iter_mut().find(|x| &x.0 == s).map(|x| &mut x.2),
+                        };
+                        if let Some(set) = set {
+                            match guard {
+                                // Checked when planned.
+                                Some(g) => drop(guards::put(set, g.clone())),
+                                None => guards::remove(set, *owner),
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        cur
+    }
+
+    /// Names of the clones of `volume`'s snapshot `snap` (or of any of its snapshots) as the
+    /// planned ops leave them.
+    fn staged_clones(&self, volume: &str, v: &Staged, snap: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        let snap_id = snap.map(|s| v.snap(s).map(|x| x.1));
+        if v.in_memory {
+            let reg = self.pool.inner.registry.read();
+            for (n, h) in &reg.by_name {
+                let Some((p, s)) = &h.parent else { continue };
+                if p.id == v.id && snap_id.is_none_or(|x| x == Some(*s)) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        for op in &self.ops {
+            if let Op::Clone {
+                volume: from,
+                snapshot,
+                name,
+                ..
+            } = op
+                && from == volume
+                && snap.is_none_or(|s| s == snapshot)
+            {
+                out.push(name.clone());
+            }
+        }
+        // Only those the planned ops leave standing.
+        out.retain(|n| self.staged(n).is_some());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn staged_volume(&self, name: &str) -> Result<Staged> {
+        self.staged(name)
+            .ok_or_else(|| not_found(format_args!("volume {name}")))
+    }
+
+    /// Whether the volume exists as the planned ops leave it.
+    pub fn volume_exists(&self, name: &str) -> bool {
+        self.staged(name).is_some()
+    }
+
+    /// Whether the snapshot exists as the planned ops leave it.
+    pub fn snapshot_exists(&self, volume: &str, snapshot: &str) -> bool {
+        self.staged(volume)
+            .is_some_and(|v| v.snap(snapshot).is_some())
+    }
+
+    /// The guards of a volume (or of one of its snapshots) as the planned ops leave them.
+    pub fn guards(&self, volume: &str, snapshot: Option<&str>) -> Result<Vec<Guard>> {
+        let v = self.staged_volume(volume)?;
+        match snapshot {
+            None => Ok(v.guards),
+            Some(s) => v
+                .snap(s)
+                .map(|x| x.2.clone())
+                .ok_or_else(|| not_found(format_args!("snapshot {volume}@{s}"))),
+        }
+    }
+
     /// Asks for room for about `bytes` of new metadata (see `meta_space.rs`); refused with
-    /// [`crate::ErrorKind::NoSpace`] when the metadata region is nearly full. Call it before
-    /// changing anything: what adds must be refused whole. Room asked for earlier in the same
-    /// transaction counts too.
+    /// [`crate::ErrorKind::NoSpace`] when the metadata region is nearly full. Room asked for
+    /// earlier in the same transaction counts too.
     pub fn admit(&mut self, what: &str, bytes: u64) -> Result<()> {
         let total = self.admitted_bytes.saturating_add(bytes);
         self.pool.admit_metadata(what, total)?;
@@ -391,60 +278,162 @@ impl Txn<'_> {
         Ok(())
     }
 
-    pub fn create_volume(&mut self, name: &str, size: u64, placement: Option<u32>) -> Result<()> {
-        self.admit(&format!("creating volume {name}"), RECORD_ROOM_BYTES)?;
-        self.memory_changed = true;
-        self.pool.create_volume_mem(name, size, placement)
+    fn new_id(&self) -> u64 {
+        self.pool
+            .inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Snapshots every `(volume, snapshot name)` at one instant (see
-    /// [`Pool::create_snapshot`]). All or none.
-    pub fn create_snapshots(&mut self, items: &[(&str, &str)]) -> Result<()> {
+    /// Plans a thin volume of `size` bytes; returns its id.
+    pub fn create_volume(&mut self, name: &str, size: u64, placement: Option<u32>) -> Result<u64> {
+        names::validate("volume", name)?;
+        check_size(size)?;
+        self.pool.check_placement(placement)?;
+        if self.staged(name).is_some() {
+            return Err(exists("volume", name));
+        }
+        self.admit(&format!("creating volume {name}"), RECORD_ROOM_BYTES)?;
+        let id = self.new_id();
+        self.ops.push(Op::CreateVolume {
+            id,
+            name: name.to_string(),
+            size,
+            placement,
+        });
+        Ok(id)
+    }
+
+    /// Plans snapshots of every `(volume, snapshot name)` at one instant (see
+    /// [`Pool::create_snapshot`]); returns their ids. All or none.
+    pub fn create_snapshots(&mut self, items: &[(&str, &str)]) -> Result<Vec<u64>> {
+        let mut seen: Vec<u64> = Vec::new();
+        for &(volume, name) in items {
+            names::validate("snapshot", name)?;
+            let v = self.staged_volume(volume)?;
+            if seen.contains(&v.id) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("volume {volume} is named twice"),
+                ));
+            }
+            seen.push(v.id);
+            if v.snap(name).is_some() {
+                return Err(exists("snapshot", &format!("{volume}@{name}")));
+            }
+            if v.snaps.len() >= SNAPSHOTS_PER_VOLUME_MAX || v.gen_exhausted {
+                return Err(Error::new(
+                    ErrorKind::NoSpace,
+                    format!(
+                        "volume {volume} has reached its limit of {SNAPSHOTS_PER_VOLUME_MAX} \
+                         snapshots"
+                    ),
+                ));
+            }
+        }
         let what = match items {
             [(v, s)] => format!("creating snapshot {v}@{s}"),
             _ => format!("creating {} snapshots", items.len()),
         };
         self.admit(&what, RECORD_ROOM_BYTES * items.len() as u64)?;
-        self.memory_changed = true;
-        self.pool.create_snapshots_mem(items).map(|_| ())
+        let items: Vec<(String, String, u64)> = items
+            .iter()
+            .map(|(v, s)| (v.to_string(), s.to_string(), self.new_id()))
+            .collect();
+        let ids = items.iter().map(|x| x.2).collect();
+        self.ops.push(Op::CreateSnapshots { items });
+        Ok(ids)
     }
 
+    /// Plans a writable volume made from a snapshot; returns its id.
     pub fn clone_snapshot(
         &mut self,
         volume: &str,
         snapshot: &str,
         name: &str,
         placement: Option<u32>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        names::validate("volume", name)?;
+        self.pool.check_placement(placement)?;
+        if self.staged(name).is_some() {
+            return Err(exists("volume", name));
+        }
+        let v = self.staged_volume(volume)?;
+        if v.snap(snapshot).is_none() {
+            return Err(not_found(format_args!("snapshot {volume}@{snapshot}")));
+        }
         self.admit(
             &format!("cloning {volume}@{snapshot} as {name}"),
             RECORD_ROOM_BYTES,
         )?;
-        self.memory_changed = true;
-        self.pool
-            .clone_snapshot_mem(volume, snapshot, name, placement)
+        let id = self.new_id();
+        self.ops.push(Op::Clone {
+            id,
+            volume: volume.to_string(),
+            snapshot: snapshot.to_string(),
+            name: name.to_string(),
+            placement,
+        });
+        Ok(id)
     }
 
+    /// Plans deleting a snapshot. Refused while clones of it exist or a guard refuses it.
     pub fn delete_snapshot(&mut self, volume: &str, name: &str) -> Result<()> {
-        self.memory_changed = true;
-        self.pool.delete_snapshot_mem(volume, name)
+        let v = self.staged_volume(volume)?;
+        let s = v
+            .snap(name)
+            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))?;
+        let what = format!("snapshot {volume}@{name}");
+        if let Some(e) = guards::refusal(&what, &s.2, GuardEffect::NO_DELETE) {
+            return Err(e);
+        }
+        let clones = self.staged_clones(volume, &v, Some(name));
+        if !clones.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "{what} has clones: {}; delete them first",
+                    clones.join(", ")
+                ),
+            ));
+        }
+        self.ops.push(Op::DeleteSnapshot {
+            volume: volume.to_string(),
+            name: name.to_string(),
+        });
+        Ok(())
     }
 
+    /// Plans deleting a volume: see [`Pool::delete_volume`].
     pub fn delete_volume(&mut self, name: &str, with_snapshots: bool) -> Result<()> {
-        self.memory_changed = true;
-        self.pool.delete_volume_mem(name, with_snapshots)
+        let v = self.staged_volume(name)?;
+        let clones = self.staged_clones(name, &v, None);
+        let snaps: Vec<&str> = v.snaps.iter().map(|s| s.0.as_str()).collect();
+        let guards: Vec<(String, &[Guard])> =
+            std::iter::once((format!("volume {name}"), &v.guards[..]))
+                .chain(
+                    v.snaps
+                        .iter()
+                        .map(|s| (format!("snapshot {name}@{}", s.0), &s.2[..])),
+                )
+                .collect();
+        if let Some(e) = delete_refusal(name, &clones, &guards, &snaps, with_snapshots) {
+            return Err(e);
+        }
+        self.ops.push(Op::DeleteVolume {
+            name: name.to_string(),
+            with_snapshots,
+        });
+        Ok(())
     }
 
     /// Attaches a descriptor to a volume, stored with its record.
     pub fn set_volume_tag(&mut self, volume: &str, tag: Option<Vec<u8>>) -> Result<()> {
-        let h = self.pool.lookup_family(volume)?;
-        let mut f = h.cell.write();
-        if f.deleted {
-            return Err(not_found(format_args!("volume {volume}")));
-        }
-        f.tag = tag;
-        f.dirty.record = true;
-        self.memory_changed = true;
+        self.staged_volume(volume)?;
+        self.ops.push(Op::VolumeTag {
+            volume: volume.to_string(),
+            tag,
+        });
         Ok(())
     }
 
@@ -455,23 +444,69 @@ impl Txn<'_> {
         snapshot: &str,
         tag: Option<Vec<u8>>,
     ) -> Result<()> {
-        let h = self.pool.lookup_family(volume)?;
-        let mut f = h.cell.write();
-        let s = f
-            .snaps
-            .iter_mut()
-            .find(|s| s.name == snapshot)
-            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
-        s.tag = tag;
-        let id = s.id;
-        f.dirty.snapshot_records.push(id);
-        self.memory_changed = true;
+        if !self.snapshot_exists(volume, snapshot) {
+            return Err(not_found(format_args!("snapshot {volume}@{snapshot}")));
+        }
+        self.ops.push(Op::SnapshotTag {
+            volume: volume.to_string(),
+            snapshot: snapshot.to_string(),
+            tag,
+        });
         Ok(())
+    }
+
+    fn plan_guard(
+        &mut self,
+        volume: &str,
+        snapshot: Option<&str>,
+        owner: GuardOwner,
+        guard: Option<Guard>,
+    ) -> Result<()> {
+        let mut set = self.guards(volume, snapshot)?;
+        if let Some(g) = &guard {
+            guards::check_guard(g)?;
+            guards::put(&mut set, g.clone())?;
+        } else if !set.iter().any(|g| g.owner == owner) {
+            // Nothing to remove: no op, so a no-op transaction commits nothing.
+            return Ok(());
+        }
+        self.ops.push(Op::Guard {
+            volume: volume.to_string(),
+            snapshot: snapshot.map(str::to_string),
+            owner,
+            guard,
+        });
+        Ok(())
+    }
+
+    /// Puts `guard` on a volume, replacing its owner's guard there if any.
+    pub fn add_volume_guard(&mut self, volume: &str, guard: Guard) -> Result<()> {
+        self.plan_guard(volume, None, guard.owner, Some(guard))
+    }
+
+    /// Removes `owner`'s guard from a volume (nothing when it has none).
+    pub fn remove_volume_guard(&mut self, volume: &str, owner: GuardOwner) -> Result<()> {
+        self.plan_guard(volume, None, owner, None)
+    }
+
+    /// Puts `guard` on a snapshot, replacing its owner's guard there if any.
+    pub fn add_snapshot_guard(&mut self, volume: &str, snapshot: &str, guard: Guard) -> Result<()> {
+        self.plan_guard(volume, Some(snapshot), guard.owner, Some(guard))
+    }
+
+    /// Removes `owner`'s guard from a snapshot (nothing when it has none).
+    pub fn remove_snapshot_guard(
+        &mut self,
+        volume: &str,
+        snapshot: &str,
+        owner: GuardOwner,
+    ) -> Result<()> {
+        self.plan_guard(volume, Some(snapshot), owner, None)
     }
 
     pub fn put(&mut self, table: &str, key: Vec<u8>, value: Vec<u8>) {
         check_table(table);
-        self.ops.push(AppOp::Put {
+        self.app.push(AppOp::Put {
             table: table.to_string(),
             key,
             value,
@@ -480,7 +515,7 @@ impl Txn<'_> {
 
     pub fn delete(&mut self, table: &str, key: Vec<u8>) {
         check_table(table);
-        self.ops.push(AppOp::Delete {
+        self.app.push(AppOp::Delete {
             table: table.to_string(),
             key,
         });
@@ -488,51 +523,53 @@ impl Txn<'_> {
 
     pub fn clear(&mut self, table: &str) {
         check_table(table);
-        self.ops.push(AppOp::Clear {
+        self.app.push(AppOp::Clear {
             table: table.to_string(),
         });
     }
-
-    /// Commits everything the transaction did, durably, in one metadata transaction.
-    pub fn commit(mut self) -> Result<()> {
-        self.finish()
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        let Some(mut lock) = self.lock.take() else {
-            return Ok(());
-        };
-        let ops = self.ops.len();
-        {
-            // Under the registry lock, as every pool-level pending change is made.
-            let _reg = self.pool.inner.registry.read();
-            self.pool.inner.pending.lock().app_ops.append(&mut self.ops);
-        }
-        let result = self.pool.flush_locked(&mut lock);
-        if result.is_err() && !self.memory_changed {
-            // Only table rows: the transaction aborts. A failed commit put back exactly what it
-            // tried, with these rows last, and nothing was added since: the commit lock is
-            // still held. Left pending, rows that cannot fit would fail every later flush.
-            let _reg = self.pool.inner.registry.read();
-            let mut pending = self.pool.inner.pending.lock();
-            let keep = pending.app_ops.len().saturating_sub(ops);
-            pending.app_ops.truncate(keep);
-        }
-        result
-    }
 }
 
-impl Drop for Txn<'_> {
-    fn drop(&mut self) {
-        if self.lock.is_some() && !self.memory_changed {
-            // Only table rows, never committed: the transaction aborts (dropping the lock and
-            // the rows), as a caller returning early on an error expects.
-            return;
-        }
-        if self.lock.is_some()
-            && let Err(e) = self.finish()
-        {
-            tracing::warn!("a transaction's commit failed: {e}");
+/// Why a volume cannot be deleted: clones of its snapshots, a guard refusing deletion on it or
+/// on one of its snapshots (`guards`: what, guards), or snapshots when they are not to go
+/// with it.
+pub(crate) fn delete_refusal(
+    name: &str,
+    clones: &[String],
+    guards: &[(String, &[Guard])],
+    snaps: &[&str],
+    with_snapshots: bool,
+) -> Option<Error> {
+    if !clones.is_empty() {
+        return Some(Error::new(
+            ErrorKind::Busy,
+            format!(
+                "volume {name} has clones of its snapshots: {}; delete them first",
+                clones.join(", ")
+            ),
+        ));
+    }
+    for (what, set) in guards {
+        if let Some(e) = guards::refusal(what, set, GuardEffect::NO_DELETE) {
+            return Some(e);
         }
     }
+    if !snaps.is_empty() && !with_snapshots {
+        return Some(Error::new(
+            ErrorKind::Busy,
+            format!(
+                "volume {name} has {} snapshot(s): {}; delete them first or delete with its \
+                 snapshots",
+                snaps.len(),
+                snaps.join(", ")
+            ),
+        ));
+    }
+    None
+}
+
+pub(crate) fn exists(what: &str, name: &str) -> Error {
+    Error::new(
+        ErrorKind::AlreadyExists,
+        format!("{what} {name} already exists"),
+    )
 }

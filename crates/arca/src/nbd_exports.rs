@@ -180,7 +180,14 @@ impl Device for VolumeDevice {
     }
     fn write_zeroes(&self, offset: u64, length: u64, may_trim: bool, fua: bool) -> DevResult<()> {
         self.timed("zero", 0, || {
-            self.export.write_zeroes(offset, length, may_trim, fua)
+            self.export.write_zeroes(
+                offset,
+                length,
+                arca_store::ZeroOptions {
+                    may_unmap: may_trim,
+                    fua,
+                },
+            )
         })
     }
     fn trim(&self, offset: u64, length: u64, fua: bool) -> DevResult<()> {

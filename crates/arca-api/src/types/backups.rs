@@ -18,9 +18,12 @@ pub struct BackupTarget {
     pub method: BackupMethod,
     /// The existing volume, for `existing-volume`.
     pub volume: Option<String>,
-    /// Device the data would live on (null: the pool places it).
+    /// The device the copy's data goes to (a new volume's placement, an existing volume's
+    /// preference; for a snapshot, the one device the source's data lies on); null when there
+    /// is no one such device.
     pub device: Option<u32>,
-    /// On another device than the source's: survives the loss of the source's device.
+    /// Shares no device with the source's data (as `device_bytes` reports it): survives the
+    /// loss of any device that holds the source's data.
     pub other_device: bool,
     /// Why it ranks where it does.
     pub reason: String,

@@ -25,30 +25,20 @@ fn populate(r: &Rig) -> Vec<u64> {
     r.pool.create_volume("b", 32 * ES, None).unwrap();
     r.write("a", 0, &pattern(1, 5 * ES as usize));
     let mut ids = vec![r.snapshot_backup("a", Some("x"))];
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["a".into()],
-            method: Some(Method::Copy),
-            info: HostInfo {
-                host: Some("h".into()),
-                ..HostInfo::default()
-            },
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["a".into()],
+        method: Some(Method::Copy),
+        info: HostInfo {
+            host: Some("h".into()),
+            ..HostInfo::default()
+        },
+        ..CreateRequest::default()
+    });
     ids.push(c.records[0].id);
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["a".into(), "b".into()],
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    for j in &c.jobs {
-        r.wait_ok(*j);
-    }
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["a".into(), "b".into()],
+        ..CreateRequest::default()
+    });
     ids.extend(c.records.iter().map(|x| x.id));
     let gone = r.snapshot_backup("b", None);
     r.backups.delete(gone, false).unwrap();
@@ -64,7 +54,9 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
     // A destination removed behind the catalog's back.
     let rec = r.backups.get(ids[0]).unwrap();
     let snap = arca_backup::snapshot_name(rec.id);
-    r.pool.set_snapshot_guard("a", &snap, None).unwrap();
+    r.pool
+        .remove_snapshot_guard("a", &snap, arca_store::GuardOwner::Backup(rec.id))
+        .unwrap();
     r.pool.delete_snapshot("a", &snap).unwrap();
     assert_eq!(codes(&r), vec!["missing-destination"]);
     // A volume carrying a descriptor the catalog does not know.

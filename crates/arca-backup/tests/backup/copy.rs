@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arca_backup::{CreateRequest, Destination, Method, Status, TargetKind};
 use arca_store::ErrorKind;
-use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
+use arca_store::sim::CrashMode;
 
 use crate::util::*;
 
@@ -30,8 +30,7 @@ fn state_after(m: u64) -> Vec<u8> {
 
 #[test]
 fn copy_backup_equals_the_point_in_time_image_while_the_source_is_written() {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("src", EXTENTS * ES, Some(0)).unwrap();
+    let r = rig_with(&[24 * MIB, 24 * MIB], &[("src", EXTENTS, Some(0))]);
     // Half full before the backup, so there is data to copy and holes to skip.
     let e = r.pool.export("src").unwrap();
     let mut n = 0;
@@ -112,20 +111,14 @@ fn copy_backup_equals_the_point_in_time_image_while_the_source_is_written() {
 
 #[test]
 fn copy_into_a_given_volume_replaces_its_old_content() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("src", 32 * ES, None).unwrap();
-    r.pool.create_volume("spare", 40 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("src", 32, None), ("spare", 40, None)]);
     r.write("src", 5 * ES, &pattern(5, ES as usize));
     r.write("spare", 0, &pattern(7, 40 * ES as usize));
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["src".into()],
-            to: Some("spare".into()),
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["src".into()],
+        to: Some("spare".into()),
+        ..CreateRequest::default()
+    });
     let rec = r.backups.get(c.records[0].id).unwrap();
     assert_eq!(rec.method, Method::Copy);
     assert_eq!(rec.status, Status::Complete);
@@ -154,14 +147,25 @@ fn copy_into_a_given_volume_replaces_its_old_content() {
 
 #[test]
 fn targets_prefer_another_device_and_skip_busy_volumes() {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("src", 16 * ES, Some(0)).unwrap();
-    r.pool.create_volume("far", 16 * ES, Some(1)).unwrap();
-    r.pool.create_volume("near", 16 * ES, Some(0)).unwrap();
-    r.pool.create_volume("small", 8 * ES, Some(1)).unwrap();
-    r.pool.create_volume("held", 16 * ES, Some(1)).unwrap();
+    let r = rig_with(
+        &[24 * MIB, 24 * MIB],
+        &[
+            ("src", 16, Some(0)),
+            ("far", 16, Some(1)),
+            ("near", 16, Some(0)),
+            ("small", 8, Some(1)),
+            ("held", 16, Some(1)),
+        ],
+    );
     r.pool
-        .set_volume_guard("held", Some("in use".into()))
+        .add_volume_guard(
+            "held",
+            arca_store::Guard::new(
+                arca_store::GuardOwner::Pair(9),
+                arca_store::GuardEffect::ALL,
+                "in use",
+            ),
+        )
         .unwrap();
     let t = r.backups.targets("src").unwrap();
     let kinds: Vec<(TargetKind, Option<String>, Option<u32>)> = t
@@ -190,9 +194,10 @@ fn targets_prefer_another_device_and_skip_busy_volumes() {
 #[test]
 fn crash_during_a_copy_leaves_a_failed_record_and_no_debris() {
     for seed in 0..32u64 {
-        let r = rig(&[24 * MIB, 24 * MIB]);
-        r.pool.create_volume("src", 256 * ES, Some(0)).unwrap();
-        r.pool.create_volume("spare", 256 * ES, Some(1)).unwrap();
+        let r = rig_with(
+            &[24 * MIB, 24 * MIB],
+            &[("src", 256, Some(0)), ("spare", 256, Some(1))],
+        );
         r.write("src", 0, &pattern(seed, 200 * ES as usize));
         r.pool.flush().unwrap();
         r.power.fail_after(10 + seed);
@@ -211,19 +216,7 @@ fn crash_during_a_copy_leaves_a_failed_record_and_no_debris() {
         } else {
             CrashMode::RandomSubset(seed)
         };
-        let power = PowerDomain::new();
-        let devices: Vec<Arc<SimDevice>> = r
-            .devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    d.crash_image(mode),
-                    power.clone(),
-                ))
-            })
-            .collect();
+        let devices = r.crash_devices(mode);
         let r2 = r.reopen_on(devices);
         let (records, bad) = arca_backup::catalog::all(&r2.pool).unwrap();
         assert!(bad.is_empty());

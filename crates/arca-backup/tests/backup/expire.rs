@@ -12,8 +12,7 @@ const DAY: u64 = 24 * HOUR;
 
 #[test]
 fn deletion_is_refused_under_each_protection_with_the_reason() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     let make = |retention: Retention| {
         let c = r
             .backups
@@ -87,9 +86,7 @@ fn deletion_is_refused_under_each_protection_with_the_reason() {
 /// exactly the bytes announced, and other volumes and labels are untouched.
 #[test]
 fn prune_against_a_scripted_calendar() {
-    let r = rig(&[32 * MIB]);
-    r.pool.create_volume("v", 256 * ES, None).unwrap();
-    r.pool.create_volume("other", 16 * ES, None).unwrap();
+    let r = rig_with(&[32 * MIB], &[("v", 256, None), ("other", 16, None)]);
     let mut ids = Vec::new();
     let mut times = Vec::new();
     for day in 0..40u64 {
@@ -198,23 +195,18 @@ fn prune_against_a_scripted_calendar() {
 
 #[test]
 fn prune_keeps_protected_and_newest_verified_backups() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     let mut ids = Vec::new();
     for i in 0..5u64 {
-        let c = r
-            .backups
-            .create(CreateRequest {
-                volumes: vec!["v".into()],
-                info: HostInfo::default(),
-                retention: Retention {
-                    hold: i == 0,
-                    ..Retention::default()
-                },
-                ..CreateRequest::default()
-            })
-            .unwrap();
-        r.wait_ok(c.jobs[0]);
+        let c = r.create_ok(CreateRequest {
+            volumes: vec!["v".into()],
+            info: HostInfo::default(),
+            retention: Retention {
+                hold: i == 0,
+                ..Retention::default()
+            },
+            ..CreateRequest::default()
+        });
         ids.push(c.records[0].id);
         r.advance(DAY);
     }
@@ -266,8 +258,7 @@ fn prune_keeps_protected_and_newest_verified_backups() {
 /// its record says the clock stepped back, and time-range queries still find it.
 #[test]
 fn prune_after_the_clock_steps_back_keeps_the_newest_generation() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     r.write("v", 0, &[0x11; 4096]);
     let first = r.snapshot_backup("v", None);
     r.advance(DAY);
@@ -338,8 +329,7 @@ fn prune_after_the_clock_steps_back_keeps_the_newest_generation() {
 /// did not read the old catalog dropped the records of the newest ids.
 #[test]
 fn ids_stay_above_every_id_given_after_a_rebuild_and_a_restart() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     r.advance(DAY);
     let gone = r.snapshot_backup("v", None);
     r.backups.delete(gone, false).unwrap();
@@ -361,25 +351,19 @@ fn ids_stay_above_every_id_given_after_a_rebuild_and_a_restart() {
 /// lock, so the rule still refuses afterwards.
 #[test]
 fn no_other_path_overwrites_a_held_and_locked_backup() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
-    r.pool.create_volume("lent", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None), ("lent", 16, None)]);
     r.write("v", 0, &[0x44; 4096]);
     let retention = Retention {
         hold: true,
         lock_until_ms: Some(EPOCH_MS + 365 * DAY),
         ..Retention::default()
     };
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["v".into()],
-            to: Some("lent".into()),
-            retention: retention.clone(),
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["v".into()],
+        to: Some("lent".into()),
+        retention: retention.clone(),
+        ..CreateRequest::default()
+    });
     let id = c.records[0].id;
     let snap = r.snapshot_backup("v", None);
     r.write("v", 0, &[0x45; 4096]);

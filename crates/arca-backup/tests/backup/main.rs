@@ -7,6 +7,8 @@ mod copy;
 mod expire;
 mod metadata_space;
 mod pairs;
+mod placement;
 mod restore;
 mod restore_interrupted;
 mod snapshot;
+mod txn_failures;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arca_backup::{JobManager, NoHosts, PairState, Pairs};
-use arca_store::sim::{CrashMode, FaultOp, PowerDomain, SimDevice};
+use arca_store::sim::{CrashMode, FaultOp, PowerDomain, SimDevice, crash_devices};
 use arca_store::{ErrorKind, Pool};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -48,6 +48,46 @@ impl World {
     fn state(&self) -> PairState {
         self.pairs.get("s").unwrap().state
     }
+    /// The backup service on this world's pool, its pairs attached.
+    fn backups(&self) -> Arc<arca_backup::Backups> {
+        let backups =
+            arca_backup::Backups::open(self.pool.clone(), self.jobs.clone(), Arc::new(NoHosts))
+                .unwrap();
+        backups.attach_pairs(self.pairs.clone()).unwrap();
+        backups
+    }
+    /// A backup of the primary onto the pair's secondary, kept as `retention` says, its job
+    /// waited for.
+    fn backup_to_secondary(
+        &self,
+        backups: &Arc<arca_backup::Backups>,
+        retention: arca_backup::Retention,
+    ) -> arca_backup::Created {
+        let c = self.start_backup_to_secondary(backups, retention);
+        self.wait_job(c.jobs[0]);
+        c
+    }
+    /// [`World::backup_to_secondary`] without waiting for its job.
+    fn start_backup_to_secondary(
+        &self,
+        backups: &Arc<arca_backup::Backups>,
+        retention: arca_backup::Retention,
+    ) -> arca_backup::Created {
+        backups
+            .create(arca_backup::CreateRequest {
+                volumes: vec!["p".into()],
+                to: Some("s".into()),
+                retention,
+                ..Default::default()
+            })
+            .unwrap()
+    }
+    fn wait_job(&self, job: arca_backup::JobId) -> arca_backup::JobState {
+        self.jobs
+            .get(job)
+            .unwrap()
+            .wait(std::time::Duration::from_secs(60))
+    }
 }
 
 fn new_world(seed: u64) -> World {
@@ -55,9 +95,10 @@ fn new_world(seed: u64) -> World {
 }
 
 fn new_world_with_power(seed: u64) -> (World, Arc<PowerDomain>) {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("p", EXTENTS * ES, Some(0)).unwrap();
-    r.pool.create_volume("s", EXTENTS * ES, Some(1)).unwrap();
+    let r = rig_with(
+        &[24 * MIB, 24 * MIB],
+        &[("p", EXTENTS, Some(0)), ("s", EXTENTS, Some(1))],
+    );
     // Old data on the secondary, which the initial copy must replace (holes included).
     r.write("s", 0, &pattern(seed + 1000, (EXTENTS * ES) as usize));
     r.write("p", 3 * ES, &pattern(seed, 5 * ES as usize));
@@ -93,7 +134,8 @@ fn model_writes_with_split_resync_reverse_and_restarts() {
                     };
                     let e = w.pool.export(target).unwrap();
                     if zero {
-                        e.write_zeroes(off, len, true, false).unwrap();
+                        e.write_zeroes(off, len, arca_store::ZeroOptions::UNMAP)
+                            .unwrap();
                     } else {
                         e.write(off, &data, false).unwrap();
                     }
@@ -182,23 +224,7 @@ fn a_crash_during_resync_resumes_and_ends_identical() {
         let _ = w.pairs.resync("s", false);
         w.settle();
         outcomes[usize::from(power.failed())] += 1;
-        let images: Vec<Vec<u8>> = w
-            .devices
-            .iter()
-            .map(|d| d.crash_image(CrashMode::RandomSubset(seed)))
-            .collect();
-        let fresh = PowerDomain::new();
-        let devices: Vec<Arc<SimDevice>> = images
-            .into_iter()
-            .enumerate()
-            .map(|(i, img)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    img,
-                    fresh.clone(),
-                ))
-            })
-            .collect();
+        let (_, devices) = crash_devices(&w.devices, CrashMode::RandomSubset(seed));
         let pool = Pool::open(as_block(&devices)).unwrap();
         let w2 = world(devices, pool);
         w2.settle();
@@ -272,28 +298,17 @@ fn a_failing_secondary_puts_the_pair_in_error_and_the_primary_keeps_serving() {
 #[test]
 fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
     let w = new_world(3);
-    let backups =
-        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
-    backups.attach_pairs(w.pairs.clone()).unwrap();
+    let backups = w.backups();
     let t = backups.targets("p").unwrap();
     assert_eq!(t[0].kind, arca_backup::TargetKind::PairSecondary);
     assert_eq!(t[0].volume.as_deref(), Some("s"));
     let at_backup = w.image("p");
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let c = w.start_backup_to_secondary(&backups, Default::default());
     let rec = &c.records[0];
     assert_eq!(rec.method, arca_backup::Method::Copy);
     assert_eq!(rec.status, arca_backup::Status::Complete);
     assert_eq!(w.state(), PairState::Split, "the backup split the pair");
-    w.jobs
-        .get(c.jobs[0])
-        .unwrap()
-        .wait(std::time::Duration::from_secs(60));
+    w.wait_job(c.jobs[0]);
     // Later primary writes stay off the backup; hosts cannot write it.
     w.pool
         .export("p")
@@ -336,9 +351,10 @@ fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
 #[test]
 fn review_regressions_resync_after_a_cut_initial_copy_and_unsafe_changes() {
     // An initial copy that fails leaves nothing tracked: the resync must copy everything.
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("p", EXTENTS * ES, Some(0)).unwrap();
-    r.pool.create_volume("s", EXTENTS * ES, Some(1)).unwrap();
+    let r = rig_with(
+        &[24 * MIB, 24 * MIB],
+        &[("p", EXTENTS, Some(0)), ("s", EXTENTS, Some(1))],
+    );
     r.write("p", 0, &pattern(5, (EXTENTS * ES) as usize));
     r.pool.flush().unwrap();
     let w = world(r.devices.clone(), r.pool.clone());
@@ -360,7 +376,14 @@ fn review_regressions_resync_after_a_cut_initial_copy_and_unsafe_changes() {
     w.pool.create_volume("held", EXTENTS * ES, None).unwrap();
     w.pool.create_volume("free", EXTENTS * ES, None).unwrap();
     w.pool
-        .set_volume_guard("held", Some("holds backup 1".into()))
+        .add_volume_guard(
+            "held",
+            arca_store::Guard::new(
+                arca_store::GuardOwner::Backup(1),
+                arca_store::GuardEffect::ALL,
+                "holds backup 1",
+            ),
+        )
         .unwrap();
     let e = w.pairs.create("held", "free", None, &NoHosts).unwrap_err();
     assert!(e.to_string().contains("holds backup 1"), "{e}");
@@ -380,13 +403,11 @@ fn a_deleted_side_leaves_the_pair_in_error_and_the_pool_opens() {
     w.pairs.split("s").unwrap();
     w.pairs.close().unwrap();
     // Behind the pair's back (the API refuses this): the secondary goes.
-    w.pool.set_volume_guard("s", None).unwrap();
+    let id = w.pairs.get("s").unwrap().id;
+    let owner = arca_store::GuardOwner::Pair(id);
+    w.pool.remove_volume_guard("s", owner).unwrap();
     w.pool
-        .set_snapshot_guard(
-            "s",
-            &arca_backup::pairs::secondary_snapshot(w.pairs.get("s").unwrap().id),
-            None,
-        )
+        .remove_snapshot_guard("s", &arca_backup::pairs::secondary_snapshot(id), owner)
         .unwrap();
     w.pool.delete_volume("s", true).unwrap();
     w.pool.flush().unwrap();
@@ -403,9 +424,7 @@ fn a_deleted_side_leaves_the_pair_in_error_and_the_pool_opens() {
 #[test]
 fn review_regressions_protections_hold_across_pairs_and_failed_writes() {
     let w = new_world(6);
-    let backups =
-        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
-    backups.attach_pairs(w.pairs.clone()).unwrap();
+    let backups = w.backups();
     // A pair's volumes are not copy destinations.
     w.pool.create_volume("x", 8 * ES, None).unwrap();
     let e = backups
@@ -431,13 +450,7 @@ fn review_regressions_protections_hold_across_pairs_and_failed_writes() {
     assert_eq!(w.state(), PairState::Pair);
     assert!(w.image("s") == w.image("p"));
     // A consumed backup's deletion leaves the pair's secondary guarded.
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let c = w.start_backup_to_secondary(&backups, Default::default());
     backups.resync_pair("s", false, true).unwrap();
     w.settle();
     backups.delete(c.records[0].id, false).unwrap();
@@ -451,28 +464,15 @@ fn review_regressions_protections_hold_across_pairs_and_failed_writes() {
 #[test]
 fn a_resync_never_consumes_a_held_or_locked_backup() {
     let w = new_world(7);
-    let backups =
-        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
-    backups.attach_pairs(w.pairs.clone()).unwrap();
+    let backups = w.backups();
     // 9999-12-31T00:00:00Z.
     let lock_ms = 253_402_214_400_000;
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            retention: arca_backup::Retention {
-                hold: true,
-                lock_until_ms: Some(lock_ms),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .unwrap();
-    let id = c.records[0].id;
-    w.jobs
-        .get(c.jobs[0])
-        .unwrap()
-        .wait(std::time::Duration::from_secs(60));
+    let retention = arca_backup::Retention {
+        hold: true,
+        lock_until_ms: Some(lock_ms),
+        ..Default::default()
+    };
+    let id = w.backup_to_secondary(&backups, retention).records[0].id;
     let image = w.image("s");
     let before = backups.get(id).unwrap();
     let unchanged = |what: &str| {
@@ -516,21 +516,12 @@ fn a_resync_never_consumes_a_held_or_locked_backup() {
 #[test]
 fn consume_backup_overrides_keep_until() {
     let w = new_world(8);
-    let backups =
-        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
-    backups.attach_pairs(w.pairs.clone()).unwrap();
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            retention: arca_backup::Retention {
-                keep_until_ms: Some(253_402_214_400_000),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .unwrap();
-    let id = c.records[0].id;
+    let backups = w.backups();
+    let retention = arca_backup::Retention {
+        keep_until_ms: Some(253_402_214_400_000),
+        ..Default::default()
+    };
+    let id = w.backup_to_secondary(&backups, retention).records[0].id;
     let e = backups.resync_pair("s", false, false).unwrap_err();
     assert!(e.to_string().contains("consuming the backup"), "{e}");
     backups.resync_pair("s", false, true).unwrap();
@@ -561,21 +552,8 @@ impl arca_store::WriteHook for OnFirstWrite {
 #[test]
 fn a_resync_never_consumes_a_backup_a_restore_is_reading() {
     let w = new_world(8);
-    let backups =
-        arca_backup::Backups::open(w.pool.clone(), w.jobs.clone(), Arc::new(NoHosts)).unwrap();
-    backups.attach_pairs(w.pairs.clone()).unwrap();
-    let c = backups
-        .create(arca_backup::CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            ..Default::default()
-        })
-        .unwrap();
-    let id = c.records[0].id;
-    w.jobs
-        .get(c.jobs[0])
-        .unwrap()
-        .wait(std::time::Duration::from_secs(60));
+    let backups = w.backups();
+    let id = w.backup_to_secondary(&backups, Default::default()).records[0].id;
     // Restored into another volume, watched from its first write on.
     let size = w.pool.volume("p").unwrap().size;
     w.pool.create_volume("x", size, None).unwrap();
@@ -600,11 +578,7 @@ fn a_resync_never_consumes_a_backup_a_restore_is_reading() {
             },
         )
         .unwrap();
-    let state = w
-        .jobs
-        .get(out.job.unwrap())
-        .unwrap()
-        .wait(std::time::Duration::from_secs(60));
+    let state = w.wait_job(out.job.unwrap());
     let _ = pool.set_write_hook("r", None);
     assert_eq!(state, arca_backup::JobState::Succeeded);
     let e = tried
@@ -622,4 +596,48 @@ fn a_resync_never_consumes_a_backup_a_restore_is_reading() {
         w.image("x") == w.image("s"),
         "the restore copied the whole image"
     );
+}
+
+/// Counts the writes into a volume.
+#[derive(Default)]
+struct CountWrites(std::sync::atomic::AtomicU64);
+
+impl arca_store::WriteHook for CountWrites {
+    fn begin(&self) {}
+    fn end(&self, _offset: u64, _len: u64, _written: Option<arca_store::Written<'_>>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The full copy after a stop that did not close the pair writes only what differs: a
+/// secondary already the same as its primary takes no write.
+#[test]
+fn the_full_copy_after_an_unclean_stop_writes_only_what_differs() {
+    let w = new_world(9);
+    let want = w.image("p");
+    w.pool.flush().unwrap();
+    // Stopped without `close`: the next open copies in full.
+    let fresh = PowerDomain::new();
+    let devices: Vec<Arc<SimDevice>> = w
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Arc::new(SimDevice::from_image(
+                &format!("sim{i}"),
+                d.crash_image(CrashMode::LoseAll),
+                fresh.clone(),
+            ))
+        })
+        .collect();
+    let pool = Pool::open(as_block(&devices)).unwrap();
+    let count = Arc::new(CountWrites::default());
+    pool.set_write_hook("s", Some(count.clone())).unwrap();
+    let w2 = world(devices, pool);
+    assert!(w2.pairs.job("s").unwrap().is_some(), "a full copy runs");
+    w2.settle();
+    assert_eq!(w2.state(), PairState::Pair);
+    assert!(w2.image("s") == want);
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    w2.pool.set_write_hook("s", None).unwrap();
 }

@@ -8,8 +8,7 @@ use crate::util::*;
 
 #[test]
 fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 256 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 256, None)]);
     r.write("v", 0, &pattern(1, 100 * ES as usize));
     let before = r.image("v");
     let id = r.snapshot_backup("v", Some("daily"));
@@ -24,16 +23,7 @@ fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
     r.write("v", 200 * ES, &[8; 10]);
     let after_changes = r.image("v");
     r.advance(60_000);
-    let out = r
-        .backups
-        .restore(
-            id,
-            RestoreTo::InPlace {
-                volume: None,
-                force: false,
-            },
-        )
-        .unwrap();
+    let out = r.backups.restore(id, IN_PLACE).unwrap();
     assert_eq!(out.volumes, vec!["v".to_string()]);
     let result = r.wait_ok(out.job.expect("a restore job")).unwrap();
     assert!(
@@ -58,16 +48,7 @@ fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
     )));
     // The volume is writable again, and undoing the restore works the same way.
     r.write("v", 0, &[1; 10]);
-    let undo_out = r
-        .backups
-        .restore(
-            undo.id,
-            RestoreTo::InPlace {
-                volume: None,
-                force: false,
-            },
-        )
-        .unwrap();
+    let undo_out = r.backups.restore(undo.id, IN_PLACE).unwrap();
     r.wait_ok(undo_out.job.unwrap());
     assert!(r.image("v") == after_changes);
     r.assert_clean();
@@ -75,20 +56,15 @@ fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
 
 #[test]
 fn restore_as_a_new_volume_is_instant_for_snapshots_and_copies_otherwise() {
-    let r = rig(&[24 * MIB, 24 * MIB]);
-    r.pool.create_volume("v", 64 * ES, Some(0)).unwrap();
+    let r = rig_with(&[24 * MIB, 24 * MIB], &[("v", 64, Some(0))]);
     r.write("v", 0, &pattern(3, 10 * ES as usize));
     let want = r.image("v");
     let snap = r.snapshot_backup("v", None);
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["v".into()],
-            method: Some(Method::Copy),
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    r.wait_ok(c.jobs[0]);
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["v".into()],
+        method: Some(Method::Copy),
+        ..CreateRequest::default()
+    });
     let copy = c.records[0].id;
     r.write("v", 0, &[0xAB; 4096]);
     let a = r
@@ -135,16 +111,10 @@ fn a_backup_set_restores_as_a_unit() {
         r.pool.create_volume(v, 16 * ES, None).unwrap();
         r.write(v, 0, v.as_bytes());
     }
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["a".into(), "b".into(), "c".into()],
-            ..CreateRequest::default()
-        })
-        .unwrap();
-    for j in &c.jobs {
-        r.wait_ok(*j);
-    }
+    let c = r.create_ok(CreateRequest {
+        volumes: vec!["a".into(), "b".into(), "c".into()],
+        ..CreateRequest::default()
+    });
     let set = c.records[0].set_id.unwrap();
     for v in ["a", "b", "c"] {
         r.write(v, 0, b"changed");
@@ -175,9 +145,7 @@ fn a_backup_set_restores_as_a_unit() {
 
 #[test]
 fn restore_refuses_what_it_cannot_do_and_changes_nothing() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
-    r.pool.create_volume("small", 8 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None), ("small", 8, None)]);
     let id = r.snapshot_backup("v", None);
     let e = r
         .backups
@@ -191,16 +159,7 @@ fn restore_refuses_what_it_cannot_do_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     r.backups.delete(id, false).unwrap();
-    let e = r
-        .backups
-        .restore(
-            id,
-            RestoreTo::InPlace {
-                volume: None,
-                force: false,
-            },
-        )
-        .unwrap_err();
+    let e = r.backups.restore(id, IN_PLACE).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains("deleted"), "{e}");
     assert_eq!(r.backups.get(id).unwrap().status, Status::Deleted);
@@ -245,8 +204,7 @@ impl arca_backup::Hosts for FakeHosts {
 
 #[test]
 fn restore_in_place_refuses_connected_hosts_unless_forced() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     r.write("v", 0, b"old");
     let hosts = std::sync::Arc::new(FakeHosts {
         connected: parking_lot::Mutex::new(vec!["10.0.0.7:5000".into()]),
@@ -262,15 +220,7 @@ fn restore_in_place_refuses_connected_hosts_unless_forced() {
         .records[0]
         .id;
     r.write("v", 0, b"new");
-    let e = b
-        .restore(
-            id,
-            RestoreTo::InPlace {
-                volume: None,
-                force: false,
-            },
-        )
-        .unwrap_err();
+    let e = b.restore(id, IN_PLACE).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains("10.0.0.7:5000"), "{e}");
     assert_eq!(r.read("v", 0, 3), b"new", "a refusal changes nothing");
@@ -302,4 +252,45 @@ fn restore_in_place_refuses_connected_hosts_unless_forced() {
         !r.pool.export("v").unwrap().read_only(),
         "the restore guard is lifted"
     );
+}
+
+/// A whole-image restore in place (from a copy backup) writes only the extents that differ:
+/// the rest stays shared with the undo point.
+#[test]
+fn an_in_place_restore_of_a_copy_writes_only_what_differs() {
+    let r = rig(&[24 * MIB, 24 * MIB]);
+    r.pool.create_volume("v", 64 * ES, Some(0)).unwrap();
+    r.write("v", 0, &pattern(4, 20 * ES as usize));
+    let want = r.image("v");
+    let c = r
+        .backups
+        .create(CreateRequest {
+            volumes: vec!["v".into()],
+            method: Some(Method::Copy),
+            ..CreateRequest::default()
+        })
+        .unwrap();
+    r.wait_ok(c.jobs[0]);
+    // Two extents overwritten, one written where the image has a hole.
+    r.write("v", 2 * ES, &[7; 100]);
+    r.write("v", 11 * ES, &pattern(5, ES as usize));
+    r.write("v", 40 * ES, &[9; 10]);
+    let out = r
+        .backups
+        .restore(
+            c.records[0].id,
+            RestoreTo::InPlace {
+                volume: None,
+                force: false,
+            },
+        )
+        .unwrap();
+    r.wait_ok(out.job.unwrap());
+    assert!(r.image("v") == want);
+    let undo = r.backups.get(out.undo_backups[0]).unwrap();
+    let Destination::Snapshot { snapshot, .. } = &undo.destination else {
+        panic!()
+    };
+    assert_eq!(r.pool.changed_extents("v", snapshot).unwrap(), [2, 11, 40]);
+    r.assert_clean();
 }

@@ -102,10 +102,7 @@ fn backed_up_then_changed(r: &Rig, volume: &str, seed: u64) -> (u64, Vec<u8>, Ve
 }
 
 fn in_place() -> RestoreTo {
-    RestoreTo::InPlace {
-        volume: None,
-        force: false,
-    }
+    IN_PLACE
 }
 
 /// The restore events of a backup's history, oldest first, as short words.
@@ -209,24 +206,19 @@ fn an_orderly_stop_during_a_restore_leaves_it_to_be_resumed() {
 #[test]
 fn a_cancelled_restore_is_rolled_back_even_across_a_crash() {
     // Writes over both volumes: the first restored takes 1..=128; the second is cancelled at
-    // its 10th (it stops at the end of that run, write 192); the rollback rewrites the first
-    // (193..=320), then the second. Power fails in the first's or the second's rollback.
-    for crash_after in [None, Some(197u64), Some(330)] {
+    // its 10th (write 138: the copier looks before every extent); the rollback rewrites the
+    // first (139..=266), then the second (267..=276). Power fails in the first's or the
+    // second's rollback.
+    for crash_after in [None, Some(197u64), Some(270)] {
         let r = rig(&[24 * MIB]);
         for (n, v) in ["a", "b"].iter().enumerate() {
             r.pool.create_volume(v, EXTENTS * ES, None).unwrap();
             r.write(v, 0, &pattern(n as u64, (EXTENTS * ES) as usize));
         }
-        let c = r
-            .backups
-            .create(CreateRequest {
-                volumes: vec!["a".into(), "b".into()],
-                ..CreateRequest::default()
-            })
-            .unwrap();
-        for j in &c.jobs {
-            r.wait_ok(*j);
-        }
+        let c = r.create_ok(CreateRequest {
+            volumes: vec!["a".into(), "b".into()],
+            ..CreateRequest::default()
+        });
         let set = c.records[0].set_id.unwrap();
         for (n, v) in ["a", "b"].iter().enumerate() {
             r.write(v, 0, &pattern(10 + n as u64, (EXTENTS * ES) as usize));
@@ -333,19 +325,14 @@ fn a_restore_as_a_new_volume_cut_by_a_crash_leaves_no_partial_volume() {
     let mut outcomes = Vec::new();
     // Dense enough to land inside the copy whatever the flushes cost in device operations.
     for n in (2u64..80).step_by(3).chain([400]) {
-        let r = rig(&[24 * MIB, 24 * MIB]);
-        r.pool.create_volume("v", EXTENTS * ES, Some(0)).unwrap();
+        let r = rig_with(&[24 * MIB, 24 * MIB], &[("v", EXTENTS, Some(0))]);
         r.write("v", 0, &pattern(5, (EXTENTS * ES) as usize));
         let want = r.image("v");
-        let c = r
-            .backups
-            .create(CreateRequest {
-                volumes: vec!["v".into()],
-                method: Some(Method::Copy),
-                ..CreateRequest::default()
-            })
-            .unwrap();
-        r.wait_ok(c.jobs[0]);
+        let c = r.create_ok(CreateRequest {
+            volumes: vec!["v".into()],
+            method: Some(Method::Copy),
+            ..CreateRequest::default()
+        });
         let id = c.records[0].id;
         r.pool.flush().unwrap();
         r.power.fail_after(n);

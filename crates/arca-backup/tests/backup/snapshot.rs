@@ -12,8 +12,7 @@ use crate::util::*;
 
 #[test]
 fn snapshot_backup_records_its_management_information() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("db", 64 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("db", 64, None)]);
     r.write("db", 0, &pattern(1, 3 * ES as usize));
     let info = HostInfo {
         program: Some("pg_backup".into()),
@@ -95,8 +94,7 @@ fn verify(r: &Rig, id: u64) -> Verification {
 
 #[test]
 fn verify_names_the_byte_ranges_corrupted_on_the_device() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 32 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 32, None)]);
     for l in [2u64, 3, 4, 10] {
         r.write("v", l * ES, &pattern(100 + l, ES as usize));
     }
@@ -167,16 +165,10 @@ fn a_backup_set_is_taken_at_one_instant() {
         while progress.load(Ordering::SeqCst) < seen + 2 {
             std::thread::yield_now();
         }
-        let c = r
-            .backups
-            .create(CreateRequest {
-                volumes: vec!["a".into(), "b".into(), "c".into()],
-                ..CreateRequest::default()
-            })
-            .unwrap();
-        for j in &c.jobs {
-            r.wait_ok(*j);
-        }
+        let c = r.create_ok(CreateRequest {
+            volumes: vec!["a".into(), "b".into(), "c".into()],
+            ..CreateRequest::default()
+        });
         sets.push(c.records);
     }
     stop.store(true, Ordering::SeqCst);
@@ -218,9 +210,7 @@ fn a_backup_set_is_taken_at_one_instant() {
 
 #[test]
 fn list_filters_by_every_field_and_pages() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("a", 8 * ES, None).unwrap();
-    r.pool.create_volume("b", 8 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("a", 8, None), ("b", 8, None)]);
     let mut ids = Vec::new();
     for i in 0..12u64 {
         let volume = if i % 2 == 0 { "a" } else { "b" };
@@ -349,8 +339,7 @@ fn list_filters_by_every_field_and_pages() {
 
 #[test]
 fn bad_requests_change_nothing() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 8 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 8, None)]);
     let bad = [
         CreateRequest::default(),
         CreateRequest {
@@ -406,8 +395,7 @@ fn bad_requests_change_nothing() {
 /// entry for the daemon's life.
 #[test]
 fn finished_digest_jobs_are_forgotten() {
-    let r = rig(&[24 * MIB]);
-    r.pool.create_volume("v", 16 * ES, None).unwrap();
+    let r = rig_with(&[24 * MIB], &[("v", 16, None)]);
     r.write("v", 0, &pattern(1, (16 * ES) as usize));
     for _ in 0..20 {
         r.snapshot_backup("v", None);

@@ -4,9 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_backup::{Backups, Clock, CreateRequest, HostInfo, JobManager, JobState, NoHosts};
-use arca_store::sim::{PowerDomain, SimDevice};
-use arca_store::{BlockDevice, Pool, PoolConfig};
+use arca_backup::{
+    Backups, Clock, CreateRequest, Created, HostInfo, JobManager, JobState, NoHosts, RestoreTo,
+};
+pub use arca_store::sim::block_devices as as_block;
+pub use arca_store::sim::pattern;
+use arca_store::sim::{PowerDomain, SimDevice, SimPool};
+use arca_store::{Pool, PoolConfig};
 
 pub const MIB: u64 = 1 << 20;
 pub const ES: u64 = 4096;
@@ -20,39 +24,30 @@ pub struct Rig {
     pub now_ms: Arc<AtomicU64>,
 }
 
-pub fn as_block(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
-    devices
-        .iter()
-        .map(|d| d.clone() as Arc<dyn BlockDevice>)
-        .collect()
-}
-
 fn clock(now: &Arc<AtomicU64>) -> Clock {
     let now = now.clone();
     Arc::new(move || now.load(Ordering::SeqCst))
 }
 
+/// Restoring onto the backup's own volume, not forced.
+pub const IN_PLACE: RestoreTo = RestoreTo::InPlace {
+    volume: None,
+    force: false,
+};
+
 /// 2026-01-01T00:00:00Z.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
 
 pub fn rig(device_sizes: &[u64]) -> Rig {
-    let power = PowerDomain::new();
-    let devices: Vec<Arc<SimDevice>> = device_sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            Arc::new(SimDevice::new(
-                &format!("sim{i}"),
-                s as usize,
-                power.clone(),
-            ))
-        })
-        .collect();
     let config = PoolConfig {
         extent_size: ES as u32,
         meta_len: Some(4 * MIB),
     };
-    let pool = Pool::create(as_block(&devices), &config).unwrap();
+    let SimPool {
+        power,
+        devices,
+        pool,
+    } = SimPool::create(device_sizes, &config).unwrap();
     let now_ms = Arc::new(AtomicU64::new(EPOCH_MS));
     let jobs = Arc::new(JobManager::new());
     let backups = Backups::open_with_clock(
@@ -70,6 +65,15 @@ pub fn rig(device_sizes: &[u64]) -> Rig {
         backups,
         now_ms,
     }
+}
+
+/// [`rig`] with volumes: (name, size in extents, device), created in order.
+pub fn rig_with(device_sizes: &[u64], volumes: &[(&str, u64, Option<u32>)]) -> Rig {
+    let r = rig(device_sizes);
+    for &(name, extents, device) in volumes {
+        r.pool.create_volume(name, extents * ES, device).unwrap();
+    }
+    r
 }
 
 impl Rig {
@@ -143,39 +147,31 @@ impl Rig {
             .map(|r| serde_json::to_string(&r).expect("a job result serialises"))
     }
 
-    /// A snapshot backup of one volume, digest computed.
-    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
-        let c = self
-            .backups
-            .create(CreateRequest {
-                volumes: vec![volume.to_string()],
-                info: HostInfo {
-                    label: label.map(str::to_string),
-                    ..HostInfo::default()
-                },
-                ..CreateRequest::default()
-            })
-            .unwrap();
+    /// Creates what `req` asks for and waits for its jobs, which must succeed.
+    pub fn create_ok(&self, req: CreateRequest) -> Created {
+        let c = self.backups.create(req).unwrap();
         for j in &c.jobs {
             self.wait_ok(*j);
         }
+        c
+    }
+
+    /// A snapshot backup of one volume, digest computed.
+    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
+        let c = self.create_ok(CreateRequest {
+            volumes: vec![volume.to_string()],
+            info: HostInfo {
+                label: label.map(str::to_string),
+                ..HostInfo::default()
+            },
+            ..CreateRequest::default()
+        });
         c.records[0].id
     }
 
     /// Devices holding what a restart after a crash now finds.
     pub fn crash_devices(&self, mode: arca_store::sim::CrashMode) -> Vec<Arc<SimDevice>> {
-        let power = PowerDomain::new();
-        self.devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    d.crash_image(mode),
-                    power.clone(),
-                ))
-            })
-            .collect()
+        arca_store::sim::crash_devices(&self.devices, mode).1
     }
 
     /// Waits for every job of the manager (recoveries started at open, digests).
@@ -191,19 +187,6 @@ impl Rig {
         let c = self.backups.check().unwrap();
         assert!(c.problems.is_empty(), "catalog check: {:#?}", c.problems);
     }
-}
-
-/// Deterministic bytes.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Where `needle` sits in `hay`.

@@ -6,9 +6,8 @@ use crate::util::*;
 
 #[test]
 fn write_read_snapshot_clone_and_reopen() {
-    let sp = sim_pool(&[32 * MIB], &small_config());
+    let sp = pool_with_v(&[32 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(1, 10_000);
     v.write(1000, &a, false).unwrap();
@@ -60,9 +59,8 @@ fn write_read_snapshot_clone_and_reopen() {
 
 #[test]
 fn trim_makes_holes_and_frees_space() {
-    let sp = sim_pool(&[32 * MIB], &small_config());
+    let sp = pool_with_v(&[32 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     v.write(0, &pattern(3, 65536), false).unwrap();
     let used = pool.status().used_bytes;

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use arca_store::layout::META_OFFSET;
-use arca_store::sim::{PowerDomain, SimDevice};
+use arca_store::sim::{SimDevice, devices_from_images};
 use arca_store::{Pool, PoolConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -130,18 +130,7 @@ fn random_blocks_in_the_metadata_region_give_errors_not_panics() {
         let at = META_OFFSET + rng.random_range(0..span.div_ceil(BLOCK as u64)) * BLOCK as u64;
         let mut junk = vec![0u8; BLOCK];
         rng.fill(&mut junk[..]);
-        let power = PowerDomain::new();
-        let devices: Vec<Arc<SimDevice>> = images
-            .iter()
-            .enumerate()
-            .map(|(i, img)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    img.clone(),
-                    power.clone(),
-                ))
-            })
-            .collect();
+        let (_power, devices) = devices_from_images(images.iter().cloned());
         let after_open = trial % 2 == 1;
         let run = || exercise(trial, &devices, (at, &junk), after_open);
         if let Err(p) = catch_unwind(AssertUnwindSafe(run)) {

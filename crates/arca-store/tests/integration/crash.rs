@@ -6,10 +6,9 @@
 //! `ARCA_CRASH_POINTS` sets the number of crash points (default 1000); raise it for a soak.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
-use arca_store::{Pool, PoolConfig};
+use arca_store::PoolConfig;
+use arca_store::sim::CrashMode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -110,7 +109,14 @@ fn crash_once(seed: u64, mode: CrashMode) -> Result<(), String> {
             5 => {
                 model.apply(off, vec![0; len]);
                 (
-                    export.write_zeroes(off as u64, len as u64, rng.random(), false),
+                    export.write_zeroes(
+                        off as u64,
+                        len as u64,
+                        arca_store::ZeroOptions {
+                            may_unmap: rng.random(),
+                            fua: false,
+                        },
+                    ),
                     false,
                 )
             }
@@ -150,21 +156,10 @@ fn crash_once(seed: u64, mode: CrashMode) -> Result<(), String> {
             Err(_) => break,
         }
     }
-    let images: Vec<Vec<u8>> = sp.devices.iter().map(|d| d.crash_image(mode)).collect();
-    drop(sp);
-    let power = PowerDomain::new();
-    let devices: Vec<Arc<SimDevice>> = images
-        .into_iter()
-        .enumerate()
-        .map(|(i, img)| {
-            Arc::new(SimDevice::from_image(
-                &format!("sim{i}"),
-                img,
-                power.clone(),
-            ))
-        })
-        .collect();
-    let pool = Pool::open(as_block(&devices)).map_err(|e| format!("reopen: {e}"))?;
+    let pool = sp
+        .crash_and_reopen(mode)
+        .map_err(|e| format!("reopen: {e}"))?
+        .pool;
     let report = pool.fsck().map_err(|e| format!("fsck: {e}"))?;
     if !report.is_clean() {
         return Err(format!("fsck: {:?}", report.problems));

@@ -11,9 +11,8 @@ const DATA0: u64 = 64 * 1024 + 4 * MIB;
 
 #[test]
 fn read_error_is_reported_and_other_reads_work() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(1, 8192);
     v.write(0, &a, false).unwrap();
@@ -34,9 +33,8 @@ fn read_error_is_reported_and_other_reads_work() {
 
 #[test]
 fn write_error_leaves_map_unchanged_and_returns_extents() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(2, 4096);
     v.write(0, &a, false).unwrap();
@@ -61,9 +59,8 @@ fn write_error_leaves_map_unchanged_and_returns_extents() {
 
 #[test]
 fn sync_error_fails_the_flush_and_a_retry_commits_everything() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let a = pattern(3, 20_000);
     v.write(5000, &a, false).unwrap();
@@ -82,9 +79,8 @@ fn sync_error_fails_the_flush_and_a_retry_commits_everything() {
 
 #[test]
 fn metadata_write_error_mid_commit_recovers_on_retry() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     let before = pattern(4, 8192);
     v.write(0, &before, false).unwrap();
@@ -142,9 +138,8 @@ fn full_pool_gives_no_space_for_that_write_only() {
 
 #[test]
 fn device_enospc_is_a_no_space_error() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     sp.devices[0].inject(FaultOp::Write, 0, 1, libc::ENOSPC);
     let err = pool.export("v").unwrap().write(0, b"x", false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSpace);
@@ -155,9 +150,8 @@ fn device_enospc_is_a_no_space_error() {
 /// later flush (a host's too) tried them again; rows that could not fit failed them all.
 #[test]
 fn a_failed_commit_of_table_rows_only_aborts_them() {
-    let sp = sim_pool(&[16 * MIB], &small_config());
+    let sp = pool_with_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    pool.create_volume("v", MIB, None).unwrap();
     let v = pool.export("v").unwrap();
     sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
     let mut t = pool.transaction();
@@ -191,4 +185,47 @@ fn a_transaction_of_rows_dropped_without_commit_writes_nothing() {
     pool.flush().unwrap();
     assert_eq!(pool.app_get("rows", b"a").unwrap(), None);
     assert_eq!(reopen(&sp).app_get("rows", b"a").unwrap(), None);
+}
+
+/// Regression: fsck dropped the problems it had found when it then met a store error, so a
+/// damaged superblock went unreported behind an I/O error. Reads fail from the `skip`th on;
+/// whenever that stops fsck in its store check, the error names what it had found.
+#[test]
+fn fsck_reports_the_problems_it_found_along_with_a_store_error() {
+    let mut reported = 0;
+    for skip in 0..400u64 {
+        let sp = pool_with_v(&[16 * MIB], MIB);
+        let pool = &sp.pool;
+        let v = pool.export("v").unwrap();
+        for i in 0..32 {
+            v.write(i * 8 * 4096, &pattern(i, 4096), false).unwrap();
+        }
+        pool.flush().unwrap();
+        // What fsck finds: the device's second superblock copy is damaged.
+        let copy1 = arca_store::layout::SUPERBLOCK_OFFSETS[1];
+        sp.devices[0].corrupt(copy1 + 16, &[0xff; 8]);
+        // A failed commit closes the store; the next commit reopens it with nothing cached, so
+        // fsck's store check reads the device.
+        v.write(4096, b"x", false).unwrap(); // allocates: the flush has a commit to make
+        sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
+        assert!(pool.flush().is_err());
+        sp.devices[0].clear_faults();
+        sp.devices[0].inject(FaultOp::Read, skip, u64::MAX, libc::EIO);
+        match pool.fsck() {
+            Ok(report) => {
+                assert!(!report.is_clean(), "the damaged copy is found");
+                break;
+            }
+            Err(e) if e.to_string().contains("fsck reading the metadata store") => {
+                assert!(e.to_string().contains("superblock copy"), "{e}");
+                reported += 1;
+            }
+            // Stopped before it found anything (reopening the store, the commit).
+            Err(_) => {}
+        }
+    }
+    assert!(
+        reported > 0,
+        "no read failure stopped fsck in its store check"
+    );
 }

@@ -12,11 +12,7 @@ const ROW_BYTES: usize = 32 * 1024;
 /// region until host flushes failed with ENOSPC and no delete could commit.
 #[test]
 fn metadata_region_full_refuses_adds_but_host_writes_and_deletes_commit() {
-    let config = PoolConfig {
-        extent_size: ES as u32,
-        meta_len: Some(4 * MIB),
-    };
-    let sp = sim_pool(&[24 * MIB], &config);
+    let sp = sim_pool(&[24 * MIB], &small_config());
     let pool = &sp.pool;
     let total = pool.status().capacity_bytes;
     pool.create_volume("v", total, None).unwrap();
@@ -33,7 +29,7 @@ fn metadata_region_full_refuses_adds_but_host_writes_and_deletes_commit() {
         let mut t = pool.transaction();
         let r = t
             .admit("a test backup", ROW_BYTES as u64)
-            .and_then(|()| t.create_snapshots(&[("v", name.as_str())]));
+            .and_then(|()| t.create_snapshots(&[("v", name.as_str())]).map(drop));
         match r {
             Ok(()) => {
                 t.put("rows", name.clone().into_bytes(), pattern(7, ROW_BYTES));
@@ -103,11 +99,7 @@ fn metadata_region_too_small_for_the_extents_is_refused() {
 /// recognised by the region's error kind, and the pool goes on working.
 #[test]
 fn a_commit_past_the_region_is_a_no_space_error() {
-    let config = PoolConfig {
-        extent_size: ES as u32,
-        meta_len: Some(4 * MIB),
-    };
-    let sp = sim_pool(&[16 * MIB], &config);
+    let sp = sim_pool(&[16 * MIB], &small_config());
     let pool = &sp.pool;
     let mut last = None;
     for i in 0..200u32 {

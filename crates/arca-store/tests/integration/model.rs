@@ -122,6 +122,14 @@ impl Model {
         (!self.vols.is_empty()).then(|| self.vols.keys().nth(v % self.vols.len()).unwrap().clone())
     }
 
+    /// The volume `v` picks and the range `off`, `len` wrapped and clipped into it.
+    fn range_in(&self, v: usize, off: u64, len: u64) -> Option<(String, u64, u64)> {
+        let name = self.vol_name(v)?;
+        let size = self.vols[&name].live.data.len() as u64;
+        let off = off % size;
+        Some((name, off, len.min(size - off)))
+    }
+
     /// A token is exclusive to the volume's live image when nothing else of its family or its
     /// origin holds it.
     fn exclusive(&self, vol: &str, t: Token) -> bool {
@@ -289,12 +297,9 @@ fn run(ops: Vec<Op>) {
                 );
             }
             Op::Write { v, off, len, seed } => {
-                let Some(name) = model.vol_name(v) else {
+                let Some((name, off, len)) = model.range_in(v, off, len) else {
                     continue;
                 };
-                let size = model.vols[&name].live.data.len() as u64;
-                let off = off % size;
-                let len = len.min(size - off);
                 let data = pattern(seed, len as usize);
                 pool.export(&name)
                     .unwrap()
@@ -318,15 +323,20 @@ fn run(ops: Vec<Op>) {
                 committed = false;
             }
             Op::Zero { v, off, len, unmap } => {
-                let Some(name) = model.vol_name(v) else {
+                let Some((name, off, len)) = model.range_in(v, off, len) else {
                     continue;
                 };
                 let size = model.vols[&name].live.data.len() as u64;
-                let off = off % size;
-                let len = len.min(size - off);
                 pool.export(&name)
                     .unwrap()
-                    .write_zeroes(off, len, unmap, false)
+                    .write_zeroes(
+                        off,
+                        len,
+                        arca_store::ZeroOptions {
+                            may_unmap: unmap,
+                            fua: false,
+                        },
+                    )
                     .unwrap();
                 let mut pos = 0u64;
                 while pos < len {

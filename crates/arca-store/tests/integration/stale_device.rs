@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arca_store::sim::{CrashMode, FaultOp, PowerDomain, SimDevice};
+use arca_store::sim::{CrashMode, FaultOp, PowerDomain, SimDevice, crash_devices};
 use arca_store::{ErrorKind, OpenOptions, Pool};
 
 use crate::util::*;
@@ -12,6 +12,36 @@ use crate::util::*;
 /// A device with the same content under another name (the copy someone kept).
 fn copy_of(image: Vec<u8>, name: &str, power: &Arc<PowerDomain>) -> Arc<SimDevice> {
     Arc::new(SimDevice::from_image(name, image, power.clone()))
+}
+
+/// A pool on two devices with volume `v` of `size` bytes on device 1.
+fn two_devices_with_v(size: u64) -> SimPool {
+    let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
+    sp.pool.create_volume("v", size, Some(1)).unwrap();
+    sp
+}
+
+/// The devices of `sp` with an old copy (`image`, named `simI-old`) in place of device `index`.
+fn with_old_copy(sp: &SimPool, index: usize, image: Vec<u8>) -> Vec<Arc<SimDevice>> {
+    let mut devices = sp.devices.clone();
+    devices[index] = copy_of(image, &format!("sim{index}-old"), &sp.power);
+    devices
+}
+
+/// A pool with `v` (of `size` bytes, on device 1) open, its first 64 KiB written and flushed;
+/// and the bytes of device 1 then: the old copy someone kept.
+fn written_with_old_copy(size: u64) -> (SimPool, arca_store::Export, Vec<u8>) {
+    let sp = two_devices_with_v(size);
+    let e = sp.pool.export("v").unwrap();
+    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
+    sp.pool.flush().unwrap();
+    let old1 = sp.devices[1].snapshot_bytes();
+    (sp, e, old1)
+}
+
+/// Opening `devices` fails; the error.
+fn open_err(devices: &[Arc<SimDevice>]) -> arca_store::Error {
+    Pool::open(as_block(devices)).map(|_| ()).unwrap_err()
 }
 
 fn read_all(pool: &Pool, volume: &str) -> Vec<u8> {
@@ -23,20 +53,13 @@ fn read_all(pool: &Pool, volume: &str) -> Vec<u8> {
 
 #[test]
 fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
-    let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
+    let (sp, e, old1) = written_with_old_copy(256 * 1024);
     let pool = &sp.pool;
-    pool.create_volume("v", 256 * 1024, Some(1)).unwrap();
-    let e = pool.export("v").unwrap();
-    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
-    pool.flush().unwrap();
-    let old1 = sp.devices[1].snapshot_bytes();
     // New data: allocates (a metadata commit) and overwrites in place.
     e.write(0, &pattern(2, 128 * 1024), false).unwrap();
     pool.flush().unwrap();
     let current = read_all(pool, "v");
-    let stale = copy_of(old1, "sim1-old", &sp.power);
-    let devices = vec![sp.devices[0].clone(), stale.clone()];
-    let err = Pool::open(as_block(&devices)).map(|_| ()).unwrap_err();
+    let err = open_err(&with_old_copy(&sp, 1, old1));
     assert_eq!(err.kind(), ErrorKind::StaleDevice);
     let text = err.to_string();
     assert!(
@@ -59,9 +82,8 @@ fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
 
 #[test]
 fn an_old_copy_of_the_metadata_device_is_refused_too() {
-    let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
+    let sp = two_devices_with_v(256 * 1024);
     let pool = &sp.pool;
-    pool.create_volume("v", 256 * 1024, Some(1)).unwrap();
     pool.flush().unwrap();
     let old0 = sp.devices[0].snapshot_bytes();
     let e = pool.export("v").unwrap();
@@ -69,9 +91,7 @@ fn an_old_copy_of_the_metadata_device_is_refused_too() {
         e.write(0, &pattern(i, 64 * 1024), false).unwrap();
         pool.flush().unwrap();
     }
-    let stale = copy_of(old0, "sim0-old", &sp.power);
-    let devices = vec![stale, sp.devices[1].clone()];
-    let err = Pool::open(as_block(&devices)).map(|_| ()).unwrap_err();
+    let err = open_err(&with_old_copy(&sp, 0, old0));
     assert_eq!(err.kind(), ErrorKind::StaleDevice);
     assert!(
         err.to_string()
@@ -82,13 +102,8 @@ fn an_old_copy_of_the_metadata_device_is_refused_too() {
 
 #[test]
 fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
-    let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
+    let (sp, e, old1) = written_with_old_copy(64 * 1024);
     let pool = &sp.pool;
-    pool.create_volume("v", 64 * 1024, Some(1)).unwrap();
-    let e = pool.export("v").unwrap();
-    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
-    pool.flush().unwrap();
-    let old1 = sp.devices[1].snapshot_bytes();
     let commits = pool.commit_count();
     // In place: no metadata changes, only data, over two flushes.
     for i in 2..4 {
@@ -98,8 +113,7 @@ fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
     assert_eq!(pool.commit_count(), commits, "the writes went in place");
     // Flushes with nothing written take no generation: still two behind, not more.
     pool.flush().unwrap();
-    let devices = vec![sp.devices[0].clone(), copy_of(old1, "sim1-old", &sp.power)];
-    let err = Pool::open(as_block(&devices)).map(|_| ()).unwrap_err();
+    let err = open_err(&with_old_copy(&sp, 1, old1));
     assert!(
         err.to_string()
             .contains("sim1-old (index 1) is stale: it is an old copy: generation 2, while the pool is at generation 4"),
@@ -109,18 +123,12 @@ fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
 
 #[test]
 fn an_accepted_stale_device_opens_and_is_current_afterwards() {
-    let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
+    let (sp, e, old1) = written_with_old_copy(256 * 1024);
     let pool = &sp.pool;
-    pool.create_volume("v", 256 * 1024, Some(1)).unwrap();
-    let e = pool.export("v").unwrap();
-    e.write(0, &pattern(1, 64 * 1024), false).unwrap();
-    pool.flush().unwrap();
-    let old1 = sp.devices[1].snapshot_bytes();
     let first = read_all(pool, "v");
     e.write(64 * 1024, &pattern(2, 64 * 1024), false).unwrap();
     pool.flush().unwrap();
-    let stale = copy_of(old1, "sim1-old", &sp.power);
-    let devices = vec![sp.devices[0].clone(), stale];
+    let devices = with_old_copy(&sp, 1, old1);
     let bad = OpenOptions {
         accept_stale_devices: vec![5],
     };
@@ -145,8 +153,7 @@ fn crashes_in_the_middle_of_flushes_are_not_mistaken_for_stale_devices() {
     // Power fails after every prefix of a flush's operations (records, syncs, commit), in two
     // flushes in a row with a restart between: each restart must open, and fsck be clean.
     for fail_after in 0..12u64 {
-        let sp = sim_pool(&[16 * MIB, 8 * MIB], &small_config());
-        sp.pool.create_volume("v", 256 * 1024, Some(1)).unwrap();
+        let sp = two_devices_with_v(256 * 1024);
         let mut devices = sp.devices.clone();
         let mut power = sp.power.clone();
         for round in 0..2u64 {
@@ -164,15 +171,10 @@ fn crashes_in_the_middle_of_flushes_are_not_mistaken_for_stale_devices() {
             } else {
                 CrashMode::RandomSubset(fail_after)
             };
-            let images: Vec<Vec<u8>> = devices.iter().map(|d| d.crash_image(mode)).collect();
+            let crashed = crash_devices(&devices, mode);
             drop(e);
             drop(pool);
-            power = PowerDomain::new();
-            devices = images
-                .into_iter()
-                .enumerate()
-                .map(|(i, img)| copy_of(img, &format!("sim{i}"), &power))
-                .collect();
+            (power, devices) = crashed;
         }
         let pool = Pool::open(as_block(&devices)).unwrap_or_else(|e| panic!("{fail_after}: {e}"));
         assert_clean(&pool);

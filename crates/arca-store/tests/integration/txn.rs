@@ -2,16 +2,20 @@
 //! layer builds on (changed extents, bytes freed by deleting snapshots together).
 
 use std::ops::Bound;
-use std::sync::Arc;
 
-use arca_store::sim::{CrashMode, PowerDomain, SimDevice};
-use arca_store::{ErrorKind, Pool, PoolConfig};
+use arca_store::sim::CrashMode;
+use arca_store::{ErrorKind, Guard, GuardEffect, GuardOwner, Pool, PoolConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::util::*;
 
 const ES: u64 = 4096;
+
+/// A pool on one 4 MiB device.
+fn small_pool() -> SimPool {
+    sim_pool(&[4 * MIB], &config())
+}
 
 fn config() -> PoolConfig {
     PoolConfig {
@@ -38,7 +42,7 @@ fn keys(pool: &Pool, table: &str, reverse: bool) -> Vec<Vec<u8>> {
 
 #[test]
 fn app_tables_store_scan_and_survive_reopen() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     assert_eq!(keys(pool, "cat", false), Vec::<Vec<u8>>::new());
     let mut t = pool.transaction();
@@ -93,7 +97,7 @@ fn app_tables_store_scan_and_survive_reopen() {
 
 #[test]
 fn tags_are_stored_with_volumes_and_snapshots() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("v", 64 * ES, None).unwrap();
     let mut t = pool.transaction();
@@ -113,7 +117,7 @@ fn tags_are_stored_with_volumes_and_snapshots() {
 
 #[test]
 fn multi_snapshot_is_all_or_none() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("a", 16 * ES, None).unwrap();
     pool.create_volume("b", 16 * ES, None).unwrap();
@@ -142,7 +146,7 @@ fn multi_snapshot_is_all_or_none() {
 fn crash_leaves_snapshot_and_record_both_or_neither() {
     for seed in 0..120u64 {
         let mut rng = StdRng::seed_from_u64(seed);
-        let sp = sim_pool(&[4 * MIB], &config());
+        let sp = small_pool();
         let pool = &sp.pool;
         pool.create_volume("v", 32 * ES, None).unwrap();
         let e = pool.export("v").unwrap();
@@ -169,21 +173,7 @@ fn crash_leaves_snapshot_and_record_both_or_neither() {
         } else {
             CrashMode::RandomSubset(seed)
         };
-        let images: Vec<Vec<u8>> = sp.devices.iter().map(|d| d.crash_image(mode)).collect();
-        drop(sp);
-        let power = PowerDomain::new();
-        let devices: Vec<Arc<SimDevice>> = images
-            .into_iter()
-            .enumerate()
-            .map(|(i, img)| {
-                Arc::new(SimDevice::from_image(
-                    &format!("sim{i}"),
-                    img,
-                    power.clone(),
-                ))
-            })
-            .collect();
-        let pool = Pool::open(as_block(&devices)).unwrap();
+        let pool = sp.crash_and_reopen(mode).unwrap().pool;
         assert_clean(&pool);
         let mut snaps: Vec<String> = pool
             .snapshots("v")
@@ -206,14 +196,21 @@ fn crash_leaves_snapshot_and_record_both_or_neither() {
 
 #[test]
 fn guards_refuse_delete_resize_and_host_writes() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("v", 16 * ES, None).unwrap();
     pool.create_snapshot("v", "s").unwrap();
     let host = pool.export("v").unwrap();
     assert!(!host.read_only());
-    pool.set_volume_guard("v", Some("destination of backup 7".into()))
-        .unwrap();
+    pool.add_volume_guard(
+        "v",
+        Guard::new(
+            GuardOwner::Backup(7),
+            GuardEffect::ALL,
+            "destination of backup 7",
+        ),
+    )
+    .unwrap();
     let e = pool.delete_volume("v", true).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains("destination of backup 7"), "{e}");
@@ -236,21 +233,27 @@ fn guards_refuse_delete_resize_and_host_writes() {
     let own = pool.export_unguarded("v").unwrap();
     assert!(!own.read_only());
     own.write(0, &[7; 512], false).unwrap();
-    pool.set_volume_guard("v", None).unwrap();
-    pool.set_snapshot_guard("v", "s", Some("backup 9".into()))
+    pool.remove_volume_guard("v", GuardOwner::Backup(7))
         .unwrap();
+    pool.add_snapshot_guard(
+        "v",
+        "s",
+        Guard::new(GuardOwner::Backup(9), GuardEffect::NO_DELETE, "backup 9"),
+    )
+    .unwrap();
     let e = pool.delete_snapshot("v", "s").unwrap_err();
     assert!(e.to_string().contains("backup 9"), "{e}");
     let e = pool.delete_volume("v", true).unwrap_err();
     assert!(e.to_string().contains("backup 9"), "{e}");
-    pool.set_snapshot_guard("v", "s", None).unwrap();
+    pool.remove_snapshot_guard("v", "s", GuardOwner::Backup(9))
+        .unwrap();
     pool.delete_volume("v", true).unwrap();
     assert_clean(pool);
 }
 
 #[test]
 fn changed_extents_are_exactly_what_differs() {
-    let sp = sim_pool(&[4 * MIB], &config());
+    let sp = small_pool();
     let pool = &sp.pool;
     pool.create_volume("v", 64 * ES, None).unwrap();
     let e = pool.export("v").unwrap();

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use arca_api::types::{
-    CloneSnapshot, CreateSnapshot, CreateVolume, Export, Job, JobState, PoolStatus, RenameVolume,
-    ResizeVolume, Snapshot, Volume,
+    CloneSnapshot, CreateSnapshot, CreateVolume, DeviceBytes, Export, Job, JobState, PoolStatus,
+    RenameVolume, ResizeVolume, Snapshot, Volume,
 };
 
 use super::client::{Client, seg};
@@ -245,6 +245,26 @@ fn origin(v: &Volume) -> String {
     )
 }
 
+/// The placement preference, which says where new data goes, not where data lies.
+fn placement(device: Option<u32>) -> String {
+    device.map_or_else(
+        || "none (new data goes to the device with the most free space)".to_string(),
+        |d| format!("device {d} preferred"),
+    )
+}
+
+/// Where the data lies: `device 0 1.2G, device 1 300.0M`, or `none`.
+fn data_devices(list: &[DeviceBytes]) -> String {
+    if list.is_empty() {
+        return "none".to_string();
+    }
+    let parts: Vec<String> = list
+        .iter()
+        .map(|d| format!("device {} {}", d.device, format::size(d.bytes)))
+        .collect();
+    parts.join(", ")
+}
+
 fn volume_table(list: &[Volume]) -> String {
     let mut t = Table::new(&[
         ("NAME", Align::Left),
@@ -283,7 +303,8 @@ fn volume_fields(v: &Volume) -> String {
         ("used", format::size(v.used)),
         ("unique", format::size(v.unique)),
         ("owned", format::size(v.owned)),
-        ("device", or_dash(v.device)),
+        ("placement", placement(v.device)),
+        ("data", data_devices(&v.device_bytes)),
         ("origin", origin(v)),
         ("snapshots", v.snapshots.to_string()),
         ("created", v.created.clone()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Daemon, G, assert_error, get, post};
+use crate::{Daemon, G, assert_error, create_volume, get};
 
 /// Sends one HTTP/1.1 request with exactly these headers (plus `Connection: close`) and an
 /// optional JSON body; (status, body as JSON or as a string value).
@@ -48,11 +48,8 @@ fn port(d: &Daemon) -> &str {
 
 #[test]
 fn token_less_api_refuses_hosts_not_naming_it_and_foreign_origins() {
-    let d = Daemon::start(&[], &[]);
-    assert_eq!(
-        post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
-        201
-    );
+    let d = Daemon::start();
+    create_volume(&d, "v", G);
     let own = d.api.strip_prefix("http://").unwrap().to_string();
     let port = port(&d);
 
@@ -112,7 +109,7 @@ fn token_less_api_refuses_hosts_not_naming_it_and_foreign_origins() {
 
 #[test]
 fn with_a_token_any_host_is_answered_but_foreign_origins_are_not() {
-    let d = Daemon::start(&[], &[("ARCA_TOKEN", "s3cret")]);
+    let d = crate::Serve::new().env("ARCA_TOKEN", "s3cret").start();
     let bearer = ("Authorization", "Bearer s3cret");
     // A page cannot know the token, so a DNS name in Host is a legitimate remote client.
     let r = raw(

@@ -3,48 +3,15 @@
 //! set), hold/release/delete/retention, prune (on a scripted calendar), the catalog, and the
 //! 400/404/409 answers to bad input.
 
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
 
-use crate::{Daemon, assert_error, call, delete, get, post, wait_job};
+use crate::common::qemu::qemu_io_if_installed;
+use crate::{
+    Daemon, assert_documented, assert_error, assert_error_mentions, assert_refusals, call, delete,
+    get, openapi, post, wait_job,
+};
 
 const M: u64 = 1 << 20;
-
-/// Runs qemu-io commands on an export; false when qemu-io is not installed (an error under CI).
-fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> bool {
-    let uri = format!("nbd://{}/{export}", d.nbd);
-    let mut args = vec!["-f", "raw"];
-    if cmds.iter().all(|c| c.starts_with("read")) {
-        args.push("-r");
-    }
-    for c in cmds {
-        args.extend(["-c", c]);
-    }
-    args.push(&uri);
-    match Command::new("qemu-io")
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            assert!(
-                out.status.success() && !text.contains("Pattern verification failed"),
-                "qemu-io {cmds:?} on {export}: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            true
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "qemu-io is needed: {e}"
-            );
-            false
-        }
-    }
-}
 
 /// Repeats a request refused because a (just finished) NBD client is still connected.
 fn retry_while_connected(mut f: impl FnMut() -> (u16, Value)) -> (u16, Value) {
@@ -103,8 +70,8 @@ fn wait_all(d: &Daemon, created: &Value) {
 
 #[test]
 fn backups_every_endpoint_and_error() {
-    let d = Daemon::start(&["--volume", "v=64M", "--volume", "w=32M"], &[]);
-    let data = qemu_io(&d, "v", &["write -P 7 0 64k", "write -P 9 1M 64k"]);
+    let d = Daemon::start_with_args(&["--volume", "v=64M", "--volume", "w=32M"]);
+    let data = qemu_io_if_installed(&d, "v", &["write -P 7 0 64k", "write -P 9 1M 64k"]);
 
     // Targets: the new snapshot is always offered; every entry says why.
     let (s, targets) = get(&d, "/v1/volumes/v/backup-targets");
@@ -175,7 +142,7 @@ fn backups_every_endpoint_and_error() {
         assert_eq!(digest["extents"], 2, "{b}");
         assert_eq!(b["allocated_bytes"], 128 * 1024);
         // The image is readable, read-only, where the record says.
-        qemu_io(&d, &export, &["read -P 7 0 64k", "read -P 9 1M 64k"]);
+        qemu_io_if_installed(&d, &export, &["read -P 7 0 64k", "read -P 9 1M 64k"]);
     }
     assert!(b["verified"].is_null());
 
@@ -205,7 +172,7 @@ fn backups_every_endpoint_and_error() {
             c["digest"]["root"], digest["root"],
             "same data, same digest"
         );
-        qemu_io(&d, &copy_volume, &["read -P 7 0 64k", "read -P 9 1M 64k"]);
+        qemu_io_if_installed(&d, &copy_volume, &["read -P 7 0 64k", "read -P 9 1M 64k"]);
     }
     // The copy is protected: not deletable as a volume.
     assert_error(
@@ -297,10 +264,10 @@ fn backups_every_endpoint_and_error() {
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(get(&d, "/v1/volumes/r2").1["size"], 64 * M);
     if data {
-        qemu_io(&d, "r1", &["read -P 7 0 64k", "read -P 9 1M 64k"]);
-        qemu_io(&d, "r2", &["read -P 7 0 64k", "read -P 9 1M 64k"]);
+        qemu_io_if_installed(&d, "r1", &["read -P 7 0 64k", "read -P 9 1M 64k"]);
+        qemu_io_if_installed(&d, "r2", &["read -P 7 0 64k", "read -P 9 1M 64k"]);
         // In place, with an undo point: overwrite, restore, and the old data is back.
-        qemu_io(&d, "v", &["write -P 1 0 64k"]);
+        qemu_io_if_installed(&d, "v", &["write -P 1 0 64k"]);
     }
     // No body: in place into the source. qemu-io has exited, but the server may take a moment
     // to see its connection end; until then the restore is refused, naming the host.
@@ -322,8 +289,8 @@ fn backups_every_endpoint_and_error() {
     assert_eq!(u["info"]["label"], "pre-restore");
     assert_eq!(u["method"], "snapshot");
     if data {
-        qemu_io(&d, "v", &["read -P 7 0 64k"]);
-        qemu_io(&d, &format!("v@backup-{undo}"), &["read -P 1 0 64k"]);
+        qemu_io_if_installed(&d, "v", &["read -P 7 0 64k"]);
+        qemu_io_if_installed(&d, &format!("v@backup-{undo}"), &["read -P 1 0 64k"]);
     }
     let history = backup(&d, snap_id)["history"].clone();
     let restored: Vec<&Value> = history
@@ -361,25 +328,11 @@ fn backups_every_endpoint_and_error() {
     let (s, h) = post(&d, &format!("/v1/backups/{snap_id}/hold"), json!({}));
     assert_eq!((s, &h["retention"]["hold"]), (200, &json!(true)), "{h}");
     let refused = delete(&d, &format!("/v1/backups/{snap_id}"));
-    assert_error(&refused, 409, "busy");
-    assert!(
-        refused.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("hold"),
-        "{refused:?}"
-    );
+    assert_error_mentions(&refused, 409, "busy", "hold");
     let (s, h) = post(&d, &format!("/v1/backups/{snap_id}/release"), json!({}));
     assert_eq!((s, &h["retention"]["hold"]), (200, &json!(false)), "{h}");
     let refused = delete(&d, &format!("/v1/backups/{snap_id}"));
-    assert_error(&refused, 409, "busy");
-    assert!(
-        refused.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("kept until"),
-        "{refused:?}"
-    );
+    assert_error_mentions(&refused, 409, "busy", "kept until");
     // The clone r1 still shares the snapshot's data.
     assert_error(
         &delete(&d, &format!("/v1/backups/{snap_id}?force=true")),
@@ -448,14 +401,7 @@ fn backups_every_endpoint_and_error() {
     );
     assert_error(&post(&d, &rp, json!({})), 400, "invalid");
     let locked = delete(&d, &format!("/v1/backups/{copy_id}?force=true"));
-    assert_error(&locked, 409, "busy");
-    assert!(
-        locked.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("locked until"),
-        "{locked:?}"
-    );
+    assert_error_mentions(&locked, 409, "busy", "locked until");
 
     // A backup set: two volumes at one point in time, restored together.
     let set = create(&d, json!({"volumes": ["v", "w"], "label": "set"}));
@@ -531,45 +477,42 @@ fn backups_every_endpoint_and_error() {
     assert_error(&get(&d, "/v1/backups/5"), 404, "not_found");
     assert_error(&delete(&d, "/v1/backups/5"), 404, "not_found");
     let bad = |body: Value| post(&d, "/v1/backups", body);
-    assert_error(
-        &bad(json!({"volumes": ["v"], "keep_until": "tomorrow"})),
-        400,
-        "invalid",
+    assert_refusals(
+        bad,
+        &[
+            (
+                json!({"volumes": ["v"], "keep_until": "tomorrow"}),
+                400,
+                "invalid",
+            ),
+            (
+                json!({"volumes": ["v"], "lock_until": "2026-02-30"}),
+                400,
+                "invalid",
+            ),
+            (
+                json!({"volumes": ["v"], "keep_until": "2030-01-01", "keep_for": "1d"}),
+                422,
+                "invalid",
+            ),
+            (
+                json!({"volumes": ["v"], "keep_for": "10000y"}),
+                422,
+                "invalid",
+            ),
+            (json!({"volumes": ["nope"]}), 404, "not_found"),
+            (json!({"volumes": []}), 422, "invalid"),
+            (json!({"volumes": ["v", "v"]}), 422, "invalid"),
+            (json!({"volumes": ["v"], "method": "tape"}), 422, "invalid"),
+            (json!({"volumes": ["v"], "colour": "red"}), 422, "invalid"),
+            (
+                json!({"volumes": ["v"], "label": "a\u{1}b"}),
+                422,
+                "invalid",
+            ),
+            (json!({"volumes": ["v"], "to": "w"}), 422, "invalid"),
+        ],
     );
-    assert_error(
-        &bad(json!({"volumes": ["v"], "lock_until": "2026-02-30"})),
-        400,
-        "invalid",
-    );
-    assert_error(
-        &bad(json!({"volumes": ["v"], "keep_until": "2030-01-01", "keep_for": "1d"})),
-        422,
-        "invalid",
-    );
-    assert_error(
-        &bad(json!({"volumes": ["v"], "keep_for": "10000y"})),
-        422,
-        "invalid",
-    );
-    assert_error(&bad(json!({"volumes": ["nope"]})), 404, "not_found");
-    assert_error(&bad(json!({"volumes": []})), 422, "invalid");
-    assert_error(&bad(json!({"volumes": ["v", "v"]})), 422, "invalid");
-    assert_error(
-        &bad(json!({"volumes": ["v"], "method": "tape"})),
-        422,
-        "invalid",
-    );
-    assert_error(
-        &bad(json!({"volumes": ["v"], "colour": "red"})),
-        422,
-        "invalid",
-    );
-    assert_error(
-        &bad(json!({"volumes": ["v"], "label": "a\u{1}b"})),
-        422,
-        "invalid",
-    );
-    assert_error(&bad(json!({"volumes": ["v"], "to": "w"})), 422, "invalid");
     assert_error(
         &post(&d, "/v1/backups/verify", json!({"ids": [5]})),
         404,
@@ -611,15 +554,12 @@ fn urlencode(s: &str) -> String {
 fn prune_follows_a_scripted_calendar() {
     let dir = tempfile::tempdir().unwrap();
     let clock = dir.path().join("clock");
-    let d = Daemon::start(
-        &[
-            "--volume",
-            "v=16M",
-            "--test-clock-file",
-            clock.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let d = Daemon::start_with_args(&[
+        "--volume",
+        "v=16M",
+        "--test-clock-file",
+        clock.to_str().unwrap(),
+    ]);
     // Noon on 2026-01-01 (a Thursday, ISO week 2026-W01) to 2026-01-10 (W02).
     let noon_jan_1: u64 = 1_767_268_800_000;
     const DAY: u64 = 86_400_000;
@@ -627,7 +567,7 @@ fn prune_follows_a_scripted_calendar() {
     for day in 0..10 {
         std::fs::write(&clock, (noon_jan_1 + day * DAY).to_string()).unwrap();
         // Each day overwrites the same extent, so each day's backup alone holds its version.
-        let data = qemu_io(&d, "v", &[&format!("write -P {} 0 64k", day + 1)]);
+        let data = qemu_io_if_installed(&d, "v", &[&format!("write -P {} 0 64k", day + 1)]);
         let c = create(&d, json!({"volumes": ["v"], "label": "daily"}));
         assert_eq!(
             c["backups"][0]["point_in_time"],
@@ -698,14 +638,14 @@ fn prune_follows_a_scripted_calendar() {
 /// so taking a backup does not break clients that use the default.
 #[test]
 fn default_export_ignores_backup_copies() {
-    let d = Daemon::start(&["--volume", "only=16M"], &[]);
-    if !qemu_io(&d, "", &["write -P 5 0 64k"]) {
+    let d = Daemon::start_with_args(&["--volume", "only=16M"]);
+    if !qemu_io_if_installed(&d, "", &["write -P 5 0 64k"]) {
         return;
     }
     let c = create(&d, json!({"volumes": ["only"], "method": "copy"}));
     wait_all(&d, &c);
     assert_eq!(get(&d, "/v1/volumes").1.as_array().unwrap().len(), 2);
-    qemu_io(&d, "", &["read -P 5 0 64k"]);
+    qemu_io_if_installed(&d, "", &["read -P 5 0 64k"]);
     d.stop();
 }
 
@@ -713,51 +653,47 @@ fn default_export_ignores_backup_copies() {
 /// response links are spelled as OpenAPI spells them (schemathesis follows them).
 #[test]
 fn openapi_documents_the_backup_endpoints() {
-    let d = Daemon::start(&[], &[]);
-    let (s, doc) = get(&d, "/v1/openapi.json");
-    assert_eq!(s, 200);
-    for (path, method, statuses) in [
-        (
-            "/v1/volumes/{name}/backup-targets",
-            "get",
-            &["200", "404"][..],
-        ),
-        ("/v1/backups", "post", &["201", "400", "404", "409", "422"]),
-        ("/v1/backups", "get", &["200", "400", "404"]),
-        ("/v1/backups/{id}", "get", &["200", "400", "404"]),
-        ("/v1/backups/{id}", "delete", &["200", "400", "404", "409"]),
-        (
-            "/v1/backups/verify",
-            "post",
-            &["202", "400", "404", "409", "422"],
-        ),
-        (
-            "/v1/backups/{id}/restore",
-            "post",
-            &["202", "400", "404", "409"],
-        ),
-        (
-            "/v1/backup-sets/{id}/restore",
-            "post",
-            &["202", "404", "409"],
-        ),
-        ("/v1/backups/{id}/hold", "post", &["200", "404", "409"]),
-        ("/v1/backups/{id}/release", "post", &["200", "404", "409"]),
-        (
-            "/v1/backups/{id}/retention",
-            "post",
-            &["200", "400", "404", "422"],
-        ),
-        ("/v1/volumes/{name}/prune", "post", &["200", "400", "404"]),
-        ("/v1/catalog/check", "get", &["200"]),
-        ("/v1/catalog/rebuild", "post", &["200", "400"]),
-    ] {
-        let op = &doc["paths"][path][method];
-        assert!(op.is_object(), "{method} {path} missing");
-        for st in statuses {
-            assert!(op["responses"][st].is_object(), "{method} {path}: no {st}");
-        }
-    }
+    let d = Daemon::start();
+    let doc = openapi(&d);
+    assert_documented(
+        &doc,
+        &[
+            (
+                "/v1/volumes/{name}/backup-targets",
+                "get",
+                &["200", "404"][..],
+            ),
+            ("/v1/backups", "post", &["201", "400", "404", "409", "422"]),
+            ("/v1/backups", "get", &["200", "400", "404"]),
+            ("/v1/backups/{id}", "get", &["200", "400", "404"]),
+            ("/v1/backups/{id}", "delete", &["200", "400", "404", "409"]),
+            (
+                "/v1/backups/verify",
+                "post",
+                &["202", "400", "404", "409", "422"],
+            ),
+            (
+                "/v1/backups/{id}/restore",
+                "post",
+                &["202", "400", "404", "409"],
+            ),
+            (
+                "/v1/backup-sets/{id}/restore",
+                "post",
+                &["202", "404", "409"],
+            ),
+            ("/v1/backups/{id}/hold", "post", &["200", "404", "409"]),
+            ("/v1/backups/{id}/release", "post", &["200", "404", "409"]),
+            (
+                "/v1/backups/{id}/retention",
+                "post",
+                &["200", "400", "404", "422"],
+            ),
+            ("/v1/volumes/{name}/prune", "post", &["200", "400", "404"]),
+            ("/v1/catalog/check", "get", &["200"]),
+            ("/v1/catalog/rebuild", "post", &["200", "400"]),
+        ],
+    );
     let meta = doc["paths"]["/v1/backups"]["get"]["parameters"]
         .as_array()
         .unwrap()

@@ -1,104 +1,23 @@
 //! API integration tests: a real `arca serve` on ephemeral loopback ports, every endpoint, each
 //! error status, bad input, authentication and metrics.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod access;
 mod backups;
-#[path = "../common/nbd.rs"]
-mod nbd;
 mod pairs;
 mod volumes_in_use;
 
-struct Daemon {
-    child: Child,
-    api: String,
-    nbd: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Daemon::command(dir.path(), extra);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon::launch(cmd, dir)
-    }
-
-    /// `arca serve` with its pool in `dir`, on ephemeral loopback ports, with `extra` options.
-    fn command(dir: &Path, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_arca"));
-        cmd.arg("serve")
-            .arg("--pool")
-            .arg(dir.join("pool"))
-            .args([
-                "--size",
-                "1G",
-                "--nbd",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env_remove("ARCA_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        cmd
-    }
-
-    /// Starts `cmd` and waits for its ready lines.
-    fn launch(mut cmd: Command, dir: tempfile::TempDir) -> Daemon {
-        let mut child = cmd.spawn().expect("start arca serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut api, mut nbd) = (String::new(), String::new());
-        while api.is_empty() {
-            let line = lines
-                .next()
-                .expect("daemon printed its ready lines")
-                .unwrap();
-            if let Some(a) = line.strip_prefix("arca: serving API on ") {
-                api = a.to_string();
-            }
-            if let Some(n) = line.strip_prefix("arca: serving NBD on ") {
-                nbd = n.to_string();
-            }
-        }
-        Daemon {
-            child,
-            api,
-            nbd,
-            _dir: dir,
-        }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "daemon exit status {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::daemon::{Daemon, Serve};
+use common::nbd;
+use common::qemu::qemu_io_if_installed;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -164,11 +83,54 @@ fn assert_error(r: &(u16, Value), status: u16, code: &str) {
     );
 }
 
+/// Asserts the error shape and code, and that the message mentions `text`.
+fn assert_error_mentions(r: &(u16, Value), status: u16, code: &str, text: &str) {
+    assert_error(r, status, code);
+    let message = r.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains(text), "{text:?} not in {:?}", r.1);
+}
+
+/// The OpenAPI document the daemon serves.
+fn openapi(d: &Daemon) -> Value {
+    let (s, doc) = get(d, "/v1/openapi.json");
+    assert_eq!(s, 200);
+    doc
+}
+
+/// Each (path, method) is in the document with each of its statuses.
+fn assert_documented(doc: &Value, ops: &[(&str, &str, &[&str])]) {
+    for (path, method, statuses) in ops {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        for st in *statuses {
+            assert!(
+                op["responses"][st].is_object(),
+                "{method} {path}: status {st} is not documented"
+            );
+        }
+    }
+}
+
+/// Each body sent to `send` is refused with its status and error code.
+fn assert_refusals(send: impl Fn(Value) -> (u16, Value), cases: &[(Value, u16, &str)]) {
+    for (body, status, code) in cases {
+        let r = send(body.clone());
+        assert_eq!(r.0, *status, "{body} -> {:?}", r.1);
+        assert_error(&r, *status, code);
+    }
+}
+
+/// Creates a volume, which must succeed.
+fn create_volume(d: &Daemon, name: &str, size: u64) {
+    let r = post(d, "/v1/volumes", json!({"name": name, "size": size}));
+    assert_eq!(r.0, 201, "{:?}", r.1);
+}
+
 const G: u64 = 1 << 30;
 
 #[test]
 fn volumes_every_endpoint_and_error() {
-    let d = Daemon::start(&[], &[]);
+    let d = Daemon::start();
     let (s, v) = post(&d, "/v1/volumes", json!({"name": "db", "size": 10 * G}));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["name"], "db");
@@ -206,11 +168,8 @@ fn volumes_every_endpoint_and_error() {
 
 #[test]
 fn snapshots_clones_and_exports() {
-    let d = Daemon::start(&[], &[]);
-    assert_eq!(
-        post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
-        201
-    );
+    let d = Daemon::start();
+    create_volume(&d, "v", G);
     let (s, snap) = post(&d, "/v1/volumes/v/snapshots", json!({"name": "daily"}));
     assert_eq!(s, 201, "{snap}");
     assert_eq!(
@@ -307,7 +266,7 @@ fn wait_job(d: &Daemon, id: u64) -> Value {
 
 #[test]
 fn pool_status_check_job_and_job_errors() {
-    let d = Daemon::start(&["--volume", "v=1G"], &[]);
+    let d = Daemon::start_with_args(&["--volume", "v=1G"]);
     let (s, p) = get(&d, "/v1/pool");
     assert_eq!(s, 200);
     assert_eq!(p["volumes"], 1);
@@ -346,7 +305,7 @@ fn pool_status_check_job_and_job_errors() {
 
 #[test]
 fn bad_input_gets_4xx_and_changes_nothing() {
-    let d = Daemon::start(&[], &[]);
+    let d = Daemon::start();
     let raw = |body: &str| call(&d, "POST", "/v1/volumes", Some(body), None);
     assert_error(&raw("{not json"), 400, "invalid");
     assert_error(&raw(r#"{"name": "v", "size": "big"}"#), 422, "invalid");
@@ -395,7 +354,7 @@ fn token_is_required_when_set() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret\n").unwrap();
-    let d = Daemon::start(&["--token-file", token_file.to_str().unwrap()], &[]);
+    let d = Daemon::start_with_args(&["--token-file", token_file.to_str().unwrap()]);
     let r = call(&d, "GET", "/v1/pool", None, None);
     assert_error(&r, 401, "unauthorized");
     assert_error(
@@ -405,7 +364,7 @@ fn token_is_required_when_set() {
     );
     assert_eq!(call(&d, "GET", "/v1/pool", None, Some("s3cret")).0, 200);
     d.stop();
-    let d = Daemon::start(&[], &[("ARCA_TOKEN", "fromenv")]);
+    let d = Serve::new().env("ARCA_TOKEN", "fromenv").start();
     assert_error(
         &call(&d, "GET", "/v1/volumes", None, None),
         401,
@@ -418,7 +377,6 @@ fn token_is_required_when_set() {
 #[test]
 fn device_files_and_pool_directory_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     let dir = tempfile::tempdir().unwrap();
     let spare = dir.path().join("spare.img");
@@ -426,16 +384,12 @@ fn device_files_and_pool_directory_are_private_whatever_the_umask() {
         vec![],
         vec!["--device", spare.to_str().unwrap(), "--create"],
     ] {
-        let mut cmd = Daemon::command(dir.path(), &extra);
-        // SAFETY: umask(2) is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::umask(0);
-                Ok(())
-            });
-        }
-        let d = Daemon::launch(cmd, tempfile::tempdir().unwrap());
-        d.stop();
+        Serve::new()
+            .pool_dir(&dir.path().join("pool"))
+            .args(&extra)
+            .umask(0)
+            .start()
+            .stop();
     }
     let pool = dir.path().join("pool");
     assert_eq!(mode(&pool), 0o700, "the pool directory");
@@ -450,12 +404,11 @@ fn device_files_and_pool_directory_are_private_whatever_the_umask() {
 #[test]
 fn non_loopback_api_without_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_arca"))
+    let out = common::daemon::arca_cmd()
         .arg("serve")
         .arg("--pool")
         .arg(dir.path().join("pool"))
         .args(["--size", "1G", "--nbd", "127.0.0.1:0", "--api", "0.0.0.0:0"])
-        .env_remove("ARCA_TOKEN")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -467,7 +420,7 @@ fn non_loopback_api_without_token_is_refused() {
 
 #[test]
 fn openapi_document_and_metrics() {
-    let d = Daemon::start(&["--volume", "m=64M"], &[]);
+    let d = Daemon::start_with_args(&["--volume", "m=64M"]);
     let (s, doc) = get(&d, "/v1/openapi.json");
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
@@ -507,15 +460,7 @@ fn openapi_document_and_metrics() {
         assert!(query.contains(&q.to_string()), "{q} not in {query:?}");
     }
     // One NBD write through a real client shows up per volume.
-    let uri = format!("nbd://{}/m", d.nbd);
-    let status = Command::new("qemu-io")
-        .args(["-f", "raw", "-c", "write -P 7 0 4096", &uri])
-        .stdout(Stdio::null())
-        .status();
-    let qemu = status.is_ok_and(|s| s.success());
-    if std::env::var("CI").as_deref() == Ok("true") {
-        assert!(qemu, "qemu-io is needed for the metrics test");
-    }
+    let qemu = qemu_io_if_installed(&d, "m", &["write -P 7 0 4096"]);
     let (s, text) = get(&d, "/metrics");
     assert_eq!(s, 200);
     let text = text.as_str().unwrap().to_string();

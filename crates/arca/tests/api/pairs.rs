@@ -2,88 +2,17 @@
 //! mirroring, the secondary read-only while paired and writable while split, split, resync,
 //! reverse resync, delete, and every 400/404/409/422 answer.
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Daemon, assert_error, call, delete, get, post, wait_job};
+use crate::common::qemu::{identical, qemu_io_if_installed, write_refused};
+use crate::{
+    Daemon, assert_documented, assert_error, assert_error_mentions, assert_refusals, call, delete,
+    get, openapi, post, wait_job,
+};
 
 const M: u64 = 1 << 20;
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Runs qemu-io on an export (read-only when every command reads); None when qemu-io is not
-/// installed (an error under CI).
-fn qemu_io_out(d: &Daemon, export: &str, cmds: &[&str]) -> Option<Output> {
-    let uri = format!("nbd://{}/{export}", d.nbd);
-    let mut args = vec!["-f", "raw"];
-    if cmds.iter().all(|c| c.starts_with("read")) {
-        args.push("-r");
-    }
-    for c in cmds {
-        args.extend(["-c", c]);
-    }
-    args.push(&uri);
-    match Command::new("qemu-io")
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => Some(out),
-        Err(e) => {
-            assert!(!ci(), "qemu-io is needed: {e}");
-            None
-        }
-    }
-}
-
-/// qemu-io commands that must succeed (reads with `-P` check the pattern); false when
-/// qemu-io is missing.
-fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> bool {
-    let Some(out) = qemu_io_out(d, export, cmds) else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && !text.contains("verification failed"),
-        "qemu-io {cmds:?} on {export}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    true
-}
-
-/// A host write refused: the export is read-only.
-fn write_refused(d: &Daemon, export: &str) {
-    if let Some(out) = qemu_io_out(d, export, &["write -P 0xee 0 4k"]) {
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !out.status.success() && !text.contains("wrote "),
-            "a host wrote into {export}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// Whether two exports hold the same bytes, as qemu-img compares them.
-fn identical(d: &Daemon, a: &str, b: &str) {
-    let uri = |e: &str| format!("nbd://{}/{e}", d.nbd);
-    match Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "raw", &uri(a), &uri(b)])
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => assert!(
-            out.status.success(),
-            "{a} and {b} differ: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => assert!(!ci(), "qemu-img is needed: {e}"),
-    }
-}
 
 /// Repeats a request refused because a host that just left is still listed as connected.
 fn while_in_use(mut f: impl FnMut() -> (u16, Value)) -> (u16, Value) {
@@ -134,8 +63,8 @@ fn read_only(d: &Daemon, export: &str) -> bool {
 
 #[test]
 fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
-    let d = Daemon::start(&["--volume", "p=64M", "--volume", "s=64M"], &[]);
-    let data = qemu_io(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 32M 64k"]);
+    let d = Daemon::start_with_args(&["--volume", "p=64M", "--volume", "s=64M"]);
+    let data = qemu_io_if_installed(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 32M 64k"]);
 
     // Create: the pair is named after its secondary and starts with the initial copy.
     let (s, created) = post(&d, "/v1/pairs", json!({"primary": "p", "secondary": "s"}));
@@ -168,9 +97,9 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
 
     // The copy holds the primary's data; a primary write reaches the secondary at once.
     if data {
-        qemu_io(&d, "s", &["read -P 0x11 0 1M", "read -P 0x12 32M 64k"]);
-        qemu_io(&d, "p", &["write -P 0x21 2M 64k"]);
-        qemu_io(&d, "s", &["read -P 0x21 2M 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x11 0 1M", "read -P 0x12 32M 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x21 2M 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x21 2M 64k"]);
     }
     identical(&d, "p", "s");
     // Hosts get the secondary read-only while paired.
@@ -192,9 +121,9 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     assert_error(&post(&d, "/v1/pairs/s/split", json!({})), 409, "busy");
     assert!(!read_only(&d, "s"));
     if data {
-        qemu_io(&d, "s", &["write -P 0x31 4M 64k"]);
-        qemu_io(&d, "p", &["write -P 0x41 0 64k"]);
-        qemu_io(
+        qemu_io_if_installed(&d, "s", &["write -P 0x31 4M 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x41 0 64k"]);
+        qemu_io_if_installed(
             &d,
             "s",
             &[
@@ -220,7 +149,7 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     assert!(p["split"].is_null(), "{p}");
     assert!(read_only(&d, "s"));
     if data {
-        qemu_io(&d, "s", &["read -P 0x41 0 64k", "read -P 0 4M 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x41 0 64k", "read -P 0 4M 64k"]);
     }
     identical(&d, "p", "s");
 
@@ -228,8 +157,8 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     let (s, p) = post(&d, "/v1/pairs/s/split", json!({}));
     assert_eq!((s, &p["state"]), (200, &json!("split")), "{p}");
     if data {
-        qemu_io(&d, "p", &["write -P 0x51 0 64k", "write -P 0x53 16M 64k"]);
-        qemu_io(&d, "s", &["write -P 0x52 8M 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x51 0 64k", "write -P 0x53 16M 64k"]);
+        qemu_io_if_installed(&d, "s", &["write -P 0x52 8M 64k"]);
     }
     let (s, r) = post(&d, "/v1/pairs/s/resync", json!({"reverse": true}));
     assert_eq!(s, 202, "{r}");
@@ -239,7 +168,7 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
     assert_eq!(j["kind"], "pair-reverse-resync");
     assert_eq!(pair(&d, "s")["state"], "pair");
     if data {
-        qemu_io(
+        qemu_io_if_installed(
             &d,
             "p",
             &[
@@ -262,8 +191,8 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
         "tracking snapshots left"
     );
     if data {
-        qemu_io(&d, "p", &["write -P 0x61 0 64k"]);
-        qemu_io(&d, "s", &["read -P 0x41 0 64k", "write -P 0x62 0 64k"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x61 0 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x41 0 64k", "write -P 0x62 0 64k"]);
     }
     assert_eq!(delete(&d, "/v1/volumes/s").0, 204);
     d.stop();
@@ -271,47 +200,45 @@ fn pair_mirrors_splits_resyncs_reverses_and_deletes() {
 
 #[test]
 fn pair_errors() {
-    let d = Daemon::start(
-        &[
-            "--volume",
-            "p=64M",
-            "--volume",
-            "s=64M",
-            "--volume",
-            "t=64M",
-            "--volume",
-            "u=64M",
-            "--volume",
-            "small=32M",
-            "--volume",
-            "snapped=64M",
-        ],
-        &[],
-    );
+    let d = Daemon::start_with_args(&[
+        "--volume",
+        "p=64M",
+        "--volume",
+        "s=64M",
+        "--volume",
+        "t=64M",
+        "--volume",
+        "u=64M",
+        "--volume",
+        "small=32M",
+        "--volume",
+        "snapped=64M",
+    ]);
     let create = |body: Value| post(&d, "/v1/pairs", body);
     let raw = |body: &str| call(&d, "POST", "/v1/pairs", Some(body), None);
 
-    // Unknown volumes.
-    assert_error(
-        &create(json!({"primary": "nope", "secondary": "s"})),
-        404,
-        "not_found",
-    );
-    assert_error(
-        &create(json!({"primary": "p", "secondary": "nope"})),
-        404,
-        "not_found",
-    );
-    // Invalid: itself, a smaller secondary, a pace of 0 or not a byte rate.
-    assert_error(
-        &create(json!({"primary": "p", "secondary": "p"})),
-        422,
-        "invalid",
-    );
-    assert_error(
-        &create(json!({"primary": "p", "secondary": "small"})),
-        422,
-        "invalid",
+    // Unknown volumes; invalid: itself, a smaller secondary (and below, a pace of 0 or not a
+    // byte rate).
+    assert_refusals(
+        create,
+        &[
+            (
+                json!({"primary": "nope", "secondary": "s"}),
+                404,
+                "not_found",
+            ),
+            (
+                json!({"primary": "p", "secondary": "nope"}),
+                404,
+                "not_found",
+            ),
+            (json!({"primary": "p", "secondary": "p"}), 422, "invalid"),
+            (
+                json!({"primary": "p", "secondary": "small"}),
+                422,
+                "invalid",
+            ),
+        ],
     );
     for pace in [json!(0), json!(-1), json!("100M"), json!(1.5), json!(null)] {
         let r = create(json!({"primary": "p", "secondary": "s", "pace": pace}));
@@ -347,20 +274,12 @@ fn pair_errors() {
     );
     let host = crate::nbd::connect(&d.nbd, "t");
     let r = create(json!({"primary": "u", "secondary": "t"}));
-    assert_error(&r, 409, "busy");
-    assert!(
-        r.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("in use by"),
-        "{:?}",
-        r.1
-    );
+    assert_error_mentions(&r, 409, "busy", "in use by");
     drop(host);
 
     // A pair whose copy is slow: the first 16 extents go at once, then the pace holds the
     // job for about 5 s, long enough to be refused things while it runs.
-    if !qemu_io(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 2M 64k"]) {
+    if !qemu_io_if_installed(&d, "p", &["write -P 0x11 0 1M", "write -P 0x12 2M 64k"]) {
         d.stop();
         return;
     }
@@ -380,15 +299,7 @@ fn pair_errors() {
     assert_error(&post(&d, "/v1/pairs/s/split", json!({})), 409, "busy");
     assert_error(&post(&d, "/v1/pairs/s/resync", json!({})), 409, "busy");
     let r = delete(&d, "/v1/pairs/s");
-    assert_error(&r, 409, "busy");
-    assert!(
-        r.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("job {job}")),
-        "{:?}",
-        r.1
-    );
+    assert_error_mentions(&r, 409, "busy", &format!("job {job}"));
     assert_eq!(get(&d, &format!("/v1/jobs/{job}")).1["state"], "running");
     // Cancelled, the copy leaves the pair in error, saying why; then it can be deleted.
     assert_eq!(
@@ -452,34 +363,27 @@ fn pair_errors() {
 
 #[test]
 fn pairs_in_the_openapi_document() {
-    let d = Daemon::start(&[], &[]);
-    let (s, doc) = get(&d, "/v1/openapi.json");
-    assert_eq!(s, 200);
-    for (path, method, statuses) in [
-        (
-            "/v1/pairs",
-            "post",
-            &["201", "400", "404", "409", "422", "503"][..],
-        ),
-        ("/v1/pairs", "get", &["200"][..]),
-        ("/v1/pairs/{name}", "get", &["200", "404"][..]),
-        ("/v1/pairs/{name}", "delete", &["204", "404", "409"][..]),
-        ("/v1/pairs/{name}/split", "post", &["200", "404", "409"][..]),
-        (
-            "/v1/pairs/{name}/resync",
-            "post",
-            &["202", "400", "404", "409", "422"][..],
-        ),
-    ] {
-        let op = &doc["paths"][path][method];
-        assert!(op.is_object(), "{method} {path} is not documented");
-        for st in statuses {
-            assert!(
-                op["responses"][st].is_object(),
-                "{method} {path}: status {st} is not documented"
-            );
-        }
-    }
+    let d = Daemon::start();
+    let doc = openapi(&d);
+    assert_documented(
+        &doc,
+        &[
+            (
+                "/v1/pairs",
+                "post",
+                &["201", "400", "404", "409", "422", "503"][..],
+            ),
+            ("/v1/pairs", "get", &["200"][..]),
+            ("/v1/pairs/{name}", "get", &["200", "404"][..]),
+            ("/v1/pairs/{name}", "delete", &["204", "404", "409"][..]),
+            ("/v1/pairs/{name}/split", "post", &["200", "404", "409"][..]),
+            (
+                "/v1/pairs/{name}/resync",
+                "post",
+                &["202", "400", "404", "409", "422"][..],
+            ),
+        ],
+    );
     let schemas = &doc["components"]["schemas"];
     for name in [
         "Pair",
@@ -499,8 +403,8 @@ fn pairs_in_the_openapi_document() {
 
 #[test]
 fn backup_on_a_pair_secondary_and_the_resync_over_it() {
-    let d = Daemon::start(&["--volume", "p=64M", "--volume", "s=64M"], &[]);
-    let data = qemu_io(&d, "p", &["write -P 0x11 0 1M"]);
+    let d = Daemon::start_with_args(&["--volume", "p=64M", "--volume", "s=64M"]);
+    let data = qemu_io_if_installed(&d, "p", &["write -P 0x11 0 1M"]);
     let (s, created) = post(&d, "/v1/pairs", json!({"primary": "p", "secondary": "s"}));
     assert_eq!(s, 201, "{created}");
     wait_job(&d, job_id(&created));
@@ -530,8 +434,8 @@ fn backup_on_a_pair_secondary_and_the_resync_over_it() {
     assert!(read_only(&d, "s"));
     write_refused(&d, "s");
     if data {
-        qemu_io(&d, "p", &["write -P 0x22 0 64k"]);
-        qemu_io(&d, "s", &["read -P 0x11 0 1M"]);
+        qemu_io_if_installed(&d, "p", &["write -P 0x22 0 64k"]);
+        qemu_io_if_installed(&d, "s", &["read -P 0x11 0 1M"]);
     }
 
     // A resync would overwrite the backup: refused, naming it, unless it is consumed.

@@ -2,15 +2,14 @@
 
 use serde_json::json;
 
-use crate::{Daemon, G, assert_error, delete, get, nbd, post};
+use crate::{
+    Daemon, G, assert_error, assert_error_mentions, create_volume, delete, get, nbd, post,
+};
 
 #[test]
 fn deleting_a_volume_hosts_use_needs_force_which_disconnects_them() {
-    let d = Daemon::start(&[], &[]);
-    assert_eq!(
-        post(&d, "/v1/volumes", json!({"name": "v", "size": G})).0,
-        201
-    );
+    let d = Daemon::start();
+    create_volume(&d, "v", G);
     assert_eq!(
         post(&d, "/v1/volumes/v/snapshots", json!({"name": "s"})).0,
         201
@@ -29,15 +28,7 @@ fn deleting_a_volume_hosts_use_needs_force_which_disconnects_them() {
     // A delete the pool refuses anyway (snapshots) says so and disconnects nobody, forced or
     // not.
     let r = delete(&d, "/v1/volumes/v?force=true");
-    assert_error(&r, 409, "busy");
-    assert!(
-        r.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("snapshot"),
-        "{:?}",
-        r.1
-    );
+    assert_error_mentions(&r, 409, "busy", "snapshot");
     assert_error(&delete(&d, "/v1/volumes/v?force=maybe"), 400, "invalid");
     assert_eq!(get(&d, "/v1/volumes/v").0, 200);
     nbd::assert_open(&mut on_volume, "the volume's host");
@@ -53,21 +44,10 @@ fn deleting_a_volume_hosts_use_needs_force_which_disconnects_them() {
     assert_error(&get(&d, "/v1/volumes/v"), 404, "not_found");
 
     // Without snapshots: one host, refused, then forced.
-    assert_eq!(
-        post(&d, "/v1/volumes", json!({"name": "w", "size": G})).0,
-        201
-    );
+    create_volume(&d, "w", G);
     let mut host = nbd::connect(&d.nbd, "w");
     let r = delete(&d, "/v1/volumes/w");
-    assert_error(&r, 409, "busy");
-    assert!(
-        r.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("1 host connection(s)"),
-        "{:?}",
-        r.1
-    );
+    assert_error_mentions(&r, 409, "busy", "1 host connection(s)");
     assert_eq!(delete(&d, "/v1/volumes/w?force=true").0, 204);
     nbd::assert_closed(&mut host, "w's host");
     d.stop();

@@ -5,7 +5,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{Daemon, arca, closed_url, row};
+use crate::util::{
+    Daemon, HOST_INFO_ARGS, arca, assert_usage_errors, closed_url, field, header, row,
+};
 
 /// Writes with qemu-io; false when it is not installed (an error under CI).
 fn qemu_write(d: &Daemon, volume: &str, cmd: &str) -> bool {
@@ -47,10 +49,6 @@ fn ids(list: &Value) -> Vec<u64> {
         .collect()
 }
 
-fn header(table: &str) -> Vec<&str> {
-    table.lines().next().unwrap().split_whitespace().collect()
-}
-
 #[test]
 fn backup_commands_in_tables_and_json() {
     let d = Daemon::start();
@@ -81,29 +79,14 @@ fn backup_commands_in_tables_and_json() {
 
     // Create: a snapshot backup with the host's information (human), a copy (JSON, waited).
     let out = d
-        .arca(&[
-            "backup",
-            "create",
-            "v",
-            "--label",
-            "nightly",
-            "--program",
-            "pgbackup",
-            "--host",
-            "db1",
-            "--app",
-            "postgres",
-            "--content-id",
-            "c-7",
-            "--description",
-            "before the upgrade",
-            "--meta",
-            "tier=gold",
-            "--meta",
-            "ticket=42",
-            "--keep-for",
-            "1h",
-        ])
+        .arca(
+            &[
+                &["backup", "create", "v"][..],
+                HOST_INFO_ARGS,
+                &["--keep-for", "1h"],
+            ]
+            .concat(),
+        )
         .ok();
     let snap = backup_id(out.stdout.trim());
     assert_eq!(
@@ -207,13 +190,7 @@ fn backup_commands_in_tables_and_json() {
 
     // Show: every field and the history, human; the record, JSON.
     let text = d.arca(&["backup", "show", &snap.to_string()]).ok().stdout;
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}:")))
-            .unwrap_or_else(|| panic!("no {k} in:\n{text}"))
-            .trim()
-            .to_string()
-    };
+    let field = |k: &str| field(&text, k);
     assert_eq!(field("id"), snap.to_string());
     assert_eq!(field("status"), "complete");
     assert_eq!(field("label"), "nightly");
@@ -605,16 +582,7 @@ fn backup_usage_errors_exit_2() {
         (&["catalog", "frobnicate"], "frobnicate"),
         (&["catalog", "rebuild", "--everything"], "--everything"),
     ];
-    for (args, want) in cases {
-        let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--api", &api]);
-        let out = arca(&full).usage_error();
-        assert!(
-            out.stderr.contains(want),
-            "{want:?} missing:\n{}",
-            out.describe()
-        );
-    }
+    assert_usage_errors(&api, cases);
     let out = arca(&["backup", "--help"]).ok();
     for sub in [
         "targets", "create", "list", "show", "verify", "delete", "hold", "release", "retain",

@@ -1,7 +1,7 @@
 //! Exit statuses and messages: usage errors exit 2 before any request, API errors and an
 //! unreachable daemon exit 1 with one `error:` line.
 
-use crate::util::{Daemon, arca, closed_url};
+use crate::util::{Daemon, arca, assert_usage_error, closed_url};
 
 /// Usage errors must not depend on a daemon: the API URL given here answers nothing, so a
 /// command that got as far as a request would exit 1, not 2.
@@ -44,12 +44,7 @@ fn usage_errors_exit_2() {
         if !args.contains(&"--api") && args != &["--json", "serve"] {
             full.extend(["--api", &api]);
         }
-        let out = arca(&full).usage_error();
-        assert!(
-            out.stderr.contains(want),
-            "{want:?} missing:\n{}",
-            out.describe()
-        );
+        assert_usage_error(&full, want);
     }
     // Help is not an error, and each level keeps its own description.
     let out = arca(&["--help"]).ok();
@@ -94,33 +89,37 @@ fn api_errors_exit_1_with_the_api_message() {
     let d = Daemon::start();
     d.arca(&["volume", "create", "dup", "--size", "1G"]).ok();
 
-    let err = d.arca(&["volume", "show", "nosuch"]).error_line();
-    assert!(err.contains("nosuch"), "{err}");
-    let err = d.arca(&["volume", "show", "nosuch", "--json"]).error_line();
-    assert!(err.contains("nosuch"), "{err}");
-    let err = d.arca(&["volume", "delete", "nosuch"]).error_line();
-    assert!(err.contains("nosuch"), "{err}");
-    let err = d
-        .arca(&["volume", "resize", "nosuch", "--size", "2G"])
-        .error_line();
-    assert!(err.contains("nosuch"), "{err}");
-    let err = d.arca(&["snapshot", "create", "nosuch"]).error_line();
-    assert!(err.contains("nosuch"), "{err}");
-    let err = d.arca(&["clone", "dup@nosnap", "c"]).error_line();
-    assert!(err.contains("nosnap"), "{err}");
-
-    let err = d
-        .arca(&["volume", "create", "dup", "--size", "1G"])
-        .error_line();
-    assert!(err.contains("dup"), "{err}");
-    d.arca(&["volume", "create", "other", "--size", "1G"]).ok();
-    let err = d.arca(&["volume", "rename", "other", "dup"]).error_line();
-    assert!(err.contains("dup"), "{err}");
-    d.arca(&["snapshot", "create", "dup", "--name", "s"]).ok();
-    let err = d
-        .arca(&["snapshot", "create", "dup", "--name", "s"])
-        .error_line();
-    assert!(err.contains("dup"), "{err}");
+    // Each refused with one line naming the object; `setup` runs first (the order matters).
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (&[], &["volume", "show", "nosuch"], "nosuch"),
+        (&[], &["volume", "show", "nosuch", "--json"], "nosuch"),
+        (&[], &["volume", "delete", "nosuch"], "nosuch"),
+        (
+            &[],
+            &["volume", "resize", "nosuch", "--size", "2G"],
+            "nosuch",
+        ),
+        (&[], &["snapshot", "create", "nosuch"], "nosuch"),
+        (&[], &["clone", "dup@nosnap", "c"], "nosnap"),
+        (&[], &["volume", "create", "dup", "--size", "1G"], "dup"),
+        (
+            &["volume", "create", "other", "--size", "1G"],
+            &["volume", "rename", "other", "dup"],
+            "dup",
+        ),
+        (
+            &["snapshot", "create", "dup", "--name", "s"],
+            &["snapshot", "create", "dup", "--name", "s"],
+            "dup",
+        ),
+    ];
+    for (setup, args, want) in cases {
+        if !setup.is_empty() {
+            d.arca(setup).ok();
+        }
+        let err = d.arca(args).error_line();
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 
     // Invalid per the API (names, sizes, devices): one line, exit 1.
     for args in [

@@ -1,27 +1,12 @@
 //! A nearly full metadata region through the daemon: backups are refused with a clear error
 //! before anything changes, and hosts, deletions and checks go on working.
 
-use std::process::{Command, Stdio};
-
 use crate::util::{Daemon, tools};
 
-/// qemu-io commands on an export that must succeed.
+/// qemu-io commands on an export that must succeed, with nothing on stderr.
 fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) {
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "raw"]);
-    for c in cmds {
-        cmd.args(["-c", c]);
-    }
-    let out = cmd
-        .arg(format!("nbd://{}/{export}", d.nbd))
-        .stdin(Stdio::null())
-        .output()
-        .expect("qemu-io runs");
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "qemu-io {cmds:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = crate::common::qemu::qemu_io(d, export, cmds);
+    assert!(out.stderr.is_empty(), "{}", out.describe());
 }
 
 /// Regression (issue 11, items 1 and 2): on a 64 MiB device, backups carrying 32 long

@@ -2,66 +2,11 @@
 //! restarts: an orderly stop keeps a pair in `pair` state without a full copy and a split pair
 //! split; a crash costs a full copy.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::util::{Daemon, Out, arca, closed_url, row, run_cmd, tools};
-
-/// Returns early from a test when a tool is missing (a panic under CI=true).
-macro_rules! require {
-    ($($t:expr),+ $(,)?) => {
-        if !tools(&[$($t),+]) {
-            return;
-        }
-    };
-}
-
-/// qemu-io commands on an export (read-only when they all read); not checked.
-fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> Out {
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "raw"]);
-    if cmds.iter().all(|c| c.starts_with("read")) {
-        cmd.arg("-r");
-    }
-    for c in cmds {
-        cmd.args(["-c", c]);
-    }
-    cmd.arg(format!("nbd://{}/{export}", d.nbd));
-    run_cmd(cmd)
-}
-
-/// qemu-io commands that must succeed (a read with `-P` checks the pattern).
-fn qemu_ok(d: &Daemon, export: &str, cmds: &[&str]) {
-    let out = qemu_io(d, export, cmds);
-    assert!(
-        out.status.success() && !out.stdout.contains("failed") && !out.stderr.contains("failed"),
-        "{}",
-        out.describe()
-    );
-}
-
-fn write_refused(d: &Daemon, export: &str) {
-    let out = qemu_io(d, export, &["write -P 0xee 0 4k"]);
-    assert!(
-        !out.status.success() && !out.stdout.contains("wrote "),
-        "a host wrote into {export}:\n{}",
-        out.describe()
-    );
-}
-
-/// Both exports hold the same bytes, as qemu-img compares them.
-fn identical(d: &Daemon, a: &str, b: &str) {
-    let uri = |e: &str| format!("nbd://{}/{e}", d.nbd);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["compare", "-f", "raw", "-F", "raw", &uri(a), &uri(b)]);
-    run_cmd(cmd).ok();
-}
-
-fn header(table: &str) -> Vec<&str> {
-    table.lines().next().unwrap().split_whitespace().collect()
-}
+use crate::common::qemu::{identical, qemu_io, write_refused};
+use crate::require;
+use crate::util::{Daemon, arca, assert_usage_errors, closed_url, device_in_tempdir, header, row};
 
 fn job_kinds(d: &Daemon) -> Vec<String> {
     d.json(&["job", "list"])
@@ -83,7 +28,7 @@ fn pair_commands_in_tables_and_json() {
     for v in ["p", "s", "q", "t"] {
         d.arca(&["volume", "create", v, "--size", "64M"]).ok();
     }
-    qemu_ok(&d, "p", &["write -P 0x11 0 1M"]);
+    qemu_io(&d, "p", &["write -P 0x11 0 1M"]);
 
     // Create waits for the initial copy; the one-device warning goes to stderr.
     let out = d.arca(&["pair", "create", "p", "s"]).ok();
@@ -94,7 +39,7 @@ fn pair_commands_in_tables_and_json() {
         "{}",
         out.describe()
     );
-    qemu_ok(&d, "s", &["read -P 0x11 0 1M"]);
+    qemu_io(&d, "s", &["read -P 0x11 0 1M"]);
 
     // List and show.
     let table = d.arca(&["pair", "list"]).ok().stdout;
@@ -142,8 +87,8 @@ fn pair_commands_in_tables_and_json() {
             && out.ends_with(": s keeps the image of p from then and is writable\n"),
         "{out}"
     );
-    qemu_ok(&d, "s", &["write -P 0x21 4M 64k"]);
-    qemu_ok(&d, "p", &["write -P 0x22 0 64k"]);
+    qemu_io(&d, "s", &["write -P 0x21 4M 64k"]);
+    qemu_io(&d, "p", &["write -P 0x22 0 64k"]);
     let out = d.arca(&["pair", "resync", "s"]).ok().stdout;
     assert_eq!(out, "pair s: s is again a copy of p, state pair\n");
     identical(&d, "p", "s");
@@ -158,10 +103,10 @@ fn pair_commands_in_tables_and_json() {
 
     // Reverse resync: the primary gets the secondary's image back.
     d.arca(&["pair", "split", "s"]).ok();
-    qemu_ok(&d, "p", &["write -P 0x31 0 64k"]);
+    qemu_io(&d, "p", &["write -P 0x31 0 64k"]);
     let out = d.arca(&["pair", "resync", "s", "--reverse"]).ok().stdout;
     assert_eq!(out, "pair s: p restored from s, state pair\n");
-    qemu_ok(&d, "p", &["read -P 0x22 0 64k"]);
+    qemu_io(&d, "p", &["read -P 0x22 0 64k"]);
     identical(&d, "p", "s");
 
     // --no-wait: the job to wait for.
@@ -234,7 +179,7 @@ fn pair_commands_in_tables_and_json() {
     assert_eq!(out.stdout, "");
     assert_eq!(d.json(&["pair", "list"]), serde_json::json!([]));
     assert_eq!(d.arca(&["pair", "list"]).ok().stdout.lines().count(), 1);
-    qemu_ok(&d, "s", &["write -P 0x41 0 64k"]);
+    qemu_io(&d, "s", &["write -P 0x41 0 64k"]);
     d.stop();
 }
 
@@ -258,16 +203,7 @@ fn pair_usage_errors_exit_2() {
         (&["pair", "delete"], "NAME"),
         (&["pair", "list", "extra"], "extra"),
     ];
-    for (args, want) in cases {
-        let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--api", &api]);
-        let out = arca(&full).usage_error();
-        assert!(
-            out.stderr.contains(want),
-            "{want:?} missing:\n{}",
-            out.describe()
-        );
-    }
+    assert_usage_errors(&api, cases);
     let out = arca(&["pair", "--help"]).ok();
     assert!(
         out.stdout.starts_with("Create, list, show"),
@@ -295,31 +231,23 @@ fn pair_usage_errors_exit_2() {
     );
 }
 
-fn device(dir: &Path) -> String {
-    dir.join("device.img").to_str().unwrap().to_string()
-}
-
 /// A daemon on a new device file with pair p -> s in state pair, written before and after
 /// pairing.
 fn paired_on_a_device(dev: &str) -> Daemon {
-    let d = Daemon::serve(&["--device", dev, "--create", "--size", "1G"]);
+    let d = Daemon::serve_new_device(dev, "1G");
     for v in ["p", "s"] {
         d.arca(&["volume", "create", v, "--size", "64M"]).ok();
     }
-    qemu_ok(&d, "p", &["write -P 0x11 0 2M"]);
+    qemu_io(&d, "p", &["write -P 0x11 0 2M"]);
     d.arca(&["pair", "create", "p", "s"]).ok();
-    qemu_ok(&d, "p", &["write -P 0x12 1M 64k"]);
+    qemu_io(&d, "p", &["write -P 0x12 1M 64k"]);
     d
 }
 
 #[test]
 fn pair_and_split_survive_an_orderly_restart() {
     require!("qemu-io", "qemu-img");
-    let tmp = tempfile::Builder::new()
-        .prefix("arca-pairs-")
-        .tempdir()
-        .unwrap();
-    let dev = device(tmp.path());
+    let (_tmp, dev) = device_in_tempdir();
     let d = paired_on_a_device(&dev);
     let before = state(&d, "s");
     d.stop();
@@ -333,24 +261,24 @@ fn pair_and_split_survive_an_orderly_restart() {
     assert_eq!(after["created"], before["created"]);
     assert_eq!(job_kinds(&d), Vec::<String>::new(), "a copy job ran");
     write_refused(&d, "s");
-    qemu_ok(&d, "s", &["read -P 0x11 0 64k", "read -P 0x12 1M 64k"]);
-    qemu_ok(&d, "p", &["write -P 0x13 3M 64k"]);
-    qemu_ok(&d, "s", &["read -P 0x13 3M 64k"]);
+    qemu_io(&d, "s", &["read -P 0x11 0 64k", "read -P 0x12 1M 64k"]);
+    qemu_io(&d, "p", &["write -P 0x13 3M 64k"]);
+    qemu_io(&d, "s", &["read -P 0x13 3M 64k"]);
     identical(&d, "p", "s");
 
     // Split, changed on both sides, stopped: still split at the same instant, still writable,
     // and the resync still knows what changed.
     let split = d.json(&["pair", "split", "s"]);
-    qemu_ok(&d, "p", &["write -P 0x21 0 64k"]);
-    qemu_ok(&d, "s", &["write -P 0x22 5M 64k"]);
+    qemu_io(&d, "p", &["write -P 0x21 0 64k"]);
+    qemu_io(&d, "s", &["write -P 0x22 5M 64k"]);
     d.stop();
     let d = Daemon::serve(&["--device", &dev]);
     let after = state(&d, "s");
     assert_eq!(after["state"], "split", "{after:#}");
     assert_eq!(after["split"], split["split"], "{after:#}");
     assert_eq!(job_kinds(&d), Vec::<String>::new());
-    qemu_ok(&d, "s", &["read -P 0x11 0 64k", "read -P 0x22 5M 64k"]);
-    qemu_ok(&d, "s", &["write -P 0x23 6M 64k"]);
+    qemu_io(&d, "s", &["read -P 0x11 0 64k", "read -P 0x22 5M 64k"]);
+    qemu_io(&d, "s", &["write -P 0x23 6M 64k"]);
     let r = d.json(&["pair", "resync", "s"]);
     assert_eq!(r["pair"]["state"], "pair", "{r:#}");
     let job = d.json(&["job", "show", &r["job"].to_string()]);
@@ -358,7 +286,7 @@ fn pair_and_split_survive_an_orderly_restart() {
     // Only what changed: extents 0, 5M and 6M.
     assert_eq!(job["bytes_total"], 3 * 65536, "{job:#}");
     identical(&d, "p", "s");
-    qemu_ok(&d, "s", &["read -P 0x21 0 64k", "read -P 0 5M 64k"]);
+    qemu_io(&d, "s", &["read -P 0x21 0 64k", "read -P 0 5M 64k"]);
     assert_eq!(d.json(&["pool", "check"])["result"]["clean"], true);
     d.stop();
 }
@@ -366,11 +294,7 @@ fn pair_and_split_survive_an_orderly_restart() {
 #[test]
 fn pair_after_a_crash_gets_a_full_copy() {
     require!("qemu-io", "qemu-img");
-    let tmp = tempfile::Builder::new()
-        .prefix("arca-pairs-")
-        .tempdir()
-        .unwrap();
-    let dev = device(tmp.path());
+    let (_tmp, dev) = device_in_tempdir();
     let d = paired_on_a_device(&dev);
     let log = d.kill();
     assert!(!log.contains("panicked"), "{log}");
@@ -385,7 +309,7 @@ fn pair_after_a_crash_gets_a_full_copy() {
     let p = state(&d, "s");
     assert_eq!(p["state"], "pair", "{p:#}");
     identical(&d, "p", "s");
-    qemu_ok(&d, "s", &["read -P 0x12 1M 64k"]);
+    qemu_io(&d, "s", &["read -P 0x12 1M 64k"]);
     d.stop();
 }
 
@@ -399,7 +323,7 @@ fn a_held_and_locked_backup_on_a_secondary_survives_resync() {
     for v in ["p", "s"] {
         d.arca(&["volume", "create", v, "--size", "16M"]).ok();
     }
-    qemu_ok(&d, "p", &["write -P 0x51 0 256k"]);
+    qemu_io(&d, "p", &["write -P 0x51 0 256k"]);
     d.arca(&["pair", "create", "p", "s"]).ok();
     let created = d.json(&[
         "backup",
@@ -412,7 +336,7 @@ fn a_held_and_locked_backup_on_a_secondary_survives_resync() {
         "9999-12-31",
     ]);
     let id = created["backups"][0]["id"].as_u64().unwrap().to_string();
-    qemu_ok(&d, "p", &["write -P 0x52 0 256k"]);
+    qemu_io(&d, "p", &["write -P 0x52 0 256k"]);
 
     let deleting = d.arca(&["backup", "delete", &id, "--force"]).error_line();
     assert!(
@@ -447,7 +371,7 @@ fn a_held_and_locked_backup_on_a_secondary_survives_resync() {
     assert_eq!(b["status"], "complete", "{b:#}");
     assert_eq!(b["retention"]["lock_until"], "9999-12-31T00:00:00.000Z");
     assert_eq!(state(&d, "s")["state"], "split");
-    qemu_ok(&d, "s", &["read -P 0x51 0 256k"]);
+    qemu_io(&d, "s", &["read -P 0x51 0 256k"]);
     write_refused(&d, "s");
     assert_eq!(d.json(&["catalog", "check"])["clean"], true);
     d.stop();

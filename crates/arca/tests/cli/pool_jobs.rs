@@ -1,6 +1,6 @@
 //! `arca pool status`, `arca pool check` (waiting and `--no-wait`) and `arca job ...`.
 
-use crate::util::{Daemon, GIB, find};
+use crate::util::{Daemon, GIB, field, find, header};
 
 #[test]
 fn pool_status_in_table_and_json() {
@@ -30,13 +30,7 @@ fn pool_status_in_table_and_json() {
     assert_eq!(devices[0]["capacity"].as_u64(), Some(capacity));
 
     let text = d.arca(&["pool", "status"]).ok().stdout;
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}:")))
-            .unwrap_or_else(|| panic!("no {k} in:\n{text}"))
-            .trim()
-            .to_string()
-    };
+    let field = |k: &str| field(&text, k);
     assert_eq!(field("pool"), p["id"].as_str().unwrap());
     assert_eq!(field("extent size"), "64.0K");
     assert_eq!(field("volumes"), "1");
@@ -144,12 +138,7 @@ fn pool_check_and_jobs() {
     assert!(find(&list, "kind", "pool-check")["created"].is_string());
     let table = d.arca(&["job", "list"]).ok().stdout;
     assert_eq!(
-        table
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect::<Vec<_>>(),
+        header(&table),
         [
             "ID", "KIND", "TARGET", "STATE", "PROGRESS", "CREATED", "FINISHED"
         ]

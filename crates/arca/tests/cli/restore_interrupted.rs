@@ -109,10 +109,7 @@ fn restore_events(d: &Daemon, id: u64) -> Vec<String> {
 }
 
 fn interrupted_restore_then_restart(kill: bool) {
-    let tmp = tempfile::Builder::new()
-        .prefix("arca-restore-")
-        .tempdir()
-        .unwrap();
+    let tmp = crate::common::daemon::tempdir();
     let dev = tmp.path().join("device.img");
     let dev_s = dev.to_str().unwrap().to_string();
     let (id, copy_volume) = prepare(&dev);

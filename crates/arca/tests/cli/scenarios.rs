@@ -12,20 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Daemon, Out, PYTHON, run_cmd, tools};
+use crate::common::daemon::tempdir;
+use crate::common::data::random_bytes;
+use crate::common::qemu::{qemu_io, qemu_io_run};
+use crate::require;
+use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, run_cmd};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's default extent size.
 const EXTENT: u64 = 64 << 10;
-
-/// Returns early from a test when a tool is missing (a panic under CI=true).
-macro_rules! require {
-    ($($t:expr),+ $(,)?) => {
-        if !tools(&[$($t),+]) {
-            return;
-        }
-    };
-}
 
 /// What every host script starts with: a connection to one export, and the stamps.
 const PRELUDE: &str = r#"
@@ -108,7 +103,7 @@ impl Host {
     /// Waits for the host to finish (panics past `timeout`); its output.
     fn finish(mut self, timeout: Duration) -> Out {
         let mut child = self.child.take().unwrap();
-        let status = crate::process::wait_timeout(&mut child, timeout);
+        let status = crate::common::process::wait_timeout(&mut child, timeout);
         let Some(status) = status else {
             let _ = child.kill();
             let _ = child.wait();
@@ -134,48 +129,13 @@ impl Drop for Host {
     }
 }
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("arca-scenario-")
-        .tempdir()
-        .expect("tempdir")
-}
-
-fn uri(d: &Daemon, export: &str) -> String {
-    format!("nbd://{}/{export}", d.nbd)
-}
-
-/// qemu-io commands on an export (read-only when they are all reads); not checked.
-fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> Out {
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "raw"]);
-    if cmds.iter().all(|c| c.starts_with("read")) {
-        cmd.arg("-r");
-    }
-    for c in cmds {
-        cmd.args(["-c", c]);
-    }
-    cmd.arg(uri(d, export));
-    run_cmd(cmd)
-}
-
-/// qemu-io commands that must succeed.
-fn qemu_io_ok(d: &Daemon, export: &str, cmds: &[&str]) {
-    let out = qemu_io(d, export, cmds);
-    assert!(
-        out.status.success() && !out.stdout.contains("failed") && !out.stderr.contains("failed"),
-        "{}",
-        out.describe()
-    );
-}
-
 /// The whole image of an export, as a host reads it (qemu-img convert to a raw file).
 fn image(d: &Daemon, export: &str, dir: &Path) -> Vec<u8> {
     let file = dir.join(format!("{}.raw", export.replace('@', "_")));
     let _ = std::fs::remove_file(&file);
     let mut cmd = Command::new("qemu-img");
     cmd.args(["convert", "-f", "raw", "-O", "raw"])
-        .arg(uri(d, export))
+        .arg(d.uri(export))
         .arg(&file);
     run_cmd(cmd).ok();
     let data = std::fs::read(&file).unwrap();
@@ -223,21 +183,6 @@ fn ids(list: &Value) -> Vec<u64> {
 
 fn u64_at(data: &[u8], offset: u64) -> u64 {
     u64::from_le_bytes(data[offset as usize..][..8].try_into().unwrap())
-}
-
-/// Deterministic pseudo-random bytes (splitmix64).
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn stamp(n: u64, size: u64) -> Vec<u8> {
@@ -608,12 +553,12 @@ fn restore_in_place_with_undo_point_and_restore_as_new() {
     let dir = tmp.path();
     let d = Daemon::start();
     d.arca(&["volume", "create", "v", "--size", "16M"]).ok();
-    qemu_io_ok(&d, "v", &["write -P 0xa1 0 1M", "write -P 0xa2 8M 64k"]);
+    qemu_io(&d, "v", &["write -P 0xa1 0 1M", "write -P 0xa2 8M 64k"]);
     let orig = image(&d, "v", dir);
     let id = id_of(&d.json(&["backup", "create", "v", "--label", "before"])["backups"][0]);
     let id_s = id.to_string();
     // Changed: overwritten, newly written, and trimmed where the backup has data.
-    qemu_io_ok(
+    qemu_io(
         &d,
         "v",
         &[
@@ -823,12 +768,10 @@ fn verify_catches_bytes_corrupted_in_the_device_file() {
 #[test]
 fn kill_during_copy_backup_then_restart() {
     require!("qemu-io");
-    let tmp = tempdir();
-    let dev = tmp.path().join("device.img");
-    let dev_s = dev.to_str().unwrap().to_string();
-    let mut d = Daemon::serve(&["--device", &dev_s, "--create", "--size", "2G"]);
+    let (_tmp, dev_s) = device_in_tempdir();
+    let mut d = Daemon::serve_new_device(&dev_s, "2G");
     d.arca(&["volume", "create", "v", "--size", "256M"]).ok();
-    qemu_io_ok(&d, "v", &["write -P 0x5a 0 256M"]);
+    qemu_io(&d, "v", &["write -P 0x5a 0 256M"]);
     d.arca(&["backup", "create", "v", "--label", "before"]).ok();
 
     // Start a copy and kill -9 the daemon while its job runs (retried if it was too fast).
@@ -913,38 +856,21 @@ fn kill_during_copy_backup_then_restart() {
 #[test]
 fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
     require!("qemu-io");
-    let tmp = tempdir();
-    let dev = tmp.path().join("device.img");
-    let dev_s = dev.to_str().unwrap().to_string();
-    let d = Daemon::serve(&["--device", &dev_s, "--create", "--size", "512M"]);
+    let (_tmp, dev_s) = device_in_tempdir();
+    let d = Daemon::serve_new_device(&dev_s, "512M");
     for (v, p) in [("a", "0x11"), ("b", "0x22"), ("c", "0x33")] {
         d.arca(&["volume", "create", v, "--size", "16M"]).ok();
-        qemu_io_ok(&d, v, &[&format!("write -P {p} 0 256k")]);
+        qemu_io(&d, v, &[&format!("write -P {p} 0 256k")]);
     }
     // A snapshot with every kind of host information, a copy, a set, a held one.
-    d.arca(&[
-        "backup",
-        "create",
-        "a",
-        "--label",
-        "nightly",
-        "--program",
-        "pgbackup",
-        "--host",
-        "db1",
-        "--app",
-        "postgres",
-        "--content-id",
-        "c-7",
-        "--description",
-        "before the upgrade",
-        "--meta",
-        "tier=gold",
-        "--meta",
-        "ticket=42",
-        "--keep-for",
-        "30d",
-    ])
+    d.arca(
+        &[
+            &["backup", "create", "a"][..],
+            HOST_INFO_ARGS,
+            &["--keep-for", "30d"],
+        ]
+        .concat(),
+    )
     .ok();
     d.arca(&[
         "backup", "create", "a", "--method", "copy", "--label", "weekly", "--host", "db1",
@@ -981,7 +907,8 @@ fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
 
     // Offline: every catalog table emptied in one transaction.
     {
-        let pool = arca_store::Pool::open_paths(&[dev.as_path()]).expect("opening the pool");
+        let pool = arca_store::Pool::open_paths(&[std::path::Path::new(&dev_s)])
+            .expect("opening the pool");
         let mut t = pool.transaction();
         for table in arca_backup::catalog::CATALOG_TABLES {
             t.clear(table);
@@ -1130,7 +1057,7 @@ fn delete_refused_under_each_protection() {
     require!("python3-nbd", "qemu-io");
     let d = Daemon::start();
     d.arca(&["volume", "create", "v", "--size", "16M"]).ok();
-    qemu_io_ok(&d, "v", &["write -P 0x77 0 128k"]);
+    qemu_io(&d, "v", &["write -P 0x77 0 128k"]);
     let create = |args: &[&str]| {
         let mut full = vec!["backup", "create", "v"];
         full.extend(args);
@@ -1196,7 +1123,7 @@ fn delete_refused_under_each_protection() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = qemu_io(&d, &dest, &["write -P 0x01 0 4k"]);
+    let out = qemu_io_run(&d, &dest, &["write -P 0x01 0 4k"]);
     assert!(
         !out.status.success() && !out.stdout.contains("wrote "),
         "a host wrote into a backup's copy:\n{}",
@@ -1205,7 +1132,7 @@ fn delete_refused_under_each_protection() {
     // The export says read-only, and a write sent anyway gets EPERM from the server.
     let out = python(WRITE_REFUSED, &[&d.nbd, &dest]);
     assert!(out.stdout.starts_with("REFUSED"), "{}", out.describe());
-    qemu_io_ok(&d, &dest, &["read -P 0x77 0 128k"]);
+    qemu_io(&d, &dest, &["read -P 0x77 0 128k"]);
     let err = d.arca(&["volume", "delete", &dest]).error_line();
     assert!(err.contains(&format!("backup {copy}")), "{err}");
     let err = d
@@ -1241,10 +1168,10 @@ fn prune_keeps_the_newest_backup_after_the_clock_steps_back() {
     set_clock(ahead_ms);
     let d = Daemon::start_with_args(&["--test-clock-file", clock.to_str().unwrap()]);
     d.arca(&["volume", "create", "v", "--size", "16M"]).ok();
-    qemu_io_ok(&d, "v", &["write -P 0x61 0 64k"]);
+    qemu_io(&d, "v", &["write -P 0x61 0 64k"]);
     let old = id_of(&d.json(&["backup", "create", "v"])["backups"][0]);
     set_clock(ahead_ms - 24 * 3_600_000 + 60_000);
-    qemu_io_ok(&d, "v", &["write -P 0x62 0 64k"]);
+    qemu_io(&d, "v", &["write -P 0x62 0 64k"]);
     let new = id_of(&d.json(&["backup", "create", "v"])["backups"][0]);
     assert!(new > old, "ids grow when the clock steps back");
 
@@ -1277,7 +1204,7 @@ fn prune_keeps_the_newest_backup_after_the_clock_steps_back() {
         d.json(&["backup", "show", &old.to_string()])["status"],
         "deleted"
     );
-    qemu_io_ok(&d, &format!("v@backup-{new}"), &["read -P 0x62 0 64k"]);
+    qemu_io(&d, &format!("v@backup-{new}"), &["read -P 0x62 0 64k"]);
     assert_eq!(d.json(&["catalog", "check"])["clean"], true);
     d.stop();
 }

@@ -1,7 +1,7 @@
 //! `arca snapshot ...`, `arca clone` and `arca export list`, in table and JSON form, and the
 //! refusals that protect snapshots with clones and volumes with snapshots.
 
-use crate::util::{Daemon, GIB, find, row};
+use crate::util::{Daemon, GIB, find, header, row};
 
 #[test]
 fn snapshots_clones_and_exports() {
@@ -40,12 +40,7 @@ fn snapshots_clones_and_exports() {
     );
     let table = d.arca(&["snapshot", "list"]).ok().stdout;
     assert_eq!(
-        table
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect::<Vec<_>>(),
+        header(&table),
         [
             "VOLUME", "SNAPSHOT", "SIZE", "USED", "UNIQUE", "CLONES", "CREATED"
         ]
@@ -101,15 +96,7 @@ fn snapshots_clones_and_exports() {
     assert_eq!(e["read_only"], true);
     assert_eq!(e["uri"], format!("nbd://{}/base@s1", d.nbd));
     let table = d.arca(&["export", "list"]).ok().stdout;
-    assert_eq!(
-        table
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect::<Vec<_>>(),
-        ["NAME", "SIZE", "ACCESS", "URI"]
-    );
+    assert_eq!(header(&table), ["NAME", "SIZE", "ACCESS", "URI"]);
     assert_eq!(
         row(&table, "base@s1"),
         [

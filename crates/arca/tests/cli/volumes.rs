@@ -141,13 +141,13 @@ fn client_options_go_before_or_after_the_subcommand_or_in_the_environment() {
 fn volume_delete_while_a_host_is_connected_needs_force() {
     let d = Daemon::start();
     d.arca(&["volume", "create", "v", "--size", "1G"]).ok();
-    let mut host = crate::nbd::connect(&d.nbd, "v");
+    let mut host = crate::common::nbd::connect(&d.nbd, "v");
     let err = d.arca(&["volume", "delete", "v"]).error_line();
     assert!(
         err.contains("volume v has 1 host connection(s)") && err.contains("with force"),
         "{err}"
     );
-    crate::nbd::assert_open(&mut host, "the host of v");
+    crate::common::nbd::assert_open(&mut host, "the host of v");
     // The API named by a loopback name: the CLI works the same.
     let port = d.api.rsplit(':').next().unwrap();
     let mut cmd = arca_cmd();
@@ -156,7 +156,7 @@ fn volume_delete_while_a_host_is_connected_needs_force() {
     assert_eq!(run_cmd(cmd).json()["name"], "v");
     let out = d.arca(&["volume", "delete", "v", "--force"]).ok();
     assert_eq!(out.stdout, "deleted volume v\n");
-    crate::nbd::assert_closed(&mut host, "the host of v");
+    crate::common::nbd::assert_closed(&mut host, "the host of v");
     assert_eq!(d.json(&["volume", "list"]), serde_json::json!([]));
     d.stop();
 }

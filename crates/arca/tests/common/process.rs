@@ -1,4 +1,4 @@
-//! Child-process helpers shared by the test harnesses that run `arca serve`.
+//! Child processes with a timeout: the daemon's stop, and client runs with their output.
 
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -48,6 +48,50 @@ impl Out {
             "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
             self.what, self.status, self.stdout, self.stderr
         )
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Panics with the whole output unless the run exited 0.
+    pub fn ok(self) -> Out {
+        assert_eq!(self.status.code(), Some(0), "{}", self.describe());
+        self
+    }
+
+    /// Asserts exit 0 and parses stdout as JSON.
+    pub fn json(self) -> serde_json::Value {
+        let out = self.ok();
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", out.describe()))
+    }
+
+    /// Asserts a usage error: exit 2, nothing on stdout.
+    pub fn usage_error(self) -> Out {
+        assert_eq!(self.status.code(), Some(2), "{}", self.describe());
+        assert!(self.stdout.is_empty(), "{}", self.describe());
+        self
+    }
+
+    /// Asserts exit 1 with nothing on stdout and exactly one stderr line, `error: ...`;
+    /// that line.
+    pub fn error_line(self) -> String {
+        assert_eq!(self.status.code(), Some(1), "{}", self.describe());
+        assert!(self.stdout.is_empty(), "{}", self.describe());
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one error line expected:\n{}",
+            self.describe()
+        );
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].len() > "error: ".len(),
+            "{}",
+            self.describe()
+        );
+        lines[0].to_string()
     }
 }
 

@@ -2,14 +2,13 @@
 
 use std::process::Command;
 
-use crate::json::Json;
 use crate::require;
-use crate::util::{Daemon, MIB, run_cmd};
+use crate::util::{Daemon, MIB, json, run_cmd};
 
 #[test]
 fn fio_randwrite_verify_two_connections() {
     require!("fio");
-    let d = Daemon::start(&["vol=128M"]);
+    let d = Daemon::with_volumes(&["vol=128M"]);
     let mut cmd = Command::new("fio");
     // Each job writes its own 64 MiB (offset_increment) so the two do not overwrite each other's
     // verification headers; runtime bounds the run on a slow machine.
@@ -36,14 +35,14 @@ fn fio_randwrite_verify_two_connections() {
         out.describe()
     );
     // fio prints connection notices before the JSON document.
-    let json = &out.stdout[out.stdout.find('{').expect("fio JSON output")..];
-    let v = Json::parse(json);
-    let jobs = v.get("jobs").arr();
+    let doc = &out.stdout[out.stdout.find('{').expect("fio JSON output")..];
+    let v = json(doc);
+    let jobs = v["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 2, "{}", out.describe());
     for job in jobs {
-        assert_eq!(job.get("error").u64(), 0, "{}", out.describe());
-        let written = job.get("write").get("io_bytes").u64();
-        let verified = job.get("read").get("io_bytes").u64();
+        assert_eq!(job["error"].as_u64().unwrap(), 0, "{}", out.describe());
+        let written = job["write"]["io_bytes"].as_u64().unwrap();
+        let verified = job["read"]["io_bytes"].as_u64().unwrap();
         assert_eq!(written, 64 * MIB, "{}", out.describe());
         assert_eq!(
             verified, written,

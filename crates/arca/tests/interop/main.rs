@@ -5,12 +5,12 @@
 //! A missing client fails the test when `CI=true`; otherwise the test prints a notice and skips.
 //! `scripts/test` installs the Debian packages that provide them.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod fio;
-mod json;
 mod nbdcopy;
 mod nbdinfo;
-#[path = "../common/process.rs"]
-mod process;
 mod protocol;
 mod python;
 mod qemu;

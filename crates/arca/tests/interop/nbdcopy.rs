@@ -2,14 +2,13 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::json::Json;
 use crate::require;
-use crate::util::{Daemon, MIB, assert_same, random_bytes, run};
+use crate::util::{Daemon, MIB, assert_same, json, random_bytes, run};
 
 #[test]
 fn nbdcopy_round_trip_64m() {
     require!("nbdcopy");
-    let d = Daemon::start(&["vol=64M"]);
+    let d = Daemon::with_volumes(&["vol=64M"]);
     let data = random_bytes(64, 64 * MIB as usize);
     let src = d.dir().join("in.raw");
     let dst = d.dir().join("out.raw");
@@ -34,7 +33,7 @@ fn nbdcopy_round_trip_64m() {
 #[test]
 fn nbdcopy_sparse_copy_keeps_holes() {
     require!("nbdcopy", "nbdinfo");
-    let d = Daemon::start(&["vol=64M"]);
+    let d = Daemon::with_volumes(&["vol=64M"]);
     let size = 64 * MIB;
     // A sparse source: data at [10M, 14M) and [40M, 41M), zeros elsewhere.
     let src = d.dir().join("sparse.raw");
@@ -52,12 +51,17 @@ fn nbdcopy_sparse_copy_keeps_holes() {
     .ok();
     // Zeros were skipped, so only the data ranges are allocated in the volume.
     let out = run("nbdinfo", &["--map", "--json", &uri]).ok();
-    let runs: Vec<(u64, u64, bool)> = Json::parse(&out.stdout)
-        .arr()
+    let runs: Vec<(u64, u64, bool)> = json(&out.stdout)
+        .as_array()
+        .unwrap()
         .iter()
         .map(|e| {
-            let s = e.get("offset").u64();
-            (s, s + e.get("length").u64(), e.get("type").u64() & 1 == 0)
+            let s = e["offset"].as_u64().unwrap();
+            (
+                s,
+                s + e["length"].as_u64().unwrap(),
+                e["type"].as_u64().unwrap() & 1 == 0,
+            )
         })
         .collect();
     let data_at = |off: u64| {

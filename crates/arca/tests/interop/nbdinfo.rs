@@ -1,8 +1,7 @@
 //! nbdinfo (libnbd's inspection tool) against the daemon.
 
-use crate::json::Json;
 use crate::require;
-use crate::util::{Daemon, KIB, MIB, prepare_pool, run, tempdir};
+use crate::util::{Daemon, KIB, MIB, Serve, flag_at, json, prepare_pool, run, tempdir, tiled};
 
 /// A pool with two volumes, one of them with two snapshots taken at different contents:
 /// alpha = [1M, 1M+128K) written, snapshot s1, [4M, 4M+64K) written, snapshot s2.
@@ -17,7 +16,7 @@ fn snapshot_daemon() -> Daemon {
         a.write(4 * MIB, &[0xa2; 64 * 1024], false).unwrap();
         pool.create_snapshot("alpha", "s2").unwrap();
     });
-    Daemon::start_in(tmp, &[])
+    Serve::in_tempdir(tmp).start()
 }
 
 #[test]
@@ -25,16 +24,16 @@ fn nbdinfo_list_shows_volumes_and_snapshots() {
     require!("nbdinfo");
     let d = snapshot_daemon();
     let out = run("nbdinfo", &["--list", "--json", &d.uri("")]).ok();
-    let v = Json::parse(&out.stdout);
-    let mut got: Vec<(String, u64, bool)> = v
-        .get("exports")
-        .arr()
+    let v = json(&out.stdout);
+    let mut got: Vec<(String, u64, bool)> = v["exports"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|e| {
             (
-                e.get("export-name").str().to_string(),
-                e.get("export-size").u64(),
-                e.get("is_read_only").bool(),
+                e["export-name"].as_str().unwrap().to_string(),
+                e["export-size"].as_u64().unwrap(),
+                e["is_read_only"].as_bool().unwrap(),
             )
         })
         .collect();
@@ -60,33 +59,29 @@ fn nbdinfo_list_shows_volumes_and_snapshots() {
 /// (offset, length, hole) runs of `nbdinfo --map --json`, checked to tile [0, size).
 fn map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
     let out = run("nbdinfo", &["--map", "--json", &d.uri(export)]).ok();
-    let runs: Vec<(u64, u64, bool)> = Json::parse(&out.stdout)
-        .arr()
+    let runs = json(&out.stdout)
+        .as_array()
+        .unwrap()
         .iter()
         .map(|e| {
-            let hole = e.get("type").u64() & 1 == 1;
+            let hole = e["type"].as_u64().unwrap() & 1 == 1;
             assert_eq!(
                 hole,
-                e.get("description").str().contains("hole"),
+                e["description"].as_str().unwrap().contains("hole"),
                 "type and description disagree: {e:?}"
             );
-            (e.get("offset").u64(), e.get("length").u64(), hole)
+            (
+                e["offset"].as_u64().unwrap(),
+                e["length"].as_u64().unwrap(),
+                hole,
+            )
         })
         .collect();
-    let mut next = 0;
-    for &(off, len, _) in &runs {
-        assert_eq!(off, next, "map not contiguous: {runs:?}");
-        next = off + len;
-    }
-    assert_eq!(next, size, "map does not cover {export}: {runs:?}");
-    runs
+    tiled(runs, export, size)
 }
 
 fn hole_at(runs: &[(u64, u64, bool)], off: u64) -> bool {
-    runs.iter()
-        .find(|(s, l, _)| (*s..s + l).contains(&off))
-        .unwrap_or_else(|| panic!("offset {off} not in {runs:?}"))
-        .2
+    flag_at(runs, off)
 }
 
 #[test]
@@ -179,28 +174,29 @@ fn nbdinfo_can_and_is_flags() {
 #[test]
 fn nbdinfo_json_shows_structured_replies_and_limits() {
     require!("nbdinfo");
-    let d = Daemon::start(&["vol=64M"]);
+    let d = Daemon::with_volumes(&["vol=64M"]);
     let out = run("nbdinfo", &["--json", &d.uri("vol")]).ok();
-    let v = Json::parse(&out.stdout);
-    assert_eq!(v.get("protocol").str(), "newstyle-fixed");
-    assert!(v.get("structured").bool(), "{}", out.describe());
-    let exports = v.get("exports").arr();
+    let v = json(&out.stdout);
+    assert_eq!(v["protocol"].as_str().unwrap(), "newstyle-fixed");
+    assert!(v["structured"].as_bool().unwrap(), "{}", out.describe());
+    let exports = v["exports"].as_array().unwrap();
     assert_eq!(exports.len(), 1);
     let e = &exports[0];
-    assert_eq!(e.get("export-name").str(), "vol");
-    assert_eq!(e.get("export-size").u64(), 64 * MIB);
-    assert!(!e.get("is_read_only").bool());
+    assert_eq!(e["export-name"].as_str().unwrap(), "vol");
+    assert_eq!(e["export-size"].as_u64().unwrap(), 64 * MIB);
+    assert!(!e["is_read_only"].as_bool().unwrap());
     assert!(
-        e.get("contexts")
-            .arr()
+        e["contexts"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|c| c.str() == "base:allocation"),
+            .any(|c| c.as_str().unwrap() == "base:allocation"),
         "{}",
         out.describe()
     );
-    assert_eq!(e.get("block_size_minimum").u64(), 1);
-    assert_eq!(e.get("block_size_preferred").u64(), 4096);
-    assert_eq!(e.get("block_size_maximum").u64(), 32 * MIB);
+    assert_eq!(e["block_size_minimum"].as_u64().unwrap(), 1);
+    assert_eq!(e["block_size_preferred"].as_u64().unwrap(), 4096);
+    assert_eq!(e["block_size_maximum"].as_u64().unwrap(), 32 * MIB);
     // The only volume is also the default export (empty name).
     let size = run("nbdinfo", &["--size", &d.uri("")]).ok();
     assert_eq!(size.stdout.trim(), (64 * MIB).to_string());

@@ -6,7 +6,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use crate::require;
-use crate::util::{Daemon, MIB, run};
+use crate::util::{Daemon, MIB, Serve, run};
 
 const NBDMAGIC: &[u8; 8] = b"NBDMAGIC";
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -37,7 +37,7 @@ const EOVERFLOW: u32 = 75;
 const VOLUME_SIZE: u64 = 128 * MIB;
 
 fn daemon() -> Daemon {
-    Daemon::start(&["vol=128M"])
+    Daemon::with_volumes(&["vol=128M"])
 }
 
 fn connect(d: &Daemon) -> TcpStream {
@@ -438,32 +438,54 @@ fn pipelined_requests_are_all_answered_by_cookie() {
     d.stop();
 }
 
+/// A new connection asking for the export list is refused by policy: it and the message.
+fn list_refused(d: &Daemon) -> (TcpStream, String) {
+    let mut s = start_options(d);
+    s.write_all(&option(OPT_LIST, &[])).unwrap();
+    let (opt, reply, msg) = option_reply(&mut s);
+    assert_eq!(opt, OPT_LIST);
+    assert_eq!(reply, REP_ERR_POLICY, "reply {reply:#x}");
+    (s, String::from_utf8_lossy(&msg).into_owned())
+}
+
+/// The daemon with `vol` and more `arca serve` options.
+fn daemon_with(args: &[&str]) -> Daemon {
+    Serve::new().volumes(&["vol=128M"]).args(args).start()
+}
+
+/// The first line of the daemon's log that contains `text`.
+fn log_line(d: &Daemon, text: &str) -> Option<String> {
+    d.log()
+        .lines()
+        .find(|l| l.contains(text))
+        .map(str::to_string)
+}
+
+/// Polls `done` every 50 ms until it holds; panics naming `what` after 30 s.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
     // All from one address: its own cap must not come first.
-    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-max-connections-per-host", "200"]);
+    let mut d = daemon_with(&["--nbd-max-connections-per-host", "200"]);
     // The daemon's cap is 128 connections; idle handshakes count.
     let held: Vec<TcpStream> = (0..128).map(|_| start_options(&d)).collect();
-    let mut extra = start_options(&d);
-    extra.write_all(&option(OPT_LIST, &[])).unwrap();
-    let (opt, reply, msg) = option_reply(&mut extra);
-    assert_eq!(opt, OPT_LIST);
-    assert_eq!(reply, REP_ERR_POLICY, "reply {reply:#x}");
-    assert!(String::from_utf8_lossy(&msg).contains("too many connections"));
+    let (extra, msg) = list_refused(&d);
+    assert!(msg.contains("too many connections"), "{msg}");
     drop(extra);
     drop(held);
     // Freed slots are reused once the daemon notices the closed connections.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until("slots freed", || {
         let mut s = start_options(&d);
         s.write_all(&option(OPT_LIST, &[])).unwrap();
-        let (_, reply, _) = option_reply(&mut s);
-        if reply != REP_ERR_POLICY {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "slots never freed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        option_reply(&mut s).1 != REP_ERR_POLICY
+    });
     assert_serving(&mut d);
     let log = d.log();
     assert!(
@@ -475,61 +497,35 @@ fn connections_past_the_cap_get_a_policy_error_and_others_still_work() {
 
 #[test]
 fn one_address_gets_its_own_connection_cap_and_the_refusal_is_logged() {
-    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-max-connections-per-host", "3"]);
+    let mut d = daemon_with(&["--nbd-max-connections-per-host", "3"]);
     let held: Vec<TcpStream> = (0..3).map(|_| transmission(&d)).collect();
-    let mut extra = start_options(&d);
+    let (extra, msg) = list_refused(&d);
     let peer = extra.local_addr().unwrap().to_string();
-    extra.write_all(&option(OPT_LIST, &[])).unwrap();
-    let (opt, reply, msg) = option_reply(&mut extra);
-    assert_eq!(opt, OPT_LIST);
-    assert_eq!(reply, REP_ERR_POLICY, "reply {reply:#x}");
-    assert!(String::from_utf8_lossy(&msg).contains("from this address"));
-    let log = d.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("refusing an NBD connection"))
-        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(msg.contains("from this address"), "{msg}");
+    let line = log_line(&d, "refusing an NBD connection")
+        .unwrap_or_else(|| panic!("no refusal logged:\n{}", d.log()));
     assert!(line.contains("WARN") && line.contains(&peer), "{line}");
     assert!(line.contains("connections per address"), "{line}");
     drop(extra);
     drop(held);
     // The slots are freed once the daemon notices the closed connections.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut s = start_options(&d);
-        if go(&mut s, "vol").is_ok() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "slots never freed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("slots freed", || go(&mut start_options(&d), "vol").is_ok());
     assert_serving(&mut d);
     d.stop();
 }
 
 #[test]
 fn idle_connections_are_closed_and_logged() {
-    let mut d = Daemon::start_with(&["vol=128M"], &["--nbd-idle-timeout", "1"]);
+    let mut d = daemon_with(&["--nbd-idle-timeout", "1"]);
     let mut idle = transmission(&d);
     let peer = idle.local_addr().unwrap().to_string();
     // Closed after the timeout (the client's 10 s read timeout bounds the wait).
     assert_closed(&mut idle, "an idle connection");
     // Logged as the connection thread ends, which may be just after the client sees the close.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let line = loop {
-        let log = d.log();
-        if let Some(l) = log
-            .lines()
-            .find(|l| l.contains("closed an idle connection"))
-        {
-            break l.to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no idle close logged:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    wait_until("an idle close logged", || {
+        log_line(&d, "closed an idle connection").is_some()
+    });
+    let line = log_line(&d, "closed an idle connection").unwrap();
     assert!(line.contains("INFO") && line.contains(&peer), "{line}");
     assert_serving(&mut d);
     d.stop();

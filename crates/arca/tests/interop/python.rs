@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use crate::require;
-use crate::util::{Daemon, MIB, Out, PYTHON, prepare_pool, run, run_cmd, tempdir};
+use crate::util::{Daemon, MIB, Out, PYTHON, Serve, prepare_pool, run, run_cmd, tempdir};
 
 /// Helpers every script starts with. Strict mode is turned off where a script sends requests
 /// libnbd would otherwise refuse locally, so the daemon is the one that answers them.
@@ -72,11 +72,19 @@ fn script(body: &str, args: &[String]) -> Out {
     out
 }
 
+/// Runs `body` (see [`script`]) on export `vol` of a new daemon holding it at `size`; the
+/// daemon must then stop cleanly.
+fn script_on_vol(size: &str, body: &str) {
+    let d = Daemon::with_volumes(&[&format!("vol={size}")]);
+    script(body, &[d.uri("vol")]);
+    d.stop();
+}
+
 #[test]
 fn unaligned_io_matches_a_local_model() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=4M"]);
-    script(
+    script_on_vol(
+        "4M",
         r##"
 h = connect(sys.argv[1])
 size = h.get_size()
@@ -114,16 +122,14 @@ for off in range(0, size, 1 << 20):
 h2 = connect(sys.argv[1])
 assert h2.pread(size - 12345, 12345) == model[12345:]
 "##,
-        &[d.uri("vol")],
     );
-    d.stop();
 }
 
 #[test]
 fn out_of_range_requests_fail_and_the_connection_survives() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=4M"]);
-    script(
+    script_on_vol(
+        "4M",
         r##"
 h = connect(sys.argv[1], strict=False)
 size = h.get_size()
@@ -141,9 +147,7 @@ h.pwrite(b"z", size - 1)
 assert h.pread(2, size - 2) == b"\0z"
 h.flush()
 "##,
-        &[d.uri("vol")],
     );
-    d.stop();
 }
 
 #[test]
@@ -157,7 +161,7 @@ fn read_only_snapshot_refuses_writes_with_eperm() {
         pool.create_snapshot("vol", "snap").unwrap();
         v.write(0, &[0x22; 64 * 1024], false).unwrap();
     });
-    let d = Daemon::start_in(tmp, &[]);
+    let d = Serve::in_tempdir(tmp).start();
     script(
         r##"
 s = connect(sys.argv[2], strict=False)
@@ -180,8 +184,8 @@ assert v.pread(65536, 0) == b"\x22" * 65536, "volume content"
 #[test]
 fn oversize_request_fails_and_the_connection_survives() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=128M"]);
-    script(
+    script_on_vol(
+        "128M",
         r##"
 h = connect(sys.argv[1], strict=False)
 assert h.get_block_size(nbd.SIZE_MINIMUM) == 1
@@ -196,16 +200,14 @@ data = random.Random(3).randbytes(MAX)
 h.pwrite(data, 4096)
 assert h.pread(MAX, 4096) == data
 "##,
-        &[d.uri("vol")],
     );
-    d.stop();
 }
 
 #[test]
 fn many_requests_in_flight_and_multi_conn() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=16M"]);
-    script(
+    script_on_vol(
+        "16M",
         r##"
 h = connect(sys.argv[1])
 assert h.can_multi_conn()
@@ -247,16 +249,14 @@ h.flush()
 for i in range(1, N + 1):
     assert h2.pread(4096, (12 << 20) + i * 4096) == bytes([i]) * 4096
 "##,
-        &[d.uri("vol")],
     );
-    d.stop();
 }
 
 #[test]
 fn block_status_reports_holes_and_data() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=8M"]);
-    script(
+    script_on_vol(
+        "8M",
         r##"
 h = connect(sys.argv[1])
 assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
@@ -283,16 +283,14 @@ h.trim(65536, 1 << 20)
 h.flush()
 assert is_hole(extents(h, 0, size), 1 << 20)
 "##,
-        &[d.uri("vol")],
     );
-    d.stop();
 }
 
 #[test]
 fn structured_replies_and_advertised_commands() {
     require!("python3-nbd");
-    let d = Daemon::start(&["vol=8M"]);
-    script(
+    script_on_vol(
+        "8M",
         r##"
 h = connect(sys.argv[1])
 assert h.get_protocol() == "newstyle-fixed", h.get_protocol()
@@ -335,15 +333,13 @@ h.zero(1000, 5000, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA)
 assert h.pread(3000, 5000) == bytes(1000) + (b"abc" * 1000)[1000:]
 h.shutdown()
 "##,
-        &[d.uri("vol")],
     );
-    d.stop();
 }
 
 #[test]
 fn nbdsh_runs_commands() {
     require!("nbdsh", "python3-nbd");
-    let d = Daemon::start(&["vol=1M"]);
+    let d = Daemon::with_volumes(&["vol=1M"]);
     let mut cmd = Command::new("nbdsh");
     // nbdsh runs the first python3 on PATH; the binding lives in Debian's.
     let path = std::env::var("PATH").unwrap_or_default();

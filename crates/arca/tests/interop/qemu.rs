@@ -1,27 +1,8 @@
 //! qemu-img and qemu-io (QEMU's NBD client) against the daemon.
 
-use crate::json::Json;
+use crate::common::qemu::qemu_io;
 use crate::require;
-use crate::util::{Daemon, KIB, MIB, Out, assert_same, random_bytes, run};
-
-/// One qemu-io connection running `cmds` in order; qemu-io exits 1 when any command fails
-/// (an I/O error or a `read -P` mismatch).
-fn qemu_io(d: &Daemon, export: &str, cmds: &[&str]) -> Out {
-    let mut args = vec!["-f".to_string(), "raw".to_string()];
-    for c in cmds {
-        args.push("-c".into());
-        args.push(c.to_string());
-    }
-    args.push(d.uri(export));
-    let out = run("qemu-io", &args).ok();
-    let text = format!("{}{}", out.stdout, out.stderr);
-    assert!(
-        !text.contains("failed") && !text.contains("error"),
-        "qemu-io reported a failure:\n{}",
-        out.describe()
-    );
-    out
-}
+use crate::util::{Daemon, KIB, MIB, Serve, assert_same, flag_at, json, random_bytes, run, tiled};
 
 /// (start, length, data) runs of `qemu-img map --output=json`, checked to tile [0, size).
 fn qemu_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
@@ -30,46 +11,43 @@ fn qemu_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
         &["map", "--output=json", "-f", "raw", &d.uri(export)],
     )
     .ok();
-    let runs: Vec<(u64, u64, bool)> = Json::parse(&out.stdout)
-        .arr()
+    let runs = json(&out.stdout)
+        .as_array()
+        .unwrap()
         .iter()
         .map(|e| {
             (
-                e.get("start").u64(),
-                e.get("length").u64(),
-                e.get("data").bool(),
+                e["start"].as_u64().unwrap(),
+                e["length"].as_u64().unwrap(),
+                e["data"].as_bool().unwrap(),
             )
         })
         .collect();
-    let mut next = 0;
-    for &(start, len, _) in &runs {
-        assert_eq!(start, next, "map runs not contiguous: {runs:?}");
-        next = start + len;
-    }
-    assert_eq!(next, size, "map does not cover the export: {runs:?}");
-    runs
+    tiled(runs, export, size)
 }
 
 fn data_at(runs: &[(u64, u64, bool)], off: u64) -> bool {
-    runs.iter()
-        .find(|(s, l, _)| (*s..s + l).contains(&off))
-        .unwrap_or_else(|| panic!("offset {off} not in map {runs:?}"))
-        .2
+    flag_at(runs, off)
 }
 
 #[test]
 fn qemu_img_info_reports_virtual_size() {
     require!("qemu-img");
-    let d = Daemon::start(&["small=64M", "big=100G"]);
+    let d = Daemon::with_volumes(&["small=64M", "big=100G"]);
     for (name, size) in [("small", 64 * MIB), ("big", 100 * 1024 * MIB)] {
         let out = run(
             "qemu-img",
             &["info", "--output=json", "-f", "raw", &d.uri(name)],
         )
         .ok();
-        let info = Json::parse(&out.stdout);
-        assert_eq!(info.get("virtual-size").u64(), size, "{}", out.describe());
-        assert_eq!(info.get("format").str(), "raw");
+        let info = json(&out.stdout);
+        assert_eq!(
+            info["virtual-size"].as_u64().unwrap(),
+            size,
+            "{}",
+            out.describe()
+        );
+        assert_eq!(info["format"].as_str().unwrap(), "raw");
     }
     d.stop();
 }
@@ -77,7 +55,7 @@ fn qemu_img_info_reports_virtual_size() {
 #[test]
 fn qemu_img_convert_in_and_out() {
     require!("qemu-img");
-    let d = Daemon::start(&["vol=32M"]);
+    let d = Daemon::with_volumes(&["vol=32M"]);
     let size = 32 * MIB as usize;
     // Random data with a zero stretch, so qemu-img's zero detection is exercised too.
     let mut data = random_bytes(1, size);
@@ -104,7 +82,7 @@ fn qemu_img_convert_in_and_out() {
 #[test]
 fn qemu_img_compare_equal_and_different() {
     require!("qemu-img");
-    let d = Daemon::start(&["vol=8M"]);
+    let d = Daemon::with_volumes(&["vol=8M"]);
     let mut data = random_bytes(2, 8 * MIB as usize);
     let local = d.dir().join("local.raw");
     std::fs::write(&local, &data).unwrap();
@@ -142,7 +120,7 @@ fn qemu_img_compare_equal_and_different() {
 #[test]
 fn qemu_img_map_shows_holes_and_data() {
     require!("qemu-img", "qemu-io");
-    let d = Daemon::start(&["vol=16M"]);
+    let d = Daemon::with_volumes(&["vol=16M"]);
     let size = 16 * MIB;
     let fresh = qemu_map(&d, "vol", size);
     assert!(
@@ -178,7 +156,7 @@ fn qemu_img_map_shows_holes_and_data() {
 #[test]
 fn qemu_io_write_zero_fua_discard_aio() {
     require!("qemu-io");
-    let d = Daemon::start(&["vol=16M"]);
+    let d = Daemon::with_volumes(&["vol=16M"]);
     let io = |cmds: &[&str]| qemu_io(&d, "vol", cmds);
     io(&["write -P 0xab 0 64k"]);
     io(&["read -P 0xab 0 64k"]);
@@ -232,7 +210,7 @@ fn qemu_io_write_zero_fua_discard_aio() {
 #[test]
 fn data_survives_daemon_restart() {
     require!("qemu-io");
-    let d = Daemon::start(&["vol=16M"]);
+    let d = Daemon::with_volumes(&["vol=16M"]);
     qemu_io(
         &d,
         "vol",
@@ -265,8 +243,8 @@ fn qemu_nbd_lists_600_exports() {
             pool.create_volume(&format!("v{i:03}"), MIB, None).unwrap();
         }
     });
-    let d = Daemon::start_in(tmp, &[]);
-    let port = d.port.to_string();
+    let d = Serve::in_tempdir(tmp).start();
+    let port = d.port().to_string();
     let out = run("qemu-nbd", &["--list", "-b", "127.0.0.1", "-p", &port]).ok();
     assert!(
         out.stdout.contains(&format!("exports available: {N}")),

@@ -1,0 +1,14 @@
+//! The harness shared by the api, cli and interop tests: the daemon under test (`arca serve` on
+//! ephemeral loopback ports in its own tempdir, stopped by PID), child processes with a
+//! timeout, tool checks, qemu-io, and a bare NBD host. Each harness includes it with
+//! `#[path = "../common/mod.rs"] mod common;`.
+
+// Each harness uses a different part of it.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod data;
+pub mod nbd;
+pub mod process;
+pub mod qemu;
+pub mod tools;
