@@ -50,14 +50,7 @@ fn copy_backup_equals_the_point_in_time_image_while_the_source_is_written() {
             n
         })
     };
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["src".into()],
-            method: Some(Method::Copy),
-            ..CreateRequest::default()
-        })
-        .unwrap();
+    let c = r.backups.create(copy_request("src")).unwrap();
     let rec = &c.records[0];
     // The answer comes once the job has started: it may even be done.
     match rec.status {
@@ -114,11 +107,7 @@ fn copy_into_a_given_volume_replaces_its_old_content() {
     let r = rig_with(&[24 * MIB], &[("src", 32, None), ("spare", 40, None)]);
     r.write("src", 5 * ES, &pattern(5, ES as usize));
     r.write("spare", 0, &pattern(7, 40 * ES as usize));
-    let c = r.create_ok(CreateRequest {
-        volumes: vec!["src".into()],
-        to: Some("spare".into()),
-        ..CreateRequest::default()
-    });
+    let c = r.create_ok(to_request("src", "spare"));
     let rec = r.backups.get(c.records[0].id).unwrap();
     assert_eq!(rec.method, Method::Copy);
     assert_eq!(rec.status, Status::Complete);
@@ -129,14 +118,7 @@ fn copy_into_a_given_volume_replaces_its_old_content() {
         "holes and the tail must read as zeros"
     );
     // The volume now holds a backup: not a destination for another one.
-    let e = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["src".into()],
-            to: Some("spare".into()),
-            ..CreateRequest::default()
-        })
-        .unwrap_err();
+    let e = r.backups.create(to_request("src", "spare")).unwrap_err();
     assert!(e.to_string().contains(&rec.id.to_string()), "{e}");
     // Deleting the backup gives the volume back, free and writable.
     r.backups.delete(rec.id, false).unwrap();
@@ -157,16 +139,7 @@ fn targets_prefer_another_device_and_skip_busy_volumes() {
             ("held", 16, Some(1)),
         ],
     );
-    r.pool
-        .add_volume_guard(
-            "held",
-            arca_store::Guard::new(
-                arca_store::GuardOwner::Pair(9),
-                arca_store::GuardEffect::ALL,
-                "in use",
-            ),
-        )
-        .unwrap();
+    guard_volume(&r.pool, "held", arca_store::GuardOwner::Pair(9), "in use");
     let t = r.backups.targets("src").unwrap();
     let kinds: Vec<(TargetKind, Option<String>, Option<u32>)> = t
         .iter()

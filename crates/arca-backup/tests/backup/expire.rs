@@ -380,14 +380,7 @@ fn no_other_path_overwrites_a_held_and_locked_backup() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains(&format!("holds backup {id}")), "{e}");
-    let e = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["v".into()],
-            to: Some("lent".into()),
-            ..CreateRequest::default()
-        })
-        .unwrap_err();
+    let e = r.backups.create(to_request("v", "lent")).unwrap_err();
     assert!(e.to_string().contains(&format!("holds backup {id}")), "{e}");
 
     r.backups.rebuild(true).unwrap();

@@ -375,16 +375,12 @@ fn review_regressions_resync_after_a_cut_initial_copy_and_unsafe_changes() {
     // A volume a backup holds cannot become a primary.
     w.pool.create_volume("held", EXTENTS * ES, None).unwrap();
     w.pool.create_volume("free", EXTENTS * ES, None).unwrap();
-    w.pool
-        .add_volume_guard(
-            "held",
-            arca_store::Guard::new(
-                arca_store::GuardOwner::Backup(1),
-                arca_store::GuardEffect::ALL,
-                "holds backup 1",
-            ),
-        )
-        .unwrap();
+    guard_volume(
+        &w.pool,
+        "held",
+        arca_store::GuardOwner::Backup(1),
+        "holds backup 1",
+    );
     let e = w.pairs.create("held", "free", None, &NoHosts).unwrap_err();
     assert!(e.to_string().contains("holds backup 1"), "{e}");
     // Pairs made within one millisecond keep distinct records.

@@ -60,11 +60,7 @@ fn restore_as_a_new_volume_is_instant_for_snapshots_and_copies_otherwise() {
     r.write("v", 0, &pattern(3, 10 * ES as usize));
     let want = r.image("v");
     let snap = r.snapshot_backup("v", None);
-    let c = r.create_ok(CreateRequest {
-        volumes: vec!["v".into()],
-        method: Some(Method::Copy),
-        ..CreateRequest::default()
-    });
+    let c = r.create_ok(copy_request("v"));
     let copy = c.records[0].id;
     r.write("v", 0, &[0xAB; 4096]);
     let a = r
@@ -127,14 +123,7 @@ fn a_backup_set_restores_as_a_unit() {
     // One undo point for all three: itself a set.
     assert_eq!(out.undo_backups.len(), 3);
     let undo_set = r.backups.get(out.undo_backups[0]).unwrap().set_id.unwrap();
-    let members = r
-        .backups
-        .list(&Query {
-            set_id: Some(undo_set),
-            limit: 10,
-            ..Query::default()
-        })
-        .unwrap();
+    let members = r.set_members(undo_set);
     assert_eq!(members.len(), 3);
     assert_eq!(
         r.backups.restore_set(12345, false).unwrap_err().kind(),
@@ -262,14 +251,7 @@ fn an_in_place_restore_of_a_copy_writes_only_what_differs() {
     r.pool.create_volume("v", 64 * ES, Some(0)).unwrap();
     r.write("v", 0, &pattern(4, 20 * ES as usize));
     let want = r.image("v");
-    let c = r
-        .backups
-        .create(CreateRequest {
-            volumes: vec!["v".into()],
-            method: Some(Method::Copy),
-            ..CreateRequest::default()
-        })
-        .unwrap();
+    let c = r.backups.create(copy_request("v")).unwrap();
     r.wait_ok(c.jobs[0]);
     // Two extents overwritten, one written where the image has a hole.
     r.write("v", 2 * ES, &[7; 100]);

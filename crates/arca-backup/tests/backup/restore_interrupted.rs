@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_backup::{CreateRequest, Event, JobState, Method, RestoreTo};
+use arca_backup::{CreateRequest, Event, JobState, RestoreTo};
 use arca_store::sim::CrashMode;
 use arca_store::{ErrorKind, Pool, WriteHook, Written};
 use parking_lot::Mutex;
@@ -328,11 +328,7 @@ fn a_restore_as_a_new_volume_cut_by_a_crash_leaves_no_partial_volume() {
         let r = rig_with(&[24 * MIB, 24 * MIB], &[("v", EXTENTS, Some(0))]);
         r.write("v", 0, &pattern(5, (EXTENTS * ES) as usize));
         let want = r.image("v");
-        let c = r.create_ok(CreateRequest {
-            volumes: vec!["v".into()],
-            method: Some(Method::Copy),
-            ..CreateRequest::default()
-        });
+        let c = r.create_ok(copy_request("v"));
         let id = c.records[0].id;
         r.pool.flush().unwrap();
         r.power.fail_after(n);

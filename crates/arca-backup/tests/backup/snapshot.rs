@@ -195,14 +195,7 @@ fn a_backup_set_is_taken_at_one_instant() {
             a >= b && b >= c && c + 1 >= a,
             "not one instant: {stamps:?}"
         );
-        let listed = r
-            .backups
-            .list(&Query {
-                set_id: Some(set),
-                limit: 10,
-                ..Query::default()
-            })
-            .unwrap();
+        let listed = r.set_members(set);
         assert_eq!(listed.len(), 3);
     }
     r.assert_clean();

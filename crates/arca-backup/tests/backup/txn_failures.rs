@@ -174,37 +174,36 @@ fn rig3() -> Rig {
     r
 }
 
-#[test]
-fn snapshot_backup_set_failing_at_any_commit_step_leaves_nothing() {
-    let c = fails_cleanly_at_every_sync(
-        "snapshot set",
-        || rig3().into(),
-        |c| {
-            c.r.backups.create(CreateRequest {
-                volumes: vec!["a".into(), "b".into(), "c".into()],
-                ..CreateRequest::default()
-            })
-        },
-    );
+/// Creating the backups `req` asks for on [`rig3`] fails cleanly at every commit step, and
+/// the run that succeeds leaves a clean pool and catalog once its jobs are done.
+fn create_fails_cleanly_at_every_sync(what: &str, req: CreateRequest) {
+    let c =
+        fails_cleanly_at_every_sync(what, || rig3().into(), |c| c.r.backups.create(req.clone()));
     c.r.wait_all();
     c.r.assert_clean();
 }
 
 #[test]
-fn copy_backup_start_failing_at_any_commit_step_leaves_nothing() {
-    let c = fails_cleanly_at_every_sync(
-        "copy start",
-        || rig3().into(),
-        |c| {
-            c.r.backups.create(CreateRequest {
-                volumes: vec!["a".into(), "b".into()],
-                method: Some(Method::Copy),
-                ..CreateRequest::default()
-            })
+fn snapshot_backup_set_failing_at_any_commit_step_leaves_nothing() {
+    create_fails_cleanly_at_every_sync(
+        "snapshot set",
+        CreateRequest {
+            volumes: vec!["a".into(), "b".into(), "c".into()],
+            ..CreateRequest::default()
         },
     );
-    c.r.wait_all();
-    c.r.assert_clean();
+}
+
+#[test]
+fn copy_backup_start_failing_at_any_commit_step_leaves_nothing() {
+    create_fails_cleanly_at_every_sync(
+        "copy start",
+        CreateRequest {
+            volumes: vec!["a".into(), "b".into()],
+            method: Some(Method::Copy),
+            ..CreateRequest::default()
+        },
+    );
 }
 
 #[test]
@@ -321,11 +320,7 @@ fn pair_split_failing_at_any_commit_step_leaves_nothing() {
 #[test]
 fn backup_to_a_pair_secondary_failing_at_any_commit_step_leaves_nothing() {
     let c = fails_cleanly_at_every_sync("backup by split", paired, |c| {
-        c.r.backups.create(CreateRequest {
-            volumes: vec!["p".into()],
-            to: Some("s".into()),
-            ..CreateRequest::default()
-        })
+        c.r.backups.create(to_request("p", "s"))
     });
     assert_eq!(pairs(&c).get("s").unwrap().state, PairState::Split);
     c.r.wait_all();

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arca_backup::catalog::Query;
 use arca_backup::{
-    Backups, Clock, CreateRequest, Created, HostInfo, JobManager, JobState, NoHosts, RestoreTo,
+    BackupRecord, Backups, Clock, CreateRequest, Created, HostInfo, JobManager, JobState, Method,
+    NoHosts, RestoreTo,
 };
 pub use arca_store::sim::block_devices as as_block;
 pub use arca_store::sim::pattern;
@@ -169,6 +171,17 @@ impl Rig {
         c.records[0].id
     }
 
+    /// The members of backup set `set`, newest first.
+    pub fn set_members(&self, set: u64) -> Vec<BackupRecord> {
+        self.backups
+            .list(&Query {
+                set_id: Some(set),
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap()
+    }
+
     /// Devices holding what a restart after a crash now finds.
     pub fn crash_devices(&self, mode: arca_store::sim::CrashMode) -> Vec<Arc<SimDevice>> {
         arca_store::sim::crash_devices(&self.devices, mode).1
@@ -187,6 +200,33 @@ impl Rig {
         let c = self.backups.check().unwrap();
         assert!(c.problems.is_empty(), "catalog check: {:#?}", c.problems);
     }
+}
+
+/// A copy backup of `volume` into a new volume.
+pub fn copy_request(volume: &str) -> CreateRequest {
+    CreateRequest {
+        volumes: vec![volume.into()],
+        method: Some(Method::Copy),
+        ..CreateRequest::default()
+    }
+}
+
+/// A backup of `volume` into the existing volume `to`.
+pub fn to_request(volume: &str, to: &str) -> CreateRequest {
+    CreateRequest {
+        volumes: vec![volume.into()],
+        to: Some(to.into()),
+        ..CreateRequest::default()
+    }
+}
+
+/// Guards `volume` against everything on behalf of `owner`, saying `reason`.
+pub fn guard_volume(pool: &Pool, volume: &str, owner: arca_store::GuardOwner, reason: &str) {
+    pool.add_volume_guard(
+        volume,
+        arca_store::Guard::new(owner, arca_store::GuardEffect::ALL, reason),
+    )
+    .unwrap();
 }
 
 /// Where `needle` sits in `hay`.

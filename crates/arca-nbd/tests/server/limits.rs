@@ -122,14 +122,19 @@ fn a_connection_with_requests_in_flight_is_not_idle() {
     r.stop();
 }
 
-#[test]
-fn each_client_address_has_its_own_connection_cap() {
+/// A server of plain memory exports with these connection caps (in all, and per address).
+fn start_capped(connections_max: usize, connections_per_host_max: usize) -> Running {
     let limits = Limits {
-        connections_max: 8,
-        connections_per_host_max: 2,
+        connections_max,
+        connections_per_host_max,
         ..Limits::default()
     };
-    let r = start_with(Arc::new(MemExports::new(None, None)), limits);
+    start_with(Arc::new(MemExports::new(None, None)), limits)
+}
+
+#[test]
+fn each_client_address_has_its_own_connection_cap() {
+    let r = start_capped(8, 2);
     let mut first = connect(r.addr, "a");
     let _second = connect(r.addr, "a");
     let mut third = begin_from(LOCAL, r.addr);
@@ -151,12 +156,7 @@ fn each_client_address_has_its_own_connection_cap() {
 
 #[test]
 fn a_flood_of_refused_connections_holds_neither_slots_nor_many_threads() {
-    let limits = Limits {
-        connections_max: 4,
-        connections_per_host_max: 1,
-        ..Limits::default()
-    };
-    let r = start_with(Arc::new(MemExports::new(None, None)), limits);
+    let r = start_capped(4, 1);
     let _served = connect(r.addr, "a");
     // Held open and silent: each would keep a refusal thread until the handshake timeout.
     const FLOOD: usize = 64;
