@@ -16,6 +16,7 @@ mod pairs;
 mod volumes_in_use;
 
 use common::daemon::{Daemon, Serve};
+use common::json::strs;
 use common::nbd;
 use common::qemu::qemu_io_if_installed;
 
@@ -223,12 +224,7 @@ fn snapshots_clones_and_exports() {
     );
     assert_error(&delete(&d, "/v1/volumes/v/snapshots/daily"), 409, "busy");
     let exports = get(&d, "/v1/exports").1;
-    let names: Vec<&str> = exports
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = strs(&exports, "name");
     assert!(
         names.contains(&"v") && names.contains(&"v@daily") && names.contains(&"c"),
         "{exports}"

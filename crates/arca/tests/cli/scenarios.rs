@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::common::daemon::tempdir;
 use crate::common::data::random_bytes;
+use crate::common::json::strs;
 use crate::common::qemu::{qemu_io, qemu_io_run};
 use crate::require;
 use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, run_cmd};
@@ -98,6 +99,29 @@ impl Host {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Starts a writer host, `script ADDR READY STOP ARGS...`, that creates READY once it is
+    /// writing and stops when STOP exists; returns once it is ready, with STOP.
+    fn start_writer(dir: &Path, script: &str, addr: &str, args: &[&str]) -> (Host, PathBuf) {
+        let (ready, stop) = (dir.join("ready"), dir.join("stop"));
+        let paths = [addr, ready.to_str().unwrap(), stop.to_str().unwrap()];
+        let mut writer = Host::python(dir, "writer", script, &[&paths[..], args].concat());
+        writer.wait_for_file(&ready, Duration::from_secs(20));
+        (writer, stop)
+    }
+
+    /// Tells a writer host to stop (by creating `stop`), waits for it and checks that it
+    /// saw no error: the count of blocks it wrote, which it prints last.
+    fn stop_writer(self, stop: &Path) -> u64 {
+        std::fs::write(stop, "").unwrap();
+        let out = self.finish(Duration::from_secs(20));
+        assert!(
+            out.status.success(),
+            "the host got an error:\n{}",
+            out.describe()
+        );
+        out.stdout.trim().parse().expect("the writer's count")
     }
 
     /// Waits for the host to finish (panics past `timeout`); its output.
@@ -213,7 +237,7 @@ fn state_after(m: u64) -> Vec<u8> {
 /// one after the other; creates `ready` after write `prefill`, stops at `stop` and prints the
 /// last n written.
 const STAMP_WRITER: &str = r#"
-addr, export, ready, stop = sys.argv[1:5]
+addr, ready, stop, export = sys.argv[1:5]
 bs, blocks, prefill = (int(x) for x in sys.argv[5:8])
 h = connect(addr, export)
 n = 0
@@ -238,31 +262,19 @@ fn copy_backup_while_a_host_writes_equals_the_point_in_time() {
     d.arca(&["volume", "create", "src", "--size", "32M"]).ok();
     // Half the blocks written before the backup, then the host keeps writing through it.
     let prefill = BLOCKS / 2;
-    let (ready, stop) = (dir.join("ready"), dir.join("stop"));
-    let mut writer = Host::python(
+    let (writer, stop) = Host::start_writer(
         dir,
-        "writer",
         STAMP_WRITER,
+        &d.nbd,
         &[
-            &d.nbd,
             "src",
-            ready.to_str().unwrap(),
-            stop.to_str().unwrap(),
             &BLOCK.to_string(),
             &BLOCKS.to_string(),
             &prefill.to_string(),
         ],
     );
-    writer.wait_for_file(&ready, Duration::from_secs(20));
     let created = d.json(&["backup", "create", "src", "--method", "copy"]);
-    std::fs::write(&stop, "").unwrap();
-    let out = writer.finish(Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "the host got an error:\n{}",
-        out.describe()
-    );
-    let written: u64 = out.stdout.trim().parse().expect("the writer's count");
+    let written = writer.stop_writer(&stop);
 
     let b = &created["backups"][0];
     assert_eq!(b["status"], "complete", "{created:#}");
@@ -407,34 +419,13 @@ fn backup_set_of_three_volumes_is_one_instant() {
     for v in ["a", "b", "c"] {
         d.arca(&["volume", "create", v, "--size", "16M"]).ok();
     }
-    let (ready, stop) = (dir.join("ready"), dir.join("stop"));
-    let mut writer = Host::python(
-        dir,
-        "writer",
-        SET_WRITER,
-        &[
-            &d.nbd,
-            ready.to_str().unwrap(),
-            stop.to_str().unwrap(),
-            "a",
-            "b",
-            "c",
-        ],
-    );
-    writer.wait_for_file(&ready, Duration::from_secs(20));
+    let (writer, stop) = Host::start_writer(dir, SET_WRITER, &d.nbd, &["a", "b", "c"]);
     let mut sets = Vec::new();
     for _ in 0..6 {
         sets.push(d.json(&["backup", "create", "a", "b", "c", "--label", "instant"]));
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::fs::write(&stop, "").unwrap();
-    let out = writer.finish(Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "the host got an error:\n{}",
-        out.describe()
-    );
-    let last: u64 = out.stdout.trim().parse().expect("the writer's count");
+    let last = writer.stop_writer(&stop);
 
     let mut seen = Vec::new();
     let mut split_times = Vec::new();
@@ -820,12 +811,7 @@ fn kill_during_copy_backup_then_restart() {
         );
     }
     let volumes = d.json(&["volume", "list"]);
-    let names: Vec<&str> = volumes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let names = strs(&volumes, "name");
     assert!(
         !names.contains(&dest.as_str()),
         "the copy's volume {dest} remains: {names:?}"

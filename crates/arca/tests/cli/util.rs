@@ -33,11 +33,27 @@ pub fn assert_usage_error(args: &[&str], want: &str) {
     );
 }
 
-/// [`assert_usage_error`] for each case, run with `--api API` added.
-pub fn assert_usage_errors(api: &str, cases: &[(&[&str], &str)]) {
-    for (args, want) in cases {
+/// `arca ARGS --help` succeeds, its text starts with `starts` and mentions each of `words`
+/// (help is not an error); its text.
+pub fn assert_help(args: &[&str], starts: &str, words: &[&str]) -> String {
+    let out = arca(&[args, &["--help"]].concat()).ok();
+    assert!(out.stdout.starts_with(starts), "{}", out.stdout);
+    for w in words {
+        assert!(out.stdout.contains(w), "{w} missing:\n{}", out.stdout);
+    }
+    out.stdout
+}
+
+/// [`assert_usage_error`] for each case of the command group `group`, run with an `--api`
+/// where nothing answers (usage errors come before any request); first the errors every
+/// group has: no subcommand, and an unknown one.
+pub fn assert_usage_errors(group: &str, cases: &[(&[&str], &str)]) {
+    let api = closed_url();
+    let common: [(&[&str], &str); 2] =
+        [(&[group], "Usage"), (&[group, "frobnicate"], "frobnicate")];
+    for (args, want) in common.iter().chain(cases) {
         let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--api", api]);
+        full.extend(["--api", &api]);
         assert_usage_error(&full, want);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod data;
+pub mod json;
 pub mod nbd;
 pub mod process;
 pub mod qemu;

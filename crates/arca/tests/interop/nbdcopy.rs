@@ -3,7 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use crate::require;
-use crate::util::{Daemon, MIB, assert_same, json, random_bytes, run};
+use crate::util::{Daemon, MIB, assert_same, flag_at, nbdinfo_map, random_bytes, run};
 
 #[test]
 fn nbdcopy_round_trip_64m() {
@@ -50,24 +50,8 @@ fn nbdcopy_sparse_copy_keeps_holes() {
     )
     .ok();
     // Zeros were skipped, so only the data ranges are allocated in the volume.
-    let out = run("nbdinfo", &["--map", "--json", &uri]).ok();
-    let runs: Vec<(u64, u64, bool)> = json(&out.stdout)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let s = e["offset"].as_u64().unwrap();
-            (
-                s,
-                s + e["length"].as_u64().unwrap(),
-                e["type"].as_u64().unwrap() & 1 == 0,
-            )
-        })
-        .collect();
-    let data_at = |off: u64| {
-        runs.iter()
-            .any(|&(s, e, data)| data && (s..e).contains(&off))
-    };
+    let runs = nbdinfo_map(&d, "vol", size);
+    let data_at = |off: u64| !flag_at(&runs, off);
     for off in [10 * MIB, 14 * MIB - 1, 40 * MIB, 41 * MIB - 1] {
         assert!(data_at(off), "{off} should be data: {runs:?}");
     }

@@ -1,7 +1,9 @@
 //! nbdinfo (libnbd's inspection tool) against the daemon.
 
 use crate::require;
-use crate::util::{Daemon, KIB, MIB, Serve, flag_at, json, prepare_pool, run, tempdir, tiled};
+use crate::util::{
+    Daemon, KIB, MIB, Serve, flag_at, json, nbdinfo_map, prepare_pool, run, tempdir,
+};
 
 /// A pool with two volumes, one of them with two snapshots taken at different contents:
 /// alpha = [1M, 1M+128K) written, snapshot s1, [4M, 4M+64K) written, snapshot s2.
@@ -56,30 +58,6 @@ fn nbdinfo_list_shows_volumes_and_snapshots() {
     d.stop();
 }
 
-/// (offset, length, hole) runs of `nbdinfo --map --json`, checked to tile [0, size).
-fn map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
-    let out = run("nbdinfo", &["--map", "--json", &d.uri(export)]).ok();
-    let runs = json(&out.stdout)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let hole = e["type"].as_u64().unwrap() & 1 == 1;
-            assert_eq!(
-                hole,
-                e["description"].as_str().unwrap().contains("hole"),
-                "type and description disagree: {e:?}"
-            );
-            (
-                e["offset"].as_u64().unwrap(),
-                e["length"].as_u64().unwrap(),
-                hole,
-            )
-        })
-        .collect();
-    tiled(runs, export, size)
-}
-
 fn hole_at(runs: &[(u64, u64, bool)], off: u64) -> bool {
     flag_at(runs, off)
 }
@@ -100,7 +78,7 @@ fn nbdinfo_map_shows_holes_and_data_per_snapshot() {
         size - 1,
     ];
     for export in ["alpha", "alpha@s2", "alpha@s1"] {
-        let runs = map(&d, export, size);
+        let runs = nbdinfo_map(&d, export, size);
         for off in s1_data {
             assert!(
                 !hole_at(&runs, off),
@@ -123,7 +101,7 @@ fn nbdinfo_map_shows_holes_and_data_per_snapshot() {
             );
         }
     }
-    let beta = map(&d, "beta", 32 * MIB);
+    let beta = nbdinfo_map(&d, "beta", 32 * MIB);
     assert!(
         beta.iter().all(|r| r.2),
         "empty volume not all hole: {beta:?}"

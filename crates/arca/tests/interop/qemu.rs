@@ -2,28 +2,21 @@
 
 use crate::common::qemu::qemu_io;
 use crate::require;
-use crate::util::{Daemon, KIB, MIB, Serve, assert_same, flag_at, json, random_bytes, run, tiled};
+use crate::util::{
+    Daemon, KIB, MIB, Serve, assert_same, flag_at, json, random_bytes, run, tool_map,
+};
 
 /// (start, length, data) runs of `qemu-img map --output=json`, checked to tile [0, size).
 fn qemu_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
-    let out = run(
-        "qemu-img",
-        &["map", "--output=json", "-f", "raw", &d.uri(export)],
-    )
-    .ok();
-    let runs = json(&out.stdout)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["start"].as_u64().unwrap(),
-                e["length"].as_u64().unwrap(),
-                e["data"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    tiled(runs, export, size)
+    let uri = d.uri(export);
+    let args = ["map", "--output=json", "-f", "raw", &uri];
+    tool_map("qemu-img", &args, export, size, |e| {
+        (
+            e["start"].as_u64().unwrap(),
+            e["length"].as_u64().unwrap(),
+            e["data"].as_bool().unwrap(),
+        )
+    })
 }
 
 fn data_at(runs: &[(u64, u64, bool)], off: u64) -> bool {

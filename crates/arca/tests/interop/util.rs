@@ -22,6 +22,44 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
+/// The JSON map a client prints when run as `prog args`: one run per array element, read by
+/// `entry`, checked to tile `[0, size)`.
+pub fn tool_map(
+    prog: &str,
+    args: &[&str],
+    export: &str,
+    size: u64,
+    entry: impl Fn(&serde_json::Value) -> (u64, u64, bool),
+) -> Vec<(u64, u64, bool)> {
+    let out = run(prog, args).ok();
+    let list = json(&out.stdout);
+    let runs = list
+        .as_array()
+        .unwrap_or_else(|| panic!("{prog}: not a JSON array: {list}"))
+        .iter()
+        .map(entry)
+        .collect();
+    tiled(runs, export, size)
+}
+
+/// (offset, length, hole) runs of `nbdinfo --map --json`, checked to tile [0, size).
+pub fn nbdinfo_map(d: &Daemon, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
+    let uri = d.uri(export);
+    tool_map("nbdinfo", &["--map", "--json", &uri], export, size, |e| {
+        let hole = e["type"].as_u64().unwrap() & 1 == 1;
+        assert_eq!(
+            hole,
+            e["description"].as_str().unwrap().contains("hole"),
+            "type and description disagree: {e:?}"
+        );
+        (
+            e["offset"].as_u64().unwrap(),
+            e["length"].as_u64().unwrap(),
+            hole,
+        )
+    })
+}
+
 /// A client's map of `export`: runs `(start, length, flag)`, checked to tile `[0, size)`.
 pub fn tiled(runs: Vec<(u64, u64, bool)>, export: &str, size: u64) -> Vec<(u64, u64, bool)> {
     let mut next = 0;
