@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
-use super::{ClientOptions, Settings, jobs, print_json};
+use super::{ClientOptions, Settings, jobs, show_or};
 
 /// A pace in bytes per second, with the units of sizes (`100M` is 100 MiB/s); 0 is refused.
 fn parse_pace(s: &str) -> Result<u64, String> {
@@ -69,16 +69,6 @@ pub enum PairCmd {
     },
     /// End a pair: mirroring stops, both volumes stay
     Delete { name: String },
-}
-
-/// The JSON with `--json`, else what `human` prints.
-fn show_or<T: serde::Serialize>(s: &Settings, value: &T, human: impl FnOnce()) -> Result<()> {
-    if s.json {
-        print_json(value)
-    } else {
-        human();
-        Ok(())
-    }
 }
 
 fn pair_path(name: &str) -> String {
@@ -187,19 +177,24 @@ fn create(c: &Client, s: &Settings, body: CreatePair, no_wait: bool) -> Result<(
             created.pair = c.get(&pair_path(&created.pair.name), &[])?;
             let p = &created.pair;
             show_or(s, &created, || {
-                println!(
-                    "pair {}: {} is a copy of {}, state {}",
-                    p.name,
-                    volume(&p.secondary),
-                    volume(&p.primary),
-                    state(p)
-                )
+                copy_done(p, &p.secondary, "is a copy of", &p.primary)
             })
         }
         None => show_or(s, &created, || {
             println!("pair {}: state {}", p.name, state(p))
         }),
     }
+}
+
+/// Says that a copy between the pair's volumes ended: "pair NAME: TO WHAT FROM, state S".
+fn copy_done(p: &Pair, to: &Option<String>, what: &str, from: &Option<String>) {
+    println!(
+        "pair {}: {} {what} {}, state {}",
+        p.name,
+        volume(to),
+        volume(from),
+        state(p)
+    )
 }
 
 /// `pair resync`: starts the resync, then waits for it unless `no_wait`.
@@ -222,21 +217,9 @@ fn resync(c: &Client, s: &Settings, name: &str, body: ResyncPair, no_wait: bool)
     let p = &started.pair;
     show_or(s, &started, || {
         if reverse {
-            println!(
-                "pair {}: {} restored from {}, state {}",
-                p.name,
-                volume(&p.primary),
-                volume(&p.secondary),
-                state(p)
-            )
+            copy_done(p, &p.primary, "restored from", &p.secondary)
         } else {
-            println!(
-                "pair {}: {} is again a copy of {}, state {}",
-                p.name,
-                volume(&p.secondary),
-                volume(&p.primary),
-                state(p)
-            )
+            copy_done(p, &p.secondary, "is again a copy of", &p.primary)
         }
     })
 }
