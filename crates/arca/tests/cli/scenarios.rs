@@ -17,7 +17,7 @@ use crate::common::data::random_bytes;
 use crate::common::json::strs;
 use crate::common::qemu::{qemu_io, qemu_io_run};
 use crate::require;
-use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, run_cmd};
+use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, find, run_cmd};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's default extent size.
@@ -931,12 +931,7 @@ fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
         .unwrap()
         .to_string();
     let exports = d.json(&["export", "list"]);
-    let e = exports
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == copy_dest.as_str())
-        .unwrap_or_else(|| panic!("no export {copy_dest}: {exports:#}"));
+    let e = find(&exports, "name", &copy_dest);
     if e["read_only"] != true {
         unprotected.push(format!(
             "the copy backup's volume {copy_dest} is exported read-write: {e}"
@@ -985,12 +980,7 @@ fn catalog_rebuild_after_the_catalog_tables_are_dropped() {
     let out = d.arca(&["catalog", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", out.describe());
     let exports = d.json(&["export", "list"]);
-    let e = exports
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == copy_dest.as_str())
-        .unwrap();
+    let e = find(&exports, "name", &copy_dest);
     assert_eq!(e["read_only"], true, "after the rebuild: {e}");
     let err = d
         .arca(&["backup", "delete", &held.to_string()])

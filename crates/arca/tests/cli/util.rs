@@ -6,6 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 
 pub use crate::common::daemon::{Daemon, arca_cmd};
+pub use crate::common::json::find;
 pub use crate::common::process::Out;
 pub use crate::common::tools::{PYTHON, tools};
 
@@ -117,15 +118,6 @@ impl Daemon {
         cmd.args(args).args(["--api", &self.api, "--json"]);
         run_cmd(cmd).json()
     }
-}
-
-/// The entry of a JSON list whose `key` is `value`.
-pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
-    list.as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .find(|e| e[key] == value)
-        .unwrap_or_else(|| panic!("no entry with {key} = {value:?} in {list:#}"))
 }
 
 /// The value of the `KEY: value` line of a `show` or `status` text.

@@ -15,3 +15,13 @@ pub fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
         })
         .collect()
 }
+
+/// The element of the array `list` whose field `field` is `value` (panics, showing the list,
+/// when there is none).
+pub fn find<'a>(list: &'a Value, field: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .find(|e| e[field] == value)
+        .unwrap_or_else(|| panic!("no element with {field} {value:?} in {list:#}"))
+}
