@@ -76,25 +76,13 @@ fn new_family(
     live_devices: DeviceExtents,
 ) -> Family {
     Family {
-        name: name.to_string(),
-        size,
-        gen_current: 0,
-        placement,
-        created_unix: now_unix(),
-        live: ExtentMap::new(),
-        snaps: Vec::new(),
         referenced,
         live_devices,
-        live_real: 0,
-        live_unique: 0,
-        deleted: false,
         dirty: Dirty {
             record: true,
             ..Dirty::default()
         },
-        tag: None,
-        guards: Vec::new(),
-        hook: Default::default(),
+        ..Family::new(name.to_string(), size, placement, now_unix())
     }
 }
 
