@@ -25,16 +25,6 @@ impl Pool {
         }
     }
 
-    fn lookup(&self, name: &str) -> Result<Arc<FamilyHandle>> {
-        self.inner
-            .registry
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {name}")))
-    }
-
     /// Creates a thin volume of `size` bytes (a multiple of 512), allocating nothing yet.
     pub fn create_volume(
         &self,
@@ -51,7 +41,7 @@ impl Pool {
     /// Grows a volume. Shrinking is refused: it would discard data a host may still need.
     pub fn resize_volume(&self, name: &str, size: u64) -> Result<VolumeInfo> {
         check_size(size)?;
-        let h = self.lookup(name)?;
+        let h = self.lookup_family(name)?;
         {
             let mut f = h.cell.write();
             if f.deleted {
@@ -175,7 +165,7 @@ impl Pool {
     }
 
     pub fn volume(&self, name: &str) -> Result<VolumeInfo> {
-        let h = self.lookup(name)?;
+        let h = self.lookup_family(name)?;
         self.volume_info(&h)
             .ok_or_else(|| not_found(format_args!("volume {name}")))
     }
@@ -214,7 +204,7 @@ impl Pool {
 
     /// Snapshots of one volume, oldest first.
     pub fn snapshots(&self, volume: &str) -> Result<Vec<SnapshotInfo>> {
-        let h = self.lookup(volume)?;
+        let h = self.lookup_family(volume)?;
         let reg = self.inner.registry.read();
         let f = h.cell.read();
         Ok(f.snaps
