@@ -16,6 +16,13 @@ pub fn job_json(j: JobSnapshot) -> Job {
     j.into()
 }
 
+/// The job with this id, or a 404.
+fn find_job(s: &crate::ApiState, id: u64) -> Result<Arc<arca_backup::Job>, ApiError> {
+    s.jobs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
+}
+
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<Job>)))]
 pub(crate) async fn list_jobs(State(s): St) -> Json<Vec<Job>> {
     Json(s.jobs.list().into_iter().map(job_json).collect())
@@ -27,10 +34,7 @@ pub(crate) async fn get_job(
     State(s): St,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = s
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+    let job = find_job(&s, id)?;
     Ok(Json(job_json(job.snapshot())))
 }
 
@@ -42,10 +46,7 @@ pub(crate) async fn cancel_job(
     State(s): St,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = s
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+    let job = find_job(&s, id)?;
     if !job.cancel() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
