@@ -72,11 +72,7 @@ impl Pool {
         names::validate("volume", new)?;
         {
             let mut reg = self.inner.registry.write();
-            let h = reg
-                .by_name
-                .get(old)
-                .cloned()
-                .ok_or_else(|| not_found(format_args!("volume {old}")))?;
+            let h = reg.volume(old)?;
             if reg.by_name.contains_key(new) {
                 return Err(crate::txn::exists("volume", new));
             }
@@ -103,11 +99,7 @@ impl Pool {
     /// delete would go ahead.
     pub fn check_delete_volume(&self, name: &str, with_snapshots: bool) -> Result<()> {
         let reg = self.inner.registry.read();
-        let h = reg
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {name}")))?;
+        let h = reg.volume(name)?;
         let f = h.cell.read();
         let clones = clones_of(&reg, h.id, None);
         let snaps: Vec<&str> = f.snaps.iter().map(|s| s.name.as_str()).collect();

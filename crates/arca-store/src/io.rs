@@ -193,14 +193,7 @@ impl Pool {
             Some((v, s)) => (v, Some(s)),
             None => (name, None),
         };
-        let handle = self
-            .inner
-            .registry
-            .read()
-            .by_name
-            .get(volume)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {volume}")))?;
+        let handle = self.lookup_family(volume)?;
         let snap = match snapshot {
             None => None,
             Some(s) => {
