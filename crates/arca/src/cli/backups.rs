@@ -11,17 +11,7 @@ pub use super::backup_args::*;
 use super::backup_text::*;
 use super::client::{Client, seg};
 use super::format::{self, Align, Table, or_dash};
-use super::{Settings, jobs, print_json};
-
-/// The JSON with `--json`, else what `human` prints.
-fn show_or<T: serde::Serialize>(s: &Settings, value: &T, human: impl FnOnce()) -> Result<()> {
-    if s.json {
-        print_json(value)
-    } else {
-        human();
-        Ok(())
-    }
-}
+use super::{Settings, jobs, print_json, show_or};
 
 fn backup_path(id: u64) -> String {
     format!("/v1/backups/{id}")

@@ -10,7 +10,7 @@ use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
 use super::{
     CloneArgs, Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups,
-    jobs, pairs, print_json,
+    jobs, pairs, show_or,
 };
 
 pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
@@ -167,16 +167,6 @@ fn run_job(c: &Client, s: &Settings, cmd: JobCmd) -> Result<()> {
                 }
             })
         }
-    }
-}
-
-/// The JSON with `--json`, else what `human` prints.
-fn show_or<T: serde::Serialize>(s: &Settings, value: &T, human: impl FnOnce()) -> Result<()> {
-    if s.json {
-        print_json(value)
-    } else {
-        human();
-        Ok(())
     }
 }
 

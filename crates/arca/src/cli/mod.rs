@@ -311,6 +311,16 @@ pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The JSON with `--json`, else what `human` prints.
+pub fn show_or<T: Serialize>(s: &Settings, value: &T, human: impl FnOnce()) -> anyhow::Result<()> {
+    if s.json {
+        print_json(value)
+    } else {
+        human();
+        Ok(())
+    }
+}
+
 /// Runs one client command; the process exit status.
 pub fn run(leading: LeadingOptions, cmd: Command) -> i32 {
     let settings = match settings(&leading, &cmd) {

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
-use super::{ClientOptions, Settings, jobs, print_json};
+use super::{ClientOptions, Settings, jobs, show_or};
 
 /// A pace in bytes per second, with the units of sizes (`100M` is 100 MiB/s); 0 is refused.
 fn parse_pace(s: &str) -> Result<u64, String> {
@@ -69,16 +69,6 @@ pub enum PairCmd {
     },
     /// End a pair: mirroring stops, both volumes stay
     Delete { name: String },
-}
-
-/// The JSON with `--json`, else what `human` prints.
-fn show_or<T: serde::Serialize>(s: &Settings, value: &T, human: impl FnOnce()) -> Result<()> {
-    if s.json {
-        print_json(value)
-    } else {
-        human();
-        Ok(())
-    }
 }
 
 fn pair_path(name: &str) -> String {
