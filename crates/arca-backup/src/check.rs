@@ -13,6 +13,9 @@ use crate::digest;
 use crate::digest_store;
 use crate::record::{BackupRecord, Destination, Status};
 
+/// Volume id to backup generation.
+type Generations = BTreeMap<u64, u64>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CatalogProblem {
     pub code: &'static str,
@@ -279,9 +282,13 @@ impl Backups {
         Ok(())
     }
 
-    /// Each volume's generation counter is at least its newest backup's generation.
-    fn check_generations(&self, records: &[BackupRecord], problems: &mut Problems) -> Result<()> {
-        let mut generations: BTreeMap<u64, u64> = BTreeMap::new();
+    /// Each volume's newest backup generation among `records`, and the generation counters
+    /// the catalog stores for those volumes.
+    fn generations<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a BackupRecord>,
+    ) -> (Generations, Result<Generations>) {
+        let mut generations = Generations::new();
         for r in records {
             let g = generations.entry(r.source.volume_id).or_default();
             *g = (*g).max(r.generation);
@@ -290,8 +297,15 @@ impl Backups {
             generations
                 .keys()
                 .map(|v| catalog::generation(rd, *v).map(|g| (*v, g)))
-                .collect::<Result<Vec<_>>>()
-        })?;
+                .collect::<Result<Generations>>()
+        });
+        (generations, stored)
+    }
+
+    /// Each volume's generation counter is at least its newest backup's generation.
+    fn check_generations(&self, records: &[BackupRecord], problems: &mut Problems) -> Result<()> {
+        let (generations, stored) = self.generations(records);
+        let stored = stored?;
         for (volume, g) in stored {
             if g < generations[&volume] {
                 problems.add(
@@ -341,21 +355,11 @@ impl Backups {
                     }
                 }
             }
-            let mut generations: BTreeMap<u64, u64> = BTreeMap::new();
-            for r in records.values() {
-                let g = generations.entry(r.source.volume_id).or_default();
-                *g = (*g).max(r.generation);
-            }
-            let old_generations = self.pool.app_read(|rd| {
-                generations
-                    .keys()
-                    .map(|v| catalog::generation(rd, *v).map(|g| (*v, g)))
-                    .collect::<Result<Vec<_>>>()
-            });
+            let (generations, old_generations) = self.generations(records.values());
             // Generations never go back, even past backups whose records are gone.
-            let old_generations: BTreeMap<u64, u64> = match (discard, old_generations) {
-                (false, Ok(v)) => v.into_iter().collect(),
-                _ => BTreeMap::new(),
+            let old_generations = match (discard, old_generations) {
+                (false, Ok(v)) => v,
+                _ => Generations::new(),
             };
             let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = BTreeMap::new();
             for r in records.values() {

@@ -7,23 +7,24 @@
 //! source, the destination and a `copying` record together; a job copies the image (skipping
 //! holes) and hashes it; then one transaction marks the record complete with its digest and
 //! drops the point-in-time snapshot. The copied data is durable before that commit (a commit
-//! syncs every device first).
+//! syncs every device first).//!
+//! Beside this file: `copy_job.rs` (the copy backup job) and `digest_job.rs` (the digest job).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arca_store::{Error, ErrorKind, GuardEffect, GuardOwner, Result, VolumeInfo};
+use arca_store::{Error, ErrorKind, GuardEffect, Result, VolumeInfo};
 
 use crate::backups::{
     Backups, backup_guard, busy, invalid, pit_guard, pit_snapshot_name, snapshot_name,
 };
 use crate::catalog;
-use crate::copier;
-use crate::digest::{self, ExtentHash};
 use crate::digest_store;
-use crate::jobs::{JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
 pub use crate::targets::{Target, TargetKind};
+
+mod copy_job;
+mod digest_job;
 
 /// Volumes one backup set may hold.
 pub const SET_VOLUMES_MAX: usize = 64;
@@ -528,250 +529,5 @@ impl Backups {
             }
         }
         Ok(Created { records, jobs })
-    }
-
-    fn start_copy(self: &Arc<Self>, id: u64) -> Result<u64> {
-        let r = self.get(id)?;
-        let me = self.clone();
-        let target = r.source.volume_name.clone();
-        let job = self
-            .jobs
-            .start(JobKind::BackupCopy, &target, move |ctx| {
-                let result = me.copy_body(id, ctx);
-                match result {
-                    Ok(bytes) => Ok(Some(JobResult::BackupCopied {
-                        backup: id,
-                        bytes_copied: bytes,
-                    })),
-                    Err(e) => {
-                        let reason = match &e {
-                            JobError::Cancelled => "cancelled".to_string(),
-                            JobError::Failed(m) => m.clone(),
-                        };
-                        if let Err(x) = me.fail_copy(id, &reason) {
-                            tracing::error!(backup = id, "marking the copy failed: {x}");
-                        }
-                        Err(e)
-                    }
-                }
-            })
-            .map_err(|e| Error::io("starting a copy job", e))?;
-        Ok(job.id())
-    }
-
-    /// Copies the point-in-time image into the destination, hashing as it goes, then marks
-    /// the backup complete. Returns the bytes copied.
-    fn copy_body(&self, id: u64, ctx: &crate::jobs::JobContext) -> Result<u64, JobError> {
-        let r = self.get(id)?;
-        let Destination::Volume {
-            volume_id, created, ..
-        } = r.destination
-        else {
-            return Err(JobError::Failed("not a copy backup".into()));
-        };
-        let src = self
-            .volume_by_id(r.source.volume_id)
-            .ok_or_else(|| JobError::Failed("the source volume was deleted".into()))?;
-        let dst = self
-            .volume_by_id(volume_id)
-            .ok_or_else(|| JobError::Failed("the destination volume was deleted".into()))?;
-        let from = self
-            .pool
-            .export(&format!("{}@{}", src.name, pit_snapshot_name(id)))?;
-        let to = self.pool.export_unguarded(&dst.name)?;
-        let es = self.pool.extent_size();
-        let size = r.source.size;
-        // A volume made for the backup is all holes already and the image's size; a reused
-        // one is zeroed where the image has holes and beyond its end (it must keep no old data).
-        let dest_size = if created { size } else { dst.size.max(size) };
-        ctx.set_total(dest_size);
-        let opts = copier::Options {
-            to: Some(&to),
-            dest_size: Some(dest_size),
-            fresh: created,
-            hash: true,
-            ..copier::Options::default()
-        };
-        let copied = copier::copy(&from, size, &opts, ctx)?;
-        let (hashes, copied) = (copied.hashes, copied.data_bytes);
-        self.complete_copy(id, es, &hashes)
-            .map_err(JobError::from)?;
-        Ok(copied)
-    }
-
-    /// One transaction: the record complete with its digest, the point-in-time snapshot gone.
-    fn complete_copy(&self, id: u64, es: u64, hashes: &[ExtentHash]) -> Result<()> {
-        let _c = self.catalog_lock.lock();
-        let old = self.get(id)?;
-        let mut new = old.clone();
-        new.status = Status::Complete;
-        new.completed_ms = Some(self.now_ms());
-        new.digest = Some(digest::info(es, old.source.size, hashes));
-        new.job = None;
-        let src = self.volume_by_id(old.source.volume_id);
-        let digest_plan = digest_store::plan_store(&self.pool, id, hashes)?;
-        let mut t = self.pool.transaction();
-        if let Some(src) = &src {
-            let pit = pit_snapshot_name(id);
-            t.remove_snapshot_guard(&src.name, &pit, GuardOwner::Backup(id))?;
-            t.delete_snapshot(&src.name, &pit)?;
-        }
-        digest_plan.apply(&mut t);
-        catalog::put(&mut t, Some(&old), &new);
-        // The destination's guard now says it holds the backup.
-        self.tag_destination(&mut t, &new)?;
-        t.commit()
-    }
-
-    /// Marks a copy failed with its reason: the point-in-time snapshot goes, a volume made
-    /// for the backup goes, a reused one keeps the failed record as its descriptor.
-    pub(crate) fn fail_copy(&self, id: u64, reason: &str) -> Result<()> {
-        let _c = self.catalog_lock.lock();
-        let old = self.get(id)?;
-        if old.status != Status::Copying {
-            return Ok(());
-        }
-        let mut new = old.clone();
-        new.status = Status::Failed;
-        new.status_reason = Some(reason.to_string());
-        new.completed_ms = Some(self.now_ms());
-        new.job = None;
-        let src = self.volume_by_id(old.source.volume_id);
-        let pit = pit_snapshot_name(id);
-        let has_pit = src
-            .as_ref()
-            .is_some_and(|s| self.pool.snapshot(&s.name, &pit).is_ok());
-        let mut t = self.pool.transaction();
-        if let (Some(s), true) = (&src, has_pit) {
-            t.remove_snapshot_guard(&s.name, &pit, GuardOwner::Backup(id))?;
-            t.delete_snapshot(&s.name, &pit)?;
-        }
-        if let Destination::Volume {
-            volume_id, created, ..
-        } = &old.destination
-            && let Some(v) = self.volume_by_id(*volume_id)
-        {
-            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
-            if *created {
-                t.delete_volume(&v.name, false)?;
-            } else {
-                t.set_volume_tag(&v.name, Some(new.encode()))?;
-            }
-        }
-        catalog::put(&mut t, Some(&old), &new);
-        t.commit()?;
-        tracing::warn!(backup = id, "copy backup failed: {reason}");
-        Ok(())
-    }
-
-    /// Backups whose digest job is running.
-    pub fn digests_running(&self) -> usize {
-        self.digest_jobs.lock().len()
-    }
-
-    /// Starts the job computing a snapshot backup's digest.
-    pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<u64> {
-        self.start_digests(vec![id])
-    }
-
-    /// Starts one job computing the digests of several backups in turn (after a restart, one
-    /// job for all that were pending, not a thread each). A backup that cannot be digested is
-    /// logged and skipped; the job fails only when none could be.
-    pub(crate) fn start_digests(self: &Arc<Self>, ids: Vec<u64>) -> Result<u64> {
-        let me = self.clone();
-        let target = match ids.as_slice() {
-            [one] => self.get(*one)?.source.volume_name,
-            _ => format!("{} backups", ids.len()),
-        };
-        let list = ids.clone();
-        // Held until the job is entered in it, so the job's own removal comes after.
-        let mut running = self.digest_jobs.lock();
-        let job = self
-            .jobs
-            .start(JobKind::BackupDigest, &target, move |ctx| {
-                // The map only tells verify which job to wait for: forgotten when this ends.
-                let _forget = ForgetDigestJob {
-                    backups: me.clone(),
-                    ids: list.clone(),
-                    job: ctx.id(),
-                };
-                let mut done = Vec::new();
-                let mut failed = Vec::new();
-                for &id in &list {
-                    ctx.check()?;
-                    match me.digest_one(id, ctx) {
-                        Ok(()) => done.push(id),
-                        Err(JobError::Cancelled) => return Err(JobError::Cancelled),
-                        Err(JobError::Failed(m)) => {
-                            tracing::warn!(backup = id, "digest failed: {m}");
-                            failed.push((id, m));
-                        }
-                    }
-                }
-                if done.is_empty() && !failed.is_empty() {
-                    let (id, m) = &failed[0];
-                    return Err(JobError::Failed(format!("backup {id}: {m}")));
-                }
-                let failed: Vec<u64> = failed.iter().map(|f| f.0).collect();
-                Ok(Some(JobResult::Digested {
-                    digested: done,
-                    failed,
-                }))
-            })
-            .map_err(|e| Error::io("starting a digest job", e))?;
-        for id in ids {
-            running.insert(id, job.id());
-        }
-        Ok(job.id())
-    }
-
-    fn digest_one(&self, id: u64, ctx: &crate::jobs::JobContext) -> Result<(), JobError> {
-        let r = self.get(id)?;
-        if r.digest.is_some() || !r.status.live() {
-            return Ok(());
-        }
-        let (_, image) = self.image(&r)?;
-        let es = self.pool.extent_size();
-        ctx.set_total(r.source.size);
-        let opts = copier::Options {
-            hash: true,
-            ..copier::Options::default()
-        };
-        let hashes = copier::copy(&image, r.source.size, &opts, ctx)?.hashes;
-        let info = digest::info(es, r.source.size, &hashes);
-        let _c = self.catalog_lock.lock();
-        let old = self.get(id)?;
-        if !old.status.live() {
-            // Deleted meanwhile: nothing to record.
-            return Ok(());
-        }
-        let mut new = old.clone();
-        new.digest = Some(info);
-        let digest_plan = digest_store::plan_store(&self.pool, id, &hashes)?;
-        let mut t = self.pool.transaction();
-        digest_plan.apply(&mut t);
-        catalog::put(&mut t, Some(&old), &new);
-        self.tag_destination(&mut t, &new)?;
-        t.commit()?;
-        Ok(())
-    }
-}
-
-/// Removes a digest job's backups from `Backups::digest_jobs` when the job ends, however it
-/// ends, so the map holds only running jobs.
-struct ForgetDigestJob {
-    backups: Arc<Backups>,
-    ids: Vec<u64>,
-    job: u64,
-}
-
-impl Drop for ForgetDigestJob {
-    fn drop(&mut self) {
-        let mut map = self.backups.digest_jobs.lock();
-        for id in &self.ids {
-            if map.get(id) == Some(&self.job) {
-                map.remove(id);
-            }
-        }
     }
 }

@@ -16,89 +16,29 @@
 //! Records live in the `pairs` table of the metadata store (id → record, postcard with a
 //! version byte). A pair that was in `pair` state when the daemon stopped without closing it
 //! restarts with a full copy: a write in flight at the crash may have reached one side only.
+//!
+//! Here: the pairs of a pool, their state changes (create, split, resync, delete, restart)
+//! and the guards they want. Beside it: `record.rs` (the record and its states), `gate.rs`
+//! (the gate primary writes pass), `mirror.rs` (the write hook mirroring to the secondary) and
+//! `copy_job.rs` (the initial copy and resyncs).
 
-use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use arca_store::{
-    Error, ErrorKind, Guard, GuardEffect, GuardOwner, Pool, Result, Txn, WriteHook, Written,
-};
-use parking_lot::{Condvar, Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use arca_store::{Error, ErrorKind, Guard, GuardEffect, GuardOwner, Pool, Result, Txn};
+use parking_lot::{Mutex, RwLock};
 
 use crate::backups::{busy, invalid, now_ms};
-use crate::copier;
-use crate::jobs::{JobContext, JobError, JobKind, JobManager, JobResult};
+use crate::jobs::JobManager;
 
-pub const PAIRS: &str = "pairs";
-const RECORD_VERSION: u8 = 1;
+mod copy_job;
+mod gate;
+mod mirror;
+mod record;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PairState {
-    Copy,
-    Pair,
-    Split,
-    Resync,
-    ReverseResync,
-    Error,
-}
-
-impl PairState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PairState::Copy => "copy",
-            PairState::Pair => "pair",
-            PairState::Split => "split",
-            PairState::Resync => "resync",
-            PairState::ReverseResync => "reverse-resync",
-            PairState::Error => "error",
-        }
-    }
-
-    /// Whether primary writes are applied to the secondary.
-    fn mirrors(self) -> bool {
-        matches!(self, PairState::Copy | PairState::Pair | PairState::Resync)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PairRecord {
-    pub id: u64,
-    /// The pair's name: its secondary's name when it was made.
-    pub name: String,
-    pub primary_id: u64,
-    pub secondary_id: u64,
-    pub state: PairState,
-    pub reason: Option<String>,
-    /// Copy jobs stay under this rate (bytes per second).
-    pub pace_bytes_per_second: Option<u64>,
-    pub created_ms: u64,
-    pub split_ms: Option<u64>,
-    /// Extents that may differ beyond what the split snapshots track: writes the secondary
-    /// missed when it failed.
-    pub missed_extents: Vec<u64>,
-    /// Set when the daemon closed the pair cleanly in `pair` state.
-    pub closed_cleanly: bool,
-    /// The initial copy did not finish: the next resync copies everything.
-    pub needs_full_copy: bool,
-}
-
-impl PairRecord {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("records serialize"));
-        out
-    }
-
-    fn decode(b: &[u8]) -> std::result::Result<PairRecord, String> {
-        match b.split_first() {
-            Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("pair record version {v} is not supported")),
-            None => Err("empty pair record".into()),
-        }
-    }
-}
+use gate::Gate;
+use mirror::Mirror;
+pub use record::{PAIRS, PairRecord, PairState, primary_snapshot, secondary_snapshot};
 
 /// The guards a pair's state wants, owned by the pair (`GuardOwner::Pair`): on the secondary
 /// except while split (in error it may hold half a write), on the primary during a reverse
@@ -154,47 +94,6 @@ fn stage_lift_guards(pool: &Pool, t: &mut Txn<'_>, r: &PairRecord) -> Result<()>
     Ok(())
 }
 
-pub fn primary_snapshot(id: u64) -> String {
-    format!("pair-{id}-primary")
-}
-
-pub fn secondary_snapshot(id: u64) -> String {
-    format!("pair-{id}-secondary")
-}
-
-/// Lets primary writes through while open; `close` waits for those in flight.
-#[derive(Default)]
-struct Gate {
-    state: Mutex<(usize, bool)>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn enter(&self) {
-        let mut s = self.state.lock();
-        while s.1 {
-            self.cv.wait(&mut s);
-        }
-        s.0 += 1;
-    }
-    fn leave(&self) {
-        let mut s = self.state.lock();
-        s.0 -= 1;
-        self.cv.notify_all();
-    }
-    fn close(&self) {
-        let mut s = self.state.lock();
-        s.1 = true;
-        while s.0 > 0 {
-            self.cv.wait(&mut s);
-        }
-    }
-    fn open(&self) {
-        self.state.lock().1 = false;
-        self.cv.notify_all();
-    }
-}
-
 struct Runtime {
     record: Mutex<PairRecord>,
     gate: Gate,
@@ -219,104 +118,6 @@ impl Runtime {
             error_tracked: std::sync::atomic::AtomicBool::new(true),
             secondary: Mutex::new(None),
         })
-    }
-}
-
-struct Mirror {
-    pool: Pool,
-    rt: Arc<Runtime>,
-    pairs: std::sync::Weak<Pairs>,
-}
-
-impl WriteHook for Mirror {
-    fn begin(&self) {
-        self.rt.gate.enter();
-    }
-
-    fn end(&self, offset: u64, len: u64, written: Option<Written<'_>>) {
-        let mut failed = false;
-        if written.is_some() || len > 0 {
-            let state = self.rt.record.lock().state;
-            if state.mirrors() {
-                let r = match written {
-                    Some(w) => {
-                        let _c = self.rt.copy_lock.read();
-                        self.mirror(offset, w)
-                    }
-                    // The primary write failed, perhaps after part of it landed: the sides
-                    // may differ there.
-                    None => Err(Error::new(
-                        ErrorKind::Io,
-                        "a primary write failed part way; the secondary may differ there",
-                    )),
-                };
-                if let Err(e) = r {
-                    // Error at once in memory, so mirroring stops; the durable record and the
-                    // snapshot tracking further changes follow, outside the gate (their
-                    // commit waits for nothing a gate holder holds).
-                    let es = self.pool.extent_size();
-                    let mut rec = self.rt.record.lock();
-                    if rec.state.mirrors() {
-                        if rec.state == PairState::Copy {
-                            rec.needs_full_copy = true;
-                        }
-                        rec.state = PairState::Error;
-                        rec.reason = Some(format!("writing the secondary failed: {e}"));
-                        // With the state, so every later write notes its extents until the
-                        // error's snapshot exists.
-                        self.rt
-                            .error_tracked
-                            .store(false, std::sync::atomic::Ordering::SeqCst);
-                        failed = true;
-                    }
-                    rec.missed_extents
-                        .extend(offset / es..(offset + len).div_ceil(es));
-                }
-            } else if state == PairState::Error
-                && !self
-                    .rt
-                    .error_tracked
-                    .load(std::sync::atomic::Ordering::SeqCst)
-            {
-                // Until the error's snapshot exists, changes are remembered by extent.
-                let es = self.pool.extent_size();
-                self.rt
-                    .record
-                    .lock()
-                    .missed_extents
-                    .extend(offset / es..(offset + len).div_ceil(es));
-            }
-        }
-        self.rt.gate.leave();
-        if failed && let Some(p) = self.pairs.upgrade() {
-            p.secondary_failed(&self.rt);
-        }
-    }
-}
-
-impl Mirror {
-    fn mirror(&self, offset: u64, w: Written<'_>) -> Result<()> {
-        let cached = self.rt.secondary.lock().clone();
-        let to = match cached {
-            Some(e) => e,
-            None => {
-                let id = self.rt.record.lock().secondary_id;
-                let e = self.pool.export_unguarded(&volume_name(&self.pool, id)?)?;
-                *self.rt.secondary.lock() = Some(e.clone());
-                e
-            }
-        };
-        match w {
-            Written::Data(d) => to.write(offset, d, false),
-            Written::Zeroes { len, unmap } => to.write_zeroes(
-                offset,
-                len,
-                arca_store::ZeroOptions {
-                    may_unmap: unmap,
-                    fua: false,
-                },
-            ),
-        }
     }
 }
 
@@ -744,157 +545,5 @@ impl Pairs {
             Err(x) => tracing::error!(pair = %name, "recording the error state: {x}"),
         }
         tracing::warn!(pair = %name, "secondary failed, pair in error state");
-    }
-
-    /// Starts the job that copies: everything (initial copy) or what changed since the split.
-    fn start_copy_job(
-        self: &Arc<Self>,
-        rt: &Arc<Runtime>,
-        changed_only: bool,
-        reverse: bool,
-    ) -> Result<()> {
-        let me = self.clone();
-        let rtc = rt.clone();
-        let name = rt.record.lock().name.clone();
-        let kind = match (changed_only, reverse) {
-            (false, _) => JobKind::PairCopy,
-            (true, false) => JobKind::PairResync,
-            (true, true) => JobKind::PairReverseResync,
-        };
-        let job = self
-            .jobs
-            .start(kind, &name, move |ctx| {
-                let r = me.copy_body(&rtc, changed_only, reverse, ctx);
-                if let Err(e) = &r {
-                    let reason = match e {
-                        JobError::Cancelled => "cancelled".to_string(),
-                        JobError::Failed(m) => m.clone(),
-                    };
-                    let _l = me.lock.lock();
-                    // A failed initial copy or resync leaves the pair in error (the primary
-                    // serves on); a later resync picks it up.
-                    if let Err(x) = me.set(&rtc, |x| {
-                        if x.state == PairState::Copy {
-                            x.needs_full_copy = true;
-                        }
-                        if x.state != PairState::ReverseResync {
-                            x.state = PairState::Error;
-                        } else {
-                            x.state = PairState::Split;
-                        }
-                        x.reason = Some(reason.clone());
-                    }) {
-                        tracing::error!("recording a failed pair copy: {x}");
-                    }
-                }
-                r
-            })
-            .map_err(|e| Error::io("starting a pair copy job", e))?;
-        *rt.job.lock() = Some(job.id());
-        Ok(())
-    }
-
-    fn copy_body(
-        &self,
-        rt: &Arc<Runtime>,
-        changed_only: bool,
-        reverse: bool,
-        ctx: &JobContext,
-    ) -> std::result::Result<Option<JobResult>, JobError> {
-        let r = rt.record.lock().clone();
-        let primary = volume_name(&self.pool, r.primary_id)?;
-        let secondary = volume_name(&self.pool, r.secondary_id)?;
-        let (from_name, to_name) = if reverse {
-            (&secondary, &primary)
-        } else {
-            (&primary, &secondary)
-        };
-        let from = self.pool.export_unguarded(from_name)?;
-        let to = self.pool.export_unguarded(to_name)?;
-        let es = self.pool.extent_size();
-        let size = self.pool.volume(&primary)?.size;
-        // An error during the initial copy leaves nothing tracked: only a full copy repairs.
-        let tracked = self
-            .pool
-            .snapshot(&primary, &primary_snapshot(r.id))
-            .is_ok();
-        let changed_only = changed_only && tracked && !r.needs_full_copy;
-        let mut refill = false;
-        let extents: Vec<u64> = if changed_only {
-            let mut set: BTreeSet<u64> = r.missed_extents.iter().copied().collect();
-            for (vol, snap) in [
-                (&primary, primary_snapshot(r.id)),
-                (&secondary, secondary_snapshot(r.id)),
-            ] {
-                if self.pool.snapshot(vol, &snap).is_ok() {
-                    set.extend(self.pool.changed_extents(vol, &snap)?);
-                } else if vol == &secondary && r.split_ms.is_some() {
-                    // After a split, without the secondary's snapshot nothing says what
-                    // changed there. (After an error only the primary was snapshotted: the
-                    // secondary took no writes but the missed ones.)
-                    return Err(JobError::Failed(format!(
-                        "the change tracking snapshot {snap} of {vol} is missing; delete and \
-                         recreate the pair"
-                    )));
-                }
-            }
-            set.into_iter().collect()
-        } else {
-            // Everything either side holds: the primary's data, and the secondary's old data
-            // where the primary has holes.
-            let mut set: BTreeSet<u64> = from.allocated_extents()?.into_iter().collect();
-            let old = to.allocated_extents()?;
-            refill = !old.is_empty();
-            set.extend(old);
-            set.into_iter().collect()
-        };
-        ctx.set_total(copier::listed_bytes(&extents, size, es));
-        let opts = copier::Options {
-            to: Some(&to),
-            extents: copier::Extents::Listed(&extents),
-            dest_size: Some(size),
-            // A full copy into a secondary that holds data (after a stop that did not close
-            // the pair, nearly all of it the same): reading beats rewriting it.
-            differs_only: !changed_only && refill,
-            // Extent by extent, as it always went; the mirror waits at most one.
-            chunk_bytes: Some(es),
-            pace_bytes_per_second: r.pace_bytes_per_second,
-            exclusive: Some(&rt.copy_lock),
-            ..copier::Options::default()
-        };
-        let done = copier::copy(&from, size, &opts, ctx)?.bytes_done;
-        // The copy is durable before the state says so.
-        self.pool.flush()?;
-        let _l = self.lock.lock();
-        rt.gate.close();
-        let finish = (|| -> Result<()> {
-            let mut new = rt.record.lock().clone();
-            new.state = PairState::Pair;
-            new.reason = None;
-            new.split_ms = None;
-            new.missed_extents.clear();
-            new.needs_full_copy = false;
-            let mut t = self.pool.transaction();
-            for (vol, snap) in [
-                (&primary, primary_snapshot(r.id)),
-                (&secondary, secondary_snapshot(r.id)),
-            ] {
-                if t.snapshot_exists(vol, &snap) {
-                    t.remove_snapshot_guard(vol, &snap, GuardOwner::Pair(r.id))?;
-                    t.delete_snapshot(vol, &snap)?;
-                }
-            }
-            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
-            stage_guards(&self.pool, &mut t, &new)?;
-            t.commit()?;
-            *rt.record.lock() = new;
-            Ok(())
-        })();
-        rt.gate.open();
-        finish?;
-        Ok(Some(JobResult::PairCopied {
-            pair: r.name,
-            bytes_copied: done,
-        }))
     }
 }

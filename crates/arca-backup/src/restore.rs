@@ -121,130 +121,138 @@ impl Backups {
         name: &str,
         uses: UseGuard,
     ) -> Result<Restored> {
-        let id = r.id;
         match &r.destination {
-            Destination::Snapshot { snapshot, .. } => {
-                // Instant: a clone shares the snapshot's extents. One transaction with the note.
-                let src = self
-                    .volume_by_id(r.source.volume_id)
-                    .ok_or_else(|| backup_not_found(id))?;
-                {
-                    let _c = self.catalog_lock.lock();
-                    let mut t = self.pool.transaction();
-                    t.clone_snapshot(&src.name, snapshot, name, None)?;
-                    let event = Event::Restored {
-                        to: name.to_string(),
-                        in_place: false,
-                    };
-                    self.note_in(&mut t, id, event)?;
-                    t.commit()?;
-                }
-                Ok(Restored {
-                    backups: vec![id],
-                    volumes: vec![name.to_string()],
-                    undo_backups: Vec::new(),
-                    job: None,
-                })
-            }
-            Destination::Volume { .. } => {
-                let (_, image) = self.image(&r)?;
-                // The volume and its marker in one transaction: a stop or crash before the copy
-                // is recorded done leaves a volume the next start removes. Hosts see it
-                // read-only until then.
-                let volume_id = {
-                    let _c = self.catalog_lock.lock();
-                    let mut t = self.pool.transaction();
-                    let volume_id = t.create_volume(name, r.source.size, None)?;
-                    // Hosts see it read-only from its first instant until the copy is done.
-                    t.add_volume_guard(
-                        name,
-                        restore_guard(volume_id, &format!(" from backup {id}")),
-                    )?;
-                    put_marker(
-                        &mut t,
-                        &RestoreMarker {
-                            volume_id,
-                            volume: name.to_string(),
-                            backup: id,
-                            undo: None,
-                            group: id,
-                            started_ms: self.now_ms(),
-                            rolling_back: None,
-                        },
-                    );
-                    t.commit()?;
-                    volume_id
-                };
-                let me = self.clone();
-                let target = name.to_string();
-                let uses = Arc::new(uses);
-                let held = uses.clone();
-                // Listed before the job can run: stop() takes this lock, so it cannot miss it.
-                let mut listed = self.restore_jobs.lock();
-                let what = format!("into new volume {name}");
-                let started = self.jobs.start(JobKind::Restore, name, move |ctx| {
-                    // Named before the job does anything, so a refusal can name the job.
-                    held.describe(format!("restore job {} {what}", ctx.id()));
-                    let _held = held;
-                    let copy = (|| -> Result<(), JobError> {
-                        let to = me.pool.export_unguarded(&target)?;
-                        ctx.set_total(r.source.size);
-                        // A new volume: holes are there already.
-                        let opts = copier::Options {
-                            to: Some(&to),
-                            fresh: true,
-                            ..copier::Options::default()
-                        };
-                        copier::copy(&image, r.source.size, &opts, ctx)?;
-                        Ok(())
-                    })();
-                    match copy {
-                        Ok(()) => {
-                            me.finish_new(volume_id, id, &target)?;
-                            Ok(Some(JobResult::RestoredNew {
-                                backup: id,
-                                volume: target,
-                            }))
-                        }
-                        Err(_) if me.stopping() => {
-                            tracing::warn!(volume = %target, "restore interrupted by the stop");
-                            Err(JobError::Failed(
-                                "interrupted: the array is stopping; the incomplete volume is \
-                                 removed at its next start"
-                                    .into(),
-                            ))
-                        }
-                        Err(e) => {
-                            let reason = crate::restore_state::job_error_text(&e);
-                            if let Err(x) = me.fail_new(volume_id, id, &target, &reason) {
-                                tracing::error!(volume = %target, "removing a failed restore: {x}");
-                            }
-                            Err(e)
-                        }
-                    }
-                });
-                let started = started.inspect(|j| listed.push(j.id()));
-                drop(listed);
-                let job = match started {
-                    Ok(j) => j,
-                    Err(e) => {
-                        let reason = format!("the restore job could not start: {e}");
-                        // The cause is what the caller must see; a failed clean-up is logged
-                        // (the next start removes the volume).
-                        if let Err(x) = self.fail_new(volume_id, id, name, &reason) {
-                            tracing::error!(volume = %name, "removing a restore that did not start: {x}");
-                        }
-                        return Err(Error::io("starting a restore job", e));
-                    }
-                };
-                Ok(Restored {
-                    backups: vec![id],
-                    volumes: vec![name.to_string()],
-                    undo_backups: Vec::new(),
-                    job: Some(job.id()),
-                })
-            }
+            Destination::Snapshot { snapshot, .. } => self.clone_new(&r, snapshot, name),
+            Destination::Volume { .. } => self.copy_new(r, name, uses),
         }
+    }
+
+    /// Restores a snapshot backup into a new volume: instant, a clone shares the snapshot's
+    /// extents. One transaction with the note.
+    fn clone_new(&self, r: &BackupRecord, snapshot: &str, name: &str) -> Result<Restored> {
+        let id = r.id;
+        let src = self
+            .volume_by_id(r.source.volume_id)
+            .ok_or_else(|| backup_not_found(id))?;
+        {
+            let _c = self.catalog_lock.lock();
+            let mut t = self.pool.transaction();
+            t.clone_snapshot(&src.name, snapshot, name, None)?;
+            let event = Event::Restored {
+                to: name.to_string(),
+                in_place: false,
+            };
+            self.note_in(&mut t, id, event)?;
+            t.commit()?;
+        }
+        Ok(Restored {
+            backups: vec![id],
+            volumes: vec![name.to_string()],
+            undo_backups: Vec::new(),
+            job: None,
+        })
+    }
+
+    /// Restores a copy backup into a new volume: the volume and its marker now, the image by a
+    /// job.
+    fn copy_new(self: &Arc<Self>, r: BackupRecord, name: &str, uses: UseGuard) -> Result<Restored> {
+        let id = r.id;
+        let (_, image) = self.image(&r)?;
+        // The volume and its marker in one transaction: a stop or crash before the copy
+        // is recorded done leaves a volume the next start removes. Hosts see it
+        // read-only until then.
+        let volume_id = {
+            let _c = self.catalog_lock.lock();
+            let mut t = self.pool.transaction();
+            let volume_id = t.create_volume(name, r.source.size, None)?;
+            // Hosts see it read-only from its first instant until the copy is done.
+            t.add_volume_guard(
+                name,
+                restore_guard(volume_id, &format!(" from backup {id}")),
+            )?;
+            put_marker(
+                &mut t,
+                &RestoreMarker {
+                    volume_id,
+                    volume: name.to_string(),
+                    backup: id,
+                    undo: None,
+                    group: id,
+                    started_ms: self.now_ms(),
+                    rolling_back: None,
+                },
+            );
+            t.commit()?;
+            volume_id
+        };
+        let me = self.clone();
+        let target = name.to_string();
+        let uses = Arc::new(uses);
+        let held = uses.clone();
+        // Listed before the job can run: stop() takes this lock, so it cannot miss it.
+        let mut listed = self.restore_jobs.lock();
+        let what = format!("into new volume {name}");
+        let started = self.jobs.start(JobKind::Restore, name, move |ctx| {
+            // Named before the job does anything, so a refusal can name the job.
+            held.describe(format!("restore job {} {what}", ctx.id()));
+            let _held = held;
+            let copy = (|| -> Result<(), JobError> {
+                let to = me.pool.export_unguarded(&target)?;
+                ctx.set_total(r.source.size);
+                // A new volume: holes are there already.
+                let opts = copier::Options {
+                    to: Some(&to),
+                    fresh: true,
+                    ..copier::Options::default()
+                };
+                copier::copy(&image, r.source.size, &opts, ctx)?;
+                Ok(())
+            })();
+            match copy {
+                Ok(()) => {
+                    me.finish_new(volume_id, id, &target)?;
+                    Ok(Some(JobResult::RestoredNew {
+                        backup: id,
+                        volume: target,
+                    }))
+                }
+                Err(_) if me.stopping() => {
+                    tracing::warn!(volume = %target, "restore interrupted by the stop");
+                    Err(JobError::Failed(
+                        "interrupted: the array is stopping; the incomplete volume is \
+                         removed at its next start"
+                            .into(),
+                    ))
+                }
+                Err(e) => {
+                    let reason = crate::restore_state::job_error_text(&e);
+                    if let Err(x) = me.fail_new(volume_id, id, &target, &reason) {
+                        tracing::error!(volume = %target, "removing a failed restore: {x}");
+                    }
+                    Err(e)
+                }
+            }
+        });
+        let started = started.inspect(|j| listed.push(j.id()));
+        drop(listed);
+        let job = match started {
+            Ok(j) => j,
+            Err(e) => {
+                let reason = format!("the restore job could not start: {e}");
+                // The cause is what the caller must see; a failed clean-up is logged
+                // (the next start removes the volume).
+                if let Err(x) = self.fail_new(volume_id, id, name, &reason) {
+                    tracing::error!(volume = %name, "removing a restore that did not start: {x}");
+                }
+                return Err(Error::io("starting a restore job", e));
+            }
+        };
+        Ok(Restored {
+            backups: vec![id],
+            volumes: vec![name.to_string()],
+            undo_backups: Vec::new(),
+            job: Some(job.id()),
+        })
     }
 
     /// Lifts the guards [`Backups::prepare_in_place`] set, in one transaction; a failure is

@@ -25,16 +25,6 @@ impl Pool {
         }
     }
 
-    fn lookup(&self, name: &str) -> Result<Arc<FamilyHandle>> {
-        self.inner
-            .registry
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {name}")))
-    }
-
     /// Creates a thin volume of `size` bytes (a multiple of 512), allocating nothing yet.
     pub fn create_volume(
         &self,
@@ -51,7 +41,7 @@ impl Pool {
     /// Grows a volume. Shrinking is refused: it would discard data a host may still need.
     pub fn resize_volume(&self, name: &str, size: u64) -> Result<VolumeInfo> {
         check_size(size)?;
-        let h = self.lookup(name)?;
+        let h = self.lookup_family(name)?;
         {
             let mut f = h.cell.write();
             if f.deleted {
@@ -82,11 +72,7 @@ impl Pool {
         names::validate("volume", new)?;
         {
             let mut reg = self.inner.registry.write();
-            let h = reg
-                .by_name
-                .get(old)
-                .cloned()
-                .ok_or_else(|| not_found(format_args!("volume {old}")))?;
+            let h = reg.volume(old)?;
             if reg.by_name.contains_key(new) {
                 return Err(crate::txn::exists("volume", new));
             }
@@ -113,11 +99,7 @@ impl Pool {
     /// delete would go ahead.
     pub fn check_delete_volume(&self, name: &str, with_snapshots: bool) -> Result<()> {
         let reg = self.inner.registry.read();
-        let h = reg
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {name}")))?;
+        let h = reg.volume(name)?;
         let f = h.cell.read();
         let clones = clones_of(&reg, h.id, None);
         let snaps: Vec<&str> = f.snaps.iter().map(|s| s.name.as_str()).collect();
@@ -175,7 +157,7 @@ impl Pool {
     }
 
     pub fn volume(&self, name: &str) -> Result<VolumeInfo> {
-        let h = self.lookup(name)?;
+        let h = self.lookup_family(name)?;
         self.volume_info(&h)
             .ok_or_else(|| not_found(format_args!("volume {name}")))
     }
@@ -214,7 +196,7 @@ impl Pool {
 
     /// Snapshots of one volume, oldest first.
     pub fn snapshots(&self, volume: &str) -> Result<Vec<SnapshotInfo>> {
-        let h = self.lookup(volume)?;
+        let h = self.lookup_family(volume)?;
         let reg = self.inner.registry.read();
         let f = h.cell.read();
         Ok(f.snaps

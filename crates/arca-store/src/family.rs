@@ -128,6 +128,29 @@ pub enum View {
 }
 
 impl Family {
+    /// A volume's family with its maps empty, its counters zero, no tag, guards or hook, and
+    /// nothing dirty.
+    pub fn new(name: String, size: u64, placement: Option<u32>, created_unix: u64) -> Family {
+        Family {
+            name,
+            size,
+            gen_current: 0,
+            placement,
+            created_unix,
+            live: ExtentMap::new(),
+            snaps: Vec::new(),
+            referenced: 0,
+            live_devices: Default::default(),
+            live_real: 0,
+            live_unique: 0,
+            deleted: false,
+            dirty: Dirty::default(),
+            tag: None,
+            guards: Vec::new(),
+            hook: Default::default(),
+        }
+    }
+
     /// Generation of the newest snapshot, or 0: live entries born before it are shared.
     pub fn newest_gen(&self) -> u32 {
         self.snaps.last().map_or(0, |s| s.generation)

@@ -158,8 +158,6 @@ impl Pool {
         owner_of: &mut Owners<'a>,
         problem: &mut Report<'_>,
     ) {
-        let inner = &self.inner;
-        let es = inner.extent_size;
         if crate::names::validate("volume", &f.name).is_err() {
             problem("record", format!("volume {} has an invalid name", f.name));
         }
@@ -179,6 +177,19 @@ impl Pool {
                 format!("clone {} has lost origin snapshot {sid}", f.name),
             );
         }
+        self.check_family_maps(f, owner_of, problem);
+        self.check_family_counters(h, f, held, problem);
+    }
+
+    /// A family's map entries (live and preserved), in generation order, and each snapshot's
+    /// preserved and unique counts.
+    fn check_family_maps<'a>(
+        &self,
+        f: &'a Family,
+        owner_of: &mut Owners<'a>,
+        problem: &mut Report<'_>,
+    ) {
+        let inner = &self.inner;
         for (l, e) in f.live.iter() {
             if e.birth > f.gen_current {
                 problem(
@@ -234,6 +245,17 @@ impl Pool {
             }
             prev_gen = s.generation;
         }
+    }
+
+    /// A family's counted mapped, referenced and per-device extents against a recount.
+    fn check_family_counters(
+        &self,
+        h: &FamilyHandle,
+        f: &Family,
+        held: &HashMap<u64, &Family>,
+        problem: &mut Report<'_>,
+    ) {
+        let es = self.inner.extent_size;
         let (live_real, live_unique) = f.recount_live();
         if live_real != f.live_real || live_unique != f.live_unique {
             problem(

@@ -10,7 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent_map::{Entry, ExtentMap};
-use crate::family::{Dirty, Family, FamilyHandle, Snap};
+use crate::family::{Family, FamilyHandle, Snap};
 use crate::fsck::Problem;
 use crate::meta_guard::store_error;
 use crate::pool::{Pool, Registry};
@@ -276,22 +276,10 @@ fn build_families(
 /// A volume's family as its record describes it, its maps and counters still empty.
 fn family_of(r: &VolumeRecord) -> Family {
     Family {
-        name: r.name.clone(),
-        size: r.size,
         gen_current: r.gen_current,
-        placement: r.placement,
-        created_unix: r.created_unix,
-        live: ExtentMap::new(),
-        snaps: Vec::new(),
-        referenced: 0,
-        live_devices: Default::default(),
-        live_real: 0,
-        live_unique: 0,
-        deleted: false,
-        dirty: Dirty::default(),
         tag: r.tag.clone(),
         guards: r.guards.clone(),
-        hook: Default::default(),
+        ..Family::new(r.name.clone(), r.size, r.placement, r.created_unix)
     }
 }
 

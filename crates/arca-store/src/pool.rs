@@ -59,6 +59,16 @@ pub(crate) struct Registry {
     pub by_id: HashMap<u64, Arc<FamilyHandle>>,
 }
 
+impl Registry {
+    /// The volume called `name`, or not found.
+    pub fn volume(&self, name: &str) -> Result<Arc<FamilyHandle>> {
+        self.by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| crate::error::not_found(format_args!("volume {name}")))
+    }
+}
+
 /// Pool-level changes not yet committed: those of deleted families, and the layers above's
 /// table writes.
 #[derive(Debug, Default)]

@@ -89,30 +89,7 @@ pub struct SnapshotRecord {
     pub guards: Vec<Guard>,
 }
 
-/// Records as version 2 stored them: the same fields without `guards`.
-#[derive(Deserialize)]
-struct VolumeRecordV2 {
-    name: String,
-    size: u64,
-    gen_current: u32,
-    placement: Option<u32>,
-    parent: Option<(u64, u64)>,
-    created_unix: u64,
-    tag: Option<Vec<u8>>,
-}
-
-#[derive(Deserialize)]
-struct SnapshotRecordV2 {
-    volume: u64,
-    name: String,
-    generation: u32,
-    size: u64,
-    referenced_extents: u64,
-    created_unix: u64,
-    tag: Option<Vec<u8>>,
-}
-
-/// Records as version 1 stored them: the same fields without `tag`.
+/// Records as version 1 stored them: the fields of version 3 without `tag` and `guards`.
 #[derive(Deserialize)]
 struct VolumeRecordV1 {
     name: String,
@@ -133,33 +110,59 @@ struct SnapshotRecordV1 {
     created_unix: u64,
 }
 
+/// Records as version 2 stored them: version 1's fields, then `tag`. Postcard writes a nested
+/// struct's fields in line, so this reads version 2's flat layout.
+#[derive(Deserialize)]
+struct RecordV2<V1> {
+    v1: V1,
+    tag: Option<Vec<u8>>,
+}
+
+impl VolumeRecordV1 {
+    fn upgrade(self, tag: Option<Vec<u8>>) -> VolumeRecord {
+        VolumeRecord {
+            name: self.name,
+            size: self.size,
+            gen_current: self.gen_current,
+            placement: self.placement,
+            parent: self.parent,
+            created_unix: self.created_unix,
+            tag,
+            guards: Vec::new(),
+        }
+    }
+}
+
+impl SnapshotRecordV1 {
+    fn upgrade(self, tag: Option<Vec<u8>>) -> SnapshotRecord {
+        SnapshotRecord {
+            volume: self.volume,
+            name: self.name,
+            generation: self.generation,
+            size: self.size,
+            referenced_extents: self.referenced_extents,
+            created_unix: self.created_unix,
+            tag,
+            guards: Vec::new(),
+        }
+    }
+}
+
+/// Reads a record of version 1 or 2 (`None` for the current version).
+fn decode_old<'a, V1: Deserialize<'a>>(bytes: &'a [u8]) -> Option<Result<RecordV2<V1>, String>> {
+    let (version, rest) = bytes.split_first()?;
+    let old = match *version {
+        RECORD_VERSION_V1 => postcard::from_bytes(rest).map(|v1| RecordV2 { v1, tag: None }),
+        RECORD_VERSION_V2 => postcard::from_bytes(rest),
+        _ => return None,
+    };
+    Some(old.map_err(|e| e.to_string()))
+}
+
 impl VolumeRecord {
     pub fn decode(bytes: &[u8]) -> Result<VolumeRecord, String> {
-        if bytes.first() == Some(&RECORD_VERSION_V1) {
-            let r: VolumeRecordV1 = postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
-            return Ok(VolumeRecord {
-                name: r.name,
-                size: r.size,
-                gen_current: r.gen_current,
-                placement: r.placement,
-                parent: r.parent,
-                created_unix: r.created_unix,
-                tag: None,
-                guards: Vec::new(),
-            });
-        }
-        if bytes.first() == Some(&RECORD_VERSION_V2) {
-            let r: VolumeRecordV2 = postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
-            return Ok(VolumeRecord {
-                name: r.name,
-                size: r.size,
-                gen_current: r.gen_current,
-                placement: r.placement,
-                parent: r.parent,
-                created_unix: r.created_unix,
-                tag: r.tag,
-                guards: Vec::new(),
-            });
+        if let Some(old) = decode_old::<VolumeRecordV1>(bytes) {
+            return old.map(|r| r.v1.upgrade(r.tag));
         }
         let r: VolumeRecord = decode(bytes)?;
         check_guards(&r.guards)?;
@@ -182,33 +185,8 @@ fn check_guards(guards: &[Guard]) -> Result<(), String> {
 
 impl SnapshotRecord {
     pub fn decode(bytes: &[u8]) -> Result<SnapshotRecord, String> {
-        if bytes.first() == Some(&RECORD_VERSION_V1) {
-            let r: SnapshotRecordV1 =
-                postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
-            return Ok(SnapshotRecord {
-                volume: r.volume,
-                name: r.name,
-                generation: r.generation,
-                size: r.size,
-                referenced_extents: r.referenced_extents,
-                created_unix: r.created_unix,
-                tag: None,
-                guards: Vec::new(),
-            });
-        }
-        if bytes.first() == Some(&RECORD_VERSION_V2) {
-            let r: SnapshotRecordV2 =
-                postcard::from_bytes(&bytes[1..]).map_err(|e| e.to_string())?;
-            return Ok(SnapshotRecord {
-                volume: r.volume,
-                name: r.name,
-                generation: r.generation,
-                size: r.size,
-                referenced_extents: r.referenced_extents,
-                created_unix: r.created_unix,
-                tag: r.tag,
-                guards: Vec::new(),
-            });
+        if let Some(old) = decode_old::<SnapshotRecordV1>(bytes) {
+            return old.map(|r| r.v1.upgrade(r.tag));
         }
         let r: SnapshotRecord = decode(bytes)?;
         check_guards(&r.guards)?;
@@ -244,6 +222,23 @@ mod tests {
         assert_eq!(r.size, 4096);
         assert_eq!(r.tag, Some(vec![9]));
         assert!(r.guards.is_empty());
+    }
+
+    #[test]
+    fn version_1_records_decode_without_tag_or_guards() {
+        // name "v", size 4096, gen 1, no placement, no parent, created 5.
+        let r = VolumeRecord::decode(&[RECORD_VERSION_V1, 1, b'v', 0x80, 0x20, 1, 0, 0, 5]);
+        let r = r.unwrap();
+        assert_eq!((r.name.as_str(), r.size, r.created_unix), ("v", 4096, 5));
+        assert_eq!((r.tag, r.guards.len()), (None, 0));
+        // volume 2, name "s", generation 1, size 0, referenced 0, created 0.
+        let v1 = [RECORD_VERSION_V1, 2, 1, b's', 1, 0, 0, 0];
+        let s = SnapshotRecord::decode(&v1).unwrap();
+        assert_eq!((s.volume, s.name.as_str(), s.generation), (2, "s", 1));
+        assert_eq!((s.tag, s.guards.len()), (None, 0));
+        // Version 2: the same, then the tag.
+        let v2 = [RECORD_VERSION_V2, 2, 1, b's', 1, 0, 0, 0, 1, 1, 7];
+        assert_eq!(SnapshotRecord::decode(&v2).unwrap().tag, Some(vec![7]));
     }
 
     #[test]

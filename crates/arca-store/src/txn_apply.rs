@@ -76,38 +76,19 @@ fn new_family(
     live_devices: DeviceExtents,
 ) -> Family {
     Family {
-        name: name.to_string(),
-        size,
-        gen_current: 0,
-        placement,
-        created_unix: now_unix(),
-        live: ExtentMap::new(),
-        snaps: Vec::new(),
         referenced,
         live_devices,
-        live_real: 0,
-        live_unique: 0,
-        deleted: false,
         dirty: Dirty {
             record: true,
             ..Dirty::default()
         },
-        tag: None,
-        guards: Vec::new(),
-        hook: Default::default(),
+        ..Family::new(name.to_string(), size, placement, now_unix())
     }
 }
 
 pub(crate) fn insert(reg: &mut Registry, h: Arc<FamilyHandle>, name: &str) {
     reg.by_name.insert(name.to_string(), h.clone());
     reg.by_id.insert(h.id, h);
-}
-
-fn handle(reg: &Registry, name: &str) -> Result<Arc<FamilyHandle>> {
-    reg.by_name
-        .get(name)
-        .cloned()
-        .ok_or_else(|| not_found(format_args!("volume {name}")))
 }
 
 fn snap_index(f: &Family, volume: &str, name: &str) -> Result<usize> {
@@ -212,7 +193,7 @@ impl Applier<'_, '_> {
         if self.reg.by_name.contains_key(name) {
             return Err(exists("volume", name));
         }
-        let ph = handle(self.reg, volume)?;
+        let ph = self.reg.volume(volume)?;
         let (sid, size, referenced, devices, pp) = self.locks.with(&ph, |pf| {
             let i = snap_index(pf, volume, snapshot)?;
             let s = &pf.snaps[i];
@@ -230,7 +211,7 @@ impl Applier<'_, '_> {
     }
 
     fn delete_snapshot(&mut self, volume: &str, name: &str) -> Result<()> {
-        let h = handle(self.reg, volume)?;
+        let h = self.reg.volume(volume)?;
         let reg = &*self.reg;
         let removal = self.locks.with(&h, |f| {
             let idx = snap_index(f, volume, name)?;
@@ -248,7 +229,7 @@ impl Applier<'_, '_> {
     }
 
     fn volume_tag(&mut self, volume: &str, tag: &Option<Vec<u8>>) -> Result<()> {
-        let h = handle(self.reg, volume)?;
+        let h = self.reg.volume(volume)?;
         let old = self.locks.with(&h, |f| {
             f.dirty.record = true;
             std::mem::replace(&mut f.tag, tag.clone())
@@ -258,7 +239,7 @@ impl Applier<'_, '_> {
     }
 
     fn snapshot_tag(&mut self, volume: &str, snapshot: &str, tag: &Option<Vec<u8>>) -> Result<()> {
-        let h = handle(self.reg, volume)?;
+        let h = self.reg.volume(volume)?;
         let (sid, old) = self.locks.with(&h, |f| {
             let i = snap_index(f, volume, snapshot)?;
             let s = &mut f.snaps[i];
@@ -279,7 +260,7 @@ impl Applier<'_, '_> {
         owner: GuardOwner,
         guard: Option<&Guard>,
     ) -> Result<()> {
-        let h = handle(self.reg, volume)?;
+        let h = self.reg.volume(volume)?;
         let change = |set: &mut Vec<Guard>| -> Result<Vec<Guard>> {
             let old = set.clone();
             match guard {
@@ -315,7 +296,7 @@ impl Applier<'_, '_> {
     fn create_snapshots(&mut self, items: &[(String, String, u64)]) -> Result<()> {
         let hs: Vec<Arc<FamilyHandle>> = items
             .iter()
-            .map(|(v, _, _)| handle(self.reg, v))
+            .map(|(v, _, _)| self.reg.volume(v))
             .collect::<Result<_>>()?;
         self.locks.with_many(&hs, |fs| {
             for (f, (volume, name, _)) in fs.iter().zip(items) {
@@ -361,7 +342,7 @@ impl Applier<'_, '_> {
     }
 
     fn delete_volume(&mut self, name: &str, with_snapshots: bool) -> Result<()> {
-        let h = handle(self.reg, name)?;
+        let h = self.reg.volume(name)?;
         let reg = &*self.reg;
         let pool = self.pool;
         let deleted = self.locks.with(&h, |f| {

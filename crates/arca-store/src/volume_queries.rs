@@ -134,12 +134,6 @@ impl Pool {
         &self,
         name: &str,
     ) -> Result<std::sync::Arc<crate::family::FamilyHandle>> {
-        self.inner
-            .registry
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(format_args!("volume {name}")))
+        self.inner.registry.read().volume(name)
     }
 }
