@@ -19,7 +19,9 @@
 //!   freed, after the next durable commit, like any deleted volume's);
 //! - a created snapshot is deleted: host writes meanwhile pushed old data into its delta, and
 //!   deleting it moves that data where it would have gone without it;
-//! - a deleted volume refuses I/O while deleted, so it comes back exactly as it went;
+//! - a deleted volume refuses I/O while deleted, so it comes back exactly as it went; its
+//!   commit holds the volume's lock like a snapshot deletion's (below), so hosts wait for the
+//!   outcome instead of seeing the volume gone by a transaction that may still fail;
 //! - a deleted snapshot cannot be undone exactly once writes have moved on (deleting the
 //!   newest snapshot lets overwrites free data it held). So a transaction that deletes a
 //!   snapshot holds the write locks of the families it touches, and of their clones, from

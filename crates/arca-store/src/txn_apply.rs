@@ -457,7 +457,11 @@ impl Txn<'_> {
         let ops = std::mem::take(&mut self.ops);
         let app = std::mem::take(&mut self.app);
         let pool = self.pool;
-        let hold = ops.iter().any(|o| matches!(o, Op::DeleteSnapshot { .. }));
+        // A deleted snapshot's undo needs the families still (txn.rs); a deleted volume's
+        // does not, but hosts writing to it would see it gone while the commit is undecided.
+        let hold = ops
+            .iter()
+            .any(|o| matches!(o, Op::DeleteSnapshot { .. } | Op::DeleteVolume { .. }));
         let mut reg = Some(pool.inner.registry.write());
         let handles = if hold {
             families_to_hold(reg.as_ref().expect("locked above"), &ops)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arca_store::sim::FaultOp;
-use arca_store::{Guard, GuardEffect, GuardOwner, Pool, PoolConfig, Txn};
+use arca_store::{BlockDevice, FileDevice, Guard, GuardEffect, GuardOwner, Pool, PoolConfig, Txn};
 
 use crate::util::*;
 
@@ -323,4 +323,94 @@ fn a_backup_guard_outlives_a_pair_guard_lifted_and_guards_persist() {
     let e = again.delete_volume("b", true).unwrap_err();
     assert!(e.to_string().contains("held by backup 3"), "{e}");
     assert_clean(&again);
+}
+
+/// A device whose syncs wait until the test opens its gate, then fail: a commit that stays
+/// undecided as long as the test needs.
+#[derive(Debug)]
+struct GatedDevice {
+    inner: FileDevice,
+    closed: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    waiting: AtomicBool,
+}
+
+impl GatedDevice {
+    fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+}
+
+impl BlockDevice for GatedDevice {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn size_bytes(&self) -> std::io::Result<u64> {
+        self.inner.size_bytes()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        let mut closed = self.closed.lock().unwrap();
+        if !*closed {
+            return self.inner.sync();
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+        Err(std::io::Error::from_raw_os_error(libc::EIO))
+    }
+}
+
+/// Regression: a volume deletion whose commit then failed was visible to hosts while the
+/// commit was undecided: a write to the volume failed with "not found", although the volume
+/// came back when the failed commit was undone. Hosts now wait for the outcome.
+#[test]
+fn hosts_never_see_a_volume_deleted_by_a_commit_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d0");
+    let pool = Pool::create_files(&[path.as_path()], 16 * MIB, &config()).unwrap();
+    pool.create_volume("c", 16 * ES, None).unwrap();
+    pool.close().unwrap();
+    let dev = Arc::new(GatedDevice {
+        inner: FileDevice::open(&path).unwrap(),
+        closed: std::sync::Mutex::new(false),
+        opened: std::sync::Condvar::new(),
+        waiting: AtomicBool::new(false),
+    });
+    let pool = Pool::open(vec![dev.clone() as Arc<dyn BlockDevice>]).unwrap();
+    let export = pool.export("c").unwrap();
+    export.write(0, &pattern(1, ES as usize), false).unwrap();
+    pool.flush().unwrap();
+    *dev.closed.lock().unwrap() = true;
+    let committer = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let mut t = pool.transaction();
+            t.delete_volume("c", false).unwrap();
+            t.commit()
+        })
+    };
+    while !dev.waiting.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The commit is undecided: a host writing now must wait for it, not fail.
+    let writer = std::thread::spawn(move || export.write(ES, &pattern(2, ES as usize), false));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    dev.open();
+    assert!(committer.join().unwrap().is_err(), "the commit failed");
+    writer
+        .join()
+        .unwrap()
+        .expect("the write after the undone delete");
+    let mut buf = vec![0u8; ES as usize];
+    pool.export("c").unwrap().read(ES, &mut buf).unwrap();
+    assert_eq!(buf, pattern(2, ES as usize));
+    assert_clean(&pool);
 }
