@@ -330,6 +330,13 @@ fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains(&rec.id.to_string()), "{e}");
     assert_eq!(w.state(), PairState::Split);
+    // Regression: the pairs' own resync skipped that check and overwrote the live backup.
+    for reverse in [false, true] {
+        let e = w.pairs.resync("s", reverse).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    }
+    assert_eq!(w.state(), PairState::Split);
+    assert!(w.image("s") == at_backup);
     backups.resync_pair("s", false, true).unwrap();
     w.settle();
     assert_eq!(w.state(), PairState::Pair);
