@@ -47,7 +47,7 @@ fn pool_at(dir: &Path, size: u64) -> Pool {
     Pool::create_files(&[path.as_path()], size, &PoolConfig::default()).unwrap()
 }
 
-fn wait(jobs: &JobManager, id: u64) {
+fn wait(jobs: &JobManager, id: arca_backup::JobId) {
     let j = jobs.get(id).unwrap();
     let s = j.wait(Duration::from_secs(3600));
     assert_eq!(s, JobState::Succeeded, "{:?}", j.snapshot().error);
@@ -368,7 +368,6 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
             .unwrap();
     }
     pool.flush().unwrap();
-    let mut job = 0;
     let restore_ms = time_ms(|| {
         let r = b
             .restore(
@@ -379,8 +378,7 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
                 },
             )
             .unwrap();
-        job = r.job.unwrap();
-        wait(&jobs, job);
+        wait(&jobs, r.job.unwrap());
     });
     let full = median(copy_ms_all);
     println!(

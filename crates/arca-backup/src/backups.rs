@@ -21,6 +21,7 @@ use arca_store::{
 use parking_lot::Mutex;
 
 use crate::catalog;
+use crate::ids::JobId;
 use crate::jobs::JobManager;
 use crate::record::{BackupRecord, Destination, Status};
 
@@ -120,14 +121,14 @@ pub struct Backups {
     pub(crate) catalog_lock: Mutex<()>,
     last_id: Mutex<u64>,
     /// Digest jobs by backup, so verification can wait for a digest still being computed.
-    pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, u64>>,
+    pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, JobId>>,
     pub(crate) pairs: crate::pair_backups::PairsSlot,
     /// Backups that running operations read: deleting them is refused.
     uses: Arc<Mutex<Uses>>,
     /// Set by [`Backups::stop`]: running restores stop and are resumed at the next start.
     pub(crate) stopping: AtomicBool,
     /// Restore jobs started by this process, for [`Backups::stop`].
-    pub(crate) restore_jobs: Mutex<Vec<u64>>,
+    pub(crate) restore_jobs: Mutex<Vec<JobId>>,
 }
 
 /// Who reads which backups: operations register while they run (in memory, since they are

@@ -20,6 +20,7 @@ use crate::backups::{
 };
 use crate::catalog;
 use crate::digest_store;
+use crate::ids::JobId;
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
 pub use crate::targets::{Target, TargetKind};
 
@@ -42,7 +43,7 @@ pub struct CreateRequest {
 pub struct Created {
     pub records: Vec<BackupRecord>,
     /// Jobs copying (copy backups) or digesting (snapshot backups), one per record.
-    pub jobs: Vec<u64>,
+    pub jobs: Vec<JobId>,
 }
 
 /// What backing up several volumes together starts from.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::verify::Verification;
 
-pub type JobId = u64;
+pub use crate::ids::JobId;
 
 /// Finished jobs kept for `job list`/`job show`; older ones are forgotten first.
 pub const FINISHED_JOBS_KEPT_MAX: usize = 1000;
@@ -306,7 +306,7 @@ impl JobManager {
         F: FnOnce(&JobContext) -> Result<Option<JobResult>, JobError> + Send + 'static,
     {
         let job = Arc::new(Job {
-            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            id: JobId(self.next_id.fetch_add(1, Ordering::SeqCst)),
             kind,
             target: target.to_string(),
             created_unix: now_unix(),
@@ -354,7 +354,7 @@ impl JobManager {
                 o.finished_unix = Some(now_unix());
                 o.finished_at = Some(Instant::now());
                 tracing::info!(
-                    job = job.id,
+                    job = %job.id,
                     kind = job.kind.as_str(),
                     state = o.state.as_str(),
                     "job finished"

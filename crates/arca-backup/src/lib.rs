@@ -15,6 +15,7 @@ mod create;
 pub mod digest;
 pub mod digest_store;
 mod expire;
+pub mod ids;
 pub mod jobs;
 mod pair_backups;
 pub mod pairs;
@@ -32,9 +33,9 @@ pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};
 pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
 pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
+pub use ids::JobId;
 pub use jobs::{
-    Job, JobContext, JobError, JobId, JobKind, JobManager, JobResult, JobSnapshot, JobState,
-    Rewritten,
+    Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
 };
 pub use pairs::{PairRecord, PairState, Pairs};
 pub use record::*;

@@ -9,6 +9,7 @@ use crate::backups::{Backups, busy};
 use crate::catalog;
 use crate::create::{CreateRequest, Created, Target, stepped_back};
 use crate::expire::deletion_refusal;
+use crate::ids::JobId;
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
 
@@ -123,7 +124,12 @@ impl Backups {
     /// hold or before lock-until; `consume` is the consent that overrides keep-until (as
     /// `--force` does for a deletion). Either way a reverse resync too: the secondary is
     /// mirrored again once it ends.
-    pub fn resync_pair(self: &Arc<Self>, name: &str, reverse: bool, consume: bool) -> Result<u64> {
+    pub fn resync_pair(
+        self: &Arc<Self>,
+        name: &str,
+        reverse: bool,
+        consume: bool,
+    ) -> Result<JobId> {
         let pairs = self
             .pairs
             .get()

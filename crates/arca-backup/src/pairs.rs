@@ -29,6 +29,7 @@ use arca_store::{Error, ErrorKind, Guard, GuardEffect, GuardOwner, Pool, Result,
 use parking_lot::{Mutex, RwLock};
 
 use crate::backups::{busy, invalid, now_ms};
+use crate::ids::JobId;
 use crate::jobs::JobManager;
 
 mod copy_job;
@@ -100,7 +101,7 @@ struct Runtime {
     /// Held shared by the mirror while it writes the secondary, exclusive by a copy job while
     /// it copies a batch: a mirrored write never lands between a copy's read and its write.
     copy_lock: RwLock<()>,
-    job: Mutex<Option<u64>>,
+    job: Mutex<Option<JobId>>,
     /// In `error` state: the primary's snapshot tracks its changes (until then the mirror
     /// notes them in `missed_extents`).
     error_tracked: std::sync::atomic::AtomicBool,
@@ -293,7 +294,7 @@ impl Pairs {
     }
 
     /// The running copy job of a pair, if any.
-    pub fn job(&self, name: &str) -> Result<Option<u64>> {
+    pub fn job(&self, name: &str) -> Result<Option<JobId>> {
         Ok(*self.find(name)?.job.lock())
     }
 
@@ -431,7 +432,7 @@ impl Pairs {
     /// restore: the primary is read-only to hosts meanwhile). Returns the job.
     /// Refused while the secondary holds a live backup (its guard says so): giving that up is
     /// the backup service's decision ([`crate::Backups::resync_pair`] consumes it first).
-    pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<u64> {
+    pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<JobId> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
         resync_allowed(&rt.record.lock(), reverse)?;

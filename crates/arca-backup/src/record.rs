@@ -207,7 +207,7 @@ pub struct BackupRecord {
     pub set_id: Option<u64>,
     pub history: Vec<HistoryEntry>,
     /// The job copying it, while one runs.
-    pub job: Option<u64>,
+    pub job: Option<crate::JobId>,
     /// Set when the point in time is earlier than that of the volume's previous generation
     /// (the clock was moved back in between): that generation's point in time. Generations,
     /// not points in time, say which backup of a volume is newer.
@@ -342,6 +342,25 @@ mod tests {
             job: None,
             stepped_back_from_ms: None,
         }
+    }
+
+    /// The job id is stored as the bare integer it was before it had its own type: postcard
+    /// writes `Some(300)` as the tag 1 and the varint `AC 02`, then the trailing `None`.
+    #[test]
+    fn record_job_id_encodes_as_a_bare_varint() {
+        let none = sample().encode();
+        let with_job = BackupRecord {
+            job: Some(crate::JobId(300)),
+            ..sample()
+        }
+        .encode();
+        assert_eq!(none[none.len() - 2..], [0, 0]);
+        assert_eq!(with_job[..none.len() - 2], none[..none.len() - 2]);
+        assert_eq!(with_job[none.len() - 2..], [1, 0xAC, 0x02, 0]);
+        assert_eq!(
+            BackupRecord::decode(&with_job).unwrap().job,
+            Some(crate::JobId(300))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::backups::{
 use crate::catalog;
 use crate::copier;
 use crate::create::CreateRequest;
+use crate::ids::JobId;
 use crate::jobs::{JobContext, JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
@@ -37,7 +38,7 @@ pub struct Restored {
     /// The automatic undo point (a catalogued snapshot backup labelled `pre-restore`).
     pub undo_backups: Vec<u64>,
     /// The job doing the work; `None` when the restore was instant.
-    pub job: Option<u64>,
+    pub job: Option<JobId>,
 }
 
 struct Plan {

@@ -159,7 +159,7 @@ impl Backups {
         for j in &jobs {
             let state = j.wait(deadline.saturating_duration_since(Instant::now()));
             if !state.finished() {
-                tracing::warn!(job = j.id(), "a restore job did not stop in time");
+                tracing::warn!(job = %j.id(), "a restore job did not stop in time");
             }
         }
     }
@@ -429,7 +429,7 @@ impl Backups {
         steps: Vec<Step>,
         uses: UseGuard,
         rollback: Option<String>,
-    ) -> std::io::Result<u64> {
+    ) -> std::io::Result<crate::JobId> {
         let me = self.clone();
         let target: Vec<String> = steps.iter().map(|s| s.volume.clone()).collect();
         let target = target.join(",");
@@ -608,10 +608,10 @@ impl Backups {
             .map_err(|e| Error::io("starting the recovery of a restore", e))?;
         match &rollback {
             None => {
-                tracing::warn!(job, volumes = %target.join(","), "resuming an interrupted restore")
+                tracing::warn!(%job, volumes = %target.join(","), "resuming an interrupted restore")
             }
             Some(r) => tracing::warn!(
-                job,
+                %job,
                 volumes = %target.join(","),
                 "rolling back an interrupted restore: {r}"
             ),

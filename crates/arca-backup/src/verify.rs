@@ -31,7 +31,7 @@ pub struct Verification {
 impl Backups {
     /// Starts one job verifying the given backups in turn (all complete ones when empty and
     /// `all`). Returns the job id and the backups it covers.
-    pub fn verify(self: &Arc<Self>, ids: &[u64], all: bool) -> Result<(u64, Vec<u64>)> {
+    pub fn verify(self: &Arc<Self>, ids: &[u64], all: bool) -> Result<(crate::JobId, Vec<u64>)> {
         let (ids, uses) = if all {
             let _c = self.catalog_lock.lock();
             let (records, _) = catalog::all(&self.pool)?;

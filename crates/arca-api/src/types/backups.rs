@@ -158,7 +158,8 @@ pub struct CreateBackup {
 pub struct CreatedBackups {
     pub backups: Vec<Backup>,
     /// Jobs copying (copy backups) or computing digests (snapshot backups), one per backup.
-    pub jobs: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub jobs: Vec<arca_backup::JobId>,
     /// The backup set's id when several volumes were backed up together.
     pub set_id: Option<u64>,
 }
@@ -314,7 +315,8 @@ pub struct Backup {
     /// Oldest first (the newest 64 events).
     pub history: Vec<BackupHistoryEntry>,
     /// The job copying it or computing its digest, while one runs.
-    pub job: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<arca_backup::JobId>,
 }
 
 /// A page of backups, newest first.
@@ -338,7 +340,8 @@ pub struct VerifyBackups {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VerifyStarted {
     /// The verify job; its result is a list of Verification.
-    pub job: u64,
+    #[schema(value_type = u64)]
+    pub job: arca_backup::JobId,
     pub backups: Vec<u64>,
 }
 
@@ -386,7 +389,8 @@ pub struct Restored {
     /// `pre-restore`.
     pub undo_backups: Vec<u64>,
     /// The job doing the work; null when the restore was instant.
-    pub job: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<arca_backup::JobId>,
 }
 
 /// `POST /v1/backups/{id}/retention`.

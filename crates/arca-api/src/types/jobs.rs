@@ -145,7 +145,8 @@ fn job_result_schema() -> utoipa::openapi::schema::Schema {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
-    pub id: u64,
+    #[schema(value_type = u64)]
+    pub id: arca_backup::JobId,
     pub kind: JobKind,
     /// What it works on.
     pub target: String,

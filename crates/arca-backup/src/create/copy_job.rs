@@ -11,11 +11,12 @@ use crate::catalog;
 use crate::copier;
 use crate::digest::{self, ExtentHash};
 use crate::digest_store;
+use crate::ids::JobId;
 use crate::jobs::{JobError, JobKind, JobResult};
 use crate::record::{Destination, Status};
 
 impl Backups {
-    pub(super) fn start_copy(self: &Arc<Self>, id: u64) -> Result<u64> {
+    pub(super) fn start_copy(self: &Arc<Self>, id: u64) -> Result<JobId> {
         let r = self.get(id)?;
         let me = self.clone();
         let target = r.source.volume_name.clone();

@@ -10,6 +10,7 @@ use crate::catalog;
 use crate::copier;
 use crate::digest;
 use crate::digest_store;
+use crate::ids::JobId;
 use crate::jobs::{JobError, JobKind, JobResult};
 
 impl Backups {
@@ -19,14 +20,14 @@ impl Backups {
     }
 
     /// Starts the job computing a snapshot backup's digest.
-    pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<u64> {
+    pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<JobId> {
         self.start_digests(vec![id])
     }
 
     /// Starts one job computing the digests of several backups in turn (after a restart, one
     /// job for all that were pending, not a thread each). A backup that cannot be digested is
     /// logged and skipped; the job fails only when none could be.
-    pub(crate) fn start_digests(self: &Arc<Self>, ids: Vec<u64>) -> Result<u64> {
+    pub(crate) fn start_digests(self: &Arc<Self>, ids: Vec<u64>) -> Result<JobId> {
         let me = self.clone();
         let target = match ids.as_slice() {
             [one] => self.get(*one)?.source.volume_name,
@@ -111,7 +112,7 @@ impl Backups {
 struct ForgetDigestJob {
     backups: Arc<Backups>,
     ids: Vec<u64>,
-    job: u64,
+    job: JobId,
 }
 
 impl Drop for ForgetDigestJob {

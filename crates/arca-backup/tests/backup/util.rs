@@ -134,14 +134,14 @@ impl Rig {
         self.read(export, 0, size as usize)
     }
 
-    pub fn wait(&self, job: u64) -> JobState {
+    pub fn wait(&self, job: arca_backup::JobId) -> JobState {
         let j = self.jobs.get(job).expect("job exists");
         let state = j.wait(Duration::from_secs(60));
         assert!(state.finished(), "job {job} did not finish");
         state
     }
 
-    pub fn wait_ok(&self, job: u64) -> Option<String> {
+    pub fn wait_ok(&self, job: arca_backup::JobId) -> Option<String> {
         let state = self.wait(job);
         let s = self.jobs.get(job).unwrap().snapshot();
         assert_eq!(state, JobState::Succeeded, "job {job}: {:?}", s.error);
