@@ -57,6 +57,12 @@ id_type!(
     JobId
 );
 
+id_type!(
+    /// A pair of volumes; a millisecond time when made, above every id in use. It keys the
+    /// pair's record and names its snapshots.
+    PairId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};
 pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
 pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
-pub use ids::JobId;
+pub use ids::{JobId, PairId};
 pub use jobs::{
     Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
 };
