@@ -67,7 +67,7 @@ fn time_ms(f: impl FnOnce()) -> f64 {
 fn synthetic(i: u64, t0: u64) -> BackupRecord {
     let volume = i % 10;
     BackupRecord {
-        id: (t0 + i * 60_000) * 1000,
+        id: arca_backup::BackupId((t0 + i * 60_000) * 1000),
         source: Source {
             volume_id: 1000 + volume,
             volume_name: format!("vol{volume}"),
@@ -318,7 +318,7 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
             assert!(ok);
             assert!(Command::new("sync").arg(&dst).status().unwrap().success());
         });
-        let mut backup = 0;
+        let mut backup = arca_backup::BackupId(0);
         let copy_ms = time_ms(|| {
             let c = b
                 .create(CreateRequest {

@@ -23,6 +23,11 @@ macro_rules! id_type {
             pub const fn get(self) -> u64 {
                 self.0
             }
+
+            /// Big-endian bytes: the id in table keys, which sort by it.
+            pub const fn to_be_bytes(self) -> [u8; 8] {
+                self.0.to_be_bytes()
+            }
         }
 
         impl From<u64> for $name {
@@ -58,6 +63,12 @@ id_type!(
 );
 
 id_type!(
+    /// A backup in the catalog: milliseconds since the epoch × [`IDS_PER_MS`](crate::IDS_PER_MS)
+    /// plus a sequence, so ids sort by time (see [`BackupRecord`](crate::BackupRecord)).
+    BackupId
+);
+
+id_type!(
     /// A pair of volumes; a millisecond time when made, above every id in use. It keys the
     /// pair's record and names its snapshots.
     PairId
@@ -79,5 +90,16 @@ mod tests {
         assert_eq!(id.to_string(), "42");
         assert_eq!("42".parse::<JobId>().unwrap(), id);
         assert!("x".parse::<JobId>().is_err());
+        // The same for the others, which the records on disk hold (postcard, varints).
+        let n = u64::MAX - 5;
+        let bare = postcard::to_stdvec(&n).unwrap();
+        assert_eq!(postcard::to_stdvec(&BackupId(n)).unwrap(), bare);
+        assert_eq!(postcard::to_stdvec(&PairId(n)).unwrap(), bare);
+        assert_eq!(
+            postcard::from_bytes::<BackupId>(&bare).unwrap(),
+            BackupId(n)
+        );
+        assert_eq!(serde_json::to_string(&BackupId(n)).unwrap(), n.to_string());
+        assert_eq!(BackupId(n).to_be_bytes(), n.to_be_bytes());
     }
 }

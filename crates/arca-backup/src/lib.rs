@@ -5,7 +5,8 @@
 //! Modules: [`record`] (the management information), [`catalog`] (tables and queries),
 //! [`copier`] (the image walk and copy every copy, digest, restore and pair copy uses),
 //! [`digest`] (content digests), [`retention`] (the prune planner),
-//! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`].
+//! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`],
+//! [`ids`] (the backup, job and pair ids other crates pass back).
 
 pub mod backups;
 pub mod catalog;
@@ -33,7 +34,7 @@ pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};
 pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
 pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
-pub use ids::{JobId, PairId};
+pub use ids::{BackupId, JobId, PairId};
 pub use jobs::{
     Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
 };

@@ -9,7 +9,7 @@ use crate::backups::{Backups, busy};
 use crate::catalog;
 use crate::create::{CreateRequest, Created, Target, stepped_back};
 use crate::expire::deletion_refusal;
-use crate::ids::JobId;
+use crate::ids::{BackupId, JobId};
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
 
@@ -171,7 +171,7 @@ impl Backups {
 
     /// Marks a backup consumed: its destination keeps no claim to it. Checked again under the
     /// catalog lock: a hold or lock set since the caller looked still wins.
-    fn consume(&self, id: u64, by: &str) -> Result<()> {
+    fn consume(&self, id: BackupId, by: &str) -> Result<()> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         let now = self.now_ms();
@@ -191,7 +191,7 @@ impl Backups {
             && let Some(v) = self.volume_by_id(*volume_id)
         {
             t.set_volume_tag(&v.name, None)?;
-            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id.get()))?;
         }
         catalog::put(&mut t, Some(&old), &new);
         t.commit()

@@ -167,7 +167,7 @@ pub enum Event {
     /// the volume holds the content of undo point `undo` again.
     RestoreRolledBack {
         to: String,
-        undo: u64,
+        undo: crate::BackupId,
         reason: String,
     },
     /// A restore into a new volume did not finish; the incomplete volume was removed.
@@ -187,7 +187,7 @@ pub struct HistoryEntry {
 pub struct BackupRecord {
     /// Milliseconds since the epoch × [`IDS_PER_MS`] + a sequence: sorts by time, and stays
     /// below 2^53 for millennia, so JSON clients that use doubles read it exactly.
-    pub id: u64,
+    pub id: crate::BackupId,
     pub source: Source,
     /// Per source volume, increasing.
     pub generation: u64,
@@ -309,7 +309,7 @@ mod tests {
 
     fn sample() -> BackupRecord {
         BackupRecord {
-            id: 42 * IDS_PER_MS,
+            id: crate::BackupId(42 * IDS_PER_MS),
             source: Source {
                 volume_id: 3,
                 volume_name: "db".into(),
@@ -344,11 +344,13 @@ mod tests {
         }
     }
 
-    /// The job id is stored as the bare integer it was before it had its own type: postcard
-    /// writes `Some(300)` as the tag 1 and the varint `AC 02`, then the trailing `None`.
+    /// The backup and job ids are stored as the bare integers they were before they had
+    /// their own types: the record's id (42000) is the varint `90 C8 02` after the version
+    /// byte; the job's `Some(300)` is the tag 1 and the varint `AC 02`, then the trailing `None`.
     #[test]
-    fn record_job_id_encodes_as_a_bare_varint() {
+    fn record_ids_encode_as_bare_varints() {
         let none = sample().encode();
+        assert_eq!(none[..4], [RECORD_VERSION, 0x90, 0xC8, 0x02]);
         let with_job = BackupRecord {
             job: Some(crate::JobId(300)),
             ..sample()

@@ -256,7 +256,8 @@ pub enum BackupEvent {
     /// the volume holds the content of the undo point again.
     RestoreRolledBack {
         to: String,
-        undo_backup: u64,
+        #[schema(value_type = u64)]
+        undo_backup: arca_backup::BackupId,
         reason: String,
     },
     /// A restore into a new volume did not finish; the incomplete volume was removed.
@@ -277,7 +278,8 @@ pub struct BackupHistoryEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Backup {
     /// Sorts by time; exact in JSON doubles.
-    pub id: u64,
+    #[schema(value_type = u64)]
+    pub id: arca_backup::BackupId,
     pub source: BackupSource,
     /// Per source volume, increasing.
     pub generation: u64,
@@ -324,7 +326,8 @@ pub struct Backup {
 pub struct BackupList {
     pub backups: Vec<Backup>,
     /// Pass as `before` for the next page; null on the last page.
-    pub next_before: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub next_before: Option<arca_backup::BackupId>,
 }
 
 /// `POST /v1/backups/verify`: the backups to verify, or all complete ones.
@@ -332,7 +335,8 @@ pub struct BackupList {
 #[serde(deny_unknown_fields)]
 pub struct VerifyBackups {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ids: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub ids: Vec<arca_backup::BackupId>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
 }
@@ -342,13 +346,15 @@ pub struct VerifyStarted {
     /// The verify job; its result is a list of Verification.
     #[schema(value_type = u64)]
     pub job: arca_backup::JobId,
-    pub backups: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub backups: Vec<arca_backup::BackupId>,
 }
 
 /// The outcome for one backup, as a verify job's result lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub ok: bool,
     /// Damaged byte ranges of the image: `[offset, length]`.
     pub damaged: Vec<[u64; 2]>,
@@ -383,11 +389,13 @@ pub struct RestoreSet {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Restored {
-    pub backups: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub backups: Vec<arca_backup::BackupId>,
     pub volumes: Vec<String>,
     /// The undo point(s) taken before an in-place restore: snapshot backups labelled
     /// `pre-restore`.
-    pub undo_backups: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub undo_backups: Vec<arca_backup::BackupId>,
     /// The job doing the work; null when the restore was instant.
     #[schema(value_type = Option<u64>)]
     pub job: Option<arca_backup::JobId>,
@@ -442,7 +450,8 @@ pub struct PruneBackups {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PruneItem {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub label: Option<String>,
     #[schema(format = DateTime)]
     pub point_in_time: String,
@@ -472,7 +481,8 @@ pub struct CatalogProblem {
     /// `descriptor-unreadable`, `digest-mismatch`, `orphan-destination`, `index-missing`,
     /// `index-orphan` or `generation`.
     pub code: String,
-    pub backup: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub backup: Option<arca_backup::BackupId>,
     pub message: String,
 }
 

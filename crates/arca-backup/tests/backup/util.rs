@@ -159,7 +159,7 @@ impl Rig {
     }
 
     /// A snapshot backup of one volume, digest computed.
-    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
+    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> arca_backup::BackupId {
         let c = self.create_ok(CreateRequest {
             volumes: vec![volume.to_string()],
             info: HostInfo {
