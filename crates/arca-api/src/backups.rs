@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arca_backup::record::Status;
 use arca_backup::retention::Policy;
-use arca_backup::{CreateRequest, HostInfo, PruneRequest, RestoreTo, Retention};
+use arca_backup::{BackupId, CreateRequest, HostInfo, PruneRequest, RestoreTo, Retention};
 use arca_store::Pool;
 use axum::Json;
 use axum::body::Bytes;
@@ -270,7 +270,7 @@ fn parse_list_query(
                 }
                 q.limit = n as usize;
             }
-            "before" => q.before_id = Some(number(&k, &v)?),
+            "before" => q.before_id = Some(BackupId(number(&k, &v)?)),
             other => {
                 return Err(bad_request(format!(
                     "unknown query parameter {other:?}: expected volume, volume_id, label, \
@@ -316,7 +316,7 @@ pub(crate) async fn list_backups(
               (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_backup(
     State(s): St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<BackupId>,
 ) -> Result<Json<Backup>, ApiError> {
     let b = blocking(move || {
         let r = s.backups.get(id)?;
@@ -365,7 +365,7 @@ fn restored_json(r: arca_backup::Restored) -> Restored {
               (status = 507, body = ErrorBody)))]
 pub(crate) async fn restore_backup(
     State(s): St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<BackupId>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Restored>), ApiError> {
     let req: RestoreBackup = optional_body(&body)?;
@@ -425,7 +425,7 @@ pub(crate) struct DeleteBackupQuery {
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn delete_backup(
     State(s): St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<BackupId>,
     ApiQuery(q): ApiQuery<DeleteBackupQuery>,
 ) -> Result<Json<Backup>, ApiError> {
     let force = q.force.unwrap_or(false);
@@ -437,7 +437,7 @@ pub(crate) async fn delete_backup(
     Ok(Json(b))
 }
 
-async fn set_hold(s: St, id: u64, hold: bool) -> Result<Json<Backup>, ApiError> {
+async fn set_hold(s: St, id: BackupId, hold: bool) -> Result<Json<Backup>, ApiError> {
     let State(s) = s;
     let b = blocking(move || {
         let r = s.backups.hold(id, hold)?;
@@ -454,7 +454,7 @@ async fn set_hold(s: St, id: u64, hold: bool) -> Result<Json<Backup>, ApiError> 
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn hold_backup(
     s: St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<BackupId>,
 ) -> Result<Json<Backup>, ApiError> {
     set_hold(s, id, true).await
 }
@@ -467,7 +467,7 @@ pub(crate) async fn hold_backup(
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn release_backup(
     s: St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<BackupId>,
 ) -> Result<Json<Backup>, ApiError> {
     set_hold(s, id, false).await
 }
@@ -480,7 +480,7 @@ pub(crate) async fn release_backup(
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn set_retention(
     State(s): St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<BackupId>,
     ApiJson(req): ApiJson<SetRetention>,
 ) -> Result<Json<Backup>, ApiError> {
     if req.clear_keep_until && (req.keep_until.is_some() || req.keep_for.is_some()) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_backup::JobSnapshot;
+use arca_backup::{JobId, JobSnapshot};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,7 +17,7 @@ pub fn job_json(j: JobSnapshot) -> Job {
 }
 
 /// Job `id`, or a 404 that names it.
-fn find_job(s: &crate::ApiState, id: u64) -> Result<Arc<arca_backup::Job>, ApiError> {
+fn find_job(s: &crate::ApiState, id: JobId) -> Result<Arc<arca_backup::Job>, ApiError> {
     s.jobs
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
@@ -32,7 +32,7 @@ pub(crate) async fn list_jobs(State(s): St) -> Json<Vec<Job>> {
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_job(
     State(s): St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<JobId>,
 ) -> Result<Json<Job>, ApiError> {
     let job = find_job(&s, id)?;
     Ok(Json(job_json(job.snapshot())))
@@ -44,7 +44,7 @@ pub(crate) async fn get_job(
               (status = 409, body = ErrorBody)))]
 pub(crate) async fn cancel_job(
     State(s): St,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<JobId>,
 ) -> Result<Json<Job>, ApiError> {
     let job = find_job(&s, id)?;
     if !job.cancel() {

@@ -47,7 +47,7 @@ fn pool_at(dir: &Path, size: u64) -> Pool {
     Pool::create_files(&[path.as_path()], size, &PoolConfig::default()).unwrap()
 }
 
-fn wait(jobs: &JobManager, id: u64) {
+fn wait(jobs: &JobManager, id: arca_backup::JobId) {
     let j = jobs.get(id).unwrap();
     let s = j.wait(Duration::from_secs(3600));
     assert_eq!(s, JobState::Succeeded, "{:?}", j.snapshot().error);
@@ -67,7 +67,7 @@ fn time_ms(f: impl FnOnce()) -> f64 {
 fn synthetic(i: u64, t0: u64) -> BackupRecord {
     let volume = i % 10;
     BackupRecord {
-        id: (t0 + i * 60_000) * 1000,
+        id: arca_backup::BackupId((t0 + i * 60_000) * 1000),
         source: Source {
             volume_id: 1000 + volume,
             volume_name: format!("vol{volume}"),
@@ -318,7 +318,7 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
             assert!(ok);
             assert!(Command::new("sync").arg(&dst).status().unwrap().success());
         });
-        let mut backup = 0;
+        let mut backup = arca_backup::BackupId(0);
         let copy_ms = time_ms(|| {
             let c = b
                 .create(CreateRequest {
@@ -368,7 +368,6 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
             .unwrap();
     }
     pool.flush().unwrap();
-    let mut job = 0;
     let restore_ms = time_ms(|| {
         let r = b
             .restore(
@@ -379,8 +378,7 @@ fn copy_and_restore_bench(dir: &Path, size: u64) {
                 },
             )
             .unwrap();
-        job = r.job.unwrap();
-        wait(&jobs, job);
+        wait(&jobs, r.job.unwrap());
     });
     let full = median(copy_ms_all);
     println!(

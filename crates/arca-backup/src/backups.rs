@@ -21,6 +21,7 @@ use arca_store::{
 use parking_lot::Mutex;
 
 use crate::catalog;
+use crate::ids::{BackupId, JobId};
 use crate::jobs::JobManager;
 use crate::record::{BackupRecord, Destination, Status};
 
@@ -120,14 +121,14 @@ pub struct Backups {
     pub(crate) catalog_lock: Mutex<()>,
     last_id: Mutex<u64>,
     /// Digest jobs by backup, so verification can wait for a digest still being computed.
-    pub(crate) digest_jobs: Mutex<std::collections::HashMap<u64, u64>>,
+    pub(crate) digest_jobs: Mutex<std::collections::HashMap<BackupId, JobId>>,
     pub(crate) pairs: crate::pair_backups::PairsSlot,
     /// Backups that running operations read: deleting them is refused.
     uses: Arc<Mutex<Uses>>,
     /// Set by [`Backups::stop`]: running restores stop and are resumed at the next start.
     pub(crate) stopping: AtomicBool,
     /// Restore jobs started by this process, for [`Backups::stop`].
-    pub(crate) restore_jobs: Mutex<Vec<u64>>,
+    pub(crate) restore_jobs: Mutex<Vec<JobId>>,
 }
 
 /// Who reads which backups: operations register while they run (in memory, since they are
@@ -135,7 +136,7 @@ pub struct Backups {
 #[derive(Default)]
 struct Uses {
     next_token: u64,
-    by_token: HashMap<u64, (Vec<u64>, String)>,
+    by_token: HashMap<u64, (Vec<BackupId>, String)>,
 }
 
 /// One operation's claim on backups; dropping it ends the claim.
@@ -153,7 +154,7 @@ impl UseGuard {
     }
 
     /// Claims more backups (an undo point taken by the operation).
-    pub(crate) fn add(&self, ids: &[u64]) {
+    pub(crate) fn add(&self, ids: &[BackupId]) {
         if let Some(u) = self.uses.lock().by_token.get_mut(&self.token) {
             u.0.extend_from_slice(ids);
         }
@@ -176,16 +177,16 @@ pub(crate) fn busy(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Busy, message)
 }
 
-pub(crate) fn backup_not_found(id: u64) -> Error {
+pub(crate) fn backup_not_found(id: BackupId) -> Error {
     Error::new(ErrorKind::NotFound, format!("backup {id} does not exist"))
 }
 
 /// Name of a snapshot backup's destination, and of a copy backup's point-in-time snapshot.
-pub fn snapshot_name(id: u64) -> String {
+pub fn snapshot_name(id: BackupId) -> String {
     format!("backup-{id}")
 }
 
-pub fn pit_snapshot_name(id: u64) -> String {
+pub fn pit_snapshot_name(id: BackupId) -> String {
     format!("backup-{id}-pit")
 }
 
@@ -202,13 +203,13 @@ pub(crate) fn guard_text(r: &BackupRecord) -> String {
 pub(crate) fn backup_guard(r: &BackupRecord, effect: GuardEffect) -> Option<Guard> {
     r.status
         .live()
-        .then(|| Guard::new(GuardOwner::Backup(r.id), effect, guard_text(r)))
+        .then(|| Guard::new(GuardOwner::Backup(r.id.get()), effect, guard_text(r)))
 }
 
 /// The guard a copy backup puts on its point-in-time snapshot while the copy runs.
-pub(crate) fn pit_guard(id: u64) -> Guard {
+pub(crate) fn pit_guard(id: BackupId) -> Guard {
     Guard::new(
-        GuardOwner::Backup(id),
+        GuardOwner::Backup(id.get()),
         GuardEffect::NO_DELETE,
         format!("point-in-time image of backup {id} (copy in progress)"),
     )
@@ -241,7 +242,7 @@ impl Backups {
         // rebuild may have dropped (the clock may stand earlier now).
         let last = records
             .iter()
-            .map(|r| r.id)
+            .map(|r| r.id.get())
             .max()
             .unwrap_or(0)
             .max(catalog::id_mark(&pool)?);
@@ -268,7 +269,7 @@ impl Backups {
         // Guards need no setting: the store keeps them with the volumes and snapshots.
         b.recover_restores()?;
         let (records, _) = catalog::all(&b.pool)?;
-        let pending: Vec<u64> = records
+        let pending: Vec<BackupId> = records
             .iter()
             .filter(|r| r.status == Status::Complete && r.digest.is_none())
             .map(|r| r.id)
@@ -293,13 +294,13 @@ impl Backups {
 
     /// A new id: the current millisecond × 1000 (+ a sequence), above every id given before,
     /// whatever the clock does (a clock moved back continues the sequence).
-    pub(crate) fn new_id(&self) -> u64 {
+    pub(crate) fn new_id(&self) -> BackupId {
         let mut last = self.last_id.lock();
         let id = (self.clock)()
             .saturating_mul(crate::record::IDS_PER_MS)
             .max(*last + 1);
         *last = id;
-        id
+        BackupId(id)
     }
 
     /// Records the highest id given, in a transaction adding records (under the catalog
@@ -308,7 +309,7 @@ impl Backups {
         catalog::set_id_mark(t, *self.last_id.lock());
     }
 
-    pub fn get(&self, id: u64) -> Result<BackupRecord> {
+    pub fn get(&self, id: BackupId) -> Result<BackupRecord> {
         match catalog::get(&self.pool, id)? {
             Some(Ok(r)) => Ok(r),
             Some(Err(e)) => Err(Error::new(
@@ -325,7 +326,7 @@ impl Backups {
 
     /// Registers an operation reading these backups, without checking them (they were just
     /// checked or created under the catalog lock, or are being recovered at open).
-    pub(crate) fn register_use(&self, ids: &[u64], what: String) -> UseGuard {
+    pub(crate) fn register_use(&self, ids: &[BackupId], what: String) -> UseGuard {
         let mut u = self.uses.lock();
         u.next_token += 1;
         let token = u.next_token;
@@ -340,7 +341,7 @@ impl Backups {
     /// the refusal): each must be complete, and while the guard lives deleting one is refused.
     pub(crate) fn claim(
         &self,
-        ids: &[u64],
+        ids: &[BackupId],
         verb: &str,
         what: String,
     ) -> Result<(Vec<BackupRecord>, UseGuard)> {
@@ -363,13 +364,13 @@ impl Backups {
     /// The operation reading a backup, if one does.
     /// The refusal of an operation that would take away backup `id`'s image (delete, consume)
     /// while a job reads it.
-    pub(crate) fn in_use_refusal(&self, id: u64) -> Option<String> {
+    pub(crate) fn in_use_refusal(&self, id: BackupId) -> Option<String> {
         self.user_of(id).map(|what| {
             format!("backup {id} is in use by {what}; wait for it to finish, or cancel it")
         })
     }
 
-    pub(crate) fn user_of(&self, id: u64) -> Option<String> {
+    pub(crate) fn user_of(&self, id: BackupId) -> Option<String> {
         self.uses
             .lock()
             .by_token
@@ -413,7 +414,7 @@ impl Backups {
     /// Reads, changes and stores one record, with its descriptor, in one transaction.
     pub(crate) fn update(
         &self,
-        id: u64,
+        id: BackupId,
         change: impl FnOnce(&mut BackupRecord) -> Result<()>,
     ) -> Result<BackupRecord> {
         let _c = self.catalog_lock.lock();
@@ -434,7 +435,7 @@ impl Backups {
         t: &mut arca_store::Txn<'_>,
         r: &BackupRecord,
     ) -> Result<()> {
-        let owner = GuardOwner::Backup(r.id);
+        let owner = GuardOwner::Backup(r.id.get());
         match &r.destination {
             Destination::Snapshot { snapshot, .. } => {
                 if let Some(v) = self.volume_by_id(r.source.volume_id)

@@ -27,6 +27,7 @@ use std::ops::Bound;
 
 use arca_store::{AppReader, Pool, Txn};
 
+use crate::ids::BackupId;
 use crate::record::{BackupRecord, IDS_PER_MS, Status};
 
 pub const BACKUPS: &str = "backups";
@@ -69,14 +70,14 @@ fn status_byte(s: Status) -> u8 {
 /// Most records one query returns.
 pub const QUERY_LIMIT_MAX: usize = 100_000;
 
-fn text_key(text: &str, id: u64) -> Vec<u8> {
+fn text_key(text: &str, id: BackupId) -> Vec<u8> {
     let mut k = text.as_bytes().to_vec();
     k.push(0);
     k.extend(id.to_be_bytes());
     k
 }
 
-fn u64_key(a: u64, id: u64) -> Vec<u8> {
+fn u64_key(a: u64, id: BackupId) -> Vec<u8> {
     let mut k = a.to_be_bytes().to_vec();
     k.extend(id.to_be_bytes());
     k
@@ -133,14 +134,14 @@ pub fn put(t: &mut Txn<'_>, old: Option<&BackupRecord>, new: &BackupRecord) {
     t.put(BACKUPS, new.id.to_be_bytes().to_vec(), new.encode());
 }
 
-pub fn get(pool: &Pool, id: u64) -> arca_store::Result<Option<Result<BackupRecord, String>>> {
+pub fn get(pool: &Pool, id: BackupId) -> arca_store::Result<Option<Result<BackupRecord, String>>> {
     Ok(pool
         .app_get(BACKUPS, &id.to_be_bytes())?
         .map(|b| BackupRecord::decode(&b)))
 }
 
 /// Records that do not decode: (id, why).
-pub type Unreadable = Vec<(u64, String)>;
+pub type Unreadable = Vec<(BackupId, String)>;
 
 /// Every record, oldest first, and those that do not decode.
 pub fn all(pool: &Pool) -> arca_store::Result<(Vec<BackupRecord>, Unreadable)> {
@@ -152,7 +153,7 @@ pub fn all(pool: &Pool) -> arca_store::Result<(Vec<BackupRecord>, Unreadable)> {
         Bound::Unbounded,
         false,
         |k, v| {
-            let id = k.try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let id = BackupId(k.try_into().map(u64::from_be_bytes).unwrap_or(0));
             match BackupRecord::decode(v) {
                 Ok(r) => good.push(r),
                 Err(e) => bad.push((id, e)),
@@ -199,8 +200,8 @@ pub fn by_generation(
     generation: u64,
 ) -> arca_store::Result<Option<BackupRecord>> {
     let prefix = volume_id.to_be_bytes();
-    let from = u64_key(volume_id, 0);
-    let to = u64_key(volume_id, u64::MAX);
+    let from = u64_key(volume_id, BackupId(0));
+    let to = u64_key(volume_id, BackupId(u64::MAX));
     pool.app_read(|reader| {
         let mut found = None;
         let mut failure = None;
@@ -246,7 +247,7 @@ pub struct Query {
     pub status: Option<Status>,
     pub set_id: Option<u64>,
     /// Only records with an id below this (the previous page's last id).
-    pub before_id: Option<u64>,
+    pub before_id: Option<BackupId>,
     pub limit: usize,
 }
 
@@ -283,7 +284,9 @@ impl Query {
             // slack keeps the range a superset.
             t.saturating_sub(60_000).saturating_mul(IDS_PER_MS)
         });
-        let hi = self.before_id.map_or(u64::MAX, |b| b.saturating_sub(1));
+        let hi = self
+            .before_id
+            .map_or(u64::MAX, |b| b.get().saturating_sub(1));
         (lo, hi)
     }
 }

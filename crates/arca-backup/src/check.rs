@@ -11,6 +11,7 @@ use crate::backups::{Backups, backup_guard};
 use crate::catalog::{self, BACKUPS, CATALOG_TABLES};
 use crate::digest;
 use crate::digest_store;
+use crate::ids::BackupId;
 use crate::record::{BackupRecord, Destination, Status};
 
 /// Volume id to backup generation.
@@ -19,7 +20,7 @@ type Generations = BTreeMap<u64, u64>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CatalogProblem {
     pub code: &'static str,
-    pub backup: Option<u64>,
+    pub backup: Option<BackupId>,
     pub message: String,
 }
 
@@ -68,7 +69,7 @@ fn place_of(r: &BackupRecord) -> Place {
 struct Problems(Vec<CatalogProblem>);
 
 impl Problems {
-    fn add(&mut self, code: &'static str, backup: Option<u64>, message: String) {
+    fn add(&mut self, code: &'static str, backup: Option<BackupId>, message: String) {
         self.0.push(CatalogProblem {
             code,
             backup,
@@ -80,7 +81,7 @@ impl Problems {
 /// Destinations whose descriptor names no record, a record that lives elsewhere, or one that
 /// is gone.
 fn check_orphans(records: &[BackupRecord], found: &[Found], problems: &mut Problems) {
-    let by_id: BTreeMap<u64, &BackupRecord> = records.iter().map(|r| (r.id, r)).collect();
+    let by_id: BTreeMap<BackupId, &BackupRecord> = records.iter().map(|r| (r.id, r)).collect();
     for f in found {
         let orphan = match &f.descriptor {
             Ok(d) => match by_id.get(&d.id) {
@@ -265,7 +266,7 @@ impl Backups {
                 id_of(key),
                 format!(
                     "index {table} lacks the row of backup {}",
-                    id_of(key).unwrap_or(0)
+                    id_of(key).unwrap_or_default()
                 ),
             );
         }
@@ -275,7 +276,7 @@ impl Backups {
                 id_of(key),
                 format!(
                     "index {table} has a row for backup {} that its record does not have",
-                    id_of(key).unwrap_or(0)
+                    id_of(key).unwrap_or_default()
                 ),
             );
         }
@@ -329,7 +330,7 @@ impl Backups {
         let report = {
             let _c = self.catalog_lock.lock();
             let found = self.destinations()?;
-            let mut records: BTreeMap<u64, BackupRecord> = BTreeMap::new();
+            let mut records: BTreeMap<BackupId, BackupRecord> = BTreeMap::new();
             let mut unreadable = Vec::new();
             for f in found {
                 match f.descriptor {
@@ -409,10 +410,10 @@ impl Backups {
     }
 }
 
-fn id_of(key: &[u8]) -> Option<u64> {
+fn id_of(key: &[u8]) -> Option<BackupId> {
     key.len()
         .checked_sub(8)
-        .map(|i| u64::from_be_bytes(key[i..].try_into().expect("8 bytes")))
+        .map(|i| BackupId(u64::from_be_bytes(key[i..].try_into().expect("8 bytes"))))
 }
 
 fn describe(d: &Destination) -> String {
@@ -429,9 +430,9 @@ impl Backups {
     fn settle_backup_guards(
         &self,
         t: &mut arca_store::Txn<'_>,
-        records: &BTreeMap<u64, BackupRecord>,
+        records: &BTreeMap<BackupId, BackupRecord>,
     ) -> Result<()> {
-        let live = |id: u64| records.get(&id).is_some_and(|r| r.status.live());
+        let live = |id: u64| records.get(&BackupId(id)).is_some_and(|r| r.status.live());
         for v in self.pool.volumes() {
             for g in &v.guards {
                 if let GuardOwner::Backup(id) = g.owner

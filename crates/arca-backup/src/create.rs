@@ -20,6 +20,7 @@ use crate::backups::{
 };
 use crate::catalog;
 use crate::digest_store;
+use crate::ids::{BackupId, JobId};
 use crate::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
 pub use crate::targets::{Target, TargetKind};
 
@@ -42,12 +43,12 @@ pub struct CreateRequest {
 pub struct Created {
     pub records: Vec<BackupRecord>,
     /// Jobs copying (copy backups) or digesting (snapshot backups), one per record.
-    pub jobs: Vec<u64>,
+    pub jobs: Vec<JobId>,
 }
 
 /// What backing up several volumes together starts from.
 struct SetPlan {
-    ids: Vec<u64>,
+    ids: Vec<BackupId>,
     set_id: Option<u64>,
     /// Last generation of each source (the backup takes the next).
     generations: Vec<u64>,
@@ -237,7 +238,7 @@ impl Backups {
     #[allow(clippy::too_many_arguments)] // one record's worth of fields, all needed
     pub(crate) fn base_record(
         &self,
-        id: u64,
+        id: BackupId,
         source: &VolumeInfo,
         generation: u64,
         method: Method,
@@ -284,8 +285,8 @@ impl Backups {
 
     /// Ids, set id, next generations and snapshot names for backing up `sources` together.
     /// Called under the catalog lock.
-    fn plan_set(&self, sources: &[VolumeInfo], name: fn(u64) -> String) -> Result<SetPlan> {
-        let ids: Vec<u64> = sources.iter().map(|_| self.new_id()).collect();
+    fn plan_set(&self, sources: &[VolumeInfo], name: fn(BackupId) -> String) -> Result<SetPlan> {
+        let ids: Vec<BackupId> = sources.iter().map(|_| self.new_id()).collect();
         let generations = self.pool.app_read(|r| {
             sources
                 .iter()
@@ -298,7 +299,7 @@ impl Backups {
             .map(|(s, &g)| self.point_in_time_of(s.id, g))
             .collect::<Result<Vec<_>>>()?;
         Ok(SetPlan {
-            set_id: (sources.len() > 1).then_some(ids[0]),
+            set_id: (sources.len() > 1).then_some(ids[0].get()),
             names: ids.iter().map(|&id| name(id)).collect(),
             ids,
             generations,
@@ -519,7 +520,7 @@ impl Backups {
                     });
                     match updated {
                         Ok(u) => *r = u,
-                        Err(e) => tracing::warn!(backup = r.id, "naming the copy job {j}: {e}"),
+                        Err(e) => tracing::warn!(backup = %r.id, "naming the copy job {j}: {e}"),
                     }
                 }
                 Err(e) => {

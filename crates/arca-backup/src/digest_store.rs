@@ -30,6 +30,7 @@ use arca_store::{Pool, Result, Txn};
 
 use crate::catalog::DIGESTS;
 use crate::digest::{CHUNK_ENTRIES, ExtentHash, HASH_LEN};
+use crate::ids::BackupId;
 
 pub const DIGEST_INDEX: &str = "backup_digest_index";
 pub const DIGEST_CHUNKS: &str = "backup_digest_chunks";
@@ -57,7 +58,7 @@ pub fn index_bytes(extents_span: u64) -> u64 {
     extents_span.div_ceil(CHUNK_EXTENTS) * INDEX_ENTRY_LEN as u64 + 16
 }
 
-fn index_key(id: u64, part: u32) -> Vec<u8> {
+fn index_key(id: BackupId, part: u32) -> Vec<u8> {
     let mut k = id.to_be_bytes().to_vec();
     k.extend(part.to_be_bytes());
     k
@@ -151,7 +152,7 @@ impl Plan {
 }
 
 /// Plans storing backup `id`'s hashes (it has none yet). Fails only on I/O errors.
-pub fn plan_store(pool: &Pool, id: u64, hashes: &[ExtentHash]) -> Result<Plan> {
+pub fn plan_store(pool: &Pool, id: BackupId, hashes: &[ExtentHash]) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut deltas: BTreeMap<ChunkKey, i64> = BTreeMap::new();
     let mut rows: BTreeMap<ChunkKey, Vec<u8>> = BTreeMap::new();
@@ -191,7 +192,7 @@ pub fn plan_store(pool: &Pool, id: u64, hashes: &[ExtentHash]) -> Result<Plan> {
 
 /// Plans removing backup `id`'s hashes, in either layout. A damaged index is removed without
 /// touching counts (the catalog check reports the counts it leaves wrong).
-pub fn plan_remove(pool: &Pool, id: u64) -> Result<Plan> {
+pub fn plan_remove(pool: &Pool, id: BackupId) -> Result<Plan> {
     let mut plan = Plan::default();
     let (parts, legacy_rows) = read_index(pool, id)?;
     for (part, _) in &parts {
@@ -214,7 +215,7 @@ pub fn plan_remove(pool: &Pool, id: u64) -> Result<Plan> {
     Ok(plan)
 }
 
-fn legacy_key(id: u64, chunk: u32) -> Vec<u8> {
+fn legacy_key(id: BackupId, chunk: u32) -> Vec<u8> {
     index_key(id, chunk)
 }
 
@@ -222,7 +223,7 @@ fn legacy_key(id: u64, chunk: u32) -> Vec<u8> {
 type IndexRows = Vec<(u32, Vec<u8>)>;
 
 /// The index rows of `id` and the number of legacy rows.
-fn read_index(pool: &Pool, id: u64) -> Result<(IndexRows, usize)> {
+fn read_index(pool: &Pool, id: BackupId) -> Result<(IndexRows, usize)> {
     let (from, to) = (index_key(id, 0), index_key(id, u32::MAX));
     let mut parts = Vec::new();
     pool.app_scan(
@@ -268,7 +269,7 @@ fn decode_index(v: &[u8]) -> std::result::Result<Vec<(u32, ChunkKey)>, String> {
 
 /// Loads backup `id`'s extent hashes in extent order. A missing or malformed row is an error
 /// naming the backup (the outer error is an I/O error).
-pub fn load(pool: &Pool, id: u64) -> Result<std::result::Result<Vec<ExtentHash>, String>> {
+pub fn load(pool: &Pool, id: BackupId) -> Result<std::result::Result<Vec<ExtentHash>, String>> {
     let (parts, legacy_rows) = read_index(pool, id)?;
     if parts.is_empty() {
         return load_legacy(pool, id, legacy_rows);
@@ -313,7 +314,7 @@ pub fn load(pool: &Pool, id: u64) -> Result<std::result::Result<Vec<ExtentHash>,
 
 fn load_legacy(
     pool: &Pool,
-    id: u64,
+    id: BackupId,
     rows: usize,
 ) -> Result<std::result::Result<Vec<ExtentHash>, String>> {
     let mut out = Vec::with_capacity(rows * CHUNK_ENTRIES);

@@ -16,12 +16,13 @@ use serde::Serialize;
 use crate::backups::{Backups, busy, invalid};
 use crate::catalog;
 use crate::digest_store;
+use crate::ids::BackupId;
 use crate::record::{BackupRecord, Destination, Event, Status};
 use crate::retention::{self, Candidate, Policy};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneItem {
-    pub backup: u64,
+    pub backup: BackupId,
     pub label: Option<String>,
     pub point_in_time_ms: u64,
     pub keep: bool,
@@ -86,7 +87,7 @@ pub fn deletion_refusal(r: &BackupRecord, now: u64, force: bool) -> Option<Strin
 
 impl Backups {
     /// Deletes a backup's destination and marks its record deleted.
-    pub fn delete(&self, id: u64, force: bool) -> Result<BackupRecord> {
+    pub fn delete(&self, id: BackupId, force: bool) -> Result<BackupRecord> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         if let Some(why) = self.in_use_refusal(id) {
@@ -116,7 +117,7 @@ impl Backups {
         );
         let digest_plan = digest_store::plan_remove(&self.pool, id)?;
         // The guard goes in the same transaction as what it protected: all or nothing.
-        let owner = GuardOwner::Backup(id);
+        let owner = GuardOwner::Backup(id.get());
         let mut t = self.pool.transaction();
         match &old.destination {
             Destination::Snapshot { snapshot, .. } => {
@@ -162,7 +163,7 @@ impl Backups {
         Ok(new)
     }
 
-    pub fn hold(&self, id: u64, hold: bool) -> Result<BackupRecord> {
+    pub fn hold(&self, id: BackupId, hold: bool) -> Result<BackupRecord> {
         self.update(id, |r| {
             if !r.status.live() {
                 return Err(busy(format!("backup {id} is {}", r.status.as_str())));
@@ -196,7 +197,7 @@ impl Backups {
 
     pub fn retain(
         &self,
-        id: u64,
+        id: BackupId,
         keep_until_ms: Option<Option<u64>>,
         lock_until_ms: Option<u64>,
     ) -> Result<BackupRecord> {
@@ -262,7 +263,7 @@ impl Backups {
             let candidates: Vec<Candidate> = group
                 .iter()
                 .map(|r| Candidate {
-                    id: r.id,
+                    id: r.id.get(),
                     generation: r.generation,
                     time_unix: r.point_in_time_ms / 1000,
                     verified_good: r.last_verified_ok() == Some(true),
@@ -274,7 +275,7 @@ impl Backups {
             let decisions =
                 retention::plan(&candidates, &req.policy, now / 1000).map_err(invalid)?;
             for (r, d) in group.iter().zip(decisions) {
-                debug_assert_eq!(r.id, d.id, "plan keeps the input order");
+                debug_assert_eq!(r.id.get(), d.id, "plan keeps the input order");
                 items.push(PruneItem {
                     backup: r.id,
                     label: r.info.label.clone(),

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::BackupId;
 use crate::verify::Verification;
 
-pub type JobId = u64;
+pub use crate::ids::JobId;
 
 /// Finished jobs kept for `job list`/`job show`; older ones are forgotten first.
 pub const FINISHED_JOBS_KEPT_MAX: usize = 1000;
@@ -92,7 +93,7 @@ impl std::fmt::Display for JobKind {
 /// One volume of an in-place restore: what was rewritten into it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rewritten {
-    pub backup: u64,
+    pub backup: BackupId,
     pub volume: String,
     pub bytes_rewritten: u64,
 }
@@ -108,15 +109,15 @@ pub enum JobResult {
     /// `restore` in place: one entry per volume.
     RestoredInPlace(Vec<Rewritten>),
     /// `restore` into a new volume.
-    RestoredNew { backup: u64, volume: String },
+    RestoredNew { backup: BackupId, volume: String },
     /// `restore-rollback`: the undo points the volumes hold again.
-    RolledBack { rolled_back_to: Vec<u64> },
+    RolledBack { rolled_back_to: Vec<BackupId> },
     /// `backup-copy`.
-    BackupCopied { backup: u64, bytes_copied: u64 },
+    BackupCopied { backup: BackupId, bytes_copied: u64 },
     /// `backup-digest`: the backups digested, and those that could not be.
     Digested {
-        digested: Vec<u64>,
-        failed: Vec<u64>,
+        digested: Vec<BackupId>,
+        failed: Vec<BackupId>,
     },
     /// `pair-copy`, `pair-resync`, `pair-reverse-resync`.
     PairCopied { pair: String, bytes_copied: u64 },
@@ -306,7 +307,7 @@ impl JobManager {
         F: FnOnce(&JobContext) -> Result<Option<JobResult>, JobError> + Send + 'static,
     {
         let job = Arc::new(Job {
-            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            id: JobId(self.next_id.fetch_add(1, Ordering::SeqCst)),
             kind,
             target: target.to_string(),
             created_unix: now_unix(),
@@ -354,7 +355,7 @@ impl JobManager {
                 o.finished_unix = Some(now_unix());
                 o.finished_at = Some(Instant::now());
                 tracing::info!(
-                    job = job.id,
+                    job = %job.id,
                     kind = job.kind.as_str(),
                     state = o.state.as_str(),
                     "job finished"
@@ -404,7 +405,7 @@ mod tests {
                 ctx.set_total(100);
                 ctx.add_done(100);
                 Ok(Some(JobResult::BackupCopied {
-                    backup: 7,
+                    backup: crate::BackupId(7),
                     bytes_copied: 100,
                 }))
             })

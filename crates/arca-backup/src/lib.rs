@@ -5,7 +5,8 @@
 //! Modules: [`record`] (the management information), [`catalog`] (tables and queries),
 //! [`copier`] (the image walk and copy every copy, digest, restore and pair copy uses),
 //! [`digest`] (content digests), [`retention`] (the prune planner),
-//! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`].
+//! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`],
+//! [`ids`] (the backup, job and pair ids other crates pass back).
 
 pub mod backups;
 pub mod catalog;
@@ -15,6 +16,7 @@ mod create;
 pub mod digest;
 pub mod digest_store;
 mod expire;
+pub mod ids;
 pub mod jobs;
 mod pair_backups;
 pub mod pairs;
@@ -32,9 +34,9 @@ pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};
 pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
 pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
+pub use ids::{BackupId, JobId, PairId};
 pub use jobs::{
-    Job, JobContext, JobError, JobId, JobKind, JobManager, JobResult, JobSnapshot, JobState,
-    Rewritten,
+    Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
 };
 pub use pairs::{PairRecord, PairState, Pairs};
 pub use record::*;

@@ -9,6 +9,7 @@ use crate::backups::{Backups, busy};
 use crate::catalog;
 use crate::create::{CreateRequest, Created, Target, stepped_back};
 use crate::expire::deletion_refusal;
+use crate::ids::{BackupId, JobId};
 use crate::pairs::{PairRecord, PairState, Pairs};
 use crate::record::{BackupRecord, Destination, Event, Method, Status};
 
@@ -123,7 +124,12 @@ impl Backups {
     /// hold or before lock-until; `consume` is the consent that overrides keep-until (as
     /// `--force` does for a deletion). Either way a reverse resync too: the secondary is
     /// mirrored again once it ends.
-    pub fn resync_pair(self: &Arc<Self>, name: &str, reverse: bool, consume: bool) -> Result<u64> {
+    pub fn resync_pair(
+        self: &Arc<Self>,
+        name: &str,
+        reverse: bool,
+        consume: bool,
+    ) -> Result<JobId> {
         let pairs = self
             .pairs
             .get()
@@ -165,7 +171,7 @@ impl Backups {
 
     /// Marks a backup consumed: its destination keeps no claim to it. Checked again under the
     /// catalog lock: a hold or lock set since the caller looked still wins.
-    fn consume(&self, id: u64, by: &str) -> Result<()> {
+    fn consume(&self, id: BackupId, by: &str) -> Result<()> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         let now = self.now_ms();
@@ -185,7 +191,7 @@ impl Backups {
             && let Some(v) = self.volume_by_id(*volume_id)
         {
             t.set_volume_tag(&v.name, None)?;
-            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id.get()))?;
         }
         catalog::put(&mut t, Some(&old), &new);
         t.commit()

@@ -29,6 +29,7 @@ use arca_store::{Error, ErrorKind, Guard, GuardEffect, GuardOwner, Pool, Result,
 use parking_lot::{Mutex, RwLock};
 
 use crate::backups::{busy, invalid, now_ms};
+use crate::ids::{JobId, PairId};
 use crate::jobs::JobManager;
 
 mod copy_job;
@@ -45,7 +46,7 @@ pub use record::{PAIRS, PairRecord, PairState, primary_snapshot, secondary_snaps
 /// resync, and on the tracking snapshots while they exist. Other owners' guards on the same
 /// volumes (a backup held on a split secondary) are theirs to keep or lift.
 fn stage_guards(pool: &Pool, t: &mut Txn<'_>, r: &PairRecord) -> Result<()> {
-    let owner = GuardOwner::Pair(r.id);
+    let owner = GuardOwner::Pair(r.id.get());
     let primary = volume_name(pool, r.primary_id).ok();
     let secondary = volume_name(pool, r.secondary_id).ok();
     if let Some(s) = &secondary {
@@ -85,7 +86,7 @@ fn stage_guards(pool: &Pool, t: &mut Txn<'_>, r: &PairRecord) -> Result<()> {
 
 /// Plans removing every guard of the pair (it ends).
 fn stage_lift_guards(pool: &Pool, t: &mut Txn<'_>, r: &PairRecord) -> Result<()> {
-    let owner = GuardOwner::Pair(r.id);
+    let owner = GuardOwner::Pair(r.id.get());
     for id in [r.primary_id, r.secondary_id] {
         if let Ok(v) = volume_name(pool, id) {
             t.remove_volume_guard(&v, owner)?;
@@ -100,7 +101,7 @@ struct Runtime {
     /// Held shared by the mirror while it writes the secondary, exclusive by a copy job while
     /// it copies a batch: a mirrored write never lands between a copy's read and its write.
     copy_lock: RwLock<()>,
-    job: Mutex<Option<u64>>,
+    job: Mutex<Option<JobId>>,
     /// In `error` state: the primary's snapshot tracks its changes (until then the mirror
     /// notes them in `missed_extents`).
     error_tracked: std::sync::atomic::AtomicBool,
@@ -222,7 +223,7 @@ impl Pairs {
     /// Stores the record with the guards its state wants, in one transaction.
     fn store(&self, r: &PairRecord) -> Result<()> {
         let mut t = self.pool.transaction();
-        t.put(PAIRS, r.id.to_be_bytes().to_vec(), r.encode());
+        t.put(PAIRS, r.id.get().to_be_bytes().to_vec(), r.encode());
         stage_guards(&self.pool, &mut t, r)?;
         t.commit()
     }
@@ -293,7 +294,7 @@ impl Pairs {
     }
 
     /// The running copy job of a pair, if any.
-    pub fn job(&self, name: &str) -> Result<Option<u64>> {
+    pub fn job(&self, name: &str) -> Result<Option<JobId>> {
         Ok(*self.find(name)?.job.lock())
     }
 
@@ -354,11 +355,11 @@ impl Pairs {
             .pairs
             .lock()
             .iter()
-            .map(|rt| rt.record.lock().id)
+            .map(|rt| rt.record.lock().id.get())
             .max()
             .unwrap_or(0);
         let r = PairRecord {
-            id: now_ms().max(last + 1),
+            id: PairId(now_ms().max(last + 1)),
             name: secondary.to_string(),
             primary_id: p.id,
             secondary_id: s.id,
@@ -415,7 +416,7 @@ impl Pairs {
                 (primary.as_str(), primary_snapshot(r.id).as_str()),
                 (secondary.as_str(), secondary_snapshot(r.id).as_str()),
             ])?;
-            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            t.put(PAIRS, r.id.get().to_be_bytes().to_vec(), new.encode());
             // The caller's guards go on before the pair's lift: no instant unguarded.
             also(&mut t, &new)?;
             stage_guards(&self.pool, &mut t, &new)?;
@@ -431,7 +432,7 @@ impl Pairs {
     /// restore: the primary is read-only to hosts meanwhile). Returns the job.
     /// Refused while the secondary holds a live backup (its guard says so): giving that up is
     /// the backup service's decision ([`crate::Backups::resync_pair`] consumes it first).
-    pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<u64> {
+    pub fn resync(self: &Arc<Self>, name: &str, reverse: bool) -> Result<JobId> {
         let _l = self.lock.lock();
         let rt = self.find(name)?;
         resync_allowed(&rt.record.lock(), reverse)?;
@@ -496,12 +497,12 @@ impl Pairs {
             if let Some(v) = vol
                 && t.snapshot_exists(v, &snap)
             {
-                t.remove_snapshot_guard(v, &snap, GuardOwner::Pair(r.id))?;
+                t.remove_snapshot_guard(v, &snap, GuardOwner::Pair(r.id.get()))?;
                 t.delete_snapshot(v, &snap)?;
             }
         }
         stage_lift_guards(&self.pool, &mut t, &r)?;
-        t.delete(PAIRS, r.id.to_be_bytes().to_vec());
+        t.delete(PAIRS, r.id.get().to_be_bytes().to_vec());
         t.commit()?;
         if let Some(p) = &primary {
             self.pool.set_write_hook(p, None)?;
@@ -528,7 +529,7 @@ impl Pairs {
             }
             // Read again after the snapshot: every change before it is in the record.
             let r = rt.record.lock().clone();
-            t.put(PAIRS, r.id.to_be_bytes().to_vec(), r.encode());
+            t.put(PAIRS, r.id.get().to_be_bytes().to_vec(), r.encode());
             stage_guards(&self.pool, &mut t, &r)?;
             t.commit()
         })();

@@ -167,7 +167,7 @@ pub enum Event {
     /// the volume holds the content of undo point `undo` again.
     RestoreRolledBack {
         to: String,
-        undo: u64,
+        undo: crate::BackupId,
         reason: String,
     },
     /// A restore into a new volume did not finish; the incomplete volume was removed.
@@ -187,7 +187,7 @@ pub struct HistoryEntry {
 pub struct BackupRecord {
     /// Milliseconds since the epoch × [`IDS_PER_MS`] + a sequence: sorts by time, and stays
     /// below 2^53 for millennia, so JSON clients that use doubles read it exactly.
-    pub id: u64,
+    pub id: crate::BackupId,
     pub source: Source,
     /// Per source volume, increasing.
     pub generation: u64,
@@ -207,7 +207,7 @@ pub struct BackupRecord {
     pub set_id: Option<u64>,
     pub history: Vec<HistoryEntry>,
     /// The job copying it, while one runs.
-    pub job: Option<u64>,
+    pub job: Option<crate::JobId>,
     /// Set when the point in time is earlier than that of the volume's previous generation
     /// (the clock was moved back in between): that generation's point in time. Generations,
     /// not points in time, say which backup of a volume is newer.
@@ -309,7 +309,7 @@ mod tests {
 
     fn sample() -> BackupRecord {
         BackupRecord {
-            id: 42 * IDS_PER_MS,
+            id: crate::BackupId(42 * IDS_PER_MS),
             source: Source {
                 volume_id: 3,
                 volume_name: "db".into(),
@@ -342,6 +342,27 @@ mod tests {
             job: None,
             stepped_back_from_ms: None,
         }
+    }
+
+    /// The backup and job ids are stored as the bare integers they were before they had
+    /// their own types: the record's id (42000) is the varint `90 C8 02` after the version
+    /// byte; the job's `Some(300)` is the tag 1 and the varint `AC 02`, then the trailing `None`.
+    #[test]
+    fn record_ids_encode_as_bare_varints() {
+        let none = sample().encode();
+        assert_eq!(none[..4], [RECORD_VERSION, 0x90, 0xC8, 0x02]);
+        let with_job = BackupRecord {
+            job: Some(crate::JobId(300)),
+            ..sample()
+        }
+        .encode();
+        assert_eq!(none[none.len() - 2..], [0, 0]);
+        assert_eq!(with_job[..none.len() - 2], none[..none.len() - 2]);
+        assert_eq!(with_job[none.len() - 2..], [1, 0xAC, 0x02, 0]);
+        assert_eq!(
+            BackupRecord::decode(&with_job).unwrap().job,
+            Some(crate::JobId(300))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::backups::{
 use crate::catalog;
 use crate::copier;
 use crate::create::CreateRequest;
+use crate::ids::{BackupId, JobId};
 use crate::jobs::{JobContext, JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
@@ -32,12 +33,12 @@ pub enum RestoreTo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
-    pub backups: Vec<u64>,
+    pub backups: Vec<BackupId>,
     pub volumes: Vec<String>,
     /// The automatic undo point (a catalogued snapshot backup labelled `pre-restore`).
-    pub undo_backups: Vec<u64>,
+    pub undo_backups: Vec<BackupId>,
     /// The job doing the work; `None` when the restore was instant.
-    pub job: Option<u64>,
+    pub job: Option<JobId>,
 }
 
 struct Plan {
@@ -48,7 +49,7 @@ struct Plan {
 impl Backups {
     /// Claims a backup for a restore: it must be complete, and deleting it is refused until the
     /// restore ends.
-    fn claim_for_restore(&self, ids: &[u64]) -> Result<(Vec<BackupRecord>, UseGuard)> {
+    fn claim_for_restore(&self, ids: &[BackupId]) -> Result<(Vec<BackupRecord>, UseGuard)> {
         if self.stopping() {
             return Err(busy("the array is stopping; restore after it starts again"));
         }
@@ -57,7 +58,7 @@ impl Backups {
 
     /// Restores one backup, or (with `set`) every backup of a backup set in place into its
     /// source volume.
-    pub fn restore(self: &Arc<Self>, id: u64, to: RestoreTo) -> Result<Restored> {
+    pub fn restore(self: &Arc<Self>, id: BackupId, to: RestoreTo) -> Result<Restored> {
         let (mut records, uses) = self.claim_for_restore(&[id])?;
         let r = records.remove(0);
         match to {
@@ -97,7 +98,7 @@ impl Backups {
                 format!("backup set {set_id} does not exist"),
             ));
         }
-        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let ids: Vec<BackupId> = members.iter().map(|m| m.id).collect();
         let (records, uses) = self.claim_for_restore(&ids)?;
         let mut plans = Vec::new();
         for r in records {
@@ -370,7 +371,7 @@ impl Backups {
                 };
                 put_marker(t, &m);
             }
-            let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+            let ids: Vec<BackupId> = records.iter().map(|r| r.id).collect();
             uses.add(&ids);
             undo = records.to_vec();
         });
@@ -400,8 +401,8 @@ impl Backups {
             }
             return Err(e);
         }
-        let undo_ids: Vec<u64> = undo.iter().map(|r| r.id).collect();
-        let backups: Vec<u64> = plans.iter().map(|p| p.record.id).collect();
+        let undo_ids: Vec<BackupId> = undo.iter().map(|r| r.id).collect();
+        let backups: Vec<BackupId> = plans.iter().map(|p| p.record.id).collect();
         let volumes: Vec<String> = plans.iter().map(|p| p.volume.clone()).collect();
         match self.start_in_place_job(steps.clone(), uses, None) {
             Ok(job) => Ok(Restored {

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backups::{Backups, UseGuard, restore_guard};
 use crate::catalog;
+use crate::ids::BackupId;
 use crate::jobs::{JobContext, JobError, JobKind, JobResult, Rewritten};
 use crate::record::{BackupRecord, Event, Status};
 use arca_store::GuardOwner;
@@ -46,11 +47,11 @@ pub(crate) struct RestoreMarker {
     /// The volume's name when the restore started (for messages; the id is what counts).
     pub volume: String,
     /// The backup being restored.
-    pub backup: u64,
+    pub backup: BackupId,
     /// The undo point of an in-place restore; `None` for a restore into a new volume.
-    pub undo: Option<u64>,
+    pub undo: Option<BackupId>,
     /// Shared by the markers of one restore (the first undo point's id, or the backup's).
-    pub group: u64,
+    pub group: BackupId,
     pub started_ms: u64,
     /// Set once the restore is being undone, with why.
     pub rolling_back: Option<String>,
@@ -88,7 +89,7 @@ type UnreadableMarkers = Vec<(u64, String)>;
 /// One volume of an in-place restore, as its job sees it.
 #[derive(Clone)]
 pub(crate) struct Step {
-    pub backup_id: u64,
+    pub backup_id: BackupId,
     /// The backup's record: needed to resume, not to roll back (when it may be unreadable).
     pub backup: Option<BackupRecord>,
     pub undo: BackupRecord,
@@ -159,7 +160,7 @@ impl Backups {
         for j in &jobs {
             let state = j.wait(deadline.saturating_duration_since(Instant::now()));
             if !state.finished() {
-                tracing::warn!(job = j.id(), "a restore job did not stop in time");
+                tracing::warn!(job = %j.id(), "a restore job did not stop in time");
             }
         }
     }
@@ -187,11 +188,11 @@ impl Backups {
 
     /// Adds a history event to a record inside `t` (under the catalog lock). A record that is
     /// gone or unreadable gets none: the outcome is then only logged.
-    pub(crate) fn note_in(&self, t: &mut Txn<'_>, id: u64, event: Event) -> Result<()> {
+    pub(crate) fn note_in(&self, t: &mut Txn<'_>, id: BackupId, event: Event) -> Result<()> {
         let old = match self.get(id) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(backup = id, "recording a restore outcome: {e}");
+                tracing::warn!(backup = %id, "recording a restore outcome: {e}");
                 return Ok(());
             }
         };
@@ -203,7 +204,7 @@ impl Backups {
 
     /// Records a restore into a new volume done: one transaction, the marker gone and the
     /// backup's history noting it; then hosts may write.
-    pub(crate) fn finish_new(&self, volume_id: u64, backup: u64, name: &str) -> Result<()> {
+    pub(crate) fn finish_new(&self, volume_id: u64, backup: BackupId, name: &str) -> Result<()> {
         {
             let _c = self.catalog_lock.lock();
             let mut t = self.pool.transaction();
@@ -227,7 +228,7 @@ impl Backups {
     pub(crate) fn fail_new(
         &self,
         volume_id: u64,
-        backup: u64,
+        backup: BackupId,
         name: &str,
         reason: &str,
     ) -> Result<()> {
@@ -248,7 +249,7 @@ impl Backups {
             },
         )?;
         t.commit()?;
-        tracing::warn!(backup, volume = %name, "restore into a new volume failed: {reason}");
+        tracing::warn!(%backup, volume = %name, "restore into a new volume failed: {reason}");
         Ok(())
     }
 
@@ -429,7 +430,7 @@ impl Backups {
         steps: Vec<Step>,
         uses: UseGuard,
         rollback: Option<String>,
-    ) -> std::io::Result<u64> {
+    ) -> std::io::Result<crate::JobId> {
         let me = self.clone();
         let target: Vec<String> = steps.iter().map(|s| s.volume.clone()).collect();
         let target = target.join(",");
@@ -489,7 +490,7 @@ impl Backups {
                 &format!(": its restore record is unreadable ({e}); it stays read-only"),
             );
         }
-        let mut groups: BTreeMap<u64, Vec<RestoreMarker>> = BTreeMap::new();
+        let mut groups: BTreeMap<BackupId, Vec<RestoreMarker>> = BTreeMap::new();
         for m in markers {
             if m.undo.is_none() {
                 let removed = self.fail_new(
@@ -527,7 +528,7 @@ impl Backups {
     }
 
     fn recover_in_place(self: &Arc<Self>, group: Vec<RestoreMarker>) -> Result<()> {
-        let usable = |id: u64| -> std::result::Result<BackupRecord, String> {
+        let usable = |id: BackupId| -> std::result::Result<BackupRecord, String> {
             let r = self.get(id).map_err(|e| e.to_string())?;
             if r.status != Status::Complete {
                 return Err(format!("backup {id} is {}", r.status.as_str()));
@@ -574,7 +575,7 @@ impl Backups {
             }
             return Ok(());
         }
-        let ids: Vec<u64> = steps
+        let ids: Vec<BackupId> = steps
             .iter()
             .flat_map(|s| [s.backup_id, s.undo.id])
             .collect();
@@ -608,10 +609,10 @@ impl Backups {
             .map_err(|e| Error::io("starting the recovery of a restore", e))?;
         match &rollback {
             None => {
-                tracing::warn!(job, volumes = %target.join(","), "resuming an interrupted restore")
+                tracing::warn!(%job, volumes = %target.join(","), "resuming an interrupted restore")
             }
             Some(r) => tracing::warn!(
-                job,
+                %job,
                 volumes = %target.join(","),
                 "rolling back an interrupted restore: {r}"
             ),

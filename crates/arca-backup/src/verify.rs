@@ -10,6 +10,7 @@ use crate::backups::Backups;
 use crate::catalog;
 use crate::digest;
 use crate::digest_store;
+use crate::ids::BackupId;
 use crate::jobs::{JobContext, JobError, JobKind, JobResult};
 use crate::record::{DAMAGED_RANGES_MAX, Event, Status};
 
@@ -19,7 +20,7 @@ const DIGEST_WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(
 /// The outcome for one backup, as the verify job's result lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verification {
-    pub backup: u64,
+    pub backup: BackupId,
     pub ok: bool,
     /// Damaged byte ranges of the image: (offset, length).
     pub damaged: Vec<(u64, u64)>,
@@ -31,11 +32,15 @@ pub struct Verification {
 impl Backups {
     /// Starts one job verifying the given backups in turn (all complete ones when empty and
     /// `all`). Returns the job id and the backups it covers.
-    pub fn verify(self: &Arc<Self>, ids: &[u64], all: bool) -> Result<(u64, Vec<u64>)> {
+    pub fn verify(
+        self: &Arc<Self>,
+        ids: &[BackupId],
+        all: bool,
+    ) -> Result<(crate::JobId, Vec<BackupId>)> {
         let (ids, uses) = if all {
             let _c = self.catalog_lock.lock();
             let (records, _) = catalog::all(&self.pool)?;
-            let ids: Vec<u64> = records
+            let ids: Vec<BackupId> = records
                 .iter()
                 .filter(|r| r.status == Status::Complete)
                 .map(|r| r.id)
@@ -63,7 +68,10 @@ impl Backups {
         let target = if all {
             "all".to_string()
         } else {
-            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+            ids.iter()
+                .map(BackupId::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let job = self
             .jobs
@@ -83,7 +91,7 @@ impl Backups {
         Ok((job.id(), ids))
     }
 
-    fn verify_one(&self, id: u64, ctx: &JobContext) -> Result<Verification, JobError> {
+    fn verify_one(&self, id: BackupId, ctx: &JobContext) -> Result<Verification, JobError> {
         let mut r = self.get(id)?;
         if r.digest.is_none() {
             // Taken moments ago: its digest job is still reading the snapshot.
@@ -141,7 +149,7 @@ impl Backups {
 
     fn record_result(
         &self,
-        id: u64,
+        id: BackupId,
         damaged: Vec<(u64, u64)>,
         unreadable: u64,
         error: Option<String>,
@@ -176,6 +184,8 @@ mod tests {
     //! Verification waiting for a digest job, and the map of digest jobs it waits on.
 
     use std::sync::Arc;
+
+    use crate::BackupId;
     use std::time::{Duration, Instant};
 
     use arca_store::sim::{PowerDomain, SimDevice};
@@ -200,7 +210,7 @@ mod tests {
     }
 
     /// A snapshot backup of `volume` whose digest is not recorded (as while its job runs).
-    fn undigested_backup(b: &Arc<Backups>, jobs: &JobManager, volume: &str) -> u64 {
+    fn undigested_backup(b: &Arc<Backups>, jobs: &JobManager, volume: &str) -> BackupId {
         if b.pool.volume(volume).is_err() {
             b.pool.create_volume(volume, 32 * ES, None).unwrap();
             let e = b.pool.export(volume).unwrap();
@@ -271,7 +281,9 @@ mod tests {
     fn a_failed_digest_job_leaves_the_map() {
         let (b, jobs) = backups();
         // Neither backup exists: each digest fails, so the job does.
-        let j = b.start_digests(vec![u64::MAX - 1, u64::MAX]).unwrap();
+        let j = b
+            .start_digests(vec![BackupId(u64::MAX - 1), BackupId(u64::MAX)])
+            .unwrap();
         assert_eq!(jobs.get(j).unwrap().wait(WAIT), JobState::Failed);
         assert_eq!(b.digests_running(), 0);
         assert!(b.digest_jobs.lock().is_empty());
@@ -307,13 +319,13 @@ mod tests {
     fn a_verify_after_the_digest_job_compares() {
         let (b, jobs) = backups();
         let id = undigested_backup(&b, &jobs, "v");
-        let j = b.start_digests(vec![id, u64::MAX]).unwrap();
+        let j = b.start_digests(vec![id, BackupId(u64::MAX)]).unwrap();
         let digest = jobs.get(j).unwrap();
         assert_eq!(digest.wait(WAIT), JobState::Succeeded);
         // The result shape the API documents.
         let want = JobResult::Digested {
             digested: vec![id],
-            failed: vec![u64::MAX],
+            failed: vec![BackupId(u64::MAX)],
         };
         assert_eq!(digest.snapshot().result, Some(want));
         assert_eq!(

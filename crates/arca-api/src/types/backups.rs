@@ -158,7 +158,8 @@ pub struct CreateBackup {
 pub struct CreatedBackups {
     pub backups: Vec<Backup>,
     /// Jobs copying (copy backups) or computing digests (snapshot backups), one per backup.
-    pub jobs: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub jobs: Vec<arca_backup::JobId>,
     /// The backup set's id when several volumes were backed up together.
     pub set_id: Option<u64>,
 }
@@ -255,7 +256,8 @@ pub enum BackupEvent {
     /// the volume holds the content of the undo point again.
     RestoreRolledBack {
         to: String,
-        undo_backup: u64,
+        #[schema(value_type = u64)]
+        undo_backup: arca_backup::BackupId,
         reason: String,
     },
     /// A restore into a new volume did not finish; the incomplete volume was removed.
@@ -276,7 +278,8 @@ pub struct BackupHistoryEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Backup {
     /// Sorts by time; exact in JSON doubles.
-    pub id: u64,
+    #[schema(value_type = u64)]
+    pub id: arca_backup::BackupId,
     pub source: BackupSource,
     /// Per source volume, increasing.
     pub generation: u64,
@@ -314,7 +317,8 @@ pub struct Backup {
     /// Oldest first (the newest 64 events).
     pub history: Vec<BackupHistoryEntry>,
     /// The job copying it or computing its digest, while one runs.
-    pub job: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<arca_backup::JobId>,
 }
 
 /// A page of backups, newest first.
@@ -322,7 +326,8 @@ pub struct Backup {
 pub struct BackupList {
     pub backups: Vec<Backup>,
     /// Pass as `before` for the next page; null on the last page.
-    pub next_before: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub next_before: Option<arca_backup::BackupId>,
 }
 
 /// `POST /v1/backups/verify`: the backups to verify, or all complete ones.
@@ -330,7 +335,8 @@ pub struct BackupList {
 #[serde(deny_unknown_fields)]
 pub struct VerifyBackups {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ids: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub ids: Vec<arca_backup::BackupId>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
 }
@@ -338,14 +344,17 @@ pub struct VerifyBackups {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VerifyStarted {
     /// The verify job; its result is a list of Verification.
-    pub job: u64,
-    pub backups: Vec<u64>,
+    #[schema(value_type = u64)]
+    pub job: arca_backup::JobId,
+    #[schema(value_type = Vec<u64>)]
+    pub backups: Vec<arca_backup::BackupId>,
 }
 
 /// The outcome for one backup, as a verify job's result lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub ok: bool,
     /// Damaged byte ranges of the image: `[offset, length]`.
     pub damaged: Vec<[u64; 2]>,
@@ -380,13 +389,16 @@ pub struct RestoreSet {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Restored {
-    pub backups: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub backups: Vec<arca_backup::BackupId>,
     pub volumes: Vec<String>,
     /// The undo point(s) taken before an in-place restore: snapshot backups labelled
     /// `pre-restore`.
-    pub undo_backups: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub undo_backups: Vec<arca_backup::BackupId>,
     /// The job doing the work; null when the restore was instant.
-    pub job: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<arca_backup::JobId>,
 }
 
 /// `POST /v1/backups/{id}/retention`.
@@ -438,7 +450,8 @@ pub struct PruneBackups {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PruneItem {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub label: Option<String>,
     #[schema(format = DateTime)]
     pub point_in_time: String,
@@ -468,7 +481,8 @@ pub struct CatalogProblem {
     /// `descriptor-unreadable`, `digest-mismatch`, `orphan-destination`, `index-missing`,
     /// `index-orphan` or `generation`.
     pub code: String,
-    pub backup: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub backup: Option<arca_backup::BackupId>,
     pub message: String,
 }
 

@@ -61,7 +61,8 @@ wire_names!(JobState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupCopied {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub bytes_copied: u64,
 }
 
@@ -69,15 +70,18 @@ pub struct BackupCopied {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Digested {
-    pub digested: Vec<u64>,
-    pub failed: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub digested: Vec<arca_backup::BackupId>,
+    #[schema(value_type = Vec<u64>)]
+    pub failed: Vec<arca_backup::BackupId>,
 }
 
 /// The result of a `restore` job into a new volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoredNew {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub volume: String,
 }
 
@@ -85,7 +89,8 @@ pub struct RestoredNew {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoredInPlace {
-    pub backup: u64,
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
     pub volume: String,
     /// Bytes that differed from the backup and were written.
     pub bytes_rewritten: u64,
@@ -95,7 +100,8 @@ pub struct RestoredInPlace {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolledBack {
-    pub rolled_back_to: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub rolled_back_to: Vec<arca_backup::BackupId>,
 }
 
 /// The result of a `pair-copy`, `pair-resync` or `pair-reverse-resync` job.
@@ -145,7 +151,8 @@ fn job_result_schema() -> utoipa::openapi::schema::Schema {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
-    pub id: u64,
+    #[schema(value_type = u64)]
+    pub id: arca_backup::JobId,
     pub kind: JobKind,
     /// What it works on.
     pub target: String,

@@ -71,14 +71,16 @@ pub struct Pair {
     #[schema(format = DateTime)]
     pub split: Option<String>,
     /// The pair's running copy job, else its last one since the daemon started.
-    pub job: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<arca_backup::JobId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreatedPair {
     pub pair: Pair,
     /// The initial copy's job (kind `pair-copy`).
-    pub job: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<arca_backup::JobId>,
     /// Said when the pair is weaker than it looks: both volumes on one device.
     pub warning: Option<String>,
 }
@@ -102,5 +104,6 @@ pub struct ResyncPair {
 pub struct ResyncStarted {
     pub pair: Pair,
     /// The job copying what changed (kind `pair-resync` or `pair-reverse-resync`).
-    pub job: u64,
+    #[schema(value_type = u64)]
+    pub job: arca_backup::JobId,
 }

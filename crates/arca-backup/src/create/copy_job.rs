@@ -11,11 +11,12 @@ use crate::catalog;
 use crate::copier;
 use crate::digest::{self, ExtentHash};
 use crate::digest_store;
+use crate::ids::{BackupId, JobId};
 use crate::jobs::{JobError, JobKind, JobResult};
 use crate::record::{Destination, Status};
 
 impl Backups {
-    pub(super) fn start_copy(self: &Arc<Self>, id: u64) -> Result<u64> {
+    pub(super) fn start_copy(self: &Arc<Self>, id: BackupId) -> Result<JobId> {
         let r = self.get(id)?;
         let me = self.clone();
         let target = r.source.volume_name.clone();
@@ -34,7 +35,7 @@ impl Backups {
                             JobError::Failed(m) => m.clone(),
                         };
                         if let Err(x) = me.fail_copy(id, &reason) {
-                            tracing::error!(backup = id, "marking the copy failed: {x}");
+                            tracing::error!(backup = %id, "marking the copy failed: {x}");
                         }
                         Err(e)
                     }
@@ -46,7 +47,7 @@ impl Backups {
 
     /// Copies the point-in-time image into the destination, hashing as it goes, then marks
     /// the backup complete. Returns the bytes copied.
-    fn copy_body(&self, id: u64, ctx: &crate::jobs::JobContext) -> Result<u64, JobError> {
+    fn copy_body(&self, id: BackupId, ctx: &crate::jobs::JobContext) -> Result<u64, JobError> {
         let r = self.get(id)?;
         let Destination::Volume {
             volume_id, created, ..
@@ -85,7 +86,7 @@ impl Backups {
     }
 
     /// One transaction: the record complete with its digest, the point-in-time snapshot gone.
-    fn complete_copy(&self, id: u64, es: u64, hashes: &[ExtentHash]) -> Result<()> {
+    fn complete_copy(&self, id: BackupId, es: u64, hashes: &[ExtentHash]) -> Result<()> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         let mut new = old.clone();
@@ -98,7 +99,7 @@ impl Backups {
         let mut t = self.pool.transaction();
         if let Some(src) = &src {
             let pit = pit_snapshot_name(id);
-            t.remove_snapshot_guard(&src.name, &pit, GuardOwner::Backup(id))?;
+            t.remove_snapshot_guard(&src.name, &pit, GuardOwner::Backup(id.get()))?;
             t.delete_snapshot(&src.name, &pit)?;
         }
         digest_plan.apply(&mut t);
@@ -110,7 +111,7 @@ impl Backups {
 
     /// Marks a copy failed with its reason: the point-in-time snapshot goes, a volume made
     /// for the backup goes, a reused one keeps the failed record as its descriptor.
-    pub(crate) fn fail_copy(&self, id: u64, reason: &str) -> Result<()> {
+    pub(crate) fn fail_copy(&self, id: BackupId, reason: &str) -> Result<()> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         if old.status != Status::Copying {
@@ -128,7 +129,7 @@ impl Backups {
             .is_some_and(|s| self.pool.snapshot(&s.name, &pit).is_ok());
         let mut t = self.pool.transaction();
         if let (Some(s), true) = (&src, has_pit) {
-            t.remove_snapshot_guard(&s.name, &pit, GuardOwner::Backup(id))?;
+            t.remove_snapshot_guard(&s.name, &pit, GuardOwner::Backup(id.get()))?;
             t.delete_snapshot(&s.name, &pit)?;
         }
         if let Destination::Volume {
@@ -136,7 +137,7 @@ impl Backups {
         } = &old.destination
             && let Some(v) = self.volume_by_id(*volume_id)
         {
-            t.remove_volume_guard(&v.name, GuardOwner::Backup(id))?;
+            t.remove_volume_guard(&v.name, GuardOwner::Backup(id.get()))?;
             if *created {
                 t.delete_volume(&v.name, false)?;
             } else {
@@ -145,7 +146,7 @@ impl Backups {
         }
         catalog::put(&mut t, Some(&old), &new);
         t.commit()?;
-        tracing::warn!(backup = id, "copy backup failed: {reason}");
+        tracing::warn!(backup = %id, "copy backup failed: {reason}");
         Ok(())
     }
 }

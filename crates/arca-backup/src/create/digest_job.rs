@@ -10,6 +10,7 @@ use crate::catalog;
 use crate::copier;
 use crate::digest;
 use crate::digest_store;
+use crate::ids::{BackupId, JobId};
 use crate::jobs::{JobError, JobKind, JobResult};
 
 impl Backups {
@@ -19,14 +20,14 @@ impl Backups {
     }
 
     /// Starts the job computing a snapshot backup's digest.
-    pub(crate) fn start_digest(self: &Arc<Self>, id: u64) -> Result<u64> {
+    pub(crate) fn start_digest(self: &Arc<Self>, id: BackupId) -> Result<JobId> {
         self.start_digests(vec![id])
     }
 
     /// Starts one job computing the digests of several backups in turn (after a restart, one
     /// job for all that were pending, not a thread each). A backup that cannot be digested is
     /// logged and skipped; the job fails only when none could be.
-    pub(crate) fn start_digests(self: &Arc<Self>, ids: Vec<u64>) -> Result<u64> {
+    pub(crate) fn start_digests(self: &Arc<Self>, ids: Vec<BackupId>) -> Result<JobId> {
         let me = self.clone();
         let target = match ids.as_slice() {
             [one] => self.get(*one)?.source.volume_name,
@@ -52,7 +53,7 @@ impl Backups {
                         Ok(()) => done.push(id),
                         Err(JobError::Cancelled) => return Err(JobError::Cancelled),
                         Err(JobError::Failed(m)) => {
-                            tracing::warn!(backup = id, "digest failed: {m}");
+                            tracing::warn!(backup = %id, "digest failed: {m}");
                             failed.push((id, m));
                         }
                     }
@@ -61,7 +62,7 @@ impl Backups {
                     let (id, m) = &failed[0];
                     return Err(JobError::Failed(format!("backup {id}: {m}")));
                 }
-                let failed: Vec<u64> = failed.iter().map(|f| f.0).collect();
+                let failed: Vec<BackupId> = failed.iter().map(|f| f.0).collect();
                 Ok(Some(JobResult::Digested {
                     digested: done,
                     failed,
@@ -74,7 +75,7 @@ impl Backups {
         Ok(job.id())
     }
 
-    fn digest_one(&self, id: u64, ctx: &crate::jobs::JobContext) -> Result<(), JobError> {
+    fn digest_one(&self, id: BackupId, ctx: &crate::jobs::JobContext) -> Result<(), JobError> {
         let r = self.get(id)?;
         if r.digest.is_some() || !r.status.live() {
             return Ok(());
@@ -110,8 +111,8 @@ impl Backups {
 /// ends, so the map holds only running jobs.
 struct ForgetDigestJob {
     backups: Arc<Backups>,
-    ids: Vec<u64>,
-    job: u64,
+    ids: Vec<BackupId>,
+    job: JobId,
 }
 
 impl Drop for ForgetDigestJob {

@@ -148,11 +148,11 @@ impl Pairs {
                 (&secondary, secondary_snapshot(r.id)),
             ] {
                 if t.snapshot_exists(vol, &snap) {
-                    t.remove_snapshot_guard(vol, &snap, GuardOwner::Pair(r.id))?;
+                    t.remove_snapshot_guard(vol, &snap, GuardOwner::Pair(r.id.get()))?;
                     t.delete_snapshot(vol, &snap)?;
                 }
             }
-            t.put(PAIRS, r.id.to_be_bytes().to_vec(), new.encode());
+            t.put(PAIRS, r.id.get().to_be_bytes().to_vec(), new.encode());
             stage_guards(&self.pool, &mut t, &new)?;
             t.commit()?;
             *rt.record.lock() = new;

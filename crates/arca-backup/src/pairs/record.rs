@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::PairId;
+
 pub const PAIRS: &str = "pairs";
 const RECORD_VERSION: u8 = 1;
 
@@ -36,7 +38,7 @@ impl PairState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairRecord {
-    pub id: u64,
+    pub id: PairId,
     /// The pair's name: its secondary's name when it was made.
     pub name: String,
     pub primary_id: u64,
@@ -72,10 +74,56 @@ impl PairRecord {
     }
 }
 
-pub fn primary_snapshot(id: u64) -> String {
+pub fn primary_snapshot(id: PairId) -> String {
     format!("pair-{id}-primary")
 }
 
-pub fn secondary_snapshot(id: u64) -> String {
+pub fn secondary_snapshot(id: PairId) -> String {
     format!("pair-{id}-secondary")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pair id is stored as the bare integer it was before it had its own type: postcard
+    /// writes each field in order, integers as varints (300 = `AC 02`), strings length first.
+    #[test]
+    fn pair_record_id_encodes_as_a_bare_varint() {
+        let r = PairRecord {
+            id: PairId(300),
+            name: "s".into(),
+            primary_id: 1,
+            secondary_id: 2,
+            state: PairState::Pair,
+            reason: None,
+            pace_bytes_per_second: None,
+            created_ms: 5,
+            split_ms: None,
+            missed_extents: Vec::new(),
+            closed_cleanly: false,
+            needs_full_copy: false,
+        };
+        let bytes = r.encode();
+        let expected = [
+            RECORD_VERSION,
+            0xAC,
+            0x02,
+            1,
+            b's',
+            1,
+            2,
+            1,
+            0,
+            0,
+            5,
+            0,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(bytes, expected);
+        assert_eq!(PairRecord::decode(&bytes).unwrap(), r);
+        assert_eq!(primary_snapshot(r.id), "pair-300-primary");
+    }
 }

@@ -20,7 +20,7 @@ fn codes(r: &Rig) -> Vec<&'static str> {
     c
 }
 
-fn populate(r: &Rig) -> Vec<u64> {
+fn populate(r: &Rig) -> Vec<arca_backup::BackupId> {
     r.pool.create_volume("a", 32 * ES, None).unwrap();
     r.pool.create_volume("b", 32 * ES, None).unwrap();
     r.write("a", 0, &pattern(1, 5 * ES as usize));
@@ -55,13 +55,13 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
     let rec = r.backups.get(ids[0]).unwrap();
     let snap = arca_backup::snapshot_name(rec.id);
     r.pool
-        .remove_snapshot_guard("a", &snap, arca_store::GuardOwner::Backup(rec.id))
+        .remove_snapshot_guard("a", &snap, arca_store::GuardOwner::Backup(rec.id.get()))
         .unwrap();
     r.pool.delete_snapshot("a", &snap).unwrap();
     assert_eq!(codes(&r), vec!["missing-destination"]);
     // A volume carrying a descriptor the catalog does not know.
     let mut ghost: BackupRecord = r.backups.get(ids[1]).unwrap();
-    ghost.id = 42;
+    ghost.id = arca_backup::BackupId(42);
     r.pool.create_volume("ghost", 8 * ES, None).unwrap();
     let mut t = r.pool.transaction();
     t.set_volume_tag("ghost", Some(ghost.encode())).unwrap();
@@ -78,7 +78,7 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
     );
     t.commit().unwrap();
     let report = r.backups.check().unwrap();
-    let mut found: Vec<(&str, Option<u64>)> =
+    let mut found: Vec<(&str, Option<arca_backup::BackupId>)> =
         report.problems.iter().map(|p| (p.code, p.backup)).collect();
     found.sort_unstable();
     assert_eq!(
@@ -86,9 +86,9 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
         vec![
             ("digest-mismatch", Some(ids[2])),
             ("digest-refcount", None),
-            ("index-orphan", Some(7)),
+            ("index-orphan", Some(arca_backup::BackupId(7))),
             ("missing-destination", Some(ids[0])),
-            ("orphan-destination", Some(42)),
+            ("orphan-destination", Some(arca_backup::BackupId(42))),
         ]
     );
     assert!(report.problems.iter().all(|p| !p.message.is_empty()));

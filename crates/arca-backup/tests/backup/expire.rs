@@ -126,13 +126,13 @@ fn prune_against_a_scripted_calendar() {
     // days 38 (Feb 8), 31 (Feb 1), 24 (Jan 25) and the current week's newest, day 39); the
     // newest of February (day 39) and of January (day 30).
     let newest_of_day = |d: u64| ids[(d * 4 + 3) as usize];
-    let mut want: Vec<u64> = vec![ids[159], ids[158]];
+    let mut want: Vec<arca_backup::BackupId> = vec![ids[159], ids[158]];
     want.extend((33..=39).map(newest_of_day));
     want.extend([39, 38, 31, 24].map(newest_of_day));
     want.extend([39, 30].map(newest_of_day));
     want.sort_unstable();
     want.dedup();
-    let mut kept: Vec<u64> = dry
+    let mut kept: Vec<arca_backup::BackupId> = dry
         .items
         .iter()
         .filter(|i| i.keep)
@@ -226,7 +226,7 @@ fn prune_keeps_protected_and_newest_verified_backups() {
             dry_run: false,
         })
         .unwrap();
-    let reasons = |id: u64| {
+    let reasons = |id: arca_backup::BackupId| {
         report
             .items
             .iter()
@@ -296,7 +296,7 @@ fn prune_after_the_clock_steps_back_keeps_the_newest_generation() {
             ..Query::default()
         })
         .unwrap();
-    let ids: Vec<u64> = until.iter().map(|b| b.id).collect();
+    let ids: Vec<arca_backup::BackupId> = until.iter().map(|b| b.id).collect();
     assert_eq!(ids, vec![newest, first]);
 
     let report = r
@@ -310,7 +310,7 @@ fn prune_after_the_clock_steps_back_keeps_the_newest_generation() {
             ..PruneRequest::default()
         })
         .unwrap();
-    let kept: Vec<u64> = report
+    let kept: Vec<arca_backup::BackupId> = report
         .items
         .iter()
         .filter(|i| i.keep)

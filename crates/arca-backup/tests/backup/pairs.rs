@@ -407,7 +407,7 @@ fn a_deleted_side_leaves_the_pair_in_error_and_the_pool_opens() {
     w.pairs.close().unwrap();
     // Behind the pair's back (the API refuses this): the secondary goes.
     let id = w.pairs.get("s").unwrap().id;
-    let owner = arca_store::GuardOwner::Pair(id);
+    let owner = arca_store::GuardOwner::Pair(id.get());
     w.pool.remove_volume_guard("s", owner).unwrap();
     w.pool
         .remove_snapshot_guard("s", &arca_backup::pairs::secondary_snapshot(id), owner)

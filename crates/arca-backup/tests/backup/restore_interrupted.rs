@@ -91,7 +91,11 @@ impl WriteHook for Watch {
 
 /// Volume `v`: a snapshot backup of one content, then every extent overwritten with another.
 /// Returns (backup id, the backup's image, the content just before a restore).
-fn backed_up_then_changed(r: &Rig, volume: &str, seed: u64) -> (u64, Vec<u8>, Vec<u8>) {
+fn backed_up_then_changed(
+    r: &Rig,
+    volume: &str,
+    seed: u64,
+) -> (arca_backup::BackupId, Vec<u8>, Vec<u8>) {
     r.pool.create_volume(volume, EXTENTS * ES, None).unwrap();
     r.write(volume, 0, &pattern(seed, (EXTENTS * ES) as usize));
     let backup_image = r.image(volume);
@@ -106,7 +110,7 @@ fn in_place() -> RestoreTo {
 }
 
 /// The restore events of a backup's history, oldest first, as short words.
-fn restore_events(r: &Rig, id: u64) -> Vec<&'static str> {
+fn restore_events(r: &Rig, id: arca_backup::BackupId) -> Vec<&'static str> {
     r.backups
         .get(id)
         .unwrap()

@@ -71,14 +71,14 @@ fn snapshot_backup_records_its_management_information() {
     r.assert_clean();
 }
 
-fn verify(r: &Rig, id: u64) -> Verification {
+fn verify(r: &Rig, id: arca_backup::BackupId) -> Verification {
     let (job, ids) = r.backups.verify(&[id], false).unwrap();
     assert_eq!(ids, vec![id]);
     let out = r.wait_ok(job).unwrap();
     let mut v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let v = v.remove(0);
     Verification {
-        backup: v["backup"].as_u64().unwrap(),
+        backup: arca_backup::BackupId(v["backup"].as_u64().unwrap()),
         ok: v["ok"].as_bool().unwrap(),
         damaged: v["damaged"]
             .as_array()
@@ -224,7 +224,7 @@ fn list_filters_by_every_field_and_pages() {
         ids.push(c.records[0].id);
         r.advance(3_600_000);
     }
-    let q = |q: Query| -> Vec<u64> {
+    let q = |q: Query| -> Vec<arca_backup::BackupId> {
         r.backups
             .list(&Query {
                 limit: if q.limit == 0 { 100 } else { q.limit },
@@ -235,7 +235,7 @@ fn list_filters_by_every_field_and_pages() {
             .map(|x| x.id)
             .collect()
     };
-    let pick = |f: &dyn Fn(u64) -> bool| -> Vec<u64> {
+    let pick = |f: &dyn Fn(u64) -> bool| -> Vec<arca_backup::BackupId> {
         (0..12u64)
             .rev()
             .filter(|&i| f(i))
@@ -302,7 +302,7 @@ fn list_filters_by_every_field_and_pages() {
             status: Some(Status::Failed),
             ..Query::default()
         }),
-        Vec::<u64>::new()
+        Vec::<arca_backup::BackupId>::new()
     );
     assert_eq!(
         q(Query {
@@ -378,7 +378,10 @@ fn bad_requests_change_nothing() {
     assert!(r.pool.snapshots("v").unwrap().is_empty());
     assert_eq!(r.pool.volumes().len(), 1);
     assert_eq!(
-        r.backups.get(12345).unwrap_err().kind(),
+        r.backups
+            .get(arca_backup::BackupId(12345))
+            .unwrap_err()
+            .kind(),
         ErrorKind::NotFound
     );
     r.assert_clean();

@@ -227,7 +227,7 @@ fn catalog_rebuild_failing_at_any_commit_step_leaves_nothing() {
 }
 
 /// Volume `a` changed since its backup (whose id is returned).
-fn changed_since_backup() -> (Rig, u64) {
+fn changed_since_backup() -> (Rig, arca_backup::BackupId) {
     let r = rig3();
     let id = r.snapshot_backup("a", None);
     r.write("a", 2 * ES, &pattern(9, 3 * ES as usize));
@@ -371,7 +371,10 @@ fn a_set_backup_refused_at_its_third_volume_for_a_name_clash_leaves_nothing() {
     // taken there already.
     let third = r.now_ms.load(std::sync::atomic::Ordering::SeqCst) * arca_backup::IDS_PER_MS + 2;
     r.pool
-        .create_snapshot("v2", &arca_backup::snapshot_name(third))
+        .create_snapshot(
+            "v2",
+            &arca_backup::snapshot_name(arca_backup::BackupId(third)),
+        )
         .unwrap();
     r.pool.flush().unwrap();
     let before = state(&r);

@@ -134,14 +134,14 @@ impl Rig {
         self.read(export, 0, size as usize)
     }
 
-    pub fn wait(&self, job: u64) -> JobState {
+    pub fn wait(&self, job: arca_backup::JobId) -> JobState {
         let j = self.jobs.get(job).expect("job exists");
         let state = j.wait(Duration::from_secs(60));
         assert!(state.finished(), "job {job} did not finish");
         state
     }
 
-    pub fn wait_ok(&self, job: u64) -> Option<String> {
+    pub fn wait_ok(&self, job: arca_backup::JobId) -> Option<String> {
         let state = self.wait(job);
         let s = self.jobs.get(job).unwrap().snapshot();
         assert_eq!(state, JobState::Succeeded, "job {job}: {:?}", s.error);
@@ -159,7 +159,7 @@ impl Rig {
     }
 
     /// A snapshot backup of one volume, digest computed.
-    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> u64 {
+    pub fn snapshot_backup(&self, volume: &str, label: Option<&str>) -> arca_backup::BackupId {
         let c = self.create_ok(CreateRequest {
             volumes: vec![volume.to_string()],
             info: HostInfo {

@@ -56,12 +56,12 @@ pub enum BackupCmd {
     /// List backups, newest first
     List(ListArgs),
     /// Show one backup's whole record, with its history
-    Show { id: u64 },
+    Show { id: arca_backup::BackupId },
     /// Re-read backups and compare them with their digests; exits 1 when any is damaged
     #[command(group(ArgGroup::new("which").required(true).args(["ids", "all"])))]
     Verify {
         /// The backups to verify
-        ids: Vec<u64>,
+        ids: Vec<arca_backup::BackupId>,
         /// Verify every complete backup
         #[arg(long)]
         all: bool,
@@ -71,20 +71,20 @@ pub enum BackupCmd {
     },
     /// Delete a backup's data; its record stays as history
     Delete {
-        id: u64,
+        id: arca_backup::BackupId,
         /// Delete before its keep-until time (never under a hold or a retention lock)
         #[arg(long)]
         force: bool,
     },
     /// Put a backup on hold: it is never deleted or pruned until released
-    Hold { id: u64 },
+    Hold { id: arca_backup::BackupId },
     /// Release a backup's hold
-    Release { id: u64 },
+    Release { id: arca_backup::BackupId },
     /// Change a backup's retention: keep-until, and the retention lock (only ever extended)
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
         .args(["keep_until", "keep_for", "clear_keep_until", "lock_until"])))]
     Retain {
-        id: u64,
+        id: arca_backup::BackupId,
         /// Keep until this time (RFC 3339, e.g. 2027-01-01T00:00:00Z, or a date)
         #[arg(long, value_name = "TIME", value_parser = parse_time_arg,
               conflicts_with_all = ["keep_for", "clear_keep_until"])]
@@ -189,7 +189,7 @@ pub struct ListArgs {
     pub limit: Option<u64>,
     /// Only backups older than this id (the next page)
     #[arg(long, value_name = "ID")]
-    pub before: Option<u64>,
+    pub before: Option<arca_backup::BackupId>,
 }
 
 #[derive(Args, Debug)]
@@ -234,7 +234,7 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub opts: ClientOptions,
     /// The backup to restore
-    pub id: Option<u64>,
+    pub id: Option<arca_backup::BackupId>,
     /// Restore in place into this volume instead of the backup's source
     #[arg(long, value_name = "VOLUME", conflicts_with_all = ["as_name", "set"])]
     pub to: Option<String>,

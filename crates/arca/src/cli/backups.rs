@@ -13,7 +13,7 @@ use super::client::{Client, seg};
 use super::format::{self, Align, Table, or_dash};
 use super::{Settings, jobs, print_json, show_or};
 
-fn backup_path(id: u64) -> String {
+fn backup_path(id: arca_backup::BackupId) -> String {
     format!("/v1/backups/{id}")
 }
 
@@ -187,7 +187,13 @@ fn list(c: &Client, s: &Settings, a: ListArgs) -> Result<()> {
     })
 }
 
-fn verify(c: &Client, s: &Settings, ids: Vec<u64>, all: bool, no_wait: bool) -> Result<()> {
+fn verify(
+    c: &Client,
+    s: &Settings,
+    ids: Vec<arca_backup::BackupId>,
+    all: bool,
+    no_wait: bool,
+) -> Result<()> {
     let started: VerifyStarted = c.post_json("/v1/backups/verify", &VerifyBackups { ids, all })?;
     if no_wait {
         return show_or(s, &started, || println!("{}", started.job));
@@ -262,7 +268,12 @@ pub fn run_restore(c: &Client, s: &Settings, a: RestoreArgs) -> Result<()> {
         )?,
         (None, None) => bail!("name a backup, or --set"),
     };
-    let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let ids = |v: &[arca_backup::BackupId]| {
+        v.iter()
+            .map(arca_backup::BackupId::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let what = match a.set {
         Some(set) => format!("backup set {set} (backups {})", ids(&r.backups)),
         None => format!("backup {}", ids(&r.backups)),

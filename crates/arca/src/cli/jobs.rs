@@ -126,7 +126,7 @@ pub fn wait(client: &Client, mut job: Job) -> Result<Job> {
 }
 
 /// Fetches a job by id and waits for it (see [`wait`]).
-pub fn wait_id(client: &Client, id: u64) -> Result<Job> {
+pub fn wait_id(client: &Client, id: arca_backup::JobId) -> Result<Job> {
     let job: Job = client.get(&format!("/v1/jobs/{id}"), &[])?;
     wait(client, job)
 }

@@ -243,11 +243,11 @@ pub enum JobCmd {
     /// List the jobs (running and recently finished)
     List,
     /// Show one job
-    Show { id: u64 },
+    Show { id: arca_backup::JobId },
     /// Wait for a job to finish; exits 1 unless it succeeded (and, for a check, found nothing)
-    Wait { id: u64 },
+    Wait { id: arca_backup::JobId },
     /// Ask a running job to stop
-    Cancel { id: u64 },
+    Cancel { id: arca_backup::JobId },
 }
 
 impl Command {

@@ -92,7 +92,7 @@ fn state(p: &Pair) -> String {
 }
 
 /// Waits for a pair's copy job; an error unless it succeeded.
-fn wait_job(c: &Client, id: u64) -> Result<Job> {
+fn wait_job(c: &Client, id: arca_backup::JobId) -> Result<Job> {
     let job = jobs::wait_id(c, id)?;
     jobs::succeeded(&job)?;
     Ok(job)

@@ -72,7 +72,7 @@ fn prepare(dev: &Path) -> (u64, String) {
     let arca_backup::Destination::Volume { volume, .. } = &copy.records[0].destination else {
         panic!("a copy backup has a volume destination")
     };
-    (c.records[0].id, volume.clone())
+    (c.records[0].id.get(), volume.clone())
 }
 
 /// Which content `v` holds, entirely: 0xAA or 0xBB; panics on a mix.
