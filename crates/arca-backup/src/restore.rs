@@ -260,10 +260,13 @@ impl Backups {
     /// logged (the caller is already reporting why the restore did not start).
     fn lift_plans(&self, plans: &[Plan]) {
         let mut t = self.pool.transaction();
-        let planned = plans.iter().try_for_each(|p| {
-            let v = self.pool.volume(&p.volume)?;
-            t.remove_volume_guard(&p.volume, GuardOwner::Restore(v.id))
-        });
+        // A target that is gone has no guard to lift: it must not keep the others guarded.
+        let planned = plans
+            .iter()
+            .try_for_each(|p| match self.pool.volume(&p.volume) {
+                Ok(v) => t.remove_volume_guard(&p.volume, GuardOwner::Restore(v.id)),
+                Err(_) => Ok(()),
+            });
         if let Err(e) = planned.and_then(|()| t.commit()) {
             tracing::warn!("lifting the guards of a restore that did not start: {e}");
         }

@@ -29,11 +29,6 @@ pub fn format_ms(ms: u64) -> String {
     )
 }
 
-/// Seconds since the epoch as RFC 3339 UTC with milliseconds.
-pub fn format_unix(secs: u64) -> String {
-    format_ms(secs.saturating_mul(1000))
-}
-
 /// Seconds since the epoch as RFC 3339 UTC with second precision, e.g. `2026-11-28T13:05:09Z`.
 /// Total, like [`format_ms`].
 pub fn format_secs(unix: u64) -> String {
@@ -128,7 +123,7 @@ mod tests {
     fn formats_with_milliseconds() {
         assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_ms(1_795_906_923_456), "2026-11-28T23:02:03.456Z");
-        assert_eq!(format_unix(86_400), "1970-01-02T00:00:00.000Z");
+        assert_eq!(format_ms(86_400_000), "1970-01-02T00:00:00.000Z");
         assert_eq!(format_ms(TIME_MAX_MS), "9999-12-31T23:59:59.999Z");
         // Never panics, whatever is stored.
         assert!(format_ms(u64::MAX).ends_with('Z'));

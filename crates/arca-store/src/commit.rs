@@ -282,8 +282,11 @@ fn drain(h: &Arc<FamilyHandle>, f: &mut crate::family::Family) -> Option<Drained
             guards: f.guards.clone(),
         })
     });
-    let snapshots = dirty
-        .snapshot_records
+    // Several changes to one snapshot in a commit name it several times: encode it once.
+    let mut ids = dirty.snapshot_records.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    let snapshots = ids
         .iter()
         .filter_map(|id| f.snap_index(*id).map(|i| &f.snaps[i]))
         .map(|s| {

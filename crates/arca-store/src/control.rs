@@ -290,7 +290,8 @@ impl Pool {
 }
 
 /// Names of clones of `family`'s snapshot `snap` (or of any of its snapshots).
-fn clones_of(reg: &Registry, family: u64, snap: Option<u64>) -> Vec<String> {
+/// Names of the clones of `family`'s snapshot `snap`, or of any of its snapshots.
+pub(crate) fn clones_of(reg: &Registry, family: u64, snap: Option<u64>) -> Vec<String> {
     reg.by_name
         .iter()
         .filter(|(_, h)| {

@@ -213,14 +213,10 @@ impl Txn<'_> {
     fn staged_clones(&self, volume: &str, v: &Staged, snap: Option<&str>) -> Vec<String> {
         let mut out = Vec::new();
         let snap_id = snap.map(|s| v.snap(s).map(|x| x.1));
-        if v.in_memory {
+        // A snapshot only planned (no id in memory yet) has no clones in memory.
+        if v.in_memory && snap_id != Some(None) {
             let reg = self.pool.inner.registry.read();
-            for (n, h) in &reg.by_name {
-                let Some((p, s)) = &h.parent else { continue };
-                if p.id == v.id && snap_id.is_none_or(|x| x == Some(*s)) {
-                    out.push(n.clone());
-                }
-            }
+            out = crate::control::clones_of(&reg, v.id, snap_id.flatten());
         }
         for op in &self.ops {
             if let Op::Clone {

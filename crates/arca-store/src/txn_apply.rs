@@ -99,11 +99,7 @@ fn snap_index(f: &Family, volume: &str, name: &str) -> Result<usize> {
 }
 
 fn has_clones(reg: &Registry, family: u64, snap: Option<u64>) -> bool {
-    reg.by_id.values().any(|h| {
-        h.parent
-            .as_ref()
-            .is_some_and(|(p, s)| p.id == family && snap.is_none_or(|x| x == *s))
-    })
+    !crate::control::clones_of(reg, family, snap).is_empty()
 }
 
 fn busy(what: String) -> Error {

@@ -64,7 +64,7 @@ impl World {
         retention: arca_backup::Retention,
     ) -> arca_backup::Created {
         let c = self.start_backup_to_secondary(backups, retention);
-        self.wait_job(c.jobs[0]);
+        assert_eq!(self.wait_job(c.jobs[0]), arca_backup::JobState::Succeeded);
         c
     }
     /// [`World::backup_to_secondary`] without waiting for its job.
@@ -308,7 +308,7 @@ fn a_backup_to_the_pair_secondary_splits_it_and_a_resync_must_consume_it() {
     assert_eq!(rec.method, arca_backup::Method::Copy);
     assert_eq!(rec.status, arca_backup::Status::Complete);
     assert_eq!(w.state(), PairState::Split, "the backup split the pair");
-    w.wait_job(c.jobs[0]);
+    assert_eq!(w.wait_job(c.jobs[0]), arca_backup::JobState::Succeeded);
     // Later primary writes stay off the backup; hosts cannot write it.
     w.pool
         .export("p")
