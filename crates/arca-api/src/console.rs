@@ -98,7 +98,11 @@ fn serve_file(s: &crate::ApiState, headers: &HeaderMap, name: &str) -> Response 
         return ApiError::not_found(format!("the console has no file {name:?}")).into_response();
     };
     let gated = name.starts_with(APP_PREFIX);
-    if gated && s.token.as_deref().is_some_and(|t| !has_token_cookie(headers, t)) {
+    if gated
+        && s.token
+            .as_deref()
+            .is_some_and(|t| !has_token_cookie(headers, t))
+    {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -133,7 +137,10 @@ fn serve_file(s: &crate::ApiState, headers: &HeaderMap, name: &str) -> Response 
     (
         static_headers,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type(name))),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(name)),
+            ),
             (header::ETAG, tag_value),
         ],
         bytes,
@@ -198,7 +205,10 @@ mod tests {
     fn no_inline_script_or_style_that_the_policy_would_block() {
         let (_, page) = FILES.iter().find(|(n, _)| *n == "index.html").unwrap();
         let page = std::str::from_utf8(page).unwrap();
-        assert!(!page.contains("<script>") && !page.contains("style="), "inline code");
+        assert!(
+            !page.contains("<script>") && !page.contains("style="),
+            "inline code"
+        );
         // No inline event handler attribute (` onclick=` and the like).
         for (i, _) in page.match_indices(" on") {
             let word: String = page[i + 3..]
@@ -210,13 +220,19 @@ mod tests {
                 "inline handler on{word}"
             );
         }
-        assert!(!page.contains("http://") && !page.contains("https://"), "external origin");
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "external origin"
+        );
     }
 
     #[test]
     fn the_token_cookie_must_match_exactly() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=b; arca_console=736563726574".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=b; arca_console=736563726574".parse().unwrap(),
+        );
         assert!(has_token_cookie(&h, "secret"));
         assert!(!has_token_cookie(&h, "secreT"));
         h.insert(header::COOKIE, "arca_console=73656372657".parse().unwrap());

@@ -58,7 +58,7 @@ function eventText(e) {
 function jobLine(j) {
   const result = j.state === "running" ? progress(j)
     : j.error ? el("span", { class: "error" }, j.error) : el("span", { class: "muted" }, when(j.finished));
-  return el("p", { class: "job-line", "data-job": j.id, "data-state": j.state }, `Job ${j.id} (${j.kind} ${j.target}): `, badge(j.state), " ", result);
+  return el("p", { class: "job-line", "data-job": j.id, "data-kind": j.kind, "data-state": j.state }, `Job ${j.id} (${j.kind} ${j.target}): `, badge(j.state), " ", result);
 }
 
 function actions(id, b, follow, go) {

@@ -71,7 +71,7 @@ export function pruneCard(volume) {
     RULES.map((k) => field(k.replace("_", " "), { name: k, type: "number", min: 0, inputmode: "numeric" })),
     el("div", {}, el("label", { for: "prune-verified" }, "Keep newest verified"),
       el("input", { type: "checkbox", name: "keep_newest_verified", id: "prune-verified", value: "1", checked: true })),
-    el("div", { class: "row" },
+    el("div", { class: "buttons" },
       el("button", { type: "submit", class: "secondary", name: "action", value: "dry-run" }, "Dry run"),
       el("button", { type: "submit", class: "danger", name: "action", value: "prune" }, "Prune…")),
   );
