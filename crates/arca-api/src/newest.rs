@@ -8,7 +8,7 @@ use arca_store::GuardOwner;
 use axum::Json;
 use axum::extract::State;
 
-use crate::backup_json::{Names, backup_json};
+use crate::backup_json::backup_json;
 use crate::error::ApiError;
 use crate::server::{St, blocking};
 use crate::types::*;
@@ -18,7 +18,7 @@ use crate::types::*;
     responses((status = 200, body = Vec<NewestBackup>), (status = 503, body = ErrorBody)))]
 pub(crate) async fn newest_backups(State(s): St) -> Result<Json<Vec<NewestBackup>>, ApiError> {
     let list = blocking(move || {
-        let names = Names::new(&s.pool, &s.nbd_addr);
+        let names = crate::backup_json::Names::new(&s.pool, &s.nbd_addr);
         let mut out = Vec::new();
         for v in s.pool.volumes() {
             // The volume index is walked newest first: the newest complete backup is usually
@@ -30,6 +30,8 @@ pub(crate) async fn newest_backups(State(s): St) -> Result<Json<Vec<NewestBackup
                 ..Default::default()
             };
             let newest = s.backups.list(&q)?.into_iter().next();
+            // Converted as a listing converts it, so the fields read the same.
+            let b = newest.map(|r| backup_json(r, &names));
             out.push(NewestBackup {
                 holds_backup: v
                     .guards
@@ -37,7 +39,10 @@ pub(crate) async fn newest_backups(State(s): St) -> Result<Json<Vec<NewestBackup
                     .any(|g| matches!(g.owner, GuardOwner::Backup(_))),
                 volume: v.name,
                 volume_id: v.id,
-                backup: newest.map(|r| backup_json(r, &names)),
+                backup: b.as_ref().map(|b| b.id),
+                point_in_time: b.as_ref().map(|b| b.point_in_time.clone()),
+                label: b.as_ref().and_then(|b| b.info.label.clone()),
+                verified: b.as_ref().and_then(|b| b.verified),
             });
         }
         Ok(out)

@@ -113,7 +113,7 @@ function jobsCard(jobs) {
 function attentionCard(newest, jobs, hours, now) {
   const limitMs = hours * 3600 * 1000;
   const stale = newest.filter(
-    (n) => !n.holds_backup && (!n.backup || now - new Date(n.backup.point_in_time).getTime() > limitMs),
+    (n) => !n.holds_backup && (n.backup == null || now - new Date(n.point_in_time).getTime() > limitMs),
   );
   const failed = jobs.filter((j) => j.state === "failed");
   return el(
@@ -125,7 +125,7 @@ function attentionCard(newest, jobs, hours, now) {
         { label: "Volume", cell: (n) => el("a", { href: `#/volumes/${encodeURIComponent(n.volume)}` }, n.volume) },
         {
           label: "Newest complete backup",
-          cell: (n) => (n.backup ? `${when(n.backup.point_in_time)} (${ago(n.backup.point_in_time, now)})` : el("span", { class: "warn" }, "none")),
+          cell: (n) => (n.backup != null ? `${when(n.point_in_time)} (${ago(n.point_in_time, now)})` : el("span", { class: "warn" }, "none")),
         },
       ],
       stale,

@@ -72,7 +72,7 @@ export function mount(view) {
       }
       const roles = pairStates(pairs);
       const uris = new Map(exportsList.map((e) => [e.name, e.uri]));
-      const newestBy = new Map(newest.map((n) => [n.volume, n.backup]));
+      const newestBy = new Map(newest.filter((n) => n.backup != null).map((n) => [n.volume, n]));
       const shown = vols.filter((v) => v.name.toLowerCase().includes(filter.toLowerCase()));
       const pages = Math.max(1, Math.ceil(shown.length / PAGE));
       page = Math.min(page, pages - 1);

@@ -524,6 +524,12 @@ pub struct NewestBackup {
     /// The volume holds a backup's image (a copy backup's destination): it is a backup
     /// itself, not a volume that needs one.
     pub holds_backup: bool,
-    /// Null when the volume has no complete backup.
-    pub backup: Option<Backup>,
+    /// The newest complete backup's id; null (and so the fields below) when there is none.
+    #[schema(value_type = Option<u64>)]
+    pub backup: Option<arca_backup::BackupId>,
+    #[schema(format = DateTime)]
+    pub point_in_time: Option<String>,
+    pub label: Option<String>,
+    /// Its newest verification's result; null when never verified.
+    pub verified: Option<bool>,
 }

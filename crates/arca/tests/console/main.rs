@@ -229,3 +229,74 @@ fn console_files_have_their_types_a_strict_policy_and_revalidate() {
     assert_eq!(status, 404, "{text}");
     assert!(text.contains("no file"), "{text}");
 }
+
+#[test]
+fn newest_backups_name_each_volume_s_newest_complete_backup() {
+    let d = Daemon::with_volumes(&["a=64M", "b=64M", "copy=64M"]);
+    let first = api(&d, "POST", "/v1/backups", Some(json!({"volumes": ["a"]})));
+    let second = api(
+        &d,
+        "POST",
+        "/v1/backups",
+        Some(json!({"volumes": ["a"], "label": "second"})),
+    );
+    assert_ne!(first["backups"][0]["id"], second["backups"][0]["id"]);
+    // A copy backup of b into `copy`: `copy` then holds a backup.
+    let copied = api(
+        &d,
+        "POST",
+        "/v1/backups",
+        Some(json!({"volumes": ["b"], "to": "copy"})),
+    );
+    let job = copied["jobs"][0].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while api(&d, "GET", &format!("/v1/jobs/{job}"), None)["state"] == "running" {
+        assert!(std::time::Instant::now() < deadline, "copy job hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = api(&d, "GET", "/v1/newest-backups", None);
+    let by = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["volume"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {list}"))
+            .clone()
+    };
+    let a = by("a");
+    assert_eq!(a["backup"], second["backups"][0]["id"]);
+    assert_eq!(a["label"], "second");
+    assert_eq!(a["point_in_time"], second["backups"][0]["point_in_time"]);
+    assert_eq!(a["holds_backup"], false);
+    let b = by("b");
+    assert_eq!(b["backup"], copied["backups"][0]["id"]);
+    let copy = by("copy");
+    assert_eq!(
+        (copy["backup"].clone(), copy["holds_backup"].clone()),
+        (Value::Null, json!(true))
+    );
+    let volumes = api(&d, "GET", "/v1/volumes", None);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        volumes.as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn exports_list_the_hosts_connected_to_them() {
+    let d = Daemon::with_volumes(&["db=64M"]);
+    let connected = |d: &Daemon| {
+        api(d, "GET", "/v1/exports", None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "db")
+            .unwrap()["connected"]
+            .clone()
+    };
+    assert_eq!(connected(&d), json!([]));
+    let host = common::nbd::connect(&d.addr(), "db");
+    let peer = host.local_addr().unwrap().to_string();
+    assert_eq!(connected(&d), json!([peer]));
+    drop(host);
+}

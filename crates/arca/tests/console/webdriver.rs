@@ -255,23 +255,6 @@ impl Browser {
         );
     }
 
-    pub fn text(&self, e: &Element) -> String {
-        self.call("GET", &self.s(&format!("/element/{}/text", e.id)), None)
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    }
-
-    pub fn attribute(&self, e: &Element, name: &str) -> Option<String> {
-        self.call(
-            "GET",
-            &self.s(&format!("/element/{}/attribute/{name}", e.id)),
-            None,
-        )
-        .as_str()
-        .map(str::to_string)
-    }
-
     /// The visible text of the element matching `css`, empty when there is none.
     /// One script, so that a redraw in between cannot leave a stale reference.
     pub fn text_of(&self, css: &str) -> String {
