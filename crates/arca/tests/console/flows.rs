@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::common::daemon::Daemon;
 use crate::common::qemu;
 use crate::webdriver::Browser;
-use crate::{api, browser_installed, http, shown};
+use crate::{api, assert_labelled, browser_installed, http, shown};
 
 /// Fills the field labelled `label` in `scope`.
 fn fill(b: &Browser, scope: &str, label: &str, text: &str) {
@@ -44,6 +44,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
     });
     assert_eq!(uri, d.uri("web"));
     b.screenshot("volumes");
+    assert_labelled(&b, "volumes");
 
     qemu::qemu_io(&d, "web", &["write -P 0x5a 0 1M", "write -P 0xa5 40M 3M"]);
 
@@ -63,6 +64,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
     assert_eq!(backup["info"]["host"], "db1");
     let id = backup["id"].as_u64().unwrap();
     b.screenshot("volume");
+    assert_labelled(&b, "a volume");
 
     b.click(&b.wait("the backup's link", |b| {
         b.find(&format!("#timeline table a[href='#/backups/{id}']"))
@@ -97,6 +99,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
             .then_some(())
     });
     b.screenshot("backup");
+    assert_labelled(&b, "a backup");
     qemu::identical(&d, "web", "web-restored");
 }
 

@@ -86,6 +86,22 @@ fn shown(n: u64) -> String {
     }
 }
 
+/// Every visible control of the page has an accessible name (its label, aria-label or text):
+/// usable with a screen reader and findable by what it says.
+fn assert_labelled(b: &Browser, page: &str) {
+    let unnamed = b.script(
+        "return [...document.querySelectorAll(
+                'input:not([type=hidden]), select, textarea, button, a[href]')]
+            .filter(e => e.getClientRects().length)
+            .filter(e => !(e.getAttribute('aria-label')
+                || [...(e.labels || [])].map(l => l.textContent).join('')
+                || e.textContent).trim())
+            .map(e => e.outerHTML.slice(0, 160));",
+        vec![],
+    );
+    assert_eq!(unnamed, json!([]), "unlabelled controls on {page}");
+}
+
 /// The `<data value>` (exact bytes) and text of the size shown in `css`.
 fn size_at(b: &Browser, css: &str) -> (u64, String) {
     let css = format!("{css} data");
@@ -137,6 +153,15 @@ fn overview_numbers_match_the_api() {
     });
     assert!(!attention.contains("kept"), "{attention}");
     b.screenshot("overview");
+    assert_labelled(&b, "overview");
+    for (page, heading) in [("backups", "Backups"), ("jobs", "Jobs"), ("pairs", "Pairs")] {
+        b.goto(&format!("{}/#/{page}", d.api));
+        b.wait_text("h1", heading);
+        b.wait_for("main .card table, main .card p.muted");
+        assert_labelled(&b, page);
+        b.screenshot(page);
+    }
+    b.goto(&format!("{}/", d.api));
     b.set_size(390, 844);
     b.wait_for("#pool-capacity");
     b.screenshot("overview-phone");
