@@ -139,7 +139,7 @@ pub(crate) async fn check_host_and_origin(State(s): St, req: Request, next: Next
 }
 
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_token(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

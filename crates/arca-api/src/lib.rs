@@ -1,13 +1,15 @@
 //! Arca's management API: HTTP/JSON under `/v1` with an OpenAPI document generated from the
-//! code, Prometheus metrics, and the JSON types the CLI shares.
+//! code, Prometheus metrics, the web console's files, and the JSON types the CLI shares.
 
 mod access;
 mod backup_json;
 mod backups;
+mod console;
 mod convert;
 pub mod error;
 mod jobs;
 pub mod metrics;
+mod newest;
 mod pairs;
 mod panics;
 mod pool;

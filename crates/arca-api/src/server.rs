@@ -19,7 +19,7 @@ use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::types::*;
-use crate::{jobs, pairs, pool, snapshots, volumes};
+use crate::{jobs, newest, pairs, pool, snapshots, volumes};
 
 /// Largest request body accepted; every request here is a few hundred bytes.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
@@ -129,6 +129,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::jobs::routes())
         .merge(crate::backups::routes())
         .merge(crate::pairs::routes())
+        .merge(crate::newest::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -137,6 +138,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             access::authenticate,
         ))
+        // The web console's files: outside the token layer (they gate themselves).
+        .merge(crate::console::routes())
         // Outermost: a request from a web page is refused before anything else looks at it.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -177,7 +180,7 @@ impl utoipa::Modify for BearerAuth {
           backups::release_backup, backups::set_retention, backups::prune_volume,
           backups::check_catalog, backups::rebuild_catalog, pairs::create_pair,
           pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
-          pairs::delete_pair),
+          pairs::delete_pair, newest::newest_backups),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
@@ -188,7 +191,7 @@ impl utoipa::Modify for BearerAuth {
                        Verification, RestoreBackup, RestoreSet, Restored, SetRetention,
                        PruneBackups, PruneItem, PruneReport, CatalogProblem, CatalogReport,
                        RebuildCatalog, RebuildReport, CreatePair, Pair, CreatedPair,
-                       ResyncPair, ResyncStarted)),
+                       ResyncPair, ResyncStarted, NewestBackup)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

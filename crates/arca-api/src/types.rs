@@ -160,6 +160,10 @@ pub struct Export {
     pub read_only: bool,
     /// The URI an NBD client uses.
     pub uri: String,
+    /// The hosts connected to it now (their addresses): who an in-place restore or a forced
+    /// delete disconnects.
+    #[serde(default)]
+    pub connected: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

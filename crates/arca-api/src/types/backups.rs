@@ -514,3 +514,22 @@ pub struct RebuildReport {
     pub kept_history: u64,
     pub unreadable_descriptors: Vec<String>,
 }
+
+/// A volume's newest complete backup (`GET /v1/newest-backups`): what an overview needs to
+/// name the volumes without a recent backup, in one request however many volumes there are.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewestBackup {
+    pub volume: String,
+    pub volume_id: u64,
+    /// The volume holds a backup's image (a copy backup's destination): it is a backup
+    /// itself, not a volume that needs one.
+    pub holds_backup: bool,
+    /// The newest complete backup's id; null (and so the fields below) when there is none.
+    #[schema(value_type = Option<u64>)]
+    pub backup: Option<arca_backup::BackupId>,
+    #[schema(format = DateTime)]
+    pub point_in_time: Option<String>,
+    pub label: Option<String>,
+    /// Its newest verification's result; null when never verified.
+    pub verified: Option<bool>,
+}
