@@ -10,6 +10,7 @@ mod jobs;
 pub mod metrics;
 mod pairs;
 mod panics;
+mod policies;
 mod pool;
 pub mod server;
 mod snapshots;

@@ -41,6 +41,7 @@ pub use calendar::Calendar;
 pub use record::{
     Keep, PolicyRecord, PolicyState, RunRecord, RunResult, Step, StepOutcome, Track, Trigger,
 };
+pub use schedule::Scheduler;
 
 /// What a create or update gives. For an update, `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]

@@ -516,6 +516,19 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
     })
 }
 
+/// An instant in a zone by name, with its offset (`2026-03-29T03:00:00+02:00`); in UTC when
+/// the zone is unknown.
+pub fn format_local(ms: u64, zone: &str) -> String {
+    let tz = time_zone(zone).unwrap_or(TimeZone::UTC);
+    match Timestamp::from_millisecond(ms.min(i64::MAX as u64) as i64) {
+        Ok(t) => t
+            .to_zoned_datetime(tz)
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+        Err(_) => crate::time::format_ms(ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

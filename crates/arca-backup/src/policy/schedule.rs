@@ -215,3 +215,81 @@ impl Policies {
         }
     }
 }
+
+/// The longest the scheduler thread sleeps between ticks: a clock moved, a policy created
+/// or changed is looked at within this.
+const TICK_MAX_MS: u64 = 1_000;
+const TICK_MIN_MS: u64 = 20;
+
+/// The daemon's scheduler thread; stops (and is joined) when dropped or by [`Scheduler::stop`].
+pub struct Scheduler {
+    stop: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Scheduler {
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl Policies {
+    /// The earliest next slot of any active policy.
+    fn earliest_slot_ms(&self) -> Option<u64> {
+        self.entries
+            .lock()
+            .values()
+            .filter(|e| !e.record.paused)
+            .flat_map(|e| e.state.tracks.values().filter_map(|t| t.next_ms))
+            .min()
+    }
+
+    /// Starts the thread that ticks: at the next slot, and at least every second. Tick
+    /// errors (metadata that cannot be written) are logged and the thread goes on.
+    pub fn start_scheduler(self: &Arc<Self>) -> std::io::Result<Scheduler> {
+        let stop = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let me = self.clone();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("policy-scheduler".into())
+            .spawn(move || {
+                loop {
+                    if let Err(e) = me.tick() {
+                        tracing::error!("backup policy scheduler: {e}");
+                    }
+                    let now = me.now_ms();
+                    let wait_ms = me
+                        .earliest_slot_ms()
+                        .map_or(TICK_MAX_MS, |t| t.saturating_sub(now))
+                        .clamp(TICK_MIN_MS, TICK_MAX_MS);
+                    let mut stopped = flag.0.lock();
+                    if *stopped {
+                        return;
+                    }
+                    flag.1
+                        .wait_for(&mut stopped, std::time::Duration::from_millis(wait_ms));
+                    if *stopped {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Scheduler {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
