@@ -119,11 +119,21 @@ impl Policies {
                     let run = me.finish(&record.name, &start, steps, cancelled, ctx.id());
                     match (cancelled, run) {
                         (true, _) => Err(JobError::Cancelled),
-                        (false, Ok(run)) => Ok(Some(JobResult::PolicyRan {
-                            policy: record.name.clone(),
-                            run: run.seq,
-                            result: run.result,
-                        })),
+                        (false, Ok(run)) if run.result == RunResult::Succeeded => {
+                            Ok(Some(JobResult::PolicyRan {
+                                policy: record.name.clone(),
+                                run: run.seq,
+                                result: run.result,
+                            }))
+                        }
+                        // A failed run fails its job too, with the run's reason.
+                        (false, Ok(run)) => Err(JobError::Failed(format!(
+                            "policy {} run {} {}: {}",
+                            record.name,
+                            run.seq,
+                            run.result.as_str(),
+                            run.reason.unwrap_or_default()
+                        ))),
                         (false, Err(e)) => Err(JobError::Failed(e.to_string())),
                     }
                 })?;
