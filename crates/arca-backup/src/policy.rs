@@ -306,8 +306,11 @@ impl Policies {
         Ok(e.calendars
             .iter()
             .map(|(t, c)| {
-                // The stored next slot first (it may be a catch-up still to run).
-                let stored = e.state.tracks.get(t).and_then(|s| s.next_ms);
+                // The stored next slot first (it may be a catch-up still to run); a paused
+                // policy's is stale (resuming schedules from then).
+                let stored = (!e.record.paused)
+                    .then(|| e.state.tracks.get(t).and_then(|s| s.next_ms))
+                    .flatten();
                 let mut times = Vec::new();
                 let mut from = now;
                 if let Some(n) = stored {
