@@ -12,6 +12,7 @@ pub mod metrics;
 mod newest;
 mod pairs;
 mod panics;
+mod policies;
 mod pool;
 pub mod server;
 mod snapshots;

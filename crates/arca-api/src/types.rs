@@ -31,10 +31,12 @@ macro_rules! wire_names {
 mod backups;
 mod jobs;
 mod pairs;
+mod policies;
 
 pub use backups::*;
 pub use jobs::*;
 pub use pairs::*;
+pub use policies::*;
 
 /// The one error shape: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -256,6 +258,10 @@ mod tests {
         same_names(BackupStatus::ALL, |v| v.as_str());
         same_names(DestinationKind::ALL, |v| v.as_str());
         same_names(PairState::ALL, |v| v.as_str());
+        same_names(PolicyStep::ALL, |v| v.as_str());
+        same_names(PolicyTrack::ALL, |v| v.as_str());
+        same_names(PolicyRunResult::ALL, |v| v.as_str());
+        same_names(PolicyTrigger::ALL, |v| v.as_str());
     }
 
     #[test]
@@ -284,6 +290,10 @@ mod tests {
         assert!(matches!(
             read(r#"{"rolled_back_to":[4]}"#),
             JobResult::RolledBack(_)
+        ));
+        assert!(matches!(
+            read(r#"{"policy":"p","run":3,"result":"skipped"}"#),
+            JobResult::PolicyRan(_)
         ));
     }
 }

@@ -6,7 +6,8 @@
 //! [`copier`] (the image walk and copy every copy, digest, restore and pair copy uses),
 //! [`digest`] (content digests), [`retention`] (the prune planner),
 //! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`],
-//! [`ids`] (the backup, job and pair ids other crates pass back).
+//! [`ids`] (the backup, job and pair ids other crates pass back), [`policy`] (backup
+//! policies: calendars, the scheduler and its runs).
 
 pub mod backups;
 pub mod catalog;
@@ -21,6 +22,7 @@ pub mod jobs;
 mod pair_backups;
 pub mod pairs;
 mod placement;
+pub mod policy;
 pub mod record;
 mod restore;
 mod restore_state;
@@ -39,6 +41,7 @@ pub use jobs::{
     Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
 };
 pub use pairs::{PairRecord, PairState, Pairs};
+pub use policy::Policies;
 pub use record::*;
 pub use restore::{RestoreTo, Restored};
 pub use verify::Verification;

@@ -8,6 +8,7 @@ mod expire;
 mod metadata_space;
 mod pairs;
 mod placement;
+mod policies;
 mod restore;
 mod restore_interrupted;
 mod snapshot;

@@ -11,6 +11,7 @@ mod commands;
 mod format;
 mod jobs;
 mod pairs;
+mod policies;
 
 use std::io::Write as _;
 
@@ -108,6 +109,8 @@ pub enum Command {
     Catalog(backups::CatalogArgs),
     /// Create, list, show, split, resync and delete copy pairs (a volume and its full copy)
     Pair(pairs::PairArgs),
+    /// Backup policies: backups taken, pruned and verified on the array's own calendar
+    Policy(policies::PolicyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -263,6 +266,7 @@ impl Command {
             Command::Restore(a) => &a.opts,
             Command::Catalog(a) => &a.opts,
             Command::Pair(a) => &a.opts,
+            Command::Policy(a) => &a.opts,
         }
     }
 }

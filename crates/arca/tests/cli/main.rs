@@ -10,6 +10,7 @@ mod errors;
 mod metadata_room;
 mod pairs;
 mod placement;
+mod policies;
 mod pool_jobs;
 mod restore_interrupted;
 mod scenarios;
