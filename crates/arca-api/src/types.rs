@@ -31,10 +31,12 @@ macro_rules! wire_names {
 mod backups;
 mod jobs;
 mod pairs;
+mod vaults;
 
 pub use backups::*;
 pub use jobs::*;
 pub use pairs::*;
+pub use vaults::*;
 
 /// The one error shape: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -252,6 +254,7 @@ mod tests {
         same_names(BackupStatus::ALL, |v| v.as_str());
         same_names(DestinationKind::ALL, |v| v.as_str());
         same_names(PairState::ALL, |v| v.as_str());
+        same_names(VaultKind::ALL, |v| v.as_str());
     }
 
     #[test]

@@ -190,6 +190,22 @@ pub fn pit_snapshot_name(id: BackupId) -> String {
     format!("backup-{id}-pit")
 }
 
+/// Why an operation reading a backup's image on the array (`verb`: restored, verified...)
+/// cannot: the array no longer holds it, only its vault copies do.
+pub(crate) fn off_array_refusal(r: &BackupRecord, verb: &str) -> Option<Error> {
+    r.off_array_since_ms.map(|_| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "backup {} cannot be {verb} from the array: its image here was deleted (or it \
+                 was imported); it lives in vault(s) {}",
+                r.id,
+                r.vault_names().join(", ")
+            ),
+        )
+    })
+}
+
 /// The guard text: what volume and snapshot commands say when they refuse.
 pub(crate) fn guard_text(r: &BackupRecord) -> String {
     match r.status {
@@ -201,8 +217,7 @@ pub(crate) fn guard_text(r: &BackupRecord) -> String {
 /// The guard a live backup puts on its destination (`effect`: every effect on a volume, no
 /// delete on a snapshot); `None` once it is no longer live.
 pub(crate) fn backup_guard(r: &BackupRecord, effect: GuardEffect) -> Option<Guard> {
-    r.status
-        .live()
+    r.on_array()
         .then(|| Guard::new(GuardOwner::Backup(r.id.get()), effect, guard_text(r)))
 }
 
@@ -271,7 +286,7 @@ impl Backups {
         let (records, _) = catalog::all(&b.pool)?;
         let pending: Vec<BackupId> = records
             .iter()
-            .filter(|r| r.status == Status::Complete && r.digest.is_none())
+            .filter(|r| r.on_array() && r.digest.is_none())
             .map(|r| r.id)
             .collect();
         if !pending.is_empty() {
@@ -301,6 +316,12 @@ impl Backups {
             .max(*last + 1);
         *last = id;
         BackupId(id)
+    }
+
+    /// Keeps new ids above `id` (a record imported from elsewhere).
+    pub(crate) fn raise_last_id(&self, id: u64) {
+        let mut last = self.last_id.lock();
+        *last = (*last).max(id);
     }
 
     /// Records the highest id given, in a transaction adding records (under the catalog
@@ -356,6 +377,9 @@ impl Backups {
                     r.status.as_str()
                 )));
             }
+            if let Some(why) = off_array_refusal(&r, verb) {
+                return Err(why);
+            }
             records.push(r);
         }
         Ok((records, self.register_use(ids, what)))
@@ -391,6 +415,9 @@ impl Backups {
     }
 
     pub(crate) fn image_name(&self, r: &BackupRecord) -> Result<String> {
+        if let Some(why) = off_array_refusal(r, "read") {
+            return Err(why);
+        }
         let gone = || {
             Error::new(
                 ErrorKind::NotFound,
@@ -435,6 +462,10 @@ impl Backups {
         t: &mut arca_store::Txn<'_>,
         r: &BackupRecord,
     ) -> Result<()> {
+        if r.off_array_since_ms.is_some() {
+            // The image is gone (or another array's): its destination is history, not ours.
+            return Ok(());
+        }
         let owner = GuardOwner::Backup(r.id.get());
         match &r.destination {
             Destination::Snapshot { snapshot, .. } => {

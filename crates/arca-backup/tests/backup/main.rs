@@ -12,3 +12,4 @@ mod restore;
 mod restore_interrupted;
 mod snapshot;
 mod txn_failures;
+mod vaults;
