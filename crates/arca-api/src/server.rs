@@ -1,5 +1,5 @@
 //! The HTTP server: routes under `/v1` (the handlers live by resource: pool, volumes,
-//! snapshots, jobs, backups, pairs), bearer-token authentication, request limits, and the
+//! snapshots, jobs, backups, pairs, vaults), bearer-token authentication, request limits, and the
 //! OpenAPI document.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::types::*;
-use crate::{jobs, pairs, pool, snapshots, volumes};
+use crate::{jobs, pairs, pool, snapshots, vaults, volumes};
 
 /// Largest request body accepted; every request here is a few hundred bytes.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
@@ -129,6 +129,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::jobs::routes())
         .merge(crate::backups::routes())
         .merge(crate::pairs::routes())
+        .merge(crate::vaults::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -177,7 +178,9 @@ impl utoipa::Modify for BearerAuth {
           backups::release_backup, backups::set_retention, backups::prune_volume,
           backups::check_catalog, backups::rebuild_catalog, pairs::create_pair,
           pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
-          pairs::delete_pair),
+          pairs::delete_pair,
+          vaults::add_vault, vaults::list_vaults, vaults::get_vault, vaults::remove_vault,
+          vaults::export_vault_key, vaults::annotate_backup, vaults::record_host_copy),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
@@ -188,7 +191,9 @@ impl utoipa::Modify for BearerAuth {
                        Verification, RestoreBackup, RestoreSet, Restored, SetRetention,
                        PruneBackups, PruneItem, PruneReport, CatalogProblem, CatalogReport,
                        RebuildCatalog, RebuildReport, CreatePair, Pair, CreatedPair,
-                       ResyncPair, ResyncStarted)),
+                       ResyncPair, ResyncStarted, AddVault, Vault, VaultKind, RemovedVault,
+                       VaultKeyExport, BackupVaultCopy, BackupHostCopy, AnnotateBackup,
+                       RecordHostCopy)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -173,7 +173,9 @@ fn copies_text(b: &Backup) -> String {
         out.push_str(&format!(
             "  {}{}: {}{}\n",
             c.medium,
-            c.location.as_ref().map_or(String::new(), |l| format!(" at {l}")),
+            c.location
+                .as_ref()
+                .map_or(String::new(), |l| format!(" at {l}")),
             c.copied,
             c.by.as_ref().map_or(String::new(), |p| format!(" by {p}"))
         ));

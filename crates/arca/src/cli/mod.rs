@@ -11,6 +11,7 @@ mod commands;
 mod format;
 mod jobs;
 mod pairs;
+mod vaults;
 
 use std::io::Write as _;
 
@@ -108,6 +109,9 @@ pub enum Command {
     Catalog(backups::CatalogArgs),
     /// Create, list, show, split, resync and delete copy pairs (a volume and its full copy)
     Pair(pairs::PairArgs),
+    /// Add, list, show and remove vaults (off-array places backups are copied to); export a
+    /// vault's key
+    Vault(vaults::VaultArgs),
 }
 
 #[derive(Args, Debug)]
@@ -263,6 +267,7 @@ impl Command {
             Command::Restore(a) => &a.opts,
             Command::Catalog(a) => &a.opts,
             Command::Pair(a) => &a.opts,
+            Command::Vault(a) => &a.opts,
         }
     }
 }
