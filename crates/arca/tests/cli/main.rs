@@ -16,4 +16,5 @@ mod scenarios;
 mod snapshots;
 mod stale;
 mod util;
+mod vaults;
 mod volumes;
