@@ -316,7 +316,7 @@ fn an_imported_backup_keeps_its_id_and_information_and_lives_in_the_vault() {
     assert_eq!(got.destination, rec.destination, "history of where it was");
     assert_eq!(got.status, Status::Complete);
     assert!(!got.on_array());
-    assert_eq!(got.vault_copies, [copy.clone()]);
+    assert_eq!(got.vault_copies, std::slice::from_ref(&copy));
     assert!(
         matches!(&got.history.last().unwrap().event, Event::Imported { vault } if vault == "dr")
     );
