@@ -444,11 +444,43 @@ impl Backups {
         id: BackupId,
         change: impl FnOnce(&mut BackupRecord) -> Result<()>,
     ) -> Result<BackupRecord> {
+        self.update_inner(id, false, change)
+    }
+
+    /// [`Backups::update`] for a change that adds what a host or a copy supplies (metadata,
+    /// copies): the record's growth, twice (catalog and descriptor), and its new index rows
+    /// ask the store for metadata room first, so it is refused whole (507) on a nearly full
+    /// region rather than eating the reserve deletions need.
+    pub(crate) fn update_growing(
+        &self,
+        id: BackupId,
+        change: impl FnOnce(&mut BackupRecord) -> Result<()>,
+    ) -> Result<BackupRecord> {
+        self.update_inner(id, true, change)
+    }
+
+    fn update_inner(
+        &self,
+        id: BackupId,
+        admit: bool,
+        change: impl FnOnce(&mut BackupRecord) -> Result<()>,
+    ) -> Result<BackupRecord> {
+        const INDEX_ROW_BYTES: u64 = 64;
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         let mut new = old.clone();
         change(&mut new)?;
         let mut t = self.pool.transaction();
+        if admit {
+            let growth = new.encode().len().saturating_sub(old.encode().len()) as u64;
+            let old_keys = catalog::index_keys(&old);
+            let rows: u64 = catalog::index_keys(&new)
+                .iter()
+                .filter(|k| !old_keys.contains(k))
+                .map(|(_, k)| INDEX_ROW_BYTES + k.len() as u64)
+                .sum();
+            t.admit(&format!("backup {id}"), 2 * growth + rows)?;
+        }
         catalog::put(&mut t, Some(&old), &new);
         self.tag_destination(&mut t, &new)?;
         t.commit()?;

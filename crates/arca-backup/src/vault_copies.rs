@@ -59,17 +59,18 @@ impl Backups {
     /// transaction. Only a complete backup has copies.
     pub fn record_vault_copy(&self, id: BackupId, copy: VaultCopy) -> Result<BackupRecord> {
         copy.validate().map_err(invalid)?;
-        let vault = self.vault(&copy.vault)?;
-        if vault.vault_id.is_some_and(|v| v != copy.vault_id) {
-            return Err(busy(format!(
-                "vault {} has id {}, not the copy's {}",
-                copy.vault,
-                crate::vaults::hex(&vault.vault_id.unwrap_or_default()),
-                crate::vaults::hex(&copy.vault_id)
-            )));
-        }
         let now = self.now_ms();
-        self.update(id, |r| {
+        self.update_growing(id, |r| {
+            // Under the catalog lock, which removing a vault takes too.
+            let vault = self.vault(&copy.vault)?;
+            if vault.vault_id.is_some_and(|v| v != copy.vault_id) {
+                return Err(busy(format!(
+                    "vault {} has id {}, not the copy's {}",
+                    copy.vault,
+                    crate::vaults::hex(&vault.vault_id.unwrap_or_default()),
+                    crate::vaults::hex(&copy.vault_id)
+                )));
+            }
             if r.status != Status::Complete {
                 return Err(busy(format!(
                     "backup {id} is {}; only a complete backup has vault copies",
@@ -209,6 +210,8 @@ impl Backups {
             },
         );
         let _c = self.catalog_lock.lock();
+        // Under the lock, which removing a vault takes too.
+        self.vault(&r.vault_copies[0].vault)?;
         if catalog::get(&self.pool, id)?.is_some() {
             return Err(busy(format!(
                 "backup {id} was added meanwhile; import again"
@@ -249,7 +252,7 @@ impl Backups {
             return Err(invalid(format!("metadata key {k:?} is both set and unset")));
         }
         let now = self.now_ms();
-        self.update(id, |r| {
+        self.update_growing(id, |r| {
             if r.status == Status::Copying {
                 return Err(busy(format!(
                     "backup {id} is still copying; annotate it once it is complete"
@@ -307,7 +310,7 @@ impl Backups {
                 crate::time::format_ms(copy.copied_ms)
             )));
         }
-        self.update(id, |r| {
+        self.update_growing(id, |r| {
             if r.status != Status::Complete {
                 return Err(busy(format!(
                     "backup {id} is {}; only a complete backup can have copies recorded",
