@@ -213,6 +213,13 @@ pub fn parse_url(url: &str) -> std::result::Result<VaultLocation, String> {
         ));
     }
     no_control("the URL", url)?;
+    // Not quoted: `user:password@` would put a secret in the message.
+    let authority = url
+        .split_once("://")
+        .map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
+    if authority.contains('@') {
+        return Err("the URL must not carry credentials (user@...); give key files instead".into());
+    }
     let trimmed = url.trim_end_matches('/');
     if let Some(rest) = url.strip_prefix("file://") {
         let path = rest.trim_end_matches('/');
@@ -243,8 +250,14 @@ pub fn parse_url(url: &str) -> std::result::Result<VaultLocation, String> {
             prefix: prefix.to_string(),
         });
     }
+    // Quoted only when it cannot hold credentials (text without a scheme might be one).
+    let shown = if url.contains('@') || url.contains(':') && !url.contains("://") {
+        "the URL".to_string()
+    } else {
+        format!("{url:?}")
+    };
     Err(format!(
-        "{url:?}: a vault URL is file:///PATH (a directory) or s3://BUCKET/PREFIX"
+        "{shown}: a vault URL is file:///PATH (a directory) or s3://BUCKET/PREFIX"
     ))
 }
 
@@ -627,10 +640,14 @@ mod tests {
             ("s3://-ab/x", "bucket"),
             ("s3://bkt/a/./b", "'.'"),
             ("s3://bkt/a\nb", "control"),
+            ("s3://AKID:pw@bkt/x", "credentials"),
+            ("https://AKID:pw@host/x", "credentials"),
+            ("AKID:pw@bkt", "the URL: a vault URL"),
             ("", "file:///PATH"),
         ] {
             let e = parse_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(!e.contains("pw@"), "{bad:?}: {e}");
         }
         assert!(parse_url(&format!("file:///{}", "a".repeat(URL_LEN_MAX))).is_err());
     }
