@@ -17,6 +17,7 @@ mod pool;
 pub mod server;
 mod snapshots;
 pub mod types;
+mod vaults;
 mod volumes;
 
 pub use metrics::Metrics;

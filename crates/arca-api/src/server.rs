@@ -1,5 +1,5 @@
 //! The HTTP server: routes under `/v1` (the handlers live by resource: pool, volumes,
-//! snapshots, jobs, backups, pairs), bearer-token authentication, request limits, and the
+//! snapshots, jobs, backups, pairs, vaults), bearer-token authentication, request limits, and the
 //! OpenAPI document.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::types::*;
-use crate::{jobs, newest, pairs, policies, pool, snapshots, volumes};
+use crate::{jobs, newest, pairs, policies, pool, snapshots, vaults, volumes};
 
 /// Largest request body accepted; every request here is a few hundred bytes.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
@@ -134,6 +134,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::pairs::routes())
         .merge(crate::newest::routes())
         .merge(crate::policies::routes())
+        .merge(crate::vaults::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -187,7 +188,9 @@ impl utoipa::Modify for BearerAuth {
           pairs::delete_pair, newest::newest_backups, policies::create_policy, policies::list_policies,
           policies::get_policy, policies::update_policy, policies::delete_policy,
           policies::pause_policy, policies::resume_policy, policies::run_policy,
-          policies::next_policy_runs, policies::policy_history),
+          policies::next_policy_runs, policies::policy_history,
+          vaults::add_vault, vaults::list_vaults, vaults::get_vault, vaults::remove_vault,
+          vaults::export_vault_key, vaults::annotate_backup, vaults::record_host_copy),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
@@ -201,7 +204,10 @@ impl utoipa::Modify for BearerAuth {
                        ResyncPair, ResyncStarted, NewestBackup, PolicyKeep, CreatePolicy, UpdatePolicy,
                        PolicyStep, PolicyTrack, PolicyRunResult, PolicyTrigger, PolicySchedule,
                        PolicyRunning, Policy, PolicyStepOutcome, PolicyRun, RunPolicy,
-                       PolicyRunStarted, PolicyRan, PolicyNextTimes, PolicyNext)),
+                       PolicyRunStarted, PolicyRan, PolicyNextTimes, PolicyNext,
+                       AddVault, Vault, VaultKind, RemovedVault,
+                       VaultKeyExport, BackupVaultCopy, BackupHostCopy, AnnotateBackup,
+                       RecordHostCopy)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -32,11 +32,13 @@ mod backups;
 mod jobs;
 mod pairs;
 mod policies;
+mod vaults;
 
 pub use backups::*;
 pub use jobs::*;
 pub use pairs::*;
 pub use policies::*;
+pub use vaults::*;
 
 /// The one error shape: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -262,6 +264,7 @@ mod tests {
         same_names(PolicyTrack::ALL, |v| v.as_str());
         same_names(PolicyRunResult::ALL, |v| v.as_str());
         same_names(PolicyTrigger::ALL, |v| v.as_str());
+        same_names(VaultKind::ALL, |v| v.as_str());
     }
 
     #[test]

@@ -80,6 +80,9 @@ fn record(i: u64, volume_id: u64, name: &str, generation: u64, at_ms: u64) -> Ba
         history: Vec::new(),
         job: None,
         stepped_back_from_ms: None,
+        vault_copies: Vec::new(),
+        host_copies: Vec::new(),
+        off_array_since_ms: None,
     }
 }
 

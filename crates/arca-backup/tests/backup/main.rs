@@ -13,3 +13,4 @@ mod restore;
 mod restore_interrupted;
 mod snapshot;
 mod txn_failures;
+mod vaults;

@@ -12,6 +12,7 @@ mod format;
 mod jobs;
 mod pairs;
 mod policies;
+mod vaults;
 
 use std::io::Write as _;
 
@@ -111,6 +112,9 @@ pub enum Command {
     Pair(pairs::PairArgs),
     /// Backup policies: backups taken, pruned and verified on the array's own calendar
     Policy(policies::PolicyArgs),
+    /// Add, list, show and remove vaults (off-array places backups are copied to); export a
+    /// vault's key
+    Vault(vaults::VaultArgs),
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +271,7 @@ impl Command {
             Command::Catalog(a) => &a.opts,
             Command::Pair(a) => &a.opts,
             Command::Policy(a) => &a.opts,
+            Command::Vault(a) => &a.opts,
         }
     }
 }

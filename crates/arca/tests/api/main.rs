@@ -14,6 +14,7 @@ mod access;
 mod backups;
 mod pairs;
 mod policies;
+mod vaults;
 mod volumes_in_use;
 
 use common::daemon::{Daemon, Serve};

@@ -17,4 +17,5 @@ mod scenarios;
 mod snapshots;
 mod stale;
 mod util;
+mod vaults;
 mod volumes;
