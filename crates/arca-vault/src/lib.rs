@@ -13,6 +13,9 @@
 //! - `begin_copy` -> `CopyWriter` (`data`, `hole`, `same_as_base` per chunk, `finish`);
 //! - `list_manifests`, `read_manifest`, `delete_manifest`;
 //! - `reader` -> an iterator of checked chunks, several requests in flight.
+//!
+//! Every call blocks on the vault's runtime, so call it from a plain thread (arca-backup's
+//! jobs) or from `spawn_blocking`, never from inside an async task.
 
 mod crypto;
 mod error;

@@ -392,10 +392,13 @@ impl Vault {
             let cached = self.cache.lock().expect("cache lock").get(ordinal);
             let table = match cached {
                 Some(t) => t,
-                None => {
-                    let index = self.rt.block_on(fetch_index(self.inner.clone(), pack))?;
-                    self.cache.lock().expect("cache lock").put(ordinal, &index)
-                }
+                None => match self.rt.block_on(fetch_index(self.inner.clone(), pack)) {
+                    Ok(index) => self.cache.lock().expect("cache lock").put(ordinal, &index),
+                    // An index gone or damaged since it was loaded: that pack is not
+                    // used for dedup (the chunk is stored again), never trusted.
+                    Err(Error::MissingObject { .. } | Error::Corrupt { .. }) => continue,
+                    Err(e) => return Err(e),
+                },
             };
             if let Some(blob) = table.get(id) {
                 return Ok(Some((pack, *blob)));
