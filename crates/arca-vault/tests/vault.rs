@@ -389,7 +389,6 @@ both!(missing_or_altered_objects_are_named);
 fn failed_copy_is_invisible_and_retry_reuses_uploads(place: &Place) {
     drop(create(&place.spec, None));
     let image = Image::new(1000, 0, 8);
-    // A clean copy into a scratch vault tells how many writes a whole copy takes.
     let failing = Arc::new(FailingStore::new(store(&place.spec), 14));
     let mut vault = Vault::open_in(failing.clone(), &place.spec.url, None).unwrap();
     vault.set_tuning(small_tuning());
@@ -492,3 +491,20 @@ fn racing_copies_of_one_backup_write_one_manifest(place: &Place) {
     assert!(restore(&vault, 9).unwrap().0 == image.bytes);
 }
 both!(racing_copies_of_one_backup_write_one_manifest);
+
+/// A pack index that disappears after the vault loaded it (GC, damage) is not trusted for
+/// dedup: the copy stores those chunks again instead of failing or pointing at nothing.
+fn vanished_pack_index_is_not_used_for_dedup(place: &Place) {
+    let vault = create(&place.spec, None);
+    let image = Image::new(200, 0, 14);
+    copy(&vault, 1, &image, None).unwrap();
+    let fresh = open(&place.spec, None);
+    fresh.load_index().unwrap();
+    let indexes = names(&place.spec, "index");
+    let s = store(&place.spec);
+    block_on(s.delete(&ObjPath::from(indexes[0].as_str()))).unwrap();
+    let stats = copy(&fresh, 2, &image, None).unwrap();
+    assert!(stats.chunks_new > 0 && stats.chunks_reused > 0, "{stats:?}");
+    assert!(restore(&fresh, 2).unwrap().0 == image.bytes);
+}
+both!(vanished_pack_index_is_not_used_for_dedup);
