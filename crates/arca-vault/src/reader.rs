@@ -241,41 +241,47 @@ async fn fetch_span(
     }
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
-        let blob = &bytes[w.at..w.at + w.stored_len];
+        let blob = bytes.slice(w.at..w.at + w.stored_len);
         let data = decode_blob(&inner, &w.id, blob, w.raw_len).map_err(|why| {
-            Error::corrupt(
-                &name,
-                Some(backup_id),
-                format!("chunk {} ({}): {why}", w.index, format::hex(&w.id[..8])),
-            )
+            let detail = format!("chunk {} ({}): {why}", w.index, format::hex(&w.id[..8]));
+            Error::corrupt(&name, Some(backup_id), detail)
         })?;
         out.push(Chunk {
             index: w.index,
             len: w.raw_len as u64,
-            content: ChunkContent::Data(Bytes::from(data)),
+            content: ChunkContent::Data(data),
         });
     }
     Ok(out)
 }
 
 /// A blob's plaintext, checked: it opens under the vault key for its id, decompresses to
-/// exactly `raw_len` bytes, and those bytes have the id.
+/// exactly `raw_len` bytes, and those bytes have the id. Stored (uncompressed) data is a
+/// slice of the fetched span, not a copy.
 pub(crate) fn decode_blob(
     inner: &Inner,
     id: &ChunkId,
-    blob: &[u8],
+    blob: Bytes,
     raw_len: usize,
-) -> std::result::Result<Vec<u8>, &'static str> {
-    let plain = inner
-        .sealer
-        .open(id, blob)
-        .ok_or("authentication failed (altered or another key)")?;
-    let (&codec, body) = plain.split_first().ok_or("empty blob")?;
+) -> std::result::Result<Bytes, &'static str> {
+    let plain = if inner.sealer.encrypted() {
+        let opened = inner
+            .sealer
+            .open(id, &blob)
+            .ok_or("authentication failed (altered or another key)")?;
+        Bytes::from(opened)
+    } else {
+        blob
+    };
+    let Some(&codec) = plain.first() else {
+        return Err("empty blob");
+    };
     let data = match codec {
-        CODEC_STORED => body.to_vec(),
-        CODEC_ZSTD => {
-            zstd::bulk::decompress(body, raw_len).map_err(|_| "compressed data does not decode")?
-        }
+        CODEC_STORED => plain.slice(1..),
+        CODEC_ZSTD => Bytes::from(
+            zstd::bulk::decompress(&plain[1..], raw_len)
+                .map_err(|_| "compressed data does not decode")?,
+        ),
         _ => return Err("unknown codec"),
     };
     if data.len() != raw_len {

@@ -47,7 +47,7 @@ impl Default for Tuning {
             pack_target_bytes: 64 << 20,
             part_bytes: 16 << 20,
             reads_in_flight: 4,
-            read_span_bytes: 8 << 20,
+            read_span_bytes: 4 << 20,
             index_cache_packs: 32,
             fetches_in_flight: 8,
         }

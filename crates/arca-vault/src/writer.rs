@@ -10,7 +10,8 @@
 //!    dies before 3 leaves packs that no manifest names: invisible, reused by the next copy
 //!    through their indexes, and removed by GC (issue 14) if never used.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
@@ -46,6 +47,19 @@ pub struct CopyStats {
     pub manifest: String,
 }
 
+/// A new chunk being compressed and sealed on a worker thread.
+struct InFlight {
+    /// Its index in `entries` (a placeholder until appended).
+    entry: usize,
+    id: ChunkId,
+    raw_len: u32,
+    handle: tokio::task::JoinHandle<Result<Vec<u8>>>,
+}
+
+/// New chunks compressed and sealed at once (2 MiB at 64 KiB chunks): enough to keep both
+/// worker threads busy while the caller hashes, little memory.
+const MAX_IN_FLIGHT: usize = 32;
+
 struct PackBuilder {
     id: PackId,
     /// The pack's slot in this copy's manifest pack table.
@@ -67,7 +81,8 @@ pub struct CopyWriter<'a> {
     slots: HashMap<PackId, u32>,
     entries: Vec<Entry>,
     pending: Option<PackBuilder>,
-    compressor: zstd::bulk::Compressor<'static>,
+    inflight: VecDeque<InFlight>,
+    inflight_ids: HashSet<ChunkId>,
     stats: CopyStats,
     broken: bool,
 }
@@ -102,8 +117,6 @@ impl Vault {
         }
         self.load_index()?;
         let chunk_count = image_size.div_ceil(u64::from(self.inner.chunk_size));
-        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-            .map_err(|e| Error::InvalidCopy(format!("zstd: {e}")))?;
         Ok(CopyWriter {
             vault: self,
             base,
@@ -114,7 +127,8 @@ impl Vault {
             slots: HashMap::new(),
             entries: Vec::with_capacity(chunk_count.min(1 << 24) as usize),
             pending: None,
-            compressor,
+            inflight: VecDeque::new(),
+            inflight_ids: HashSet::new(),
             stats: CopyStats::default(),
             broken: false,
         })
@@ -232,6 +246,10 @@ impl CopyWriter<'_> {
     /// Where a chunk with this id already lies: this copy's open pack, the base's entry at
     /// the same index, or anywhere in the vault.
     fn find(&mut self, index: u64, id: &ChunkId) -> Result<Option<(PackId, BlobRef)>> {
+        if self.inflight_ids.contains(id) {
+            // A repeat of a chunk still being sealed: place it first, then find it.
+            self.drain()?;
+        }
         if let Some(p) = &self.pending
             && let Some(blob) = p.local.get(id)
         {
@@ -261,24 +279,61 @@ impl CopyWriter<'_> {
         s
     }
 
+    /// Queues a new chunk: compression and sealing run on the vault's worker threads while
+    /// the caller hashes the next chunks; blobs join the pack in chunk order.
     fn store_new(&mut self, id: &ChunkId, data: &[u8]) -> Result<()> {
-        let compressed = self
-            .compressor
-            .compress(data)
-            .map_err(|e| Error::InvalidCopy(format!("zstd: {e}")))?;
-        let mut inner = Vec::with_capacity(1 + data.len());
-        if compressed.len() < data.len() {
-            inner.push(CODEC_ZSTD);
-            inner.extend_from_slice(&compressed);
-        } else {
-            inner.push(CODEC_STORED);
-            inner.extend_from_slice(data);
+        let inner = self.vault.inner.clone();
+        let (chunk, owned) = (*id, data.to_vec());
+        let handle = self
+            .vault
+            .rt
+            .spawn(async move { seal_chunk(&inner, &chunk, &owned) });
+        self.entries.push(Entry::HOLE); // set by `append_next` once the blob has its place
+        self.inflight.push_back(InFlight {
+            entry: self.entries.len() - 1,
+            id: *id,
+            raw_len: data.len() as u32,
+            handle,
+        });
+        self.inflight_ids.insert(*id);
+        self.stats.chunks_new += 1;
+        self.stats.bytes_new += data.len() as u64;
+        if self.inflight.len() > MAX_IN_FLIGHT {
+            self.append_next()?;
         }
-        let blob = self.vault.inner.sealer.seal(id, &inner);
+        Ok(())
+    }
+
+    /// Appends every queued blob to the pack.
+    fn drain(&mut self) -> Result<()> {
+        while !self.inflight.is_empty() {
+            self.append_next()?;
+        }
+        Ok(())
+    }
+
+    /// Appends the oldest queued blob to the open pack (closing a pack it would overflow)
+    /// and sets its manifest entry.
+    fn append_next(&mut self) -> Result<()> {
+        let Some(job) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let vault = self.vault;
+        let blob = vault
+            .rt
+            .block_on(job.handle)
+            .map_err(|e| Error::InvalidCopy(format!("compression task failed: {e}")))??;
+        // A pack never passes its target: a full pack is exactly its parts (a 64 MiB pack
+        // of 16 MiB parts is 4 part uploads, not 5 for a last blob that spilled over).
+        if let Some(p) = &self.pending
+            && !p.index.entries.is_empty()
+            && p.len + blob.len() as u64 > vault.tuning.pack_target_bytes
+        {
+            self.close_pack()?;
+        }
         if self.pending.is_none() {
             self.open_pack()?;
         }
-        let vault = self.vault;
         let p = self.pending.as_mut().expect("opened above");
         {
             let _ctx = vault.rt.enter();
@@ -294,20 +349,15 @@ impl CopyWriter<'_> {
             stored_len: u32::try_from(blob.len()).expect("a blob is at most a chunk plus overhead"),
         };
         p.len += blob.len() as u64;
-        p.index.entries.push((*id, blob_ref, data.len() as u32));
-        p.local.insert(*id, blob_ref);
-        let slot = p.slot;
-        self.entries.push(Entry {
-            id: *id,
-            pack: slot,
+        p.index.entries.push((job.id, blob_ref, job.raw_len));
+        p.local.insert(job.id, blob_ref);
+        self.inflight_ids.remove(&job.id);
+        self.entries[job.entry] = Entry {
+            id: job.id,
+            pack: p.slot,
             offset: blob_ref.offset,
             stored_len: blob_ref.stored_len,
-        });
-        self.stats.chunks_new += 1;
-        self.stats.bytes_new += data.len() as u64;
-        if p.len >= vault.tuning.pack_target_bytes {
-            self.close_pack()?;
-        }
+        };
         Ok(())
     }
 
@@ -393,6 +443,8 @@ impl CopyWriter<'_> {
                 self.chunk_count
             )));
         }
+        let placed = self.drain();
+        self.guard(placed)?;
         let closed = self.close_pack();
         self.guard(closed)?;
         let vault = self.vault;
@@ -459,6 +511,36 @@ fn put_once(vault: &Vault, name: &str, bytes: Vec<u8>) -> object_store::Result<(
                 .put_opts(&Path::from(name), PutPayload::from(bytes), opts),
         )
         .map(|_| ())
+}
+
+thread_local! {
+    /// One zstd context per worker thread (making one per chunk would dominate the cost).
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// A chunk's blob: codec byte and data (compressed when that shrinks it), sealed.
+fn seal_chunk(inner: &crate::vault::Inner, id: &ChunkId, data: &[u8]) -> Result<Vec<u8>> {
+    let compressed = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        c.as_mut().expect("made above").compress(data)
+    });
+    let compressed = compressed.map_err(|e| Error::InvalidCopy(format!("zstd: {e}")))?;
+    let mut plain = Vec::with_capacity(1 + data.len());
+    if compressed.len() < data.len() {
+        plain.push(CODEC_ZSTD);
+        plain.extend_from_slice(&compressed);
+    } else {
+        plain.push(CODEC_STORED);
+        plain.extend_from_slice(data);
+    }
+    if inner.sealer.encrypted() {
+        Ok(inner.sealer.seal(id, &plain))
+    } else {
+        Ok(plain)
+    }
 }
 
 fn is_zero(data: &[u8]) -> bool {
