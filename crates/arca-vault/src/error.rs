@@ -58,13 +58,10 @@ pub enum Error {
     /// without a base, an image size that does not match, ...).
     #[error("invalid copy: {0}")]
     InvalidCopy(String),
-    /// The object store failed (I/O, network, HTTP status) on the named object.
-    #[error("vault storage error on {object}: {source}")]
-    Store {
-        object: String,
-        #[source]
-        source: object_store::Error,
-    },
+    /// The object store failed (I/O, network, HTTP status) on the named object. `detail`
+    /// is the store's message with credential echoes removed (see `scrub`).
+    #[error("vault storage error on {object}: {detail}")]
+    Store { object: String, detail: String },
     /// The vault's runtime could not be started.
     #[error("vault runtime: {0}")]
     Runtime(std::io::Error),
@@ -78,6 +75,34 @@ fn backup_prefix(backup_id: Option<u64>) -> String {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// S3 error bodies that some servers return echo request details; AWS's
+/// `SignatureDoesNotMatch` names the access key id. Their contents are cut from messages.
+const ECHOED_ELEMENTS: [&str; 6] = [
+    "AWSAccessKeyId",
+    "StringToSign",
+    "StringToSignBytes",
+    "CanonicalRequest",
+    "CanonicalRequestBytes",
+    "SignatureProvided",
+];
+
+/// `message` with the contents of the echoed XML elements above replaced by `<redacted>`.
+pub(crate) fn scrub(message: &str) -> String {
+    let mut out = message.to_string();
+    for tag in ECHOED_ELEMENTS {
+        let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+        let mut from = 0;
+        while let Some(start) = out[from..].find(&open).map(|i| from + i + open.len()) {
+            let Some(end) = out[start..].find(&close).map(|i| start + i) else {
+                break;
+            };
+            out.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len() + close.len();
+        }
+    }
+    out
+}
 
 impl Error {
     /// A store error on `object`; a missing object becomes `MissingObject` so that callers
@@ -94,7 +119,7 @@ impl Error {
             },
             source => Error::Store {
                 object: object.to_string(),
-                source,
+                detail: scrub(&source.to_string()),
             },
         }
     }
@@ -132,5 +157,27 @@ impl Error {
             },
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_cuts_echoed_credentials_from_store_messages() {
+        let body = "403: <Error><Code>SignatureDoesNotMatch</Code><AWSAccessKeyId>AKIDEXAMPLE</AWSAccessKeyId>\
+                    <StringToSign>AWS4 x</StringToSign><SignatureProvided>abc</SignatureProvided></Error>";
+        let clean = scrub(body);
+        assert!(
+            !clean.contains("AKIDEXAMPLE") && !clean.contains("AWS4 x") && !clean.contains("abc")
+        );
+        assert!(
+            clean.contains("SignatureDoesNotMatch") && clean.contains("<AWSAccessKeyId><redacted>")
+        );
+        assert_eq!(
+            scrub("plain <AWSAccessKeyId>unterminated"),
+            "plain <AWSAccessKeyId>unterminated"
+        );
     }
 }

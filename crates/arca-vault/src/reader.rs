@@ -230,7 +230,7 @@ async fn fetch_span(
                 }
                 _ => Error::Store {
                     object: format!("{name} (backup {backup_id})"),
-                    source: e,
+                    detail: crate::error::scrub(&e.to_string()),
                 },
             });
         }

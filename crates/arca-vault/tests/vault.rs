@@ -508,3 +508,21 @@ fn vanished_pack_index_is_not_used_for_dedup(place: &Place) {
     assert!(restore(&fresh, 2).unwrap().0 == image.bytes);
 }
 both!(vanished_pack_index_is_not_used_for_dedup);
+
+/// Wrong S3 credentials are a clear error that shows neither the secret nor the access key.
+#[test]
+fn wrong_s3_credentials_do_not_leak() {
+    let Some(place) = Place::new(common::Backend::S3) else {
+        return;
+    };
+    drop(create(&place.spec, None));
+    let mut spec = place.spec.clone();
+    spec.secret_key = Some("wrong-secret-key-value-0000000000".into());
+    let err = Vault::open(&spec, None).unwrap_err();
+    let shown = format!("{err} | {err:?} | {:?}", std::error::Error::source(&err));
+    eprintln!("{shown}");
+    assert!(!shown.contains("wrong-secret-key-value"), "{shown}");
+    assert!(!shown.contains(common::SECRET_KEY), "{shown}");
+    assert!(!shown.contains(common::ACCESS_KEY), "{shown}");
+    assert!(shown.contains("arca-vault.config"), "{shown}");
+}
