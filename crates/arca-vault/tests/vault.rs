@@ -526,3 +526,21 @@ fn wrong_s3_credentials_do_not_leak() {
     assert!(!shown.contains(common::ACCESS_KEY), "{shown}");
     assert!(shown.contains("arca-vault.config"), "{shown}");
 }
+
+/// A pack of several multipart parts (5 MiB, S3's smallest) round-trips on both backends.
+fn multipart_packs_of_several_parts_round_trip(place: &Place) {
+    let mut vault = Vault::create(&place.spec, None, CHUNK).unwrap();
+    vault.set_tuning(arca_vault::Tuning {
+        pack_target_bytes: 64 << 20,
+        part_bytes: 5 << 20,
+        ..arca_vault::Tuning::default()
+    });
+    let image = Image::new(3000, 0, 15);
+    let stats = copy(&vault, 1, &image, None).unwrap();
+    assert!(stats.bytes_new > 5 << 20, "{stats:?}");
+    // create, two parts, complete, the index, the manifest
+    assert_eq!(stats.put_requests, 6, "{stats:?}");
+    assert_eq!(names(&place.spec, "packs").len(), 1);
+    assert!(restore(&vault, 1).unwrap().0 == image.bytes);
+}
+both!(multipart_packs_of_several_parts_round_trip);
