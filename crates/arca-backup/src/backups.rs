@@ -129,6 +129,8 @@ pub struct Backups {
     pub(crate) stopping: AtomicBool,
     /// Restore jobs started by this process, for [`Backups::stop`].
     pub(crate) restore_jobs: Mutex<Vec<JobId>>,
+    /// Open vault repositories and their metrics (vault_copy.rs).
+    pub(crate) vault_state: crate::vault_copy::VaultState,
 }
 
 /// Who reads which backups: operations register while they run (in memory, since they are
@@ -273,6 +275,7 @@ impl Backups {
             uses: Default::default(),
             stopping: AtomicBool::new(false),
             restore_jobs: Mutex::new(Vec::new()),
+            vault_state: Default::default(),
         });
         for r in &records {
             if r.status == Status::Copying {
@@ -283,6 +286,8 @@ impl Backups {
         // Before anything serves the volumes: a partly restored one is resumed or rolled back.
         // Guards need no setting: the store keeps them with the volumes and snapshots.
         b.recover_restores()?;
+        // A copy the stop cut off left its base pinned: nothing copies now.
+        b.lift_stale_base_pins()?;
         let (records, _) = catalog::all(&b.pool)?;
         let pending: Vec<BackupId> = records
             .iter()

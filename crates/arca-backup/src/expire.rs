@@ -109,7 +109,7 @@ impl Backups {
     /// Deletes a backup's image on the array. A backup without vault copies is then deleted
     /// (its record stays as history). One with vault copies is refused, naming them, unless
     /// `keep_vault_copies`: then only the array's image goes and the backup stays `complete`,
-    /// living in its vault copies (deleting vault copies is not available yet).
+    /// living in its vault copies; without it the vault copies' manifests are deleted too.
     pub fn delete_with(&self, id: BackupId, o: DeleteOptions) -> Result<BackupRecord> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
@@ -131,17 +131,17 @@ impl Backups {
             return Err(busy(why));
         }
         let vaults = old.vault_names().join(", ");
+        let mut old = old;
+        if old.status == Status::Complete && !old.vault_copies.is_empty() && !o.keep_vault_copies {
+            // The vault copies go first, under the catalog lock (no copy is recorded
+            // meanwhile); the record then lists only copies that still exist.
+            old = self.drop_vault_copies(old)?;
+        }
         let keeps_record = old.status == Status::Complete && !old.vault_copies.is_empty();
         if keeps_record && old.off_array_since_ms.is_some() {
             return Err(busy(format!(
                 "backup {id} has no image on the array any more; it lives only in vault(s) \
-                 {vaults}, and deleting vault copies is not available yet"
-            )));
-        }
-        if keeps_record && !o.keep_vault_copies {
-            return Err(busy(format!(
-                "backup {id} has copies in vault(s) {vaults}; delete keeping the vault copies \
-                 to delete only the array's image (deleting vault copies is not available yet)"
+                 {vaults}: delete it without keeping the vault copies"
             )));
         }
         let forced = if o.force { " (forced)" } else { "" };

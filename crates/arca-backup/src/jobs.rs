@@ -68,6 +68,8 @@ pub enum JobKind {
     PairReverseResync,
     /// A backup policy's run (its steps in order).
     PolicyRun,
+    /// Backups copied into a vault (`backup copy --vault`).
+    VaultCopy,
 }
 
 impl JobKind {
@@ -83,6 +85,7 @@ impl JobKind {
             JobKind::PairResync => "pair-resync",
             JobKind::PairReverseResync => "pair-reverse-resync",
             JobKind::PolicyRun => "policy-run",
+            JobKind::VaultCopy => "vault-copy",
         }
     }
 }
@@ -129,6 +132,11 @@ pub enum JobResult {
         policy: String,
         run: u64,
         result: crate::policy::RunResult,
+    },
+    /// `vault-copy`: what each backup's copy read and wrote, in the order copied.
+    CopiedToVault {
+        vault: String,
+        copies: Vec<crate::vault_copy::VaultCopied>,
     },
 }
 
@@ -447,6 +455,7 @@ mod tests {
             JobKind::PairCopy,
             JobKind::PairResync,
             JobKind::PairReverseResync,
+            JobKind::VaultCopy,
         ] {
             let text = serde_json::to_string(&k).unwrap();
             assert_eq!(text, format!("\"{}\"", k.as_str()));

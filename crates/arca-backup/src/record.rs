@@ -371,10 +371,10 @@ impl HostInfo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> BackupRecord {
+    pub(crate) fn sample() -> BackupRecord {
         BackupRecord {
             id: crate::BackupId(42 * IDS_PER_MS),
             source: Source {

@@ -158,11 +158,35 @@ impl Backups {
     /// Restores a copy backup into a new volume: the volume and its marker now, the image by a
     /// job.
     fn copy_new(self: &Arc<Self>, r: BackupRecord, name: &str, uses: UseGuard) -> Result<Restored> {
-        let id = r.id;
         let (_, image) = self.image(&r)?;
-        // The volume and its marker in one transaction: a stop or crash before the copy
-        // is recorded done leaves a volume the next start removes. Hosts see it
-        // read-only until then.
+        let size = r.source.size;
+        self.restore_new_by_job(&r, name, uses, RestoredFrom::Array, move |_, to, ctx| {
+            // A new volume: holes are there already.
+            let opts = copier::Options {
+                to: Some(to),
+                fresh: true,
+                ..copier::Options::default()
+            };
+            copier::copy(&image, size, &opts, ctx)?;
+            Ok(())
+        })
+    }
+
+    /// A restore into new volume `name` whose image `fill` writes (the volume holds only holes
+    /// when it starts), as a job: the volume, its guard and its marker in one transaction now,
+    /// so a stop or crash before the job records it done leaves a volume the next start
+    /// removes; hosts see it read-only until then.
+    pub(crate) fn restore_new_by_job(
+        self: &Arc<Self>,
+        r: &BackupRecord,
+        name: &str,
+        uses: UseGuard,
+        from: RestoredFrom,
+        fill: impl FnOnce(&Backups, &arca_store::Export, &JobContext) -> Result<(), JobError>
+        + Send
+        + 'static,
+    ) -> Result<Restored> {
+        let id = r.id;
         let volume_id = {
             let _c = self.catalog_lock.lock();
             let mut t = self.pool.transaction();
@@ -189,6 +213,7 @@ impl Backups {
         };
         let me = self.clone();
         let target = name.to_string();
+        let size = r.source.size;
         let uses = Arc::new(uses);
         let held = uses.clone();
         // Listed before the job can run: stop() takes this lock, so it cannot miss it.
@@ -200,19 +225,12 @@ impl Backups {
             let _held = held;
             let copy = (|| -> Result<(), JobError> {
                 let to = me.pool.export_unguarded(&target)?;
-                ctx.set_total(r.source.size);
-                // A new volume: holes are there already.
-                let opts = copier::Options {
-                    to: Some(&to),
-                    fresh: true,
-                    ..copier::Options::default()
-                };
-                copier::copy(&image, r.source.size, &opts, ctx)?;
-                Ok(())
+                ctx.set_total(size);
+                fill(&me, &to, ctx)
             })();
             match copy {
                 Ok(()) => {
-                    me.finish_new(volume_id, id, &target)?;
+                    me.finish_new(volume_id, id, &target, from)?;
                     Ok(Some(JobResult::RestoredNew {
                         backup: id,
                         volume: target,

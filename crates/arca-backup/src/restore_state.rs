@@ -204,7 +204,13 @@ impl Backups {
 
     /// Records a restore into a new volume done: one transaction, the marker gone and the
     /// backup's history noting it; then hosts may write.
-    pub(crate) fn finish_new(&self, volume_id: u64, backup: BackupId, name: &str) -> Result<()> {
+    pub(crate) fn finish_new(
+        &self,
+        volume_id: u64,
+        backup: BackupId,
+        name: &str,
+        from: RestoredFrom,
+    ) -> Result<()> {
         {
             let _c = self.catalog_lock.lock();
             let mut t = self.pool.transaction();
@@ -216,7 +222,7 @@ impl Backups {
                 Event::Restored {
                     to: name.to_string(),
                     in_place: false,
-                    from: RestoredFrom::Array,
+                    from,
                 },
             )?;
             t.commit()?;

@@ -81,6 +81,19 @@ impl VaultKey {
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
+
+    /// The repository layer's form of the same key (one key, two crates: the registry keeps
+    /// it with serde, the repository seals with it).
+    pub fn to_repository(&self) -> arca_vault::VaultKey {
+        arca_vault::VaultKey::from_bytes(self.0)
+    }
+
+    /// Parses an exported key (`vault import --key-file`): 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<VaultKey> {
+        arca_vault::VaultKey::from_hex(text.trim())
+            .map(|k| VaultKey(*k.as_bytes()))
+            .map_err(|e| invalid(e.to_string()))
+    }
 }
 
 impl fmt::Debug for VaultKey {
@@ -493,6 +506,22 @@ impl Backups {
         Ok(e)
     }
 
+    /// Gives a registered vault the key an exported key file holds (`vault import
+    /// --key-file` on another array). The caller checks the key against the vault first.
+    pub fn set_vault_key(&self, name: &str, key: VaultKey) -> Result<VaultEntry> {
+        let _c = self.catalog_lock.lock();
+        let mut e = self.vault(name)?;
+        if e.key.as_ref() == Some(&key) {
+            return Ok(e);
+        }
+        e.key = Some(key);
+        let mut t = self.pool.transaction();
+        t.put(VAULTS, name.as_bytes().to_vec(), e.encode());
+        t.commit()?;
+        self.close_vault(name);
+        Ok(e)
+    }
+
     /// Removes a vault from the registry (its data stays where it is). Refused while any
     /// backup lists a copy in it, naming them, unless `force`: then those copy entries are
     /// dropped from the records, each noting it in its history, in the same transaction (a
@@ -539,6 +568,7 @@ impl Backups {
         }
         t.delete(VAULTS, name.as_bytes().to_vec());
         t.commit()?;
+        self.close_vault(name);
         Ok(RemovedVault {
             entry,
             dropped_from,

@@ -134,7 +134,7 @@ pub(crate) fn index_name(id: &PackId) -> String {
     format!("{INDEX_DIR}/{}", hex(id))
 }
 
-pub(crate) fn manifest_name(backup_id: u64) -> String {
+pub fn manifest_name(backup_id: u64) -> String {
     format!("{MANIFESTS_DIR}/{backup_id:016x}")
 }
 

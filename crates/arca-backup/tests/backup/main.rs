@@ -13,4 +13,5 @@ mod restore;
 mod restore_interrupted;
 mod snapshot;
 mod txn_failures;
+mod vault_wire;
 mod vaults;
