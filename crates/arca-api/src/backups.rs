@@ -398,7 +398,8 @@ pub(crate) async fn restore_backup(
             force: req.force,
         },
     };
-    let r = blocking(move || Ok(s.backups.restore(id, to)?)).await?;
+    let from = req.from_vault;
+    let r = blocking(move || Ok(s.backups.restore_from(id, to, from.as_deref())?)).await?;
     Ok((StatusCode::ACCEPTED, Json(restored_json(r))))
 }
 
@@ -426,8 +427,8 @@ pub(crate) struct DeleteBackupQuery {
     /// Delete before keep-until (never under a hold or before lock-until).
     force: Option<bool>,
     /// For a backup with vault copies: delete only the array's image; the backup stays
-    /// complete, living in its vault copies. Without it such a backup is refused (409):
-    /// deleting vault copies is not available yet.
+    /// complete, living in its vault copies. Without it the vault copies' manifests are
+    /// deleted too (an error names a vault that could not be reached; nothing false is kept).
     keep_vault_copies: Option<bool>,
 }
 

@@ -19,6 +19,7 @@ impl From<arca_backup::JobKind> for JobKind {
             K::PairResync => JobKind::PairResync,
             K::PairReverseResync => JobKind::PairReverseResync,
             K::PolicyRun => JobKind::PolicyRun,
+            K::VaultCopy => JobKind::VaultCopy,
         }
     }
 }
@@ -175,6 +176,21 @@ impl From<arca_backup::JobResult> for JobResult {
                 policy,
                 run,
                 result: result.into(),
+            }),
+            R::CopiedToVault { vault, copies } => JobResult::CopiedToVault(CopiedToVault {
+                vault,
+                copies: copies
+                    .into_iter()
+                    .map(|c| VaultCopied {
+                        backup: c.backup,
+                        base: c.base,
+                        bytes_read: c.bytes_read,
+                        bytes_new: c.bytes_new,
+                        bytes_stored: c.bytes_stored,
+                        requests: c.requests,
+                        manifest: c.manifest,
+                    })
+                    .collect(),
             }),
         }
     }

@@ -76,6 +76,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 async fn metrics(State(s): St) -> Response {
     let mut text = s.metrics.render(&s.pool.status());
     crate::policies::render_metrics(&s.policies, &mut text);
+    crate::vaults::render_metrics(&s.backups.vault_metrics(), &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -190,7 +191,8 @@ impl utoipa::Modify for BearerAuth {
           policies::pause_policy, policies::resume_policy, policies::run_policy,
           policies::next_policy_runs, policies::policy_history,
           vaults::add_vault, vaults::list_vaults, vaults::get_vault, vaults::remove_vault,
-          vaults::export_vault_key, vaults::annotate_backup, vaults::record_host_copy),
+          vaults::export_vault_key, vaults::annotate_backup, vaults::record_host_copy,
+          vaults::copy_to_vault, vaults::import_vault),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
@@ -207,7 +209,8 @@ impl utoipa::Modify for BearerAuth {
                        PolicyRunStarted, PolicyRan, PolicyNextTimes, PolicyNext,
                        AddVault, Vault, VaultKind, RemovedVault,
                        VaultKeyExport, BackupVaultCopy, BackupHostCopy, AnnotateBackup,
-                       RecordHostCopy)),
+                       RecordHostCopy, CopyToVault, VaultCopyStarted, VaultCopied, CopiedToVault,
+                       ImportVault, ImportFailure, VaultImported)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -1,6 +1,6 @@
 //! The vault endpoints: add, list, show, remove, and key export; and the endpoints of the
-//! information hosts write about backups after the fact: annotate and host copies. Nothing here
-//! contacts a vault (the repository layer does, when copies run).
+//! information hosts write about backups after the fact: annotate and host copies; copies into
+//! a vault and imports from one. Adding a vault opens (or creates) its repository.
 //!
 //! Secrets (S3 credentials, vault keys) go in with `POST /v1/vaults` and are never returned,
 //! except a key by `POST /v1/vaults/{name}/key-export`; no error message quotes them.
@@ -44,7 +44,10 @@ fn with_count(b: &arca_backup::Backups, e: VaultEntry) -> Result<Vault, ApiError
     Ok(vault_json(e, n))
 }
 
-/// Registers a vault. Nothing contacts it yet; with `encrypt`, its key is made now.
+/// Registers a vault and opens its repository (creating it when the place holds none), so an
+/// unreachable or wrong vault is refused and not registered; with `encrypt`, its key is made
+/// now. A vault that exists there encrypted is registered without opening when no key was
+/// given: `vault import` with its exported key opens it.
 #[utoipa::path(post, path = "/v1/vaults", tag = "vaults", request_body = AddVault,
     responses((status = 201, body = Vault, links(
                 ("Get" = (operation_id = "get_vault",
@@ -69,6 +72,8 @@ pub(crate) async fn add_vault(
             secret_key: req.secret_key.map(Secret::new),
             encrypt: req.encrypt,
         })?;
+        // Reachable now, or not registered: the repository is opened (made on first use).
+        let e = s.backups.connect_vault(e)?;
         Ok(vault_json(e, 0))
     })
     .await?;
@@ -217,12 +222,103 @@ pub(crate) async fn record_host_copy(
     Ok(Json(b))
 }
 
+/// Copies complete backups on the array into the vault, as one `vault-copy` job (202).
+#[utoipa::path(post, path = "/v1/vaults/{name}/copies", tag = "vaults",
+    params(("name" = String, Path)), request_body = CopyToVault,
+    responses((status = 202, body = VaultCopyStarted), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn copy_to_vault(
+    State(s): St,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<CopyToVault>,
+) -> Result<(StatusCode, Json<VaultCopyStarted>), ApiError> {
+    let job = blocking(move || Ok(s.backups.copy_to_vault(&req.backups, &name)?)).await?;
+    Ok((StatusCode::ACCEPTED, Json(VaultCopyStarted { job })))
+}
+
+/// Adds every backup the vault holds to this catalog (disaster recovery): vault-only backups
+/// with their original ids and information; `restore --as` then brings them back. With `key`
+/// (an exported key) an encrypted vault is opened and the key kept; a wrong key is refused.
+#[utoipa::path(post, path = "/v1/vaults/{name}/import", tag = "vaults",
+    params(("name" = String, Path)), request_body = ImportVault,
+    responses((status = 200, body = VaultImported), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn import_vault(
+    State(s): St,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<ImportVault>,
+) -> Result<Json<VaultImported>, ApiError> {
+    let r = blocking(move || {
+        let r = s.backups.import_vault(&name, req.key.as_deref())?;
+        Ok(VaultImported {
+            vault: name,
+            imported: r.imported,
+            known: r.known,
+            failed: r
+                .failed
+                .into_iter()
+                .map(|(backup, error)| ImportFailure { backup, error })
+                .collect(),
+        })
+    })
+    .await?;
+    Ok(Json(r))
+}
+
+/// Per-vault counters since the daemon started, in the exposition format.
+pub(crate) fn render_metrics(
+    m: &std::collections::BTreeMap<String, arca_backup::VaultMetrics>,
+    o: &mut String,
+) {
+    use std::fmt::Write as _;
+    type Field = fn(&arca_backup::VaultMetrics) -> u64;
+    let families: [(&str, &str, Field); 5] = [
+        (
+            "arca_vault_read_bytes_total",
+            "Bytes read from the array by copies into the vault.",
+            |x| x.bytes_read,
+        ),
+        (
+            "arca_vault_new_bytes_total",
+            "Bytes of chunks copies found new to the vault.",
+            |x| x.bytes_new,
+        ),
+        (
+            "arca_vault_stored_bytes_total",
+            "Bytes copies wrote to the vault (compressed, sealed).",
+            |x| x.bytes_stored,
+        ),
+        (
+            "arca_vault_requests_total",
+            "Write requests copies sent to the vault.",
+            |x| x.requests,
+        ),
+        (
+            "arca_vault_restored_bytes_total",
+            "Bytes restores wrote from the vault.",
+            |x| x.bytes_restored,
+        ),
+    ];
+    for (name, help, field) in families {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} counter");
+        for (vault, x) in m {
+            let v = vault.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(o, "{name}{{vault=\"{v}\"}} {}", field(x));
+        }
+    }
+}
+
 pub(crate) fn routes() -> axum::Router<Arc<crate::ApiState>> {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/v1/vaults", get(list_vaults).post(add_vault))
         .route("/v1/vaults/{name}", get(get_vault).delete(remove_vault))
         .route("/v1/vaults/{name}/key-export", post(export_vault_key))
+        .route("/v1/vaults/{name}/copies", post(copy_to_vault))
+        .route("/v1/vaults/{name}/import", post(import_vault))
         .route("/v1/backups/{id}/annotate", post(annotate_backup))
         .route("/v1/backups/{id}/host-copies", post(record_host_copy))
 }

@@ -249,6 +249,31 @@ impl Backups {
         Ok(vault)
     }
 
+    /// `vault add`'s reachability check: opens (or creates) the new entry's repository. On
+    /// failure the entry is removed again and the error says why, except for a vault that
+    /// exists there encrypted while no key was given: it stays registered, for `vault import`
+    /// with its exported key.
+    pub fn connect_vault(&self, e: VaultEntry) -> Result<VaultEntry> {
+        match self.open_vault(&e.name) {
+            Ok(_) => self.vault(&e.name),
+            Err(err) => {
+                let spec = spec_of(&e);
+                if e.key.is_none()
+                    && matches!(
+                        Vault::open(&spec, None),
+                        Err(arca_vault::Error::KeyMissing(_))
+                    )
+                {
+                    return Ok(e);
+                }
+                if let Err(x) = self.remove_vault(&e.name, false) {
+                    tracing::warn!(vault = %e.name, "unregistering an unreachable vault: {x}");
+                }
+                Err(err)
+            }
+        }
+    }
+
     /// Forgets the open repository of `name` (removed from the registry, or its key changed).
     pub(crate) fn close_vault(&self, name: &str) {
         self.vault_state.open.lock().remove(name);

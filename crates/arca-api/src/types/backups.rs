@@ -414,6 +414,10 @@ pub struct RestoreBackup {
     /// In place: disconnect the volume's NBD clients instead of refusing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// Restore from this vault's copy. Default: the array's image when it is there and not
+    /// known damaged, else the first registered vault holding a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_vault: Option<String>,
 }
 
 /// `POST /v1/backup-sets/{id}/restore`: every volume of the set, in place.

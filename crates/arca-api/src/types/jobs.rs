@@ -29,6 +29,8 @@ pub enum JobKind {
     PairReverseResync,
     /// A backup policy's run; result: a PolicyRan.
     PolicyRun,
+    /// Backups copied into a vault; result: a CopiedToVault.
+    VaultCopy,
 }
 
 wire_names!(JobKind {
@@ -42,6 +44,7 @@ wire_names!(JobKind {
     PairResync => "pair-resync",
     PairReverseResync => "pair-reverse-resync",
     PolicyRun => "policy-run",
+    VaultCopy => "vault-copy",
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -128,6 +131,7 @@ pub enum JobResult {
     Digested(Digested),
     PairCopied(PairCopied),
     PolicyRan(PolicyRan),
+    CopiedToVault(CopiedToVault),
 }
 
 /// The document's schema of [`JobResult`]: any of the shapes (anyOf, not oneOf: an empty list
@@ -149,6 +153,7 @@ fn job_result_schema() -> utoipa::openapi::schema::Schema {
         .item(Ref::from_schema_name("Digested"))
         .item(Ref::from_schema_name("PairCopied"))
         .item(Ref::from_schema_name("PolicyRan"))
+        .item(Ref::from_schema_name("CopiedToVault"))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .build()
         .into()

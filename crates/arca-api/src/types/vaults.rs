@@ -7,7 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `POST /v1/vaults`: register a vault. Nothing contacts it yet. The credentials are stored and
+/// `POST /v1/vaults`: register a vault; the daemon opens (or creates) its repository and
+/// refuses one it cannot reach. The credentials are stored and
 /// never returned; with `encrypt`, a key is made and kept in the pool's metadata (only
 /// `POST /v1/vaults/{name}/key-export` returns it).
 #[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -182,4 +183,89 @@ pub struct RecordHostCopy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub copied: Option<String>,
+}
+
+/// `POST /v1/vaults/{name}/copies`: copy complete backups on the array into the vault, as one
+/// `vault-copy` job (oldest first; each reads only what changed since an earlier backup of
+/// its volume already in the vault, when that one is still on the array).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyToVault {
+    #[schema(value_type = Vec<u64>)]
+    pub backups: Vec<arca_backup::BackupId>,
+}
+
+/// The job a `POST /v1/vaults/{name}/copies` started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCopyStarted {
+    #[schema(value_type = u64)]
+    pub job: arca_backup::JobId,
+}
+
+/// One backup's copy in a `vault-copy` job's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCopied {
+    #[schema(value_type = u64)]
+    pub backup: arca_backup::BackupId,
+    /// The earlier backup whose copy gave the unchanged chunks; null for a full read.
+    #[schema(value_type = Option<u64>)]
+    pub base: Option<arca_backup::BackupId>,
+    /// Bytes read from the array.
+    pub bytes_read: u64,
+    /// Bytes of chunks the vault did not hold before.
+    pub bytes_new: u64,
+    /// Bytes written to the vault (compressed, sealed, with indexes and the manifest).
+    pub bytes_stored: u64,
+    /// Write requests to the vault.
+    pub requests: u64,
+    pub manifest: String,
+}
+
+/// The result of a `vault-copy` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopiedToVault {
+    pub vault: String,
+    pub copies: Vec<VaultCopied>,
+}
+
+/// `POST /v1/vaults/{name}/import`: add the vault's backups to this array's catalog.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportVault {
+    /// An encrypted vault's exported key (64 hex digits), when this array does not hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for ImportVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportVault")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A manifest `vault import` could not import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFailure {
+    pub backup: u64,
+    pub error: String,
+}
+
+/// What `vault import` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultImported {
+    pub vault: String,
+    /// Backups added to the catalog (they live only in the vault).
+    #[schema(value_type = Vec<u64>)]
+    pub imported: Vec<arca_backup::BackupId>,
+    /// Backups the catalog had already; their copy in the vault is recorded.
+    #[schema(value_type = Vec<u64>)]
+    pub known: Vec<arca_backup::BackupId>,
+    pub failed: Vec<ImportFailure>,
 }

@@ -69,16 +69,28 @@ pub enum BackupCmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Delete a backup's data; its record stays as history. A backup with vault copies is
-    /// refused unless --keep-vault-copies (deleting vault copies is not available yet)
+    /// Copy complete backups into a vault, as one job (oldest first; each reads only what
+    /// changed since an earlier backup of its volume already in the vault)
+    Copy {
+        /// The backups to copy
+        #[arg(required = true)]
+        ids: Vec<arca_backup::BackupId>,
+        /// The vault to copy into
+        #[arg(long)]
+        vault: String,
+        /// Print the job id and return instead of waiting for the result
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a backup's data, its vault copies included; its record stays as history.
+    /// --keep-vault-copies deletes only the array's image
     Delete {
         id: arca_backup::BackupId,
         /// Delete before its keep-until time (never under a hold or a retention lock)
         #[arg(long)]
         force: bool,
         /// Delete only the array's image of a backup with vault copies: the backup stays
-        /// complete, living in its vault copies (deleting the vault copies themselves is not
-        /// available yet)
+        /// complete, living in its vault copies (without it, their manifests are deleted too)
         #[arg(long)]
         keep_vault_copies: bool,
     },
@@ -296,6 +308,10 @@ pub struct RestoreArgs {
     /// Disconnect the volume's NBD clients instead of refusing
     #[arg(long)]
     pub force: bool,
+    /// Restore from this vault's copy (default: the array's image when it is there and not
+    /// known damaged, else a vault copy)
+    #[arg(long, value_name = "VAULT", conflicts_with = "set")]
+    pub from_vault: Option<String>,
     /// Print what was started and return instead of waiting for the job
     #[arg(long)]
     pub no_wait: bool,

@@ -32,6 +32,11 @@ pub fn run_backup(c: &Client, s: &Settings, cmd: BackupCmd) -> Result<()> {
             show_or(s, &b, || print!("{}", backup_text(&b)))
         }
         BackupCmd::Verify { ids, all, no_wait } => verify(c, s, ids, all, no_wait),
+        BackupCmd::Copy {
+            ids,
+            vault,
+            no_wait,
+        } => super::vaults::copy(c, s, ids, &vault, no_wait),
         BackupCmd::Delete {
             id,
             force,
@@ -322,6 +327,7 @@ pub fn run_restore(c: &Client, s: &Settings, a: RestoreArgs) -> Result<()> {
                 to: a.to,
                 as_name: a.as_name.clone(),
                 force: a.force,
+                from_vault: a.from_vault.clone(),
             },
         )?,
         (None, None) => bail!("name a backup, or --set"),

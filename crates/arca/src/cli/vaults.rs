@@ -7,11 +7,14 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use arca_api::types::{AddVault, RemovedVault, Vault, VaultKeyExport};
+use arca_api::types::{
+    AddVault, CopiedToVault, CopyToVault, ImportVault, JobResult, RemovedVault, Vault,
+    VaultCopyStarted, VaultImported, VaultKeyExport,
+};
 use clap::{Args, Subcommand};
 
 use super::client::{Client, seg};
-use super::format::{Align, Table, fields, or_dash};
+use super::format::{self, Align, Table, fields, or_dash};
 use super::{ClientOptions, Settings, show_or};
 
 #[derive(Args, Debug)]
@@ -24,8 +27,8 @@ pub struct VaultArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum VaultCmd {
-    /// Register a vault: file:///PATH (a directory) or s3://BUCKET/PREFIX. Nothing contacts it
-    /// yet.
+    /// Register a vault: file:///PATH (a directory) or s3://BUCKET/PREFIX. The daemon opens it
+    /// (or creates it, when the place holds none) and refuses one it cannot reach.
     Add {
         name: String,
         /// file:///ABSOLUTE/PATH or s3://BUCKET/PREFIX
@@ -62,6 +65,14 @@ pub enum VaultCmd {
         /// their records (a backup living only there becomes deleted)
         #[arg(long)]
         force: bool,
+    },
+    /// Add the vault's backups to this array's catalog (disaster recovery); then restore them
+    /// with `arca restore ID --as NAME`
+    Import {
+        name: String,
+        /// An encrypted vault's exported key (from `arca vault key export`)
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
     },
     /// An encrypted vault's key
     Key {
@@ -217,6 +228,42 @@ pub fn run(c: &Client, s: &Settings, cmd: VaultCmd) -> Result<()> {
                 }
             })
         }
+        VaultCmd::Import { name, key_file } => {
+            let key = key_file.map(|p| read_secret("key", &p)).transpose()?;
+            let path = format!("/v1/vaults/{}/import", seg(&name));
+            let r: VaultImported = c.post_json(&path, &ImportVault { key })?;
+            show_or(s, &r, || {
+                let ids = |v: &[arca_backup::BackupId]| {
+                    v.iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!(
+                    "imported {} from vault {}{}",
+                    format::count(r.imported.len() as u64, "backup"),
+                    r.vault,
+                    if r.imported.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", ids(&r.imported))
+                    }
+                );
+                if !r.known.is_empty() {
+                    println!("already in the catalog: {}", ids(&r.known));
+                }
+                for f in &r.failed {
+                    println!("not imported: backup {}: {}", f.backup, f.error);
+                }
+            })?;
+            if !r.failed.is_empty() {
+                bail!(
+                    "{} could not be imported",
+                    format::count(r.failed.len() as u64, "backup")
+                );
+            }
+            Ok(())
+        }
         VaultCmd::Key {
             cmd: KeyCmd::Export { name, to },
         } => {
@@ -243,4 +290,46 @@ pub fn run(c: &Client, s: &Settings, cmd: VaultCmd) -> Result<()> {
             }
         }
     }
+}
+
+/// `arca backup copy ID... --vault NAME`: one job; waits for it unless `no_wait`.
+pub fn copy(
+    c: &Client,
+    s: &Settings,
+    ids: Vec<arca_backup::BackupId>,
+    vault: &str,
+    no_wait: bool,
+) -> Result<()> {
+    let path = format!("/v1/vaults/{}/copies", seg(vault));
+    let started: VaultCopyStarted = c.post_json(&path, &CopyToVault { backups: ids })?;
+    if no_wait {
+        return show_or(s, &started, || {
+            println!(
+                "copying into vault {vault} in job {} (arca job wait {})",
+                started.job, started.job
+            )
+        });
+    }
+    let job = super::jobs::wait_id(c, started.job)?;
+    super::jobs::succeeded(&job)?;
+    let r: CopiedToVault = match job.result.clone() {
+        Some(JobResult::CopiedToVault(r)) => r,
+        other => bail!("the vault copy job's result is not a copy list: {other:?}"),
+    };
+    show_or(s, &r, || {
+        for x in &r.copies {
+            let base = x
+                .base
+                .map(|b| format!(", changes since backup {b}"))
+                .unwrap_or_default();
+            println!(
+                "copied backup {} to vault {}{base}: read {}, new {}, stored {}",
+                x.backup,
+                r.vault,
+                format::size(x.bytes_read),
+                format::size(x.bytes_new),
+                format::size(x.bytes_stored)
+            );
+        }
+    })
 }

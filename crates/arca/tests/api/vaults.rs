@@ -27,8 +27,14 @@ fn assert_no_secret(what: &str, text: &str, key: Option<&str>) {
 #[test]
 fn vaults_every_endpoint_and_secrets_never_shown() {
     let d = Daemon::start_with_args(&["--volume", "v=16M"]);
+    // Adding a vault opens it: a real S3 server with these credentials, and a directory.
+    let Some(server) =
+        crate::common::s3::S3Server::start(&d.dir().join("s3"), &["arca-bkt"], ACCESS, SECRET)
+    else {
+        return;
+    };
     let s3 = json!({
-        "name": "offsite", "url": "s3://arca-bkt/site1/", "endpoint": "http://127.0.0.1:9",
+        "name": "offsite", "url": "s3://arca-bkt/site1/", "endpoint": server.endpoint(),
         "allow_http": true, "region": "eu-west-1", "access_key": ACCESS, "secret_key": SECRET,
         "encrypt": true
     });
@@ -46,7 +52,7 @@ fn vaults_every_endpoint_and_secrets_never_shown() {
     let (st, dir) = post(
         &d,
         "/v1/vaults",
-        json!({"name": "local", "url": "file:///srv/arca"}),
+        json!({"name": "local", "url": format!("file://{}", d.dir().join("local").display())}),
     );
     assert_eq!(st, 201, "{dir}");
     assert_eq!(
@@ -243,6 +249,8 @@ fn vault_and_copy_endpoints_are_documented() {
                 "post",
                 &["200", "404", "422"],
             ),
+            ("/v1/vaults/{name}/copies", "post", &["202", "404", "409"]),
+            ("/v1/vaults/{name}/import", "post", &["200", "404", "422"]),
             ("/v1/backups/{id}/annotate", "post", &["200", "404", "422"]),
             (
                 "/v1/backups/{id}/host-copies",

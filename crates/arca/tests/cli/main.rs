@@ -17,5 +17,6 @@ mod scenarios;
 mod snapshots;
 mod stale;
 mod util;
+mod vault_dr;
 mod vaults;
 mod volumes;

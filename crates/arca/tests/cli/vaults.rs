@@ -15,6 +15,14 @@ const SECRET: &str = "cliVaultSecretKeyValue0042";
 fn vault_commands_keep_secrets_in_files_and_export_the_key_privately() {
     let d = Daemon::with_volumes(&["v=16M"]);
     let dir = d.dir().to_path_buf();
+    // Adding a vault opens it: a real S3 server with these credentials, and a directory.
+    let Some(server) =
+        crate::common::s3::S3Server::start(&dir.join("s3"), &["cli-bkt"], ACCESS, SECRET)
+    else {
+        return;
+    };
+    let endpoint = server.endpoint();
+    let local = format!("file://{}", dir.join("local").display());
     let (ak, sk, empty) = (dir.join("ak"), dir.join("sk"), dir.join("empty"));
     std::fs::write(&ak, format!("{ACCESS}\n")).unwrap();
     std::fs::write(&sk, format!("  {SECRET}\n")).unwrap();
@@ -32,7 +40,7 @@ fn vault_commands_keep_secrets_in_files_and_export_the_key_privately() {
             "--url",
             "s3://cli-bkt/arca",
             "--endpoint",
-            "http://127.0.0.1:9",
+            &endpoint,
             "--allow-http",
             "--access-key-file",
             ak,
@@ -52,7 +60,7 @@ fn vault_commands_keep_secrets_in_files_and_export_the_key_privately() {
         "{}",
         out.stdout
     );
-    d.arca(&["vault", "add", "local", "--url", "file:///srv/arca/"])
+    d.arca(&["vault", "add", "local", "--url", &format!("{local}/")])
         .ok();
     let err = d
         .arca(&[
@@ -86,11 +94,11 @@ fn vault_commands_keep_secrets_in_files_and_export_the_key_privately() {
     );
     assert_eq!(
         row(&table, "local")[1..4],
-        ["directory", "file:///srv/arca", "no"]
+        ["directory", local.as_str(), "no"]
     );
     let show = d.arca(&["vault", "show", "off"]).ok().stdout;
     assert_eq!(field(&show, "credentials"), "stored");
-    assert_eq!(field(&show, "endpoint"), "http://127.0.0.1:9");
+    assert_eq!(field(&show, "endpoint"), endpoint);
     let json = d.json(&["vault", "show", "off"]);
     assert_eq!(
         (&json["encrypted"], &json["allow_http"]),
@@ -129,7 +137,7 @@ fn vault_commands_keep_secrets_in_files_and_export_the_key_privately() {
     let out = d.arca(&["vault", "remove", "local"]).ok();
     assert!(
         out.stdout
-            .contains("removed vault local (its data stays at file:///srv/arca)")
+            .contains(&format!("removed vault local (its data stays at {local})"))
     );
     let err = d.arca(&["vault", "show", "local"]).error_line();
     assert!(err.contains("vault local does not exist"), "{err}");
@@ -193,7 +201,7 @@ fn vault_usage_errors_come_before_any_request() {
         "Delete a backup's data",
         &["--keep-vault-copies"],
     );
-    assert!(help.contains("not available yet"), "{help}");
+    assert!(help.contains("vault copies included"), "{help}");
 }
 
 #[test]
@@ -253,8 +261,8 @@ fn annotate_and_record_copy_show_in_the_record_and_the_list() {
     assert!(show.contains("host copy recorded: tape at T7"), "{show}");
     let table = d.arca(&["backup", "list", "--label", "weekly"]).ok().stdout;
     assert_eq!(row(&table, &id).last(), Some(&"array,host:tape"), "{table}");
-    d.arca(&["vault", "add", "off", "--url", "file:///srv/off"])
-        .ok();
+    let off = format!("file://{}", d.dir().join("off").display());
+    d.arca(&["vault", "add", "off", "--url", &off]).ok();
     let ids = |args: &[&str]| -> Vec<String> {
         d.json(&[&["backup", "list"], args].concat())["backups"]
             .as_array()

@@ -12,4 +12,5 @@ pub mod json;
 pub mod nbd;
 pub mod process;
 pub mod qemu;
+pub mod s3;
 pub mod tools;
