@@ -178,7 +178,7 @@ impl Backups {
             })();
             match one {
                 Ok((rec, copy)) => {
-                    let known = matches!(crate::catalog::get(&self.pool, rec.id)?, Some(_));
+                    let known = crate::catalog::get(&self.pool, rec.id)?.is_some();
                     match self.add_imported(rec, copy) {
                         Ok(r) if known => report.known.push(r.id),
                         Ok(r) => report.imported.push(r.id),
