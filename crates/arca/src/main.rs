@@ -4,6 +4,7 @@ mod cli;
 mod nbd_exports;
 mod serve;
 mod size;
+mod tls_setup;
 
 use clap::{Parser, Subcommand};
 

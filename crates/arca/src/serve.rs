@@ -65,6 +65,8 @@ pub struct ServeArgs {
     /// missing or does not hold a number. Lets tests script a calendar of backups.
     #[arg(long, value_name = "PATH", hide = true)]
     pub test_clock_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::tls_setup::TlsArgs,
 }
 
 /// How long an orderly stop waits for running restores to stop at their next step.
@@ -267,10 +269,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
              use --token-file or ARCA_TOKEN"
         );
     }
+    let nbd_tls = args.tls.nbd_tls()?;
     let pool = open_pool(&args)?;
     ensure_volumes(&pool, &args.volumes)?;
     let listener =
         TcpListener::bind(&args.nbd).with_context(|| format!("listening on {}", args.nbd))?;
+    args.tls.check_nbd_exposure(listener.local_addr()?)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -281,7 +285,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.default_export.clone(),
         metrics.clone(),
     ));
-    let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)));
+    let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)).with_tls(nbd_tls));
     let nbd_addr = listener.local_addr()?;
     // The backup service: recovers copies a stop interrupted and guards every destination
     // before any client or API request can touch them.
