@@ -117,12 +117,16 @@ pub(crate) async fn check_host_and_origin(State(s): St, req: Request, next: Next
         .into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let own = host.as_deref().map(|h| format!("http://{h}"));
+        // Either scheme: the port serves only one, so no page of the other can exist there.
         let same = origin
             .to_str()
             .ok()
-            .zip(own.as_deref())
-            .is_some_and(|(o, own)| o.eq_ignore_ascii_case(own));
+            .zip(host.as_deref())
+            .is_some_and(|(o, h)| {
+                ["http://", "https://"]
+                    .iter()
+                    .any(|scheme| o.eq_ignore_ascii_case(&format!("{scheme}{h}")))
+            });
         if !same {
             return ApiError::new(
                 StatusCode::FORBIDDEN,

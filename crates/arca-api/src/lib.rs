@@ -13,8 +13,10 @@ mod panics;
 mod pool;
 pub mod server;
 mod snapshots;
+pub mod tls;
 pub mod types;
 mod volumes;
 
 pub use metrics::Metrics;
 pub use server::{ApiDoc, ApiState, BODY_MAX_BYTES, openapi_json, router, serve};
+pub use tls::serve_tls;

@@ -49,7 +49,7 @@ fn main() {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--api, --token and --json before the subcommand are client options; \
+                "--api, --token, --json and --ca-file before the subcommand are client options; \
                  serve takes its own options after `serve`",
             )
             .exit();

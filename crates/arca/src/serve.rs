@@ -269,12 +269,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
              use --token-file or ARCA_TOKEN"
         );
     }
+    // Refused before touching the pool: exposure without TLS, unusable credentials.
+    let api_tls = args.tls.api_tls()?;
+    args.tls.check_api_exposure(api_addr, api_tls.is_some())?;
     let nbd_tls = args.tls.nbd_tls()?;
+    args.tls.check_nbd_exposure(&args.nbd)?;
     let pool = open_pool(&args)?;
     ensure_volumes(&pool, &args.volumes)?;
     let listener =
         TcpListener::bind(&args.nbd).with_context(|| format!("listening on {}", args.nbd))?;
-    args.tls.check_nbd_exposure(listener.local_addr()?)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -329,15 +332,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
         nbd_addr: nbd_addr.to_string(),
     });
     let api_stop = stop.clone();
-    let api = runtime.spawn(arca_api::serve(api_listener, state, async move {
+    let api_stopped = async move {
         while !api_stop.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-    }));
+    };
+    let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+    let api = match api_tls {
+        Some(tls) => runtime.spawn(arca_api::serve_tls(api_listener, tls, state, api_stopped)),
+        None => runtime.spawn(arca_api::serve(api_listener, state, api_stopped)),
+    };
 
     // Scripts and tests wait for these lines; they carry the ports when 0 was asked for.
     println!("arca: serving NBD on {nbd_addr}");
-    println!("arca: serving API on http://{api_local}");
+    println!("arca: serving API on {api_scheme}://{api_local}");
     use std::io::Write;
     std::io::stdout().flush()?;
     let nbd_result = server.serve(&listener, &stop);

@@ -1,10 +1,12 @@
-//! `arca serve`'s options for serving beyond loopback: TLS on NBD, and the rule that a
-//! non-loopback NBD address needs TLS required or an explicit `--nbd-insecure`.
+//! `arca serve`'s options for serving beyond loopback: TLS on NBD and on the API, and the
+//! rules that a non-loopback NBD address needs TLS required (or an explicit `--nbd-insecure`)
+//! and a non-loopback API needs HTTPS (or an explicit `--api-insecure`) besides its token.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use arca_nbd::{TlsConfig, TlsMode};
 
 #[derive(clap::Args, Debug, Default)]
@@ -26,6 +28,16 @@ pub struct TlsArgs {
     /// port can then read and write every export, and data crosses the network in clear
     #[arg(long)]
     pub nbd_insecure: bool,
+    /// Serve the API over HTTPS with this PEM certificate chain (with --api-tls-key)
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// PEM private key of --api-tls-cert
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_key: Option<PathBuf>,
+    /// Serve the API on a non-loopback address over plain HTTP: its token then crosses the
+    /// network in clear
+    #[arg(long)]
+    pub api_insecure: bool,
 }
 
 impl TlsArgs {
@@ -51,9 +63,48 @@ impl TlsArgs {
             .map_err(|e| anyhow::anyhow!("NBD TLS credentials: {e}"))
     }
 
-    /// Refuses a non-loopback NBD address unless TLS is required or `--nbd-insecure` says the
-    /// exposure is meant (then warns).
-    pub fn check_nbd_exposure(&self, addr: SocketAddr) -> Result<()> {
+    /// The API's TLS settings when --api-tls-cert and --api-tls-key are given.
+    pub fn api_tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        match (&self.api_tls_cert, &self.api_tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => arca_api::tls::server_config(cert, key)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("API TLS credentials: {e}")),
+            _ => bail!("--api-tls-cert and --api-tls-key go together"),
+        }
+    }
+
+    /// Refuses a non-loopback API over plain HTTP unless `--api-insecure` says it is meant
+    /// (then warns). The token rule is checked beside it.
+    pub fn check_api_exposure(&self, addr: SocketAddr, tls: bool) -> Result<()> {
+        if addr.ip().is_loopback() || tls {
+            return Ok(());
+        }
+        if !self.api_insecure {
+            bail!(
+                "refusing to serve the API on non-loopback address {addr} over plain HTTP: \
+                 its token would cross the network in clear. Use --api-tls-cert and \
+                 --api-tls-key, or --api-insecure to accept that"
+            );
+        }
+        tracing::warn!(%addr, "serving the API on a non-loopback address over plain HTTP (--api-insecure)");
+        Ok(())
+    }
+
+    /// Refuses a non-loopback NBD address (any the name resolves to) unless TLS is required
+    /// or `--nbd-insecure` says the exposure is meant (then warns).
+    pub fn check_nbd_exposure(&self, nbd: &str) -> Result<()> {
+        let addrs: Vec<SocketAddr> = nbd
+            .to_socket_addrs()
+            .with_context(|| format!("invalid --nbd address {nbd}"))?
+            .collect();
+        for addr in addrs {
+            self.check_nbd_addr(addr)?;
+        }
+        Ok(())
+    }
+
+    fn check_nbd_addr(&self, addr: SocketAddr) -> Result<()> {
         if addr.ip().is_loopback() || self.nbd_tls == TlsMode::Require {
             return Ok(());
         }
@@ -86,25 +137,25 @@ mod tests {
     #[test]
     fn non_loopback_nbd_needs_tls_required_or_insecure() {
         let plain = TlsArgs::default();
-        assert!(plain.check_nbd_exposure(addr("127.0.0.1:10809")).is_ok());
-        assert!(plain.check_nbd_exposure(addr("[::1]:10809")).is_ok());
-        let e = plain.check_nbd_exposure(addr("0.0.0.0:10809")).unwrap_err();
+        assert!(plain.check_nbd_addr(addr("127.0.0.1:10809")).is_ok());
+        assert!(plain.check_nbd_addr(addr("[::1]:10809")).is_ok());
+        let e = plain.check_nbd_addr(addr("0.0.0.0:10809")).unwrap_err();
         assert!(e.to_string().contains("--nbd-insecure"), "{e}");
         let on = TlsArgs {
             nbd_tls: TlsMode::On,
             ..TlsArgs::default()
         };
-        assert!(on.check_nbd_exposure(addr("192.0.2.1:10809")).is_err());
+        assert!(on.check_nbd_addr(addr("192.0.2.1:10809")).is_err());
         let require = TlsArgs {
             nbd_tls: TlsMode::Require,
             ..TlsArgs::default()
         };
-        assert!(require.check_nbd_exposure(addr("0.0.0.0:10809")).is_ok());
+        assert!(require.check_nbd_addr(addr("0.0.0.0:10809")).is_ok());
         let insecure = TlsArgs {
             nbd_insecure: true,
             ..TlsArgs::default()
         };
-        assert!(insecure.check_nbd_exposure(addr("0.0.0.0:10809")).is_ok());
+        assert!(insecure.check_nbd_addr(addr("0.0.0.0:10809")).is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod commands;
 mod format;
 mod jobs;
 mod pairs;
+mod tls_roots;
 
 use std::io::Write as _;
 
@@ -37,12 +38,16 @@ pub struct LeadingOptions {
     /// Client commands print the API's JSON instead of tables
     #[arg(id = "leading_json", long = "json")]
     pub json: bool,
+    /// PEM CA certificate(s) an https:// API's certificate must chain to (default: the
+    /// system's roots) [env: ARCA_CA_FILE]
+    #[arg(id = "leading_ca_file", long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl LeadingOptions {
     /// True when any was given (they mean nothing to `serve`).
     pub fn given(&self) -> bool {
-        self.api.is_some() || self.token.is_some() || self.json
+        self.api.is_some() || self.token.is_some() || self.json || self.ca_file.is_some()
     }
 }
 
@@ -59,6 +64,10 @@ pub struct ClientOptions {
     /// Print the API's JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA certificate(s) an https:// API's certificate must chain to (default: the
+    /// system's roots) [env: ARCA_CA_FILE]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A snapshot named on the command line as `VOLUME@SNAPSHOT`.
@@ -273,6 +282,7 @@ pub struct Settings {
     pub api: String,
     pub token: Option<String>,
     pub json: bool,
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -295,10 +305,16 @@ fn settings(leading: &LeadingOptions, cmd: &Command) -> Result<Settings, String>
         .or_else(|| env_nonempty("ARCA_TOKEN"))
         // As the daemon reads its token file: surrounding whitespace is not part of it.
         .map(|t| t.trim().to_string());
+    let ca_file = opts
+        .ca_file
+        .clone()
+        .or_else(|| leading.ca_file.clone())
+        .or_else(|| env_nonempty("ARCA_CA_FILE").map(Into::into));
     Ok(Settings {
         api,
         token,
         json: opts.json || leading.json,
+        ca_file,
     })
 }
 
@@ -330,7 +346,14 @@ pub fn run(leading: LeadingOptions, cmd: Command) -> i32 {
             return 2;
         }
     };
-    let client = Client::new(settings.api.clone(), settings.token.clone());
+    let tls = match tls_roots::tls_config(settings.ca_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            print_error(&format!("{e:#}"));
+            return 1;
+        }
+    };
+    let client = Client::new(settings.api.clone(), settings.token.clone(), tls);
     let result = commands::run(&client, &settings, cmd);
     // The caller exits the process, which skips flushing stdout.
     let flushed = std::io::stdout().flush();

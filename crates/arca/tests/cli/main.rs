@@ -6,7 +6,10 @@ mod common;
 
 mod auth;
 mod backups;
+#[path = "../../../arca-nbd/tests/server/certs.rs"]
+mod certs;
 mod errors;
+mod https;
 mod metadata_room;
 mod pairs;
 mod placement;
