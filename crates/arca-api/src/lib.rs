@@ -2,6 +2,7 @@
 //! code, Prometheus metrics, and the JSON types the CLI shares.
 
 mod access;
+pub mod audit;
 mod backup_json;
 mod backups;
 mod convert;
@@ -11,9 +12,11 @@ pub mod metrics;
 mod pairs;
 mod panics;
 mod pool;
+pub mod roles;
 pub mod server;
 mod snapshots;
 pub mod tls;
+pub mod tokens;
 pub mod types;
 mod volumes;
 

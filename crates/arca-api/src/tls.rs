@@ -77,6 +77,18 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
+/// The address of a client connected over TLS, as requests see it (the audit trail).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsPeer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> TlsPeer {
+        TlsPeer(*stream.remote_addr())
+    }
+}
+
 /// Connections whose TLS handshake finished, as axum's server takes them.
 struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -155,7 +167,8 @@ pub async fn serve_tls(
         local,
         acceptor,
     };
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<TlsPeer>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -327,6 +327,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         pairs: pairs.clone(),
         hosts,
         metrics,
+        tokens: Arc::new(
+            arca_api::tokens::Tokens::open(pool.clone(), token.clone())
+                .map_err(|e| anyhow!("reading the API tokens: {e}"))?,
+        ),
+        audit: Arc::new(
+            arca_api::audit::Audit::open(pool.clone(), backup_clock(&args))
+                .map_err(|e| anyhow!("opening the audit trail: {e}"))?,
+        ),
         token,
         api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),

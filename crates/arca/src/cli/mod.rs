@@ -3,6 +3,7 @@
 //!
 //! Exit status: 0 success, 1 error (one `error: MESSAGE` line on stderr), 2 usage error.
 
+mod audit;
 mod backup_args;
 mod backup_text;
 mod backups;
@@ -12,6 +13,7 @@ mod format;
 mod jobs;
 mod pairs;
 mod tls_roots;
+mod tokens;
 
 use std::io::Write as _;
 
@@ -117,6 +119,10 @@ pub enum Command {
     Catalog(backups::CatalogArgs),
     /// Create, list, show, split, resync and delete copy pairs (a volume and its full copy)
     Pair(pairs::PairArgs),
+    /// Create, list and revoke named API tokens with roles
+    Token(tokens::TokenArgs),
+    /// List the audit trail: who changed what, when, from where
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -272,6 +278,8 @@ impl Command {
             Command::Restore(a) => &a.opts,
             Command::Catalog(a) => &a.opts,
             Command::Pair(a) => &a.opts,
+            Command::Token(a) => &a.opts,
+            Command::Audit(a) => &a.opts,
         }
     }
 }

@@ -13,6 +13,7 @@ mod common;
 mod access;
 mod backups;
 mod pairs;
+mod tokens;
 mod volumes_in_use;
 
 use common::daemon::{Daemon, Serve};

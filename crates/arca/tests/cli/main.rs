@@ -18,5 +18,6 @@ mod restore_interrupted;
 mod scenarios;
 mod snapshots;
 mod stale;
+mod tokens;
 mod util;
 mod volumes;
