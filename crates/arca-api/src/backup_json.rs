@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use arca_backup::record::{BackupRecord, Destination, Event, Status};
+use arca_backup::record::{BackupRecord, Destination, Event, RestoredFrom, Status};
 use arca_backup::time::format_ms;
 use arca_store::Pool;
 
@@ -28,7 +28,7 @@ impl Names {
 
     /// The export holding a complete backup's image, when it exists.
     fn export(&self, r: &BackupRecord) -> Option<String> {
-        if r.status != Status::Complete {
+        if r.status != Status::Complete || !r.on_array() {
             return None;
         }
         match &r.destination {
@@ -42,9 +42,7 @@ impl Names {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use arca_backup::vaults::hex;
 
 fn pairs(v: &[(u64, u64)]) -> Vec<[u64; 2]> {
     v.iter().map(|&(o, l)| [o, l]).collect()
@@ -56,6 +54,7 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
         .as_ref()
         .map(|e| format!("nbd://{}/{e}", names.nbd_addr));
     let verified = r.last_verified_ok();
+    let locations = r.locations();
     let destination = match r.destination {
         Destination::Snapshot { volume, snapshot } => BackupDestination {
             kind: DestinationKind::Snapshot,
@@ -139,7 +138,14 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
                         damaged: pairs(&damaged),
                         damaged_ranges,
                     },
-                    Event::Restored { to, in_place } => BackupEvent::Restored { to, in_place },
+                    Event::Restored { to, in_place, from } => BackupEvent::Restored {
+                        to,
+                        in_place,
+                        from: match from {
+                            RestoredFrom::Array => "array".into(),
+                            RestoredFrom::Vault(v) => format!("vault:{v}"),
+                        },
+                    },
                     Event::Copied { to } => BackupEvent::Copied { to },
                     Event::Consumed { by } => BackupEvent::Consumed { by },
                     Event::Retention { what } => BackupEvent::Retention { what },
@@ -154,9 +160,46 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
                     Event::RestoreFailed { to, reason } => {
                         BackupEvent::RestoreFailed { to, reason }
                     }
+                    Event::CopiedToVault { vault, manifest } => {
+                        BackupEvent::CopiedToVault { vault, manifest }
+                    }
+                    Event::HostCopyRecorded { medium, location } => {
+                        BackupEvent::HostCopyRecorded { medium, location }
+                    }
+                    Event::Annotated { what } => BackupEvent::Annotated { what },
+                    Event::Imported { vault } => BackupEvent::Imported { vault },
+                    Event::VaultCopyForgotten { vault } => {
+                        BackupEvent::VaultCopyForgotten { vault }
+                    }
                 },
             })
             .collect(),
         job: r.job,
+        locations,
+        off_array_since: r.off_array_since_ms.map(format_ms),
+        vault_copies: r
+            .vault_copies
+            .into_iter()
+            .map(|c| BackupVaultCopy {
+                vault: c.vault,
+                vault_id: hex(&c.vault_id),
+                manifest: c.manifest,
+                copied: format_ms(c.copied_ms),
+                bytes_read: c.bytes_read,
+                bytes_new: c.bytes_new,
+                bytes_stored: c.bytes_stored,
+                digest_root: hex(&c.digest_root),
+            })
+            .collect(),
+        host_copies: r
+            .host_copies
+            .into_iter()
+            .map(|c| BackupHostCopy {
+                medium: c.medium,
+                location: c.location,
+                by: c.by,
+                copied: format_ms(c.copied_ms),
+            })
+            .collect(),
     }
 }

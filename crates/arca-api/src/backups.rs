@@ -196,6 +196,10 @@ struct ListBackupsQuery {
     status: Option<BackupStatus>,
     /// Backups of this backup set.
     set: Option<u64>,
+    /// Backups with a copy in this vault.
+    in_vault: Option<String>,
+    /// Backups without a copy in this vault.
+    not_in_vault: Option<String>,
     /// Page size, default 100.
     #[param(minimum = 1, maximum = 100000)]
     limit: Option<u64>,
@@ -261,6 +265,8 @@ fn parse_list_query(
                 })?)
             }
             "set" => q.set_id = Some(number(&k, &v)?),
+            "in_vault" => q.in_vault = Some(v),
+            "not_in_vault" => q.not_in_vault = Some(v),
             "limit" => {
                 let n = number(&k, &v)?;
                 if n == 0 || n > LIST_LIMIT_MAX as u64 {
@@ -274,7 +280,8 @@ fn parse_list_query(
             other => {
                 return Err(bad_request(format!(
                     "unknown query parameter {other:?}: expected volume, volume_id, label, \
-                     host, app, meta, since, until, status, set, limit or before"
+                     host, app, meta, since, until, status, set, in_vault, not_in_vault, limit \
+                     or before"
                 )));
             }
         }
@@ -293,6 +300,10 @@ pub(crate) async fn list_backups(
 ) -> Result<Json<BackupList>, ApiError> {
     let list = blocking(move || {
         let q = parse_list_query(raw.as_deref(), &s.pool)?;
+        // An unknown vault is a 404, like an unknown volume: not an empty list.
+        for v in [&q.in_vault, &q.not_in_vault].into_iter().flatten() {
+            s.backups.vault(v)?;
+        }
         let records = s.backups.list(&q)?;
         let next_before = (records.len() >= q.limit)
             .then(|| records.last().map(|r| r.id))
@@ -414,10 +425,15 @@ pub(crate) async fn restore_set(
 pub(crate) struct DeleteBackupQuery {
     /// Delete before keep-until (never under a hold or before lock-until).
     force: Option<bool>,
+    /// For a backup with vault copies: delete only the array's image; the backup stays
+    /// complete, living in its vault copies. Without it such a backup is refused (409):
+    /// deleting vault copies is not available yet.
+    keep_vault_copies: Option<bool>,
 }
 
 /// Deletes a backup's destination; the record stays, as history, with status `deleted`.
-/// Refused (409) under a hold, before lock-until, and before keep-until unless forced.
+/// Refused (409) under a hold, before lock-until, and before keep-until unless forced, and
+/// for a backup with vault copies unless `keep_vault_copies` (then it stays `complete`).
 #[utoipa::path(delete, path = "/v1/backups/{id}", tag = "backups",
     params(("id" = u64, Path), DeleteBackupQuery),
     responses((status = 200, body = Backup), (status = 400, body = ErrorBody),
@@ -428,9 +444,12 @@ pub(crate) async fn delete_backup(
     ApiPath(id): ApiPath<BackupId>,
     ApiQuery(q): ApiQuery<DeleteBackupQuery>,
 ) -> Result<Json<Backup>, ApiError> {
-    let force = q.force.unwrap_or(false);
+    let o = arca_backup::DeleteOptions {
+        force: q.force.unwrap_or(false),
+        keep_vault_copies: q.keep_vault_copies.unwrap_or(false),
+    };
     let b = blocking(move || {
-        let r = s.backups.delete(id, force)?;
+        let r = s.backups.delete_with(id, o)?;
         Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
     })
     .await?;

@@ -18,6 +18,7 @@ impl From<arca_backup::JobKind> for JobKind {
             K::PairCopy => JobKind::PairCopy,
             K::PairResync => JobKind::PairResync,
             K::PairReverseResync => JobKind::PairReverseResync,
+            K::PolicyRun => JobKind::PolicyRun,
         }
     }
 }
@@ -166,6 +167,15 @@ impl From<arca_backup::JobResult> for JobResult {
             R::PairCopied { pair, bytes_copied } => {
                 JobResult::PairCopied(PairCopied { pair, bytes_copied })
             }
+            R::PolicyRan {
+                policy,
+                run,
+                result,
+            } => JobResult::PolicyRan(PolicyRan {
+                policy,
+                run,
+                result: result.into(),
+            }),
         }
     }
 }

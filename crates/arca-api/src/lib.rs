@@ -1,16 +1,19 @@
 //! Arca's management API: HTTP/JSON under `/v1` with an OpenAPI document generated from the
-//! code, Prometheus metrics, and the JSON types the CLI shares.
+//! code, Prometheus metrics, the web console's files, and the JSON types the CLI shares.
 
 mod access;
 pub mod audit;
 mod backup_json;
 mod backups;
+mod console;
 mod convert;
 pub mod error;
 mod jobs;
 pub mod metrics;
+mod newest;
 mod pairs;
 mod panics;
+mod policies;
 mod pool;
 pub mod roles;
 pub mod server;
@@ -18,6 +21,7 @@ mod snapshots;
 pub mod tls;
 pub mod tokens;
 pub mod types;
+mod vaults;
 mod volumes;
 
 pub use metrics::Metrics;

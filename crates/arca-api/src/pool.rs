@@ -75,6 +75,7 @@ pub(crate) async fn list_exports(State(s): St) -> Json<Vec<Export>> {
             .into_iter()
             .map(|e| Export {
                 uri: format!("nbd://{}/{}", s.nbd_addr, e.name),
+                connected: s.hosts.connected(&e.name),
                 name: e.name,
                 size: e.size,
                 read_only: e.read_only,

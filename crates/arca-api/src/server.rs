@@ -1,10 +1,10 @@
 //! The HTTP server: routes under `/v1` (the handlers live by resource: pool, volumes,
-//! snapshots, jobs, backups, pairs), bearer-token authentication, request limits, and the
+//! snapshots, jobs, backups, pairs, vaults), bearer-token authentication, request limits, and the
 //! OpenAPI document.
 
 use std::sync::Arc;
 
-use arca_backup::{Backups, Hosts, JobManager, Pairs};
+use arca_backup::{Backups, Hosts, JobManager, Pairs, Policies};
 use arca_store::Pool;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::{StatusCode, header};
@@ -19,7 +19,7 @@ use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::types::*;
-use crate::{jobs, pairs, pool, snapshots, volumes};
+use crate::{jobs, newest, pairs, policies, pool, snapshots, vaults, volumes};
 
 /// Largest request body accepted; every request here is a few hundred bytes.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
@@ -31,6 +31,8 @@ pub struct ApiState {
     pub backups: Arc<Backups>,
     /// The copy pairs (mirroring, split, resync).
     pub pairs: Arc<Pairs>,
+    /// The backup policies (their scheduler runs in the daemon).
+    pub policies: Arc<Policies>,
     /// Who is connected to which export (the NBD server's sessions): a volume in use by hosts
     /// cannot become a pair's secondary.
     pub hosts: Arc<dyn Hosts>,
@@ -76,7 +78,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 async fn metrics(State(s): St) -> Response {
-    let text = s.metrics.render(&s.pool.status());
+    let mut text = s.metrics.render(&s.pool.status());
+    crate::policies::render_metrics(&s.policies, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -138,6 +141,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::pairs::routes())
         .merge(crate::tokens::routes())
         .merge(crate::audit::routes())
+        .merge(crate::newest::routes())
+        .merge(crate::policies::routes())
+        .merge(crate::vaults::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -146,6 +152,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             access::authenticate,
         ))
+        // The web console's files: outside the token layer (they gate themselves).
+        .merge(crate::console::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::audit::record,
@@ -190,7 +198,12 @@ impl utoipa::Modify for BearerAuth {
           backups::release_backup, backups::set_retention, backups::prune_volume,
           backups::check_catalog, backups::rebuild_catalog, pairs::create_pair,
           pairs::list_pairs, pairs::get_pair, pairs::split_pair, pairs::resync_pair,
-          pairs::delete_pair),
+          pairs::delete_pair, newest::newest_backups, policies::create_policy, policies::list_policies,
+          policies::get_policy, policies::update_policy, policies::delete_policy,
+          policies::pause_policy, policies::resume_policy, policies::run_policy,
+          policies::next_policy_runs, policies::policy_history,
+          vaults::add_vault, vaults::list_vaults, vaults::get_vault, vaults::remove_vault,
+          vaults::export_vault_key, vaults::annotate_backup, vaults::record_host_copy),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
@@ -201,7 +214,13 @@ impl utoipa::Modify for BearerAuth {
                        Verification, RestoreBackup, RestoreSet, Restored, SetRetention,
                        PruneBackups, PruneItem, PruneReport, CatalogProblem, CatalogReport,
                        RebuildCatalog, RebuildReport, CreatePair, Pair, CreatedPair,
-                       ResyncPair, ResyncStarted)),
+                       ResyncPair, ResyncStarted, NewestBackup, PolicyKeep, CreatePolicy, UpdatePolicy,
+                       PolicyStep, PolicyTrack, PolicyRunResult, PolicyTrigger, PolicySchedule,
+                       PolicyRunning, Policy, PolicyStepOutcome, PolicyRun, RunPolicy,
+                       PolicyRunStarted, PolicyRan, PolicyNextTimes, PolicyNext,
+                       AddVault, Vault, VaultKind, RemovedVault,
+                       VaultKeyExport, BackupVaultCopy, BackupHostCopy, AnnotateBackup,
+                       RecordHostCopy)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
@@ -251,6 +270,9 @@ mod tests {
             ("BackupTarget", "kind", "new-volume"),
             ("BackupTarget", "method", "snapshot"),
             ("Pair", "state", "reverse-resync"),
+            ("PolicyRun", "result", "interrupted"),
+            ("PolicyRun", "trigger", "catch-up"),
+            ("PolicyStepOutcome", "step", "prune"),
         ] {
             let prop = &schemas[schema]["properties"][field];
             let values = referenced(schemas, prop)["enum"]
@@ -263,7 +285,13 @@ mod tests {
         }
         let result = &schemas["Job"]["properties"]["result"]["anyOf"];
         let shapes = result.as_array().expect("a job result is anyOf its shapes");
-        for name in ["CheckReport", "Digested", "PairCopied", "RestoredNew"] {
+        for name in [
+            "CheckReport",
+            "Digested",
+            "PairCopied",
+            "RestoredNew",
+            "PolicyRan",
+        ] {
             assert!(
                 shapes
                     .iter()

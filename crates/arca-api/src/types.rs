@@ -31,10 +31,14 @@ macro_rules! wire_names {
 mod backups;
 mod jobs;
 mod pairs;
+mod policies;
+mod vaults;
 
 pub use backups::*;
 pub use jobs::*;
 pub use pairs::*;
+pub use policies::*;
+pub use vaults::*;
 
 /// The one error shape: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -160,6 +164,10 @@ pub struct Export {
     pub read_only: bool,
     /// The URI an NBD client uses.
     pub uri: String,
+    /// The hosts connected to it now (their addresses): who an in-place restore or a forced
+    /// delete disconnects.
+    #[serde(default)]
+    pub connected: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -252,6 +260,11 @@ mod tests {
         same_names(BackupStatus::ALL, |v| v.as_str());
         same_names(DestinationKind::ALL, |v| v.as_str());
         same_names(PairState::ALL, |v| v.as_str());
+        same_names(PolicyStep::ALL, |v| v.as_str());
+        same_names(PolicyTrack::ALL, |v| v.as_str());
+        same_names(PolicyRunResult::ALL, |v| v.as_str());
+        same_names(PolicyTrigger::ALL, |v| v.as_str());
+        same_names(VaultKind::ALL, |v| v.as_str());
     }
 
     #[test]
@@ -280,6 +293,10 @@ mod tests {
         assert!(matches!(
             read(r#"{"rolled_back_to":[4]}"#),
             JobResult::RolledBack(_)
+        ));
+        assert!(matches!(
+            read(r#"{"policy":"p","run":3,"result":"skipped"}"#),
+            JobResult::PolicyRan(_)
         ));
     }
 }

@@ -116,6 +116,9 @@ fn synthetic(i: u64, t0: u64) -> BackupRecord {
         history: Vec::new(),
         job: None,
         stepped_back_from_ms: None,
+        vault_copies: Vec::new(),
+        host_copies: Vec::new(),
+        off_array_since_ms: None,
     }
 }
 

@@ -190,6 +190,22 @@ pub fn pit_snapshot_name(id: BackupId) -> String {
     format!("backup-{id}-pit")
 }
 
+/// Why an operation reading a backup's image on the array (`verb`: restored, verified...)
+/// cannot: the array no longer holds it, only its vault copies do.
+pub(crate) fn off_array_refusal(r: &BackupRecord, verb: &str) -> Option<Error> {
+    r.off_array_since_ms.map(|_| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "backup {} cannot be {verb} from the array: its image here was deleted (or it \
+                 was imported); it lives in vault(s) {}",
+                r.id,
+                r.vault_names().join(", ")
+            ),
+        )
+    })
+}
+
 /// The guard text: what volume and snapshot commands say when they refuse.
 pub(crate) fn guard_text(r: &BackupRecord) -> String {
     match r.status {
@@ -201,8 +217,7 @@ pub(crate) fn guard_text(r: &BackupRecord) -> String {
 /// The guard a live backup puts on its destination (`effect`: every effect on a volume, no
 /// delete on a snapshot); `None` once it is no longer live.
 pub(crate) fn backup_guard(r: &BackupRecord, effect: GuardEffect) -> Option<Guard> {
-    r.status
-        .live()
+    r.on_array()
         .then(|| Guard::new(GuardOwner::Backup(r.id.get()), effect, guard_text(r)))
 }
 
@@ -271,7 +286,7 @@ impl Backups {
         let (records, _) = catalog::all(&b.pool)?;
         let pending: Vec<BackupId> = records
             .iter()
-            .filter(|r| r.status == Status::Complete && r.digest.is_none())
+            .filter(|r| r.on_array() && r.digest.is_none())
             .map(|r| r.id)
             .collect();
         if !pending.is_empty() {
@@ -301,6 +316,12 @@ impl Backups {
             .max(*last + 1);
         *last = id;
         BackupId(id)
+    }
+
+    /// Keeps new ids above `id` (a record imported from elsewhere).
+    pub(crate) fn raise_last_id(&self, id: u64) {
+        let mut last = self.last_id.lock();
+        *last = (*last).max(id);
     }
 
     /// Records the highest id given, in a transaction adding records (under the catalog
@@ -356,6 +377,9 @@ impl Backups {
                     r.status.as_str()
                 )));
             }
+            if let Some(why) = off_array_refusal(&r, verb) {
+                return Err(why);
+            }
             records.push(r);
         }
         Ok((records, self.register_use(ids, what)))
@@ -391,6 +415,9 @@ impl Backups {
     }
 
     pub(crate) fn image_name(&self, r: &BackupRecord) -> Result<String> {
+        if let Some(why) = off_array_refusal(r, "read") {
+            return Err(why);
+        }
         let gone = || {
             Error::new(
                 ErrorKind::NotFound,
@@ -417,11 +444,43 @@ impl Backups {
         id: BackupId,
         change: impl FnOnce(&mut BackupRecord) -> Result<()>,
     ) -> Result<BackupRecord> {
+        self.update_inner(id, false, change)
+    }
+
+    /// [`Backups::update`] for a change that adds what a host or a copy supplies (metadata,
+    /// copies): the record's growth, twice (catalog and descriptor), and its new index rows
+    /// ask the store for metadata room first, so it is refused whole (507) on a nearly full
+    /// region rather than eating the reserve deletions need.
+    pub(crate) fn update_growing(
+        &self,
+        id: BackupId,
+        change: impl FnOnce(&mut BackupRecord) -> Result<()>,
+    ) -> Result<BackupRecord> {
+        self.update_inner(id, true, change)
+    }
+
+    fn update_inner(
+        &self,
+        id: BackupId,
+        admit: bool,
+        change: impl FnOnce(&mut BackupRecord) -> Result<()>,
+    ) -> Result<BackupRecord> {
+        const INDEX_ROW_BYTES: u64 = 64;
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         let mut new = old.clone();
         change(&mut new)?;
         let mut t = self.pool.transaction();
+        if admit {
+            let growth = new.encode().len().saturating_sub(old.encode().len()) as u64;
+            let old_keys = catalog::index_keys(&old);
+            let rows: u64 = catalog::index_keys(&new)
+                .iter()
+                .filter(|k| !old_keys.contains(k))
+                .map(|(_, k)| INDEX_ROW_BYTES + k.len() as u64)
+                .sum();
+            t.admit(&format!("backup {id}"), 2 * growth + rows)?;
+        }
         catalog::put(&mut t, Some(&old), &new);
         self.tag_destination(&mut t, &new)?;
         t.commit()?;
@@ -435,6 +494,10 @@ impl Backups {
         t: &mut arca_store::Txn<'_>,
         r: &BackupRecord,
     ) -> Result<()> {
+        if r.off_array_since_ms.is_some() {
+            // The image is gone (or another array's): its destination is history, not ours.
+            return Ok(());
+        }
         let owner = GuardOwner::Backup(r.id.get());
         match &r.destination {
             Destination::Snapshot { snapshot, .. } => {

@@ -12,6 +12,7 @@
 //! | `backups_by_meta`    | key ++ 0 ++ value ++ 0 ++ id (8)      | empty                   |
 //! | `backups_by_set`     | set id (8) ++ id (8)                  | empty                   |
 //! | `backups_by_status`  | status (1) ++ id (8)                  | empty                   |
+//! | `backups_by_vault`   | vault name ++ 0 ++ id (8)             | empty                   |
 //! | `backup_generations` | source volume id (8)                  | last generation (8)     |
 //! | `backup_digests`     | id (8) ++ chunk (4)                   | (extent (8), hash (16))* |
 //!
@@ -38,13 +39,15 @@ pub const BY_APP: &str = "backups_by_app";
 pub const BY_META: &str = "backups_by_meta";
 pub const BY_SET: &str = "backups_by_set";
 pub const BY_STATUS: &str = "backups_by_status";
+/// Backups listing a copy in a vault (whatever their status: `vault remove` must see all).
+pub const BY_VAULT: &str = "backups_by_vault";
 pub const GENERATIONS: &str = "backup_generations";
 pub const DIGESTS: &str = "backup_digests";
 pub const ID_MARK: &str = "backup_id_mark";
 const ID_MARK_KEY: &[u8] = b"last";
 
 /// The catalog's own tables: what a rebuild reconstructs.
-pub const CATALOG_TABLES: [&str; 9] = [
+pub const CATALOG_TABLES: [&str; 10] = [
     BACKUPS,
     BY_VOLUME,
     BY_LABEL,
@@ -53,6 +56,7 @@ pub const CATALOG_TABLES: [&str; 9] = [
     BY_META,
     BY_SET,
     BY_STATUS,
+    BY_VAULT,
     GENERATIONS,
 ];
 
@@ -114,6 +118,9 @@ pub fn index_keys(r: &BackupRecord) -> Vec<(&'static str, Vec<u8>)> {
     let mut status = vec![status_byte(r.status)];
     status.extend(r.id.to_be_bytes());
     out.push((BY_STATUS, status));
+    for c in &r.vault_copies {
+        out.push((BY_VAULT, text_key(&c.vault, r.id)));
+    }
     out
 }
 
@@ -246,6 +253,10 @@ pub struct Query {
     pub until_ms: Option<u64>,
     pub status: Option<Status>,
     pub set_id: Option<u64>,
+    /// Backups with a copy in this vault.
+    pub in_vault: Option<String>,
+    /// Backups without a copy in this vault.
+    pub not_in_vault: Option<String>,
     /// Only records with an id below this (the previous page's last id).
     pub before_id: Option<BackupId>,
     pub limit: usize,
@@ -271,6 +282,14 @@ impl Query {
             && self.set_id.is_none_or(|s| r.set_id == Some(s))
             && self.since_ms.is_none_or(|t| r.point_in_time_ms >= t)
             && self.until_ms.is_none_or(|t| r.point_in_time_ms <= t)
+            && self
+                .in_vault
+                .as_ref()
+                .is_none_or(|v| r.vault_copies.iter().any(|c| &c.vault == v))
+            && self
+                .not_in_vault
+                .as_ref()
+                .is_none_or(|v| r.vault_copies.iter().all(|c| &c.vault != v))
     }
 
     /// Id bounds implied by the time range and the page. An id's millisecond is the clock's
@@ -304,6 +323,8 @@ pub fn query(pool: &Pool, q: &Query) -> arca_store::Result<Vec<BackupRecord>> {
         Some((BY_SET, s.to_be_bytes().to_vec()))
     } else if let Some(v) = q.volume_id {
         Some((BY_VOLUME, v.to_be_bytes().to_vec()))
+    } else if let Some(v) = &q.in_vault {
+        Some((BY_VAULT, [v.as_bytes(), &[0]].concat()))
     } else if let Some((k, v)) = q.meta.first() {
         Some((BY_META, meta_prefix(k, v)))
     } else if let Some(l) = &q.label {

@@ -36,7 +36,8 @@ pub struct CatalogReport {
 pub struct RebuildReport {
     /// Records reconstructed from descriptors.
     pub from_descriptors: usize,
-    /// Records of backups without a destination (deleted, failed) kept from the old catalog.
+    /// Records of backups without a destination (deleted, failed, living only in vaults) kept
+    /// from the old catalog.
     pub kept_history: usize,
     pub unreadable_descriptors: Vec<String>,
 }
@@ -99,6 +100,11 @@ fn check_orphans(records: &[BackupRecord], found: &[Found], problems: &mut Probl
                     d.id,
                     r.status.as_str()
                 )),
+                Some(r) if r.off_array_since_ms.is_some() => Some(format!(
+                    "{} carries the descriptor of backup {}, whose image on the array was \
+                     deleted (it lives in its vault copies)",
+                    f.name, d.id
+                )),
                 Some(_) => None,
             },
             Err(e) => Some(format!("{} carries an unreadable descriptor: {e}", f.name)),
@@ -149,7 +155,8 @@ impl Backups {
         let by_place: BTreeMap<Place, &Found> =
             found.iter().map(|f| (f.place.clone(), f)).collect();
         for r in &records {
-            if r.status.live() || r.status == Status::Failed {
+            // A backup living only in vaults has nothing on the array to check.
+            if r.on_array() || r.status == Status::Failed {
                 self.check_record(r, by_place.get(&place_of(r)).copied(), &mut problems)?;
             }
         }
@@ -169,7 +176,7 @@ impl Backups {
         self.check_generations(&records, &mut problems)?;
         Ok(CatalogReport {
             records: records.len(),
-            live: records.iter().filter(|r| r.status.live()).count(),
+            live: records.iter().filter(|r| r.on_array()).count(),
             destinations: found.len(),
             problems: problems.0,
         })
@@ -324,8 +331,9 @@ impl Backups {
     }
 
     /// Rebuilds the catalog from the descriptors on the destinations. With `discard`, the old
-    /// catalog is not read at all (for a damaged one); otherwise records without a destination
-    /// (deleted, failed) are kept as history.
+    /// catalog is not read at all (for a damaged one: backups living only in vaults are then
+    /// brought back by importing the vault); otherwise records without a destination (deleted,
+    /// failed, living only in vaults) are kept.
     pub fn rebuild(&self, discard: bool) -> Result<RebuildReport> {
         let report = {
             let _c = self.catalog_lock.lock();
@@ -345,11 +353,12 @@ impl Backups {
             if !discard {
                 let (old, _) = catalog::all(&self.pool)?;
                 for r in old {
+                    // Besides history, backups living only in vaults: no descriptor carries them.
                     if !records.contains_key(&r.id)
-                        && matches!(
+                        && (matches!(
                             r.status,
                             Status::Deleted | Status::Failed | Status::Consumed
-                        )
+                        ) || (r.status == Status::Complete && r.off_array_since_ms.is_some()))
                     {
                         records.insert(r.id, r);
                         kept_history += 1;
@@ -432,7 +441,7 @@ impl Backups {
         t: &mut arca_store::Txn<'_>,
         records: &BTreeMap<BackupId, BackupRecord>,
     ) -> Result<()> {
-        let live = |id: u64| records.get(&BackupId(id)).is_some_and(|r| r.status.live());
+        let live = |id: u64| records.get(&BackupId(id)).is_some_and(|r| r.on_array());
         for v in self.pool.volumes() {
             for g in &v.guards {
                 if let GuardOwner::Backup(id) = g.owner
@@ -453,7 +462,7 @@ impl Backups {
         }
         // Only guards that are missing: rewriting every record would need metadata room a
         // nearly full region lacks.
-        for r in records.values().filter(|r| r.status.live()) {
+        for r in records.values().filter(|r| r.on_array()) {
             match &r.destination {
                 Destination::Snapshot { snapshot, .. } => {
                     if let Some(v) = self.volume_by_id(r.source.volume_id)

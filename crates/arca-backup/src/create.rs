@@ -96,7 +96,7 @@ impl Backups {
         let (records, _) = catalog::all(&self.pool)?;
         Ok(records
             .iter()
-            .filter(|r| r.status.live())
+            .filter(|r| r.on_array())
             .map(|r| r.source.volume_id)
             .collect())
     }
@@ -272,6 +272,9 @@ impl Backups {
             history: Vec::new(),
             job: None,
             stepped_back_from_ms: None,
+            vault_copies: Vec::new(),
+            host_copies: Vec::new(),
+            off_array_since_ms: None,
         }
     }
 

@@ -44,6 +44,15 @@ pub struct PruneReport {
     pub freed_bytes: u64,
 }
 
+/// How [`Backups::delete_with`] deletes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeleteOptions {
+    /// Delete before keep-until (never under a hold or before lock-until).
+    pub force: bool,
+    /// For a backup with vault copies: delete the array's image only, keeping the backup.
+    pub keep_vault_copies: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PruneRequest {
     pub volume: String,
@@ -88,6 +97,20 @@ pub fn deletion_refusal(r: &BackupRecord, now: u64, force: bool) -> Option<Strin
 impl Backups {
     /// Deletes a backup's destination and marks its record deleted.
     pub fn delete(&self, id: BackupId, force: bool) -> Result<BackupRecord> {
+        self.delete_with(
+            id,
+            DeleteOptions {
+                force,
+                keep_vault_copies: false,
+            },
+        )
+    }
+
+    /// Deletes a backup's image on the array. A backup without vault copies is then deleted
+    /// (its record stays as history). One with vault copies is refused, naming them, unless
+    /// `keep_vault_copies`: then only the array's image goes and the backup stays `complete`,
+    /// living in its vault copies (deleting vault copies is not available yet).
+    pub fn delete_with(&self, id: BackupId, o: DeleteOptions) -> Result<BackupRecord> {
         let _c = self.catalog_lock.lock();
         let old = self.get(id)?;
         if let Some(why) = self.in_use_refusal(id) {
@@ -103,18 +126,52 @@ impl Backups {
             Status::Complete | Status::Failed | Status::Consumed => {}
         }
         if old.status == Status::Complete
-            && let Some(why) = deletion_refusal(&old, self.now_ms(), force)
+            && let Some(why) = deletion_refusal(&old, self.now_ms(), o.force)
         {
             return Err(busy(why));
         }
+        let vaults = old.vault_names().join(", ");
+        let keeps_record = old.status == Status::Complete && !old.vault_copies.is_empty();
+        if keeps_record && old.off_array_since_ms.is_some() {
+            return Err(busy(format!(
+                "backup {id} has no image on the array any more; it lives only in vault(s) \
+                 {vaults}, and deleting vault copies is not available yet"
+            )));
+        }
+        if keeps_record && !o.keep_vault_copies {
+            return Err(busy(format!(
+                "backup {id} has copies in vault(s) {vaults}; delete keeping the vault copies \
+                 to delete only the array's image (deleting vault copies is not available yet)"
+            )));
+        }
+        let forced = if o.force { " (forced)" } else { "" };
         let mut new = old.clone();
-        new.status = Status::Deleted;
-        new.push_history(
-            self.now_ms(),
-            Event::Retention {
-                what: if force { "deleted (forced)" } else { "deleted" }.into(),
-            },
-        );
+        if keeps_record {
+            new.off_array_since_ms = Some(self.now_ms());
+            new.push_history(
+                self.now_ms(),
+                Event::Retention {
+                    what: format!(
+                        "array image deleted{forced}; the vault copies in {vaults} remain"
+                    ),
+                },
+            );
+        } else {
+            new.status = Status::Deleted;
+            new.push_history(
+                self.now_ms(),
+                Event::Retention {
+                    what: format!("deleted{forced}"),
+                },
+            );
+        }
+        if old.off_array_since_ms.is_some() {
+            // Nothing of it is on this array: only the record changes.
+            let mut t = self.pool.transaction();
+            catalog::put(&mut t, Some(&old), &new);
+            t.commit()?;
+            return Ok(new);
+        }
         let digest_plan = digest_store::plan_remove(&self.pool, id)?;
         // The guard goes in the same transaction as what it protected: all or nothing.
         let owner = GuardOwner::Backup(id.get());
@@ -251,7 +308,9 @@ impl Backups {
             limit: catalog::QUERY_LIMIT_MAX,
             ..catalog::Query::default()
         };
-        let records = catalog::query(&self.pool, &q)?;
+        // A backup living only in vaults has no image here to prune.
+        let mut records = catalog::query(&self.pool, &q)?;
+        records.retain(BackupRecord::on_array);
         let now = self.now_ms();
         // Labels never mix: each is pruned on its own.
         let mut groups: BTreeMap<Option<String>, Vec<&BackupRecord>> = BTreeMap::new();
@@ -295,7 +354,12 @@ impl Backups {
         let freed_bytes = self.frees_together(&removed)?;
         if !req.dry_run {
             for item in items.iter_mut().filter(|i| !i.keep) {
-                if let Err(e) = self.delete(item.backup, false) {
+                // Retention gives up the array's image; vault copies keep the backup.
+                let o = DeleteOptions {
+                    force: false,
+                    keep_vault_copies: true,
+                };
+                if let Err(e) = self.delete_with(item.backup, o) {
                     item.error = Some(e.to_string());
                 }
             }
@@ -316,7 +380,7 @@ impl Backups {
 
     /// Bytes only this backup holds now: what deleting it alone would free (0 once deleted).
     pub fn unique_bytes(&self, r: &BackupRecord) -> Result<u64> {
-        if !r.status.live() {
+        if !r.on_array() {
             return Ok(0);
         }
         self.frees_alone(r)
@@ -326,7 +390,7 @@ impl Backups {
     fn frees_together(&self, records: &[&BackupRecord]) -> Result<u64> {
         let mut total = 0;
         let mut by_source: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for r in records {
+        for r in records.iter().filter(|r| r.off_array_since_ms.is_none()) {
             match &r.destination {
                 Destination::Snapshot { snapshot, .. } => {
                     by_source

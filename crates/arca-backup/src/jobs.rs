@@ -66,6 +66,8 @@ pub enum JobKind {
     PairResync,
     /// What changed since a split, copied secondary to primary.
     PairReverseResync,
+    /// A backup policy's run (its steps in order).
+    PolicyRun,
 }
 
 impl JobKind {
@@ -80,6 +82,7 @@ impl JobKind {
             JobKind::PairCopy => "pair-copy",
             JobKind::PairResync => "pair-resync",
             JobKind::PairReverseResync => "pair-reverse-resync",
+            JobKind::PolicyRun => "policy-run",
         }
     }
 }
@@ -121,6 +124,12 @@ pub enum JobResult {
     },
     /// `pair-copy`, `pair-resync`, `pair-reverse-resync`.
     PairCopied { pair: String, bytes_copied: u64 },
+    /// `policy-run`: the run's place in the policy's history and how it ended.
+    PolicyRan {
+        policy: String,
+        run: u64,
+        result: crate::policy::RunResult,
+    },
 }
 
 /// Why a job body stopped without success.

@@ -6,12 +6,16 @@
 //! [`copier`] (the image walk and copy every copy, digest, restore and pair copy uses),
 //! [`digest`] (content digests), [`retention`] (the prune planner),
 //! [`backups`] and its operation modules (create, restore, verify, expire, check), [`jobs`],
-//! [`ids`] (the backup, job and pair ids other crates pass back).
+//! [`ids`] (the backup, job and pair ids other crates pass back), [`policy`] (backup
+//! policies: calendars, the scheduler and its runs),
+//! [`vaults`] (the vault registry), [`copies`] and `vault_copies` (copies off the array,
+//! host-written information).
 
 pub mod backups;
 pub mod catalog;
 mod check;
 pub mod copier;
+pub mod copies;
 mod create;
 pub mod digest;
 pub mod digest_store;
@@ -21,24 +25,31 @@ pub mod jobs;
 mod pair_backups;
 pub mod pairs;
 mod placement;
+pub mod policy;
 pub mod record;
+mod record_legacy;
 mod restore;
 mod restore_state;
 pub mod retention;
 mod targets;
 pub mod time;
+mod vault_copies;
+pub mod vaults;
 mod verify;
 pub mod volumes;
 
 pub use backups::*;
 pub use check::{CatalogProblem, CatalogReport, RebuildReport};
 pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
-pub use expire::{PruneItem, PruneReport, PruneRequest, deletion_refusal};
+pub use expire::{DeleteOptions, PruneItem, PruneReport, PruneRequest, deletion_refusal};
 pub use ids::{BackupId, JobId, PairId};
 pub use jobs::{
     Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
 };
 pub use pairs::{PairRecord, PairState, Pairs};
+pub use policy::Policies;
 pub use record::*;
 pub use restore::{RestoreTo, Restored};
+pub use vault_copies::Annotation;
+pub use vaults::{NewVault, RemovedVault, Secret, VaultEntry, VaultKey, VaultLocation};
 pub use verify::Verification;

@@ -141,7 +141,7 @@ impl Backups {
         let (records, _) = catalog::all(&self.pool)?;
         let held: Vec<&BackupRecord> = records
             .iter()
-            .filter(|r| r.status.live())
+            .filter(|r| r.on_array())
             .filter(|r| {
                 matches!(r.destination, Destination::Volume { volume_id, .. }
                     if volume_id == pair.secondary_id)
@@ -182,8 +182,13 @@ impl Backups {
             return Err(busy(format!("{by} refused: {why}")));
         }
         let mut new = old.clone();
-        new.status = Status::Consumed;
-        new.status_reason = Some(format!("consumed by {by}"));
+        if old.status == Status::Complete && !old.vault_copies.is_empty() {
+            // Its vault copies keep the backup: only the array's image is given up.
+            new.off_array_since_ms = Some(now);
+        } else {
+            new.status = Status::Consumed;
+            new.status_reason = Some(format!("consumed by {by}"));
+        }
         new.push_history(now, Event::Consumed { by: by.to_string() });
         // The guard goes with the record's change: a failed commit leaves both.
         let mut t = self.pool.transaction();

@@ -3,12 +3,18 @@
 //! A record is stored twice, by design: in the catalog (`backups` table, indexed) and as the
 //! descriptor attached to its destination (the snapshot's or volume's tag), each update writing
 //! both in one metadata transaction. So the catalog can be checked against the data and rebuilt
-//! from it. Encoding: version byte 2, then postcard. Version 1 lacked the last field
-//! (`stepped_back_from_ms`) and still decodes.
+//! from it. Encoding: version byte 3, then postcard (fields in declaration order, integers as
+//! varints, `Option` as a 0/1 byte then the value, `Vec` and strings length-prefixed, enum
+//! variants by their index). Older versions still decode (see `record_legacy.rs`): version 2
+//! lacked the last three fields (`vault_copies`, `host_copies`, `off_array_since_ms`) and its
+//! `Restored` event did not say where from (it was the array's image); version 1 also lacked
+//! `stepped_back_from_ms`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::copies::{HOST_COPIES_MAX, HostCopy, RestoredFrom, VAULT_COPIES_MAX, VaultCopy};
 
 /// Bounds on what a host may attach to a backup, so records stay small.
 pub const TEXT_LEN_MAX: usize = 256;
@@ -20,9 +26,7 @@ pub const HISTORY_MAX: usize = 64;
 /// Damaged ranges kept in one verification entry (the count is always exact).
 pub const DAMAGED_RANGES_MAX: usize = 64;
 
-const RECORD_VERSION: u8 = 2;
-/// Records without `stepped_back_from_ms`, read as version 2 records with it `None`.
-const RECORD_VERSION_1: u8 = 1;
+const RECORD_VERSION: u8 = 3;
 
 /// Backup ids per millisecond: ids are time × this + a sequence. Ids only ever grow, even when
 /// the clock steps back (the sequence carries on from the highest id given), so an id's time
@@ -148,6 +152,8 @@ pub enum Event {
     Restored {
         to: String,
         in_place: bool,
+        /// Where the data came from: the array's image or a vault's copy.
+        from: RestoredFrom,
     },
     Copied {
         to: String,
@@ -174,6 +180,30 @@ pub enum Event {
     RestoreFailed {
         to: String,
         reason: String,
+    },
+    // Version 3: copies off the array and host-written information.
+    /// A copy into a vault finished (its entry is in `vault_copies`).
+    CopiedToVault {
+        vault: String,
+        manifest: String,
+    },
+    /// A host recorded a copy it made itself (its entry is in `host_copies`).
+    HostCopyRecorded {
+        medium: String,
+        location: Option<String>,
+    },
+    /// The host changed the information it supplied; `what` names the fields and metadata
+    /// keys that changed (at most [`TEXT_LEN_MAX`] bytes).
+    Annotated {
+        what: String,
+    },
+    /// The backup was brought into this catalog from a vault (disaster recovery).
+    Imported {
+        vault: String,
+    },
+    /// The vault was removed from the registry with force: its copy is no longer listed.
+    VaultCopyForgotten {
+        vault: String,
     },
 }
 
@@ -211,8 +241,17 @@ pub struct BackupRecord {
     /// Set when the point in time is earlier than that of the volume's previous generation
     /// (the clock was moved back in between): that generation's point in time. Generations,
     /// not points in time, say which backup of a volume is newer.
-    // Last field, and an Option: version 1 records decode as these bytes with a None appended.
     pub stepped_back_from_ms: Option<u64>,
+    // Version 3.
+    /// Finished copies in vaults, one per vault, at most [`VAULT_COPIES_MAX`].
+    pub vault_copies: Vec<VaultCopy>,
+    /// Copies hosts made themselves, oldest first, at most [`HOST_COPIES_MAX`].
+    pub host_copies: Vec<HostCopy>,
+    /// Set when the array no longer holds the backup's image but the backup lives on in its
+    /// vault copies: since when (the image deleted by retention or `--keep-vault-copies`, or
+    /// the record imported from a vault). The status stays `complete`; the destination is
+    /// then history (for an imported record, another array's), never touched.
+    pub off_array_since_ms: Option<u64>,
 }
 
 impl BackupRecord {
@@ -227,15 +266,43 @@ impl BackupRecord {
             Some((&RECORD_VERSION, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| format!("backup record: {e}"))
             }
-            Some((&RECORD_VERSION_1, rest)) => {
-                // Postcard writes fields in order and `None` as one 0 byte.
-                let mut v2 = rest.to_vec();
-                v2.push(0);
-                postcard::from_bytes(&v2).map_err(|e| format!("backup record: {e}"))
-            }
+            Some((&v, rest)) if v == 1 || v == 2 => crate::record_legacy::decode(v, rest),
             Some((v, _)) => Err(format!("backup record version {v} is not supported")),
             None => Err("empty backup record".into()),
         }
+    }
+
+    /// Whether the array holds the backup's image: live, and not deleted or imported off it.
+    /// Only then is there a destination to read, guard or tag.
+    pub fn on_array(&self) -> bool {
+        self.status.live() && self.off_array_since_ms.is_none()
+    }
+
+    /// The vault copies' names, for messages.
+    pub fn vault_names(&self) -> Vec<&str> {
+        self.vault_copies.iter().map(|c| c.vault.as_str()).collect()
+    }
+
+    /// Where the backup lives: `array` while the array holds its image, `vault:NAME` per
+    /// vault copy, `host:MEDIUM` per host-made copy. Empty once it is gone everywhere.
+    pub fn locations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.on_array() {
+            out.push("array".to_string());
+        }
+        if self.status == Status::Complete {
+            out.extend(
+                self.vault_copies
+                    .iter()
+                    .map(|c| format!("vault:{}", c.vault)),
+            );
+        }
+        out.extend(
+            self.host_copies
+                .iter()
+                .map(|c| format!("host:{}", c.medium)),
+        );
+        out
     }
 
     pub fn push_history(&mut self, at_ms: u64, event: Event) {
@@ -255,7 +322,7 @@ impl BackupRecord {
     }
 }
 
-fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
+pub(crate) fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
     if s.is_empty() {
         return Err(format!("{what} must not be empty"));
     }
@@ -341,12 +408,15 @@ mod tests {
             history: Vec::new(),
             job: None,
             stepped_back_from_ms: None,
+            vault_copies: Vec::new(),
+            host_copies: Vec::new(),
+            off_array_since_ms: None,
         }
     }
 
     /// The backup and job ids are stored as the bare integers they were before they had
     /// their own types: the record's id (42000) is the varint `90 C8 02` after the version
-    /// byte; the job's `Some(300)` is the tag 1 and the varint `AC 02`, then the trailing `None`.
+    /// byte; the job's `Some(300)` is the tag 1 and the varint `AC 02`, then the trailing `None` and the three empty version 3 fields.
     #[test]
     fn record_ids_encode_as_bare_varints() {
         let none = sample().encode();
@@ -356,33 +426,121 @@ mod tests {
             ..sample()
         }
         .encode();
-        assert_eq!(none[none.len() - 2..], [0, 0]);
-        assert_eq!(with_job[..none.len() - 2], none[..none.len() - 2]);
-        assert_eq!(with_job[none.len() - 2..], [1, 0xAC, 0x02, 0]);
+        // job, stepped_back_from_ms, then the three (empty) version 3 fields.
+        assert_eq!(none[none.len() - 5..], [0, 0, 0, 0, 0]);
+        assert_eq!(with_job[..none.len() - 5], none[..none.len() - 5]);
+        assert_eq!(with_job[none.len() - 5..], [1, 0xAC, 0x02, 0, 0, 0, 0]);
         assert_eq!(
             BackupRecord::decode(&with_job).unwrap().job,
             Some(crate::JobId(300))
         );
     }
 
+    /// The record of [`sample`] with a restore as its last event, and its version 3 bytes,
+    /// whose tail is: `in_place` (1), `from` = Array (variant 0), `job` None, `stepped_back`
+    /// None, no vault copies (length 0), no host copies (length 0), `off_array_since` None.
+    fn restored_sample() -> (BackupRecord, Vec<u8>) {
+        let mut r = sample();
+        r.push_history(
+            55,
+            Event::Restored {
+                to: "db".into(),
+                in_place: true,
+                from: RestoredFrom::Array,
+            },
+        );
+        let v3 = r.encode();
+        assert_eq!(v3[0], 3);
+        assert_eq!(v3[v3.len() - 7..], [1, 0, 0, 0, 0, 0, 0]);
+        (r, v3)
+    }
+
+    #[test]
+    fn version_2_records_decode_as_restored_from_the_array_and_on_it() {
+        let (r, v3) = restored_sample();
+        // Version 2's encoding: no `from` in `Restored`, no version 3 fields.
+        let mut v2 = vec![2];
+        v2.extend(&v3[1..v3.len() - 6]);
+        v2.extend([0, 0]);
+        assert_eq!(BackupRecord::decode(&v2).unwrap(), r);
+        assert!(r.on_array() && r.vault_copies.is_empty() && r.host_copies.is_empty());
+        assert!(BackupRecord::decode(&v2[..v2.len() - 1]).is_err());
+    }
+
     #[test]
     fn version_1_records_decode_without_a_clock_step() {
-        let mut r = sample();
-        r.history.push(HistoryEntry {
-            at_ms: 60,
-            event: Event::Copied { to: "x".into() },
-        });
-        // Version 1's encoding: the same fields but the last.
-        let mut v1 = vec![RECORD_VERSION_1];
-        v1.extend(postcard::to_stdvec(&r).unwrap());
-        assert_eq!(v1.pop(), Some(0), "None is one 0 byte, last");
+        let (r, v3) = restored_sample();
+        // Version 1: version 2 without its last field (`stepped_back_from_ms`).
+        let mut v1 = vec![1];
+        v1.extend(&v3[1..v3.len() - 6]);
+        v1.push(0);
         assert_eq!(BackupRecord::decode(&v1).unwrap(), r);
         assert!(BackupRecord::decode(&v1[..v1.len() - 1]).is_err());
-        // Version 2 carries the step.
-        r.stepped_back_from_ms = Some(99);
-        let v2 = r.encode();
-        assert_eq!(v2[0], 2);
-        assert_eq!(BackupRecord::decode(&v2).unwrap(), r);
+        // The current version carries the step.
+        let mut stepped = r.clone();
+        stepped.stepped_back_from_ms = Some(99);
+        assert_eq!(BackupRecord::decode(&stepped.encode()).unwrap(), stepped);
+    }
+
+    #[test]
+    fn version_3_fields_round_trip_and_say_where_the_backup_lives() {
+        let mut r = sample();
+        assert_eq!(r.locations(), ["array"]);
+        r.vault_copies.push(VaultCopy {
+            vault: "offsite".into(),
+            vault_id: [7; 16],
+            manifest: "manifests/42".into(),
+            copied_ms: 60,
+            bytes_read: 1,
+            bytes_new: 2,
+            bytes_stored: 3,
+            digest_root: [9; 32],
+        });
+        r.host_copies.push(HostCopy {
+            medium: "tape".into(),
+            location: Some("T0042".into()),
+            by: Some("bacula".into()),
+            copied_ms: 61,
+        });
+        r.push_history(
+            62,
+            Event::Restored {
+                to: "db".into(),
+                in_place: false,
+                from: RestoredFrom::Vault("offsite".into()),
+            },
+        );
+        for e in [
+            Event::CopiedToVault {
+                vault: "offsite".into(),
+                manifest: "manifests/42".into(),
+            },
+            Event::HostCopyRecorded {
+                medium: "tape".into(),
+                location: None,
+            },
+            Event::Annotated {
+                what: "label".into(),
+            },
+            Event::Imported {
+                vault: "offsite".into(),
+            },
+            Event::VaultCopyForgotten {
+                vault: "old".into(),
+            },
+        ] {
+            r.push_history(63, e);
+        }
+        assert_eq!(r.locations(), ["array", "vault:offsite", "host:tape"]);
+        r.off_array_since_ms = Some(70);
+        assert!(!r.on_array());
+        assert_eq!(r.locations(), ["vault:offsite", "host:tape"]);
+        assert_eq!(BackupRecord::decode(&r.encode()).unwrap(), r);
+        // The last field: Some(70).
+        let b = r.encode();
+        assert_eq!(b[b.len() - 2..], [1, 70]);
+        r.status = Status::Deleted;
+        assert_eq!(r.locations(), ["host:tape"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::copier;
 use crate::create::CreateRequest;
 use crate::ids::{BackupId, JobId};
 use crate::jobs::{JobContext, JobError, JobKind, JobResult};
-use crate::record::{BackupRecord, Destination, Event, HostInfo, Method};
+use crate::record::{BackupRecord, Destination, Event, HostInfo, Method, RestoredFrom};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
 
 #[derive(Debug, Clone)]
@@ -142,6 +142,7 @@ impl Backups {
             let event = Event::Restored {
                 to: name.to_string(),
                 in_place: false,
+                from: RestoredFrom::Array,
             };
             self.note_in(&mut t, id, event)?;
             t.commit()?;

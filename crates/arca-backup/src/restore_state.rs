@@ -33,7 +33,7 @@ use crate::backups::{Backups, UseGuard, restore_guard};
 use crate::catalog;
 use crate::ids::BackupId;
 use crate::jobs::{JobContext, JobError, JobKind, JobResult, Rewritten};
-use crate::record::{BackupRecord, Event, Status};
+use crate::record::{BackupRecord, Event, RestoredFrom, Status};
 use arca_store::GuardOwner;
 
 pub(crate) const RESTORES: &str = "restores";
@@ -216,6 +216,7 @@ impl Backups {
                 Event::Restored {
                     to: name.to_string(),
                     in_place: false,
+                    from: RestoredFrom::Array,
                 },
             )?;
             t.commit()?;
@@ -256,7 +257,11 @@ impl Backups {
     /// Records an in-place restore done: one transaction for all its volumes (a set is one
     /// unit), markers gone, each backup's history noting it; then hosts may write.
     pub(crate) fn finish_in_place(&self, steps: &[Step]) -> Result<()> {
-        self.close_steps(steps, |_, to| Event::Restored { to, in_place: true })
+        self.close_steps(steps, |_, to| Event::Restored {
+            to,
+            in_place: true,
+            from: RestoredFrom::Array,
+        })
     }
 
     /// Ends an in-place restore with its volumes holding their undo points' content (rolled

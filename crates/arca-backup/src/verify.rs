@@ -42,7 +42,7 @@ impl Backups {
             let (records, _) = catalog::all(&self.pool)?;
             let ids: Vec<BackupId> = records
                 .iter()
-                .filter(|r| r.status == Status::Complete)
+                .filter(|r| r.status == Status::Complete && r.on_array())
                 .map(|r| r.id)
                 .collect();
             let uses = self.register_use(&ids, "a verification".into());

@@ -226,6 +226,9 @@ fn ensure_volumes(pool: &Pool, volumes: &[(String, u64)]) -> Result<()> {
     Ok(())
 }
 
+/// How long a stop waits for backup policy runs in progress.
+const POLICY_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// After the data path and the API have stopped: restores paused, the last writes made
 /// durable, pairs closed cleanly when that worked, and the pool closed.
 fn stop_services(
@@ -311,6 +314,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .attach_pairs(pairs.clone())
         .map_err(|e| anyhow!("attaching the copy pairs to the backups: {e}"))?;
 
+    // Backup policies: runs a stop interrupted are recorded as such; the scheduler thread
+    // ticks on the backups' clock.
+    let policies = arca_backup::Policies::open(backups.clone())
+        .map_err(|e| anyhow!("opening the backup policies: {e}"))?;
+    let scheduler = policies
+        .start_scheduler()
+        .context("starting the backup policy scheduler")?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -325,6 +336,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         jobs,
         backups: backups.clone(),
         pairs: pairs.clone(),
+        policies: policies.clone(),
         hosts,
         metrics,
         tokens: Arc::new(
@@ -365,6 +377,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     nbd_result?;
+    // No new runs; one still going after the wait is recorded as interrupted at the next
+    // start.
+    scheduler.stop();
+    if !policies.wait_idle(POLICY_STOP_WAIT) {
+        tracing::warn!("a backup policy run is still going; it is recorded as interrupted");
+    }
     stop_services(pool, &backups, &pairs)?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -237,6 +237,8 @@ pub enum BackupEvent {
     Restored {
         to: String,
         in_place: bool,
+        /// Where the data came from: `array` (its image here) or `vault:NAME`.
+        from: String,
     },
     Copied {
         to: String,
@@ -264,6 +266,28 @@ pub enum BackupEvent {
     RestoreFailed {
         to: String,
         reason: String,
+    },
+    /// A copy into a vault finished.
+    CopiedToVault {
+        vault: String,
+        manifest: String,
+    },
+    /// A host recorded a copy it made itself.
+    HostCopyRecorded {
+        medium: String,
+        location: Option<String>,
+    },
+    /// The host changed the information it supplied: `what` names the fields and keys.
+    Annotated {
+        what: String,
+    },
+    /// Brought into this catalog from a vault.
+    Imported {
+        vault: String,
+    },
+    /// The vault was removed from the registry with force; its copy is no longer listed.
+    VaultCopyForgotten {
+        vault: String,
     },
 }
 
@@ -319,6 +343,19 @@ pub struct Backup {
     /// The job copying it or computing its digest, while one runs.
     #[schema(value_type = Option<u64>)]
     pub job: Option<arca_backup::JobId>,
+    /// Where the backup lives: `array` while the array holds its image, `vault:NAME` per vault
+    /// copy, `host:MEDIUM` per copy a host recorded.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Set when the array no longer holds the image (deleted, or the backup was imported)
+    /// and the backup lives in its vault copies: since when. The status stays `complete`.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub off_array_since: Option<String>,
+    #[serde(default)]
+    pub vault_copies: Vec<super::BackupVaultCopy>,
+    #[serde(default)]
+    pub host_copies: Vec<super::BackupHostCopy>,
 }
 
 /// A page of backups, newest first.
@@ -510,7 +547,27 @@ pub struct RebuildCatalog {
 pub struct RebuildReport {
     /// Records reconstructed from the descriptors on destinations.
     pub from_descriptors: u64,
-    /// Records of backups without a destination (deleted, failed) kept from the old catalog.
+    /// Records of backups without a destination (deleted, failed, living only in vaults)
+    /// kept from the old catalog.
     pub kept_history: u64,
     pub unreadable_descriptors: Vec<String>,
+}
+
+/// A volume's newest complete backup (`GET /v1/newest-backups`): what an overview needs to
+/// name the volumes without a recent backup, in one request however many volumes there are.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewestBackup {
+    pub volume: String,
+    pub volume_id: u64,
+    /// The volume holds a backup's image (a copy backup's destination): it is a backup
+    /// itself, not a volume that needs one.
+    pub holds_backup: bool,
+    /// The newest complete backup's id; null (and so the fields below) when there is none.
+    #[schema(value_type = Option<u64>)]
+    pub backup: Option<arca_backup::BackupId>,
+    #[schema(format = DateTime)]
+    pub point_in_time: Option<String>,
+    pub label: Option<String>,
+    /// Its newest verification's result; null when never verified.
+    pub verified: Option<bool>,
 }

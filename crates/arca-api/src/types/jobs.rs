@@ -27,6 +27,8 @@ pub enum JobKind {
     PairResync,
     /// A pair's resync, secondary to primary; result: a PairCopied.
     PairReverseResync,
+    /// A backup policy's run; result: a PolicyRan.
+    PolicyRun,
 }
 
 wire_names!(JobKind {
@@ -39,6 +41,7 @@ wire_names!(JobKind {
     PairCopy => "pair-copy",
     PairResync => "pair-resync",
     PairReverseResync => "pair-reverse-resync",
+    PolicyRun => "policy-run",
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -124,6 +127,7 @@ pub enum JobResult {
     BackupCopied(BackupCopied),
     Digested(Digested),
     PairCopied(PairCopied),
+    PolicyRan(PolicyRan),
 }
 
 /// The document's schema of [`JobResult`]: any of the shapes (anyOf, not oneOf: an empty list
@@ -144,6 +148,7 @@ fn job_result_schema() -> utoipa::openapi::schema::Schema {
         .item(Ref::from_schema_name("BackupCopied"))
         .item(Ref::from_schema_name("Digested"))
         .item(Ref::from_schema_name("PairCopied"))
+        .item(Ref::from_schema_name("PolicyRan"))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .build()
         .into()

@@ -177,3 +177,82 @@ fn digests_in_the_earlier_layout_still_verify_and_are_removed_with_their_backup(
     );
     r.assert_clean();
 }
+
+/// What hosts add to records after the fact (host copies, annotations) asks for metadata room
+/// like a new backup: on a nearly full region it is refused whole, and deletions still work.
+#[test]
+fn host_copies_and_annotations_are_refused_before_the_metadata_region_fills() {
+    let r = rig(&[24 * MIB]);
+    r.pool.create_volume("v", 4 * MIB, None).unwrap();
+    // Backups with the most metadata until the region refuses one.
+    let meta: BTreeMap<String, String> = (0..META_PAIRS_MAX)
+        .map(|i| {
+            (
+                format!("{i:02}{}", "k".repeat(20)),
+                "v".repeat(TEXT_LEN_MAX),
+            )
+        })
+        .collect();
+    let mut ids = Vec::new();
+    loop {
+        match r.backups.create(CreateRequest {
+            volumes: vec!["v".into()],
+            info: HostInfo {
+                meta: meta.clone(),
+                ..HostInfo::default()
+            },
+            ..CreateRequest::default()
+        }) {
+            Ok(c) => {
+                for j in &c.jobs {
+                    r.wait_ok(*j);
+                }
+                ids.push(c.records[0].id);
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+                break;
+            }
+        }
+        assert!(ids.len() < 5_000, "no backup was ever refused");
+        r.advance(1000);
+    }
+    // The little room left goes to what hosts add, until that is refused too.
+    let copy = |n: usize| arca_backup::HostCopy {
+        medium: format!("{n:04}{}", "m".repeat(TEXT_LEN_MAX - 4)),
+        location: Some("l".repeat(TEXT_LEN_MAX)),
+        by: Some("b".repeat(TEXT_LEN_MAX)),
+        copied_ms: EPOCH_MS,
+    };
+    let note = arca_backup::Annotation {
+        description: Some("d".repeat(arca_backup::record::DESCRIPTION_LEN_MAX)),
+        ..Default::default()
+    };
+    let mut refusal = None;
+    'fill: for id in &ids {
+        for n in 0..arca_backup::HOST_COPIES_MAX {
+            let before = r.backups.get(*id).unwrap();
+            if let Err(e) = r.backups.record_host_copy(*id, copy(n)) {
+                refusal = Some((e, *id, before));
+                break 'fill;
+            }
+        }
+        let before = r.backups.get(*id).unwrap();
+        if let Err(e) = r.backups.annotate(*id, &note) {
+            refusal = Some((e, *id, before));
+            break 'fill;
+        }
+    }
+    let (refusal, id, before) = refusal.expect("nothing hosts add was ever refused");
+    assert_eq!(refusal.kind(), ErrorKind::NoSpace, "{refusal}");
+    assert!(
+        refusal.to_string().contains("metadata region nearly full"),
+        "{refusal}"
+    );
+    assert_eq!(r.backups.get(id).unwrap(), before, "refused whole");
+    r.assert_clean();
+    for id in &ids {
+        r.backups.delete(*id, false).expect("a deletion commits");
+    }
+    r.assert_clean();
+}

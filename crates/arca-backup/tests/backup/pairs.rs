@@ -644,3 +644,51 @@ fn the_full_copy_after_an_unclean_stop_writes_only_what_differs() {
     assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     w2.pool.set_write_hook("s", None).unwrap();
 }
+
+/// A resync consuming a backup with a vault copy gives up only the array's image: the backup
+/// stays complete, living in the vault, and a later resync does not meet it again.
+#[test]
+fn a_resync_consuming_a_backup_with_vault_copies_keeps_it_complete_in_the_vault() {
+    let w = new_world(11);
+    let backups = w.backups();
+    let id = w.backup_to_secondary(&backups, Default::default()).records[0].id;
+    backups
+        .add_vault(arca_backup::NewVault {
+            name: "off".into(),
+            url: "file:///srv/off".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let root = backups.get(id).unwrap().digest.map(|d| d.root);
+    let copy = arca_backup::VaultCopy {
+        vault: "off".into(),
+        vault_id: [5; 16],
+        manifest: "m".into(),
+        copied_ms: 1,
+        bytes_read: 1,
+        bytes_new: 1,
+        bytes_stored: 1,
+        digest_root: root.unwrap_or_default(),
+    };
+    backups.record_vault_copy(id, copy).unwrap();
+    backups.resync_pair("s", false, true).unwrap();
+    w.settle();
+    assert_eq!(w.state(), PairState::Pair);
+    let r = backups.get(id).unwrap();
+    assert_eq!(r.status, arca_backup::Status::Complete);
+    assert_eq!(r.locations(), ["vault:off"]);
+    assert!(matches!(
+        &r.history.last().unwrap().event,
+        arca_backup::Event::Consumed { .. }
+    ));
+    assert!(
+        w.pool.volume("s").unwrap().tag.is_none(),
+        "the descriptor went"
+    );
+    // Split and resync again: the backup is no longer on the secondary to consume.
+    w.pairs.split("s").unwrap();
+    backups.resync_pair("s", false, false).unwrap();
+    w.settle();
+    let report = backups.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -44,7 +44,7 @@ fn restore_in_place_puts_back_only_what_changed_and_keeps_an_undo_point() {
     let rec = r.backups.get(id).unwrap();
     assert!(rec.history.iter().any(|h| matches!(
         &h.event,
-        Event::Restored { to, in_place: true } if to == "v"
+        Event::Restored { to, in_place: true, from: arca_backup::RestoredFrom::Array } if to == "v"
     )));
     // The volume is writable again, and undoing the restore works the same way.
     r.write("v", 0, &[1; 10]);

@@ -286,6 +286,53 @@ fn changed_extents_are_exactly_what_differs() {
     }
 }
 
+/// Every extent where two snapshots differ is named by `changed_between`, whatever mix of
+/// writes, overwrites and trims came between and after them.
+#[test]
+fn changed_between_names_every_extent_two_snapshots_differ_in() {
+    for seed in 0..30u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let sp = sim_pool(&[8 * MIB], &config());
+        let pool = &sp.pool;
+        pool.create_volume("v", 32 * ES, None).unwrap();
+        let e = pool.export("v").unwrap();
+        for i in 0..5 {
+            for _ in 0..rng.random_range(0..12) {
+                let l = rng.random_range(0..32u64);
+                if rng.random_range(0..4) == 0 {
+                    e.trim(l * ES, ES, false).unwrap();
+                } else {
+                    e.write(l * ES, &[rng.random::<u8>() | 1; 64], false)
+                        .unwrap();
+                }
+            }
+            pool.create_snapshot("v", &format!("s{i}")).unwrap();
+        }
+        let read = |name: &str, l: u64| {
+            let mut buf = vec![0u8; ES as usize];
+            pool.export(name).unwrap().read(l * ES, &mut buf).unwrap();
+            buf
+        };
+        for i in 0..5 {
+            for j in i..5 {
+                let changed = pool
+                    .changed_between("v", &format!("s{i}"), &format!("s{j}"))
+                    .unwrap();
+                for l in 0..32u64 {
+                    if read(&format!("v@s{i}"), l) != read(&format!("v@s{j}"), l) {
+                        assert!(changed.contains(&l), "seed {seed}: s{i}..s{j} extent {l}");
+                    }
+                }
+                if i == j {
+                    assert!(changed.is_empty());
+                }
+            }
+        }
+        let err = pool.changed_between("v", "s3", "s1").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+}
+
 #[test]
 fn bytes_freed_by_deleting_snapshots_together_is_exact() {
     for seed in 0..40u64 {

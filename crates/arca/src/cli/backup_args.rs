@@ -69,12 +69,55 @@ pub enum BackupCmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Delete a backup's data; its record stays as history
+    /// Delete a backup's data; its record stays as history. A backup with vault copies is
+    /// refused unless --keep-vault-copies (deleting vault copies is not available yet)
     Delete {
         id: arca_backup::BackupId,
         /// Delete before its keep-until time (never under a hold or a retention lock)
         #[arg(long)]
         force: bool,
+        /// Delete only the array's image of a backup with vault copies: the backup stays
+        /// complete, living in its vault copies (deleting the vault copies themselves is not
+        /// available yet)
+        #[arg(long)]
+        keep_vault_copies: bool,
+    },
+    /// Change what was said about a backup (label, description, content id, metadata)
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["label", "description", "content_id", "meta", "unset_meta"])))]
+    Annotate {
+        id: arca_backup::BackupId,
+        /// The new label
+        #[arg(long)]
+        label: Option<String>,
+        /// The new description
+        #[arg(long)]
+        description: Option<String>,
+        /// The new content identifier
+        #[arg(long)]
+        content_id: Option<String>,
+        /// Set a key/value pair (repeatable)
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
+        /// Remove a key (repeatable)
+        #[arg(long, value_name = "KEY")]
+        unset_meta: Vec<String>,
+    },
+    /// Record a copy of a complete backup that you made yourself (a tape, a disk...)
+    RecordCopy {
+        id: arca_backup::BackupId,
+        /// What holds the copy: tape, usb disk, ...
+        #[arg(long)]
+        medium: String,
+        /// Where: a tape label, a path, ...
+        #[arg(long)]
+        location: Option<String>,
+        /// The program that made the copy
+        #[arg(long, value_name = "PROGRAM")]
+        by: Option<String>,
+        /// When the copy was made (RFC 3339 or a date; default now)
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+        copied: Option<String>,
     },
     /// Put a backup on hold: it is never deleted or pruned until released
     Hold { id: arca_backup::BackupId },
@@ -184,6 +227,12 @@ pub struct ListArgs {
     /// Backups of this backup set
     #[arg(long, value_name = "ID")]
     pub set: Option<u64>,
+    /// Backups with a copy in this vault
+    #[arg(long, value_name = "VAULT")]
+    pub in_vault: Option<String>,
+    /// Backups without a copy in this vault
+    #[arg(long, value_name = "VAULT")]
+    pub not_in_vault: Option<String>,
     /// At most this many (default 100, at most 100000)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub limit: Option<u64>,

@@ -32,6 +32,9 @@ pub(super) fn destination(b: &Backup) -> String {
     if let Some(e) = &b.destination.export {
         return e.clone();
     }
+    if b.off_array_since.is_some() {
+        return "-".into();
+    }
     match (b.status, &b.destination.snapshot) {
         (BackupStatus::Deleted, _) => "-".into(),
         (_, Some(snap)) => format!("{}@{snap}", b.destination.volume),
@@ -58,6 +61,7 @@ pub(super) fn backup_table(list: &[Backup]) -> String {
         ("LABEL", Align::Left),
         ("DESTINATION", Align::Left),
         ("VERIFIED", Align::Left),
+        ("LOCATIONS", Align::Left),
     ]);
     for b in list {
         t.row(vec![
@@ -70,9 +74,19 @@ pub(super) fn backup_table(list: &[Backup]) -> String {
             or_dash(b.info.label.as_ref()),
             destination(b),
             verified(b).to_string(),
+            locations(b),
         ]);
     }
     t.render()
+}
+
+/// Where a backup lives (`array`, `vault:NAME`, `host:MEDIUM`), or `-`.
+pub(super) fn locations(b: &Backup) -> String {
+    if b.locations.is_empty() {
+        "-".into()
+    } else {
+        b.locations.join(",")
+    }
 }
 
 pub(super) fn damaged_text(damaged: &[[u64; 2]]) -> String {
@@ -103,13 +117,14 @@ pub(super) fn event_text(e: &BackupEvent) -> String {
                 )
             }
         }
-        BackupEvent::Restored { to, in_place } => format!(
-            "restored into {to}{}",
+        BackupEvent::Restored { to, in_place, from } => format!(
+            "restored into {to}{} from {}",
             if *in_place {
                 " (in place)"
             } else {
                 " (new volume)"
-            }
+            },
+            from.replace(':', " ")
         ),
         BackupEvent::Copied { to } => format!("copied to {to}"),
         BackupEvent::Consumed { by } => format!("consumed by {by}"),
@@ -125,7 +140,50 @@ pub(super) fn event_text(e: &BackupEvent) -> String {
         BackupEvent::RestoreFailed { to, reason } => {
             format!("restore as new volume {to} failed, the volume was removed: {reason}")
         }
+        BackupEvent::CopiedToVault { vault, manifest } => {
+            format!("copied to vault {vault} (manifest {manifest})")
+        }
+        BackupEvent::HostCopyRecorded { medium, location } => match location {
+            Some(l) => format!("host copy recorded: {medium} at {l}"),
+            None => format!("host copy recorded: {medium}"),
+        },
+        BackupEvent::Annotated { what } => format!("annotated: {what}"),
+        BackupEvent::Imported { vault } => format!("imported from vault {vault}"),
+        BackupEvent::VaultCopyForgotten { vault } => {
+            format!("copy in vault {vault} forgotten: the vault was removed with --force")
+        }
     }
+}
+
+/// The copies lines of `backup show`: one per vault copy and host copy.
+fn copies_text(b: &Backup) -> String {
+    let mut out = String::new();
+    for c in &b.vault_copies {
+        out.push_str(&format!(
+            "  vault {}: {} (manifest {}; read {}, new {}, stored {})\n",
+            c.vault,
+            c.copied,
+            c.manifest,
+            format::size(c.bytes_read),
+            format::size(c.bytes_new),
+            format::size(c.bytes_stored)
+        ));
+    }
+    for c in &b.host_copies {
+        out.push_str(&format!(
+            "  {}{}: {}{}\n",
+            c.medium,
+            c.location
+                .as_ref()
+                .map_or(String::new(), |l| format!(" at {l}")),
+            c.copied,
+            c.by.as_ref().map_or(String::new(), |p| format!(" by {p}"))
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("  -\n");
+    }
+    out
 }
 
 pub(super) fn backup_text(b: &Backup) -> String {
@@ -235,8 +293,17 @@ pub(super) fn backup_text(b: &Backup) -> String {
             },
         ),
         ("job", or_dash(b.job)),
+        (
+            "lives in",
+            match &b.off_array_since {
+                Some(t) => format!("{} (the array's image is gone since {t})", locations(b)),
+                None => locations(b),
+            },
+        ),
     ];
     let mut out = fields(&rows);
+    out.push_str("copies:\n");
+    out.push_str(&copies_text(b));
     out.push_str("history:\n");
     if b.history.is_empty() {
         out.push_str("  -\n");

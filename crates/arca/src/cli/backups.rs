@@ -2,9 +2,10 @@
 
 use anyhow::{Result, bail};
 use arca_api::types::{
-    Backup, BackupList, BackupMethod, BackupTarget, CatalogReport, CreateBackup, CreatedBackups,
-    JobResult, JobState, PruneBackups, PruneReport, RebuildCatalog, RebuildReport, RestoreBackup,
-    RestoreSet, Restored, SetRetention, Verification, VerifyBackups, VerifyStarted,
+    AnnotateBackup, Backup, BackupList, BackupMethod, BackupTarget, CatalogReport, CreateBackup,
+    CreatedBackups, JobResult, JobState, PruneBackups, PruneReport, RebuildCatalog, RebuildReport,
+    RecordHostCopy, RestoreBackup, RestoreSet, Restored, SetRetention, Verification, VerifyBackups,
+    VerifyStarted,
 };
 
 pub use super::backup_args::*;
@@ -31,14 +32,69 @@ pub fn run_backup(c: &Client, s: &Settings, cmd: BackupCmd) -> Result<()> {
             show_or(s, &b, || print!("{}", backup_text(&b)))
         }
         BackupCmd::Verify { ids, all, no_wait } => verify(c, s, ids, all, no_wait),
-        BackupCmd::Delete { id, force } => {
-            let flag = if force { "true" } else { "false" };
-            let b: Backup = c.delete_json(&backup_path(id), &[("force", flag)])?;
+        BackupCmd::Delete {
+            id,
+            force,
+            keep_vault_copies,
+        } => {
+            let flag = |b: bool| if b { "true" } else { "false" };
+            let b: Backup = c.delete_json(
+                &backup_path(id),
+                &[
+                    ("force", flag(force)),
+                    ("keep_vault_copies", flag(keep_vault_copies)),
+                ],
+            )?;
             show_or(s, &b, || {
-                println!(
-                    "deleted backup {id} ({} of {}); its record stays as history",
-                    b.method, b.source.volume_name
-                )
+                if b.off_array_since.is_some() {
+                    println!(
+                        "deleted the array's image of backup {id} ({} of {}); it lives on in {}",
+                        b.method,
+                        b.source.volume_name,
+                        locations(&b)
+                    )
+                } else {
+                    println!(
+                        "deleted backup {id} ({} of {}); its record stays as history",
+                        b.method, b.source.volume_name
+                    )
+                }
+            })
+        }
+        BackupCmd::Annotate {
+            id,
+            label,
+            description,
+            content_id,
+            meta,
+            unset_meta,
+        } => {
+            let body = AnnotateBackup {
+                label,
+                description,
+                content_id,
+                meta: meta.into_iter().collect(),
+                unset_meta,
+            };
+            let b: Backup = c.post_json(&format!("/v1/backups/{id}/annotate"), &body)?;
+            show_or(s, &b, || println!("annotated backup {id}"))
+        }
+        BackupCmd::RecordCopy {
+            id,
+            medium,
+            location,
+            by,
+            copied,
+        } => {
+            let body = RecordHostCopy {
+                medium,
+                location,
+                by,
+                copied,
+            };
+            let b: Backup = c.post_json(&format!("/v1/backups/{id}/host-copies"), &body)?;
+            show_or(s, &b, || {
+                println!("recorded the copy; backup {id} lives in {}", locations(&b))
             })
         }
         BackupCmd::Hold { id } => {
@@ -172,6 +228,8 @@ fn list(c: &Client, s: &Settings, a: ListArgs) -> Result<()> {
     put("until", a.until);
     put("status", a.status.map(|x| x.to_string()));
     put("set", a.set.map(|x| x.to_string()));
+    put("in_vault", a.in_vault);
+    put("not_in_vault", a.not_in_vault);
     put("limit", a.limit.map(|x| x.to_string()));
     put("before", a.before.map(|x| x.to_string()));
     for (k, v) in a.meta {

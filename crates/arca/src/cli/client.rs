@@ -101,6 +101,12 @@ impl Client {
         self.decode(&text)
     }
 
+    pub fn patch_json<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let req = self.auth(self.agent.patch(self.url(path)));
+        let text = self.finish(req.send_json(body))?;
+        self.decode(&text)
+    }
+
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let req = self.auth(self.agent.post(self.url(path)));
         let text = self.finish(req.send_empty())?;

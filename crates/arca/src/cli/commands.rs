@@ -10,7 +10,7 @@ use super::client::{Client, seg};
 use super::format::{self, Align, Table, fields, or_dash};
 use super::{
     CloneArgs, Command, ExportCmd, JobCmd, PoolCmd, Settings, SnapshotCmd, VolumeCmd, backups,
-    jobs, pairs, show_or,
+    jobs, pairs, show_or, vaults,
 };
 
 pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
@@ -34,6 +34,8 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
         Command::Pair(a) => pairs::run(c, s, a.cmd),
         Command::Token(a) => super::tokens::run(c, s, a.cmd),
         Command::Audit(a) => super::audit::run(c, s, a.cmd),
+        Command::Policy(a) => super::policies::run(c, s, a.cmd),
+        Command::Vault(a) => vaults::run(c, s, a.cmd),
         Command::Job(a) => run_job(c, s, a.cmd),
     }
 }

@@ -14,6 +14,8 @@ mod jobs;
 mod pairs;
 mod tls_roots;
 mod tokens;
+mod policies;
+mod vaults;
 
 use std::io::Write as _;
 
@@ -123,6 +125,11 @@ pub enum Command {
     Token(tokens::TokenArgs),
     /// List the audit trail: who changed what, when, from where
     Audit(audit::AuditArgs),
+    /// Backup policies: backups taken, pruned and verified on the array's own calendar
+    Policy(policies::PolicyArgs),
+    /// Add, list, show and remove vaults (off-array places backups are copied to); export a
+    /// vault's key
+    Vault(vaults::VaultArgs),
 }
 
 #[derive(Args, Debug)]
@@ -280,6 +287,8 @@ impl Command {
             Command::Pair(a) => &a.opts,
             Command::Token(a) => &a.opts,
             Command::Audit(a) => &a.opts,
+            Command::Policy(a) => &a.opts,
+            Command::Vault(a) => &a.opts,
         }
     }
 }

@@ -14,6 +14,8 @@ mod access;
 mod backups;
 mod pairs;
 mod tokens;
+mod policies;
+mod vaults;
 mod volumes_in_use;
 
 use common::daemon::{Daemon, Serve};

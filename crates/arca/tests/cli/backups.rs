@@ -132,7 +132,8 @@ fn backup_commands_in_tables_and_json() {
             "TIME",
             "LABEL",
             "DESTINATION",
-            "VERIFIED"
+            "VERIFIED",
+            "LOCATIONS"
         ]
     );
     assert_eq!(table.lines().count(), 5, "{table}");

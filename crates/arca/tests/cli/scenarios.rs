@@ -633,9 +633,9 @@ fn restore_in_place_with_undo_point_and_restore_as_new() {
     assert_eq!(
         restored,
         [
-            &serde_json::json!({"type": "restored", "to": "v", "in_place": true}),
-            &serde_json::json!({"type": "restored", "to": "copy1", "in_place": false}),
-            &serde_json::json!({"type": "restored", "to": "v", "in_place": true}),
+            &serde_json::json!({"type": "restored", "to": "v", "in_place": true, "from": "array"}),
+            &serde_json::json!({"type": "restored", "to": "copy1", "in_place": false, "from": "array"}),
+            &serde_json::json!({"type": "restored", "to": "v", "in_place": true, "from": "array"}),
         ],
         "{h:#}"
     );

@@ -1,0 +1,443 @@
+//! What a policy is (its record), what the scheduler keeps about it (its state), and what
+//! each run did (its history), with their stored layout.
+//!
+//! Layout in the pool's metadata (application tables, values are a version byte followed by
+//! postcard):
+//! - `policies`: policy name → [`PolicyRecord`] (what the user set);
+//! - `policy_state`: policy name → [`PolicyState`] (next and last runs, the run in progress);
+//! - `policy_history`: policy name, a 0 byte, run sequence (big-endian u64) → [`RunRecord`];
+//!   at most [`HISTORY_MAX`] runs per policy, the oldest dropped first.
+//!
+//! Extending: a run is made of [`Track`]s (an event calendar and the [`Step`]s it fires, in
+//! order). A new kind of work (copying to a vault, then pruning there) is a new `Track` and
+//! new `Step` variants added at the end of their enums (postcard stores the variant index,
+//! so older records keep decoding), its settings a new record version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BackupId, JobId};
+use crate::retention;
+
+pub const POLICIES: &str = "policies";
+pub const POLICY_STATE: &str = "policy_state";
+pub const POLICY_HISTORY: &str = "policy_history";
+
+const RECORD_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 1;
+const RUN_VERSION: u8 = 1;
+
+/// Runs kept in a policy's history.
+pub const HISTORY_MAX: usize = 100;
+/// Longest policy name.
+pub const POLICY_NAME_MAX: usize = 64;
+/// Volume patterns per policy.
+pub const PATTERNS_MAX: usize = 32;
+
+/// A unit of work a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    /// Snapshot backups of the matched volumes (a backup set with `set`).
+    Snapshot,
+    /// The policy's own backups pruned by its keep rules.
+    Prune,
+    /// Rolling verification of the policy's backups within the budget.
+    Verify,
+}
+
+impl Step {
+    pub const ALL: [Step; 3] = [Step::Snapshot, Step::Prune, Step::Verify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Snapshot => "snapshot",
+            Step::Prune => "prune",
+            Step::Verify => "verify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A calendar of a policy and the steps it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Track {
+    /// `--snapshot CALENDAR`: snapshot, then prune.
+    Snapshot,
+    /// `--verify CALENDAR`: verify.
+    Verify,
+}
+
+impl Track {
+    pub const ALL: [Track; 2] = [Track::Snapshot, Track::Verify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Snapshot => "snapshot",
+            Track::Verify => "verify",
+        }
+    }
+
+    /// The steps a slot of this track runs, in order.
+    pub fn steps(self, p: &PolicyRecord) -> Vec<Step> {
+        match self {
+            Track::Snapshot if p.keep.any() => vec![Step::Snapshot, Step::Prune],
+            Track::Snapshot => vec![Step::Snapshot],
+            Track::Verify => vec![Step::Verify],
+        }
+    }
+}
+
+/// Keep rules of the prune step (as `backup prune` takes them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keep {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+}
+
+impl Keep {
+    pub fn any(&self) -> bool {
+        self.retention().check().is_ok()
+    }
+
+    pub fn retention(&self) -> retention::Policy {
+        retention::Policy {
+            keep_last: self.last,
+            keep_hourly: self.hourly,
+            keep_daily: self.daily,
+            keep_weekly: self.weekly,
+            keep_monthly: self.monthly,
+            keep_yearly: self.yearly,
+            keep_newest_verified: true,
+        }
+    }
+}
+
+/// A policy as the user set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub name: String,
+    /// Volume name patterns (`*` any run of characters, `?` one), matched at each run.
+    pub volumes: Vec<String>,
+    /// Back the matched volumes up as one backup set (one instant).
+    pub set: bool,
+    pub snapshot: Option<String>,
+    pub keep: Keep,
+    pub verify: Option<String>,
+    /// Bytes of images one verify run reads at most (at least one backup is read).
+    pub verify_budget_bytes: Option<u64>,
+    /// The backups' label; the policy's name when not set.
+    pub label: Option<String>,
+    pub meta: BTreeMap<String, String>,
+    /// IANA time zone the calendars are read in.
+    pub tz: String,
+    pub paused: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl PolicyRecord {
+    pub fn calendar(&self, t: Track) -> Option<&str> {
+        match t {
+            Track::Snapshot => self.snapshot.as_deref(),
+            Track::Verify => self.verify.as_deref(),
+        }
+    }
+
+    /// What its backups record as `program`: how its prune knows its own.
+    pub fn program(&self) -> String {
+        program_of(&self.name)
+    }
+
+    pub fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.name.clone())
+    }
+}
+
+pub fn program_of(name: &str) -> String {
+    format!("arca-policy/{name}")
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RunResult {
+    Succeeded,
+    Failed,
+    /// Not run: the previous run of the policy was still going.
+    Skipped,
+    /// The array stopped or crashed during the run.
+    Interrupted,
+}
+
+impl RunResult {
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Succeeded,
+        RunResult::Failed,
+        RunResult::Skipped,
+        RunResult::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Succeeded => "succeeded",
+            RunResult::Failed => "failed",
+            RunResult::Skipped => "skipped",
+            RunResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trigger {
+    /// Its slot came.
+    Schedule,
+    /// Slots passed while the array was down or the clock jumped: one run for all of them.
+    CatchUp,
+    /// `policy run`.
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch-up",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// What one step of a run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub step: Step,
+    pub ok: bool,
+    /// One line: what was done, or why it failed.
+    pub summary: String,
+    /// Backups the step made, removed or verified.
+    pub backups: Vec<BackupId>,
+    /// The job the step started and waited for (verification).
+    pub job: Option<JobId>,
+}
+
+/// One run in a policy's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub seq: u64,
+    pub trigger: Trigger,
+    /// The calendars whose slots the run is for (none for a manual run).
+    pub tracks: Vec<Track>,
+    /// The steps it was to run, in order.
+    pub planned: Vec<Step>,
+    /// The slot the run is for (the first one missed, for a catch-up).
+    pub slot_ms: Option<u64>,
+    /// Slots a catch-up run stands for.
+    pub slots_missed: u64,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub result: RunResult,
+    /// Why it failed, was skipped or interrupted.
+    pub reason: Option<String>,
+    pub steps: Vec<StepOutcome>,
+    pub job: Option<JobId>,
+}
+
+/// The scheduler's view of one track.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackState {
+    /// When its next slot is due; `None` until first scheduled.
+    pub next_ms: Option<u64>,
+    pub last_run_ms: Option<u64>,
+    pub last_success_ms: Option<u64>,
+    pub last_result: Option<RunResult>,
+    pub last_reason: Option<String>,
+}
+
+/// A run in progress, stored when it starts: found at open, it was interrupted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStart {
+    pub seq: u64,
+    pub trigger: Trigger,
+    pub tracks: Vec<Track>,
+    pub planned: Vec<Step>,
+    pub slot_ms: Option<u64>,
+    pub slots_missed: u64,
+    pub started_ms: u64,
+}
+
+impl RunStart {
+    /// Its history entry once it ended.
+    pub fn ended(
+        &self,
+        ended_ms: u64,
+        result: RunResult,
+        reason: Option<String>,
+        steps: Vec<StepOutcome>,
+        job: Option<JobId>,
+    ) -> RunRecord {
+        RunRecord {
+            seq: self.seq,
+            trigger: self.trigger,
+            tracks: self.tracks.clone(),
+            planned: self.planned.clone(),
+            slot_ms: self.slot_ms,
+            slots_missed: self.slots_missed,
+            started_ms: self.started_ms,
+            ended_ms: Some(ended_ms),
+            result,
+            reason,
+            steps,
+            job,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub tracks: BTreeMap<Track, TrackState>,
+    /// The sequence number the next run gets.
+    pub next_seq: u64,
+    pub running: Option<RunStart>,
+    pub last_success_ms: Option<u64>,
+}
+
+fn encode<T: Serialize>(version: u8, v: &T) -> Vec<u8> {
+    let mut out = vec![version];
+    out.extend(postcard::to_stdvec(v).expect("records serialize"));
+    out
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(version: u8, what: &str, b: &[u8]) -> Result<T, String> {
+    match b.split_first() {
+        Some((v, rest)) if *v == version => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("{what} version {v} is not supported")),
+        None => Err(format!("empty {what}")),
+    }
+}
+
+impl PolicyRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(RECORD_VERSION, self)
+    }
+    pub fn decode(b: &[u8]) -> Result<PolicyRecord, String> {
+        decode(RECORD_VERSION, "policy record", b)
+    }
+}
+
+impl PolicyState {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(STATE_VERSION, self)
+    }
+    pub fn decode(b: &[u8]) -> Result<PolicyState, String> {
+        decode(STATE_VERSION, "policy state", b)
+    }
+}
+
+impl RunRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(RUN_VERSION, self)
+    }
+    pub fn decode(b: &[u8]) -> Result<RunRecord, String> {
+        decode(RUN_VERSION, "policy run record", b)
+    }
+}
+
+/// The history key of run `seq` of `name`.
+pub fn history_key(name: &str, seq: u64) -> Vec<u8> {
+    let mut k = name.as_bytes().to_vec();
+    k.push(0);
+    k.extend(seq.to_be_bytes());
+    k
+}
+
+/// Checks a policy name: 1 to 64 of letters, digits, `.`, `_` and `-`, not starting with `.`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= POLICY_NAME_MAX
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "policy name {name:?} must be 1 to {POLICY_NAME_MAX} letters, digits, '.', '_' or \
+             '-', not starting with '.'"
+        ))
+    }
+}
+
+/// Whether `name` matches `pattern` (`*` any run of characters, `?` any one).
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative wildcard match with one backtrack point (the last `*`).
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_like_shell_globs() {
+        assert!(matches("db-*", "db-1"));
+        assert!(matches("*", "anything"));
+        assert!(matches("a?c", "abc"));
+        assert!(matches("*-data-*", "x-data-y"));
+        assert!(!matches("db-*", "web-1"));
+        assert!(!matches("a?c", "ac"));
+        assert!(matches("exact", "exact"));
+        assert!(!matches("exact", "exact2"));
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_other_versions() {
+        let s = PolicyState {
+            next_seq: 7,
+            ..Default::default()
+        };
+        let b = s.encode();
+        assert_eq!(PolicyState::decode(&b).unwrap(), s);
+        let mut other = b.clone();
+        other[0] = 99;
+        assert!(
+            PolicyState::decode(&other)
+                .unwrap_err()
+                .contains("version 99")
+        );
+        assert!(PolicyState::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn history_keys_sort_by_sequence_within_a_policy() {
+        assert!(history_key("a", 2) < history_key("a", 10));
+        assert!(history_key("a", u64::MAX) < history_key("a-", 0));
+    }
+}
