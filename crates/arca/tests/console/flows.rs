@@ -9,18 +9,18 @@ use crate::webdriver::Browser;
 use crate::{api, assert_accessible, browser_installed, http, shown};
 
 /// Fills the field labelled `label` in `scope`.
-fn fill(b: &Browser, scope: &str, label: &str, text: &str) {
+pub(crate) fn fill(b: &Browser, scope: &str, label: &str, text: &str) {
     let f = b.field(scope, label);
     b.type_into(&f, text);
 }
 
-fn click(b: &Browser, css: &str, text: &str) {
+pub(crate) fn click(b: &Browser, css: &str, text: &str) {
     let e = b.wait_text(css, text);
     b.click(&e);
 }
 
 /// The open confirmation's text.
-fn dialog_text(b: &Browser) -> String {
+pub(crate) fn dialog_text(b: &Browser) -> String {
     b.wait("the confirmation", |b| {
         Some(b.text_of("dialog[open]")).filter(|t| !t.is_empty())
     })

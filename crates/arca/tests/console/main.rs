@@ -13,6 +13,7 @@ mod common;
 
 mod axe;
 mod flows;
+mod protection;
 mod webdriver;
 
 use common::daemon::Daemon;
