@@ -302,11 +302,11 @@ fn backups_every_endpoint_and_error() {
     assert_eq!(restored.len(), 2, "{history}");
     assert_eq!(
         restored[0]["event"],
-        json!({"type": "restored", "to": "r1", "in_place": false})
+        json!({"type": "restored", "to": "r1", "in_place": false, "from": "array"})
     );
     assert_eq!(
         restored[1]["event"],
-        json!({"type": "restored", "to": "v", "in_place": true})
+        json!({"type": "restored", "to": "v", "in_place": true, "from": "array"})
     );
     let p = format!("/v1/backups/{snap_id}/restore");
     assert_error(&post(&d, &p, json!({"to": "w", "as": "x"})), 400, "invalid");
