@@ -1,7 +1,7 @@
 // Vaults: repositories outside the pool that backups are copied to. The list, a vault's page
 // (its registration and the backups with a copy in it), add, and remove (confirmed, naming the
 // copies that stop being listed). The key of an encrypted vault is never exported from here:
-// that is the CLI's `arca vault key-export`, kept off a page a browser may cache or show.
+// that is the CLI's `arca vault key export`, kept off a page a browser may cache or show.
 
 import { del, get, post, seg, when } from "./api.js";
 import { act, badge, card, confirmAction, el, field, form, notify, table, update } from "./ui.js";
