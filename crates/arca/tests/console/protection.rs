@@ -58,6 +58,11 @@ fn a_policy_is_created_run_changed_paused_resumed_and_deleted_through_the_consol
     );
     b.screenshot("policies");
     assert_accessible(&b, "policies");
+    b.set_size(390, 844);
+    b.wait_for("#policy-list table");
+    b.screenshot("policies-phone");
+    assert_accessible(&b, "policies on a phone");
+    b.set_size(1280, 800);
 
     b.click(&b.wait_text("#policy-list a", "nightly"));
     b.wait_text("h1", "Policy nightly");
