@@ -56,6 +56,9 @@ files!(
     "app/backup.js",
     "app/prune.js",
     "app/jobs.js",
+    "app/policies.js",
+    "app/vaults.js",
+    "app/copies.js",
 );
 
 fn content_type(name: &str) -> &'static str {
