@@ -79,10 +79,6 @@ fn etag(bytes: &[u8]) -> String {
     format!("\"{hash:016x}\"")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The token the request's console cookie carries (hex-encoded there), if any.
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
     let hex = headers
@@ -113,10 +109,7 @@ fn serve_file(s: &crate::ApiState, headers: &HeaderMap, name: &str) -> Response 
         return ApiError::not_found(format!("the console has no file {name:?}")).into_response();
     };
     let gated = name.starts_with(APP_PREFIX);
-    if gated
-        && s.tokens.required()
-        && !has_token_cookie(headers, &s.tokens)
-    {
+    if gated && s.tokens.required() && !has_token_cookie(headers, &s.tokens) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -12,9 +12,9 @@ mod commands;
 mod format;
 mod jobs;
 mod pairs;
+mod policies;
 mod tls_roots;
 mod tokens;
-mod policies;
 mod vaults;
 
 use std::io::Write as _;

@@ -13,8 +13,8 @@ mod common;
 mod access;
 mod backups;
 mod pairs;
-mod tokens;
 mod policies;
+mod tokens;
 mod vaults;
 mod volumes_in_use;
 
