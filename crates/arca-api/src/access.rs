@@ -21,13 +21,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::roles::least_role;
 use crate::server::St;
+use crate::tokens::Caller;
 
 /// Splits an authority `name[:port]` or `[v6][:port]` into its name (brackets kept) and port;
 /// None when malformed.
@@ -102,7 +104,7 @@ pub(crate) async fn check_host_and_origin(State(s): St, req: Request, next: Next
             .into_response();
         }
     };
-    if s.token.is_none() && !host.as_deref().is_some_and(|h| host_allowed(h, s.api_addr)) {
+    if !s.tokens.required() && !host.as_deref().is_some_and(|h| host_allowed(h, s.api_addr)) {
         return ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
             "misdirected",
@@ -117,12 +119,16 @@ pub(crate) async fn check_host_and_origin(State(s): St, req: Request, next: Next
         .into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let own = host.as_deref().map(|h| format!("http://{h}"));
+        // Either scheme: the port serves only one, so no page of the other can exist there.
         let same = origin
             .to_str()
             .ok()
-            .zip(own.as_deref())
-            .is_some_and(|(o, own)| o.eq_ignore_ascii_case(own));
+            .zip(host.as_deref())
+            .is_some_and(|(o, h)| {
+                ["http://", "https://"]
+                    .iter()
+                    .any(|scheme| o.eq_ignore_ascii_case(&format!("{scheme}{h}")))
+            });
         if !same {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -138,37 +144,54 @@ pub(crate) async fn check_host_and_origin(State(s): St, req: Request, next: Next
     next.run(req).await
 }
 
-/// Compares without an early exit, so the time taken does not reveal a matching prefix.
-pub(crate) fn same_token(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) async fn authenticate(
-    State(s): St,
-    headers: HeaderMap,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &s.token {
-        let given = headers
+/// Who the request is (its bearer token, or anonymous when the API needs none), refused
+/// with 401 when the token is missing or unknown and 403 when its role is below the route's
+/// (see [`crate::roles`]). The caller goes into the request's extensions.
+pub(crate) async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
+    let caller = if s.tokens.required() {
+        let given = req
+            .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same_token(g.as_bytes(), token.as_bytes())) {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("static header"),
-            );
-            return r;
+        match given.and_then(|g| s.tokens.identify(g)) {
+            Some(c) => c,
+            None => {
+                let mut r = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid bearer token is required",
+                )
+                .into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer".parse().expect("static header"),
+                );
+                return r;
+            }
         }
-    }
-    next.run(req).await
+    } else {
+        Caller::anonymous()
+    };
+    let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+    let need = least_role(req.method(), template);
+    // The caller goes on the response too, for the audit trail around this check.
+    let mut resp = if caller.role < need {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token {:?} has role {}; this operation needs {need}",
+                caller.name, caller.role
+            ),
+        )
+        .into_response()
+    } else {
+        req.extensions_mut().insert(caller.clone());
+        next.run(req).await
+    };
+    resp.extensions_mut().insert(caller);
+    resp
 }
 
 #[cfg(test)]

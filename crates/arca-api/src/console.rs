@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::access::same_token;
 use crate::error::ApiError;
 use crate::server::St;
 
@@ -57,6 +56,9 @@ files!(
     "app/backup.js",
     "app/prune.js",
     "app/jobs.js",
+    "app/policies.js",
+    "app/vaults.js",
+    "app/copies.js",
 );
 
 fn content_type(name: &str) -> &'static str {
@@ -77,20 +79,29 @@ fn etag(bytes: &[u8]) -> String {
     format!("\"{hash:016x}\"")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the request's cookies carry the token.
-fn has_token_cookie(headers: &HeaderMap, token: &str) -> bool {
-    let want = hex(token.as_bytes());
-    headers
+/// The token the request's console cookie carries (hex-encoded there), if any.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    let hex = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && same_token(v.as_bytes(), want.as_bytes()))
+        .find_map(|(k, v)| (k == COOKIE).then_some(v))?;
+    if hex.len() % 2 != 0 || hex.len() > 1024 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Whether the request's cookies carry a token the API knows (any role may read the
+/// console's files; what each call may do is the API's decision).
+fn has_token_cookie(headers: &HeaderMap, tokens: &crate::tokens::Tokens) -> bool {
+    cookie_token(headers).is_some_and(|t| tokens.identify(&t).is_some())
 }
 
 fn serve_file(s: &crate::ApiState, headers: &HeaderMap, name: &str) -> Response {
@@ -98,11 +109,7 @@ fn serve_file(s: &crate::ApiState, headers: &HeaderMap, name: &str) -> Response 
         return ApiError::not_found(format!("the console has no file {name:?}")).into_response();
     };
     let gated = name.starts_with(APP_PREFIX);
-    if gated
-        && s.token
-            .as_deref()
-            .is_some_and(|t| !has_token_cookie(headers, t))
-    {
+    if gated && s.tokens.required() && !has_token_cookie(headers, &s.tokens) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -227,16 +234,17 @@ mod tests {
     }
 
     #[test]
-    fn the_token_cookie_must_match_exactly() {
+    fn the_token_cookie_is_read_exactly() {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             "a=b; arca_console=736563726574".parse().unwrap(),
         );
-        assert!(has_token_cookie(&h, "secret"));
-        assert!(!has_token_cookie(&h, "secreT"));
+        assert_eq!(cookie_token(&h).as_deref(), Some("secret"));
         h.insert(header::COOKIE, "arca_console=73656372657".parse().unwrap());
-        assert!(!has_token_cookie(&h, "secret"));
-        assert!(!has_token_cookie(&HeaderMap::new(), "secret"));
+        assert_eq!(cookie_token(&h), None);
+        h.insert(header::COOKIE, "arca_console=7g".parse().unwrap());
+        assert_eq!(cookie_token(&h), None);
+        assert_eq!(cookie_token(&HeaderMap::new()), None);
     }
 }

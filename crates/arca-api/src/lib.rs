@@ -2,6 +2,7 @@
 //! code, Prometheus metrics, the web console's files, and the JSON types the CLI shares.
 
 mod access;
+pub mod audit;
 mod backup_json;
 mod backups;
 mod console;
@@ -14,11 +15,15 @@ mod pairs;
 mod panics;
 mod policies;
 mod pool;
+pub mod roles;
 pub mod server;
 mod snapshots;
+pub mod tls;
+pub mod tokens;
 pub mod types;
 mod vaults;
 mod volumes;
 
 pub use metrics::Metrics;
 pub use server::{ApiDoc, ApiState, BODY_MAX_BYTES, openapi_json, router, serve};
+pub use tls::serve_tls;

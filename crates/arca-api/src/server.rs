@@ -39,6 +39,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
+    /// Named tokens and the bootstrap one: who a request is, and whether one is required.
+    pub tokens: Arc<crate::tokens::Tokens>,
+    /// The audit trail of changing requests.
+    pub audit: Arc<crate::audit::Audit>,
     /// Where the API listens. Without a token, requests must name it (or a loopback name) in
     /// Host: see [`crate::access`].
     pub api_addr: std::net::SocketAddr,
@@ -87,7 +91,10 @@ async fn openapi() -> Json<serde_json::Value> {
 /// The OpenAPI document as served. utoipa 5 writes response links with Rust's field names
 /// (`operation_id`, `request_body`); OpenAPI spells them `operationId`, `requestBody`.
 pub fn openapi_json() -> serde_json::Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let mut api = ApiDoc::openapi();
+    api.merge(crate::tokens::TokensDoc::openapi());
+    api.merge(crate::audit::AuditDoc::openapi());
+    let mut doc = serde_json::to_value(api).expect("the document serializes");
     let links = doc["paths"]
         .as_object_mut()
         .into_iter()
@@ -133,6 +140,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::jobs::routes())
         .merge(crate::backups::routes())
         .merge(crate::pairs::routes())
+        .merge(crate::tokens::routes())
+        .merge(crate::audit::routes())
         .merge(crate::newest::routes())
         .merge(crate::policies::routes())
         .merge(crate::vaults::routes())
@@ -146,6 +155,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         ))
         // The web console's files: outside the token layer (they gate themselves).
         .merge(crate::console::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ))
         // Outermost: a request from a web page is refused before anything else looks at it.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -173,7 +186,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Arca", version = "1", description = "Management API of the Arca disk array. \
         Requests from web pages are refused: a request carrying an Origin other than the \
-        API's own (http:// + its Host) gets 403, and without a token the Host must be the \
+        API's own (http:// or https:// + its Host) gets 403, and without a token the Host must be the \
         bound address or a loopback name (localhost, 127.0.0.1, [::1]), else 421."),
     paths(pool::get_pool, pool::check_pool, volumes::list_volumes, volumes::create_volume,
           volumes::get_volume, volumes::resize_volume, volumes::rename_volume,
@@ -222,7 +235,9 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer's address is recorded in the audit trail.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::device::{Device, Exports};
 use crate::proto::*;
 use crate::server::Limits;
+use crate::tls::{TlsConfig, TlsMode, Wire};
 
 /// What the handshake settled for the transmission phase.
 pub struct Session {
@@ -129,9 +130,10 @@ pub fn transmission_flags(device: &dyn Device, structured: bool, multi_conn: boo
 /// caller can list the session before any request can arrive; `false` refuses it (its export
 /// is being disconnected).
 pub fn negotiate(
-    stream: &mut TcpStream,
+    stream: &mut Wire,
     exports: &dyn Exports,
     limits: &Limits,
+    tls: &TlsConfig,
     refusal: Option<Refusal>,
     admit: &mut dyn FnMut(&Session) -> bool,
 ) -> io::Result<Option<Session>> {
@@ -153,16 +155,29 @@ pub fn negotiate(
     let mut options = 0;
     while options < haggle.options_max {
         options += 1;
-        quick_ack(stream);
+        quick_ack(stream.tcp());
         let Some((option, data)) = read_option(stream)? else {
             continue;
         };
         let step = match refusal {
             Some(r) => refused_option(option, r),
+            None if option == OPT_STARTTLS => start_tls(tls, stream.is_tls(), &data),
+            None if tls.mode() == TlsMode::Require && !stream.is_tls() => tls_required(option),
             None => haggle.option(option, data)?,
         };
         match step {
             Step::Reply(out) => stream.write_all(&out)?,
+            Step::StartTls(ack) => {
+                stream.write_all(&ack)?;
+                let config = tls
+                    .server_config()
+                    .expect("STARTTLS acknowledged without TLS");
+                stream.start_tls(config)?;
+                // Nothing negotiated in the clear carries over: a man in the middle may
+                // have sent it.
+                haggle.structured = false;
+                haggle.meta = None;
+            }
             Step::Leave(out) => {
                 let _ = stream.write_all(&out);
                 return Ok(None);
@@ -190,6 +205,8 @@ pub fn negotiate(
 enum Step {
     /// Send these replies and read the next option.
     Reply(Vec<u8>),
+    /// Send this acknowledgement of STARTTLS, then run the TLS handshake.
+    StartTls(Vec<u8>),
     /// Send these replies (if the client still listens) and end the connection.
     Leave(Vec<u8>),
     /// The client chose an export: if `admit` takes the session, send `reply` and start;
@@ -208,8 +225,38 @@ fn reply(option: u32, kind: u32, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// STARTTLS: acknowledged when TLS is on and not yet running (protocol: the option takes no
+/// data, and a second one is invalid); a server without TLS does not know the option.
+fn start_tls(tls: &TlsConfig, running: bool, data: &[u8]) -> Step {
+    let option = OPT_STARTTLS;
+    if tls.mode() == TlsMode::Off {
+        return Step::Reply(reply(option, REP_ERR_UNSUP, b"TLS is not enabled"));
+    }
+    if !data.is_empty() {
+        return Step::Reply(reply(option, REP_ERR_INVALID, b"STARTTLS takes no data"));
+    }
+    if running {
+        return Step::Reply(reply(option, REP_ERR_INVALID, b"TLS is already running"));
+    }
+    Step::StartTls(reply(option, REP_ACK, &[]))
+}
+
+/// An option before the upgrade on a server that requires TLS: ABORT is answered, EXPORT_NAME
+/// (which has no error reply) ends the session, anything else is refused with TLS_REQD.
+fn tls_required(option: u32) -> Step {
+    match option {
+        OPT_ABORT => Step::Leave(reply(option, REP_ACK, &[])),
+        OPT_EXPORT_NAME => Step::Leave(Vec::new()),
+        _ => Step::Reply(reply(
+            option,
+            REP_ERR_TLS_REQD,
+            b"this server requires TLS: send NBD_OPT_STARTTLS first",
+        )),
+    }
+}
+
 /// Sends the greeting and reads the client's flags; whether the client asked for no zeroes.
-fn greet(stream: &mut TcpStream) -> io::Result<bool> {
+fn greet(stream: &mut Wire) -> io::Result<bool> {
     let mut greeting = Vec::with_capacity(18);
     greeting.extend_from_slice(&NBDMAGIC.to_be_bytes());
     greeting.extend_from_slice(&IHAVEOPT.to_be_bytes());
@@ -224,7 +271,7 @@ fn greet(stream: &mut TcpStream) -> io::Result<bool> {
 
 /// Reads the next option and its data. Data too large to hold is discarded and answered
 /// TOO_BIG here: `None`.
-fn read_option(stream: &mut TcpStream) -> io::Result<Option<(u32, Vec<u8>)>> {
+fn read_option(stream: &mut Wire) -> io::Result<Option<(u32, Vec<u8>)>> {
     if read_u64(stream)? != IHAVEOPT {
         return Err(protocol_error("bad option magic"));
     }

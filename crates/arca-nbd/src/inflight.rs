@@ -6,10 +6,11 @@
 //! look at what is in flight.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
+
+use crate::tls::Wire;
 
 struct Counts {
     requests: usize,
@@ -96,14 +97,14 @@ impl InFlight {
 /// returns `WouldBlock`; that ends the connection (an [`IdleTimeout`] error) if the client
 /// stayed idle, or the wait starts again.
 pub struct IdleRead<'a> {
-    pub stream: TcpStream,
+    pub stream: Wire,
     in_flight: &'a InFlight,
     /// Requests whose budget the reader holds while it reads their data (0 or 1).
     pub own: usize,
 }
 
 impl IdleRead<'_> {
-    pub fn new(stream: TcpStream, in_flight: &InFlight) -> IdleRead<'_> {
+    pub fn new(stream: Wire, in_flight: &InFlight) -> IdleRead<'_> {
         IdleRead {
             stream,
             in_flight,

@@ -8,7 +8,9 @@ mod inflight;
 pub mod proto;
 mod readahead;
 mod server;
+pub mod tls;
 mod transmission;
 
 pub use device::{DevError, DevResult, Device, ExportSummary, Exports, Extent};
 pub use server::{Limits, Server, SessionInfo};
+pub use tls::{TlsConfig, TlsMode, TlsSetupError};

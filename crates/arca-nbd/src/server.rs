@@ -16,6 +16,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::device::Exports;
 use crate::handshake::{Refusal, Session, negotiate};
+use crate::tls::{TlsConfig, Wire};
 use crate::transmission::{self, Ended};
 
 /// Bounds on what one client can make the server hold.
@@ -204,6 +205,7 @@ pub struct Server {
     next_conn: AtomicU64,
     registry: Arc<Registry>,
     refusals: Mutex<RefusalLog>,
+    tls: Arc<TlsConfig>,
 }
 
 impl Server {
@@ -211,11 +213,18 @@ impl Server {
         Server {
             exports,
             limits,
+            tls: Arc::default(),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             registry: Arc::default(),
             refusals: Mutex::default(),
         }
+    }
+
+    /// Serves with these TLS settings (the default is no TLS).
+    pub fn with_tls(mut self, tls: TlsConfig) -> Server {
+        self.tls = Arc::new(tls);
+        self
     }
 
     /// Connections past the handshake, in id order.
@@ -365,6 +374,7 @@ impl Server {
             closing: AtomicBool::new(false),
         });
         let exports = self.exports.clone();
+        let tls = self.tls.clone();
         let registry = self.registry.clone();
         let limits = self.limits;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -377,6 +387,7 @@ impl Server {
                     peer: &peer,
                     registry: &registry,
                     closer: &thread_closer,
+                    tls: &tls,
                 };
                 if let Err(e) = connection(stream, &*exports, limits, refusal, c) {
                     tracing::debug!(%peer, "connection ended: {e}");
@@ -404,10 +415,11 @@ struct Client<'a> {
     peer: &'a str,
     registry: &'a Registry,
     closer: &'a Arc<Closer>,
+    tls: &'a TlsConfig,
 }
 
 fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     exports: &dyn Exports,
     limits: Limits,
     refusal: Option<Refusal>,
@@ -418,6 +430,7 @@ fn connection(
         peer,
         registry,
         closer,
+        tls,
     } = client;
     // Before anything can open an export: a disconnect() from here on refuses the session.
     let begun = registry.epoch();
@@ -438,14 +451,25 @@ fn connection(
         };
         registry.admit(info, closer, begun)
     };
-    let Some(session) = negotiate(&mut stream, exports, &limits, refusal, &mut admit)? else {
-        return Ok(());
+    let mut wire = Wire::plain(stream);
+    let negotiated = negotiate(&mut wire, exports, &limits, tls, refusal, &mut admit);
+    let session = match negotiated {
+        Ok(Some(session)) => session,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            if crate::tls::is_handshake_failure(&e) {
+                tracing::warn!(%peer, "{e}");
+            }
+            return Err(e);
+        }
     };
     // The idle timeout: a read that waits this long wakes the reader (see transmission).
-    stream.set_read_timeout(limits.idle_timeout.filter(|t| !t.is_zero()))?;
-    tracing::info!(%peer, export = %session.name, structured = session.structured, "client connected");
+    wire.tcp()
+        .set_read_timeout(limits.idle_timeout.filter(|t| !t.is_zero()))?;
+    let tls_used = wire.is_tls();
+    tracing::info!(%peer, export = %session.name, structured = session.structured, tls = tls_used, "client connected");
     let name = session.name.clone();
-    let r = transmission::run(stream, session, limits, &closer.closing);
+    let r = transmission::run(wire, session, limits, &closer.closing);
     if let Ok(Ended::Idle) = r {
         let idle_timeout_s = limits.idle_timeout.map_or(0, |t| t.as_secs());
         tracing::info!(%peer, export = %name, idle_timeout_s, "closed an idle connection");

@@ -26,8 +26,7 @@
 //! [`crate::inflight`]).
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::unix::io::AsRawFd;
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -41,6 +40,7 @@ use crate::inflight::{IdleRead, InFlight, is_idle};
 use crate::proto::*;
 use crate::readahead::ReadAhead;
 use crate::server::Limits;
+use crate::tls::Wire;
 
 /// Large enough to take many small pipelined requests (4 KiB writes with their data) in one
 /// read, small enough that most of a large write payload bypasses it (one copy, socket to
@@ -82,7 +82,7 @@ pub enum Ended {
 
 pub struct Connection {
     session: Session,
-    writer: Mutex<TcpStream>,
+    writer: Mutex<Wire>,
     /// Set after a failed send: the client is gone, replies are dropped.
     broken: AtomicBool,
     in_flight: InFlight,
@@ -150,15 +150,15 @@ fn send_batch(conn: &Connection, batch: &mut Vec<u8>) {
 /// the socket's read side shut down (server shutdown, disconnect). In-flight requests finish
 /// before it returns.
 pub fn run(
-    stream: TcpStream,
+    stream: Wire,
     session: Session,
     limits: Limits,
     closing: &AtomicBool,
 ) -> io::Result<Ended> {
-    let read_half = stream.try_clone()?;
+    let (read_half, write_half) = stream.split()?;
     let conn = Arc::new(Connection {
         session,
-        writer: Mutex::new(stream),
+        writer: Mutex::new(write_half),
         broken: AtomicBool::new(false),
         in_flight: InFlight::new(limits.in_flight_max, limits.in_flight_bytes_max),
         limits,
@@ -194,6 +194,9 @@ pub fn run(
     drop(tx);
     for w in workers {
         let _ = w.join();
+    }
+    if !conn.broken.load(Ordering::Relaxed) {
+        conn.writer.lock().close_notify();
     }
     let _ = reader.get_ref().stream.shutdown(Shutdown::Both);
     match result {
@@ -317,7 +320,7 @@ fn read_requests(
             }
         }
         let next_waiting =
-            !reader.buffer().is_empty() || pending_bytes(&reader.get_ref().stream) > 0;
+            !reader.buffer().is_empty() || reader.get_ref().stream.pending_bytes() > 0;
         if conn.in_flight.requests() == 1 && !next_waiting {
             // Nothing else in flight and no next request waiting on the socket: a hand-off
             // would only add a thread wake-up to the latency (queue depth 1, flushes). With
@@ -385,14 +388,6 @@ fn read_payload_into(
         }
     }
     Ok(())
-}
-
-/// Bytes received and not yet read on the socket (0 when unknown).
-fn pending_bytes(stream: &TcpStream) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
-    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
-    if rc == 0 { n.max(0) as usize } else { 0 }
 }
 
 /// Reads one request header; false at a clean end of stream between requests.

@@ -4,6 +4,7 @@ mod cli;
 mod nbd_exports;
 mod serve;
 mod size;
+mod tls_setup;
 
 use clap::{Parser, Subcommand};
 
@@ -48,7 +49,7 @@ fn main() {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--api, --token and --json before the subcommand are client options; \
+                "--api, --token, --json and --ca-file before the subcommand are client options; \
                  serve takes its own options after `serve`",
             )
             .exit();

@@ -65,6 +65,8 @@ pub struct ServeArgs {
     /// missing or does not hold a number. Lets tests script a calendar of backups.
     #[arg(long, value_name = "PATH", hide = true)]
     pub test_clock_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::tls_setup::TlsArgs,
 }
 
 /// How long an orderly stop waits for running restores to stop at their next step.
@@ -270,6 +272,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
              use --token-file or ARCA_TOKEN"
         );
     }
+    // Refused before touching the pool: exposure without TLS, unusable credentials.
+    let api_tls = args.tls.api_tls()?;
+    args.tls.check_api_exposure(api_addr, api_tls.is_some())?;
+    let nbd_tls = args.tls.nbd_tls()?;
+    args.tls.check_nbd_exposure(&args.nbd)?;
     let pool = open_pool(&args)?;
     ensure_volumes(&pool, &args.volumes)?;
     let listener =
@@ -284,7 +291,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.default_export.clone(),
         metrics.clone(),
     ));
-    let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)));
+    let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)).with_tls(nbd_tls));
     let nbd_addr = listener.local_addr()?;
     // The backup service: recovers copies a stop interrupted and guards every destination
     // before any client or API request can touch them.
@@ -332,20 +339,33 @@ pub fn run(args: ServeArgs) -> Result<()> {
         policies: policies.clone(),
         hosts,
         metrics,
+        tokens: Arc::new(
+            arca_api::tokens::Tokens::open(pool.clone(), token.clone())
+                .map_err(|e| anyhow!("reading the API tokens: {e}"))?,
+        ),
+        audit: Arc::new(
+            arca_api::audit::Audit::open(pool.clone(), backup_clock(&args))
+                .map_err(|e| anyhow!("opening the audit trail: {e}"))?,
+        ),
         token,
         api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),
     });
     let api_stop = stop.clone();
-    let api = runtime.spawn(arca_api::serve(api_listener, state, async move {
+    let api_stopped = async move {
         while !api_stop.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-    }));
+    };
+    let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+    let api = match api_tls {
+        Some(tls) => runtime.spawn(arca_api::serve_tls(api_listener, tls, state, api_stopped)),
+        None => runtime.spawn(arca_api::serve(api_listener, state, api_stopped)),
+    };
 
     // Scripts and tests wait for these lines; they carry the ports when 0 was asked for.
     println!("arca: serving NBD on {nbd_addr}");
-    println!("arca: serving API on http://{api_local}");
+    println!("arca: serving API on {api_scheme}://{api_local}");
     use std::io::Write;
     std::io::stdout().flush()?;
     let nbd_result = server.serve(&listener, &stop);

@@ -6,6 +6,7 @@ import { bytes, del, get, post, seg, when } from "./api.js";
 import { act, badge, card, confirmAction, el, field, form, notify, progress, size, table, update, uriBox } from "./ui.js";
 import { refreshNow } from "./main.js";
 import { place, retentionBadges } from "./backups.js";
+import { annotateForm, hostCopyForm, whereItLives } from "./copies.js";
 
 function info(i) {
   const meta = Object.entries(i.meta || {}).map(([k, v]) => `${k}=${v}`).join(", ");
@@ -44,7 +45,12 @@ function record(b) {
 function eventText(e) {
   switch (e.type) {
     case "verified": return e.ok ? "verified: good" : `verified: DAMAGED (${e.damaged_ranges} range(s))`;
-    case "restored": return `restored ${e.in_place ? "in place into" : "as"} ${e.to}`;
+    case "restored": return `restored ${e.in_place ? "in place into" : "as"} ${e.to}${e.from && e.from !== "array" ? ` from ${e.from}` : ""}`;
+    case "copied_to_vault": return `copied to vault ${e.vault} (${e.manifest})`;
+    case "host_copy_recorded": return `host copy recorded: ${e.medium}${e.location ? ` at ${e.location}` : ""}`;
+    case "annotated": return `annotated: ${e.what}`;
+    case "imported": return `imported from vault ${e.vault}`;
+    case "vault_copy_forgotten": return `copy in vault ${e.vault} forgotten (vault removed)`;
     case "copied": return `copied to ${e.to}`;
     case "consumed": return `consumed by ${e.by}`;
     case "retention": return `retention: ${e.what}`;
@@ -128,6 +134,8 @@ function actions(id, b, follow, go) {
 export function mount(view, id) {
   const head = el("div");
   const hist = el("div");
+  const where = el("div");
+  const info = el("div");
   const acts = el("div");
   const jobsSlot = el("div", { id: "backup-jobs", "aria-live": "polite" });
   const followed = new Set();
@@ -136,6 +144,7 @@ export function mount(view, id) {
     el("p", {}, el("a", { href: "#/backups" }, "← Backups")),
     el("h1", {}, `Backup ${id}`),
     el("div", { class: "grid" }, card("Record", head), card("Actions", acts, jobsSlot)),
+    el("div", { class: "grid" }, card("Where it lives", where), card("Host information and copies", info)),
     card("History", hist),
   );
   return {
@@ -145,6 +154,10 @@ export function mount(view, id) {
       const jobs = await Promise.all([...followed].map((j) => get(`/v1/jobs/${j}`)));
       update(head, b, () => record(b));
       update(acts, [b.retention, b.status, b.source], () => actions(id, b, follow, null));
+      update(where, [b.locations, b.off_array_since, b.vault_copies, b.host_copies, b.destination], () => whereItLives(b));
+      update(info, [b.info, b.status], () => el("div", {},
+        el("h3", {}, "Annotate"), annotateForm(id, b),
+        b.status === "complete" ? [el("h3", {}, "Record a host copy"), hostCopyForm(id)] : null));
       update(jobsSlot, jobs, () => el("div", {}, jobs.map(jobLine)));
       update(hist, b.history, () => table(null, [
         { label: "When", cell: (h) => when(h.at) },

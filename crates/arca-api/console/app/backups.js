@@ -16,12 +16,17 @@ export function retentionBadges(r) {
   ];
 }
 
-/** Where the backup's image lives. Vaults are listed here as they land. */
+/** Where the backup lives: the array (its image), each vault copy, each host copy. */
 export function place(b) {
   if (b.status !== "complete") return "—";
   const d = b.destination;
   const image = d.kind === "snapshot" ? `${d.volume}@${d.snapshot}` : `volume ${d.volume}`;
-  return `array: ${image}`;
+  const where = (b.locations || ["array"]).map((l) => {
+    if (l === "array") return `array: ${image}`;
+    const [k, ...rest] = l.split(":");
+    return `${k}: ${rest.join(":")}`;
+  });
+  return where.length ? where.join("; ") : "nowhere";
 }
 
 function verified(b) {
@@ -80,7 +85,7 @@ function backupTable(backups, showVolume) {
   );
 }
 
-function filterForm(volume, apply) {
+function filterForm(volume, fixed, apply) {
   const status = field("Status", { name: "status" }, "select",
     ["", "complete", "copying", "failed", "consumed", "deleted"].map((s) => el("option", { value: s }, s || "any")));
   return form(
@@ -94,19 +99,24 @@ function filterForm(volume, apply) {
     field("Since", { name: "since", type: "date" }),
     field("Until", { name: "until", type: "date" }),
     status,
+    fixed.in_vault ? null : field("In vault", { name: "in_vault" }),
+    field("Not in vault", { name: "not_in_vault" }),
     el("div", {}, el("button", { type: "submit", class: "secondary" }, "Filter")),
   );
 }
 
-/** A volume's timeline (or every volume's, `volume` null): `{node, refresh}`. */
-export function timeline(volume) {
+/**
+ * A volume's timeline (or every volume's, `volume` null), `fixed` filters always applied (a
+ * vault's page: `{in_vault}`): `{node, refresh}`.
+ */
+export function timeline(volume, fixed = {}, title = volume ? "Backups" : null) {
   let filters = {};
   const before = [null]; // stack of page starts: the last is the page shown
   const slot = el("div", { id: "timeline" });
   const pager = el("div", { class: "pager" });
   const node = card(
-    volume ? "Backups" : null,
-    filterForm(volume, (d) => {
+    title,
+    filterForm(volume, fixed, (d) => {
       filters = d;
       before.splice(1);
       return refresh();
@@ -117,7 +127,7 @@ export function timeline(volume) {
   async function refresh() {
     const meta = (filters.meta || "").split(",").map((m) => m.trim()).filter(Boolean);
     const until = filters.until ? `${filters.until}T23:59:59Z` : "";
-    const page = await get(`/v1/backups${query({ ...filters, meta, until, volume: volume || filters.volume, limit: PAGE, before: before[before.length - 1] })}`);
+    const page = await get(`/v1/backups${query({ ...filters, ...fixed, meta, until, volume: volume || filters.volume, limit: PAGE, before: before[before.length - 1] })}`);
     update(slot, page.backups, () => el("div", {}, strip(page.backups), backupTable(page.backups, !volume)));
     update(pager, [page.next_before, before.length], () => el(
       "div", { class: "pager" },

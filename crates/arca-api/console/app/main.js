@@ -10,6 +10,8 @@ import * as volume from "./volume.js";
 import * as backups from "./backups.js";
 import * as backup from "./backup.js";
 import * as jobs from "./jobs.js";
+import * as policies from "./policies.js";
+import * as vaults from "./vaults.js";
 
 const POLL_MS = 2000;
 
@@ -22,6 +24,10 @@ const ROUTES = [
   [/^#\/backups\/(\d+)$/, backup, "#/backups"],
   [/^#\/jobs$/, jobs.jobsPage, "#/jobs"],
   [/^#\/pairs$/, jobs.pairsPage, "#/pairs"],
+  [/^#\/policies$/, policies.listPage, "#/policies"],
+  [/^#\/policies\/([^/]+)$/, policies.policyPage, "#/policies"],
+  [/^#\/vaults$/, vaults.listPage, "#/vaults"],
+  [/^#\/vaults\/([^/]+)$/, vaults.vaultPage, "#/vaults"],
 ];
 
 let page = null;

@@ -187,9 +187,14 @@ pub fn start(exports: MemExports) -> Running {
 }
 
 pub fn start_with(exports: Arc<dyn Exports>, limits: Limits) -> Running {
+    start_server(Server::new(exports, limits))
+}
+
+/// Serves with `server` (its exports, limits and TLS settings) on an ephemeral port.
+pub fn start_server(server: Server) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Arc::new(Server::new(exports, limits));
+    let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let (server, stop) = (server.clone(), stop.clone());
@@ -211,13 +216,13 @@ impl Running {
     }
 }
 
-pub fn read_u32(s: &mut TcpStream) -> u32 {
+pub fn read_u32(s: &mut (impl Read + Write)) -> u32 {
     let mut b = [0; 4];
     s.read_exact(&mut b).unwrap();
     u32::from_be_bytes(b)
 }
 
-pub fn read_u64(s: &mut TcpStream) -> u64 {
+pub fn read_u64(s: &mut (impl Read + Write)) -> u64 {
     let mut b = [0; 8];
     s.read_exact(&mut b).unwrap();
     u64::from_be_bytes(b)
@@ -275,7 +280,7 @@ fn greet(mut s: TcpStream) -> TcpStream {
 }
 
 /// Sends an option with its data.
-pub fn send_option(s: &mut TcpStream, option: u32, data: &[u8]) {
+pub fn send_option(s: &mut (impl Read + Write), option: u32, data: &[u8]) {
     let mut m = IHAVEOPT.to_be_bytes().to_vec();
     m.extend_from_slice(&option.to_be_bytes());
     m.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -284,7 +289,7 @@ pub fn send_option(s: &mut TcpStream, option: u32, data: &[u8]) {
 }
 
 /// Reads one option reply to `option`: (reply type, data).
-pub fn recv_option(s: &mut TcpStream, option: u32) -> (u32, Vec<u8>) {
+pub fn recv_option(s: &mut (impl Read + Write), option: u32) -> (u32, Vec<u8>) {
     assert_eq!(read_u64(s), REP_MAGIC);
     assert_eq!(read_u32(s), option);
     let kind = read_u32(s);
@@ -306,12 +311,12 @@ pub fn info_request(export: &str, infos: &[u16]) -> Vec<u8> {
 
 /// Sends NBD_OPT_GO for `export` (no info requests) and reads its replies through the final
 /// one: Ok(size) on ACK, Err(reply type) on an error reply.
-pub fn go(s: &mut TcpStream, export: &str) -> Result<u64, u32> {
+pub fn go(s: &mut (impl Read + Write), export: &str) -> Result<u64, u32> {
     go_message(s, export).map_err(|(kind, _)| kind)
 }
 
 /// [`go`], with the message of an error reply.
-pub fn go_message(s: &mut TcpStream, export: &str) -> Result<u64, (u32, String)> {
+pub fn go_message(s: &mut (impl Read + Write), export: &str) -> Result<u64, (u32, String)> {
     send_option(s, OPT_GO, &info_request(export, &[]));
     let mut size = None;
     loop {
@@ -353,21 +358,21 @@ pub fn encode(
     m.extend_from_slice(data);
 }
 
-pub fn send_read(s: &mut TcpStream, cookie: u64, offset: u64, length: u32) {
+pub fn send_read(s: &mut (impl Read + Write), cookie: u64, offset: u64, length: u32) {
     let mut m = Vec::new();
     encode(&mut m, CMD_READ, 0, cookie, offset, length, &[]);
     s.write_all(&m).unwrap();
 }
 
 /// Reads the header of a simple reply: (cookie, error).
-pub fn recv_reply(s: &mut TcpStream) -> (u64, u32) {
+pub fn recv_reply(s: &mut (impl Read + Write)) -> (u64, u32) {
     assert_eq!(read_u32(s), SIMPLE_REPLY_MAGIC);
     let error = read_u32(s);
     (read_u64(s), error)
 }
 
 /// Reads a successful simple reply to a READ and returns its data.
-pub fn recv_read(s: &mut TcpStream, cookie: u64, length: u32) -> Vec<u8> {
+pub fn recv_read(s: &mut (impl Read + Write), cookie: u64, length: u32) -> Vec<u8> {
     assert_eq!(read_u32(s), SIMPLE_REPLY_MAGIC);
     assert_eq!(read_u32(s), 0, "read failed");
     assert_eq!(read_u64(s), cookie);
@@ -376,14 +381,20 @@ pub fn recv_read(s: &mut TcpStream, cookie: u64, length: u32) -> Vec<u8> {
     data
 }
 
-pub fn check_read(s: &mut TcpStream, export: &str, cookie: u64, offset: u64, length: u32) {
+pub fn check_read(
+    s: &mut (impl Read + Write),
+    export: &str,
+    cookie: u64,
+    offset: u64,
+    length: u32,
+) {
     send_read(s, cookie, offset, length);
     let data = recv_read(s, cookie, length);
     assert!(data == expected(export, offset as usize, length as usize));
 }
 
 /// The server closed the connection: a read sees end of stream or a reset, not a timeout.
-pub fn assert_closed(s: &mut TcpStream) {
+pub fn assert_closed(s: &mut (impl Read + Write)) {
     let mut b = [0; 1];
     match s.read(&mut b) {
         Ok(0) => {}

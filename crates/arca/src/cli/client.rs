@@ -59,8 +59,9 @@ pub fn seg(s: &str) -> String {
 }
 
 impl Client {
-    pub fn new(base: String, token: Option<String>) -> Client {
+    pub fn new(base: String, token: Option<String>, tls: ureq::tls::TlsConfig) -> Client {
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             // Error statuses come back as responses so their JSON body can be read.
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))

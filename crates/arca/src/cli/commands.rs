@@ -32,6 +32,8 @@ pub fn run(c: &Client, s: &Settings, cmd: Command) -> Result<()> {
         Command::Restore(a) => backups::run_restore(c, s, a),
         Command::Catalog(a) => backups::run_catalog(c, s, a.cmd),
         Command::Pair(a) => pairs::run(c, s, a.cmd),
+        Command::Token(a) => super::tokens::run(c, s, a.cmd),
+        Command::Audit(a) => super::audit::run(c, s, a.cmd),
         Command::Policy(a) => super::policies::run(c, s, a.cmd),
         Command::Vault(a) => vaults::run(c, s, a.cmd),
         Command::Job(a) => run_job(c, s, a.cmd),

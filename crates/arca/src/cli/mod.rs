@@ -3,6 +3,7 @@
 //!
 //! Exit status: 0 success, 1 error (one `error: MESSAGE` line on stderr), 2 usage error.
 
+mod audit;
 mod backup_args;
 mod backup_text;
 mod backups;
@@ -12,6 +13,8 @@ mod format;
 mod jobs;
 mod pairs;
 mod policies;
+mod tls_roots;
+mod tokens;
 mod vaults;
 
 use std::io::Write as _;
@@ -39,12 +42,16 @@ pub struct LeadingOptions {
     /// Client commands print the API's JSON instead of tables
     #[arg(id = "leading_json", long = "json")]
     pub json: bool,
+    /// PEM CA certificate(s) an https:// API's certificate must chain to (default: the
+    /// system's roots) [env: ARCA_CA_FILE]
+    #[arg(id = "leading_ca_file", long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl LeadingOptions {
     /// True when any was given (they mean nothing to `serve`).
     pub fn given(&self) -> bool {
-        self.api.is_some() || self.token.is_some() || self.json
+        self.api.is_some() || self.token.is_some() || self.json || self.ca_file.is_some()
     }
 }
 
@@ -61,6 +68,10 @@ pub struct ClientOptions {
     /// Print the API's JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA certificate(s) an https:// API's certificate must chain to (default: the
+    /// system's roots) [env: ARCA_CA_FILE]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A snapshot named on the command line as `VOLUME@SNAPSHOT`.
@@ -110,6 +121,10 @@ pub enum Command {
     Catalog(backups::CatalogArgs),
     /// Create, list, show, split, resync and delete copy pairs (a volume and its full copy)
     Pair(pairs::PairArgs),
+    /// Create, list and revoke named API tokens with roles
+    Token(tokens::TokenArgs),
+    /// List the audit trail: who changed what, when, from where
+    Audit(audit::AuditArgs),
     /// Backup policies: backups taken, pruned and verified on the array's own calendar
     Policy(policies::PolicyArgs),
     /// Add, list, show and remove vaults (off-array places backups are copied to); export a
@@ -270,6 +285,8 @@ impl Command {
             Command::Restore(a) => &a.opts,
             Command::Catalog(a) => &a.opts,
             Command::Pair(a) => &a.opts,
+            Command::Token(a) => &a.opts,
+            Command::Audit(a) => &a.opts,
             Command::Policy(a) => &a.opts,
             Command::Vault(a) => &a.opts,
         }
@@ -282,6 +299,7 @@ pub struct Settings {
     pub api: String,
     pub token: Option<String>,
     pub json: bool,
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -304,10 +322,16 @@ fn settings(leading: &LeadingOptions, cmd: &Command) -> Result<Settings, String>
         .or_else(|| env_nonempty("ARCA_TOKEN"))
         // As the daemon reads its token file: surrounding whitespace is not part of it.
         .map(|t| t.trim().to_string());
+    let ca_file = opts
+        .ca_file
+        .clone()
+        .or_else(|| leading.ca_file.clone())
+        .or_else(|| env_nonempty("ARCA_CA_FILE").map(Into::into));
     Ok(Settings {
         api,
         token,
         json: opts.json || leading.json,
+        ca_file,
     })
 }
 
@@ -339,7 +363,14 @@ pub fn run(leading: LeadingOptions, cmd: Command) -> i32 {
             return 2;
         }
     };
-    let client = Client::new(settings.api.clone(), settings.token.clone());
+    let tls = match tls_roots::tls_config(settings.ca_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            print_error(&format!("{e:#}"));
+            return 1;
+        }
+    };
+    let client = Client::new(settings.api.clone(), settings.token.clone(), tls);
     let result = commands::run(&client, &settings, cmd);
     // The caller exits the process, which skips flushing stdout.
     let flushed = std::io::stdout().flush();

@@ -6,7 +6,10 @@ mod common;
 
 mod auth;
 mod backups;
+#[path = "../../../arca-nbd/tests/server/certs.rs"]
+mod certs;
 mod errors;
+mod https;
 mod metadata_room;
 mod pairs;
 mod placement;
@@ -16,6 +19,7 @@ mod restore_interrupted;
 mod scenarios;
 mod snapshots;
 mod stale;
+mod tokens;
 mod util;
 mod vault_dr;
 mod vaults;

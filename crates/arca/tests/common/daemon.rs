@@ -323,7 +323,9 @@ fn wait_ready(child: &mut Child, stdout_path: &Path, log: &Path) -> (String, Str
         }
         if let (Some(nbd), Some(api)) = (&nbd, &api) {
             assert!(
-                nbd.starts_with("127.0.0.1:") && api.starts_with("http://127.0.0.1:"),
+                nbd.starts_with("127.0.0.1:")
+                    && (api.starts_with("http://127.0.0.1:")
+                        || api.starts_with("https://127.0.0.1:")),
                 "unexpected ready lines: NBD {nbd:?}, API {api:?}"
             );
             return (nbd.clone(), api.clone());

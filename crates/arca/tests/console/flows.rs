@@ -6,21 +6,21 @@ use serde_json::{Value, json};
 use crate::common::daemon::Daemon;
 use crate::common::qemu;
 use crate::webdriver::Browser;
-use crate::{api, assert_labelled, browser_installed, http, shown};
+use crate::{api, assert_accessible, browser_installed, http, shown};
 
 /// Fills the field labelled `label` in `scope`.
-fn fill(b: &Browser, scope: &str, label: &str, text: &str) {
+pub(crate) fn fill(b: &Browser, scope: &str, label: &str, text: &str) {
     let f = b.field(scope, label);
     b.type_into(&f, text);
 }
 
-fn click(b: &Browser, css: &str, text: &str) {
+pub(crate) fn click(b: &Browser, css: &str, text: &str) {
     let e = b.wait_text(css, text);
     b.click(&e);
 }
 
 /// The open confirmation's text.
-fn dialog_text(b: &Browser) -> String {
+pub(crate) fn dialog_text(b: &Browser) -> String {
     b.wait("the confirmation", |b| {
         Some(b.text_of("dialog[open]")).filter(|t| !t.is_empty())
     })
@@ -44,7 +44,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
     });
     assert_eq!(uri, d.uri("web"));
     b.screenshot("volumes");
-    assert_labelled(&b, "volumes");
+    assert_accessible(&b, "volumes");
 
     qemu::qemu_io(&d, "web", &["write -P 0x5a 0 1M", "write -P 0xa5 40M 3M"]);
 
@@ -64,7 +64,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
     assert_eq!(backup["info"]["host"], "db1");
     let id = backup["id"].as_u64().unwrap();
     b.screenshot("volume");
-    assert_labelled(&b, "a volume");
+    assert_accessible(&b, "a volume");
 
     b.click(&b.wait("the backup's link", |b| {
         b.find(&format!("#timeline table a[href='#/backups/{id}']"))
@@ -99,7 +99,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
             .then_some(())
     });
     b.screenshot("backup");
-    assert_labelled(&b, "a backup");
+    assert_accessible(&b, "a backup");
     qemu::identical(&d, "web", "web-restored");
 }
 
@@ -155,6 +155,7 @@ fn a_refused_action_shows_the_api_message_and_deleting_names_what_is_lost() {
     });
     assert_eq!(shown_error, message);
     b.screenshot("error");
+    assert_accessible(&b, "a volume list with an error");
 
     b.click(&b.wait_text("#volume-list a", "db"));
     b.click(&b.wait_text("#delete-volume", "Delete volume…"));
@@ -166,6 +167,7 @@ fn a_refused_action_shows_the_api_message_and_deleting_names_what_is_lost() {
         );
     }
     b.screenshot("delete-confirmation");
+    assert_accessible(&b, "the delete confirmation");
     click(&b, "dialog[open] button", "Cancel");
     assert_eq!(
         http(&d, "GET", "/v1/volumes/db", &[], None).0,
@@ -235,6 +237,7 @@ fn prune_shows_its_dry_run_as_a_table_and_removes_only_after_confirming() {
     assert_eq!(freed, Some(want["freed_bytes"].to_string()));
     assert_eq!(complete_backups(&d), 4, "a dry run removed backups");
     b.screenshot("prune-dry-run");
+    assert_accessible(&b, "prune's dry run");
 
     click(&b, "#prune button", "Prune…");
     let text = dialog_text(&b);
@@ -243,6 +246,7 @@ fn prune_shows_its_dry_run_as_a_table_and_removes_only_after_confirming() {
     for i in &removed {
         assert!(text.contains(&format!("Backup {}", i["backup"])), "{text}");
     }
+    assert_accessible(&b, "the prune confirmation");
     click(&b, "dialog[open] button", "Prune");
     b.wait("the prune to finish", |b| {
         b.text_of("#prune-summary")

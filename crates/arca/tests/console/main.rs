@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 #[path = "../common/mod.rs"]
 mod common;
 
+mod axe;
 mod flows;
+mod protection;
 mod webdriver;
 
 use common::daemon::Daemon;
@@ -87,8 +89,10 @@ fn shown(n: u64) -> String {
 }
 
 /// Every visible control of the page has an accessible name (its label, aria-label or text):
-/// usable with a screen reader and findable by what it says.
-fn assert_labelled(b: &Browser, page: &str) {
+/// usable with a screen reader and findable by what it says; and axe-core finds no serious or
+/// critical violation.
+fn assert_accessible(b: &Browser, page: &str) {
+    axe::assert_axe_clean(b, page);
     let unnamed = b.script(
         "return [...document.querySelectorAll(
                 'input:not([type=hidden]), select, textarea, button, a[href]')]
@@ -153,18 +157,19 @@ fn overview_numbers_match_the_api() {
     });
     assert!(!attention.contains("kept"), "{attention}");
     b.screenshot("overview");
-    assert_labelled(&b, "overview");
+    assert_accessible(&b, "overview");
     for (page, heading) in [("backups", "Backups"), ("jobs", "Jobs"), ("pairs", "Pairs")] {
         b.goto(&format!("{}/#/{page}", d.api));
         b.wait_text("h1", heading);
         b.wait_for("main .card table, main .card p.muted");
-        assert_labelled(&b, page);
+        assert_accessible(&b, page);
         b.screenshot(page);
     }
     b.goto(&format!("{}/", d.api));
     b.set_size(390, 844);
     b.wait_for("#pool-capacity");
     b.screenshot("overview-phone");
+    assert_accessible(&b, "the overview on a phone");
 }
 
 #[test]
@@ -204,6 +209,7 @@ fn the_token_is_asked_for_and_only_the_login_files_are_served_without_it() {
     });
     assert_eq!(error, "Not signed in: a valid bearer token is required");
     b.screenshot("login");
+    assert_accessible(&b, "the login form");
     b.type_into(&token, "s3cret");
     b.click(&b.wait_text("#login button", "Sign in"));
     let (capacity, _) = size_at(&b, "#pool-capacity");

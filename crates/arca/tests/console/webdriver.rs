@@ -167,6 +167,15 @@ impl Browser {
         )
     }
 
+    /// Runs `script` asynchronously: it ends by calling its last argument with the result.
+    pub fn script_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/async"),
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
     fn element_of(v: &Value) -> Option<Element> {
         v.get(ELEMENT_KEY)
             .and_then(|id| id.as_str())

@@ -15,3 +15,7 @@ mod protocol;
 mod python;
 mod qemu;
 mod util;
+
+#[path = "../../../arca-nbd/tests/server/certs.rs"]
+mod certs;
+mod tls;
