@@ -128,6 +128,9 @@ pub const ROUTE_ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/vaults/{name}", ReadOnly),
     ("DELETE", "/v1/vaults/{name}", Admin),
     ("POST", "/v1/vaults/{name}/key-export", Admin),
+    // Copying backups off the array only adds; importing a vault's backups rewrites the catalog.
+    ("POST", "/v1/vaults/{name}/copies", Backup),
+    ("POST", "/v1/vaults/{name}/import", Admin),
     ("GET", "/v1/tokens", Admin),
     ("POST", "/v1/tokens", Admin),
     ("DELETE", "/v1/tokens/{name}", Admin),
