@@ -319,18 +319,7 @@ impl Backups {
         }
         let mut items = Vec::new();
         for group in groups.values() {
-            let candidates: Vec<Candidate> = group
-                .iter()
-                .map(|r| Candidate {
-                    id: r.id.get(),
-                    generation: r.generation,
-                    time_unix: r.point_in_time_ms / 1000,
-                    verified_good: r.last_verified_ok() == Some(true),
-                    hold: r.retention.hold,
-                    keep_until_unix: r.retention.keep_until_ms.map(|t| t.div_ceil(1000)),
-                    lock_until_unix: r.retention.lock_until_ms.map(|t| t.div_ceil(1000)),
-                })
-                .collect();
+            let candidates: Vec<Candidate> = group.iter().map(|r| candidate(r)).collect();
             let decisions =
                 retention::plan(&candidates, &req.policy, now / 1000).map_err(invalid)?;
             for (r, d) in group.iter().zip(decisions) {
@@ -354,12 +343,7 @@ impl Backups {
         let freed_bytes = self.frees_together(&removed)?;
         if !req.dry_run {
             for item in items.iter_mut().filter(|i| !i.keep) {
-                // Retention gives up the array's image; vault copies keep the backup.
-                let o = DeleteOptions {
-                    force: false,
-                    keep_vault_copies: true,
-                };
-                if let Err(e) = self.delete_with(item.backup, o) {
+                if let Err(e) = self.delete_with(item.backup, RETENTION_DELETE) {
                     item.error = Some(e.to_string());
                 }
             }
@@ -419,3 +403,24 @@ impl Backups {
         Ok(total)
     }
 }
+
+/// A backup as the retention planner sees it (times in whole seconds; retention ends rounded
+/// up, so a backup is never released early).
+pub(crate) fn candidate(r: &BackupRecord) -> Candidate {
+    Candidate {
+        id: r.id.get(),
+        generation: r.generation,
+        time_unix: r.point_in_time_ms / 1000,
+        verified_good: r.last_verified_ok() == Some(true),
+        hold: r.retention.hold,
+        keep_until_unix: r.retention.keep_until_ms.map(|t| t.div_ceil(1000)),
+        lock_until_unix: r.retention.lock_until_ms.map(|t| t.div_ceil(1000)),
+    }
+}
+
+/// How retention deletes: it gives up the array's image; a backup with vault copies stays
+/// `complete` with them (vault copies have their own retention).
+pub(crate) const RETENTION_DELETE: DeleteOptions = DeleteOptions {
+    force: false,
+    keep_vault_copies: true,
+};

@@ -289,7 +289,7 @@ impl Policies {
         })
     }
 
-    /// The policy's own complete backups (by the program they record).
+    /// The policy's own complete backups on the array (by the program they record).
     fn own_backups(&self, p: &PolicyRecord) -> Result<Vec<BackupRecord>> {
         let q = catalog::Query {
             status: Some(Status::Complete),
@@ -298,7 +298,9 @@ impl Policies {
         };
         let program = p.program();
         let mut records = catalog::query(&self.pool, &q)?;
-        records.retain(|r| r.info.program.as_deref() == Some(program.as_str()));
+        // Only images on the array: pruning and verifying here act on them (a backup living
+        // only in vaults is kept by the vault's own retention).
+        records.retain(|r| r.on_array() && r.info.program.as_deref() == Some(program.as_str()));
         Ok(records)
     }
 
@@ -312,18 +314,8 @@ impl Policies {
         }
         let (mut removed, mut kept, mut refused) = (Vec::new(), 0, Vec::new());
         for group in by_volume.values() {
-            let candidates: Vec<Candidate> = group
-                .iter()
-                .map(|r| Candidate {
-                    id: r.id.get(),
-                    generation: r.generation,
-                    time_unix: r.point_in_time_ms / 1000,
-                    verified_good: r.last_verified_ok() == Some(true),
-                    hold: r.retention.hold,
-                    keep_until_unix: r.retention.keep_until_ms.map(|t| t.div_ceil(1000)),
-                    lock_until_unix: r.retention.lock_until_ms.map(|t| t.div_ceil(1000)),
-                })
-                .collect();
+            let candidates: Vec<Candidate> =
+                group.iter().map(|r| crate::expire::candidate(r)).collect();
             let decisions = retention::plan(&candidates, &policy, now / 1000)
                 .map_err(|e| StepError::Failed(e.to_string()))?;
             for (r, d) in group.iter().zip(decisions) {
@@ -331,7 +323,10 @@ impl Policies {
                     kept += 1;
                     continue;
                 }
-                match self.backups.delete(r.id, false) {
+                match self
+                    .backups
+                    .delete_with(r.id, crate::expire::RETENTION_DELETE)
+                {
                     Ok(_) => removed.push(r.id),
                     Err(e) if e.kind() == ErrorKind::Busy => refused.push(format!("{}: {e}", r.id)),
                     Err(e) => return Err(StepError::Failed(format!("deleting {}: {e}", r.id))),

@@ -338,6 +338,44 @@ fn prune_touches_only_the_policys_own_unprotected_backups() {
     assert_eq!(h[0].steps[1].summary, "removed 1, kept 2");
 }
 
+/// A policy's prune gives up only the array's image of a backup copied to a vault, as
+/// `backup prune` does: the vault copy and the record stay (it used to delete with the
+/// options of `backup delete`, which deletes vault copies too).
+#[test]
+fn a_policy_prune_keeps_the_vault_copies_of_what_it_prunes() {
+    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
+    let p = open(&r);
+    let mut s = spec(&["db"], "hourly");
+    s.keep = Some(Keep {
+        last: Some(1),
+        ..Keep::default()
+    });
+    p.create("p", s).unwrap();
+    assert_eq!(drive(&r, &p, EPOCH_MS + HOUR_MS, 10 * MINUTE_MS), 1);
+    let first = own_backups(&r, "p")[0].id;
+    r.backups
+        .add_vault(crate::vaults::dir_vault("off"))
+        .unwrap();
+    r.backups
+        .record_vault_copy(first, crate::vaults::copy_of(&r, first, "off"))
+        .unwrap();
+    assert_eq!(drive(&r, &p, EPOCH_MS + 2 * HOUR_MS, 10 * MINUTE_MS), 1);
+    let h = history(&p, "p");
+    assert_eq!(h[0].result, RunResult::Succeeded, "{:?}", h[0]);
+    let rec = r.backups.get(first).unwrap();
+    assert_eq!(rec.status, Status::Complete);
+    assert!(
+        rec.off_array_since_ms.is_some(),
+        "the array's image is gone"
+    );
+    assert_eq!(rec.vault_copies.len(), 1, "the vault copy stays");
+    // A backup living only in the vault is no longer the policy's to prune: the next run
+    // succeeds and leaves it alone.
+    assert_eq!(drive(&r, &p, EPOCH_MS + 3 * HOUR_MS, 10 * MINUTE_MS), 1);
+    assert_eq!(history(&p, "p")[0].result, RunResult::Succeeded);
+    assert_eq!(r.backups.get(first).unwrap().vault_copies.len(), 1);
+}
+
 #[test]
 fn a_run_interrupted_by_a_crash_is_recorded_as_interrupted_and_state_survives() {
     let r = rig_with(&[64 * MIB], &[("db", 16, None)]);

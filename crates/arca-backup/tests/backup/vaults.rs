@@ -11,7 +11,7 @@ use arca_store::ErrorKind;
 
 use crate::util::*;
 
-fn dir_vault(name: &str) -> NewVault {
+pub(crate) fn dir_vault(name: &str) -> NewVault {
     NewVault {
         name: name.into(),
         url: format!("file:///srv/vaults/{name}"),
@@ -19,7 +19,7 @@ fn dir_vault(name: &str) -> NewVault {
     }
 }
 
-fn copy_of(r: &Rig, id: BackupId, vault: &str) -> VaultCopy {
+pub(crate) fn copy_of(r: &Rig, id: BackupId, vault: &str) -> VaultCopy {
     let rec = r.backups.get(id).unwrap();
     VaultCopy {
         vault: vault.into(),
