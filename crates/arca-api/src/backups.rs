@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::backup_json::{Names, backup_json};
+use crate::checks::Findings;
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
 use crate::types::*;
@@ -588,11 +589,22 @@ pub(crate) async fn prune_volume(
 }
 
 /// Checks the catalog against the destinations (each carries a copy of its record), the
-/// digests and the catalog's own indexes.
+/// digests and the catalog's own indexes. Its outcome is recorded (`GET /v1/checks`).
 #[utoipa::path(get, path = "/v1/catalog/check", tag = "catalog",
     responses((status = 200, body = CatalogReport), (status = 503, body = ErrorBody)))]
-pub(crate) async fn check_catalog(State(s): St) -> Result<Json<CatalogReport>, ApiError> {
-    let r = blocking(move || Ok(s.backups.check()?)).await?;
+pub(crate) async fn check_catalog(
+    State(s): St,
+    caller: Option<axum::Extension<crate::tokens::Caller>>,
+) -> Result<Json<CatalogReport>, ApiError> {
+    let by = crate::checks::caller_name(caller);
+    let r = blocking(move || {
+        let found = |r: &arca_backup::CatalogReport| {
+            Findings::of(r.problems.iter().map(|p| (p.code, p.message.as_str())))
+        };
+        Ok(s.checks
+            .record(CheckKind::Catalog, by, None, || s.backups.check(), found)?)
+    })
+    .await?;
     Ok(Json(CatalogReport {
         clean: r.problems.is_empty(),
         records: r.records as u64,

@@ -5,6 +5,7 @@ mod access;
 pub mod audit;
 mod backup_json;
 mod backups;
+pub mod checks;
 mod console;
 mod convert;
 pub mod error;

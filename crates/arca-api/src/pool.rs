@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use crate::checks::Findings;
 use crate::error::ApiError;
 use crate::jobs::job_json;
 use crate::server::St;
@@ -42,17 +43,27 @@ pub(crate) async fn get_pool(State(s): St) -> Result<Json<PoolStatus>, ApiError>
     }))
 }
 
-/// Starts a full consistency check of the pool as a job; its result is a CheckReport.
+/// Starts a full consistency check of the pool as a job; its result is a CheckReport. Its
+/// outcome is recorded (`GET /v1/checks`).
 #[utoipa::path(post, path = "/v1/pool/check", tag = "pool",
     responses((status = 202, body = Job), (status = 503, body = ErrorBody)))]
-pub(crate) async fn check_pool(State(s): St) -> Result<(StatusCode, Json<Job>), ApiError> {
+pub(crate) async fn check_pool(
+    State(s): St,
+    caller: Option<axum::Extension<crate::tokens::Caller>>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let pool = s.pool.clone();
+    let checks = s.checks.clone();
+    let by = crate::checks::caller_name(caller);
     let job = s
         .jobs
         .start(arca_backup::JobKind::PoolCheck, "pool", move |ctx| {
             let used: u64 = pool.device_status().iter().map(|d| d.used_bytes).sum();
             ctx.set_total(used);
-            let report = pool.fsck()?;
+            let found = |r: &arca_store::FsckReport| {
+                Findings::of(r.problems.iter().map(|p| (p.code, p.message.as_str())))
+            };
+            let report =
+                checks.record(CheckKind::Pool, by, Some(ctx.id()), || pool.fsck(), found)?;
             ctx.add_done(used);
             Ok(Some(arca_backup::JobResult::PoolCheck(report)))
         })

@@ -62,6 +62,7 @@ pub const ROUTE_ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/openapi.json", ReadOnly),
     ("GET", "/v1/pool", ReadOnly),
     ("POST", "/v1/pool/check", Operator),
+    ("GET", "/v1/checks", ReadOnly),
     ("GET", "/v1/exports", ReadOnly),
     ("GET", "/v1/volumes", ReadOnly),
     ("POST", "/v1/volumes", Operator),

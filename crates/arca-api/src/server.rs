@@ -19,7 +19,7 @@ use crate::backups;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::types::*;
-use crate::{jobs, newest, pairs, policies, pool, snapshots, vaults, volumes};
+use crate::{checks, jobs, newest, pairs, policies, pool, snapshots, vaults, volumes};
 
 /// Largest request body accepted; every request here is a few hundred bytes.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
@@ -43,6 +43,8 @@ pub struct ApiState {
     pub tokens: Arc<crate::tokens::Tokens>,
     /// The audit trail of changing requests.
     pub audit: Arc<crate::audit::Audit>,
+    /// The record of the last pool and catalog checks.
+    pub checks: Arc<crate::checks::Checks>,
     /// Where the API listens. Without a token, requests must name it (or a loopback name) in
     /// Host: see [`crate::access`].
     pub api_addr: std::net::SocketAddr,
@@ -145,6 +147,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::newest::routes())
         .merge(crate::policies::routes())
         .merge(crate::vaults::routes())
+        .merge(crate::checks::routes())
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -205,7 +208,7 @@ impl utoipa::Modify for BearerAuth {
           policies::next_policy_runs, policies::policy_history,
           vaults::add_vault, vaults::list_vaults, vaults::get_vault, vaults::remove_vault,
           vaults::export_vault_key, vaults::annotate_backup, vaults::record_host_copy,
-          vaults::copy_to_vault, vaults::import_vault),
+          vaults::copy_to_vault, vaults::import_vault, checks::list_checks),
     components(schemas(ErrorBody, ErrorDetail, PoolStatus, Device, Volume, DeviceBytes, Origin, Snapshot,
                        Export, Job, JobKind, JobState, BackupCopied, Digested,
                        RestoredNew, RestoredInPlace, RolledBack, PairCopied, CheckReport, Problem, CreateVolume, ResizeVolume,
@@ -223,7 +226,8 @@ impl utoipa::Modify for BearerAuth {
                        AddVault, Vault, VaultKind, RemovedVault,
                        VaultKeyExport, BackupVaultCopy, BackupHostCopy, AnnotateBackup,
                        RecordHostCopy, CopyToVault, VaultCopyStarted, VaultCopied, CopiedToVault,
-                       ImportVault, ImportFailure, VaultImported)),
+                       ImportVault, ImportFailure, VaultImported, CheckKind, CheckOutcome,
+                       CheckFinding, CheckRecord, CheckHistory)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -29,12 +29,14 @@ macro_rules! wire_names {
 }
 
 mod backups;
+mod checks;
 mod jobs;
 mod pairs;
 mod policies;
 mod vaults;
 
 pub use backups::*;
+pub use checks::*;
 pub use jobs::*;
 pub use pairs::*;
 pub use policies::*;
@@ -265,6 +267,8 @@ mod tests {
         same_names(PolicyRunResult::ALL, |v| v.as_str());
         same_names(PolicyTrigger::ALL, |v| v.as_str());
         same_names(VaultKind::ALL, |v| v.as_str());
+        same_names(CheckKind::ALL, |v| v.as_str());
+        same_names(CheckOutcome::ALL, |v| v.as_str());
     }
 
     #[test]

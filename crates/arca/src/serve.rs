@@ -347,6 +347,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             arca_api::audit::Audit::open(pool.clone(), backup_clock(&args))
                 .map_err(|e| anyhow!("opening the audit trail: {e}"))?,
         ),
+        checks: Arc::new(
+            arca_api::checks::Checks::open(pool.clone(), backup_clock(&args))
+                .map_err(|e| anyhow!("opening the record of checks: {e}"))?,
+        ),
         token,
         api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),

@@ -2,12 +2,11 @@
 // running now, and what needs attention (volumes without a recent complete backup, failed
 // jobs).
 
-import { ago, get, post, when } from "./api.js";
-import { act, badge, card, el, field, notify, progress, size, table } from "./ui.js";
+import { ago, duration, get, post, when } from "./api.js";
+import { act, badge, card, el, field, notify, progress, size, table, update } from "./ui.js";
 import { refreshNow } from "./main.js";
 
 const THRESHOLD_KEY = "arca-attention-hours";
-const CATALOG_KEY = "arca-last-catalog-check";
 
 function usageRow(label, used, capacity, id) {
   return el(
@@ -47,42 +46,54 @@ function poolCard(pool) {
   );
 }
 
-function checkResult(report) {
-  if (!report) return el("span", { class: "muted" }, "no result");
-  if (report.clean) return el("span", { class: "ok" }, "clean");
-  return el("span", { class: "error" }, `${report.problems.length} problem(s): `,
-    report.problems.slice(0, 3).map((p) => p.message).join("; "));
+/** What a recorded check (GET /v1/checks) found. */
+function outcome(c) {
+  if (c.outcome === "clean") return el("span", { class: "ok" }, "clean");
+  if (c.outcome === "failed") return el("span", { class: "error" }, `could not finish: ${c.error || "no reason given"}`);
+  return el("span", { class: "error" }, `${c.problems} problem(s): `,
+    c.first_problems.slice(0, 3).map((p) => p.message).join("; "));
 }
 
-function checksCard(jobs, onCatalog, onPool) {
-  const poolChecks = jobs.filter((j) => j.kind === "pool-check");
-  const last = poolChecks.reduce((a, j) => (!a || j.id > a.id ? j : a), null);
-  let catalog = null;
-  try {
-    catalog = JSON.parse(sessionStorage.getItem(CATALOG_KEY));
-  } catch {
-    catalog = null;
-  }
+function took(c) {
+  return c.duration_ms < 1000 ? `${c.duration_ms} ms` : duration(c.duration_ms / 1000);
+}
+
+/** The last check of a kind: result, when, how long, by whom. */
+function lastCheck(c, never) {
+  if (!c) return el("span", { class: "muted" }, never);
+  return [outcome(c), ` · ${when(c.finished)} · took ${took(c)} · by ${c.by}`];
+}
+
+/**
+ * The recent checks of both kinds, newest first, into `history` (a <details> made once, so
+ * that polling keeps it open or closed as the person left it).
+ */
+function fillHistory(history, checks) {
+  const recent = [...checks.pool, ...checks.catalog].sort((a, b) => b.finished.localeCompare(a.finished));
+  history.hidden = recent.length < 2;
+  update(history.lastChild, recent, () => table(null, [
+    { label: "Check", cell: (c) => c.kind },
+    { label: "Finished", cell: (c) => when(c.finished) },
+    { label: "Result", cell: outcome },
+    { label: "Took", num: true, cell: took },
+    { label: "By", cell: (c) => c.by },
+  ], recent));
+}
+
+function checksCard(checks, jobs, history, onCatalog, onPool) {
+  const running = jobs.find((j) => j.kind === "pool-check" && j.state === "running");
+  fillHistory(history, checks);
   return card(
     "Checks",
     el(
       "p",
       { id: "pool-check" },
       "Pool: ",
-      last
-        ? [badge(last.state), " ", when(last.finished || last.created), " ",
-          last.state === "running" ? progress(last) : checkResult(last.result),
-          last.error ? el("span", { class: "error" }, ` ${last.error}`) : null]
-        : el("span", { class: "muted" }, "not checked since the daemon started"),
+      lastCheck(checks.pool[0], "never checked"),
+      running ? [" · now ", badge(running.state), " ", progress(running)] : null,
     ),
-    el(
-      "p",
-      { id: "catalog-check" },
-      "Catalog: ",
-      catalog
-        ? [when(catalog.at), " ", checkResult(catalog.report), ` (${catalog.report.records} records)`]
-        : el("span", { class: "muted" }, "not checked from this console yet"),
-    ),
+    el("p", { id: "catalog-check" }, "Catalog: ", lastCheck(checks.catalog[0], "never checked")),
+    history,
     el(
       "div",
       { class: "row" },
@@ -146,6 +157,7 @@ export function mount(view) {
   let hours = Number(localStorage.getItem(THRESHOLD_KEY)) || 24;
   const live = el("div", { class: "grid" });
   const attention = el("div");
+  const history = el("details", { id: "check-history", hidden: true }, el("summary", {}, "Recent checks"), el("div"));
   const threshold = field("Needs a backup when the newest is older than (hours)", {
     type: "number", min: 1, value: hours, name: "hours",
     onchange: (ev) => {
@@ -157,7 +169,6 @@ export function mount(view) {
   const checkCatalog = () => act(async () => {
     notify("Checking the catalog…");
     const report = await get("/v1/catalog/check");
-    sessionStorage.setItem(CATALOG_KEY, JSON.stringify({ at: new Date().toISOString(), report }));
     notify(report.clean ? "Catalog is clean" : `Catalog has ${report.problems.length} problem(s)`);
     await refreshNow();
   });
@@ -173,10 +184,10 @@ export function mount(view) {
   );
   return {
     async refresh() {
-      const [pool, jobs, newest] = await Promise.all([
-        get("/v1/pool"), get("/v1/jobs"), get("/v1/newest-backups"),
+      const [pool, jobs, newest, checks] = await Promise.all([
+        get("/v1/pool"), get("/v1/jobs"), get("/v1/newest-backups"), get("/v1/checks"),
       ]);
-      live.replaceChildren(poolCard(pool), checksCard(jobs, checkCatalog, checkPool), jobsCard(jobs));
+      live.replaceChildren(poolCard(pool), checksCard(checks, jobs, history, checkCatalog, checkPool), jobsCard(jobs));
       attention.replaceChildren(attentionCard(newest, jobs, hours, Date.now()));
     },
   };

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use arca_api::types::{
-    CloneSnapshot, CreateSnapshot, CreateVolume, DeviceBytes, Export, Job, JobState, PoolStatus,
-    RenameVolume, ResizeVolume, Snapshot, Volume,
+    CheckHistory, CheckOutcome, CheckRecord, CloneSnapshot, CreateSnapshot, CreateVolume,
+    DeviceBytes, Export, Job, JobState, PoolStatus, RenameVolume, ResizeVolume, Snapshot, Volume,
 };
 
 use super::client::{Client, seg};
@@ -176,6 +176,12 @@ fn run_job(c: &Client, s: &Settings, cmd: JobCmd) -> Result<()> {
 
 fn pool_status(c: &Client, s: &Settings) -> Result<()> {
     let p: PoolStatus = c.get("/v1/pool", &[])?;
+    // `--json` stays the pool's document; the checks are `GET /v1/checks`.
+    let checks: Option<CheckHistory> = if s.json {
+        None
+    } else {
+        Some(c.get("/v1/checks", &[])?)
+    };
     show_or(s, &p, || {
         print!(
             "{}",
@@ -198,6 +204,14 @@ fn pool_status(c: &Client, s: &Settings) -> Result<()> {
                 ),
                 ("volumes", p.volumes.to_string()),
                 ("snapshots", p.snapshots.to_string()),
+                (
+                    "last pool check",
+                    check_line(checks.as_ref().and_then(|c| c.pool.first())),
+                ),
+                (
+                    "last catalog check",
+                    check_line(checks.as_ref().and_then(|c| c.catalog.first())),
+                ),
             ])
         );
         let mut t = Table::new(&[
@@ -219,6 +233,34 @@ fn pool_status(c: &Client, s: &Settings) -> Result<()> {
         println!();
         print!("{}", t.render());
     })
+}
+
+/// What a recorded check found, when, how long it took and who ran it.
+fn check_line(c: Option<&CheckRecord>) -> String {
+    let Some(c) = c else {
+        return "none recorded".to_string();
+    };
+    let found = match c.outcome {
+        CheckOutcome::Clean => "clean".to_string(),
+        CheckOutcome::Problems => {
+            let first = c
+                .first_problems
+                .first()
+                .map(|p| p.message.replace('\n', " "));
+            format!(
+                "{} found (first: {})",
+                format::count(c.problems, "problem"),
+                or_dash(first)
+            )
+        }
+        CheckOutcome::Failed => format!("FAILED: {}", or_dash(c.error.as_ref())),
+    };
+    format!(
+        "{found}; {} ({:.1}s, by {})",
+        c.finished,
+        c.duration_ms as f64 / 1000.0,
+        c.by
+    )
 }
 
 fn pool_check(c: &Client, s: &Settings, no_wait: bool) -> Result<()> {

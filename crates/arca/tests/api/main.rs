@@ -12,6 +12,7 @@ mod common;
 
 mod access;
 mod backups;
+mod checks;
 mod pairs;
 mod policies;
 mod tokens;

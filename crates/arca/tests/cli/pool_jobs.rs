@@ -37,6 +37,8 @@ fn pool_status_in_table_and_json() {
     assert_eq!(field("snapshots"), "1");
     assert!(field("capacity").ends_with('G'), "{text}");
     assert!(field("metadata").contains(" of "), "{text}");
+    assert_eq!(field("last pool check"), "none recorded");
+    assert_eq!(field("last catalog check"), "none recorded");
     let header = text
         .lines()
         .find(|l| l.trim_start().starts_with("DEVICE"))
@@ -78,6 +80,16 @@ fn pool_check_and_jobs() {
     assert!(job["error"].is_null());
     assert_eq!(job["result"]["clean"], true);
     assert_eq!(job["result"]["problems"], serde_json::json!([]));
+    // Both checks are on the record `pool status` prints from.
+    d.arca(&["catalog", "check"]).ok();
+    let text = d.arca(&["pool", "status"]).ok().stdout;
+    for k in ["last pool check", "last catalog check"] {
+        let line = field(&text, k);
+        assert!(
+            line.starts_with("clean; ") && line.ends_with(", by anonymous)"),
+            "{k}: {line:?}"
+        );
+    }
     assert_eq!(job["result"]["volumes"], 1);
     assert_eq!(job["result"]["snapshots"], 1);
     let waited_id = job["id"].as_u64().unwrap();

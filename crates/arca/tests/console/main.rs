@@ -331,3 +331,63 @@ fn exports_list_the_hosts_connected_to_them() {
     assert_eq!(connected(&d), json!([peer]));
     drop(host);
 }
+
+/// "2026-12-03 15:40:01 UTC", as the console writes an RFC 3339 time.
+fn when(rfc3339: &Value) -> String {
+    let t = rfc3339.as_str().unwrap();
+    format!("{} UTC", t[..19].replace('T', " "))
+}
+
+#[test]
+fn the_overview_shows_the_recorded_checks_after_a_restart() {
+    if !browser_installed() {
+        return;
+    }
+    let d = Daemon::with_volumes(&["db=64M"]);
+    let job = api(&d, "POST", "/v1/pool/check", Some(json!({})));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while api(&d, "GET", &format!("/v1/jobs/{}", job["id"]), None)["state"] == "running" {
+        assert!(std::time::Instant::now() < deadline, "pool check hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    api(&d, "GET", "/v1/catalog/check", None);
+    // Jobs are forgotten at a restart; the record of checks is not.
+    let d = d.restart();
+    let checks = api(&d, "GET", "/v1/checks", None);
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/", d.api));
+    for (css, kind) in [("#pool-check", "pool"), ("#catalog-check", "catalog")] {
+        let c = &checks[kind][0];
+        assert_eq!(c["outcome"], "clean", "{checks}");
+        let text = b.wait(&format!("the last {kind} check"), |b| {
+            Some(b.text_of(css)).filter(|t| t.contains("clean"))
+        });
+        for want in [when(&c["finished"]), "by anonymous".to_string()] {
+            assert!(text.contains(&want), "{css} {text:?} lacks {want:?}");
+        }
+    }
+    assert!(
+        b.find("#check-history:not([hidden])").is_some(),
+        "two checks recorded: the history is offered"
+    );
+    // A check from the console lands in the record and on the page.
+    flows::click(&b, "button", "Check catalog");
+    b.wait("the third check in the history", |b| {
+        let rows = b.script(
+            "return document.querySelectorAll('#check-history tbody tr').length;",
+            vec![],
+        );
+        (rows == json!(3)).then_some(())
+    });
+    assert_eq!(
+        api(&d, "GET", "/v1/checks", None)["catalog"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    flows::click(&b, "#check-history summary", "Recent checks");
+    b.wait_for("#check-history[open] table");
+    b.screenshot("overview-checks");
+    assert_accessible(&b, "the overview with its checks");
+}

@@ -225,19 +225,24 @@ fn vaults_are_added_shown_and_removed_through_the_console() {
     b.wait_text("h1", "Vaults");
 }
 
+/// A backup of volume `db` labelled nightly; its id.
+fn nightly_backup(d: &Daemon) -> u64 {
+    let made = api(
+        d,
+        "POST",
+        "/v1/backups",
+        Some(json!({"volumes": ["db"], "label": "nightly"})),
+    );
+    made["backups"][0]["id"].as_u64().unwrap()
+}
+
 #[test]
 fn a_backup_s_page_shows_where_it_lives_and_takes_annotations_and_host_copies() {
     if !browser_installed() {
         return;
     }
     let d = Daemon::with_volumes(&["db=64M"]);
-    let made = api(
-        &d,
-        "POST",
-        "/v1/backups",
-        Some(json!({"volumes": ["db"], "label": "nightly"})),
-    );
-    let id = made["backups"][0]["id"].as_u64().unwrap();
+    let id = nightly_backup(&d);
     let b = Browser::start(1280, 800);
     b.goto(&format!("{}/#/backups/{id}", d.api));
     b.wait("where it lives", |b| {
@@ -296,4 +301,96 @@ fn a_backup_s_page_shows_where_it_lives_and_takes_annotations_and_host_copies() 
     });
     b.screenshot("backup-copies");
     assert_accessible(&b, "a backup with a host copy");
+}
+
+/// Polls job `id` until it has finished; its final state.
+fn finished_job(d: &Daemon, id: &Value) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let j = api(d, "GET", &format!("/v1/jobs/{id}"), None);
+        if j["state"] != "running" {
+            return j;
+        }
+        assert!(std::time::Instant::now() < deadline, "job {id} hangs");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_backup_s_page_shows_its_copy_in_a_vault() {
+    if !browser_installed() || !crate::common::tools::tools(&["qemu-io"]) {
+        return;
+    }
+    let d = Daemon::with_volumes(&["db=64M"]);
+    crate::common::qemu::qemu_io(&d, "db", &["write -P 0x5a 0 2M", "write -P 0xa5 40M 1M"]);
+    let dir = d.dir().join("vault");
+    std::fs::create_dir(&dir).unwrap();
+    let url = format!("file://{}", dir.display());
+    api(
+        &d,
+        "POST",
+        "/v1/vaults",
+        Some(json!({"name": "offsite", "url": url})),
+    );
+    let id = nightly_backup(&d);
+    let started = api(
+        &d,
+        "POST",
+        "/v1/vaults/offsite/copies",
+        Some(json!({"backups": [id]})),
+    );
+    let job = finished_job(&d, &started["job"]);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let r = api(&d, "GET", &format!("/v1/backups/{id}"), None);
+    assert_eq!(r["locations"], json!(["array", "vault:offsite"]), "{r}");
+    let copy = &r["vault_copies"][0];
+    assert!(copy["bytes_read"].as_u64().unwrap() >= 3 << 20, "{copy}");
+
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/#/backups/{id}", d.api));
+    let row = "#backup-where tbody tr";
+    b.wait("the vault copy, and in the history", |b| {
+        (b.text_of(row).contains("offsite")
+            && b.text_of("main").contains("copied to vault offsite"))
+        .then_some(())
+    });
+    assert_eq!(
+        b.attribute_of(&format!("{row} a"), "href").as_deref(),
+        Some("#/vaults/offsite")
+    );
+    // The time as the console writes it: "2026-12-03 15:40:01 UTC".
+    let copied = copy["copied"].as_str().unwrap();
+    let when = format!("{} UTC", copied[..19].replace('T', " "));
+    let text = b.text_of(row);
+    assert!(
+        text.contains(&when),
+        "{text:?} lacks the copy's time {when:?}"
+    );
+    assert!(text.contains(copy["manifest"].as_str().unwrap()), "{text}");
+    // Read, new and stored bytes, each exact in its <data value>.
+    let shown: Vec<u64> = b
+        .script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => Number(e.value));",
+            vec![json!(format!("{row} data"))],
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = ["bytes_read", "bytes_new", "bytes_stored"]
+        .iter()
+        .map(|f| copy[*f].as_u64().unwrap())
+        .collect();
+    assert_eq!(shown, want);
+    for (n, size) in want.iter().enumerate() {
+        let cell = b.text_of(&format!("{row} td:nth-child({}) data", n + 3));
+        assert_eq!(cell, crate::shown(*size));
+    }
+    // One of its locations in the record.
+    let record = b.text_of("#backup-record");
+    assert!(record.contains("vault: offsite"), "{record}");
+    assert!(record.contains("array: "), "{record}");
+    b.screenshot("backup-vault-copy");
+    assert_accessible(&b, "a backup with a vault copy");
 }
