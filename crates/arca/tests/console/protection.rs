@@ -391,6 +391,10 @@ fn a_backup_s_page_shows_its_copy_in_a_vault() {
     let record = b.text_of("#backup-record");
     assert!(record.contains("vault: offsite"), "{record}");
     assert!(record.contains("array: "), "{record}");
+    b.script(
+        "document.querySelector('#backup-where').scrollIntoView();",
+        vec![],
+    );
     b.screenshot("backup-vault-copy");
     assert_accessible(&b, "a backup with a vault copy");
 }
