@@ -20,19 +20,27 @@
 mod crypto;
 mod error;
 pub mod format;
+mod gc;
 mod index;
+mod live;
 mod manifest;
 mod reader;
 mod spec;
+mod state;
+mod status;
 mod vault;
+mod verify;
 mod writer;
 
 pub use crypto::ChunkId;
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
 pub use manifest::Manifest;
 pub use reader::{Chunk, ChunkContent, ChunkReader};
 pub use spec::{VaultKey, VaultSpec};
+pub use status::VaultStatus;
 pub use vault::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Tuning, Vault, VaultInfo};
+pub use verify::{Damage, VerifyOptions, VerifyReport};
 pub use writer::{CopyStats, CopyWriter};
 
 /// The chunk size the array's default extent gives (64 KiB).
