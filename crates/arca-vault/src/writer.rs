@@ -512,7 +512,7 @@ impl Drop for CopyWriter<'_> {
 }
 
 /// A put that refuses to replace an object (objects are written once).
-fn put_once(vault: &Vault, name: &str, bytes: Vec<u8>) -> object_store::Result<()> {
+pub(crate) fn put_once(vault: &Vault, name: &str, bytes: Vec<u8>) -> object_store::Result<()> {
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()

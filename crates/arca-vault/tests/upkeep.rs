@@ -357,3 +357,52 @@ fn budgeted_verify_covers_the_vault(place: &Place) {
     assert!(s.bytes_stored > total && s.objects > 2 * s.packs, "{s:?}");
 }
 both!(budgeted_verify_covers_the_vault);
+
+/// One writer per vault prefix: a second array is refused with the holder's name; the
+/// holder renews and re-takes its own lease; after release or expiry another array takes
+/// it, and the old holder's renewal then fails naming the new one. Of racing takers,
+/// exactly one wins.
+fn lease_keeps_one_writer_per_prefix(place: &Place) {
+    let spec = sub_spec(place, "v");
+    let a = create(&spec);
+    let b = Vault::open(&spec, None).unwrap();
+    let minute = Duration::from_secs(60);
+    let mut held = a.acquire_lease("array-a", minute).unwrap();
+    let err = b.acquire_lease("array-b", minute).unwrap_err();
+    assert!(
+        matches!(&err, Error::LeaseHeld { holder, .. } if holder == "array-a"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("array-a"), "{err}");
+    a.renew_lease(&mut held, minute).unwrap();
+    let again = a.acquire_lease("array-a", minute).unwrap();
+    assert!(again.generation > held.generation);
+    a.release_lease(again).unwrap();
+    let mut by_b = b.acquire_lease("array-b", Duration::ZERO).unwrap();
+    let err = a.renew_lease(&mut held, minute).unwrap_err();
+    assert!(
+        matches!(&err, Error::LeaseLost { holder } if holder == "array-b"),
+        "{err}"
+    );
+    // array-b's lease (no time to live) has expired: array-a may take the vault.
+    let by_a = a.acquire_lease("array-a", minute).unwrap();
+    assert!(b.renew_lease(&mut by_b, minute).is_err());
+    a.release_lease(by_a).unwrap();
+    let names: Vec<_> = objects(&spec.build_store(false).unwrap(), "upkeep/lease");
+    assert_eq!(names.len(), 1, "older generations are removed: {names:?}");
+
+    let winners: Vec<bool> = std::thread::scope(|s| {
+        let takers: Vec<_> = (0..4)
+            .map(|i| {
+                let spec = &spec;
+                s.spawn(move || {
+                    let v = Vault::open(spec, None).unwrap();
+                    v.acquire_lease(&format!("racer-{i}"), minute).is_ok()
+                })
+            })
+            .collect();
+        takers.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
+}
+both!(lease_keeps_one_writer_per_prefix);
