@@ -390,6 +390,11 @@ fn lease_keeps_one_writer_per_prefix(place: &Place) {
     a.release_lease(by_a).unwrap();
     let names: Vec<_> = objects(&spec.build_store(false).unwrap(), "upkeep/lease");
     assert_eq!(names.len(), 1, "older generations are removed: {names:?}");
+    // Concurrent takers rely on the store's create-if-absent being atomic, as S3's is;
+    // the test server's is not (s3s-fs 0.14 checks for the object, then writes it).
+    if place.backend == common::Backend::S3 {
+        return;
+    }
 
     let winners: Vec<bool> = std::thread::scope(|s| {
         let takers: Vec<_> = (0..4)
@@ -406,3 +411,37 @@ fn lease_keeps_one_writer_per_prefix(place: &Place) {
     assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
 }
 both!(lease_keeps_one_writer_per_prefix);
+
+/// Behind a proxy that answers one request in four with a 503 or drops the connection
+/// after reading the request, every operation rides the faults out by retrying with
+/// backoff: copies, an incremental, restores, gc, a full verify and the lease.
+#[test]
+fn s3_retries_ride_out_503s_and_dropped_connections() {
+    common::with_place(common::Backend::S3, |place| {
+        let port = place.server.as_ref().unwrap().port;
+        let proxy = common::proxy::FaultProxy::start(port, 14, 4);
+        let spec = VaultSpec {
+            endpoint: Some(format!("http://127.0.0.1:{}", proxy.port)),
+            ..sub_spec(place, "faulty")
+        };
+        let vault = create(&spec);
+        let mut image = Image::new(150, 10, 28);
+        let first = image.clone();
+        copy(&vault, 1, &first, None).unwrap();
+        let changed = image.change(10, 3);
+        let base = vault.read_manifest(1).unwrap();
+        copy(&vault, 2, &image, Some((&base, &changed))).unwrap();
+        assert!(restore(&vault, 1).unwrap().0 == first.bytes);
+        assert!(restore(&vault, 2).unwrap().0 == image.bytes);
+        vault.delete_manifest(2).unwrap(); // its new chunks' packs become unused
+        vault.gc(&now_gc()).unwrap();
+        assert!(vault.gc(&now_gc()).unwrap().deleted_packs > 0);
+        assert!(vault.verify(&full()).unwrap().clean());
+        assert!(restore(&vault, 1).unwrap().0 == first.bytes);
+        vault
+            .acquire_lease("array-a", Duration::from_secs(60))
+            .unwrap();
+        assert!(proxy.faults() >= 20, "{} faults", proxy.faults());
+        eprintln!("{} faults injected and retried", proxy.faults());
+    });
+}
