@@ -12,7 +12,10 @@
 //! - `Vault::create` / `Vault::open`, `info`;
 //! - `begin_copy` -> `CopyWriter` (`data`, `hole`, `same_as_base` per chunk, `finish`);
 //! - `list_manifests`, `read_manifest`, `delete_manifest`;
-//! - `reader` -> an iterator of checked chunks, several requests in flight.
+//! - `reader` -> an iterator of checked chunks, several requests in flight;
+//! - upkeep: `gc` (two phases, never blocks a copy), `verify` (structure, and data within a
+//!   budget, least recently checked first), `status`, and the writer lease
+//!   (`acquire_lease`, `renew_lease`, `release_lease`).
 //!
 //! Every call blocks on the vault's runtime, so call it from a plain thread (arca-backup's
 //! jobs) or from `spawn_blocking`, never from inside an async task.

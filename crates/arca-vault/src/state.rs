@@ -1,8 +1,8 @@
 //! Upkeep state objects: `upkeep/gc` (garbage collection's marks and last results) and
 //! `upkeep/verify` (when each pack was last checked). They are the only objects replaced in
 //! place; each has one writer at a time (one array holds the vault's lease, and one gc or
-//! verify runs per vault), and losing one costs work, never data: a missing gc state
-//! restarts marking, a missing verify state makes every pack due. Both use the envelope of
+//! verify runs per vault), and losing or damaging one costs work, never data: gc marks
+//! afresh, every pack becomes due for verification. Both use the envelope of
 //! FORMAT.md (sealed in an encrypted vault). Layouts are in FORMAT.md.
 
 use std::collections::HashMap;
@@ -142,8 +142,7 @@ impl VerifyState {
 }
 
 impl Vault {
-    /// The payload of a state object; `None` when it is absent. A damaged state object is
-    /// an error: the caller decides (gc stops rather than guess its marks).
+    /// The payload of a state object; `None` when it is absent.
     fn read_state(&self, magic: &[u8; 8], name: &str) -> Result<Option<Vec<u8>>> {
         match self.rt.block_on(get_bytes(&self.inner.store, name)) {
             Ok(bytes) => format::open_object(magic, &self.inner.sealer, name, &bytes).map(Some),
@@ -164,10 +163,13 @@ impl Vault {
             .map_err(|e| Error::store(name, None, e))
     }
 
+    /// A damaged gc state is treated as absent: the next gc marks afresh, and its new mark
+    /// time restarts the grace period, so copies that ignored the lost marks stay safe.
     pub(crate) fn read_gc_state(&self) -> Result<GcState> {
-        match self.read_state(MAGIC_GC_STATE, GC_STATE_NAME)? {
-            Some(p) => GcState::decode(&p),
-            None => Ok(GcState::default()),
+        match self.read_state(MAGIC_GC_STATE, GC_STATE_NAME) {
+            Ok(Some(p)) => Ok(GcState::decode(&p).unwrap_or_default()),
+            Ok(None) | Err(Error::Corrupt { .. }) => Ok(GcState::default()),
+            Err(e) => Err(e),
         }
     }
 
