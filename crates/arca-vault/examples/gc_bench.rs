@@ -61,7 +61,7 @@ fn main() {
     let before = vault.status().unwrap();
     println!(
         "{generations} backups of {} MiB (1 % changed each) in {:.1} s: {} objects, {:.1} MiB, {} packs",
-        chunks * CHUNK >> 20,
+        (chunks * CHUNK) >> 20,
         t.elapsed().as_secs_f64(),
         before.objects,
         mib(before.bytes_stored),

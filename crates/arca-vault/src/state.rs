@@ -97,7 +97,7 @@ impl GcState {
             s.marks.push(Mark { pack, bytes });
         }
         let seen = r.u32().ok_or_else(t)? as usize;
-        if seen != r.remaining() / 8 || r.remaining() % 8 != 0 {
+        if seen.checked_mul(8) != Some(r.remaining()) {
             return Err(t());
         }
         for _ in 0..seen {

@@ -38,11 +38,11 @@ impl Shared {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        if z % self.one_in != 0 {
+        if !z.is_multiple_of(self.one_in) {
             return Fault::None;
         }
         self.faults.fetch_add(1, Ordering::SeqCst);
-        if (z >> 32) % 2 == 0 {
+        if (z >> 32).is_multiple_of(2) {
             Fault::Status503
         } else {
             Fault::Drop
