@@ -101,6 +101,13 @@ pub(crate) const MAGIC_CONFIG: &[u8; 8] = b"ARCAVCFG";
 pub(crate) const MAGIC_INDEX: &[u8; 8] = b"ARCAVIDX";
 pub(crate) const MAGIC_MANIFEST: &[u8; 8] = b"ARCAVMAN";
 pub(crate) const MAGIC_PACK: &[u8; 8] = b"ARCAVPAK";
+pub(crate) const MAGIC_GC_STATE: &[u8; 8] = b"ARCAVGCS";
+pub(crate) const MAGIC_VERIFY_STATE: &[u8; 8] = b"ARCAVVFY";
+/// Upkeep state objects: the only objects that are replaced in place (see `state`).
+pub(crate) const MAGIC_LEASE: &[u8; 8] = b"ARCAVLSE";
+pub(crate) const LEASE_DIR: &str = "upkeep/lease";
+pub(crate) const GC_STATE_NAME: &str = "upkeep/gc";
+pub(crate) const VERIFY_STATE_NAME: &str = "upkeep/verify";
 pub(crate) const HEADER_LEN: usize = 11;
 pub(crate) const CHECKSUM_LEN: usize = 32;
 pub(crate) const INDEX_ENTRY_LEN: usize = 44;

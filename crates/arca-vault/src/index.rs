@@ -148,6 +148,11 @@ impl PackCache {
         Some(table)
     }
 
+    pub(crate) fn clear(&mut self) {
+        self.tables.clear();
+        self.order.clear();
+    }
+
     pub(crate) fn put(&mut self, ordinal: u32, index: &PackIndex) -> Arc<PackTable> {
         let table: Arc<PackTable> = Arc::new(
             index

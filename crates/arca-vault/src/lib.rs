@@ -12,7 +12,10 @@
 //! - `Vault::create` / `Vault::open`, `info`;
 //! - `begin_copy` -> `CopyWriter` (`data`, `hole`, `same_as_base` per chunk, `finish`);
 //! - `list_manifests`, `read_manifest`, `delete_manifest`;
-//! - `reader` -> an iterator of checked chunks, several requests in flight.
+//! - `reader` -> an iterator of checked chunks, several requests in flight;
+//! - upkeep: `gc` (two phases, never blocks a copy), `verify` (structure, and data within a
+//!   budget, least recently checked first), `status`, and the writer lease
+//!   (`acquire_lease`, `renew_lease`, `release_lease`).
 //!
 //! Every call blocks on the vault's runtime, so call it from a plain thread (arca-backup's
 //! jobs) or from `spawn_blocking`, never from inside an async task.
@@ -20,19 +23,29 @@
 mod crypto;
 mod error;
 pub mod format;
+mod gc;
 mod index;
+mod lease;
+mod live;
 mod manifest;
 mod reader;
 mod spec;
+mod state;
+mod status;
 mod vault;
+mod verify;
 mod writer;
 
 pub use crypto::ChunkId;
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
+pub use lease::Lease;
 pub use manifest::Manifest;
 pub use reader::{Chunk, ChunkContent, ChunkReader};
 pub use spec::{VaultKey, VaultSpec};
+pub use status::VaultStatus;
 pub use vault::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Tuning, Vault, VaultInfo};
+pub use verify::{Damage, VerifyOptions, VerifyReport};
 pub use writer::{CopyStats, CopyWriter};
 
 /// The chunk size the array's default extent gives (64 KiB).

@@ -49,11 +49,33 @@ pub(crate) enum Location {
     S3 { bucket: String, prefix: String },
 }
 
-/// How many times a failed S3 request is retried (with backoff) before the copy fails.
-/// Issue 14 makes retries and resume a policy of their own; this keeps a dead server from
-/// stalling a copy for object_store's default three minutes.
-const S3_MAX_RETRIES: usize = 3;
-const S3_RETRY_TIMEOUT_S: u64 = 20;
+/// Transient S3 faults are retried by object_store's client with exponential backoff and
+/// jitter: HTTP 5xx, 429 and 408 on every request; a connection that cannot be made or that
+/// closed before the request was sent on every request; a timeout or a reset after the
+/// request was sent on idempotent requests only (reads, plain puts, multipart parts and
+/// completion; not a create-if-absent put, whose retry could find its own first attempt).
+/// Backoff starts at 100 ms and doubles to at most 8 s: 8 retries span about 30 s, within
+/// `S3_RETRY_TIMEOUT_S`. A longer outage fails the request; the copy then fails cleanly and
+/// its retry reuses every pack already uploaded.
+fn s3_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(8),
+            base: 2.0,
+        },
+        max_retries: 8,
+        retry_timeout: Duration::from_secs(S3_RETRY_TIMEOUT_S),
+    }
+}
+const S3_RETRY_TIMEOUT_S: u64 = 60;
+
+/// A request may take 120 s (a 16 MiB part at 1.1 Mbit/s), a connection 5 s to open.
+fn s3_client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new()
+        .with_timeout(Duration::from_secs(120))
+        .with_connect_timeout(Duration::from_secs(5))
+}
 
 impl VaultSpec {
     /// A spec for a directory vault.
@@ -114,16 +136,12 @@ impl VaultSpec {
                 // TLS goes through rustls with the ring provider (no C toolchain beyond cc);
                 // installing it twice is harmless, so the error is ignored.
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let retry = object_store::RetryConfig {
-                    max_retries: S3_MAX_RETRIES,
-                    retry_timeout: Duration::from_secs(S3_RETRY_TIMEOUT_S),
-                    ..Default::default()
-                };
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(&bucket)
                     .with_region(self.region.as_deref().unwrap_or("us-east-1"))
+                    .with_client_options(s3_client_options())
                     .with_allow_http(self.allow_http)
-                    .with_retry(retry);
+                    .with_retry(s3_retry());
                 if let Some(endpoint) = &self.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }

@@ -2,6 +2,7 @@
 //! the chunk lookup a copy dedups with. The API is synchronous: a vault owns a small tokio
 //! runtime and blocks on it, so thread-based callers (arca-backup's jobs) need no async.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
@@ -333,13 +334,18 @@ impl Vault {
     }
 
     pub(crate) fn list_names(&self, dir: &str) -> Result<Vec<String>> {
-        let prefix = Path::from(dir);
+        Ok(self.list_sizes(dir)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Every object under `dir` (all of the vault for ""), with its size in bytes.
+    pub(crate) fn list_sizes(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = (!dir.is_empty()).then(|| Path::from(dir));
         self.rt
             .block_on(async {
                 self.inner
                     .store
-                    .list(Some(&prefix))
-                    .map_ok(|m| m.location.to_string())
+                    .list(prefix.as_ref())
+                    .map_ok(|m| (m.location.to_string(), m.size))
                     .try_collect()
                     .await
             })
@@ -385,10 +391,18 @@ impl Vault {
         Ok(())
     }
 
-    /// Where `id` lies in the vault, if anywhere (a pack whose index was loaded).
-    pub(crate) fn lookup(&self, id: &ChunkId) -> Result<Option<(PackId, BlobRef)>> {
+    /// Where `id` lies in the vault, if anywhere (a pack whose index was loaded), outside
+    /// the packs in `avoid` (those garbage collection has marked).
+    pub(crate) fn lookup(
+        &self,
+        id: &ChunkId,
+        avoid: &HashSet<PackId>,
+    ) -> Result<Option<(PackId, BlobRef)>> {
         let candidates = self.map.lock().expect("index lock").candidates(id);
         for (ordinal, pack) in candidates {
+            if avoid.contains(&pack) {
+                continue;
+            }
             let cached = self.cache.lock().expect("cache lock").get(ordinal);
             let table = match cached {
                 Some(t) => t,

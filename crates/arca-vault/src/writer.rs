@@ -85,6 +85,9 @@ pub struct CopyWriter<'a> {
     inflight_ids: HashSet<ChunkId>,
     stats: CopyStats,
     broken: bool,
+    /// Packs garbage collection had marked when this copy began: never deduped against
+    /// (see `gc`), so a pack deleted by phase 2 is never named by this copy.
+    avoid: HashSet<PackId>,
 }
 
 impl Vault {
@@ -115,6 +118,17 @@ impl Vault {
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::store(&name, Some(backup_id), e)),
         }
+        let avoid: HashSet<PackId> = self.read_gc_state()?.marks.iter().map(|m| m.pack).collect();
+        if let Some(b) = base
+            && b.packs.iter().any(|p| avoid.contains(p))
+        {
+            return Err(Error::InvalidCopy(format!(
+                "base backup {} is no longer in the vault (garbage collection is removing its packs): copy without a base",
+                b.backup_id
+            )));
+        }
+        // Cached indexes may be of packs a gc has deleted since: read them afresh.
+        self.cache.lock().expect("cache lock").clear();
         self.load_index()?;
         let chunk_count = image_size.div_ceil(u64::from(self.inner.chunk_size));
         Ok(CopyWriter {
@@ -131,6 +145,7 @@ impl Vault {
             inflight_ids: HashSet::new(),
             stats: CopyStats::default(),
             broken: false,
+            avoid,
         })
     }
 }
@@ -266,7 +281,7 @@ impl CopyWriter<'_> {
             };
             return Ok(Some((base.packs[e.pack as usize], blob)));
         }
-        self.vault.lookup(id)
+        self.vault.lookup(id, &self.avoid)
     }
 
     fn slot(&mut self, pack: PackId) -> u32 {
@@ -497,7 +512,7 @@ impl Drop for CopyWriter<'_> {
 }
 
 /// A put that refuses to replace an object (objects are written once).
-fn put_once(vault: &Vault, name: &str, bytes: Vec<u8>) -> object_store::Result<()> {
+pub(crate) fn put_once(vault: &Vault, name: &str, bytes: Vec<u8>) -> object_store::Result<()> {
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
