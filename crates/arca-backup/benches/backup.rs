@@ -21,25 +21,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arca_backup::catalog::{self, Query};
-use arca_backup::record::{BackupRecord, Destination, HostInfo, Method, Retention, Source, Status};
+use arca_backup::record::{BackupRecord, Method, Status};
 use arca_backup::{Backups, CreateRequest, JobManager, JobState, NoHosts, RestoreTo};
 use arca_store::{Pool, PoolConfig};
+use arca_testkit::bench::{env_u64, fresh_dir, median, time_ms};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "common/records.rs"]
+mod records;
+use records::snapshot_record;
+
 const MIB: u64 = 1 << 20;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn fresh_dir(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
-}
 
 fn pool_at(dir: &Path, size: u64) -> Pool {
     fresh_dir(dir);
@@ -53,73 +46,30 @@ fn wait(jobs: &JobManager, id: arca_backup::JobId) {
     assert_eq!(s, JobState::Succeeded, "{:?}", j.snapshot().error);
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn time_ms(f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64() * 1000.0
-}
-
+/// Record `i` of the catalog benchmark: one a minute from `t0` over ten volumes of 10 GiB,
+/// with varied host information and a failure now and then.
 fn synthetic(i: u64, t0: u64) -> BackupRecord {
     let volume = i % 10;
-    BackupRecord {
-        id: arca_backup::BackupId((t0 + i * 60_000) * 1000),
-        source: Source {
-            volume_id: 1000 + volume,
-            volume_name: format!("vol{volume}"),
-            size: 10 << 30,
-        },
-        generation: i / 10 + 1,
-        method: Method::Snapshot,
-        destination: Destination::Snapshot {
-            volume: format!("vol{volume}"),
-            snapshot: format!("backup-{i}"),
-        },
-        point_in_time_ms: t0 + i * 60_000,
-        started_ms: t0 + i * 60_000,
-        completed_ms: Some(t0 + i * 60_000 + 5),
-        status: if i % 1000 == 7 {
-            Status::Failed
-        } else {
-            Status::Complete
-        },
-        status_reason: None,
-        info: HostInfo {
-            program: Some("bench".into()),
-            host: Some(format!("host{}", i % 50)),
-            application: Some(["pg", "mysql", "files"][(i % 3) as usize].into()),
-            content_id: Some(format!("c{i}")),
-            label: Some(["hourly", "daily", "weekly", "monthly"][(i % 4) as usize].into()),
-            description: None,
-            meta: BTreeMap::from([
-                (
-                    "env".to_string(),
-                    ["prod", "test"][(i % 2) as usize].to_string(),
-                ),
-                ("ticket".to_string(), format!("T{}", i % 997)),
-            ]),
-        },
-        retention: Retention::default(),
-        // Present, so a daemon opened on this pool starts no digest jobs.
-        digest: Some(arca_backup::DigestInfo {
-            extent_size: 65536,
-            root: [0; 32],
-            extents: 0,
-        }),
-        logical_bytes: 10 << 30,
-        allocated_bytes: 1 << 30,
-        set_id: None,
-        history: Vec::new(),
-        job: None,
-        stepped_back_from_ms: None,
-        vault_copies: Vec::new(),
-        host_copies: Vec::new(),
-        off_array_since_ms: None,
+    let at = t0 + i * 60_000;
+    let mut r = snapshot_record(i, 1000 + volume, &format!("vol{volume}"), i / 10 + 1, at);
+    r.id = arca_backup::BackupId(at * 1000);
+    r.source.size = 10 << 30;
+    if i % 1000 == 7 {
+        r.status = Status::Failed;
     }
+    r.info.application = Some(["pg", "mysql", "files"][(i % 3) as usize].into());
+    r.info.content_id = Some(format!("c{i}"));
+    r.info.label = Some(["hourly", "daily", "weekly", "monthly"][(i % 4) as usize].into());
+    r.info.meta = BTreeMap::from([
+        (
+            "env".to_string(),
+            ["prod", "test"][(i % 2) as usize].to_string(),
+        ),
+        ("ticket".to_string(), format!("T{}", i % 997)),
+    ]);
+    r.logical_bytes = 10 << 30;
+    r.allocated_bytes = 1 << 30;
+    r
 }
 
 fn catalog_bench(dir: &Path, records: u64) {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arca_backup::policy::{Calendar, Keep, PolicySpec, RunResult};
 use arca_backup::{Backups, Clock, JobManager, NoHosts, Policies};
 use arca_store::{Pool, PoolConfig};
+use arca_testkit::bench::{fresh_dir, median, time_ms};
 
 const MIB: u64 = 1 << 20;
 const HOUR_MS: u64 = 3_600_000;
@@ -25,8 +26,7 @@ const HOUR_MS: u64 = 3_600_000;
 const START_MS: u64 = 1_767_312_000_000;
 
 fn fresh_pool(dir: &Path, size: u64) -> Pool {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
+    fresh_dir(dir);
     let path = dir.join("device-0.img");
     Pool::create_files(&[path.as_path()], size, &PoolConfig::default()).unwrap()
 }
@@ -38,11 +38,6 @@ fn service(pool: &Pool, now: &Arc<AtomicU64>) -> (Arc<JobManager>, Arc<Backups>,
     let b = Backups::open_with_clock(pool.clone(), jobs.clone(), Arc::new(NoHosts), clock).unwrap();
     let p = Policies::open(b.clone()).unwrap();
     (jobs, b, p)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn spec(volumes: Vec<String>, snapshot: &str, verify: &str, tz: &str) -> PolicySpec {
@@ -110,9 +105,7 @@ fn scale_bench(dir: &Path) {
     let mut idle = Vec::new();
     for _ in 0..200 {
         now.fetch_add(1000, Ordering::SeqCst);
-        let t = Instant::now();
-        assert_eq!(p.tick().unwrap(), 0);
-        idle.push(t.elapsed().as_secs_f64() * 1e6);
+        idle.push(time_ms(|| assert_eq!(p.tick().unwrap(), 0)) * 1000.0);
     }
     println!(
         "scale: tick with nothing due (1,000 policies, 2,000 calendars): median {:.0} µs",
@@ -121,9 +114,7 @@ fn scale_bench(dir: &Path) {
     let mut back = Vec::new();
     for _ in 0..20 {
         now.fetch_sub(60_000, Ordering::SeqCst);
-        let t = Instant::now();
-        assert_eq!(p.tick().unwrap(), 0);
-        back.push(t.elapsed().as_secs_f64() * 1000.0);
+        back.push(time_ms(|| assert_eq!(p.tick().unwrap(), 0)));
         now.fetch_add(1000, Ordering::SeqCst);
         p.tick().unwrap();
     }
@@ -142,11 +133,11 @@ fn scale_bench(dir: &Path) {
         .collect();
     let mut next = Vec::new();
     for _ in 0..10 {
-        let t = Instant::now();
-        for (c, tz) in &cals {
-            std::hint::black_box(c.next_after(tz, START_MS));
-        }
-        next.push(t.elapsed().as_secs_f64() * 1000.0);
+        next.push(time_ms(|| {
+            for (c, tz) in &cals {
+                std::hint::black_box(c.next_after(tz, START_MS));
+            }
+        }));
     }
     println!(
         "scale: next slot of 1,000 calendars (5 kinds, 4 zones): median {:.2} ms",

@@ -21,19 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arca_store::{BlockDevice, Export, FileDevice, Pool, PoolConfig};
+use arca_testkit::bench::{env_u64, median};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1 << 20;
 const BLOCK_SEQ: usize = 1 << 20;
 const BLOCK_RAND: usize = 4096;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn evict(path: &Path) {
     let f = File::open(path).expect("open for fadvise");
@@ -97,32 +91,41 @@ fn seq_read(t: &dyn Target, size: u64) -> f64 {
     size as f64 / MIB as f64 / start.elapsed().as_secs_f64()
 }
 
-/// 4 KiB random writes for `secs`, then a sync; IOPS.
-fn rand_write(t: &dyn Target, size: u64, secs: f64, seed: u64) -> f64 {
+/// Offsets of random 4 KiB blocks of a target of `size` bytes, the same for the same `seed`.
+fn random_blocks(size: u64, seed: u64) -> impl Iterator<Item = u64> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let buf = vec![0x5au8; BLOCK_RAND];
     let blocks = size / BLOCK_RAND as u64;
+    std::iter::repeat_with(move || rng.random_range(0..blocks) * BLOCK_RAND as u64)
+}
+
+/// Runs `op` in batches of 256 for `secs`, then `end`; calls per second, `end` included.
+fn ops_per_sec(secs: f64, mut op: impl FnMut(), end: impl FnOnce()) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         for _ in 0..256 {
-            t.write(rng.random_range(0..blocks) * BLOCK_RAND as u64, &buf);
+            op();
         }
         n += 256;
     }
-    t.sync();
+    end();
     n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// 4 KiB random writes for `secs`, then a sync; IOPS.
+fn rand_write(t: &dyn Target, size: u64, secs: f64, seed: u64) -> f64 {
+    let buf = vec![0x5au8; BLOCK_RAND];
+    let mut at = random_blocks(size, seed);
+    ops_per_sec(secs, || t.write(at.next().unwrap(), &buf), || t.sync())
 }
 
 /// `count` 4 KiB random writes then a sync; IOPS (for the copy-on-write comparison, where
 /// only the first write to each extent after the snapshot copies).
 fn rand_write_count(t: &dyn Target, size: u64, count: u64, seed: u64) -> f64 {
-    let mut rng = StdRng::seed_from_u64(seed);
     let buf = vec![0xa5u8; BLOCK_RAND];
-    let blocks = size / BLOCK_RAND as u64;
     let start = Instant::now();
-    for _ in 0..count {
-        t.write(rng.random_range(0..blocks) * BLOCK_RAND as u64, &buf);
+    for off in random_blocks(size, seed).take(count as usize) {
+        t.write(off, &buf);
     }
     t.sync();
     count as f64 / start.elapsed().as_secs_f64()
@@ -130,32 +133,22 @@ fn rand_write_count(t: &dyn Target, size: u64, count: u64, seed: u64) -> f64 {
 
 /// 4 KiB write then sync, `count` times at queue depth 1: median microseconds per pair.
 fn sync_write_us(t: &dyn Target, size: u64, count: u64, seed: u64) -> f64 {
-    let mut rng = StdRng::seed_from_u64(seed);
     let buf = vec![0x3cu8; BLOCK_RAND];
-    let blocks = size / BLOCK_RAND as u64;
     let mut times = Vec::with_capacity(count as usize);
-    for _ in 0..count {
+    for off in random_blocks(size, seed).take(count as usize) {
         let start = Instant::now();
-        t.write(rng.random_range(0..blocks) * BLOCK_RAND as u64, &buf);
+        t.write(off, &buf);
         t.sync();
         times.push(start.elapsed().as_secs_f64() * 1e6);
     }
     median(times)
 }
 
+/// 4 KiB random reads for `secs`; IOPS.
 fn rand_read(t: &dyn Target, size: u64, secs: f64, seed: u64) -> f64 {
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut buf = vec![0u8; BLOCK_RAND];
-    let blocks = size / BLOCK_RAND as u64;
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        for _ in 0..256 {
-            t.read(rng.random_range(0..blocks) * BLOCK_RAND as u64, &mut buf);
-        }
-        n += 256;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    let mut at = random_blocks(size, seed);
+    ops_per_sec(secs, || t.read(at.next().unwrap(), &mut buf), || {})
 }
 
 /// A file device whose data region (past `keep_bytes`) discards writes and reads zeros: the
@@ -190,11 +183,6 @@ impl BlockDevice for MetadataOnly {
     fn sync(&self) -> io::Result<()> {
         self.inner.sync()
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Median snapshot creation time (ms) on a volume, over `n` snapshots.

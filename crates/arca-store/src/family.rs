@@ -160,6 +160,14 @@ impl Family {
         self.snaps.binary_search_by_key(&id, |s| s.id).ok()
     }
 
+    /// The index of snapshot `name` of this family (`volume`, for the error).
+    pub fn snap_named(&self, volume: &str, name: &str) -> crate::error::Result<usize> {
+        self.snaps
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| crate::error::not_found(format_args!("snapshot {volume}@{name}")))
+    }
+
     pub fn view_size(&self, view: View) -> u64 {
         match view {
             View::Live => self.size,

@@ -369,20 +369,7 @@ mod tests {
     #[test]
     fn records_alternate_slots_and_a_torn_slot_falls_back() {
         let d = devices(1);
-        let sb = Superblock {
-            pool_id: [5; 16],
-            device_id: [6; 16],
-            device_index: 0,
-            device_count: 1,
-            device_size: 1 << 16,
-            extent_size: 4096,
-            meta_device: 0,
-            meta_offset: 0,
-            meta_len: 0,
-            data_offset: 1 << 16,
-            extent_count: 0,
-            created_unix: 0,
-        };
+        let sb = crate::layout::sample_superblock();
         assert_eq!(read(&*d[0], &sb).unwrap(), Known(0));
         write(&*d[0], &sb, 1).unwrap();
         write(&*d[0], &sb, 2).unwrap();

@@ -198,12 +198,7 @@ impl Pool {
             None => None,
             Some(s) => {
                 let f = handle.cell.read();
-                let snap = f
-                    .snaps
-                    .iter()
-                    .find(|x| x.name == s)
-                    .ok_or_else(|| not_found(format_args!("snapshot {volume}@{s}")))?;
-                Some(snap.id)
+                Some(f.snaps[f.snap_named(volume, s)?].id)
             }
         };
         Ok(Export {

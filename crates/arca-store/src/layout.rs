@@ -288,26 +288,28 @@ pub fn meta_len_min(pool_extents: u64) -> u64 {
     by_fraction.max(by_floor).div_ceil(MIB).saturating_mul(MIB)
 }
 
+/// A superblock for tests: device 0 of 1, 1 GiB, 64 KiB extents.
+#[cfg(test)]
+pub(crate) fn sample_superblock() -> Superblock {
+    Superblock {
+        pool_id: [1; 16],
+        device_id: [2; 16],
+        device_index: 0,
+        device_count: 1,
+        device_size: 1 << 30,
+        extent_size: 65536,
+        meta_device: 0,
+        meta_offset: META_OFFSET,
+        meta_len: 16 << 20,
+        data_offset: 17 << 20,
+        extent_count: ((1 << 30) - (17 << 20)) / 65536,
+        created_unix: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample() -> Superblock {
-        Superblock {
-            pool_id: [1; 16],
-            device_id: [2; 16],
-            device_index: 0,
-            device_count: 1,
-            device_size: 1 << 30,
-            extent_size: 65536,
-            meta_device: 0,
-            meta_offset: META_OFFSET,
-            meta_len: 16 << 20,
-            data_offset: 17 << 20,
-            extent_count: ((1 << 30) - (17 << 20)) / 65536,
-            created_unix: 1,
-        }
-    }
 
     /// Regression: the default was below the minimum a pool is refused under, for a small
     /// device 0 beside a large device with small extents.
@@ -322,16 +324,16 @@ mod tests {
 
     #[test]
     fn superblock_round_trips() {
-        let sb = sample();
+        let sb = sample_superblock();
         assert_eq!(Superblock::decode(&sb.encode()).unwrap(), sb);
     }
 
     #[test]
     fn superblock_rejects_flipped_bit_and_bad_magic() {
-        let mut b = sample().encode();
+        let mut b = sample_superblock().encode();
         b[100] ^= 1;
         assert!(Superblock::decode(&b).unwrap_err().contains("checksum"));
-        let mut b = sample().encode();
+        let mut b = sample_superblock().encode();
         b[0] = b'X';
         assert!(Superblock::decode(&b).unwrap_err().contains("magic"));
     }
@@ -367,7 +369,7 @@ mod tests {
 
     #[test]
     fn superblock_rejects_inconsistent_geometry_even_with_good_checksum() {
-        let mut sb = sample();
+        let mut sb = sample_superblock();
         sb.extent_count *= 2;
         assert!(
             Superblock::decode(&sb.encode())

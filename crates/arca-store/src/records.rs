@@ -159,14 +159,24 @@ fn decode_old<'a, V1: Deserialize<'a>>(bytes: &'a [u8]) -> Option<Result<RecordV
     Some(old.map_err(|e| e.to_string()))
 }
 
+/// Decodes a record of the current version (whose guards must be as the store writes them),
+/// or of version 1 or 2, brought up to date by `upgrade`.
+fn decode_record<'a, V1: Deserialize<'a>, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    upgrade: impl FnOnce(V1, Option<Vec<u8>>) -> T,
+    guards: impl FnOnce(&T) -> &[Guard],
+) -> Result<T, String> {
+    if let Some(old) = decode_old::<V1>(bytes) {
+        return old.map(|r| upgrade(r.v1, r.tag));
+    }
+    let r: T = decode(bytes)?;
+    check_guards(guards(&r))?;
+    Ok(r)
+}
+
 impl VolumeRecord {
     pub fn decode(bytes: &[u8]) -> Result<VolumeRecord, String> {
-        if let Some(old) = decode_old::<VolumeRecordV1>(bytes) {
-            return old.map(|r| r.v1.upgrade(r.tag));
-        }
-        let r: VolumeRecord = decode(bytes)?;
-        check_guards(&r.guards)?;
-        Ok(r)
+        decode_record(bytes, VolumeRecordV1::upgrade, |r: &VolumeRecord| &r.guards)
     }
 }
 
@@ -185,12 +195,9 @@ fn check_guards(guards: &[Guard]) -> Result<(), String> {
 
 impl SnapshotRecord {
     pub fn decode(bytes: &[u8]) -> Result<SnapshotRecord, String> {
-        if let Some(old) = decode_old::<SnapshotRecordV1>(bytes) {
-            return old.map(|r| r.v1.upgrade(r.tag));
-        }
-        let r: SnapshotRecord = decode(bytes)?;
-        check_guards(&r.guards)?;
-        Ok(r)
+        decode_record(bytes, SnapshotRecordV1::upgrade, |r: &SnapshotRecord| {
+            &r.guards
+        })
     }
 }
 

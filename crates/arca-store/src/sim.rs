@@ -381,3 +381,46 @@ pub fn block_devices(devices: &[Arc<SimDevice>]) -> Vec<Arc<dyn BlockDevice>> {
         .map(|d| d.clone() as Arc<dyn BlockDevice>)
         .collect()
 }
+
+/// Everything a pool shows, as text to compare two moments by: its volumes and snapshots
+/// (with their guards and tags), the rows of `tables` and, with `data`, a digest of each
+/// volume's and snapshot's image.
+pub fn pool_state(pool: &Pool, tables: &[&str], data: bool) -> Result<String> {
+    let mut out = String::new();
+    for v in pool.volumes() {
+        out += &format!("{v:?}\n");
+        for s in pool.snapshots(&v.name)? {
+            out += &format!("  {s:?}\n");
+            if data {
+                let d = image_digest(pool, &format!("{}@{}", v.name, s.name))?;
+                out += &format!("  data {d:x}\n");
+            }
+        }
+        if data {
+            out += &format!("  data {:x}\n", image_digest(pool, &v.name)?);
+        }
+    }
+    for t in tables {
+        pool.app_scan(
+            t,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            false,
+            |k, v| {
+                out += &format!("{t} {k:?}={v:?}\n");
+                true
+            },
+        )?;
+    }
+    Ok(out)
+}
+
+/// A fingerprint (FNV-1a) of the whole image of `export`.
+pub fn image_digest(pool: &Pool, export: &str) -> Result<u64> {
+    let e = pool.export(export)?;
+    let mut buf = vec![0u8; e.size()? as usize];
+    e.read(0, &mut buf)?;
+    Ok(buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    }))
+}

@@ -387,13 +387,7 @@ impl Txn<'_> {
         }
         let clones = self.staged_clones(volume, &v, Some(name));
         if !clones.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Busy,
-                format!(
-                    "{what} has clones: {}; delete them first",
-                    clones.join(", ")
-                ),
-            ));
+            return Err(clones_refusal(&format!("{what} has clones"), &clones));
         }
         self.ops.push(Op::DeleteSnapshot {
             volume: volume.to_string(),
@@ -527,6 +521,15 @@ impl Txn<'_> {
     }
 }
 
+/// Deleting is refused while clones (named) depend on what is deleted.
+fn clones_refusal(subject: &str, clones: &[String]) -> Error {
+    let names = clones.join(", ");
+    Error::new(
+        ErrorKind::Busy,
+        format!("{subject}: {names}; delete them first"),
+    )
+}
+
 /// Why a volume cannot be deleted: clones of its snapshots, a guard refusing deletion on it or
 /// on one of its snapshots (`guards`: what, guards), or snapshots when they are not to go
 /// with it.
@@ -538,13 +541,8 @@ pub(crate) fn delete_refusal(
     with_snapshots: bool,
 ) -> Option<Error> {
     if !clones.is_empty() {
-        return Some(Error::new(
-            ErrorKind::Busy,
-            format!(
-                "volume {name} has clones of its snapshots: {}; delete them first",
-                clones.join(", ")
-            ),
-        ));
+        let subject = format!("volume {name} has clones of its snapshots");
+        return Some(clones_refusal(&subject, clones));
     }
     for (what, set) in guards {
         if let Some(e) = guards::refusal(what, set, GuardEffect::NO_DELETE) {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::RwLockWriteGuard;
 
-use crate::error::{Error, ErrorKind, Result, not_found};
+use crate::error::{Error, ErrorKind, Result};
 use crate::extent_map::ExtentMap;
 use crate::family::{Dirty, Family, FamilyHandle, Snap};
 use crate::guards::{self, Guard, GuardEffect, GuardOwner};
@@ -89,13 +89,6 @@ fn new_family(
 pub(crate) fn insert(reg: &mut Registry, h: Arc<FamilyHandle>, name: &str) {
     reg.by_name.insert(name.to_string(), h.clone());
     reg.by_id.insert(h.id, h);
-}
-
-fn snap_index(f: &Family, volume: &str, name: &str) -> Result<usize> {
-    f.snaps
-        .iter()
-        .position(|s| s.name == name)
-        .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))
 }
 
 fn has_clones(reg: &Registry, family: u64, snap: Option<u64>) -> bool {
@@ -191,7 +184,7 @@ impl Applier<'_, '_> {
         }
         let ph = self.reg.volume(volume)?;
         let (sid, size, referenced, devices, pp) = self.locks.with(&ph, |pf| {
-            let i = snap_index(pf, volume, snapshot)?;
+            let i = pf.snap_named(volume, snapshot)?;
             let s = &pf.snaps[i];
             Ok::<_, Error>((s.id, s.size, s.referenced, s.devices.clone(), pf.placement))
         })?;
@@ -210,7 +203,7 @@ impl Applier<'_, '_> {
         let h = self.reg.volume(volume)?;
         let reg = &*self.reg;
         let removal = self.locks.with(&h, |f| {
-            let idx = snap_index(f, volume, name)?;
+            let idx = f.snap_named(volume, name)?;
             let what = format!("snapshot {volume}@{name}");
             if let Some(e) = guards::refusal(&what, &f.snaps[idx].guards, GuardEffect::NO_DELETE) {
                 return Err(e);
@@ -237,7 +230,7 @@ impl Applier<'_, '_> {
     fn snapshot_tag(&mut self, volume: &str, snapshot: &str, tag: &Option<Vec<u8>>) -> Result<()> {
         let h = self.reg.volume(volume)?;
         let (sid, old) = self.locks.with(&h, |f| {
-            let i = snap_index(f, volume, snapshot)?;
+            let i = f.snap_named(volume, snapshot)?;
             let s = &mut f.snaps[i];
             let old = std::mem::replace(&mut s.tag, tag.clone());
             let sid = s.id;
@@ -275,7 +268,7 @@ impl Applier<'_, '_> {
             }
             Some(s) => {
                 let (sid, old) = self.locks.with(&h, |f| {
-                    let i = snap_index(f, volume, s)?;
+                    let i = f.snap_named(volume, s)?;
                     let old = change(&mut f.snaps[i].guards)?;
                     let sid = f.snaps[i].id;
                     f.dirty.snapshot_records.push(sid);

@@ -122,6 +122,14 @@ fn recount_after(f: &mut Family, idx: usize) {
 
 /// Puts back a snapshot [`remove_snapshot`] removed, with nothing changed in the family since
 /// (its locks held), except what a failed flush drained and put back.
+/// Snapshot `sid` of `f`, its record marked to be rewritten. It exists: undo runs in the
+/// reverse order of the operations, so a snapshot is restored before its changes are undone.
+fn undone_snap(f: &mut Family, sid: u64) -> &mut Snap {
+    let i = f.snap_index(sid).expect("undone in reverse order");
+    f.dirty.snapshot_records.push(sid);
+    &mut f.snaps[i]
+}
+
 fn restore_snapshot(f: &mut Family, r: Removal) {
     let idx = r.idx;
     if let Some(o) = idx.checked_sub(1) {
@@ -241,18 +249,14 @@ impl Applier<'_, '_> {
                 f.dirty.record = true;
             }),
             Undo::SnapshotTag(h, sid, old) => self.locks.with(&h, |f| {
-                let i = f.snap_index(sid).expect("undone in reverse order");
-                f.snaps[i].tag = old;
-                f.dirty.snapshot_records.push(sid);
+                undone_snap(f, sid).tag = old;
             }),
             Undo::VolumeGuards(h, old) => self.locks.with(&h, |f| {
                 f.guards = old;
                 f.dirty.record = true;
             }),
             Undo::SnapshotGuards(h, sid, old) => self.locks.with(&h, |f| {
-                let i = f.snap_index(sid).expect("undone in reverse order");
-                f.snaps[i].guards = old;
-                f.dirty.snapshot_records.push(sid);
+                undone_snap(f, sid).guards = old;
             }),
         }
     }

@@ -71,11 +71,7 @@ impl Pool {
     pub fn changed_extents(&self, volume: &str, snapshot: &str) -> Result<Vec<u64>> {
         let h = self.lookup_family(volume)?;
         let f = h.cell.read();
-        let i = f
-            .snaps
-            .iter()
-            .position(|s| s.name == snapshot)
-            .ok_or_else(|| not_found(format_args!("snapshot {volume}@{snapshot}")))?;
+        let i = f.snap_named(volume, snapshot)?;
         let generation = f.snaps[i].generation;
         // Entries born since the snapshot are changes; entries the snapshot saw that were
         // replaced or trimmed since sit in its own delta or a newer one.
@@ -105,13 +101,7 @@ impl Pool {
     pub fn changed_between(&self, volume: &str, older: &str, newer: &str) -> Result<Vec<u64>> {
         let h = self.lookup_family(volume)?;
         let f = h.cell.read();
-        let index = |name: &str| {
-            f.snaps
-                .iter()
-                .position(|s| s.name == name)
-                .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))
-        };
-        let (i, j) = (index(older)?, index(newer)?);
+        let (i, j) = (f.snap_named(volume, older)?, f.snap_named(volume, newer)?);
         if i > j {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -155,12 +145,7 @@ impl Pool {
         let f = h.cell.read();
         let mut doomed = vec![false; f.snaps.len()];
         for name in snapshots {
-            let i = f
-                .snaps
-                .iter()
-                .position(|s| s.name == *name)
-                .ok_or_else(|| not_found(format_args!("snapshot {volume}@{name}")))?;
-            doomed[i] = true;
+            doomed[f.snap_named(volume, name)?] = true;
         }
         // An entry in snapshot T's delta born at b is seen by exactly the snapshots up to T
         // whose generation is above b; it is freed when every one of them goes.

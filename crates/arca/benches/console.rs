@@ -18,79 +18,26 @@ mod common;
 #[allow(dead_code)]
 #[path = "../tests/console/webdriver.rs"]
 mod webdriver;
+// The catalog records of arca-backup's catalog benchmark.
+#[path = "../../arca-backup/benches/common/records.rs"]
+mod records;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arca_backup::catalog;
-use arca_backup::record::{
-    BackupRecord, Destination, DigestInfo, HostInfo, Method, Retention, Source, Status,
-};
 use arca_store::{Pool, PoolConfig};
+use arca_testkit::bench::{env_u64, fresh_dir, median};
 use serde_json::{Value, json};
 
 use common::daemon::Serve;
+use records::snapshot_record;
 use webdriver::Browser;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn record(i: u64, volume_id: u64, name: &str, generation: u64, at_ms: u64) -> BackupRecord {
-    BackupRecord {
-        id: arca_backup::BackupId(at_ms * 1000 + i % 1000),
-        source: Source {
-            volume_id,
-            volume_name: name.to_string(),
-            size: 1 << 30,
-        },
-        generation,
-        method: Method::Snapshot,
-        destination: Destination::Snapshot {
-            volume: name.to_string(),
-            snapshot: format!("backup-{i}"),
-        },
-        point_in_time_ms: at_ms,
-        started_ms: at_ms,
-        completed_ms: Some(at_ms + 5),
-        status: Status::Complete,
-        status_reason: None,
-        info: HostInfo {
-            program: Some("bench".into()),
-            host: Some(format!("host{}", i % 50)),
-            application: Some("pg".into()),
-            content_id: None,
-            label: Some(["hourly", "daily"][(i % 2) as usize].into()),
-            description: None,
-            meta: BTreeMap::new(),
-        },
-        retention: Retention::default(),
-        digest: Some(DigestInfo {
-            extent_size: 65536,
-            root: [0; 32],
-            extents: 0,
-        }),
-        logical_bytes: 1 << 30,
-        allocated_bytes: 1 << 28,
-        set_id: None,
-        history: Vec::new(),
-        job: None,
-        stepped_back_from_ms: None,
-        vault_copies: Vec::new(),
-        host_copies: Vec::new(),
-        off_array_since_ms: None,
-    }
-}
 
 /// A pool with `volumes` volumes and `backups` catalog records: each volume's backups an hour
 /// apart up to an hour ago, every tenth volume's ending three days ago (the attention list).
 fn build_pool(dir: &Path, volumes: u64, backups: u64) -> PathBuf {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
+    fresh_dir(dir);
     let path = dir.join("device-0.img");
     let pool = Pool::create_files(&[path.as_path()], 16 << 30, &PoolConfig::default()).unwrap();
     let t = Instant::now();
@@ -115,7 +62,7 @@ fn build_pool(dir: &Path, volumes: u64, backups: u64) -> PathBuf {
         let mut txn = pool.transaction();
         for g in 1..=per_volume {
             let at = end - (per_volume - g) * hour + v as u64;
-            catalog::put(&mut txn, None, &record(i, *id, name, g, at));
+            catalog::put(&mut txn, None, &snapshot_record(i, *id, name, g, at));
             i += 1;
         }
         catalog::set_generation(&mut txn, *id, per_volume);
@@ -199,7 +146,6 @@ fn main() {
             times.push(ms);
             last = (bytes, api);
         }
-        times.sort_by(f64::total_cmp);
         let api: Vec<String> = last
             .1
             .iter()
@@ -207,7 +153,7 @@ fn main() {
             .collect();
         println!(
             "{name} | {cold_ms:.0}, {:.0} | {cold_bytes} / {} | {}",
-            times[times.len() / 2],
+            median(times),
             last.0,
             api.join(", ")
         );

@@ -46,6 +46,14 @@ fn populate(r: &Rig) -> Vec<arca_backup::BackupId> {
     ids
 }
 
+/// A rig with [`populate`]d backups: their ids and the catalog's records of them.
+fn populated() -> (Rig, Vec<arca_backup::BackupId>, Vec<BackupRecord>) {
+    let r = rig(&[32 * MIB]);
+    let ids = populate(&r);
+    let (records, _) = catalog::all(&r.pool).unwrap();
+    (r, ids, records)
+}
+
 #[test]
 fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
     let r = rig(&[32 * MIB]);
@@ -96,9 +104,7 @@ fn check_names_missing_and_orphan_destinations_and_damaged_digests() {
 
 #[test]
 fn rebuild_after_the_catalog_tables_are_dropped_gives_back_the_same_records() {
-    let r = rig(&[32 * MIB]);
-    let ids = populate(&r);
-    let (before, _) = catalog::all(&r.pool).unwrap();
+    let (r, ids, before) = populated();
     assert_eq!(before.len(), ids.len());
     // Lose the catalog: every record and index table emptied.
     let mut t = r.pool.transaction();
@@ -147,9 +153,7 @@ fn rebuild_after_the_catalog_tables_are_dropped_gives_back_the_same_records() {
 
 #[test]
 fn rebuild_keeps_history_when_the_catalog_is_readable() {
-    let r = rig(&[32 * MIB]);
-    let ids = populate(&r);
-    let (before, _) = catalog::all(&r.pool).unwrap();
+    let (r, ids, before) = populated();
     let report = r.backups.rebuild(false).unwrap();
     assert_eq!(report.kept_history, 1);
     let (after, _) = catalog::all(&r.pool).unwrap();
@@ -160,9 +164,7 @@ fn rebuild_keeps_history_when_the_catalog_is_readable() {
 
 #[test]
 fn a_restart_keeps_the_catalog_and_its_protections() {
-    let r = rig(&[32 * MIB]);
-    let ids = populate(&r);
-    let (before, _) = catalog::all(&r.pool).unwrap();
+    let (r, ids, before) = populated();
     r.pool.flush().unwrap();
     let r2 = r.reopen_on(r.devices.clone());
     assert_eq!(catalog::all(&r2.pool).unwrap().0, before);

@@ -370,13 +370,7 @@ fn no_other_path_overwrites_a_held_and_locked_backup() {
 
     let e = r
         .backups
-        .restore(
-            snap,
-            arca_backup::RestoreTo::InPlace {
-                volume: Some("lent".into()),
-                force: true,
-            },
-        )
+        .restore(snap, in_place(Some("lent"), true))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains(&format!("holds backup {id}")), "{e}");

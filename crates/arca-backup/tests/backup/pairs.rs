@@ -572,15 +572,7 @@ fn a_resync_never_consumes_a_backup_a_restore_is_reading() {
         ))))),
     )
     .unwrap();
-    let out = backups
-        .restore(
-            id,
-            arca_backup::RestoreTo::InPlace {
-                volume: Some("x".into()),
-                force: false,
-            },
-        )
-        .unwrap();
+    let out = backups.restore(id, in_place(Some("x"), false)).unwrap();
     let state = w.wait_job(out.job.unwrap());
     let _ = pool.set_write_hook("r", None);
     assert_eq!(state, arca_backup::JobState::Succeeded);

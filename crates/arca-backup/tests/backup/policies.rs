@@ -28,6 +28,25 @@ fn spec(volumes: &[&str], snapshot: &str) -> PolicySpec {
     }
 }
 
+/// A rig with volumes `volumes` (16 extents each) and its policies.
+fn policy_rig(volumes: &[&str]) -> (Rig, Arc<Policies>) {
+    let specs: Vec<_> = volumes.iter().map(|v| (*v, 16, None)).collect();
+    let r = rig_with(&[64 * MIB], &specs);
+    let p = open(&r);
+    (r, p)
+}
+
+/// An hourly policy over `volumes` that keeps the newest `n` backups.
+fn hourly_keeping_last(volumes: &[&str], n: u32) -> PolicySpec {
+    PolicySpec {
+        keep: Some(Keep {
+            last: Some(n),
+            ..Keep::default()
+        }),
+        ..spec(volumes, "hourly")
+    }
+}
+
 /// One tick at the rig's time; waits for the runs and the jobs they started.
 fn tick(r: &Rig, p: &Arc<Policies>) -> usize {
     let n = p.tick().unwrap();
@@ -77,8 +96,7 @@ fn count(p: &Policies, name: &str, result: RunResult) -> u64 {
 
 #[test]
 fn a_simulated_week_of_an_hourly_policy_leaves_exactly_the_expected_backups() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None), ("web", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db", "web"]);
     let mut s = spec(&["db"], "hourly");
     s.keep = Some(Keep {
         last: Some(6),
@@ -121,8 +139,7 @@ fn a_simulated_week_of_an_hourly_policy_leaves_exactly_the_expected_backups() {
 
 #[test]
 fn downtime_gives_one_catch_up_run_per_calendar() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db"]);
     let mut s = spec(&["db"], "hourly");
     s.verify = Some(Some("*:30".into()));
     p.create("p", s).unwrap();
@@ -148,8 +165,7 @@ fn downtime_gives_one_catch_up_run_per_calendar() {
 
 #[test]
 fn clock_jumps_neither_lose_nor_duplicate_runs() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db"]);
     p.create("p", spec(&["db"], "hourly")).unwrap();
     assert_eq!(drive(&r, &p, EPOCH_MS + 2 * HOUR_MS, 10 * MINUTE_MS), 2);
     // A day forward: one catch-up, not 24 runs.
@@ -172,8 +188,7 @@ fn clock_jumps_neither_lose_nor_duplicate_runs() {
 
 #[test]
 fn a_slot_coming_while_a_run_goes_is_recorded_as_skipped() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db"]);
     p.create("p", spec(&["db"], "*:*:00")).unwrap();
     let (entered_tx, entered) = mpsc::channel();
     let (release, release_rx) = mpsc::channel::<()>();
@@ -235,14 +250,8 @@ fn a_slot_coming_while_a_run_goes_is_recorded_as_skipped() {
 
 #[test]
 fn a_failing_step_is_recorded_and_retried_at_the_next_slot() {
-    let r = rig_with(&[64 * MIB], &[("web", 16, None)]);
-    let p = open(&r);
-    let mut s = spec(&["db-*"], "hourly");
-    s.keep = Some(Keep {
-        last: Some(3),
-        ..Keep::default()
-    });
-    p.create("dbs", s).unwrap();
+    let (r, p) = policy_rig(&["web"]);
+    p.create("dbs", hourly_keeping_last(&["db-*"], 3)).unwrap();
     assert_eq!(drive(&r, &p, EPOCH_MS + HOUR_MS, 10 * MINUTE_MS), 1);
     let h = history(&p, "dbs");
     assert_eq!(h[0].result, RunResult::Failed);
@@ -285,8 +294,7 @@ fn a_failing_step_is_recorded_and_retried_at_the_next_slot() {
 
 #[test]
 fn a_paused_policy_does_nothing_and_says_so() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db"]);
     let mut s = spec(&["db"], "hourly");
     s.paused = Some(true);
     p.create("p", s).unwrap();
@@ -304,13 +312,8 @@ fn a_paused_policy_does_nothing_and_says_so() {
 
 #[test]
 fn prune_touches_only_the_policys_own_unprotected_backups() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
-    let mut s = spec(&["db"], "hourly");
-    s.keep = Some(Keep {
-        last: Some(1),
-        ..Keep::default()
-    });
+    let (r, p) = policy_rig(&["db"]);
+    let mut s = hourly_keeping_last(&["db"], 1);
     s.label = Some("nightly".into());
     p.create("p", s).unwrap();
     // A backup made by hand with the same label, and the policy's first backup held.
@@ -343,14 +346,8 @@ fn prune_touches_only_the_policys_own_unprotected_backups() {
 /// options of `backup delete`, which deletes vault copies too).
 #[test]
 fn a_policy_prune_keeps_the_vault_copies_of_what_it_prunes() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
-    let mut s = spec(&["db"], "hourly");
-    s.keep = Some(Keep {
-        last: Some(1),
-        ..Keep::default()
-    });
-    p.create("p", s).unwrap();
+    let (r, p) = policy_rig(&["db"]);
+    p.create("p", hourly_keeping_last(&["db"], 1)).unwrap();
     assert_eq!(drive(&r, &p, EPOCH_MS + HOUR_MS, 10 * MINUTE_MS), 1);
     let first = own_backups(&r, "p")[0].id;
     r.backups
@@ -378,8 +375,7 @@ fn a_policy_prune_keeps_the_vault_copies_of_what_it_prunes() {
 
 #[test]
 fn a_run_interrupted_by_a_crash_is_recorded_as_interrupted_and_state_survives() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db"]);
     p.create("p", spec(&["db"], "hourly")).unwrap();
     assert_eq!(drive(&r, &p, EPOCH_MS + HOUR_MS, 10 * MINUTE_MS), 1);
     let (entered_tx, entered) = mpsc::channel();
@@ -452,8 +448,7 @@ fn rolling_verify_stays_within_its_budget_and_covers_every_backup_in_turn() {
 
 #[test]
 fn a_daily_policy_in_a_zone_with_dst_runs_once_on_each_change_day() {
-    let r = rig_with(&[64 * MIB], &[("db", 16, None)]);
-    let p = open(&r);
+    let (r, p) = policy_rig(&["db"]);
     let mut s = spec(&["db"], "02:30");
     s.tz = Some("Europe/Berlin".into());
     // 2026-03-28T00:00Z, the day before spring forward.

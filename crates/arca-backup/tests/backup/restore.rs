@@ -138,13 +138,7 @@ fn restore_refuses_what_it_cannot_do_and_changes_nothing() {
     let id = r.snapshot_backup("v", None);
     let e = r
         .backups
-        .restore(
-            id,
-            RestoreTo::InPlace {
-                volume: Some("small".into()),
-                force: false,
-            },
-        )
+        .restore(id, in_place(Some("small"), false))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     r.backups.delete(id, false).unwrap();
@@ -222,15 +216,7 @@ fn restore_in_place_refuses_connected_hosts_unless_forced() {
         .len(),
         1
     );
-    let out = b
-        .restore(
-            id,
-            RestoreTo::InPlace {
-                volume: None,
-                force: true,
-            },
-        )
-        .unwrap();
+    let out = b.restore(id, in_place(None, true)).unwrap();
     r.wait_ok(out.job.unwrap());
     assert_eq!(
         hosts.disconnects.load(std::sync::atomic::Ordering::SeqCst),
@@ -257,16 +243,7 @@ fn an_in_place_restore_of_a_copy_writes_only_what_differs() {
     r.write("v", 2 * ES, &[7; 100]);
     r.write("v", 11 * ES, &pattern(5, ES as usize));
     r.write("v", 40 * ES, &[9; 10]);
-    let out = r
-        .backups
-        .restore(
-            c.records[0].id,
-            RestoreTo::InPlace {
-                volume: None,
-                force: false,
-            },
-        )
-        .unwrap();
+    let out = r.backups.restore(c.records[0].id, IN_PLACE).unwrap();
     r.wait_ok(out.job.unwrap());
     assert!(r.image("v") == want);
     let undo = r.backups.get(out.undo_backups[0]).unwrap();

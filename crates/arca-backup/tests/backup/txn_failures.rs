@@ -1,8 +1,6 @@
 //! Backup operations whose commit fails at any step leave nothing: the pool and the catalog
 //! are as before the call, in memory and after a reopen, and both checks are clean.
 
-use std::ops::Bound;
-
 use std::sync::Arc;
 
 use arca_backup::{CreateRequest, Method, PairState, Pairs, RestoreTo, snapshot_name};
@@ -29,21 +27,7 @@ const TABLES: [&str; 13] = [
 
 /// Everything the pool shows: volumes, snapshots with their guards and tags, every row.
 fn pool_state(pool: &Pool) -> String {
-    let mut out = String::new();
-    for v in pool.volumes() {
-        out += &format!("{v:?}\n");
-        for s in pool.snapshots(&v.name).unwrap() {
-            out += &format!("  {s:?}\n");
-        }
-    }
-    for t in TABLES {
-        pool.app_scan(t, Bound::Unbounded, Bound::Unbounded, false, |k, v| {
-            out += &format!("{t} {k:?}={v:?}\n");
-            true
-        })
-        .unwrap();
-    }
-    out
+    arca_store::sim::pool_state(pool, &TABLES, false).unwrap()
 }
 
 fn state(r: &Rig) -> String {

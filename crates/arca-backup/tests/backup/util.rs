@@ -37,6 +37,14 @@ pub const IN_PLACE: RestoreTo = RestoreTo::InPlace {
     force: false,
 };
 
+/// Restoring in place onto `volume` (None: the backup's own), `force`d or not.
+pub fn in_place(volume: Option<&str>, force: bool) -> RestoreTo {
+    RestoreTo::InPlace {
+        volume: volume.map(str::to_string),
+        force,
+    }
+}
+
 /// 2026-01-01T00:00:00Z.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
 

@@ -63,17 +63,30 @@ fn restore_as(r: &Rig, id: BackupId, name: &str, vault: Option<&str>) {
     r.wait_ok(done.job.expect("a restore from a vault is a job"));
 }
 
+/// `filled()` with vault `name` in a new tempdir (kept with the rig).
+fn with_vault(name: &str, encrypt: bool) -> (Rig, tempfile::TempDir) {
+    let r = filled();
+    let dir = tempfile::tempdir().unwrap();
+    r.backups
+        .add_vault(vault_req(name, dir.path(), encrypt))
+        .unwrap();
+    (r, dir)
+}
+
+/// A new backup of `v`, copied into `vault`.
+fn copied_backup(r: &Rig, vault: &str) -> BackupId {
+    let id = r.snapshot_backup("v", None);
+    copy(r, id, vault);
+    id
+}
+
 fn snap(id: BackupId) -> String {
     format!("v@backup-{id}")
 }
 
 #[test]
 fn an_incremental_copy_reads_only_the_changed_extents_and_every_generation_restores() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
+    let (r, _dir) = with_vault("dr", false);
     let b1 = r.snapshot_backup("v", None);
     let first = copy(&r, b1, "dr");
     // Every allocated extent is read (the written zeros too), holes are not.
@@ -125,11 +138,7 @@ fn an_incremental_copy_reads_only_the_changed_extents_and_every_generation_resto
 
 #[test]
 fn an_encrypted_vault_holds_no_plaintext_and_imports_into_a_fresh_pool_with_its_key() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("sealed", dir.path(), true))
-        .unwrap();
+    let (r, dir) = with_vault("sealed", true);
     let b1 = r.snapshot_backup("v", Some("first"));
     copy(&r, b1, "sealed");
     change(&r, 3, 10);
@@ -177,13 +186,8 @@ fn an_encrypted_vault_holds_no_plaintext_and_imports_into_a_fresh_pool_with_its_
 
 #[test]
 fn deleting_a_backup_without_keeping_vault_copies_deletes_its_manifest() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, _dir) = with_vault("dr", false);
+    let b1 = copied_backup(&r, "dr");
     let v = r.backups.open_vault("dr").unwrap();
     assert_eq!(v.list_manifests().unwrap(), vec![b1.get()]);
     let o = DeleteOptions {
@@ -198,13 +202,8 @@ fn deleting_a_backup_without_keeping_vault_copies_deletes_its_manifest() {
 
 #[test]
 fn a_damaged_vault_object_fails_the_restore_naming_the_backup_and_leaves_no_volume() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, dir) = with_vault("dr", false);
+    let b1 = copied_backup(&r, "dr");
     let pack = walk(dir.path())
         .into_iter()
         .find(|p| p.to_string_lossy().contains("/packs/"))
@@ -263,13 +262,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// next copy of that backup records it instead of failing or writing it again.
 #[test]
 fn a_manifest_the_catalog_does_not_list_is_adopted_by_the_next_copy() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, dir) = with_vault("dr", false);
+    let b1 = copied_backup(&r, "dr");
     r.backups.remove_vault("dr", true).unwrap();
     assert!(r.backups.get(b1).unwrap().vault_copies.is_empty());
     r.backups

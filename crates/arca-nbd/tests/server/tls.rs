@@ -196,27 +196,26 @@ fn require_serves_every_option_after_starttls() {
     r.stop();
 }
 
-#[test]
-fn starttls_with_data_is_invalid() {
-    let r = serve(TlsMode::On, false);
+/// A server in `mode` answers STARTTLS with `data` by `reply`, and the session goes on in
+/// the clear.
+fn assert_starttls_refused(mode: TlsMode, data: &[u8], reply: u32) {
+    let r = serve(mode, false);
     let mut s = begin(r.addr);
-    send_option(&mut s, OPT_STARTTLS, b"x");
-    assert_eq!(recv_option(&mut s, OPT_STARTTLS).0, REP_ERR_INVALID);
-    // The session goes on in the clear.
+    send_option(&mut s, OPT_STARTTLS, data);
+    assert_eq!(recv_option(&mut s, OPT_STARTTLS).0, reply);
     assert_eq!(go(&mut s, "a"), Ok(SIZE as u64));
     drop(s);
     r.stop();
 }
 
 #[test]
+fn starttls_with_data_is_invalid() {
+    assert_starttls_refused(TlsMode::On, b"x", REP_ERR_INVALID);
+}
+
+#[test]
 fn without_tls_starttls_is_unsupported() {
-    let r = serve(TlsMode::Off, false);
-    let mut s = begin(r.addr);
-    send_option(&mut s, OPT_STARTTLS, &[]);
-    assert_eq!(recv_option(&mut s, OPT_STARTTLS).0, REP_ERR_UNSUP);
-    assert_eq!(go(&mut s, "a"), Ok(SIZE as u64));
-    drop(s);
-    r.stop();
+    assert_starttls_refused(TlsMode::Off, &[], REP_ERR_UNSUP);
 }
 
 #[test]

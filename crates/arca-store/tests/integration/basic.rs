@@ -6,14 +6,10 @@ use crate::util::*;
 
 #[test]
 fn write_read_snapshot_clone_and_reopen() {
-    let sp = pool_with_v(&[32 * MIB], MIB);
+    let (sp, v) = exported_v(&[32 * MIB], MIB);
     let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
-    let a = pattern(1, 10_000);
-    v.write(1000, &a, false).unwrap();
-    let mut buf = vec![0u8; 10_000];
-    v.read(1000, &mut buf).unwrap();
-    assert_eq!(buf, a);
+    let a = write_pattern(&v, 1000, 1, 10_000);
+    assert_eq!(read_at(&v, 1000, 10_000), a);
     // Unwritten space reads as zeros.
     let mut z = vec![1u8; 5000];
     v.read(500_000, &mut z).unwrap();
@@ -59,10 +55,9 @@ fn write_read_snapshot_clone_and_reopen() {
 
 #[test]
 fn trim_makes_holes_and_frees_space() {
-    let sp = pool_with_v(&[32 * MIB], MIB);
+    let (sp, v) = exported_v(&[32 * MIB], MIB);
     let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
-    v.write(0, &pattern(3, 65536), false).unwrap();
+    write_pattern(&v, 0, 3, 65536);
     let used = pool.status().used_bytes;
     assert_eq!(used, 65536);
     assert_eq!(
@@ -108,9 +103,8 @@ fn placement_uses_the_chosen_device_then_spills_over() {
     assert_eq!(st.devices[1].free_bytes, 0);
     assert_eq!(st.devices[0].used_bytes, 8192);
     assert_eq!(st.used_bytes, on1 + 8192);
-    let mut buf = vec![0u8; (on1 + 8192) as usize];
-    v.read(0, &mut buf).unwrap();
-    assert!(buf == pattern(10, buf.len()));
+    let len = (on1 + 8192) as usize;
+    assert!(read_at(&v, 0, len) == pattern(10, len));
     assert_clean(pool);
 }
 
@@ -132,12 +126,8 @@ fn huge_thin_volume_costs_what_is_mapped() {
     assert!(bytes < 16 * 1024, "{bytes} bytes of maps for 2 extents");
     assert_eq!(pool.volume("c").unwrap().referenced_bytes, 8192);
     assert_clean(pool);
-    let mut buf = vec![0u8; 4096];
-    pool.export("c")
-        .unwrap()
-        .read(size - 4096, &mut buf)
-        .unwrap();
-    assert_eq!(buf, pattern(11, 4096));
+    let c = pool.export("c").unwrap();
+    assert_eq!(read_at(&c, size - 4096, 4096), pattern(11, 4096));
 }
 
 #[test]

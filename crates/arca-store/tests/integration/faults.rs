@@ -11,97 +11,69 @@ const DATA0: u64 = 64 * 1024 + 4 * MIB;
 
 #[test]
 fn read_error_is_reported_and_other_reads_work() {
-    let sp = pool_with_v(&[16 * MIB], MIB);
-    let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
-    let a = pattern(1, 8192);
-    v.write(0, &a, false).unwrap();
-    pool.flush().unwrap();
+    let (sp, v) = exported_v(&[16 * MIB], MIB);
+    let a = write_pattern(&v, 0, 1, 8192);
+    sp.pool.flush().unwrap();
     // The first extent allocated is extent 0 of device 0.
     sp.devices[0].inject_range(FaultOp::Read, DATA0, 4096, 1);
-    let mut buf = vec![0u8; 8192];
-    let err = v.read(0, &mut buf).unwrap_err();
+    let err = v.read(0, &mut [0u8; 8192]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert!(err.to_string().contains("sim0"), "names the device: {err}");
-    let mut second = vec![0u8; 4096];
-    v.read(4096, &mut second).unwrap();
-    assert_eq!(second, a[4096..]);
-    v.read(0, &mut buf).unwrap();
-    assert_eq!(buf, a);
-    assert_clean(pool);
+    assert_eq!(read_at(&v, 4096, 4096), a[4096..]);
+    assert_eq!(read_at(&v, 0, 8192), a);
+    assert_clean(&sp.pool);
 }
 
 #[test]
 fn write_error_leaves_map_unchanged_and_returns_extents() {
-    let sp = pool_with_v(&[16 * MIB], MIB);
+    let (sp, v) = exported_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
-    let a = pattern(2, 4096);
-    v.write(0, &a, false).unwrap();
+    let a = write_pattern(&v, 0, 2, 4096);
     pool.create_snapshot("v", "s").unwrap();
     let used = pool.status().used_bytes;
     // A copy-on-write that fails: the new extent is released, the volume still reads `a`.
     sp.devices[0].inject(FaultOp::Write, 0, 1, libc::EIO);
     let err = v.write(100, b"new", false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
-    let mut buf = vec![0u8; 4096];
-    v.read(0, &mut buf).unwrap();
-    assert_eq!(buf, a);
+    assert_eq!(read_at(&v, 0, 4096), a);
     pool.flush().unwrap();
     assert_eq!(pool.status().used_bytes, used);
     assert_clean(pool);
     // With the fault gone the same write works.
     v.write(100, b"new", false).unwrap();
-    v.read(0, &mut buf).unwrap();
-    assert_eq!(&buf[100..103], b"new");
+    assert_eq!(&read_at(&v, 0, 4096)[100..103], b"new");
     assert_clean(pool);
 }
 
 #[test]
 fn sync_error_fails_the_flush_and_a_retry_commits_everything() {
-    let sp = pool_with_v(&[16 * MIB], MIB);
-    let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
-    let a = pattern(3, 20_000);
-    v.write(5000, &a, false).unwrap();
+    let (sp, v) = exported_v(&[16 * MIB], MIB);
+    let a = write_pattern(&v, 5000, 3, 20_000);
     v.trim(0, 4096, false).unwrap();
     sp.devices[0].inject(FaultOp::Sync, 0, 1, libc::EIO);
-    assert_eq!(pool.flush().unwrap_err().kind(), ErrorKind::Io);
-    pool.flush().unwrap();
+    assert_eq!(sp.pool.flush().unwrap_err().kind(), ErrorKind::Io);
+    sp.pool.flush().unwrap();
     drop(v);
-    drop(sp.pool.clone());
-    let reopened = reopen(&sp);
-    let mut buf = vec![0u8; 20_000];
-    reopened.export("v").unwrap().read(5000, &mut buf).unwrap();
-    assert_eq!(buf, a);
-    assert_clean(&reopened);
+    assert_reopens_with(&sp, 5000, &a);
 }
 
 #[test]
 fn metadata_write_error_mid_commit_recovers_on_retry() {
-    let sp = pool_with_v(&[16 * MIB], MIB);
+    let (sp, v) = exported_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
-    let before = pattern(4, 8192);
-    v.write(0, &before, false).unwrap();
+    write_pattern(&v, 0, 4, 8192);
     pool.flush().unwrap();
-    let after = pattern(5, 30_000);
-    v.write(8192, &after, false).unwrap();
+    let after = write_pattern(&v, 8192, 5, 30_000);
     // Data is written already; the next writes are the metadata store's pages.
     sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
     let err = pool.flush().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     // The pool still serves reads and writes, and the next flush commits.
-    let mut buf = vec![0u8; 30_000];
-    v.read(8192, &mut buf).unwrap();
-    assert_eq!(buf, after);
+    assert_eq!(read_at(&v, 8192, 30_000), after);
     pool.flush().unwrap();
     assert_clean(pool);
     drop(v);
-    let reopened = reopen(&sp);
-    reopened.export("v").unwrap().read(8192, &mut buf).unwrap();
-    assert_eq!(buf, after);
-    assert_clean(&reopened);
+    assert_reopens_with(&sp, 8192, &after);
 }
 
 #[test]
@@ -114,10 +86,8 @@ fn full_pool_gives_no_space_for_that_write_only() {
     pool.create_volume("other", MIB, None).unwrap();
     let big = pool.export("big").unwrap();
     let other = pool.export("other").unwrap();
-    let keep = pattern(6, 4096);
-    other.write(0, &keep, false).unwrap();
-    big.write(0, &pattern(7, (MIB - 4096) as usize), false)
-        .unwrap();
+    let keep = write_pattern(&other, 0, 6, 4096);
+    write_pattern(&big, 0, 7, (MIB - 4096) as usize);
     assert_eq!(pool.status().free_bytes, 0);
     // All or nothing: a write needing 2 extents with none free changes nothing.
     let err = big.write(MIB, &[9u8; 8192], false).unwrap_err();
@@ -126,9 +96,7 @@ fn full_pool_gives_no_space_for_that_write_only() {
     assert!(!big.block_status(MIB, 8192).unwrap()[0].allocated);
     // Overwriting allocated space still works, and so does everything else.
     big.write(0, &[1u8; 4096], false).unwrap();
-    let mut buf = vec![0u8; 4096];
-    other.read(0, &mut buf).unwrap();
-    assert_eq!(buf, keep);
+    assert_eq!(read_at(&other, 0, 4096), keep);
     // Space comes back after a trim commits.
     big.trim(0, 65536, false).unwrap();
     pool.flush().unwrap();
@@ -150,26 +118,20 @@ fn device_enospc_is_a_no_space_error() {
 /// later flush (a host's too) tried them again; rows that could not fit failed them all.
 #[test]
 fn a_failed_commit_of_table_rows_only_aborts_them() {
-    let sp = pool_with_v(&[16 * MIB], MIB);
+    let (sp, v) = exported_v(&[16 * MIB], MIB);
     let pool = &sp.pool;
-    let v = pool.export("v").unwrap();
     sp.devices[0].inject_range(FaultOp::Write, 64 * 1024, 4 * MIB, 1);
     let mut t = pool.transaction();
     t.put("rows", b"k".to_vec(), b"value".to_vec());
     assert_eq!(t.commit().unwrap_err().kind(), ErrorKind::Io);
     assert_eq!(pool.app_get("rows", b"k").unwrap(), None);
     // The next flush commits the host's writes alone, and the rows never appear.
-    let a = pattern(9, 10_000);
-    v.write(0, &a, false).unwrap();
+    let a = write_pattern(&v, 0, 9, 10_000);
     pool.flush().unwrap();
     assert_eq!(pool.app_get("rows", b"k").unwrap(), None);
     drop(v);
-    let reopened = reopen(&sp);
+    let reopened = assert_reopens_with(&sp, 0, &a);
     assert_eq!(reopened.app_get("rows", b"k").unwrap(), None);
-    let mut buf = vec![0u8; a.len()];
-    reopened.export("v").unwrap().read(0, &mut buf).unwrap();
-    assert_eq!(buf, a);
-    assert_clean(&reopened);
 }
 
 /// A transaction of table rows dropped without a commit (a caller returning early on an
@@ -194,9 +156,8 @@ fn a_transaction_of_rows_dropped_without_commit_writes_nothing() {
 fn fsck_reports_the_problems_it_found_along_with_a_store_error() {
     let mut reported = 0;
     for skip in 0..400u64 {
-        let sp = pool_with_v(&[16 * MIB], MIB);
+        let (sp, v) = exported_v(&[16 * MIB], MIB);
         let pool = &sp.pool;
-        let v = pool.export("v").unwrap();
         for i in 0..32 {
             v.write(i * 8 * 4096, &pattern(i, 4096), false).unwrap();
         }

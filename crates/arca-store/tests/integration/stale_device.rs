@@ -44,6 +44,12 @@ fn open_err(devices: &[Arc<SimDevice>]) -> arca_store::Error {
     Pool::open(as_block(devices)).map(|_| ()).unwrap_err()
 }
 
+/// `err` is a stale-device error that says `says`.
+fn assert_stale(err: &arca_store::Error, says: &str) {
+    assert_eq!(err.kind(), ErrorKind::StaleDevice, "{err}");
+    assert!(err.to_string().contains(says), "{err}");
+}
+
 fn read_all(pool: &Pool, volume: &str) -> Vec<u8> {
     let e = pool.export(volume).unwrap();
     let mut buf = vec![0u8; e.size().unwrap() as usize];
@@ -60,12 +66,9 @@ fn an_old_copy_of_a_data_device_is_refused_naming_it_and_both_generations() {
     pool.flush().unwrap();
     let current = read_all(pool, "v");
     let err = open_err(&with_old_copy(&sp, 1, old1));
-    assert_eq!(err.kind(), ErrorKind::StaleDevice);
+    assert_stale(&err, "device sim1-old (index 1) is stale");
     let text = err.to_string();
-    assert!(
-        text.contains("device sim1-old (index 1) is stale") && text.contains("old copy"),
-        "{text}"
-    );
+    assert!(text.contains("old copy"), "{text}");
     assert!(
         text.contains("generation 2") && text.contains("generation 3"),
         "both generations named: {text}"
@@ -92,12 +95,7 @@ fn an_old_copy_of_the_metadata_device_is_refused_too() {
         pool.flush().unwrap();
     }
     let err = open_err(&with_old_copy(&sp, 0, old0));
-    assert_eq!(err.kind(), ErrorKind::StaleDevice);
-    assert!(
-        err.to_string()
-            .contains("device sim0-old (index 0) is stale"),
-        "{err}"
-    );
+    assert_stale(&err, "device sim0-old (index 0) is stale");
 }
 
 #[test]
@@ -114,10 +112,9 @@ fn data_overwritten_in_place_still_makes_an_old_copy_stale() {
     // Flushes with nothing written take no generation: still two behind, not more.
     pool.flush().unwrap();
     let err = open_err(&with_old_copy(&sp, 1, old1));
-    assert!(
-        err.to_string()
-            .contains("sim1-old (index 1) is stale: it is an old copy: generation 2, while the pool is at generation 4"),
-        "{err}"
+    assert_stale(
+        &err,
+        "sim1-old (index 1) is stale: it is an old copy: generation 2, while the pool is at generation 4",
     );
 }
 

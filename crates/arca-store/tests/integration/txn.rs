@@ -12,9 +12,13 @@ use crate::util::*;
 
 const ES: u64 = 4096;
 
-/// A pool on one 4 MiB device.
-fn small_pool() -> SimPool {
-    sim_pool(&[4 * MIB], &config())
+/// A pool on one 4 MiB device with `volumes` (name, size in extents).
+fn small_pool(volumes: &[(&str, u64)]) -> SimPool {
+    let sp = sim_pool(&[4 * MIB], &config());
+    for &(name, extents) in volumes {
+        sp.pool.create_volume(name, extents * ES, None).unwrap();
+    }
+    sp
 }
 
 fn config() -> PoolConfig {
@@ -42,7 +46,7 @@ fn keys(pool: &Pool, table: &str, reverse: bool) -> Vec<Vec<u8>> {
 
 #[test]
 fn app_tables_store_scan_and_survive_reopen() {
-    let sp = small_pool();
+    let sp = small_pool(&[]);
     let pool = &sp.pool;
     assert_eq!(keys(pool, "cat", false), Vec::<Vec<u8>>::new());
     let mut t = pool.transaction();
@@ -97,9 +101,8 @@ fn app_tables_store_scan_and_survive_reopen() {
 
 #[test]
 fn tags_are_stored_with_volumes_and_snapshots() {
-    let sp = small_pool();
+    let sp = small_pool(&[("v", 64)]);
     let pool = &sp.pool;
-    pool.create_volume("v", 64 * ES, None).unwrap();
     let mut t = pool.transaction();
     t.create_snapshots(&[("v", "s")]).unwrap();
     t.set_snapshot_tag("v", "s", Some(b"snap-tag".to_vec()))
@@ -117,10 +120,8 @@ fn tags_are_stored_with_volumes_and_snapshots() {
 
 #[test]
 fn multi_snapshot_is_all_or_none() {
-    let sp = small_pool();
+    let sp = small_pool(&[("a", 16), ("b", 16)]);
     let pool = &sp.pool;
-    pool.create_volume("a", 16 * ES, None).unwrap();
-    pool.create_volume("b", 16 * ES, None).unwrap();
     pool.create_snapshot("b", "s").unwrap();
     let mut t = pool.transaction();
     let e = t.create_snapshots(&[("a", "s"), ("b", "s")]).unwrap_err();
@@ -146,9 +147,8 @@ fn multi_snapshot_is_all_or_none() {
 fn crash_leaves_snapshot_and_record_both_or_neither() {
     for seed in 0..120u64 {
         let mut rng = StdRng::seed_from_u64(seed);
-        let sp = small_pool();
+        let sp = small_pool(&[("v", 32)]);
         let pool = &sp.pool;
-        pool.create_volume("v", 32 * ES, None).unwrap();
         let e = pool.export("v").unwrap();
         sp.power.fail_after(rng.random_range(0..60));
         let mut acknowledged = Vec::new();
@@ -196,9 +196,8 @@ fn crash_leaves_snapshot_and_record_both_or_neither() {
 
 #[test]
 fn guards_refuse_delete_resize_and_host_writes() {
-    let sp = small_pool();
+    let sp = small_pool(&[("v", 16)]);
     let pool = &sp.pool;
-    pool.create_volume("v", 16 * ES, None).unwrap();
     pool.create_snapshot("v", "s").unwrap();
     let host = pool.export("v").unwrap();
     assert!(!host.read_only());
@@ -253,9 +252,8 @@ fn guards_refuse_delete_resize_and_host_writes() {
 
 #[test]
 fn changed_extents_are_exactly_what_differs() {
-    let sp = small_pool();
+    let sp = small_pool(&[("v", 64)]);
     let pool = &sp.pool;
-    pool.create_volume("v", 64 * ES, None).unwrap();
     let e = pool.export("v").unwrap();
     for l in [0u64, 1, 2, 5, 9] {
         e.write(l * ES, &pattern(l, ES as usize), false).unwrap();

@@ -1,11 +1,10 @@
 //! Transactions that abort: dropped without a commit, or with a commit that fails, they leave
 //! the pool as it was, in memory and after a reopen, even with host I/O running.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arca_store::sim::FaultOp;
+use arca_store::sim::{FaultOp, image_digest, pool_state};
 use arca_store::{BlockDevice, FileDevice, Guard, GuardEffect, GuardOwner, Pool, PoolConfig, Txn};
 
 use crate::util::*;
@@ -21,33 +20,11 @@ fn config() -> PoolConfig {
 
 /// Everything visible about the pool: volumes, snapshots, guards, tags, rows and data.
 fn state(pool: &Pool) -> String {
-    let mut out = String::new();
-    for v in pool.volumes() {
-        out += &format!("{v:?}\n");
-        for s in pool.snapshots(&v.name).unwrap() {
-            out += &format!("  {s:?}\n");
-            out += &format!(
-                "  data {:x}\n",
-                digest(pool, &format!("{}@{}", v.name, s.name))
-            );
-        }
-        out += &format!("  data {:x}\n", digest(pool, &v.name));
-    }
-    pool.app_scan("t", Bound::Unbounded, Bound::Unbounded, false, |k, v| {
-        out += &format!("row {k:?}={v:?}\n");
-        true
-    })
-    .unwrap();
-    out
+    pool_state(pool, &["t"], true).unwrap()
 }
 
 fn digest(pool: &Pool, export: &str) -> u64 {
-    let e = pool.export(export).unwrap();
-    let mut buf = vec![0u8; e.size().unwrap() as usize];
-    e.read(0, &mut buf).unwrap();
-    buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    image_digest(pool, export).unwrap()
 }
 
 /// A pool with something of every kind to change: volumes with data, snapshots, a clone,

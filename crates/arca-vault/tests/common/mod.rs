@@ -1,18 +1,17 @@
-//! Shared by the vault tests: where a vault lives (a directory, or a real S3 server, s3s-fs,
-//! started on an ephemeral loopback port and stopped by PID), test images, copies and
-//! restores, and a store wrapper that fails the Nth write request.
+//! Shared by the vault tests: where a vault lives (a directory, or a real S3 server: s3s-fs
+//! from arca-testkit), test images, copies and restores, and a store wrapper that fails the
+//! Nth write request.
 
 #![allow(dead_code)]
 
 pub mod proxy;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+pub use arca_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use arca_vault::{ChunkContent, CopyStats, Manifest, Tuning, Vault, VaultSpec};
 use futures::stream::BoxStream;
 use object_store::path::Path as ObjPath;
@@ -23,83 +22,13 @@ use object_store::{
 
 pub const CHUNK: u32 = 4096;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// scripts/test installs s3s-fs here (`cargo install --root target/tools`).
-fn s3s_fs_binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/bin/s3s-fs")
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Dir,
     S3,
 }
 
-/// A running s3s-fs, stopped (by its PID) when dropped.
-pub struct S3Server {
-    child: Child,
-    pub port: u16,
-}
-
-pub const ACCESS_KEY: &str = "arcatestaccess";
-pub const SECRET_KEY: &str = "arca-test-secret-key-0123456789";
 pub const BUCKET: &str = "vault-bucket";
-
-impl S3Server {
-    /// Starts s3s-fs on 127.0.0.1 port 0 over `root` and reads the bound port from its log.
-    fn start(root: &Path) -> S3Server {
-        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let mut child = Command::new(s3s_fs_binary())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--access-key",
-                ACCESS_KEY,
-            ])
-            .args(["--secret-key", SECRET_KEY])
-            .arg(root)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting s3s-fs");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keeps draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent && let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(port.parse::<u16>().unwrap());
-                    sent = true;
-                }
-            }
-        });
-        let port = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(p) => p,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("s3s-fs did not report its port");
-            }
-        };
-        S3Server { child, port }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A place for one test's vault.
 pub struct Place {
@@ -129,21 +58,11 @@ impl Place {
                 })
             }
             Backend::S3 => {
-                if !s3s_fs_binary().exists() {
-                    assert!(
-                        !ci(),
-                        "CI=true and s3s-fs is missing from target/tools (scripts/test installs it)"
-                    );
-                    eprintln!(
-                        "SKIPPED: s3s-fs missing from target/tools; run scripts/test to install it"
-                    );
-                    return None;
-                }
                 let root = tmp.path().join("s3");
-                let server = S3Server::start(&root);
+                let server = S3Server::start(&root, &[BUCKET], ACCESS_KEY, SECRET_KEY)?;
                 let spec = VaultSpec {
                     url: format!("s3://{BUCKET}/arrays/one"),
-                    endpoint: Some(format!("http://127.0.0.1:{}", server.port)),
+                    endpoint: Some(server.endpoint()),
                     region: Some("us-east-1".into()),
                     access_key: Some(ACCESS_KEY.into()),
                     secret_key: Some(SECRET_KEY.into()),

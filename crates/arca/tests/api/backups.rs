@@ -8,26 +8,10 @@ use serde_json::{Value, json};
 use crate::common::qemu::qemu_io_if_installed;
 use crate::{
     Daemon, assert_documented, assert_error, assert_error_mentions, assert_refusals, call, delete,
-    get, openapi, post, wait_job,
+    get, post, retry_while_refused, served_openapi, wait_job,
 };
 
 const M: u64 = 1 << 20;
-
-/// Repeats a request refused because a (just finished) NBD client is still connected.
-fn retry_while_connected(mut f: impl FnMut() -> (u16, Value)) -> (u16, Value) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let r = f();
-        let connected = r.0 == 409
-            && r.1["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("host connection"));
-        if !connected || std::time::Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
 
 fn id_of(v: &Value) -> u64 {
     v["id"].as_u64().unwrap_or_else(|| panic!("no id in {v}"))
@@ -271,7 +255,7 @@ fn backups_every_endpoint_and_error() {
     }
     // No body: in place into the source. qemu-io has exited, but the server may take a moment
     // to see its connection end; until then the restore is refused, naming the host.
-    let (s, r) = retry_while_connected(|| {
+    let (s, r) = retry_while_refused("host connection", || {
         call(
             &d,
             "POST",
@@ -414,8 +398,9 @@ fn backups_every_endpoint_and_error() {
     assert_eq!(set["backups"][1]["set_id"], set_id);
     wait_all(&d, &set);
     assert_eq!(list_ids(&d, &format!("?set={set_id}")).len(), 2);
-    let (s, r) =
-        retry_while_connected(|| post(&d, &format!("/v1/backup-sets/{set_id}/restore"), json!({})));
+    let (s, r) = retry_while_refused("host connection", || {
+        post(&d, &format!("/v1/backup-sets/{set_id}/restore"), json!({}))
+    });
     assert_eq!(s, 202, "{r}");
     assert_eq!(r["undo_backups"].as_array().unwrap().len(), 2, "{r}");
     let job = wait_job(&d, r["job"].as_u64().unwrap());
@@ -653,8 +638,7 @@ fn default_export_ignores_backup_copies() {
 /// response links are spelled as OpenAPI spells them (schemathesis follows them).
 #[test]
 fn openapi_documents_the_backup_endpoints() {
-    let d = Daemon::start();
-    let doc = openapi(&d);
+    let doc = served_openapi();
     assert_documented(
         &doc,
         &[
@@ -727,5 +711,4 @@ fn openapi_documents_the_backup_endpoints() {
     );
     let previous = &backup["properties"]["previous_point_in_time"];
     assert!(previous["format"] == "date-time", "{previous:#}");
-    d.stop();
 }

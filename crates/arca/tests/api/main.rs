@@ -1,7 +1,6 @@
 //! API integration tests: a real `arca serve` on ephemeral loopback ports, every endpoint, each
 //! error status, bad input, authentication and metrics.
 
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,13 +23,6 @@ use common::json::strs;
 use common::nbd;
 use common::qemu::qemu_io_if_installed;
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
 /// (status, body as JSON or as a string value)
 fn call(
     d: &Daemon,
@@ -39,26 +31,12 @@ fn call(
     body: Option<&str>,
     token: Option<&str>,
 ) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
     let url = format!("{}{path}", d.api);
-    let mut req = ureq::http::Request::builder().method(method).uri(&url);
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    let resp = match body {
-        Some(b) => agent().run(
-            req.header("Content-Type", "application/json")
-                .body(b.to_string())
-                .unwrap(),
-        ),
-        None => agent().run(req.body(()).unwrap()),
-    }
-    .expect("request reaches the daemon");
-    let status = resp.status().as_u16();
-    let mut text = String::new();
-    resp.into_body()
-        .into_reader()
-        .read_to_string(&mut text)
-        .unwrap();
+    let agent = common::http::agent(None);
+    let body = body.map(str::to_string);
+    let (status, _, text) = common::http::request(&agent, method, &url, &headers, body);
     let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, v)
 }
@@ -100,6 +78,41 @@ fn openapi(d: &Daemon) -> Value {
     let (s, doc) = get(d, "/v1/openapi.json");
     assert_eq!(s, 200);
     doc
+}
+
+/// Repeats a request for up to 10 s while it is refused (409) with a message saying `says`: a
+/// host that just left can be listed as connected for a moment.
+fn retry_while_refused(says: &str, mut f: impl FnMut() -> (u16, Value)) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = f();
+        let refused = r.0 == 409
+            && r.1["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says));
+        if !refused || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The OpenAPI document of a daemon started for it (and stopped).
+fn served_openapi() -> Value {
+    let d = Daemon::start();
+    let doc = openapi(&d);
+    d.stop();
+    doc
+}
+
+/// The names of the parameters of `method path` in the OpenAPI document `doc`.
+fn param_names<'a>(doc: &'a Value, path: &str, method: &str) -> Vec<&'a str> {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect()
 }
 
 /// Each (path, method) is in the document with each of its statuses.

@@ -2,33 +2,15 @@
 //! mirroring, the secondary read-only while paired and writable while split, split, resync,
 //! reverse resync, delete, and every 400/404/409/422 answer.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::common::qemu::{identical, qemu_io_if_installed, write_refused};
 use crate::{
     Daemon, assert_documented, assert_error, assert_error_mentions, assert_refusals, call, delete,
-    get, openapi, post, wait_job,
+    get, post, retry_while_refused, served_openapi, wait_job,
 };
 
 const M: u64 = 1 << 20;
-
-/// Repeats a request refused because a host that just left is still listed as connected.
-fn while_in_use(mut f: impl FnMut() -> (u16, Value)) -> (u16, Value) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = f();
-        let in_use = r.0 == 409
-            && r.1["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("in use by"));
-        if !in_use || Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn pair(d: &Daemon, name: &str) -> Value {
     let (s, p) = get(d, &format!("/v1/pairs/{name}"));
@@ -334,7 +316,9 @@ fn pair_errors() {
     assert_error(&delete(&d, "/v1/pairs/nope"), 404, "not_found");
 
     // Resync bodies: malformed 400, wrong or unknown fields 422.
-    let (s, created) = while_in_use(|| create(json!({"primary": "u", "secondary": "t"})));
+    let (s, created) = retry_while_refused("in use by", || {
+        create(json!({"primary": "u", "secondary": "t"}))
+    });
     assert_eq!(s, 201, "{created}");
     wait_job(&d, job_id(&created));
     assert_eq!(post(&d, "/v1/pairs/t/split", json!({})).0, 200);
@@ -363,8 +347,7 @@ fn pair_errors() {
 
 #[test]
 fn pairs_in_the_openapi_document() {
-    let d = Daemon::start();
-    let doc = openapi(&d);
+    let doc = served_openapi();
     assert_documented(
         &doc,
         &[
@@ -398,7 +381,6 @@ fn pairs_in_the_openapi_document() {
         schemas["CreatePair"]["required"],
         json!(["primary", "secondary"])
     );
-    d.stop();
 }
 
 #[test]

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Daemon, assert_documented, assert_error, assert_error_mentions, assert_refusals, delete, get,
-    openapi, post,
+    param_names, post, served_openapi,
 };
 
 const ACCESS: &str = "AKIDVAULTACCESS0001";
@@ -235,8 +235,7 @@ fn annotate_and_host_copies_change_the_record_with_history() {
 
 #[test]
 fn vault_and_copy_endpoints_are_documented() {
-    let d = Daemon::start();
-    let doc = openapi(&d);
+    let doc = served_openapi();
     assert_documented(
         &doc,
         &[
@@ -259,22 +258,12 @@ fn vault_and_copy_endpoints_are_documented() {
             ),
         ],
     );
-    let params: Vec<&str> = doc["paths"]["/v1/backups"]["get"]["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let params = param_names(&doc, "/v1/backups", "get");
     assert!(
         params.contains(&"in_vault") && params.contains(&"not_in_vault"),
         "{params:?}"
     );
-    let del: Vec<&str> = doc["paths"]["/v1/backups/{id}"]["delete"]["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let del = param_names(&doc, "/v1/backups/{id}", "delete");
     assert!(del.contains(&"keep_vault_copies"), "{del:?}");
     let backup = &doc["components"]["schemas"]["Backup"]["properties"];
     for f in [
@@ -285,5 +274,4 @@ fn vault_and_copy_endpoints_are_documented() {
     ] {
         assert!(backup[f].is_object(), "Backup.{f} undocumented");
     }
-    d.stop();
 }

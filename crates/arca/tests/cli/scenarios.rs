@@ -17,7 +17,7 @@ use crate::common::data::random_bytes;
 use crate::common::json::strs;
 use crate::common::qemu::{qemu_io, qemu_io_run};
 use crate::require;
-use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, find, run_cmd};
+use crate::util::{Daemon, HOST_INFO_ARGS, Out, PYTHON, device_in_tempdir, find, image, run_cmd};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's default extent size.
@@ -151,20 +151,6 @@ impl Drop for Host {
             let _ = c.wait();
         }
     }
-}
-
-/// The whole image of an export, as a host reads it (qemu-img convert to a raw file).
-fn image(d: &Daemon, export: &str, dir: &Path) -> Vec<u8> {
-    let file = dir.join(format!("{}.raw", export.replace('@', "_")));
-    let _ = std::fs::remove_file(&file);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["convert", "-f", "raw", "-O", "raw"])
-        .arg(d.uri(export))
-        .arg(&file);
-    run_cmd(cmd).ok();
-    let data = std::fs::read(&file).unwrap();
-    std::fs::remove_file(&file).unwrap();
-    data
 }
 
 /// Panics at the first differing byte instead of printing megabytes.

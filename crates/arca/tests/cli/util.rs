@@ -1,6 +1,7 @@
 //! The cli harness: runs of the real `arca` client against the shared daemon
 //! (crates/arca/tests/common), and readers of its output.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -22,6 +23,21 @@ pub fn arca(args: &[&str]) -> Out {
 
 pub fn run_cmd(cmd: Command) -> Out {
     crate::common::process::run_cmd(cmd, CLIENT_TIMEOUT)
+}
+
+/// The whole image of an export, as a host reads it (qemu-img convert to a raw file in `dir`,
+/// removed afterwards).
+pub fn image(d: &Daemon, export: &str, dir: &Path) -> Vec<u8> {
+    let file = dir.join(format!("{}.raw", export.replace('@', "_")));
+    let _ = std::fs::remove_file(&file);
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["convert", "-f", "raw", "-O", "raw"])
+        .arg(d.uri(export))
+        .arg(&file);
+    run_cmd(cmd).ok();
+    let data = std::fs::read(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    data
 }
 
 /// `arca ARGS` is a usage error (exit 2) whose message mentions `want`.

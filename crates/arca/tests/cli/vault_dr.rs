@@ -24,18 +24,6 @@ fn put(d: &Daemon, export: &str, data: &[u8], dir: &Path) {
     run_cmd(cmd).ok();
 }
 
-/// The whole image of `export`, as a host reads it.
-fn image(d: &Daemon, export: &str, dir: &Path) -> Vec<u8> {
-    let file = dir.join("get.raw");
-    let _ = std::fs::remove_file(&file);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["convert", "-f", "raw", "-O", "raw"])
-        .arg(d.uri(export))
-        .arg(&file);
-    run_cmd(cmd).ok();
-    std::fs::read(&file).unwrap()
-}
-
 /// The `vault add` arguments of the place: a directory, or the S3 server (credentials from
 /// files, encrypted).
 fn add_args(url: &str, s3: Option<(&S3Server, &Path)>) -> Vec<String> {

@@ -8,9 +8,12 @@
 
 pub mod daemon;
 pub mod data;
+pub mod http;
 pub mod json;
 pub mod nbd;
 pub mod process;
 pub mod qemu;
-pub mod s3;
+// The vault tests of cli and api use it; the other harnesses do not.
+#[allow(unused_imports)]
+pub use arca_testkit::s3;
 pub mod tools;

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 use crate::common::tools::ci;
+use crate::open_list;
 use crate::webdriver::Browser;
 
 /// target/axe/node_modules/axe-core/axe.min.js.
@@ -106,9 +107,7 @@ fn axe_reports_violations_planted_in_a_page() {
         return;
     }
     let d = crate::common::daemon::Daemon::start();
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/jobs", d.api));
-    b.wait_text("h1", "Jobs");
+    let b = open_list(&d, "#/jobs", "Jobs");
     assert_eq!(serious_violations(&b), Vec::<String>::new());
     b.script(
         "const i = document.createElement('input');

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::common::daemon::Daemon;
 use crate::common::qemu;
 use crate::webdriver::Browser;
-use crate::{api, assert_accessible, browser_installed, http, shown};
+use crate::{api, assert_accessible, browser_installed, http, open_page, shown, wait_gone};
 
 /// Fills the field labelled `label` in `scope`.
 pub(crate) fn fill(b: &Browser, scope: &str, label: &str, text: &str) {
@@ -32,8 +32,7 @@ fn a_volume_is_created_backed_up_verified_and_restored_through_the_console() {
         return;
     }
     let d = Daemon::start();
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/volumes", d.api));
+    let b = open_page(&d, "#/volumes");
     fill(&b, "#create-volume", "Name", "web");
     fill(&b, "#create-volume", "Size", "64M");
     click(&b, "#create-volume button", "Create volume");
@@ -132,8 +131,7 @@ fn a_refused_action_shows_the_api_message_and_deleting_names_what_is_lost() {
         "/v1/volumes/db/snapshots",
         Some(json!({"name": "before-upgrade"})),
     );
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/volumes", d.api));
+    let b = open_page(&d, "#/volumes");
     b.wait_text("#volume-list a", "db");
     fill(&b, "#create-volume", "Name", "db");
     fill(&b, "#create-volume", "Size", "64M");
@@ -177,10 +175,7 @@ fn a_refused_action_shows_the_api_message_and_deleting_names_what_is_lost() {
     b.click(&b.wait_text("#delete-volume", "Delete volume…"));
     dialog_text(&b);
     click(&b, "dialog[open] button", "Delete volume");
-    b.wait("the volume to be gone", |_| {
-        (http(&d, "GET", "/v1/volumes/db", &[], None).0 == 404).then_some(())
-    });
-    b.wait_text("h1", "Volumes");
+    wait_gone(&b, &d, "volume", "/v1/volumes/db", "Volumes");
 }
 
 #[test]
@@ -199,8 +194,7 @@ fn prune_shows_its_dry_run_as_a_table_and_removes_only_after_confirming() {
     }
     let policy = json!({"keep_last": 2, "keep_newest_verified": true, "dry_run": true});
     let want = api(&d, "POST", "/v1/volumes/db/prune", Some(policy));
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/volumes/db", d.api));
+    let b = open_page(&d, "#/volumes/db");
     fill(&b, "#prune", "keep last", "2");
     click(&b, "#prune button", "Dry run");
     b.wait_for("#prune-report table");

@@ -3,7 +3,6 @@
 //! (find fields by their labels, click buttons by their text) and check what the page shows
 //! against the API. Screenshots go to target/ui-screenshots/.
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -24,14 +23,6 @@ fn browser_installed() -> bool {
     common::tools::tools(&[CHROMIUM, CHROMEDRIVER])
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
 /// An HTTP request to the daemon: (status, headers, body text).
 fn http(
     d: &Daemon,
@@ -40,29 +31,32 @@ fn http(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> (u16, ureq::http::HeaderMap, String) {
-    let mut req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", d.api));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = match body {
-        Some(b) => agent().run(
-            req.header("Content-Type", "application/json")
-                .body(b.to_string())
-                .unwrap(),
-        ),
-        None => agent().run(req.body(()).unwrap()),
-    }
-    .expect("request reaches the daemon");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let mut text = String::new();
-    resp.into_body()
-        .into_reader()
-        .read_to_string(&mut text)
-        .unwrap();
-    (status, headers, text)
+    let agent = common::http::agent(Some(Duration::from_secs(60)));
+    let url = format!("{}{path}", d.api);
+    common::http::request(&agent, method, &url, headers, body.map(|b| b.to_string()))
+}
+
+/// A browser window (1280×800) on the console's `route` (`#/volumes`; "" for the overview).
+fn open_page(d: &Daemon, route: &str) -> Browser {
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/{route}", d.api));
+    b
+}
+
+/// [`open_page`] on a list, once its heading shows.
+fn open_list(d: &Daemon, route: &str, heading: &str) -> Browser {
+    let b = open_page(d, route);
+    b.wait_text("h1", heading);
+    b
+}
+
+/// Waits until the API no longer has `path` (the `what` the page deleted) and the page is back
+/// on the list headed `heading`.
+fn wait_gone(b: &Browser, d: &Daemon, what: &str, path: &str, heading: &str) {
+    b.wait(&format!("the {what} to be gone"), |_| {
+        (http(d, "GET", path, &[], None).0 == 404).then_some(())
+    });
+    b.wait_text("h1", heading);
 }
 
 /// An API call that must succeed; its JSON.
@@ -125,8 +119,7 @@ fn overview_numbers_match_the_api() {
         "/v1/backups",
         Some(json!({"volumes": ["kept"], "label": "nightly"})),
     );
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/", d.api));
+    let b = open_page(&d, "");
     b.wait_for("#pool-capacity");
     let pool = api(&d, "GET", "/v1/pool", None);
     for (css, field) in [
@@ -195,8 +188,7 @@ fn the_token_is_asked_for_and_only_the_login_files_are_served_without_it() {
     // The cookie opens nothing of the API.
     assert_eq!(http(&d, "GET", "/v1/volumes", &right, None).0, 401);
 
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/", d.api));
+    let b = open_page(&d, "");
     let token = b.field("#login", "Token");
     assert!(
         b.find("#nav[hidden]").is_some(),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::common::daemon::Daemon;
 use crate::flows::{click, dialog_text, fill};
 use crate::webdriver::Browser;
-use crate::{api, assert_accessible, browser_installed, http};
+use crate::{api, assert_accessible, browser_installed, http, open_list, open_page, wait_gone};
 
 /// The API's error message for a request it must refuse (a 4xx).
 fn refusal(d: &Daemon, method: &str, path: &str, body: Value) -> String {
@@ -32,9 +32,7 @@ fn a_policy_is_created_run_changed_paused_resumed_and_deleted_through_the_consol
         return;
     }
     let d = Daemon::with_volumes(&["db=64M", "web=64M"]);
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/policies", d.api));
-    b.wait_text("h1", "Policies");
+    let b = open_list(&d, "#/policies", "Policies");
     fill(&b, "#create-policy", "Name", "nightly");
     fill(
         &b,
@@ -142,10 +140,7 @@ fn a_policy_is_created_run_changed_paused_resumed_and_deleted_through_the_consol
     assert!(text.contains("backups it made stay"), "{text}");
     assert_accessible(&b, "the policy delete confirmation");
     click(&b, "dialog[open] button", "Delete policy");
-    b.wait("the policy to be gone", |_| {
-        (http(&d, "GET", "/v1/policies/nightly", &[], None).0 == 404).then_some(())
-    });
-    b.wait_text("h1", "Policies");
+    wait_gone(&b, &d, "policy", "/v1/policies/nightly", "Policies");
     assert_eq!(
         api(&d, "GET", "/v1/backups?volume=db", None)["backups"]
             .as_array()
@@ -165,9 +160,7 @@ fn vaults_are_added_shown_and_removed_through_the_console() {
     let dir = d.dir().join("vault");
     std::fs::create_dir(&dir).unwrap();
     let url = format!("file://{}", dir.display());
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/vaults", d.api));
-    b.wait_text("h1", "Vaults");
+    let b = open_list(&d, "#/vaults", "Vaults");
     fill(&b, "#add-vault", "Name", "offsite");
     fill(
         &b,
@@ -219,10 +212,7 @@ fn vaults_are_added_shown_and_removed_through_the_console() {
         );
     }
     click(&b, "dialog[open] button", "Remove vault");
-    b.wait("the vault to be gone", |_| {
-        (http(&d, "GET", "/v1/vaults/offsite", &[], None).0 == 404).then_some(())
-    });
-    b.wait_text("h1", "Vaults");
+    wait_gone(&b, &d, "vault", "/v1/vaults/offsite", "Vaults");
 }
 
 /// A backup of volume `db` labelled nightly; its id.
@@ -243,8 +233,7 @@ fn a_backup_s_page_shows_where_it_lives_and_takes_annotations_and_host_copies() 
     }
     let d = Daemon::with_volumes(&["db=64M"]);
     let id = nightly_backup(&d);
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/backups/{id}", d.api));
+    let b = open_page(&d, &format!("#/backups/{id}"));
     b.wait("where it lives", |b| {
         let t = b.text_of("#backup-where");
         (t.contains("array") && t.contains("No host copy recorded")).then_some(())
@@ -346,8 +335,7 @@ fn a_backup_s_page_shows_its_copy_in_a_vault() {
     let copy = &r["vault_copies"][0];
     assert!(copy["bytes_read"].as_u64().unwrap() >= 3 << 20, "{copy}");
 
-    let b = Browser::start(1280, 800);
-    b.goto(&format!("{}/#/backups/{id}", d.api));
+    let b = open_page(&d, &format!("#/backups/{id}"));
     let row = "#backup-where tbody tr";
     b.wait("the vault copy, and in the history", |b| {
         (b.text_of(row).contains("offsite")

@@ -3,7 +3,7 @@
 //! `--object tls-creds-x509`. Certificates are made by the test with openssl. Clients without
 //! TLS, with an untrusted certificate or with none are refused, nothing served.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::certs::Certs;
 use crate::require;
@@ -29,6 +29,28 @@ fn tls_daemon(certs: &Certs) -> Daemon {
         .start()
 }
 
+/// A TLS daemon (`tls_daemon`) on certificates made in a new tempdir, and the credentials of
+/// a client the daemon trusts.
+struct TlsSetup {
+    tmp: tempfile::TempDir,
+    certs: Certs,
+    d: Daemon,
+    trusted: PathBuf,
+}
+
+fn tls_setup() -> TlsSetup {
+    let tmp = tempdir();
+    let certs = Certs::make(&tmp.path().join("certs"));
+    let d = tls_daemon(&certs);
+    let trusted = certs.client_dir("trusted", Some("client"));
+    TlsSetup {
+        tmp,
+        certs,
+        d,
+        trusted,
+    }
+}
+
 /// `nbds://127.0.0.1:PORT/EXPORT?tls-certificates=DIR` (libnbd checks the server's address
 /// against the certificate's subject alternative names).
 fn nbds_uri(d: &Daemon, export: &str, dir: &Path) -> String {
@@ -46,10 +68,12 @@ fn failed(out: &Out) -> bool {
 #[test]
 fn libnbd_clients_copy_over_tls_with_client_certificates() {
     require!("nbdinfo", "nbdcopy", "openssl");
-    let tmp = tempdir();
-    let certs = Certs::make(&tmp.path().join("certs"));
-    let d = tls_daemon(&certs);
-    let trusted = certs.client_dir("trusted", Some("client"));
+    let TlsSetup {
+        tmp,
+        certs,
+        d,
+        trusted,
+    } = tls_setup();
     let uri = nbds_uri(&d, "v", &trusted);
     let info = run("nbdinfo", &["--json", &uri]).ok();
     assert!(
@@ -105,10 +129,13 @@ fn qemu_tls(dir: &Path) -> String {
 #[test]
 fn qemu_reads_and_writes_over_tls() {
     require!("qemu-img", "qemu-io", "openssl");
-    let tmp = tempdir();
-    let certs = Certs::make(&tmp.path().join("certs"));
-    let d = tls_daemon(&certs);
-    let trusted = certs.client_dir("trusted", Some("client"));
+    // `_tmp` holds the certificates until the end of the test.
+    let TlsSetup {
+        tmp: _tmp,
+        certs,
+        d,
+        trusted,
+    } = tls_setup();
     let port = d.port().to_string();
     let image = format!("driver=nbd,host=127.0.0.1,port={port},export=v,tls-creds=tls0");
     let info = run(
@@ -184,35 +211,27 @@ fn qemu_reads_and_writes_over_tls() {
 #[test]
 fn non_loopback_nbd_without_tls_needs_nbd_insecure() {
     let tmp = tempdir();
-    let out = run(
-        env!("CARGO_BIN_EXE_arca"),
-        &[
-            "serve",
-            "--pool",
-            tmp.path().join("pool").to_str().unwrap(),
-            "--size",
-            "64M",
-            "--nbd",
-            "0.0.0.0:0",
-            "--api",
-            "127.0.0.1:0",
-        ],
-    );
+    // `arca serve` on a new pool, NBD on every address.
+    let serve = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arca"));
+        cmd.args(["serve", "--pool"])
+            .arg(tmp.path().join("pool"))
+            .args([
+                "--size",
+                "64M",
+                "--nbd",
+                "0.0.0.0:0",
+                "--api",
+                "127.0.0.1:0",
+            ]);
+        cmd
+    };
+    let out = crate::util::run_cmd(serve());
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert!(out.stderr.contains("--nbd-insecure"), "{}", out.describe());
     // With the flag it starts, and says what it exposes.
     let log = tmp.path().join("insecure.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_arca"))
-        .args(["serve", "--pool"])
-        .arg(tmp.path().join("pool"))
-        .args([
-            "--size",
-            "64M",
-            "--nbd",
-            "0.0.0.0:0",
-            "--api",
-            "127.0.0.1:0",
-        ])
+    let mut child = serve()
         .arg("--nbd-insecure")
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())

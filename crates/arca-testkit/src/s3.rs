@@ -1,6 +1,6 @@
 //! A real S3 server for the vault tests: s3s-fs (installed by scripts/test under
 //! target/tools), started on an ephemeral loopback port over a directory and stopped by PID.
-//! Missing outside CI, a test using it prints a skip; with CI=true its absence fails.
+//! Missing outside CI, a test using it prints a skip; with CI=true its absence fails the test.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::time::Duration;
 pub const ACCESS_KEY: &str = "arcatestaccess";
 pub const SECRET_KEY: &str = "arca-test-secret-key-0123456789";
 
+/// scripts/test installs s3s-fs here (`cargo install --root target/tools`).
 fn binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/bin/s3s-fs")
 }
@@ -18,6 +19,7 @@ fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
+/// A running s3s-fs, stopped (by its PID) when dropped.
 pub struct S3Server {
     child: Option<Child>,
     pub port: u16,
@@ -28,7 +30,8 @@ pub struct S3Server {
 
 impl S3Server {
     /// Starts a server over `root` with `buckets` made, the given credentials; `None` (after
-    /// printing a skip) when s3s-fs is not installed and CI is not set.
+    /// printing a skip) when s3s-fs is not installed and CI is not set. Under CI=true a
+    /// missing s3s-fs panics, so the test fails instead of passing without having run.
     pub fn start(root: &Path, buckets: &[&str], access: &str, secret: &str) -> Option<S3Server> {
         if !binary().exists() {
             assert!(
@@ -52,6 +55,7 @@ impl S3Server {
         Some(s)
     }
 
+    /// Starts s3s-fs on `port` (0: any) and reads the bound port from its log.
     fn run(&mut self, port: u16) {
         let mut child = Command::new(binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
