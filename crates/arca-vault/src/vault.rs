@@ -273,6 +273,12 @@ impl Vault {
         }
     }
 
+    /// The id this vault gives a chunk of `data` (keyed BLAKE3): equal to a manifest's
+    /// [`Manifest::chunk_id`] exactly when the data is that chunk's.
+    pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        chunk_id(&self.inner.chunk_key, data)
+    }
+
     pub fn chunk_size(&self) -> u32 {
         self.inner.chunk_size
     }
@@ -411,10 +417,6 @@ impl Vault {
     pub(crate) fn add_written_pack(&self, index: &PackIndex) {
         let ordinal = self.map.lock().expect("index lock").add_pack(index);
         self.cache.lock().expect("cache lock").put(ordinal, index);
-    }
-
-    pub(crate) fn chunk_id(&self, data: &[u8]) -> ChunkId {
-        chunk_id(&self.inner.chunk_key, data)
     }
 }
 

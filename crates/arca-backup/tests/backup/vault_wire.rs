@@ -13,12 +13,12 @@ use rand::{Rng, SeedableRng};
 
 use crate::util::*;
 
-const EXTENTS: u64 = 1024;
+pub(crate) const EXTENTS: u64 = 1024;
 /// Extents 0..DATA hold data; extent ZEROS holds written zeros; the rest are holes.
 const DATA: u64 = 700;
 const ZEROS: u64 = 800;
 
-fn vault_req(name: &str, dir: &Path, encrypt: bool) -> NewVault {
+pub(crate) fn vault_req(name: &str, dir: &Path, encrypt: bool) -> NewVault {
     NewVault {
         name: name.into(),
         url: format!("file://{}", dir.display()),
@@ -28,7 +28,7 @@ fn vault_req(name: &str, dir: &Path, encrypt: bool) -> NewVault {
 }
 
 /// A rig with volume `v`: data, one extent of written zeros, holes.
-fn filled() -> Rig {
+pub(crate) fn filled() -> Rig {
     let r = rig_with(&[64 * MIB], &[("v", EXTENTS, None)]);
     r.write("v", 0, &pattern(1, (DATA * ES) as usize));
     r.write("v", ZEROS * ES, &vec![0u8; ES as usize]);
@@ -36,7 +36,7 @@ fn filled() -> Rig {
 }
 
 /// Rewrites `n` distinct random extents (some in the holes); returns them, ascending.
-fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
+pub(crate) fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut picked = std::collections::BTreeSet::new();
     while picked.len() < n {
@@ -48,7 +48,7 @@ fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
     picked.into_iter().collect()
 }
 
-fn copy(r: &Rig, id: BackupId, vault: &str) -> serde_json::Value {
+pub(crate) fn copy(r: &Rig, id: BackupId, vault: &str) -> serde_json::Value {
     let job = r.backups.copy_to_vault(&[id], vault).unwrap();
     let out = r.wait_ok(job).expect("a vault copy has a result");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -63,7 +63,7 @@ fn restore_as(r: &Rig, id: BackupId, name: &str, vault: Option<&str>) {
     r.wait_ok(done.job.expect("a restore from a vault is a job"));
 }
 
-fn snap(id: BackupId) -> String {
+pub(crate) fn snap(id: BackupId) -> String {
     format!("v@backup-{id}")
 }
 
