@@ -115,14 +115,7 @@ impl Backups {
         };
         // Reachable and holding the manifest before a volume is touched.
         let v = self.open_vault(vault)?;
-        let es = self.pool.extent_size();
-        if u64::from(v.chunk_size()) != es {
-            return Err(invalid(format!(
-                "vault {vault} holds {}-byte chunks and this pool's extents are {es} bytes: \
-                 its copies cannot be restored here",
-                v.chunk_size()
-            )));
-        }
+        self.check_chunk_size(vault, &v, "restored")?;
         let m = v
             .read_manifest(id.get())
             .map_err(|e| vault_error(vault, e))?;
@@ -190,6 +183,7 @@ impl Backups {
             self.set_vault_key(name, key)?;
         }
         let v = self.open_existing_vault(name)?;
+        self.check_chunk_size(name, &v, "imported")?;
         let vault_id = vault_id_of(&v);
         let mut report = ImportReport::default();
         let ids = v.list_manifests().map_err(|e| vault_error(name, e))?;
@@ -233,6 +227,21 @@ impl Backups {
             }
         }
         Ok(report)
+    }
+
+    /// A vault's chunks must be this pool's extents: restores write them extent by extent
+    /// and check them against digests of extents.
+    fn check_chunk_size(&self, name: &str, v: &arca_vault::Vault, verb: &str) -> Result<()> {
+        let es = self.pool.extent_size();
+        if u64::from(v.chunk_size()) != es {
+            return Err(invalid(format!(
+                "vault {name} holds {}-byte chunks and this pool's extents are {es} bytes: its \
+                 copies cannot be {verb} here (a pool with {}-byte extents can)",
+                v.chunk_size(),
+                v.chunk_size()
+            )));
+        }
+        Ok(())
     }
 
     /// [`Backups::open_vault`] that never creates: import needs a vault that is there.

@@ -32,7 +32,7 @@ pub use error::{Error, Result};
 pub use manifest::Manifest;
 pub use reader::{Chunk, ChunkContent, ChunkReader};
 pub use spec::{VaultKey, VaultSpec};
-pub use vault::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Tuning, Vault, VaultInfo};
+pub use vault::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ReadStats, Tuning, Vault, VaultInfo};
 pub use writer::{CopyStats, CopyWriter};
 
 /// The chunk size the array's default extent gives (64 KiB).

@@ -1,10 +1,10 @@
 //! In-place restores from a vault onto a volume that still holds an earlier generation: only
 //! what differs is fetched and written, under the protections of every in-place restore.
 
-use arca_backup::{BackupId, DeleteOptions, Event, Method, RestoreTo, RestoredFrom};
+use arca_backup::{BackupId, DeleteOptions, Event, JobState, Method, RestoreTo, RestoredFrom};
 
 use crate::util::*;
-use crate::vault_wire::{EXTENTS, change, copy, filled, snap, vault_req};
+use crate::vault_wire::{EXTENTS, change, copied, copy, filled, snap, vault_req};
 
 fn in_place(volume: Option<&str>) -> RestoreTo {
     RestoreTo::InPlace {
@@ -41,13 +41,7 @@ fn restored_from_vault_last(r: &Rig, id: BackupId, volume: &str) {
 
 #[test]
 fn an_in_place_restore_from_a_vault_fetches_and_writes_only_the_changed_extents() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, _dir, b1, _) = copied();
     let want = r.image(&snap(b1));
     // 1% of the extents change (some in the backup's holes).
     let changed = change(&r, 7, 10);
@@ -74,13 +68,7 @@ fn an_in_place_restore_from_a_vault_fetches_and_writes_only_the_changed_extents(
 
 #[test]
 fn a_vault_only_backup_restores_in_place_through_a_newer_generation_and_onto_another_volume() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, _dir, b1, _) = copied();
     let want = r.image(&snap(b1));
     let first = change(&r, 11, 10);
     let b2 = r.snapshot_backup("v", None);
@@ -115,4 +103,34 @@ fn a_vault_only_backup_restores_in_place_through_a_newer_generation_and_onto_ano
     assert!(r.image("w") == want);
     restored_from_vault_last(&r, b1, "w");
     r.assert_clean();
+}
+
+#[test]
+fn a_vault_whose_chunks_are_not_the_pools_extents_is_refused_at_import_copy_and_restore() {
+    let r = filled();
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = 2 * ES as u32;
+    arca_vault::Vault::create(&arca_vault::VaultSpec::dir(dir.path()), None, chunk).unwrap();
+    r.backups
+        .add_vault(vault_req("dr", dir.path(), false))
+        .unwrap();
+    let e = r.backups.import_vault("dr", None).unwrap_err();
+    let says = format!("vault dr holds {chunk}-byte chunks and this pool's extents are {ES}");
+    assert!(e.to_string().contains(&says), "{e}");
+    let b1 = r.snapshot_backup("v", None);
+    let job = r.backups.copy_to_vault(&[b1], "dr").unwrap();
+    assert_eq!(r.wait(job), JobState::Failed);
+    let err = r.jobs.get(job).unwrap().snapshot().error.unwrap();
+    assert!(err.contains("they must match"), "{err}");
+    // A copy recorded there (as by a host) cannot be restored either; nothing changes.
+    let mut copy = crate::vaults::copy_of(&r, b1, "dr");
+    copy.vault_id = r.backups.vault("dr").unwrap().vault_id.unwrap();
+    r.backups.record_vault_copy(b1, copy).unwrap();
+    let before = r.image("v");
+    for to in [in_place(None), RestoreTo::New { name: "n".into() }] {
+        let e = r.backups.restore_from(b1, to, Some("dr")).unwrap_err();
+        assert!(e.to_string().contains(&says), "{e}");
+    }
+    assert!(r.image("v") == before && r.pool.volume("n").is_err());
+    assert!(r.pool.volume("v").unwrap().guard.is_none());
 }

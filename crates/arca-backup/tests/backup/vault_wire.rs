@@ -48,6 +48,19 @@ pub(crate) fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
     picked.into_iter().collect()
 }
 
+/// [`filled`], with directory vault `dr` and a first snapshot backup of `v` copied into it
+/// (the copy's result last).
+pub(crate) fn copied() -> (Rig, tempfile::TempDir, BackupId, serde_json::Value) {
+    let r = filled();
+    let dir = tempfile::tempdir().unwrap();
+    r.backups
+        .add_vault(vault_req("dr", dir.path(), false))
+        .unwrap();
+    let b1 = r.snapshot_backup("v", None);
+    let first = copy(&r, b1, "dr");
+    (r, dir, b1, first)
+}
+
 pub(crate) fn copy(r: &Rig, id: BackupId, vault: &str) -> serde_json::Value {
     let job = r.backups.copy_to_vault(&[id], vault).unwrap();
     let out = r.wait_ok(job).expect("a vault copy has a result");
@@ -69,13 +82,7 @@ pub(crate) fn snap(id: BackupId) -> String {
 
 #[test]
 fn an_incremental_copy_reads_only_the_changed_extents_and_every_generation_restores() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    let first = copy(&r, b1, "dr");
+    let (r, _dir, b1, first) = copied();
     // Every allocated extent is read (the written zeros too), holes are not.
     assert_eq!(first["bytes_read"], (DATA + 1) * ES);
     assert!(first["base"].is_null());
@@ -177,13 +184,7 @@ fn an_encrypted_vault_holds_no_plaintext_and_imports_into_a_fresh_pool_with_its_
 
 #[test]
 fn deleting_a_backup_without_keeping_vault_copies_deletes_its_manifest() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, _dir, b1, _) = copied();
     let v = r.backups.open_vault("dr").unwrap();
     assert_eq!(v.list_manifests().unwrap(), vec![b1.get()]);
     let o = DeleteOptions {
@@ -198,13 +199,7 @@ fn deleting_a_backup_without_keeping_vault_copies_deletes_its_manifest() {
 
 #[test]
 fn a_damaged_vault_object_fails_the_restore_naming_the_backup_and_leaves_no_volume() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, dir, b1, _) = copied();
     let pack = walk(dir.path())
         .into_iter()
         .find(|p| p.to_string_lossy().contains("/packs/"))
@@ -263,13 +258,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// next copy of that backup records it instead of failing or writing it again.
 #[test]
 fn a_manifest_the_catalog_does_not_list_is_adopted_by_the_next_copy() {
-    let r = filled();
-    let dir = tempfile::tempdir().unwrap();
-    r.backups
-        .add_vault(vault_req("dr", dir.path(), false))
-        .unwrap();
-    let b1 = r.snapshot_backup("v", None);
-    copy(&r, b1, "dr");
+    let (r, dir, b1, _) = copied();
     r.backups.remove_vault("dr", true).unwrap();
     assert!(r.backups.get(b1).unwrap().vault_copies.is_empty());
     r.backups
