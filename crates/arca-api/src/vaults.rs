@@ -274,7 +274,7 @@ pub(crate) fn render_metrics(
 ) {
     use std::fmt::Write as _;
     type Field = fn(&arca_backup::VaultMetrics) -> u64;
-    let families: [(&str, &str, Field); 5] = [
+    let families: [(&str, &str, Field); 7] = [
         (
             "arca_vault_read_bytes_total",
             "Bytes read from the array by copies into the vault.",
@@ -299,6 +299,16 @@ pub(crate) fn render_metrics(
             "arca_vault_restored_bytes_total",
             "Bytes restores wrote from the vault.",
             |x| x.bytes_restored,
+        ),
+        (
+            "arca_vault_get_requests_total",
+            "Read requests sent to the vault (manifests, pack indexes, pack ranges).",
+            |x| x.get_requests,
+        ),
+        (
+            "arca_vault_fetched_bytes_total",
+            "Bytes read requests returned from the vault.",
+            |x| x.bytes_fetched,
         ),
     ];
     for (name, help, field) in families {

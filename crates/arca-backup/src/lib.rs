@@ -36,6 +36,7 @@ pub mod time;
 mod vault_copies;
 pub mod vault_copy;
 mod vault_restore;
+mod vault_rewrite;
 pub mod vaults;
 mod verify;
 pub mod volumes;

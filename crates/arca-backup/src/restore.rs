@@ -41,9 +41,11 @@ pub struct Restored {
     pub job: Option<JobId>,
 }
 
-struct Plan {
-    record: BackupRecord,
-    volume: String,
+pub(crate) struct Plan {
+    pub record: BackupRecord,
+    pub volume: String,
+    /// The vault to restore from; the array's image when `None`.
+    pub vault: Option<String>,
 }
 
 impl Backups {
@@ -64,23 +66,36 @@ impl Backups {
         match to {
             RestoreTo::New { name } => self.restore_new(r, &name, uses),
             RestoreTo::InPlace { volume, force } => {
-                let volume = match volume {
-                    Some(v) => v,
-                    None => {
-                        self.volume_by_id(r.source.volume_id)
-                            .ok_or_else(|| {
-                                invalid(format!(
-                                    "the source of backup {id} ({}) no longer exists; name a \
-                                     volume to restore into",
-                                    r.source.volume_name
-                                ))
-                            })?
-                            .name
-                    }
-                };
-                self.restore_in_place(vec![Plan { record: r, volume }], uses, force)
+                let volume = self.in_place_target(&r, volume)?;
+                self.restore_in_place(
+                    vec![Plan {
+                        record: r,
+                        volume,
+                        vault: None,
+                    }],
+                    uses,
+                    force,
+                )
             }
         }
+    }
+
+    /// The volume an in-place restore of `r` goes into: the one named, or its source.
+    pub(crate) fn in_place_target(
+        &self,
+        r: &BackupRecord,
+        volume: Option<String>,
+    ) -> Result<String> {
+        if let Some(v) = volume {
+            return Ok(v);
+        }
+        let v = self.volume_by_id(r.source.volume_id).ok_or_else(|| {
+            invalid(format!(
+                "the source of backup {} ({}) no longer exists; name a volume to restore into",
+                r.id, r.source.volume_name
+            ))
+        })?;
+        Ok(v.name)
     }
 
     /// Restores every complete backup of a set in place, as a unit: one undo point for all of
@@ -111,6 +126,7 @@ impl Backups {
             plans.push(Plan {
                 record: r,
                 volume: v.name,
+                vault: None,
             });
         }
         self.restore_in_place(plans, uses, force)
@@ -341,7 +357,7 @@ impl Backups {
         Ok(())
     }
 
-    fn restore_in_place(
+    pub(crate) fn restore_in_place(
         self: &Arc<Self>,
         plans: Vec<Plan>,
         uses: UseGuard,
@@ -406,6 +422,7 @@ impl Backups {
                 undo: u.clone(),
                 volume_id: u.source.volume_id,
                 volume: p.volume.clone(),
+                vault: p.vault.clone(),
             })
             .collect();
         if let Err(e) = created {

@@ -96,6 +96,10 @@ pub(crate) struct Step {
     pub volume_id: u64,
     /// Its name when the restore started (for messages).
     pub volume: String,
+    /// The vault the backup is restored from (one step alone); the array's image when `None`.
+    /// Not in the marker: a restore resumed after a restart reads the array's image, or rolls
+    /// back when the backup has none.
+    pub vault: Option<String>,
 }
 
 pub(crate) fn job_error_text(e: &JobError) -> String {
@@ -263,10 +267,13 @@ impl Backups {
     /// Records an in-place restore done: one transaction for all its volumes (a set is one
     /// unit), markers gone, each backup's history noting it; then hosts may write.
     pub(crate) fn finish_in_place(&self, steps: &[Step]) -> Result<()> {
-        self.close_steps(steps, |_, to| Event::Restored {
+        self.close_steps(steps, |s, to| Event::Restored {
             to,
             in_place: true,
-            from: RestoredFrom::Array,
+            from: s
+                .vault
+                .clone()
+                .map_or(RestoredFrom::Array, RestoredFrom::Vault),
         })
     }
 
@@ -366,7 +373,11 @@ impl Backups {
                 (b.expect("a restore runs with its backups"), s.volume_id)
             })
             .collect();
-        let e = match self.rewrite(&items, ctx) {
+        let rewritten = match steps {
+            [s] if s.vault.is_some() => self.rewrite_from_vault(s, ctx).map(|b| vec![b]),
+            _ => self.rewrite(&items, ctx),
+        };
+        let e = match rewritten {
             Ok(bytes) => {
                 if let Err(e) = self.finish_in_place(steps) {
                     // Restored, but not recorded: the marker stays, and the next start runs
@@ -563,6 +574,7 @@ impl Backups {
                     undo,
                     volume_id: m.volume_id,
                     volume: m.volume.clone(),
+                    vault: None,
                 }),
                 Err(why) => {
                     stuck.get_or_insert(format!("undo point {undo_id}: {why}"));

@@ -56,6 +56,17 @@ pub struct VaultMetrics {
     pub bytes_restored: u64,
     pub copies: u64,
     pub restores: u64,
+    /// Read requests (GETs of manifests, pack indexes and pack ranges) of every use of the
+    /// vault, and the bytes they returned.
+    pub get_requests: u64,
+    pub bytes_fetched: u64,
+}
+
+impl VaultMetrics {
+    fn add_reads(&mut self, r: arca_vault::ReadStats) {
+        self.get_requests += r.get_requests;
+        self.bytes_fetched += r.bytes;
+    }
 }
 
 /// The open repositories (opening one loads its indexes: done once, kept) and their metrics.
@@ -242,10 +253,12 @@ impl Backups {
         };
         self.bind_vault_id(name, vault_id_of(&vault))?;
         let vault = Arc::new(vault);
-        self.vault_state
+        let replaced = self
+            .vault_state
             .open
             .lock()
             .insert(name.to_string(), vault.clone());
+        self.keep_reads(name, replaced);
         Ok(vault)
     }
 
@@ -276,12 +289,25 @@ impl Backups {
 
     /// Forgets the open repository of `name` (removed from the registry, or its key changed).
     pub(crate) fn close_vault(&self, name: &str) {
-        self.vault_state.open.lock().remove(name);
+        let closed = self.vault_state.open.lock().remove(name);
+        self.keep_reads(name, closed);
+    }
+
+    /// Folds the reads of a repository no longer open into `name`'s metrics (an open one's
+    /// are added when the metrics are read).
+    fn keep_reads(&self, name: &str, closed: Option<Arc<Vault>>) {
+        if let Some(v) = closed {
+            self.count(name, |m| m.add_reads(v.reads()));
+        }
     }
 
     /// Per-vault copy and restore metrics since the service started, by vault name.
     pub fn vault_metrics(&self) -> BTreeMap<String, VaultMetrics> {
-        self.vault_state.metrics.lock().clone()
+        let mut out = self.vault_state.metrics.lock().clone();
+        for (name, v) in self.vault_state.open.lock().iter() {
+            out.entry(name.clone()).or_default().add_reads(v.reads());
+        }
+        out
     }
 
     pub(crate) fn count(&self, vault: &str, f: impl FnOnce(&mut VaultMetrics)) {

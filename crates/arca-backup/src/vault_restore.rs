@@ -13,12 +13,12 @@ use arca_store::{Error, ErrorKind, Result};
 use arca_vault::ChunkContent;
 use serde::Serialize;
 
-use crate::backups::{Backups, busy, invalid};
+use crate::backups::{Backups, UseGuard, busy, invalid};
 use crate::digest::{self, ExtentHash};
 use crate::ids::BackupId;
 use crate::jobs::{JobContext, JobError};
 use crate::record::{BackupRecord, RestoredFrom, Status, VaultCopy};
-use crate::restore::{RestoreTo, Restored};
+use crate::restore::{Plan, RestoreTo, Restored};
 use crate::vault_copy::{decode_meta, vault_error, vault_id_of, zero_hash};
 use crate::vaults::VaultKey;
 
@@ -68,19 +68,25 @@ impl Backups {
         };
         match to {
             RestoreTo::New { name } => self.restore_new_from_vault(id, &vault, &name),
-            RestoreTo::InPlace { .. } => Err(invalid(format!(
-                "an in-place restore from vault {vault} is not available yet; restore backup \
-                 {id} as a new volume (--as NAME)"
-            ))),
+            RestoreTo::InPlace { volume, force } => {
+                self.restore_in_place_from_vault(id, &vault, volume, force)
+            }
         }
     }
 
-    fn restore_new_from_vault(
-        self: &Arc<Self>,
+    /// Claims backup `id` for a restore from its copy in `vault` (it must be complete and
+    /// have a digest to check against; its image need not be on the array), then reads and
+    /// checks the copy's manifest.
+    fn claim_vault_copy(
+        &self,
         id: BackupId,
         vault: &str,
-        name: &str,
-    ) -> Result<Restored> {
+    ) -> Result<(
+        BackupRecord,
+        UseGuard,
+        Arc<arca_vault::Vault>,
+        arca_vault::Manifest,
+    )> {
         if self.stopping() {
             return Err(busy("the array is stopping; restore after it starts again"));
         }
@@ -107,12 +113,23 @@ impl Backups {
             let uses = self.register_use(&[id], "a restore from a vault".into());
             (r, uses)
         };
-        // Reachable and holding the manifest before a volume is made for it.
+        // Reachable and holding the manifest before a volume is touched.
         let v = self.open_vault(vault)?;
+        self.check_chunk_size(vault, &v, "restored")?;
         let m = v
             .read_manifest(id.get())
             .map_err(|e| vault_error(vault, e))?;
         check_manifest(&r, &m, vault)?;
+        Ok((r, uses, v, m))
+    }
+
+    fn restore_new_from_vault(
+        self: &Arc<Self>,
+        id: BackupId,
+        vault: &str,
+        name: &str,
+    ) -> Result<Restored> {
+        let (r, uses, v, m) = self.claim_vault_copy(id, vault)?;
         let name_v = vault.to_string();
         let record = r.clone();
         self.restore_new_by_job(
@@ -131,6 +148,26 @@ impl Backups {
         )
     }
 
+    /// In place from a vault, into `volume` (the backup's source when `None`): the protections
+    /// of an in-place restore from the array (guard, hosts disconnected, undo point, markers),
+    /// rewriting only what differs (`vault_rewrite.rs`).
+    fn restore_in_place_from_vault(
+        self: &Arc<Self>,
+        id: BackupId,
+        vault: &str,
+        volume: Option<String>,
+        force: bool,
+    ) -> Result<Restored> {
+        let (r, uses, _, _) = self.claim_vault_copy(id, vault)?;
+        let volume = self.in_place_target(&r, volume)?;
+        let plan = Plan {
+            record: r,
+            volume,
+            vault: Some(vault.to_string()),
+        };
+        self.restore_in_place(vec![plan], uses, force)
+    }
+
     /// `vault import NAME [--key-file F]`: every backup the vault holds a manifest of is added
     /// to this catalog (vault-only, original ids and information), or has its copy recorded
     /// when the catalog knows it. With a key (an exported one), the vault is opened with it
@@ -146,6 +183,7 @@ impl Backups {
             self.set_vault_key(name, key)?;
         }
         let v = self.open_existing_vault(name)?;
+        self.check_chunk_size(name, &v, "imported")?;
         let vault_id = vault_id_of(&v);
         let mut report = ImportReport::default();
         let ids = v.list_manifests().map_err(|e| vault_error(name, e))?;
@@ -189,6 +227,21 @@ impl Backups {
             }
         }
         Ok(report)
+    }
+
+    /// A vault's chunks must be this pool's extents: restores write them extent by extent
+    /// and check them against digests of extents.
+    fn check_chunk_size(&self, name: &str, v: &arca_vault::Vault, verb: &str) -> Result<()> {
+        let es = self.pool.extent_size();
+        if u64::from(v.chunk_size()) != es {
+            return Err(invalid(format!(
+                "vault {name} holds {}-byte chunks and this pool's extents are {es} bytes: its \
+                 copies cannot be {verb} here (a pool with {}-byte extents can)",
+                v.chunk_size(),
+                v.chunk_size()
+            )));
+        }
+        Ok(())
     }
 
     /// [`Backups::open_vault`] that never creates: import needs a vault that is there.

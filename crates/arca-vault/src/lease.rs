@@ -175,7 +175,7 @@ impl Vault {
             return Ok((0, None));
         };
         let name = lease_name(generation);
-        let bytes = match self.rt.block_on(get_bytes(&self.inner.store, &name)) {
+        let bytes = match self.rt.block_on(get_bytes(&self.inner, &name)) {
             Ok(b) => b,
             // Deleted by a newer writer between the listing and the read: look again.
             Err(object_store::Error::NotFound { .. }) => return self.newest_lease(),

@@ -44,7 +44,7 @@ pub use manifest::Manifest;
 pub use reader::{Chunk, ChunkContent, ChunkReader};
 pub use spec::{VaultKey, VaultSpec};
 pub use status::VaultStatus;
-pub use vault::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Tuning, Vault, VaultInfo};
+pub use vault::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ReadStats, Tuning, Vault, VaultInfo};
 pub use verify::{Damage, VerifyOptions, VerifyReport};
 pub use writer::{CopyStats, CopyWriter};
 

@@ -71,6 +71,25 @@ impl Manifest {
         hex(&self.root)
     }
 
+    /// The id of chunk `index`; `None` for a hole (or an index past the end).
+    pub fn chunk_id(&self, index: u64) -> Option<ChunkId> {
+        let e = self.entries.get(usize::try_from(index).ok()?)?;
+        (!e.is_hole()).then_some(e.id)
+    }
+
+    /// This manifest with every chunk `keep` refuses turned into a hole: a reader of it
+    /// fetches only the kept chunks (an in-place restore needs only what differs). Not for
+    /// writing: its root no longer matches its chunks.
+    pub fn only(&self, keep: impl Fn(u64) -> bool) -> Manifest {
+        let mut m = self.clone();
+        for (i, e) in m.entries.iter_mut().enumerate() {
+            if !keep(i as u64) {
+                *e = Entry::HOLE;
+            }
+        }
+        m
+    }
+
     /// Bytes in chunk `index` (the last chunk may be short).
     pub fn chunk_len(&self, index: u64) -> u64 {
         chunk_len(self.image_size, self.chunk_size, index)

@@ -214,7 +214,10 @@ async fn fetch_span(
     let name = format::pack_name(&pack);
     let path = Path::from(name.as_str());
     let bytes = match inner.store.get_range(&path, start..end).await {
-        Ok(b) => b,
+        Ok(b) => {
+            inner.count_get(b.len());
+            b
+        }
         Err(e @ object_store::Error::NotFound { .. }) => {
             return Err(Error::store(&name, Some(backup_id), e));
         }

@@ -144,7 +144,7 @@ impl VerifyState {
 impl Vault {
     /// The payload of a state object; `None` when it is absent.
     fn read_state(&self, magic: &[u8; 8], name: &str) -> Result<Option<Vec<u8>>> {
-        match self.rt.block_on(get_bytes(&self.inner.store, name)) {
+        match self.rt.block_on(get_bytes(&self.inner, name)) {
             Ok(bytes) => format::open_object(magic, &self.inner.sealer, name, &bytes).map(Some),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::store(name, None, e)),

@@ -3,6 +3,7 @@
 //! runtime and blocks on it, so thread-based callers (arca-backup's jobs) need no async.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
@@ -80,6 +81,23 @@ pub(crate) struct Inner {
     pub vault_id: [u8; 16],
     pub chunk_size: u32,
     pub created_unix_s: u64,
+    /// GET requests sent since the vault was opened (after its config), and bytes received.
+    pub gets: AtomicU64,
+    pub got_bytes: AtomicU64,
+}
+
+impl Inner {
+    pub(crate) fn count_get(&self, bytes: usize) {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.got_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Reads a vault made since it was opened (see [`Vault::reads`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub get_requests: u64,
+    pub bytes: u64,
 }
 
 pub struct Vault {
@@ -189,6 +207,8 @@ impl Vault {
             vault_id,
             chunk_size,
             created_unix_s: config.created_unix_s,
+            gets: AtomicU64::new(0),
+            got_bytes: AtomicU64::new(0),
         };
         Ok(Vault::assemble(rt, inner))
     }
@@ -240,6 +260,8 @@ impl Vault {
             vault_id: config.vault_id,
             chunk_size: config.chunk_size,
             created_unix_s: config.created_unix_s,
+            gets: AtomicU64::new(0),
+            got_bytes: AtomicU64::new(0),
         };
         Ok(Vault::assemble(rt, inner))
     }
@@ -274,6 +296,21 @@ impl Vault {
         }
     }
 
+    /// The id this vault gives a chunk of `data` (keyed BLAKE3): equal to a manifest's
+    /// [`Manifest::chunk_id`] exactly when the data is that chunk's.
+    pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        chunk_id(&self.inner.chunk_key, data)
+    }
+
+    /// GET requests (manifests, pack indexes, pack ranges) and the bytes they returned since
+    /// this vault was opened: the read side of its request count.
+    pub fn reads(&self) -> ReadStats {
+        ReadStats {
+            get_requests: self.inner.gets.load(Ordering::Relaxed),
+            bytes: self.inner.got_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn chunk_size(&self) -> u32 {
         self.inner.chunk_size
     }
@@ -293,7 +330,7 @@ impl Vault {
 
     pub fn read_manifest(&self, backup_id: u64) -> Result<Manifest> {
         let name = format::manifest_name(backup_id);
-        let bytes = match self.rt.block_on(get_bytes(&self.inner.store, &name)) {
+        let bytes = match self.rt.block_on(get_bytes(&self.inner, &name)) {
             Err(object_store::Error::NotFound { .. }) => return Err(Error::NoManifest(backup_id)),
             other => other.map_err(|e| Error::store(&name, Some(backup_id), e))?,
         };
@@ -426,22 +463,17 @@ impl Vault {
         let ordinal = self.map.lock().expect("index lock").add_pack(index);
         self.cache.lock().expect("cache lock").put(ordinal, index);
     }
-
-    pub(crate) fn chunk_id(&self, data: &[u8]) -> ChunkId {
-        chunk_id(&self.inner.chunk_key, data)
-    }
 }
 
-pub(crate) async fn get_bytes(
-    store: &Arc<dyn ObjectStore>,
-    name: &str,
-) -> object_store::Result<bytes::Bytes> {
-    store.get(&Path::from(name)).await?.bytes().await
+pub(crate) async fn get_bytes(inner: &Inner, name: &str) -> object_store::Result<bytes::Bytes> {
+    let b = inner.store.get(&Path::from(name)).await?.bytes().await?;
+    inner.count_get(b.len());
+    Ok(b)
 }
 
 pub(crate) async fn fetch_index(inner: Arc<Inner>, pack: PackId) -> Result<PackIndex> {
     let name = format::index_name(&pack);
-    let bytes = get_bytes(&inner.store, &name)
+    let bytes = get_bytes(inner.as_ref(), &name)
         .await
         .map_err(|e| Error::store(&name, None, e))?;
     let payload = format::open_object(MAGIC_INDEX, &inner.sealer, &name, &bytes)?;

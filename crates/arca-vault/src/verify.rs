@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
 
 use crate::crypto::ChunkId;
 use crate::error::{Error, Result};
@@ -25,7 +23,7 @@ use crate::live::{Flaw, LiveMap};
 use crate::manifest::Manifest;
 use crate::reader::decode_blob;
 use crate::state::VerifyState;
-use crate::vault::{Inner, Vault, fetch_index, now_unix_s};
+use crate::vault::{Inner, Vault, fetch_index, get_bytes, now_unix_s};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -284,10 +282,9 @@ impl Vault {
 async fn check_pack(inner: &std::sync::Arc<Inner>, pack: PackId) -> Result<PackCheck> {
     let index = fetch_index(inner.clone(), pack).await?;
     let name = format::pack_name(&pack);
-    let bytes: Bytes = match inner.store.get(&Path::from(name.as_str())).await {
-        Ok(r) => r.bytes().await.map_err(|e| Error::store(&name, None, e))?,
-        Err(e) => return Err(Error::store(&name, None, e)),
-    };
+    let bytes: Bytes = get_bytes(inner, &name)
+        .await
+        .map_err(|e| Error::store(&name, None, e))?;
     let mut check = PackCheck {
         bytes_read: bytes.len() as u64,
         whole: None,

@@ -96,6 +96,25 @@ fn full_then_incremental_round_trip(place: &Place) {
     assert_eq!(m2.meta, b"record of backup 2");
     assert_eq!(m2.image_size, image.bytes.len() as u64);
     assert_ne!(m2.root, base.root);
+
+    // Reads are counted; a manifest restricted to the changed chunks fetches only those, and
+    // the vault's chunk id of their data is the manifest's.
+    let before = reopened.reads();
+    let only = m2.only(|i| changed.binary_search(&(i as usize)).is_ok());
+    let mut fetched = 0;
+    for c in reopened.reader(&only) {
+        let c = c.unwrap();
+        if let ChunkContent::Data(d) = &c.content {
+            assert_eq!(reopened.chunk_id(d), m2.chunk_id(c.index).unwrap());
+            fetched += d.len() as u64;
+        }
+    }
+    assert_eq!(fetched, changed_bytes);
+    let after = reopened.reads();
+    assert!(after.get_requests > before.get_requests);
+    assert!(after.get_requests - before.get_requests <= changed.len() as u64);
+    assert!(after.bytes - before.bytes >= changed_bytes);
+    assert!(m2.chunk_id(m2.chunk_count()).is_none());
 }
 both!(full_then_incremental_round_trip);
 

@@ -13,5 +13,6 @@ mod restore;
 mod restore_interrupted;
 mod snapshot;
 mod txn_failures;
+mod vault_in_place;
 mod vault_wire;
 mod vaults;

@@ -13,12 +13,12 @@ use rand::{Rng, SeedableRng};
 
 use crate::util::*;
 
-const EXTENTS: u64 = 1024;
+pub(crate) const EXTENTS: u64 = 1024;
 /// Extents 0..DATA hold data; extent ZEROS holds written zeros; the rest are holes.
 const DATA: u64 = 700;
 const ZEROS: u64 = 800;
 
-fn vault_req(name: &str, dir: &Path, encrypt: bool) -> NewVault {
+pub(crate) fn vault_req(name: &str, dir: &Path, encrypt: bool) -> NewVault {
     NewVault {
         name: name.into(),
         url: format!("file://{}", dir.display()),
@@ -28,7 +28,7 @@ fn vault_req(name: &str, dir: &Path, encrypt: bool) -> NewVault {
 }
 
 /// A rig with volume `v`: data, one extent of written zeros, holes.
-fn filled() -> Rig {
+pub(crate) fn filled() -> Rig {
     let r = rig_with(&[64 * MIB], &[("v", EXTENTS, None)]);
     r.write("v", 0, &pattern(1, (DATA * ES) as usize));
     r.write("v", ZEROS * ES, &vec![0u8; ES as usize]);
@@ -36,7 +36,7 @@ fn filled() -> Rig {
 }
 
 /// Rewrites `n` distinct random extents (some in the holes); returns them, ascending.
-fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
+pub(crate) fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut picked = std::collections::BTreeSet::new();
     while picked.len() < n {
@@ -48,7 +48,16 @@ fn change(r: &Rig, seed: u64, n: usize) -> Vec<u64> {
     picked.into_iter().collect()
 }
 
-fn copy(r: &Rig, id: BackupId, vault: &str) -> serde_json::Value {
+/// [`filled`], with directory vault `dr` and a first snapshot backup of `v` copied into it
+/// (the copy's result last).
+pub(crate) fn copied() -> (Rig, tempfile::TempDir, BackupId, serde_json::Value) {
+    let (r, dir) = with_vault("dr", false);
+    let b1 = r.snapshot_backup("v", None);
+    let first = copy(&r, b1, "dr");
+    (r, dir, b1, first)
+}
+
+pub(crate) fn copy(r: &Rig, id: BackupId, vault: &str) -> serde_json::Value {
     let job = r.backups.copy_to_vault(&[id], vault).unwrap();
     let out = r.wait_ok(job).expect("a vault copy has a result");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -80,15 +89,13 @@ fn copied_backup(r: &Rig, vault: &str) -> BackupId {
     id
 }
 
-fn snap(id: BackupId) -> String {
+pub(crate) fn snap(id: BackupId) -> String {
     format!("v@backup-{id}")
 }
 
 #[test]
 fn an_incremental_copy_reads_only_the_changed_extents_and_every_generation_restores() {
-    let (r, _dir) = with_vault("dr", false);
-    let b1 = r.snapshot_backup("v", None);
-    let first = copy(&r, b1, "dr");
+    let (r, _dir, b1, first) = copied();
     // Every allocated extent is read (the written zeros too), holes are not.
     assert_eq!(first["bytes_read"], (DATA + 1) * ES);
     assert!(first["base"].is_null());
@@ -186,8 +193,7 @@ fn an_encrypted_vault_holds_no_plaintext_and_imports_into_a_fresh_pool_with_its_
 
 #[test]
 fn deleting_a_backup_without_keeping_vault_copies_deletes_its_manifest() {
-    let (r, _dir) = with_vault("dr", false);
-    let b1 = copied_backup(&r, "dr");
+    let (r, _dir, b1, _) = copied();
     let v = r.backups.open_vault("dr").unwrap();
     assert_eq!(v.list_manifests().unwrap(), vec![b1.get()]);
     let o = DeleteOptions {
@@ -202,8 +208,7 @@ fn deleting_a_backup_without_keeping_vault_copies_deletes_its_manifest() {
 
 #[test]
 fn a_damaged_vault_object_fails_the_restore_naming_the_backup_and_leaves_no_volume() {
-    let (r, dir) = with_vault("dr", false);
-    let b1 = copied_backup(&r, "dr");
+    let (r, dir, b1, _) = copied();
     let pack = walk(dir.path())
         .into_iter()
         .find(|p| p.to_string_lossy().contains("/packs/"))
@@ -262,8 +267,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// next copy of that backup records it instead of failing or writing it again.
 #[test]
 fn a_manifest_the_catalog_does_not_list_is_adopted_by_the_next_copy() {
-    let (r, dir) = with_vault("dr", false);
-    let b1 = copied_backup(&r, "dr");
+    let (r, dir, b1, _) = copied();
     r.backups.remove_vault("dr", true).unwrap();
     assert!(r.backups.get(b1).unwrap().vault_copies.is_empty());
     r.backups

@@ -22,5 +22,6 @@ mod stale;
 mod tokens;
 mod util;
 mod vault_dr;
+mod vault_failures;
 mod vaults;
 mod volumes;

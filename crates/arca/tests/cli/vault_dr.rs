@@ -11,10 +11,10 @@ use crate::common::data::random_bytes;
 use crate::common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use crate::util::*;
 
-const BUCKET: &str = "dr-bucket";
+pub(crate) const BUCKET: &str = "dr-bucket";
 
 /// Writes `data` at the start of `export` as a host would (qemu-img, into the existing export).
-fn put(d: &Daemon, export: &str, data: &[u8], dir: &Path) {
+pub(crate) fn put(d: &Daemon, export: &str, data: &[u8], dir: &Path) {
     let file = dir.join("put.raw");
     std::fs::write(&file, data).unwrap();
     let mut cmd = Command::new("qemu-img");
@@ -26,7 +26,7 @@ fn put(d: &Daemon, export: &str, data: &[u8], dir: &Path) {
 
 /// The `vault add` arguments of the place: a directory, or the S3 server (credentials from
 /// files, encrypted).
-fn add_args(url: &str, s3: Option<(&S3Server, &Path)>) -> Vec<String> {
+pub(crate) fn add_args(url: &str, s3: Option<(&S3Server, &Path)>) -> Vec<String> {
     let mut a: Vec<String> = ["vault", "add", "dr", "--url", url]
         .map(String::from)
         .to_vec();
@@ -50,7 +50,7 @@ fn add_args(url: &str, s3: Option<(&S3Server, &Path)>) -> Vec<String> {
     a
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
