@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use arca_vault::{CopyWriter, Error, GcOptions, Tuning, Vault, VaultSpec, VerifyOptions};
+use arca_vault::{
+    CopyWriter, Error, GcOptions, LeaseError, Tuning, Vault, VaultSpec, VerifyOptions,
+};
 use common::{CHUNK, Image, Place, copy, restore};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -370,7 +372,7 @@ fn lease_keeps_one_writer_per_prefix(place: &Place) {
     let mut held = a.acquire_lease("array-a", minute).unwrap();
     let err = b.acquire_lease("array-b", minute).unwrap_err();
     assert!(
-        matches!(&err, Error::LeaseHeld { holder, .. } if holder == "array-a"),
+        matches!(&err, LeaseError::Held { holder, .. } if holder == "array-a"),
         "{err}"
     );
     assert!(err.to_string().contains("array-a"), "{err}");
@@ -381,7 +383,7 @@ fn lease_keeps_one_writer_per_prefix(place: &Place) {
     let mut by_b = b.acquire_lease("array-b", Duration::ZERO).unwrap();
     let err = a.renew_lease(&mut held, minute).unwrap_err();
     assert!(
-        matches!(&err, Error::LeaseLost { holder } if holder == "array-b"),
+        matches!(&err, LeaseError::Lost { holder } if holder == "array-b"),
         "{err}"
     );
     // array-b's lease (no time to live) has expired: array-a may take the vault.
