@@ -447,3 +447,25 @@ fn s3_retries_ride_out_503s_and_dropped_connections() {
         eprintln!("{} faults injected and retried", proxy.faults());
     });
 }
+
+/// A manifest that cannot be read could name any pack: gc stops and deletes nothing, and
+/// verify names the manifest as damage to its backup.
+fn unreadable_manifest_stops_gc_and_is_named(place: &Place) {
+    let spec = sub_spec(place, "v");
+    let vault = create(&spec);
+    let image = Image::new(30, 0, 29);
+    copy(&vault, 1, &image, None).unwrap();
+    copy(&vault, 2, &Image::new(30, 0, 30), None).unwrap();
+    vault.delete_manifest(2).unwrap();
+    let store = spec.build_store(false).unwrap();
+    flip(&store, "manifests/0000000000000001", 40);
+    let before = objects(&store, "");
+    let err = vault.gc(&now_gc()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert_eq!(objects(&store, ""), before, "nothing written or deleted");
+    let report = vault.verify(&VerifyOptions::default()).unwrap();
+    assert_eq!(report.damage.len(), 1, "{report:?}");
+    assert_eq!(report.damage[0].object, "manifests/0000000000000001");
+    assert_eq!(report.damage[0].backups, vec![1]);
+}
+both!(unreadable_manifest_stops_gc_and_is_named);
