@@ -294,13 +294,22 @@ both!(verify_names_damaged_chunks_and_backups);
 /// first, so repeated runs cover the whole vault; status reports the runs.
 fn budgeted_verify_covers_the_vault(place: &Place) {
     let spec = sub_spec(place, "v");
-    let vault = create(&spec);
+    drop(create(&spec));
+    let store = spec.build_store(false).unwrap();
+    let counted = Arc::new(common::FailingStore::new(store.clone(), u64::MAX));
+    let mut vault = Vault::open_in(counted.clone(), &spec.url, None).unwrap();
+    vault.set_tuning(tiny_tuning());
     let image = Image::new(120, 0, 27);
     copy(&vault, 1, &image, None).unwrap();
-    let store = spec.build_store(false).unwrap();
     let packs = objects(&store, "packs");
     let total: u64 = packs.iter().map(|p| p.1).sum();
     let largest = packs.iter().map(|p| p.1).max().unwrap();
+    // What a run reads besides pack data: indexes (twice), the manifest, the state.
+    let small: u64 = ["index", "manifests", "upkeep"]
+        .iter()
+        .flat_map(|d| objects(&store, d))
+        .map(|o| o.1)
+        .sum();
     let before = vault.status().unwrap();
     assert_eq!(before.packs_never_checked, packs.len() as u64);
     assert_eq!(
@@ -311,12 +320,18 @@ fn budgeted_verify_covers_the_vault(place: &Place) {
     let mut read = 0;
     let mut runs = 0;
     loop {
+        let at = counted.read_bytes();
         let r = vault
             .verify(&VerifyOptions {
                 data_budget_bytes: Some(budget),
             })
             .unwrap();
         assert!(r.clean(), "{r:?}");
+        let fetched = counted.read_bytes() - at;
+        assert!(
+            fetched <= budget + largest + 2 * small,
+            "{fetched} for {budget}"
+        );
         assert!(r.bytes_read <= budget + largest, "{r:?} budget {budget}");
         assert!(r.bytes_read >= budget.min(total - read), "{r:?}");
         read += r.bytes_read;
