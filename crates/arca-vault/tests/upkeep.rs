@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arca_vault::{
     CopyWriter, Error, GcOptions, LeaseError, Tuning, Vault, VaultSpec, VerifyOptions,
 };
-use common::{CHUNK, Image, Place, copy, restore};
+use common::{CHUNK, Image, Place, block_on, copy, restore};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -204,15 +204,6 @@ fn base_in_marked_packs_is_refused(place: &Place) {
     assert!(restore(&vault, 3).unwrap().0 == image.bytes);
 }
 both!(base_in_marked_packs_is_refused);
-
-/// Test-side requests to the store (S3 needs a tokio runtime).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn objects(store: &Arc<dyn ObjectStore>, dir: &str) -> Vec<(String, u64)> {
     use futures::TryStreamExt;

@@ -297,6 +297,15 @@ pub fn restore(vault: &Vault, id: u64) -> arca_vault::Result<(Vec<u8>, Vec<bool>
     Ok((bytes, holes))
 }
 
+/// Test-side requests to the store (S3 needs a tokio runtime).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Runs `body` for a backend, or skips (see `Place::new`).
 pub fn with_place(backend: Backend, body: impl FnOnce(&Place)) {
     if let Some(place) = Place::new(backend) {
