@@ -62,14 +62,6 @@ pub enum Error {
     /// is the store's message with credential echoes removed (see `scrub`).
     #[error("vault storage error on {object}: {detail}")]
     Store { object: String, detail: String },
-    /// Another writer (array) holds the vault's lease: two arrays never write one prefix.
-    #[error(
-        "vault is leased to {holder} until {expires_unix_s} (Unix seconds): another array writes this vault"
-    )]
-    LeaseHeld { holder: String, expires_unix_s: u64 },
-    /// A lease could not be renewed: it expired and `holder` took the vault over.
-    #[error("the vault's lease was lost to {holder}: stop writing")]
-    LeaseLost { holder: String },
     /// The vault's runtime could not be started.
     #[error("vault runtime: {0}")]
     Runtime(std::io::Error),

@@ -18,6 +18,24 @@ use crate::format::{self, LEASE_DIR, MAGIC_LEASE, Reader};
 use crate::vault::{Vault, get_bytes, now_unix_s};
 use crate::writer::put_once;
 
+/// Why a lease was not given or kept. Kept apart from `Error` so that callers' exhaustive
+/// matches on the vault's errors stay as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another writer (array) holds the vault's lease: two arrays never write one prefix.
+    #[error(
+        "vault is leased to {holder} until {expires_unix_s} (Unix seconds): another array writes this vault"
+    )]
+    Held { holder: String, expires_unix_s: u64 },
+    /// A lease could not be renewed: it expired and `holder` took the vault over.
+    #[error("the vault's lease was lost to {holder}: stop writing")]
+    Lost { holder: String },
+    #[error(transparent)]
+    Vault(#[from] Error),
+}
+
+pub type LeaseResult<T> = std::result::Result<T, LeaseError>;
+
 /// A held lease; renew it well before `expires_unix_s`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -62,13 +80,12 @@ impl Record {
 
 impl Vault {
     /// Takes the vault's lease for `owner` (an array's id) for `ttl`. Refused with
-    /// `LeaseHeld` naming the holder while another owner's lease runs; the same owner may
+    /// `LeaseError::Held` naming the holder while another owner's lease runs; the same owner may
     /// take it again (a restarted array).
-    pub fn acquire_lease(&self, owner: &str, ttl: Duration) -> Result<Lease> {
+    pub fn acquire_lease(&self, owner: &str, ttl: Duration) -> LeaseResult<Lease> {
         if owner.is_empty() || owner.len() > 1024 {
-            return Err(Error::InvalidSpec(
-                "a lease owner is 1 to 1024 bytes".into(),
-            ));
+            let why = "a lease owner is 1 to 1024 bytes".to_string();
+            return Err(Error::InvalidSpec(why).into());
         }
         loop {
             let (generation, current) = self.newest_lease()?;
@@ -76,7 +93,7 @@ impl Vault {
                 && cur.owner != owner
                 && cur.expires_unix_s > now_unix_s()
             {
-                return Err(Error::LeaseHeld {
+                return Err(LeaseError::Held {
                     holder: cur.owner,
                     expires_unix_s: cur.expires_unix_s,
                 });
@@ -88,8 +105,8 @@ impl Vault {
         }
     }
 
-    /// Extends a held lease; `LeaseLost` when another owner took the vault meanwhile.
-    pub fn renew_lease(&self, lease: &mut Lease, ttl: Duration) -> Result<()> {
+    /// Extends a held lease; `LeaseError::Lost` when another owner took the vault meanwhile.
+    pub fn renew_lease(&self, lease: &mut Lease, ttl: Duration) -> LeaseResult<()> {
         match self.next_lease(lease, ttl)? {
             Some(next) => {
                 *lease = next;
@@ -100,7 +117,7 @@ impl Vault {
     }
 
     /// Gives the lease up (writes a generation that has already expired).
-    pub fn release_lease(&self, lease: Lease) -> Result<()> {
+    pub fn release_lease(&self, lease: Lease) -> LeaseResult<()> {
         match self.next_lease(&lease, Duration::ZERO)? {
             Some(_) => Ok(()),
             None => Err(self.lost()),
@@ -116,13 +133,13 @@ impl Vault {
         self.write_lease(lease.generation + 1, &lease.owner, ttl)
     }
 
-    fn lost(&self) -> Error {
+    fn lost(&self) -> LeaseError {
         match self.newest_lease() {
-            Ok((_, Some(r))) => Error::LeaseLost { holder: r.owner },
-            Ok((_, None)) => Error::LeaseLost {
+            Ok((_, Some(r))) => LeaseError::Lost { holder: r.owner },
+            Ok((_, None)) => LeaseError::Lost {
                 holder: "(unknown)".into(),
             },
-            Err(e) => e,
+            Err(e) => e.into(),
         }
     }
 

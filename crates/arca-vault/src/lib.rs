@@ -39,7 +39,7 @@ mod writer;
 pub use crypto::ChunkId;
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
-pub use lease::Lease;
+pub use lease::{Lease, LeaseError, LeaseResult};
 pub use manifest::Manifest;
 pub use reader::{Chunk, ChunkContent, ChunkReader};
 pub use spec::{VaultKey, VaultSpec};

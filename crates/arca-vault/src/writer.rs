@@ -418,12 +418,19 @@ impl CopyWriter<'_> {
         };
         let vault = self.vault;
         let name = format::pack_name(&p.id);
-        {
+        let finished = {
             let _ctx = vault.rt.enter();
-            vault
+            vault.rt.block_on(p.upload.finish())
+        };
+        if let Err(e) = finished {
+            // A completion whose answer was lost (a reset or cut response) may have landed:
+            // its retry then fails. The pack is ours (a random name) if it has our length.
+            let head = vault
                 .rt
-                .block_on(p.upload.finish())
-                .map_err(|e| Error::store(&name, None, e))?;
+                .block_on(vault.inner.store.head(&Path::from(name.as_str())));
+            if !head.is_ok_and(|meta| meta.size == p.len) {
+                return Err(Error::store(&name, None, e));
+            }
         }
         let parts = p.len.div_ceil(vault.tuning.part_bytes as u64).max(1);
         self.stats.put_requests += parts + 1;
@@ -437,7 +444,12 @@ impl CopyWriter<'_> {
             &p.index.encode(),
         );
         self.stats.bytes_stored += bytes.len() as u64;
-        put_once(vault, &index_name, bytes).map_err(|e| Error::store(&index_name, None, e))?;
+        match put_once(vault, &index_name, bytes) {
+            // Only this copy writes its pack's index: one already there is our own first
+            // attempt, retried after its answer was lost.
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(Error::store(&index_name, None, e)),
+        }
         self.stats.put_requests += 1;
         vault.add_written_pack(&p.index);
         Ok(())
@@ -483,15 +495,21 @@ impl CopyWriter<'_> {
             &manifest.encode(),
         );
         let len = bytes.len() as u64;
-        match put_once(vault, &name, bytes) {
-            Ok(()) => {}
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {
-                return Err(Error::ManifestExists(self.backup_id));
+        if let Err(e) = put_once(vault, &name, bytes) {
+            // The answer may have been lost after the manifest landed (a reset, or a retry
+            // that met the first attempt): the same chunk list and record there is success.
+            let landed = vault
+                .read_manifest(self.backup_id)
+                .is_ok_and(|m| m.root == manifest.root && m.meta == manifest.meta);
+            if !landed {
+                return Err(match e {
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. } => {
+                        Error::ManifestExists(self.backup_id)
+                    }
+                    e => Error::store(&name, Some(self.backup_id), e),
+                });
             }
-            Err(e) => return Err(Error::store(&name, Some(self.backup_id), e)),
         }
         self.stats.put_requests += 1;
         self.stats.bytes_stored += len;

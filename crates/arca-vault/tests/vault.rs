@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use arca_vault::{ChunkContent, Error, Vault, VaultKey, VaultSpec};
-use common::{CHUNK, FailingStore, Image, Place, copy, restore, small_tuning};
+use common::{CHUNK, FailingStore, Image, Place, block_on, copy, restore, small_tuning};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -20,15 +20,6 @@ fn open(spec: &VaultSpec, key: Option<&VaultKey>) -> Vault {
     let mut v = Vault::open(spec, key).unwrap();
     v.set_tuning(small_tuning());
     v
-}
-
-/// Test-side requests to the store (S3 needs a tokio runtime).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 fn store(spec: &VaultSpec) -> Arc<dyn ObjectStore> {

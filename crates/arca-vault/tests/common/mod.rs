@@ -216,6 +216,15 @@ pub fn restore(vault: &Vault, id: u64) -> arca_vault::Result<(Vec<u8>, Vec<bool>
     Ok((bytes, holes))
 }
 
+/// Test-side requests to the store (S3 needs a tokio runtime).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Runs `body` for a backend, or skips (see `Place::new`).
 pub fn with_place(backend: Backend, body: impl FnOnce(&Place)) {
     if let Some(place) = Place::new(backend) {
@@ -243,12 +252,14 @@ macro_rules! both {
 }
 
 /// Wraps a store and fails its Nth write request (put, multipart create, part upload;
-/// counted from 1) and every write after it, as a server that went away would.
+/// counted from 1) and every write after it, as a server that went away would. It also
+/// counts the bytes its reads return (`u64::MAX` as `fail_at`: a counter only).
 #[derive(Debug)]
 pub struct FailingStore {
     inner: Arc<dyn ObjectStore>,
     writes: Arc<AtomicU64>,
     fail_at: u64,
+    read_bytes: AtomicU64,
 }
 
 impl FailingStore {
@@ -257,11 +268,17 @@ impl FailingStore {
             inner,
             writes: Arc::new(AtomicU64::new(0)),
             fail_at,
+            read_bytes: AtomicU64::new(0),
         }
     }
 
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of object data the store's reads have returned so far.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes.load(Ordering::SeqCst)
     }
 }
 
@@ -343,7 +360,10 @@ impl ObjectStore for FailingStore {
         location: &ObjPath,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let r = self.inner.get_opts(location, options).await?;
+        let len = r.range.end - r.range.start;
+        self.read_bytes.fetch_add(len, Ordering::SeqCst);
+        Ok(r)
     }
 
     fn delete_stream(

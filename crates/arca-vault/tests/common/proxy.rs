@@ -1,6 +1,8 @@
 //! A fault-injecting TCP proxy for HTTP/1.1 in front of s3s-fs: per request, chosen from a
 //! seeded random stream, it forwards the request, answers 503 itself, or drops the
-//! connection after reading the request (the server never sees it). Each request is sent
+//! connection after reading the request (the server never sees it); a harsh proxy also
+//! forwards and then cuts the response half-way, or forwards and resets the connection
+//! (RST) instead of answering. Each request is sent
 //! upstream on its own connection with `Connection: close`, so a response is simply
 //! everything the server sends until it closes (no chunked parsing needed).
 
@@ -14,6 +16,8 @@ enum Fault {
     None,
     Status503,
     Drop,
+    CutResponse,
+    Reset,
 }
 
 pub struct FaultProxy {
@@ -27,6 +31,7 @@ struct Shared {
     /// splitmix64 state; faults happen on `1 in one_in` requests.
     rng: Mutex<u64>,
     one_in: u64,
+    harsh: bool,
     faults: Arc<AtomicU64>,
 }
 
@@ -42,17 +47,20 @@ impl Shared {
             return Fault::None;
         }
         self.faults.fetch_add(1, Ordering::SeqCst);
-        if (z >> 32).is_multiple_of(2) {
-            Fault::Status503
-        } else {
-            Fault::Drop
+        let kinds = if self.harsh { 4 } else { 2 };
+        match (z >> 32) % kinds {
+            0 => Fault::Status503,
+            1 => Fault::Drop,
+            2 => Fault::CutResponse,
+            _ => Fault::Reset,
         }
     }
 }
 
 impl FaultProxy {
-    /// Proxies 127.0.0.1:`upstream`; one request in `one_in` gets a fault.
-    pub fn start(upstream: u16, seed: u64, one_in: u64) -> FaultProxy {
+    /// Proxies 127.0.0.1:`upstream`; one request in `one_in` gets a fault (503 or a drop;
+    /// with `harsh`, also a response cut half-way or a reset after the server acted).
+    pub fn start(upstream: u16, seed: u64, one_in: u64, harsh: bool) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let faults = Arc::new(AtomicU64::new(0));
@@ -61,6 +69,7 @@ impl FaultProxy {
             upstream,
             rng: Mutex::new(seed),
             one_in: one_in.max(1),
+            harsh,
             faults: faults.clone(),
         });
         let stopping = stop.clone();
@@ -128,12 +137,20 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 client
                     .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")?;
             }
-            Fault::None => {
+            fault => {
                 let mut up = TcpStream::connect(("127.0.0.1", shared.upstream))?;
                 up.write_all(&head)?;
                 up.write_all(&body)?;
                 let mut response = Vec::new();
                 up.read_to_end(&mut response)?;
+                match fault {
+                    Fault::Reset => {
+                        reset_on_close(&client);
+                        return Ok(());
+                    }
+                    Fault::CutResponse => response.truncate(response.len() / 2),
+                    _ => {}
+                }
                 client.write_all(&response)?;
                 // The server closed after this response; so does the proxy (it answered
                 // with `connection: close`), and the client opens a new connection.
@@ -141,5 +158,25 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Makes closing the socket send RST instead of FIN (SO_LINGER on, time 0).
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the descriptor is an open socket owned by `stream` for the whole call, and the
+    // option value points to a live `linger` of the length passed.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
