@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::backups::{Backups, UseGuard, restore_guard};
 use crate::catalog;
 use crate::ids::BackupId;
-use crate::jobs::{JobContext, JobError, JobKind, JobResult, Rewritten};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, RestoredInPlace, RolledBack};
 use crate::record::{BackupRecord, Event, RestoredFrom, Status};
 use arca_store::GuardOwner;
 
@@ -386,7 +386,7 @@ impl Backups {
                 let report = steps
                     .iter()
                     .zip(bytes)
-                    .map(|(s, b)| Rewritten {
+                    .map(|(s, b)| RestoredInPlace {
                         backup: s.backup_id,
                         volume: s.volume.clone(),
                         bytes_rewritten: b,
@@ -463,9 +463,9 @@ impl Backups {
             match &rollback {
                 None => me.run_in_place(&steps, ctx),
                 Some(reason) => match me.roll_back(&steps, reason, ctx) {
-                    Ok(()) => Ok(Some(JobResult::RolledBack {
+                    Ok(()) => Ok(Some(JobResult::RolledBack(RolledBack {
                         rolled_back_to: steps.iter().map(|s| s.undo.id).collect(),
-                    })),
+                    }))),
                     Err(e) => {
                         for s in &steps {
                             me.guard_restore(
