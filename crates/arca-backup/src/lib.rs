@@ -56,6 +56,7 @@ mod record_legacy;
 mod restore;
 mod restore_state;
 pub mod retention;
+mod stored;
 mod targets;
 pub mod time;
 mod vault_copies;

@@ -253,19 +253,13 @@ pub struct BackupRecord {
 
 impl BackupRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("records serialize"));
-        out
+        crate::stored::encode(RECORD_VERSION, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<BackupRecord, String> {
         match bytes.split_first() {
-            Some((&RECORD_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("backup record: {e}"))
-            }
             Some((&v, rest)) if v == 1 || v == 2 => crate::record_legacy::decode(v, rest),
-            Some((v, _)) => Err(format!("backup record version {v} is not supported")),
-            None => Err("empty backup record".into()),
+            _ => crate::stored::decode(RECORD_VERSION, "backup record", bytes),
         }
     }
 

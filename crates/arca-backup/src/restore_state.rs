@@ -59,19 +59,11 @@ pub(crate) struct RestoreMarker {
 
 impl RestoreMarker {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![MARKER_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("markers serialize"));
-        out
+        crate::stored::encode(MARKER_VERSION, self)
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<RestoreMarker, String> {
-        match bytes.split_first() {
-            Some((&MARKER_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("restore marker: {e}"))
-            }
-            Some((v, _)) => Err(format!("restore marker version {v} is not supported")),
-            None => Err("empty restore marker".into()),
-        }
+        crate::stored::decode(MARKER_VERSION, "restore marker", bytes)
     }
 }
 

@@ -61,17 +61,11 @@ pub struct PairRecord {
 
 impl PairRecord {
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("records serialize"));
-        out
+        crate::stored::encode(RECORD_VERSION, self)
     }
 
     pub(super) fn decode(b: &[u8]) -> std::result::Result<PairRecord, String> {
-        match b.split_first() {
-            Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("pair record version {v} is not supported")),
-            None => Err("empty pair record".into()),
-        }
+        crate::stored::decode(RECORD_VERSION, "pair record", b)
     }
 }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupId, JobId};
 use crate::retention;
+use crate::stored::{decode, encode};
 
 pub const POLICIES: &str = "policies";
 pub const POLICY_STATE: &str = "policy_state";
@@ -298,20 +299,6 @@ pub struct PolicyState {
     pub next_seq: u64,
     pub running: Option<RunStart>,
     pub last_success_ms: Option<u64>,
-}
-
-fn encode<T: Serialize>(version: u8, v: &T) -> Vec<u8> {
-    let mut out = vec![version];
-    out.extend(postcard::to_stdvec(v).expect("records serialize"));
-    out
-}
-
-fn decode<T: for<'a> Deserialize<'a>>(version: u8, what: &str, b: &[u8]) -> Result<T, String> {
-    match b.split_first() {
-        Some((v, rest)) if *v == version => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("{what} version {v} is not supported")),
-        None => Err(format!("empty {what}")),
-    }
 }
 
 impl PolicyRecord {
