@@ -120,7 +120,7 @@ pub(crate) async fn create_backups(
         let created = s.backups.create(CreateRequest {
             volumes: req.volumes,
             to: req.to,
-            method: req.method.map(Into::into),
+            method: req.method,
             info: HostInfo {
                 program: req.program,
                 host: req.host,

@@ -18,7 +18,7 @@ macro_rules! wire_names {
     ($t:ident { $($v:ident => $s:literal),* $(,)? }) => {
         impl $t {
             /// The name the API sends.
-            pub fn as_str(self) -> &'static str {
+            pub fn as_str(&self) -> &'static str {
                 match self {
                     $($t::$v => $s),*
                 }

@@ -10,7 +10,7 @@ use crate::placement::{destination_devices, devices_text, shared, source_devices
 use crate::record::Method;
 
 /// What kind of place a backup target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
