@@ -2,12 +2,31 @@
 //! so renames are followed), the export holding a complete backup, and times in RFC 3339.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arca_backup::record::{BackupRecord, Destination, Event, RestoredFrom, Status};
 use arca_backup::time::format_ms;
 use arca_store::Pool;
+use axum::Json;
 
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::server::blocking;
 use crate::types::*;
+
+/// Runs a change to one backup off the async threads and answers with the record it leaves,
+/// as the API shows it: what every handler that changes a single backup answers.
+pub(crate) async fn changed_backup(
+    s: Arc<ApiState>,
+    change: impl FnOnce(&ApiState) -> Result<BackupRecord, ApiError> + Send + 'static,
+) -> Result<Json<Backup>, ApiError> {
+    let b = blocking(move || {
+        let r = change(&s)?;
+        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
+    })
+    .await?;
+    Ok(Json(b))
+}
 
 /// What turning records into JSON needs from the pool: current volume names (destinations
 /// are found by id, so renames are followed) and the NBD address.
@@ -90,14 +109,14 @@ pub(crate) fn backup_json(r: BackupRecord, names: &Names) -> Backup {
             size: r.source.size,
         },
         generation: r.generation,
-        method: r.method.into(),
+        method: r.method,
         destination,
         point_in_time: format_ms(r.point_in_time_ms),
         clock_stepped_back: r.stepped_back_from_ms.is_some(),
         previous_point_in_time: r.stepped_back_from_ms.map(format_ms),
         started: format_ms(r.started_ms),
         completed: r.completed_ms.map(format_ms),
-        status: r.status.into(),
+        status: r.status,
         status_reason: r.status_reason,
         info: BackupInfo {
             program: r.info.program,

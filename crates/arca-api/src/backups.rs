@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::backup_json::{Names, backup_json};
+use crate::backup_json::{Names, backup_json, changed_backup};
 use crate::checks::Findings;
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
@@ -79,19 +79,7 @@ pub(crate) async fn backup_targets(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Vec<BackupTarget>>, ApiError> {
     let targets = blocking(move || Ok(s.backups.targets(&name)?)).await?;
-    Ok(Json(
-        targets
-            .into_iter()
-            .map(|t| BackupTarget {
-                kind: t.kind.into(),
-                method: t.method.into(),
-                volume: t.volume,
-                device: t.device,
-                other_device: t.other_device,
-                reason: t.reason,
-            })
-            .collect(),
-    ))
+    Ok(Json(targets))
 }
 
 /// Takes a backup of one volume, or a backup set of several at one point in time. A snapshot
@@ -133,7 +121,7 @@ pub(crate) async fn create_backups(
         let created = s.backups.create(CreateRequest {
             volumes: req.volumes,
             to: req.to,
-            method: req.method.map(Into::into),
+            method: req.method,
             info: HostInfo {
                 program: req.program,
                 host: req.host,
@@ -450,22 +438,12 @@ pub(crate) async fn delete_backup(
         force: q.force.unwrap_or(false),
         keep_vault_copies: q.keep_vault_copies.unwrap_or(false),
     };
-    let b = blocking(move || {
-        let r = s.backups.delete_with(id, o)?;
-        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
-    })
-    .await?;
-    Ok(Json(b))
+    changed_backup(s, move |s| Ok(s.backups.delete_with(id, o)?)).await
 }
 
 async fn set_hold(s: St, id: BackupId, hold: bool) -> Result<Json<Backup>, ApiError> {
     let State(s) = s;
-    let b = blocking(move || {
-        let r = s.backups.hold(id, hold)?;
-        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
-    })
-    .await?;
-    Ok(Json(b))
+    changed_backup(s, move |s| Ok(s.backups.hold(id, hold)?)).await
 }
 
 /// Puts a backup on hold: it is never deleted (nor pruned) until released.
@@ -518,7 +496,7 @@ pub(crate) async fn set_retention(
             "nothing to change: give keep_until, keep_for, clear_keep_until or lock_until",
         ));
     }
-    let b = blocking(move || {
+    changed_backup(s, move |s| {
         let keep = if req.clear_keep_until {
             Some(None)
         } else {
@@ -530,11 +508,9 @@ pub(crate) async fn set_retention(
             .map(Some)
         };
         let lock = time_field("lock_until", req.lock_until.as_deref())?;
-        let r = s.backups.retain(id, keep, lock)?;
-        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
+        Ok(s.backups.retain(id, keep, lock)?)
     })
-    .await?;
-    Ok(Json(b))
+    .await
 }
 
 /// Applies a retention policy to a volume's complete backups: says for each whether it is

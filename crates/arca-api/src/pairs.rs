@@ -33,7 +33,7 @@ fn pair_json(r: PairRecord, pairs: &Pairs, names: &HashMap<u64, String>) -> Pair
     Pair {
         primary: names.get(&r.primary_id).cloned(),
         secondary: names.get(&r.secondary_id).cloned(),
-        state: r.state.into(),
+        state: r.state,
         reason: r.reason,
         pace_bytes_per_second: r.pace_bytes_per_second,
         created: format_ms(r.created_ms),

@@ -21,56 +21,6 @@ use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
 use crate::types::*;
 
-impl From<bp::Step> for PolicyStep {
-    fn from(s: bp::Step) -> PolicyStep {
-        match s {
-            bp::Step::Snapshot => PolicyStep::Snapshot,
-            bp::Step::Prune => PolicyStep::Prune,
-            bp::Step::Verify => PolicyStep::Verify,
-        }
-    }
-}
-
-impl From<PolicyStep> for bp::Step {
-    fn from(s: PolicyStep) -> bp::Step {
-        match s {
-            PolicyStep::Snapshot => bp::Step::Snapshot,
-            PolicyStep::Prune => bp::Step::Prune,
-            PolicyStep::Verify => bp::Step::Verify,
-        }
-    }
-}
-
-impl From<bp::Track> for PolicyTrack {
-    fn from(t: bp::Track) -> PolicyTrack {
-        match t {
-            bp::Track::Snapshot => PolicyTrack::Snapshot,
-            bp::Track::Verify => PolicyTrack::Verify,
-        }
-    }
-}
-
-impl From<bp::RunResult> for PolicyRunResult {
-    fn from(r: bp::RunResult) -> PolicyRunResult {
-        match r {
-            bp::RunResult::Succeeded => PolicyRunResult::Succeeded,
-            bp::RunResult::Failed => PolicyRunResult::Failed,
-            bp::RunResult::Skipped => PolicyRunResult::Skipped,
-            bp::RunResult::Interrupted => PolicyRunResult::Interrupted,
-        }
-    }
-}
-
-impl From<bp::Trigger> for PolicyTrigger {
-    fn from(t: bp::Trigger) -> PolicyTrigger {
-        match t {
-            bp::Trigger::Schedule => PolicyTrigger::Schedule,
-            bp::Trigger::CatchUp => PolicyTrigger::CatchUp,
-            bp::Trigger::Manual => PolicyTrigger::Manual,
-        }
-    }
-}
-
 fn keep_in(k: PolicyKeep) -> bp::Keep {
     bp::Keep {
         last: k.last,
@@ -95,18 +45,19 @@ fn keep_out(k: &bp::Keep) -> PolicyKeep {
 
 fn policy_json(policies: &Policies, r: PolicyRecord, state: bp::PolicyState) -> Policy {
     let schedules = bp::Track::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter_map(|t| {
             let calendar = r.calendar(t)?.to_string();
             let ts = state.tracks.get(&t).cloned().unwrap_or_default();
             Some(PolicySchedule {
-                track: t.into(),
+                track: t,
                 calendar,
-                steps: t.steps(&r).into_iter().map(Into::into).collect(),
+                steps: t.steps(&r),
                 next: (!r.paused).then_some(ts.next_ms).flatten().map(format_ms),
                 last_run: ts.last_run_ms.map(format_ms),
                 last_success: ts.last_success_ms.map(format_ms),
-                last_result: ts.last_result.map(Into::into),
+                last_result: ts.last_result,
                 last_reason: ts.last_reason,
             })
         })
@@ -139,26 +90,16 @@ fn policy_json(policies: &Policies, r: PolicyRecord, state: bp::PolicyState) -> 
 fn run_json(r: RunRecord) -> PolicyRun {
     PolicyRun {
         run: r.seq,
-        trigger: r.trigger.into(),
-        tracks: r.tracks.into_iter().map(Into::into).collect(),
-        planned: r.planned.into_iter().map(Into::into).collect(),
+        trigger: r.trigger,
+        tracks: r.tracks,
+        planned: r.planned,
         slot: r.slot_ms.map(format_ms),
         slots_missed: r.slots_missed,
         started: format_ms(r.started_ms),
         ended: r.ended_ms.map(format_ms),
-        result: r.result.into(),
+        result: r.result,
         reason: r.reason,
-        steps: r
-            .steps
-            .into_iter()
-            .map(|s| PolicyStepOutcome {
-                step: s.step.into(),
-                ok: s.ok,
-                summary: s.summary,
-                backups: s.backups,
-                job: s.job,
-            })
-            .collect(),
+        steps: r.steps,
         job: r.job,
     }
 }
@@ -333,7 +274,7 @@ pub(crate) async fn run_policy(
 ) -> Result<(StatusCode, Json<PolicyRunStarted>), ApiError> {
     let req: RunPolicy = optional_body(&body)?;
     let started = blocking(move || {
-        let job = s.policies.run_now(&name, req.step.map(Into::into))?;
+        let job = s.policies.run_now(&name, req.step)?;
         Ok(PolicyRunStarted { policy: name, job })
     })
     .await?;
@@ -360,7 +301,7 @@ pub(crate) async fn next_policy_runs(
     let schedules = next
         .into_iter()
         .map(|(t, times)| PolicyNextTimes {
-            track: t.into(),
+            track: t,
             calendar: r.calendar(t).unwrap_or_default().to_string(),
             local: times
                 .iter()
@@ -419,7 +360,7 @@ pub(crate) fn render_metrics(policies: &Policies, o: &mut String) {
     );
     let counts = policies.run_counts();
     for (r, _) in &list {
-        for result in bp::RunResult::ALL {
+        for &result in bp::RunResult::ALL {
             let n = counts
                 .iter()
                 .find(|(p, x, _)| p == &r.name && *x == result)

@@ -4,29 +4,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `as_str` and `Display` for an enum the API sends as a plain string. The names must be the
-/// serde names (a unit test in this module checks every enum).
-macro_rules! wire_names {
-    ($t:ident { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            /// The name the API sends.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($t::$v => $s),*
-                }
-            }
-
-            /// Every value, for tests and help texts.
-            pub const ALL: &'static [$t] = &[$($t::$v),*];
-        }
-
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
+// `as_str`, `ALL` and `Display` for the API's own plain-string enums.
+use arca_backup::wire_names;
 
 mod backups;
 mod checks;
@@ -41,6 +20,18 @@ pub use jobs::*;
 pub use pairs::*;
 pub use policies::*;
 pub use vaults::*;
+
+// The backup layer's own types, served as they are (their schemas derive there, behind its
+// `utoipa` feature); renamed where the API's name says more.
+pub use arca_backup::policy::{
+    RunResult as PolicyRunResult, Step as PolicyStep, StepOutcome as PolicyStepOutcome,
+    Track as PolicyTrack, Trigger as PolicyTrigger,
+};
+pub use arca_backup::{
+    BackupCopied, CopiedToVault, Digested, JobKind, JobState, Method as BackupMethod, PairCopied,
+    PairState, PolicyRan, RestoredInPlace, RestoredNew, RolledBack, Status as BackupStatus,
+    Target as BackupTarget, TargetKind, VaultCopied, Verification,
+};
 
 /// The one error shape: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

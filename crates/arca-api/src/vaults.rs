@@ -12,7 +12,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::backup_json::{Names, backup_json};
+use crate::backup_json::changed_backup;
 use crate::error::ApiError;
 use crate::server::{ApiJson, ApiPath, ApiQuery, St, blocking};
 use crate::types::*;
@@ -171,21 +171,14 @@ pub(crate) async fn annotate_backup(
     ApiPath(id): ApiPath<BackupId>,
     ApiJson(req): ApiJson<AnnotateBackup>,
 ) -> Result<Json<Backup>, ApiError> {
-    let b = blocking(move || {
-        let r = s.backups.annotate(
-            id,
-            &Annotation {
-                label: req.label,
-                description: req.description,
-                content_id: req.content_id,
-                meta_set: req.meta,
-                meta_unset: req.unset_meta,
-            },
-        )?;
-        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
-    })
-    .await?;
-    Ok(Json(b))
+    let annotation = Annotation {
+        label: req.label,
+        description: req.description,
+        content_id: req.content_id,
+        meta_set: req.meta,
+        meta_unset: req.unset_meta,
+    };
+    changed_backup(s, move |s| Ok(s.backups.annotate(id, &annotation)?)).await
 }
 
 /// Records a copy of a complete backup that the host made itself (a tape, a disk...).
@@ -208,18 +201,16 @@ pub(crate) async fn record_host_copy(
             })
         })
         .transpose()?;
-    let b = blocking(move || {
+    changed_backup(s, move |s| {
         let copy = HostCopy {
             medium: req.medium,
             location: req.location,
             by: req.by,
             copied_ms: copied_ms.unwrap_or_else(|| s.backups.now_ms()),
         };
-        let r = s.backups.record_host_copy(id, copy)?;
-        Ok(backup_json(r, &Names::new(&s.pool, &s.nbd_addr)))
+        Ok(s.backups.record_host_copy(id, copy)?)
     })
-    .await?;
-    Ok(Json(b))
+    .await
 }
 
 /// Copies complete backups on the array into the vault, as one `vault-copy` job (202).

@@ -21,7 +21,9 @@ pub use crate::ids::JobId;
 /// Finished jobs kept for `job list`/`job show`; older ones are forgotten first.
 pub const FINISHED_JOBS_KEPT_MAX: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum JobState {
     Running,
     Succeeded,
@@ -29,115 +31,165 @@ pub enum JobState {
     Cancelled,
 }
 
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
+crate::wire_names!(JobState {
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
 
+impl JobState {
     pub fn finished(self) -> bool {
         self != JobState::Running
     }
 }
 
-/// What a job does; the API shows it as `kind` (kebab-case, e.g. `backup-copy`).
+/// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum JobKind {
-    /// A consistency check of the whole pool.
+    /// A consistency check of the pool; result: a CheckReport.
     PoolCheck,
-    /// A copy backup's data being copied into its destination.
+    /// A copy backup being copied; result: a BackupCopied.
     BackupCopy,
-    /// Content digests of snapshot backups being computed.
+    /// Snapshot backups' digests being computed; result: a Digested.
     BackupDigest,
-    /// Backups re-read and compared with their digests.
+    /// Backups compared with their digests; result: a list of Verification.
     Verify,
-    /// A restore, into a new volume or in place.
+    /// A restore; result: a RestoredNew, or a list of RestoredInPlace.
     Restore,
-    /// An in-place restore being undone from its undo points.
+    /// An in-place restore being undone; result: a RolledBack.
     RestoreRollback,
-    /// A pair's initial (full) copy.
+    /// A pair's initial copy; result: a PairCopied.
     PairCopy,
-    /// What changed since a split, copied primary to secondary.
+    /// A pair's resync, primary to secondary; result: a PairCopied.
     PairResync,
-    /// What changed since a split, copied secondary to primary.
+    /// A pair's resync, secondary to primary; result: a PairCopied.
     PairReverseResync,
-    /// A backup policy's run (its steps in order).
+    /// A backup policy's run; result: a PolicyRan.
     PolicyRun,
-    /// Backups copied into a vault (`backup copy --vault`).
+    /// Backups copied into a vault; result: a CopiedToVault.
     VaultCopy,
 }
 
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::PoolCheck => "pool-check",
-            JobKind::BackupCopy => "backup-copy",
-            JobKind::BackupDigest => "backup-digest",
-            JobKind::Verify => "verify",
-            JobKind::Restore => "restore",
-            JobKind::RestoreRollback => "restore-rollback",
-            JobKind::PairCopy => "pair-copy",
-            JobKind::PairResync => "pair-resync",
-            JobKind::PairReverseResync => "pair-reverse-resync",
-            JobKind::PolicyRun => "policy-run",
-            JobKind::VaultCopy => "vault-copy",
-        }
-    }
+crate::wire_names!(JobKind {
+    PoolCheck => "pool-check",
+    BackupCopy => "backup-copy",
+    BackupDigest => "backup-digest",
+    Verify => "verify",
+    Restore => "restore",
+    RestoreRollback => "restore-rollback",
+    PairCopy => "pair-copy",
+    PairResync => "pair-resync",
+    PairReverseResync => "pair-reverse-resync",
+    PolicyRun => "policy-run",
+    VaultCopy => "vault-copy",
+});
+
+// The results' doc comments are the API's descriptions of them.
+
+/// The result of a `backup-copy` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BackupCopied {
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
+    pub backup: BackupId,
+    pub bytes_copied: u64,
 }
 
-impl std::fmt::Display for JobKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The result of a `backup-digest` job: the backups digested, and those that could not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Digested {
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<u64>))]
+    pub digested: Vec<BackupId>,
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<u64>))]
+    pub failed: Vec<BackupId>,
 }
 
-/// One volume of an in-place restore: what was rewritten into it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rewritten {
+/// The result of a `restore` job into a new volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoredNew {
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub backup: BackupId,
     pub volume: String,
+}
+
+/// One volume of an in-place `restore` job's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoredInPlace {
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
+    pub backup: BackupId,
+    pub volume: String,
+    /// Bytes that differed from the backup and were written.
     pub bytes_rewritten: u64,
 }
 
-/// What a job produced. Serialised (for logs and tests) in the shapes the API documents.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The result of a `restore-rollback` job: the undo points the volumes hold again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RolledBack {
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<u64>))]
+    pub rolled_back_to: Vec<BackupId>,
+}
+
+/// The result of a `pair-copy`, `pair-resync` or `pair-reverse-resync` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PairCopied {
+    pub pair: String,
+    pub bytes_copied: u64,
+}
+
+/// The result of a `policy-run` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRan {
+    pub policy: String,
+    pub run: u64,
+    pub result: crate::policy::RunResult,
+}
+
+/// The result of a `vault-copy` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CopiedToVault {
+    pub vault: String,
+    pub copies: Vec<crate::vault_copy::VaultCopied>,
+}
+
+/// What a job produced; which one its kind says. Untagged: each serialises as its own shape,
+/// the shapes the API documents. `P` is the pool check's report: the engine's here, the API's
+/// own CheckReport there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum JobResult {
-    /// `pool-check`: the report (the API turns it into its CheckReport).
-    PoolCheck(arca_store::FsckReport),
+pub enum JobResult<P = arca_store::FsckReport> {
+    /// `pool-check`: the report.
+    PoolCheck(P),
     /// `verify`: one outcome per backup, in the order asked.
     Verify(Vec<Verification>),
     /// `restore` in place: one entry per volume.
-    RestoredInPlace(Vec<Rewritten>),
-    /// `restore` into a new volume.
-    RestoredNew { backup: BackupId, volume: String },
-    /// `restore-rollback`: the undo points the volumes hold again.
-    RolledBack { rolled_back_to: Vec<BackupId> },
-    /// `backup-copy`.
-    BackupCopied { backup: BackupId, bytes_copied: u64 },
-    /// `backup-digest`: the backups digested, and those that could not be.
-    Digested {
-        digested: Vec<BackupId>,
-        failed: Vec<BackupId>,
-    },
-    /// `pair-copy`, `pair-resync`, `pair-reverse-resync`.
-    PairCopied { pair: String, bytes_copied: u64 },
-    /// `policy-run`: the run's place in the policy's history and how it ended.
-    PolicyRan {
-        policy: String,
-        run: u64,
-        result: crate::policy::RunResult,
-    },
-    /// `vault-copy`: what each backup's copy read and wrote, in the order copied.
-    CopiedToVault {
-        vault: String,
-        copies: Vec<crate::vault_copy::VaultCopied>,
-    },
+    RestoredInPlace(Vec<RestoredInPlace>),
+    RestoredNew(RestoredNew),
+    RolledBack(RolledBack),
+    BackupCopied(BackupCopied),
+    Digested(Digested),
+    PairCopied(PairCopied),
+    /// The run's place in the policy's history and how it ended.
+    PolicyRan(PolicyRan),
+    /// What each backup's copy read and wrote, in the order copied.
+    CopiedToVault(CopiedToVault),
 }
 
 /// Why a job body stopped without success.
@@ -421,10 +473,10 @@ mod tests {
             .start(JobKind::BackupCopy, "x", |ctx| {
                 ctx.set_total(100);
                 ctx.add_done(100);
-                Ok(Some(JobResult::BackupCopied {
+                Ok(Some(JobResult::BackupCopied(BackupCopied {
                     backup: crate::BackupId(7),
                     bytes_copied: 100,
-                }))
+                })))
             })
             .unwrap();
         assert_eq!(j.wait(Duration::from_secs(10)), JobState::Succeeded);

@@ -11,6 +11,31 @@
 //! [`vaults`] (the vault registry), [`copies`] and `vault_copies` (copies off the array,
 //! host-written information).
 
+/// `as_str`, `ALL` and `Display` for an enum the API sends as a plain string. The names must be
+/// the serde names (a unit test in arca-api checks every such enum).
+#[macro_export]
+macro_rules! wire_names {
+    ($t:ident { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The name the API sends.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($t::$v => $s),*
+                }
+            }
+
+            /// Every value, for tests and help texts.
+            pub const ALL: &'static [$t] = &[$($t::$v),*];
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod backups;
 pub mod catalog;
 mod check;
@@ -31,6 +56,7 @@ mod record_legacy;
 mod restore;
 mod restore_state;
 pub mod retention;
+mod stored;
 mod targets;
 pub mod time;
 mod vault_copies;
@@ -47,7 +73,9 @@ pub use create::{CreateRequest, Created, SET_VOLUMES_MAX, Target, TargetKind};
 pub use expire::{DeleteOptions, PruneItem, PruneReport, PruneRequest, deletion_refusal};
 pub use ids::{BackupId, JobId, PairId};
 pub use jobs::{
-    Job, JobContext, JobError, JobKind, JobManager, JobResult, JobSnapshot, JobState, Rewritten,
+    BackupCopied, CopiedToVault, Digested, Job, JobContext, JobError, JobKind, JobManager,
+    JobResult, JobSnapshot, JobState, PairCopied, PolicyRan, RestoredInPlace, RestoredNew,
+    RolledBack,
 };
 pub use pairs::{PairRecord, PairState, Pairs};
 pub use policy::Policies;

@@ -89,7 +89,7 @@ impl Entry {
 fn derive(r: &PolicyRecord) -> std::result::Result<(TimeZone, Vec<(Track, Calendar)>), String> {
     let tz = calendar::time_zone(&r.tz)?;
     let mut cals = Vec::new();
-    for t in Track::ALL {
+    for &t in Track::ALL {
         if let Some(c) = r.calendar(t) {
             cals.push((t, Calendar::parse(c)?));
         }

@@ -33,54 +33,51 @@ const RECORD_VERSION: u8 = 3;
 /// can be later than the backup's point in time.
 pub const IDS_PER_MS: u64 = 1000;
 
+// The serde names below are the API's; postcard (the stored records) keeps variant indexes,
+// so new variants go at the end.
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = BackupMethod))]
+#[serde(rename_all = "snake_case")]
 pub enum Method {
+    /// A snapshot of the volume: instant, shares the source's extents and device.
     Snapshot,
+    /// A full copy into another volume (a job).
     Copy,
 }
 
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Snapshot => "snapshot",
-            Method::Copy => "copy",
-        }
-    }
-}
+crate::wire_names!(Method {
+    Snapshot => "snapshot",
+    Copy => "copy",
+});
 
+/// Where a backup stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = BackupStatus))]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// A copy backup whose data is not yet durable.
+    /// A copy backup whose data is not yet complete.
     Copying,
     Complete,
-    /// The copy did not finish; the reason is in `status_reason`.
+    /// The copy did not finish (see `status_reason`).
     Failed,
-    /// Its destination was reused (a pair resync) after the catalog recorded it.
+    /// Its destination was reused (a pair resync).
     Consumed,
-    /// Expired or deleted: the destination is gone, the record stays as history.
+    /// Deleted or expired: the data is gone, the record stays as history.
     Deleted,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Copying => "copying",
-            Status::Complete => "complete",
-            Status::Failed => "failed",
-            Status::Consumed => "consumed",
-            Status::Deleted => "deleted",
-        }
-    }
+crate::wire_names!(Status {
+    Copying => "copying",
+    Complete => "complete",
+    Failed => "failed",
+    Consumed => "consumed",
+    Deleted => "deleted",
+});
 
+impl Status {
     pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "copying" => Status::Copying,
-            "complete" => Status::Complete,
-            "failed" => Status::Failed,
-            "consumed" => Status::Consumed,
-            "deleted" => Status::Deleted,
-            _ => return None,
-        })
+        Status::ALL.iter().copied().find(|x| x.as_str() == s)
     }
 
     /// Whether the backup's destination exists and is protected.
@@ -256,19 +253,13 @@ pub struct BackupRecord {
 
 impl BackupRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("records serialize"));
-        out
+        crate::stored::encode(RECORD_VERSION, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<BackupRecord, String> {
         match bytes.split_first() {
-            Some((&RECORD_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("backup record: {e}"))
-            }
             Some((&v, rest)) if v == 1 || v == 2 => crate::record_legacy::decode(v, rest),
-            Some((v, _)) => Err(format!("backup record version {v} is not supported")),
-            None => Err("empty backup record".into()),
+            _ => crate::stored::decode(RECORD_VERSION, "backup record", bytes),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::catalog;
 use crate::copier;
 use crate::create::CreateRequest;
 use crate::ids::{BackupId, JobId};
-use crate::jobs::{JobContext, JobError, JobKind, JobResult};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, RestoredNew};
 use crate::record::{BackupRecord, Destination, Event, HostInfo, Method, RestoredFrom};
 use crate::restore_state::{RestoreMarker, Step, put_marker};
 
@@ -247,10 +247,10 @@ impl Backups {
             match copy {
                 Ok(()) => {
                     me.finish_new(volume_id, id, &target, from)?;
-                    Ok(Some(JobResult::RestoredNew {
+                    Ok(Some(JobResult::RestoredNew(RestoredNew {
                         backup: id,
                         volume: target,
-                    }))
+                    })))
                 }
                 Err(_) if me.stopping() => {
                     tracing::warn!(volume = %target, "restore interrupted by the stop");

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::backups::{Backups, UseGuard, restore_guard};
 use crate::catalog;
 use crate::ids::BackupId;
-use crate::jobs::{JobContext, JobError, JobKind, JobResult, Rewritten};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, RestoredInPlace, RolledBack};
 use crate::record::{BackupRecord, Event, RestoredFrom, Status};
 use arca_store::GuardOwner;
 
@@ -59,19 +59,11 @@ pub(crate) struct RestoreMarker {
 
 impl RestoreMarker {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![MARKER_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("markers serialize"));
-        out
+        crate::stored::encode(MARKER_VERSION, self)
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<RestoreMarker, String> {
-        match bytes.split_first() {
-            Some((&MARKER_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("restore marker: {e}"))
-            }
-            Some((v, _)) => Err(format!("restore marker version {v} is not supported")),
-            None => Err("empty restore marker".into()),
-        }
+        crate::stored::decode(MARKER_VERSION, "restore marker", bytes)
     }
 }
 
@@ -397,7 +389,7 @@ impl Backups {
                 let report = steps
                     .iter()
                     .zip(bytes)
-                    .map(|(s, b)| Rewritten {
+                    .map(|(s, b)| RestoredInPlace {
                         backup: s.backup_id,
                         volume: s.volume.clone(),
                         bytes_rewritten: b,
@@ -474,9 +466,9 @@ impl Backups {
             match &rollback {
                 None => me.run_in_place(&steps, ctx),
                 Some(reason) => match me.roll_back(&steps, reason, ctx) {
-                    Ok(()) => Ok(Some(JobResult::RolledBack {
+                    Ok(()) => Ok(Some(JobResult::RolledBack(RolledBack {
                         rolled_back_to: steps.iter().map(|s| s.undo.id).collect(),
-                    })),
+                    }))),
                     Err(e) => {
                         for s in &steps {
                             me.guard_restore(

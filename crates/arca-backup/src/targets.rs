@@ -3,13 +3,15 @@
 //! never from the placement preference alone.
 
 use arca_store::{DeviceStatus, Result, VolumeInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backups::Backups;
 use crate::placement::{destination_devices, devices_text, shared, source_devices, source_text};
 use crate::record::Method;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What kind of place a backup target is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     /// The secondary of one of the volume's pairs (split at the backup's instant).
@@ -19,19 +21,30 @@ pub enum TargetKind {
     NewVolume,
 }
 
-/// A place a volume can be backed up to, with why it ranks where it does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+crate::wire_names!(TargetKind {
+    PairSecondary => "pair-secondary",
+    NewSnapshot => "new-snapshot",
+    ExistingVolume => "existing-volume",
+    NewVolume => "new-volume",
+});
+
+/// A place a volume can be backed up to (`GET /v1/volumes/{name}/backup-targets`), best first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = BackupTarget))]
 pub struct Target {
     pub kind: TargetKind,
+    /// The method a backup to this target uses.
     pub method: Method,
-    /// The existing volume, for [`TargetKind::ExistingVolume`].
+    /// The existing volume, for `existing-volume`.
     pub volume: Option<String>,
-    /// The device the copy's data goes to: the new volume's placement, the existing
-    /// volume's preference; for a snapshot, the one device the source's data lies on. `None`
-    /// when there is no one such device (the pool places it, or the data lies on several).
+    /// The device the copy's data goes to (a new volume's placement, an existing volume's
+    /// preference; for a snapshot, the one device the source's data lies on); null when there
+    /// is no one such device.
     pub device: Option<u32>,
-    /// Shares no device with the source's data: survives the loss of any device that holds it.
+    /// Shares no device with the source's data (as `device_bytes` reports it): survives the
+    /// loss of any device that holds the source's data.
     pub other_device: bool,
+    /// Why it ranks where it does.
     pub reason: String,
 }
 

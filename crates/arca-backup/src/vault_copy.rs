@@ -25,13 +25,13 @@ use std::sync::Arc;
 use arca_store::{Error, ErrorKind, GuardEffect, GuardOwner, Result};
 use arca_vault::{Vault, VaultSpec};
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backups::{Backups, invalid};
 use crate::digest::{self, ExtentHash, HASH_LEN};
 use crate::digest_store;
 use crate::ids::{BackupId, JobId};
-use crate::jobs::{JobContext, JobError, JobKind, JobResult};
+use crate::jobs::{CopiedToVault, JobContext, JobError, JobKind, JobResult};
 use crate::record::{BackupRecord, Destination, Status, VaultCopy};
 use crate::vaults::VaultEntry;
 
@@ -76,15 +76,23 @@ pub(crate) struct VaultState {
     pub(crate) metrics: Mutex<BTreeMap<String, VaultMetrics>>,
 }
 
-/// One backup's copy, as the job's result lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One backup's copy in a `vault-copy` job's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct VaultCopied {
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub backup: BackupId,
-    /// The earlier backup whose copy gave the unchanged chunks; `None` for a full read.
+    /// The earlier backup whose copy gave the unchanged chunks; null for a full read.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<u64>))]
     pub base: Option<BackupId>,
+    /// Bytes read from the array.
     pub bytes_read: u64,
+    /// Bytes of chunks the vault did not hold before.
     pub bytes_new: u64,
+    /// Bytes written to the vault (compressed, sealed, with indexes and the manifest).
     pub bytes_stored: u64,
+    /// Write requests to the vault.
     pub requests: u64,
     pub manifest: String,
 }
@@ -367,10 +375,10 @@ impl Backups {
                     })?;
                     copies.push(done);
                 }
-                Ok(Some(JobResult::CopiedToVault {
+                Ok(Some(JobResult::CopiedToVault(CopiedToVault {
                     vault: name.clone(),
                     copies,
-                }))
+                })))
             })
             .map_err(|e| Error::io("starting a vault copy job", e))?;
         uses.describe(format!("vault copy job {}", job.id()));

@@ -142,19 +142,11 @@ pub struct VaultEntry {
 
 impl VaultEntry {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VAULT_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("vault entries serialize"));
-        out
+        crate::stored::encode(VAULT_VERSION, self)
     }
 
     pub fn decode(bytes: &[u8]) -> std::result::Result<VaultEntry, String> {
-        match bytes.split_first() {
-            Some((&VAULT_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("vault entry: {e}"))
-            }
-            Some((v, _)) => Err(format!("vault entry version {v} is not supported")),
-            None => Err("empty vault entry".into()),
-        }
+        crate::stored::decode(VAULT_VERSION, "vault entry", bytes)
     }
 
     pub fn location(&self) -> VaultLocation {

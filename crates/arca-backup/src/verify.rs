@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arca_store::{Error, ErrorKind, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backups::Backups;
 use crate::catalog;
@@ -17,12 +17,15 @@ use crate::record::{DAMAGED_RANGES_MAX, Event, Status};
 /// How long a verification waiting for a digest job sleeps between looks at its own cancel.
 const DIGEST_WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The outcome for one backup, as the verify job's result lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The outcome for one backup, as a verify job's result lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Verification {
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub backup: BackupId,
     pub ok: bool,
-    /// Damaged byte ranges of the image: (offset, length).
+    /// Damaged byte ranges of the image: `[offset, length]`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<[u64; 2]>))]
     pub damaged: Vec<(u64, u64)>,
     pub damaged_bytes: u64,
     pub unreadable_extents: u64,
@@ -323,10 +326,10 @@ mod tests {
         let digest = jobs.get(j).unwrap();
         assert_eq!(digest.wait(WAIT), JobState::Succeeded);
         // The result shape the API documents.
-        let want = JobResult::Digested {
+        let want = JobResult::Digested(crate::jobs::Digested {
             digested: vec![id],
             failed: vec![BackupId(u64::MAX)],
-        };
+        });
         assert_eq!(digest.snapshot().result, Some(want));
         assert_eq!(
             serde_json::to_string(&digest.snapshot().result).unwrap(),

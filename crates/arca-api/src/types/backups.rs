@@ -5,84 +5,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::*;
+
 // ---- Backups -------------------------------------------------------------------------------
 //
 // Times are RFC 3339 in UTC with milliseconds (`2026-11-29T01:02:03.456Z`); requests accept
 // any RFC 3339 offset or a bare date. Durations are like `30d`, `12h`, `1w 2d`.
-
-/// A place a volume can be backed up to (`GET /v1/volumes/{name}/backup-targets`), best first.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct BackupTarget {
-    pub kind: TargetKind,
-    /// The method a backup to this target uses.
-    pub method: BackupMethod,
-    /// The existing volume, for `existing-volume`.
-    pub volume: Option<String>,
-    /// The device the copy's data goes to (a new volume's placement, an existing volume's
-    /// preference; for a snapshot, the one device the source's data lies on); null when there
-    /// is no one such device.
-    pub device: Option<u32>,
-    /// Shares no device with the source's data (as `device_bytes` reports it): survives the
-    /// loss of any device that holds the source's data.
-    pub other_device: bool,
-    /// Why it ranks where it does.
-    pub reason: String,
-}
-
-/// What kind of place a backup target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetKind {
-    /// The secondary of one of the volume's pairs (split at the backup's instant).
-    PairSecondary,
-    NewSnapshot,
-    ExistingVolume,
-    NewVolume,
-}
-
-wire_names!(TargetKind {
-    PairSecondary => "pair-secondary",
-    NewSnapshot => "new-snapshot",
-    ExistingVolume => "existing-volume",
-    NewVolume => "new-volume",
-});
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupMethod {
-    /// A snapshot of the volume: instant, shares the source's extents and device.
-    Snapshot,
-    /// A full copy into another volume (a job).
-    Copy,
-}
-
-wire_names!(BackupMethod {
-    Snapshot => "snapshot",
-    Copy => "copy",
-});
-
-/// Where a backup stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupStatus {
-    /// A copy backup whose data is not yet complete.
-    Copying,
-    Complete,
-    /// The copy did not finish (see `status_reason`).
-    Failed,
-    /// Its destination was reused (a pair resync).
-    Consumed,
-    /// Deleted or expired: the data is gone, the record stays as history.
-    Deleted,
-}
-
-wire_names!(BackupStatus {
-    Copying => "copying",
-    Complete => "complete",
-    Failed => "failed",
-    Consumed => "consumed",
-    Deleted => "deleted",
-});
 
 /// What holds a backup's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -385,19 +313,6 @@ pub struct VerifyStarted {
     pub job: arca_backup::JobId,
     #[schema(value_type = Vec<u64>)]
     pub backups: Vec<arca_backup::BackupId>,
-}
-
-/// The outcome for one backup, as a verify job's result lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Verification {
-    #[schema(value_type = u64)]
-    pub backup: arca_backup::BackupId,
-    pub ok: bool,
-    /// Damaged byte ranges of the image: `[offset, length]`.
-    pub damaged: Vec<[u64; 2]>,
-    pub damaged_bytes: u64,
-    pub unreadable_extents: u64,
-    pub error: Option<String>,
 }
 
 /// `POST /v1/backups/{id}/restore`. Neither `to` nor `as`: in place into the source volume.

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::*;
+
 // ---- Copy pairs ----------------------------------------------------------------------------
 //
 // A pair keeps a secondary volume as a full copy of a primary: `copy` (the initial copy),
@@ -28,27 +30,6 @@ pub struct CreatePair {
     #[schema(minimum = 1)]
     pub pace: Option<u64>,
 }
-
-/// A pair's state (see the section's introduction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PairState {
-    Copy,
-    Pair,
-    Split,
-    Resync,
-    ReverseResync,
-    Error,
-}
-
-wire_names!(PairState {
-    Copy => "copy",
-    Pair => "pair",
-    Split => "split",
-    Resync => "resync",
-    ReverseResync => "reverse-resync",
-    Error => "error",
-});
 
 /// A copy pair.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

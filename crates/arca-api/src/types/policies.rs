@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::*;
+
 // ---- Backup policies -----------------------------------------------------------------------
 //
 // A policy takes snapshot backups of the volumes its patterns match on a calendar, prunes its
@@ -92,70 +94,6 @@ pub struct UpdatePolicy {
     pub tz: Option<String>,
 }
 
-/// A step of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyStep {
-    /// Snapshot backups of the matched volumes.
-    Snapshot,
-    /// The policy's own backups pruned by its keep rules.
-    Prune,
-    /// Rolling verification within the budget.
-    Verify,
-}
-
-wire_names!(PolicyStep {
-    Snapshot => "snapshot",
-    Prune => "prune",
-    Verify => "verify",
-});
-
-/// A calendar of a policy: `snapshot` (snapshot, then prune) or `verify`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyTrack {
-    Snapshot,
-    Verify,
-}
-
-wire_names!(PolicyTrack {
-    Snapshot => "snapshot",
-    Verify => "verify",
-});
-
-/// How a run ended: `skipped` when the policy's previous run was still going at its slot,
-/// `interrupted` when the array stopped during it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyRunResult {
-    Succeeded,
-    Failed,
-    Skipped,
-    Interrupted,
-}
-
-wire_names!(PolicyRunResult {
-    Succeeded => "succeeded",
-    Failed => "failed",
-    Skipped => "skipped",
-    Interrupted => "interrupted",
-});
-
-/// Why a run started: its slot, a catch-up of slots missed (one run for all), or by hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyTrigger {
-    Schedule,
-    CatchUp,
-    Manual,
-}
-
-wire_names!(PolicyTrigger {
-    Schedule => "schedule",
-    CatchUp => "catch-up",
-    Manual => "manual",
-});
-
 /// One calendar of a policy and where the scheduler stands with it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PolicySchedule {
@@ -213,20 +151,6 @@ pub struct Policy {
     pub running: Option<PolicyRunning>,
 }
 
-/// What one step of a run did.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PolicyStepOutcome {
-    pub step: PolicyStep,
-    pub ok: bool,
-    /// What was done, or why it failed.
-    pub summary: String,
-    /// Backups the step made, removed or verified.
-    #[schema(value_type = Vec<u64>)]
-    pub backups: Vec<arca_backup::BackupId>,
-    #[schema(value_type = Option<u64>)]
-    pub job: Option<arca_backup::JobId>,
-}
-
 /// One run in a policy's history.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PolicyRun {
@@ -264,15 +188,6 @@ pub struct PolicyRunStarted {
     pub policy: String,
     #[schema(value_type = u64)]
     pub job: arca_backup::JobId,
-}
-
-/// The result of a `policy-run` job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRan {
-    pub policy: String,
-    pub run: u64,
-    pub result: PolicyRunResult,
 }
 
 /// The next slots of one calendar.

@@ -7,6 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::*;
+
 /// `POST /v1/vaults`: register a vault; the daemon opens (or creates) its repository and
 /// refuses one it cannot reach. The credentials are stored and
 /// never returned; with `encrypt`, a key is made and kept in the pool's metadata (only
@@ -201,34 +203,6 @@ pub struct CopyToVault {
 pub struct VaultCopyStarted {
     #[schema(value_type = u64)]
     pub job: arca_backup::JobId,
-}
-
-/// One backup's copy in a `vault-copy` job's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VaultCopied {
-    #[schema(value_type = u64)]
-    pub backup: arca_backup::BackupId,
-    /// The earlier backup whose copy gave the unchanged chunks; null for a full read.
-    #[schema(value_type = Option<u64>)]
-    pub base: Option<arca_backup::BackupId>,
-    /// Bytes read from the array.
-    pub bytes_read: u64,
-    /// Bytes of chunks the vault did not hold before.
-    pub bytes_new: u64,
-    /// Bytes written to the vault (compressed, sealed, with indexes and the manifest).
-    pub bytes_stored: u64,
-    /// Write requests to the vault.
-    pub requests: u64,
-    pub manifest: String,
-}
-
-/// The result of a `vault-copy` job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CopiedToVault {
-    pub vault: String,
-    pub copies: Vec<VaultCopied>,
 }
 
 /// `POST /v1/vaults/{name}/import`: add the vault's backups to this array's catalog.

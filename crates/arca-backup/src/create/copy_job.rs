@@ -12,7 +12,7 @@ use crate::copier;
 use crate::digest::{self, ExtentHash};
 use crate::digest_store;
 use crate::ids::{BackupId, JobId};
-use crate::jobs::{JobError, JobKind, JobResult};
+use crate::jobs::{BackupCopied, JobError, JobKind, JobResult};
 use crate::record::{Destination, Status};
 
 impl Backups {
@@ -25,10 +25,10 @@ impl Backups {
             .start(JobKind::BackupCopy, &target, move |ctx| {
                 let result = me.copy_body(id, ctx);
                 match result {
-                    Ok(bytes) => Ok(Some(JobResult::BackupCopied {
+                    Ok(bytes) => Ok(Some(JobResult::BackupCopied(BackupCopied {
                         backup: id,
                         bytes_copied: bytes,
-                    })),
+                    }))),
                     Err(e) => {
                         let reason = match &e {
                             JobError::Cancelled => "cancelled".to_string(),

@@ -11,7 +11,7 @@ use crate::copier;
 use crate::digest;
 use crate::digest_store;
 use crate::ids::{BackupId, JobId};
-use crate::jobs::{JobError, JobKind, JobResult};
+use crate::jobs::{Digested, JobError, JobKind, JobResult};
 
 impl Backups {
     /// Backups whose digest job is running.
@@ -63,10 +63,10 @@ impl Backups {
                     return Err(JobError::Failed(format!("backup {id}: {m}")));
                 }
                 let failed: Vec<BackupId> = failed.iter().map(|f| f.0).collect();
-                Ok(Some(JobResult::Digested {
+                Ok(Some(JobResult::Digested(Digested {
                     digested: done,
                     failed,
-                }))
+                })))
             })
             .map_err(|e| Error::io("starting a digest job", e))?;
         for id in ids {

@@ -11,7 +11,7 @@ use super::{
     volume_name,
 };
 use crate::copier;
-use crate::jobs::{JobContext, JobError, JobKind, JobResult};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, PairCopied};
 
 impl Pairs {
     /// Starts the job that copies: everything (initial copy) or what changed since the split.
@@ -160,9 +160,9 @@ impl Pairs {
         })();
         rt.gate.open();
         finish?;
-        Ok(Some(JobResult::PairCopied {
+        Ok(Some(JobResult::PairCopied(PairCopied {
             pair: r.name,
             bytes_copied: done,
-        }))
+        })))
     }
 }

@@ -8,7 +8,10 @@ use crate::ids::PairId;
 pub const PAIRS: &str = "pairs";
 const RECORD_VERSION: u8 = 1;
 
+/// A pair's state (see the section's introduction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
 pub enum PairState {
     Copy,
     Pair,
@@ -18,18 +21,16 @@ pub enum PairState {
     Error,
 }
 
-impl PairState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PairState::Copy => "copy",
-            PairState::Pair => "pair",
-            PairState::Split => "split",
-            PairState::Resync => "resync",
-            PairState::ReverseResync => "reverse-resync",
-            PairState::Error => "error",
-        }
-    }
+crate::wire_names!(PairState {
+    Copy => "copy",
+    Pair => "pair",
+    Split => "split",
+    Resync => "resync",
+    ReverseResync => "reverse-resync",
+    Error => "error",
+});
 
+impl PairState {
     /// Whether primary writes are applied to the secondary.
     pub(super) fn mirrors(self) -> bool {
         matches!(self, PairState::Copy | PairState::Pair | PairState::Resync)
@@ -60,17 +61,11 @@ pub struct PairRecord {
 
 impl PairRecord {
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_VERSION];
-        out.extend(postcard::to_stdvec(self).expect("records serialize"));
-        out
+        crate::stored::encode(RECORD_VERSION, self)
     }
 
     pub(super) fn decode(b: &[u8]) -> std::result::Result<PairRecord, String> {
-        match b.split_first() {
-            Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("pair record version {v} is not supported")),
-            None => Err("empty pair record".into()),
-        }
+        crate::stored::decode(RECORD_VERSION, "pair record", b)
     }
 }
 

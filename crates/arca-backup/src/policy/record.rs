@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupId, JobId};
 use crate::retention;
+use crate::stored::{decode, encode};
 
 pub const POLICIES: &str = "policies";
 pub const POLICY_STATE: &str = "policy_state";
@@ -35,8 +36,12 @@ pub const POLICY_NAME_MAX: usize = 64;
 /// Volume patterns per policy.
 pub const PATTERNS_MAX: usize = 32;
 
-/// A unit of work a run does.
+// The enums' serde names are the API's; postcard stores variant indexes.
+
+/// A step of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = PolicyStep))]
+#[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// Snapshot backups of the matched volumes (a backup set with `set`).
     Snapshot,
@@ -46,24 +51,22 @@ pub enum Step {
     Verify,
 }
 
+crate::wire_names!(Step {
+    Snapshot => "snapshot",
+    Prune => "prune",
+    Verify => "verify",
+});
+
 impl Step {
-    pub const ALL: [Step; 3] = [Step::Snapshot, Step::Prune, Step::Verify];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Snapshot => "snapshot",
-            Step::Prune => "prune",
-            Step::Verify => "verify",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Step> {
-        Step::ALL.into_iter().find(|x| x.as_str() == s)
+        Step::ALL.iter().copied().find(|x| x.as_str() == s)
     }
 }
 
-/// A calendar of a policy and the steps it fires.
+/// A calendar of a policy: `snapshot` (snapshot, then prune) or `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = PolicyTrack))]
+#[serde(rename_all = "kebab-case")]
 pub enum Track {
     /// `--snapshot CALENDAR`: snapshot, then prune.
     Snapshot,
@@ -71,16 +74,12 @@ pub enum Track {
     Verify,
 }
 
+crate::wire_names!(Track {
+    Snapshot => "snapshot",
+    Verify => "verify",
+});
+
 impl Track {
-    pub const ALL: [Track; 2] = [Track::Snapshot, Track::Verify];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Track::Snapshot => "snapshot",
-            Track::Verify => "verify",
-        }
-    }
-
     /// The steps a slot of this track runs, in order.
     pub fn steps(self, p: &PolicyRecord) -> Vec<Step> {
         match self {
@@ -165,8 +164,11 @@ pub fn program_of(name: &str) -> String {
     format!("arca-policy/{name}")
 }
 
-/// How a run ended.
+/// How a run ended: `skipped` when the policy's previous run was still going at its slot,
+/// `interrupted` when the array stopped during it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = PolicyRunResult))]
+#[serde(rename_all = "kebab-case")]
 pub enum RunResult {
     Succeeded,
     Failed,
@@ -176,26 +178,17 @@ pub enum RunResult {
     Interrupted,
 }
 
-impl RunResult {
-    pub const ALL: [RunResult; 4] = [
-        RunResult::Succeeded,
-        RunResult::Failed,
-        RunResult::Skipped,
-        RunResult::Interrupted,
-    ];
+crate::wire_names!(RunResult {
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Skipped => "skipped",
+    Interrupted => "interrupted",
+});
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Succeeded => "succeeded",
-            RunResult::Failed => "failed",
-            RunResult::Skipped => "skipped",
-            RunResult::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// Why a run started.
+/// Why a run started: its slot, a catch-up of slots missed (one run for all), or by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = PolicyTrigger))]
+#[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// Its slot came.
     Schedule,
@@ -205,26 +198,25 @@ pub enum Trigger {
     Manual,
 }
 
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::CatchUp => "catch-up",
-            Trigger::Manual => "manual",
-        }
-    }
-}
+crate::wire_names!(Trigger {
+    Schedule => "schedule",
+    CatchUp => "catch-up",
+    Manual => "manual",
+});
 
 /// What one step of a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = PolicyStepOutcome))]
 pub struct StepOutcome {
     pub step: Step,
     pub ok: bool,
-    /// One line: what was done, or why it failed.
+    /// What was done, or why it failed.
     pub summary: String,
     /// Backups the step made, removed or verified.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<u64>))]
     pub backups: Vec<BackupId>,
-    /// The job the step started and waited for (verification).
+    // The job the step started and waited for (verification).
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<u64>))]
     pub job: Option<JobId>,
 }
 
@@ -307,20 +299,6 @@ pub struct PolicyState {
     pub next_seq: u64,
     pub running: Option<RunStart>,
     pub last_success_ms: Option<u64>,
-}
-
-fn encode<T: Serialize>(version: u8, v: &T) -> Vec<u8> {
-    let mut out = vec![version];
-    out.extend(postcard::to_stdvec(v).expect("records serialize"));
-    out
-}
-
-fn decode<T: for<'a> Deserialize<'a>>(version: u8, what: &str, b: &[u8]) -> Result<T, String> {
-    match b.split_first() {
-        Some((v, rest)) if *v == version => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("{what} version {v} is not supported")),
-        None => Err(format!("empty {what}")),
-    }
 }
 
 impl PolicyRecord {

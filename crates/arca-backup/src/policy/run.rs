@@ -29,7 +29,7 @@ use crate::backups::busy;
 use crate::catalog;
 use crate::create::CreateRequest;
 use crate::ids::{BackupId, JobId};
-use crate::jobs::{JobContext, JobError, JobKind, JobResult, JobState};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, JobState, PolicyRan};
 use crate::record::{BackupRecord, Event, HostInfo, Method, Status};
 use crate::retention::{self, Candidate};
 
@@ -76,7 +76,8 @@ impl Policies {
         let planned: Vec<Step> = match step {
             Some(s) => vec![s],
             None => Track::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|t| e.record.calendar(*t).is_some())
                 .flat_map(|t| t.steps(&e.record))
                 .collect(),
@@ -120,11 +121,11 @@ impl Policies {
                     match (cancelled, run) {
                         (true, _) => Err(JobError::Cancelled),
                         (false, Ok(run)) if run.result == RunResult::Succeeded => {
-                            Ok(Some(JobResult::PolicyRan {
+                            Ok(Some(JobResult::PolicyRan(PolicyRan {
                                 policy: record.name.clone(),
                                 run: run.seq,
                                 result: run.result,
-                            }))
+                            })))
                         }
                         // A failed run fails its job too, with the run's reason.
                         (false, Ok(run)) => Err(JobError::Failed(format!(

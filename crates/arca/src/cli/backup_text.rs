@@ -89,10 +89,11 @@ pub(super) fn locations(b: &Backup) -> String {
     }
 }
 
-pub(super) fn damaged_text(damaged: &[[u64; 2]]) -> String {
+/// Damaged ranges, `(offset, length)` each, as `start..end`.
+pub(super) fn damaged_text(damaged: impl IntoIterator<Item = (u64, u64)>) -> String {
     damaged
-        .iter()
-        .map(|[o, l]| format!("{o}..{}", o + l))
+        .into_iter()
+        .map(|(o, l)| format!("{o}..{}", o + l))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -112,7 +113,7 @@ pub(super) fn event_text(e: &BackupEvent) -> String {
                 format!(
                     "verified: DAMAGED, {} (bytes {}{})",
                     format::count(*damaged_ranges, "range"),
-                    damaged_text(damaged),
+                    damaged_text(damaged.iter().map(|&[o, l]| (o, l))),
                     if more { ", ..." } else { "" }
                 )
             }
@@ -325,7 +326,7 @@ pub(super) fn verification_line(v: &Verification) -> String {
             format::size(v.damaged_bytes),
             v.damaged_bytes,
             format::count(v.damaged.len() as u64, "range"),
-            damaged_text(&v.damaged)
+            damaged_text(v.damaged.iter().copied())
         ));
     }
     if v.unreadable_extents > 0 {
