@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use arca_backup::wire_names;
+
 /// What was checked: the pool (`POST /v1/pool/check`, metadata against the extents) or the
 /// backup catalog (`GET /v1/catalog/check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -82,13 +82,6 @@ fn with_vault(name: &str, encrypt: bool) -> (Rig, tempfile::TempDir) {
     (r, dir)
 }
 
-/// A new backup of `v`, copied into `vault`.
-fn copied_backup(r: &Rig, vault: &str) -> BackupId {
-    let id = r.snapshot_backup("v", None);
-    copy(r, id, vault);
-    id
-}
-
 pub(crate) fn snap(id: BackupId) -> String {
     format!("v@backup-{id}")
 }
