@@ -182,7 +182,8 @@ fn year_bench(dir: &Path) {
         ..Keep::default()
     });
     s.verify_budget_bytes = Some(Some(256 * MIB));
-    let vault_dir = dir.join("vault");
+    // A directory vault's URL takes an absolute path.
+    let vault_dir = std::fs::canonicalize(dir).unwrap().join("vault");
     backups
         .add_vault(arca_backup::NewVault {
             name: "off".into(),
