@@ -70,6 +70,7 @@ fn policy_json(policies: &Policies, r: PolicyRecord, state: bp::PolicyState) -> 
         label: r.label(),
         program: r.program(),
         keep: keep_out(&r.keep),
+        vault_keep: keep_out(&r.vault_keep),
         created: format_ms(r.created_ms),
         updated: format_ms(r.updated_ms),
         last_success: state.last_success_ms.map(format_ms),
@@ -81,6 +82,8 @@ fn policy_json(policies: &Policies, r: PolicyRecord, state: bp::PolicyState) -> 
         snapshot: r.snapshot,
         verify: r.verify,
         verify_budget: r.verify_budget_bytes,
+        copy_to: r.copy_to,
+        copy: r.copy,
         meta: r.meta,
         tz: r.tz,
         paused: r.paused,
@@ -146,6 +149,9 @@ pub(crate) async fn create_policy(
             meta: req.meta,
             tz: req.tz,
             paused: req.paused,
+            copy_to: req.copy_to.map(Some),
+            copy: req.copy.map(Some),
+            vault_keep: req.vault_keep.map(keep_in),
         };
         s.policies.create(&req.name, spec)?;
         show(&s, &req.name)
@@ -202,6 +208,9 @@ pub(crate) async fn update_policy(
             meta: req.meta,
             tz: req.tz,
             paused: None,
+            copy_to: req.copy_to.map(Some),
+            copy: req.copy.map(Some),
+            vault_keep: req.vault_keep.map(keep_in),
         };
         s.policies.update(&name, spec)?;
         show(&s, &name)
@@ -353,6 +362,28 @@ pub(crate) fn render_metrics(policies: &Policies, o: &mut String) {
             "arca_policy_last_success_timestamp_seconds{{policy=\"{}\"}} {secs}",
             r.name
         );
+    }
+    // Per calendar too: hourly snapshots succeeding must not hide a daily copy failing.
+    o.push_str(
+        "# HELP arca_policy_calendar_last_success_timestamp_seconds When a run for the \
+         policy's calendar (snapshot, copy, verify) last succeeded (0: never).\n# TYPE \
+         arca_policy_calendar_last_success_timestamp_seconds gauge\n",
+    );
+    for (r, st) in &list {
+        for t in bp::Track::ALL
+            .into_iter()
+            .filter(|t| r.calendar(*t).is_some())
+        {
+            let ms = st.tracks.get(&t).and_then(|x| x.last_success_ms);
+            let _ = writeln!(
+                o,
+                "arca_policy_calendar_last_success_timestamp_seconds{{policy=\"{}\",\
+                 calendar=\"{}\"}} {}",
+                r.name,
+                t.as_str(),
+                ms.map_or(0.0, |ms| ms as f64 / 1000.0)
+            );
+        }
     }
     o.push_str(
         "# HELP arca_policy_runs_total Runs of the policy by result since the daemon \

@@ -5,8 +5,9 @@
 //!   clock moved back (every policy's next slots computed afresh), next-slot computation
 //!   alone, and matching every policy's patterns against the volumes (what each run does);
 //! - `year`: a simulated year (`ARCA_BENCH_DAYS`, default 365) of an hourly policy with
-//!   hourly/daily/monthly keep rules and a daily verification: run time, backups left,
-//!   metadata used.
+//!   hourly/daily/monthly keep rules, a daily verification and a daily copy to a directory
+//!   vault with daily/monthly vault keep rules: run time, backups left on the array and in
+//!   the vault, metadata used, the vault's size.
 //!
 //! `ARCA_BENCH_ONLY=scale|year` runs one part.
 
@@ -172,6 +173,22 @@ fn year_bench(dir: &Path) {
         ..Keep::default()
     });
     s.verify_budget_bytes = Some(Some(256 * MIB));
+    // A directory vault's URL takes an absolute path.
+    let vault_dir = std::fs::canonicalize(dir).unwrap().join("vault");
+    backups
+        .add_vault(arca_backup::NewVault {
+            name: "off".into(),
+            url: format!("file://{}", vault_dir.display()),
+            ..arca_backup::NewVault::default()
+        })
+        .unwrap();
+    s.copy_to = Some(Some("off".into()));
+    s.copy = Some(Some("daily".into()));
+    s.vault_keep = Some(Keep {
+        daily: Some(14),
+        monthly: Some(24),
+        ..Keep::default()
+    });
     p.create("year", s).unwrap();
     let used_before = pool.status().metadata.used_bytes;
     let t = Instant::now();
@@ -215,10 +232,16 @@ fn year_bench(dir: &Path) {
         limit: 100_000,
         ..Default::default()
     };
-    let left = backups.list(&q).unwrap().len();
+    let complete = backups.list(&q).unwrap();
+    let left = complete.iter().filter(|b| b.on_array()).count();
+    let in_vault = complete
+        .iter()
+        .filter(|b| !b.vault_copies.is_empty())
+        .count();
+    let vault_bytes = dir_bytes(&vault_dir);
     let space = pool.status().metadata;
     println!(
-        "year: {hours} hourly slots (and {days} daily verifications) in {secs:.1} s \
+        "year: {hours} hourly slots (and {days} daily verifications and copies) in {secs:.1} s \
          ({:.1} ms per simulated hour); runs {all}, succeeded {ok}",
         secs * 1000.0 / hours as f64
     );
@@ -228,6 +251,26 @@ fn year_bench(dir: &Path) {
         space.used_bytes as f64 / MIB as f64,
         used_before as f64 / MIB as f64
     );
+    println!(
+        "year: copies in the vault {in_vault} (vault keep-daily 14, keep-monthly 24), vault \
+         directory {:.1} MiB (pruned copies' chunks wait for the vault's gc)",
+        vault_bytes as f64 / MIB as f64
+    );
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn main() {

@@ -1,4 +1,5 @@
-//! Backup policies: the array takes, prunes and verifies backups on its own schedule.
+//! Backup policies: the array takes, prunes, copies to a vault and verifies backups on its
+//! own schedule.
 //!
 //! A policy names volumes by pattern, calendars ([`calendar`]) and keep rules; the scheduler
 //! ([`Policies::tick`], called by the daemon's scheduler thread with the backups' clock, or by
@@ -32,6 +33,7 @@ use crate::ids::JobId;
 use crate::record::HostInfo;
 
 pub mod calendar;
+mod copy;
 pub mod record;
 mod run;
 mod schedule;
@@ -58,6 +60,12 @@ pub struct PolicySpec {
     pub meta: Option<BTreeMap<String, String>>,
     pub tz: Option<String>,
     pub paused: Option<bool>,
+    /// The vault of the copy step; `Some(None)` (or `none`) removes the copy step whole.
+    pub copy_to: Option<Option<String>>,
+    /// The copy step's calendar; `Some(None)` (or `none`) removes the copy step whole.
+    pub copy: Option<Option<String>>,
+    /// Replaces every vault keep rule when given.
+    pub vault_keep: Option<Keep>,
 }
 
 /// A policy with what the scheduler derived from it.
@@ -208,9 +216,13 @@ impl Policies {
             paused: false,
             created_ms: now,
             updated_ms: now,
+            copy_to: None,
+            copy: None,
+            vault_keep: Keep::default(),
         };
         apply(&mut r, spec);
         let (tz, calendars) = check(&r)?;
+        self.check_vault(&r)?;
         let mut entries = self.entries.lock();
         if entries.contains_key(name) {
             return Err(Error::new(
@@ -242,6 +254,9 @@ impl Policies {
         apply(&mut r, spec);
         r.updated_ms = self.now_ms();
         let (tz, calendars) = check(&r)?;
+        if r.copy_to != e.record.copy_to {
+            self.check_vault(&r)?;
+        }
         let mut state = e.state.clone();
         // Resuming starts from now: the slots that passed while paused are not caught up.
         let resumed = e.record.paused && !r.paused;
@@ -354,6 +369,20 @@ impl Policies {
     }
 }
 
+impl Policies {
+    /// The vault a policy copies to must be registered (a later removal fails its copies).
+    fn check_vault(&self, r: &PolicyRecord) -> Result<()> {
+        match &r.copy_to {
+            Some(v) => {
+                self.backups.vault(v).map(|_| ()).map_err(|e| {
+                    invalid(format!("policy {}: cannot copy to vault {v}: {e}", r.name))
+                })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sets the next slot of the calendars `which` selects to the first after `now`.
 fn schedule_from(
     state: &mut PolicyState,
@@ -405,6 +434,24 @@ fn apply(r: &mut PolicyRecord, s: PolicySpec) {
     if let Some(p) = s.paused {
         r.paused = p;
     }
+    // Removing the vault or the copy calendar removes the copy step whole.
+    let copy_to = s.copy_to.map(blank);
+    let copy = s.copy.map(blank);
+    let removed = matches!(copy_to, Some(None)) || matches!(copy, Some(None));
+    if let Some(v) = copy_to {
+        r.copy_to = v;
+    }
+    if let Some(c) = copy {
+        r.copy = c;
+    }
+    if let Some(k) = s.vault_keep {
+        r.vault_keep = k;
+    }
+    if removed {
+        r.copy_to = None;
+        r.copy = None;
+        r.vault_keep = Keep::default();
+    }
 }
 
 /// Checks a record as a whole; gives what the scheduler derives from it.
@@ -426,9 +473,27 @@ fn check(r: &PolicyRecord) -> Result<(TimeZone, Vec<(Track, Calendar)>)> {
             )));
         }
     }
-    if r.snapshot.is_none() && r.verify.is_none() {
+    match (&r.copy_to, &r.copy) {
+        (Some(_), None) => {
+            return Err(invalid(
+                "a vault to copy to needs a copy calendar (--copy), or nothing is copied",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "a copy calendar needs the vault to copy to (--copy-to)",
+            ));
+        }
+        (None, None) if r.vault_keep != Keep::default() => {
+            return Err(invalid(
+                "vault keep rules need a vault to copy to (--copy-to) and a copy calendar",
+            ));
+        }
+        _ => {}
+    }
+    if r.snapshot.is_none() && r.verify.is_none() && r.copy.is_none() {
         return Err(invalid(
-            "a policy needs a snapshot or a verify calendar: without one it never runs",
+            "a policy needs a snapshot, copy or verify calendar: without one it never runs",
         ));
     }
     if r.verify_budget_bytes == Some(0) {

@@ -295,6 +295,14 @@ impl Backups {
         }
     }
 
+    /// Whether registered vault `name` can be reached now (one request, even when it is
+    /// open): the error says why not.
+    pub fn probe_vault(&self, name: &str) -> Result<()> {
+        self.open_vault(name)?
+            .probe()
+            .map_err(|e| vault_error(name, e))
+    }
+
     /// Forgets the open repository of `name` (removed from the registry, or its key changed).
     pub(crate) fn close_vault(&self, name: &str) {
         let closed = self.vault_state.open.lock().remove(name);

@@ -261,10 +261,21 @@ impl Backups {
     /// (one transaction) and returned; when a vault fails, what went is still recorded and the
     /// error names the vault.
     pub(crate) fn drop_vault_copies(&self, old: BackupRecord) -> Result<BackupRecord> {
+        self.drop_vault_copies_in(old, None)
+    }
+
+    /// [`Backups::drop_vault_copies`] of the copy in vault `only`, or of all. A backup whose
+    /// last copy goes this way while it has no image on the array is deleted in the same
+    /// transaction (with `only`: `backup delete` records that itself).
+    fn drop_vault_copies_in(&self, old: BackupRecord, only: Option<&str>) -> Result<BackupRecord> {
         let id = old.id;
         let mut gone = Vec::new();
         let mut failure = None;
-        for c in &old.vault_copies {
+        for c in old
+            .vault_copies
+            .iter()
+            .filter(|c| only.is_none_or(|v| v == c.vault))
+        {
             let deleted = self.open_existing_vault(&c.vault).and_then(|v| {
                 match v.delete_manifest(id.get()) {
                     Ok(()) | Err(arca_vault::Error::NoManifest(_)) => Ok(()),
@@ -288,6 +299,15 @@ impl Backups {
                     crate::record::Event::VaultCopyForgotten { vault: v.clone() },
                 );
             }
+            if only.is_some() && new.vault_copies.is_empty() && new.off_array_since_ms.is_some() {
+                new.status = Status::Deleted;
+                new.push_history(
+                    self.now_ms(),
+                    crate::record::Event::Retention {
+                        what: format!("deleted: its last copy (in vault {}) was pruned", gone[0]),
+                    },
+                );
+            }
             let mut t = self.pool.transaction();
             crate::catalog::put(&mut t, Some(&old), &new);
             self.tag_destination(&mut t, &new)?;
@@ -300,6 +320,34 @@ impl Backups {
             )),
             None => Ok(new),
         }
+    }
+
+    /// Deletes backup `id`'s copy in vault `vault` (a policy's vault prune): its manifest,
+    /// then the copy entry and a `vault_copy_forgotten` event, as `backup delete` does for
+    /// every copy. Refused, saying why, while the backup is held, locked, kept, or in use.
+    /// A backup with no image on the array and no other copy is then deleted.
+    pub fn delete_vault_copy(&self, id: BackupId, vault: &str) -> Result<BackupRecord> {
+        let _c = self.catalog_lock.lock();
+        let old = self.get(id)?;
+        if let Some(why) = self.in_use_refusal(id) {
+            return Err(busy(why));
+        }
+        if old.status != Status::Complete {
+            return Err(busy(format!(
+                "backup {id} is {}; only a complete backup has vault copies",
+                old.status.as_str()
+            )));
+        }
+        if !old.vault_copies.iter().any(|c| c.vault == vault) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("backup {id} has no copy in vault {vault}"),
+            ));
+        }
+        if let Some(why) = crate::expire::deletion_refusal(&old, self.now_ms(), false) {
+            return Err(busy(why));
+        }
+        self.drop_vault_copies_in(old, Some(vault))
     }
 }
 

@@ -315,6 +315,20 @@ impl Vault {
         self.inner.chunk_size
     }
 
+    /// Whether the vault is still there now: one request for its config object (an open
+    /// vault caches everything else, and a directory store would recreate a removed
+    /// directory on the next write).
+    pub fn probe(&self) -> Result<()> {
+        let path = Path::from(CONFIG_NAME);
+        match self.rt.block_on(self.inner.store.head(&path)) {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(Error::NotAVault(self.inner.label.clone()))
+            }
+            Err(e) => Err(Error::store(CONFIG_NAME, None, e)),
+        }
+    }
+
     /// The backup ids that have a manifest, ascending.
     pub fn list_manifests(&self) -> Result<Vec<u64>> {
         let names = self.list_names(MANIFESTS_DIR)?;

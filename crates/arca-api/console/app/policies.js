@@ -48,6 +48,9 @@ function settingsFields(p, editing) {
     field("Snapshot calendar", { name: "snapshot", value: p ? v(p.snapshot) : undefined, placeholder: "daily, *-*-* 02:00" }),
     field("Verify calendar", { name: "verify", value: p ? v(p.verify) : undefined, placeholder: "weekly" }),
     KEEP.map((r) => field(`Keep ${r}`, { name: `keep_${r}`, type: "number", min: 0, value: p ? v(p.keep[r]) : undefined, class: "narrow" })),
+    field("Copy to vault", { name: "copy_to", value: p ? v(p.copy_to) : undefined, placeholder: "offsite" }),
+    field("Copy calendar", { name: "copy", value: p ? v(p.copy) : undefined, placeholder: "daily" }),
+    KEEP.map((r) => field(`Vault keep ${r}`, { name: `vault_keep_${r}`, type: "number", min: 0, value: p ? v(p.vault_keep[r]) : undefined, class: "narrow" })),
     field("Verify budget (e.g. 100G)", { name: "verify_budget", value: p ? v(p.verify_budget) : undefined }),
     field("Label (default: the name)", { name: "label", value: p ? p.label : undefined }),
     field("Meta (KEY=VALUE, comma-separated)", { name: "meta", value: p ? metaText(p.meta) : undefined }),
@@ -57,18 +60,26 @@ function settingsFields(p, editing) {
   ];
 }
 
-function keepOf(d) {
+/** The keep rules the form's fields `${prefix}${rule}` give. */
+function keepOf(d, prefix = "keep_") {
   const keep = {};
-  for (const r of KEEP) if (d[`keep_${r}`] !== undefined && d[`keep_${r}`] !== "") keep[r] = Number(d[`keep_${r}`]);
+  for (const r of KEEP) if (d[`${prefix}${r}`] !== undefined && d[`${prefix}${r}`] !== "") keep[r] = Number(d[`${prefix}${r}`]);
   return keep;
+}
+
+/** Whether the form's keep rules differ from the policy's `k`. */
+function keepChanged(keep, k) {
+  return JSON.stringify(keep) !== JSON.stringify(Object.fromEntries(KEEP.filter((r) => k[r] != null).map((r) => [r, k[r]])));
 }
 
 function createForm() {
   return form({ id: "create-policy", "aria-label": "Create a policy" }, async (d, f) => {
     const body = { name: d.name, volumes: list(d.volumes) };
-    for (const k of ["snapshot", "verify", "label", "tz"]) if (d[k]) body[k] = d[k];
+    for (const k of ["snapshot", "verify", "label", "tz", "copy_to", "copy"]) if (d[k]) body[k] = d[k];
     const keep = keepOf(d);
     if (Object.keys(keep).length) body.keep = keep;
+    const vaultKeep = keepOf(d, "vault_keep_");
+    if (Object.keys(vaultKeep).length) body.vault_keep = vaultKeep;
     if (d.verify_budget) body.verify_budget = parseSize(d.verify_budget);
     if (d.meta) body.meta = metaOf(d.meta);
     if (d.set) body.set = true;
@@ -85,9 +96,11 @@ function changes(p, d) {
   const body = {};
   const volumes = list(d.volumes);
   if (volumes.join(" ") !== p.volumes.join(" ")) body.volumes = volumes;
-  for (const k of ["snapshot", "verify"]) if ((d[k] || null) !== p[k]) body[k] = d[k] || "none";
+  for (const k of ["snapshot", "verify", "copy_to", "copy"]) if ((d[k] || null) !== p[k]) body[k] = d[k] || "none";
   const keep = keepOf(d);
-  if (JSON.stringify(keep) !== JSON.stringify(Object.fromEntries(KEEP.filter((r) => p.keep[r] != null).map((r) => [r, p.keep[r]])))) body.keep = keep;
+  if (keepChanged(keep, p.keep)) body.keep = keep;
+  const vaultKeep = keepOf(d, "vault_keep_");
+  if (keepChanged(vaultKeep, p.vault_keep)) body.vault_keep = vaultKeep;
   const budget = d.verify_budget ? parseSize(d.verify_budget) : 0;
   if (budget !== (p.verify_budget || 0)) body.verify_budget = budget;
   if (d.label && d.label !== p.label) body.label = d.label;
@@ -148,7 +161,8 @@ function actions(p, go) {
       const steps = [...new Set(p.schedules.flatMap((s) => s.steps))];
       const ok = await confirmAction(`Run policy ${p.name} now?`, [
         `Steps: ${steps.length ? steps.join(", ") : "snapshot, prune"}; volumes: ${volumes}.`,
-        steps.includes("prune") ? `Its prune removes the policy's own backups beyond ${keepText(p.keep)}.` : "Nothing is removed.",
+        steps.includes("prune") ? `Its prune removes the policy's own backups beyond ${keepText(p.keep)}.` : "Nothing is removed from the array.",
+        ...(steps.includes("vault-prune") ? [`Its vault prune removes its copies in vault ${p.copy_to} beyond ${keepText(p.vault_keep)}.`] : []),
       ], "Run now", false);
       if (!ok) return;
       const r = await post(`${path}/run`, {});
@@ -209,6 +223,8 @@ export const policyPage = {
           ["Volumes", `${p.volumes.join(" ")} → ${p.matched_volumes.join(", ") || "none now"}`],
           ["Backup set", p.set ? "yes: one set at one instant" : "no"],
           ["Keep", keepText(p.keep)],
+          ["Copy", p.copy ? `${p.copy} to vault ${p.copy_to}` : "none"],
+          ["Vault keep", p.copy ? keepText(p.vault_keep) : "—"],
           ["Verify budget", p.verify_budget ? bytes(p.verify_budget) : "none"],
           ["Label", p.label], ["Program", p.program], ["Meta", metaText(p.meta) || "—"],
           ["Time zone", p.tz], ["Last success", when(p.last_success)],
@@ -229,7 +245,7 @@ export const policyPage = {
           { label: "Ended", cell: (r) => when(r.ended) },
           { label: "Result", cell: runLine },
         ], h, "No runs yet."));
-        update(edit, [p.volumes, p.snapshot, p.verify, p.keep, p.verify_budget, p.label, p.meta, p.tz, p.set], () => form(
+        update(edit, [p.volumes, p.snapshot, p.verify, p.keep, p.copy, p.copy_to, p.vault_keep, p.verify_budget, p.label, p.meta, p.tz, p.set], () => form(
           { id: "update-policy", "aria-label": "Change the policy's settings" },
           async (d) => {
             const body = changes(p, d);

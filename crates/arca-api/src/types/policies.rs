@@ -67,10 +67,21 @@ pub struct CreatePolicy {
     /// Created paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// The registered vault the copy step copies the policy's backups to (with `copy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<String>,
+    /// Calendar of the copy to the vault (each followed by the vault prune).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+    /// Keep rules of the policy's copies in the vault, independent of `keep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_keep: Option<PolicyKeep>,
 }
 
 /// `PATCH /v1/policies/{name}`: the fields given change, the others stay. A calendar of
-/// `"none"` removes it; `keep` replaces every keep rule; a `verify_budget` of 0 removes it.
+/// `"none"` removes it; `keep` replaces every keep rule; a `verify_budget` of 0 removes it;
+/// a `copy` or `copy_to` of `"none"` removes the copy step (vault, calendar, vault keep
+/// rules); `vault_keep` replaces every vault keep rule.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicy {
@@ -92,6 +103,15 @@ pub struct UpdatePolicy {
     pub meta: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
+    /// Another vault; `"none"` removes the copy step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<String>,
+    /// Another copy calendar; `"none"` removes the copy step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+    /// Replaces every vault keep rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_keep: Option<PolicyKeep>,
 }
 
 /// One calendar of a policy and where the scheduler stands with it.
@@ -131,6 +151,12 @@ pub struct Policy {
     pub keep: PolicyKeep,
     pub verify: Option<String>,
     pub verify_budget: Option<u64>,
+    /// The vault the copy step copies to.
+    pub copy_to: Option<String>,
+    /// Calendar of the copy step.
+    pub copy: Option<String>,
+    /// Keep rules of its copies in the vault.
+    pub vault_keep: PolicyKeep,
     /// The label its backups get.
     pub label: String,
     /// What its backups record as program (`arca-policy/NAME`): its prune's own backups.

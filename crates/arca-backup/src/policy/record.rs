@@ -9,9 +9,9 @@
 //!   at most [`HISTORY_MAX`] runs per policy, the oldest dropped first.
 //!
 //! Extending: a run is made of [`Track`]s (an event calendar and the [`Step`]s it fires, in
-//! order). A new kind of work (copying to a vault, then pruning there) is a new `Track` and
-//! new `Step` variants added at the end of their enums (postcard stores the variant index,
-//! so older records keep decoding), its settings a new record version.
+//! order). A new kind of work is a new `Track` and new `Step` variants added at the end of
+//! their enums (postcard stores the variant index, so older records keep decoding), its
+//! settings a new record version (version 2 added copying to a vault and pruning there).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +25,8 @@ pub const POLICIES: &str = "policies";
 pub const POLICY_STATE: &str = "policy_state";
 pub const POLICY_HISTORY: &str = "policy_history";
 
-const RECORD_VERSION: u8 = 1;
+/// Version 2 added the copy settings (`copy_to`, `copy`, `vault_keep`) at the end.
+const RECORD_VERSION: u8 = 2;
 const STATE_VERSION: u8 = 1;
 const RUN_VERSION: u8 = 1;
 
@@ -49,12 +50,18 @@ pub enum Step {
     Prune,
     /// Rolling verification of the policy's backups within the budget.
     Verify,
+    /// The policy's backups on the array not yet in its vault copied there.
+    Copy,
+    /// The policy's copies in its vault pruned by its vault keep rules.
+    VaultPrune,
 }
 
 crate::wire_names!(Step {
     Snapshot => "snapshot",
     Prune => "prune",
     Verify => "verify",
+    Copy => "copy",
+    VaultPrune => "vault-prune",
 });
 
 impl Step {
@@ -72,10 +79,15 @@ pub enum Track {
     Snapshot,
     /// `--verify CALENDAR`: verify.
     Verify,
+    /// `--copy CALENDAR`: copy to the vault, then prune there.
+    Copy,
 }
 
+// `ALL` is in the order a run does the tracks' steps when several are due together: the copy
+// after the snapshot (it copies that snapshot too), verification last.
 crate::wire_names!(Track {
     Snapshot => "snapshot",
+    Copy => "copy",
     Verify => "verify",
 });
 
@@ -86,6 +98,8 @@ impl Track {
             Track::Snapshot if p.keep.any() => vec![Step::Snapshot, Step::Prune],
             Track::Snapshot => vec![Step::Snapshot],
             Track::Verify => vec![Step::Verify],
+            Track::Copy if p.vault_keep.any() => vec![Step::Copy, Step::VaultPrune],
+            Track::Copy => vec![Step::Copy],
         }
     }
 }
@@ -117,6 +131,15 @@ impl Keep {
             keep_newest_verified: true,
         }
     }
+
+    /// The rules as the vault prune applies them: the array's verifications say nothing of
+    /// a vault copy, so no "newest verified" rule.
+    pub fn vault_retention(&self) -> retention::Policy {
+        retention::Policy {
+            keep_newest_verified: false,
+            ..self.retention()
+        }
+    }
 }
 
 /// A policy as the user set it.
@@ -140,6 +163,12 @@ pub struct PolicyRecord {
     pub paused: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The registered vault the copy step copies to (set together with `copy`).
+    pub copy_to: Option<String>,
+    /// The calendar of the copy step.
+    pub copy: Option<String>,
+    /// Keep rules of the policy's copies in `copy_to`, independent of `keep`.
+    pub vault_keep: Keep,
 }
 
 impl PolicyRecord {
@@ -147,6 +176,7 @@ impl PolicyRecord {
         match t {
             Track::Snapshot => self.snapshot.as_deref(),
             Track::Verify => self.verify.as_deref(),
+            Track::Copy => self.copy.as_deref(),
         }
     }
 
@@ -306,7 +336,12 @@ impl PolicyRecord {
         encode(RECORD_VERSION, self)
     }
     pub fn decode(b: &[u8]) -> Result<PolicyRecord, String> {
-        decode(RECORD_VERSION, "policy record", b)
+        match b.first() {
+            // Version 1 is version 2 without its last fields: postcard reads the bytes of
+            // "none" (two absent calendars, six absent keep rules) appended to it as such.
+            Some(1) => decode(1, "policy record", &[b, &[0u8; 8]].concat()),
+            _ => decode(RECORD_VERSION, "policy record", b),
+        }
     }
 }
 
@@ -411,6 +446,49 @@ mod tests {
                 .contains("version 99")
         );
         assert!(PolicyState::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn a_version_1_policy_record_reads_as_one_without_copy_settings() {
+        let r = PolicyRecord {
+            name: "p".into(),
+            volumes: vec!["db-*".into()],
+            set: true,
+            snapshot: Some("hourly".into()),
+            keep: Keep {
+                last: Some(3),
+                ..Keep::default()
+            },
+            verify: None,
+            verify_budget_bytes: Some(7),
+            label: None,
+            meta: BTreeMap::from([("k".into(), "v".into())]),
+            tz: "UTC".into(),
+            paused: false,
+            created_ms: 1,
+            updated_ms: 2,
+            copy_to: None,
+            copy: None,
+            vault_keep: Keep::default(),
+        };
+        // What version 1 wrote: the same fields without the last eight bytes.
+        let b = r.encode();
+        let mut v1 = b[..b.len() - 8].to_vec();
+        v1[0] = 1;
+        assert_eq!(PolicyRecord::decode(&v1).unwrap(), r);
+        let with_copy = PolicyRecord {
+            copy_to: Some("off".into()),
+            copy: Some("daily".into()),
+            vault_keep: Keep {
+                daily: Some(7),
+                ..Keep::default()
+            },
+            ..r
+        };
+        assert_eq!(
+            PolicyRecord::decode(&with_copy.encode()).unwrap(),
+            with_copy
+        );
     }
 
     #[test]

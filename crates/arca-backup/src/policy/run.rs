@@ -11,15 +11,17 @@
 //! - verify: the policy's complete backups least recently verified first (never verified
 //!   before any), as many as the budget's bytes allow but at least one, through the verify
 //!   job.
+//! - copy and vault prune: `copy.rs`; the prune keeps what the copy still needs while the
+//!   vault is unreachable (`copy.rs` too).
 //!
 //! A step failing ends the run failed with its reason; later steps are not attempted.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arca_store::{Error, ErrorKind, Result};
 
+use super::copy::{Tally, plan_by_volume};
 use super::record::{
     PolicyRecord, RunRecord, RunResult, RunStart, Step, StepOutcome, Track, Trigger, matches,
 };
@@ -29,14 +31,13 @@ use crate::backups::busy;
 use crate::catalog;
 use crate::create::CreateRequest;
 use crate::ids::{BackupId, JobId};
-use crate::jobs::{JobContext, JobError, JobKind, JobResult, JobState, PolicyRan};
+use crate::jobs::{JobContext, JobError, JobKind, JobResult, JobSnapshot, JobState, PolicyRan};
 use crate::record::{BackupRecord, Event, HostInfo, Method, Status};
-use crate::retention::{self, Candidate};
 
-/// How long a verify step waits for its job between looks at its own cancel.
-const VERIFY_WAIT_SLICE: Duration = Duration::from_millis(200);
+/// How long a step waits for its job between looks at its own cancel.
+const JOB_WAIT_SLICE: Duration = Duration::from_millis(200);
 
-fn step_ok(step: Step, summary: String, backups: Vec<BackupId>) -> StepOutcome {
+pub(super) fn step_ok(step: Step, summary: String, backups: Vec<BackupId>) -> StepOutcome {
     StepOutcome {
         step,
         ok: true,
@@ -46,7 +47,24 @@ fn step_ok(step: Step, summary: String, backups: Vec<BackupId>) -> StepOutcome {
     }
 }
 
-fn step_failed(step: Step, summary: String, backups: Vec<BackupId>) -> StepOutcome {
+/// A step whose job ended without its result: the job, how it ended and why.
+pub(super) fn job_failed(
+    step: Step,
+    what: &str,
+    job: JobId,
+    state: JobState,
+    error: Option<String>,
+    backups: Vec<BackupId>,
+) -> StepOutcome {
+    let why = error.unwrap_or_default();
+    step_failed(
+        step,
+        format!("{what} job {job} {}: {why}", state.as_str()),
+        backups,
+    )
+}
+
+pub(super) fn step_failed(step: Step, summary: String, backups: Vec<BackupId>) -> StepOutcome {
     StepOutcome {
         step,
         ok: false,
@@ -85,6 +103,17 @@ impl Policies {
         if planned.contains(&Step::Prune) && !e.record.keep.any() {
             return Err(crate::backups::invalid(format!(
                 "policy {name} has no keep rule: its prune would remove every backup it made"
+            )));
+        }
+        if planned.contains(&Step::VaultPrune) && !e.record.vault_keep.any() {
+            return Err(crate::backups::invalid(format!(
+                "policy {name} has no vault keep rule: its vault prune would remove every copy \
+                 it made"
+            )));
+        }
+        if planned.contains(&Step::Copy) && e.record.copy_to.is_none() {
+            return Err(crate::backups::invalid(format!(
+                "policy {name} has no vault to copy to (--copy-to)"
             )));
         }
         let start = RunStart {
@@ -161,6 +190,8 @@ impl Policies {
                 Step::Snapshot => self.step_snapshot(p),
                 Step::Prune => self.step_prune(p),
                 Step::Verify => self.step_verify(p, ctx),
+                Step::Copy => self.step_copy(p, ctx),
+                Step::VaultPrune => self.step_vault_prune(p),
             };
             let outcome = match outcome {
                 Ok(o) => o,
@@ -291,7 +322,7 @@ impl Policies {
     }
 
     /// The policy's own complete backups on the array (by the program they record).
-    fn own_backups(&self, p: &PolicyRecord) -> Result<Vec<BackupRecord>> {
+    pub(super) fn own_backups(&self, p: &PolicyRecord) -> Result<Vec<BackupRecord>> {
         let q = catalog::Query {
             status: Some(Status::Complete),
             limit: catalog::QUERY_LIMIT_MAX,
@@ -306,39 +337,47 @@ impl Policies {
     }
 
     fn step_prune(&self, p: &PolicyRecord) -> std::result::Result<StepOutcome, StepError> {
-        let policy = p.keep.retention();
         let records = self.own_backups(p)?;
-        let now = self.now_ms();
-        let mut by_volume: BTreeMap<u64, Vec<&BackupRecord>> = BTreeMap::new();
-        for r in &records {
-            by_volume.entry(r.source.volume_id).or_default().push(r);
-        }
-        let (mut removed, mut kept, mut refused) = (Vec::new(), 0, Vec::new());
-        for group in by_volume.values() {
-            let candidates: Vec<Candidate> =
-                group.iter().map(|r| crate::expire::candidate(r)).collect();
-            let decisions = retention::plan(&candidates, &policy, now / 1000)
-                .map_err(|e| StepError::Failed(e.to_string()))?;
-            for (r, d) in group.iter().zip(decisions) {
-                if d.keep {
-                    kept += 1;
-                    continue;
-                }
-                match self
-                    .backups
-                    .delete_with(r.id, crate::expire::RETENTION_DELETE)
-                {
-                    Ok(_) => removed.push(r.id),
-                    Err(e) if e.kind() == ErrorKind::Busy => refused.push(format!("{}: {e}", r.id)),
-                    Err(e) => return Err(StepError::Failed(format!("deleting {}: {e}", r.id))),
-                }
+        let mut pending = self.pending_copies(p)?;
+        let mut tally = Tally::default();
+        for (r, d) in plan_by_volume(&records, &p.keep.retention(), self.now_ms())? {
+            if d.keep {
+                tally.keep(r.id, &d);
+                continue;
+            }
+            if let Some(why) = pending.as_mut().and_then(|x| x.reason(self, &p.name, r.id)) {
+                tally.pending(r.id, &why);
+                continue;
+            }
+            match self
+                .backups
+                .delete_with(r.id, crate::expire::RETENTION_DELETE)
+            {
+                Ok(_) => tally.removed.push(r.id),
+                Err(e) if e.kind() == ErrorKind::Busy => tally.busy(r.id, &e),
+                Err(e) => return Err(StepError::Failed(format!("deleting {}: {e}", r.id))),
             }
         }
-        let mut summary = format!("removed {}, kept {kept}", removed.len());
-        if !refused.is_empty() {
-            summary += &format!("; kept because busy: {}", refused.join("; "));
+        Ok(step_ok(Step::Prune, tally.summary(""), tally.removed))
+    }
+
+    /// Waits for a job a step started, cancelling it when the run is cancelled.
+    pub(super) fn wait_job(
+        &self,
+        job_id: JobId,
+        ctx: &JobContext,
+    ) -> std::result::Result<JobSnapshot, StepError> {
+        let job = self
+            .backups
+            .jobs()
+            .get(job_id)
+            .ok_or_else(|| StepError::Failed(format!("job {job_id} vanished")))?;
+        while !job.wait(JOB_WAIT_SLICE).finished() {
+            if ctx.cancel_requested() {
+                job.cancel();
+            }
         }
-        Ok(step_ok(Step::Prune, summary, removed))
+        Ok(job.snapshot())
     }
 
     fn step_verify(
@@ -367,17 +406,7 @@ impl Policies {
             picked.push(r.id);
         }
         let (job_id, ids) = self.backups.verify(&picked, false)?;
-        let job = self
-            .backups
-            .jobs()
-            .get(job_id)
-            .ok_or_else(|| StepError::Failed(format!("verify job {job_id} vanished")))?;
-        while !job.wait(VERIFY_WAIT_SLICE).finished() {
-            if ctx.cancel_requested() {
-                job.cancel();
-            }
-        }
-        let snap = job.snapshot();
+        let snap = self.wait_job(job_id, ctx)?;
         let mut outcome = match (snap.state, snap.result) {
             (JobState::Succeeded, Some(JobResult::Verify(list))) => {
                 let bad: Vec<String> = list
@@ -396,15 +425,7 @@ impl Policies {
                 }
             }
             (JobState::Cancelled, _) => return Err(StepError::Cancelled),
-            (state, _) => step_failed(
-                Step::Verify,
-                format!(
-                    "verify job {job_id} {}: {}",
-                    state.as_str(),
-                    snap.error.unwrap_or_default()
-                ),
-                ids,
-            ),
+            (state, _) => job_failed(Step::Verify, "verify", job_id, state, snap.error, ids),
         };
         outcome.job = Some(job_id);
         Ok(outcome)
@@ -420,7 +441,7 @@ fn last_verified_ms(r: &BackupRecord) -> u64 {
         .map_or(0, |h| h.at_ms)
 }
 
-enum StepError {
+pub(super) enum StepError {
     Cancelled,
     Failed(String),
 }

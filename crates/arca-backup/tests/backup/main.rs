@@ -9,6 +9,7 @@ mod metadata_space;
 mod pairs;
 mod placement;
 mod policies;
+mod policy_copies;
 mod restore;
 mod restore_interrupted;
 mod snapshot;

@@ -94,29 +94,84 @@ fn count(p: &Policies, name: &str, result: RunResult) -> u64 {
         .map_or(0, |(_, _, c)| c)
 }
 
+/// The hours (since the epoch) of the policy's complete backups: those with an image on the
+/// array, and those with a copy in vault `vault`.
+fn hours_left(r: &Rig, policy: &str, vault: &str) -> (Vec<u64>, Vec<u64>) {
+    let hour = |b: &BackupRecord| (b.point_in_time_ms - EPOCH_MS) / HOUR_MS;
+    let all = own_backups(r, policy);
+    let mut array: Vec<u64> = all.iter().filter(|b| b.on_array()).map(hour).collect();
+    let mut in_vault: Vec<u64> = all
+        .iter()
+        .filter(|b| b.vault_copies.iter().any(|c| c.vault == vault))
+        .map(hour)
+        .collect();
+    array.sort();
+    in_vault.sort();
+    (array, in_vault)
+}
+
+pub(crate) fn dir_vault(r: &Rig, name: &str, dir: &std::path::Path) {
+    r.backups
+        .add_vault(arca_backup::NewVault {
+            name: name.into(),
+            url: format!("file://{}", dir.display()),
+            ..arca_backup::NewVault::default()
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_simulated_week_of_an_hourly_policy_leaves_exactly_the_expected_backups() {
     let (r, p) = policy_rig(&["db", "web"]);
+    let dir = tempfile::tempdir().unwrap();
+    dir_vault(&r, "off", &dir.path().join("off"));
     let mut s = spec(&["db"], "hourly");
     s.keep = Some(Keep {
         last: Some(6),
         daily: Some(7),
         ..Keep::default()
     });
+    s.copy_to = Some(Some("off".into()));
+    s.copy = Some(Some("daily".into()));
+    // A day more than the array keeps: the first day lives on in the vault only.
+    s.vault_keep = Some(Keep {
+        daily: Some(8),
+        ..Keep::default()
+    });
     p.create("hourly", s).unwrap();
-    let runs = drive(&r, &p, EPOCH_MS + 7 * DAY_MS, 15 * MINUTE_MS);
+    let mut hour = 0;
+    while hour < 7 * 24 {
+        hour += 1;
+        // Some change every hour: each copy has new data.
+        r.write("db", (hour % 16) * ES, &pattern(hour, 512));
+        drive(&r, &p, EPOCH_MS + hour * HOUR_MS, 15 * MINUTE_MS);
+    }
     assert_eq!(
-        runs, 168,
-        "one run per hour, from 01:00 on day 1 to 00:00 on day 8"
+        count(&p, "hourly", RunResult::Succeeded),
+        168,
+        "one run per hour, from 01:00 on day 1 to 00:00 on day 8; the daily copies ran \
+         with the hourly snapshots"
     );
-    let mut left: Vec<u64> = own_backups(&r, "hourly")
-        .iter()
-        .map(|b| (b.point_in_time_ms - EPOCH_MS) / HOUR_MS)
-        .collect();
-    left.sort();
+    let (array, vault) = hours_left(&r, "hourly", "off");
     // keep-last 6: hours 163..=168; keep-daily 7: 168 (day 8) and the last hour of days 2..7.
-    let expected = vec![47, 71, 95, 119, 143, 163, 164, 165, 166, 167, 168];
-    assert_eq!(left, expected);
+    assert_eq!(array, [47, 71, 95, 119, 143, 163, 164, 165, 166, 167, 168]);
+    // Copied each midnight: what the array held then and the vault did not; vault keep-daily
+    // 8: the last hour of days 1..7 and day 8's midnight (hour 23 is on no array any more).
+    assert_eq!(vault, [23, 47, 71, 95, 119, 143, 167, 168]);
+    // What is in neither place was deleted; what the vault holds is in its manifests.
+    let listed = r
+        .backups
+        .open_vault("off")
+        .unwrap()
+        .list_manifests()
+        .unwrap();
+    let mut in_vault: Vec<u64> = own_backups(&r, "hourly")
+        .iter()
+        .filter(|b| !b.vault_copies.is_empty())
+        .map(|b| b.id.get())
+        .collect();
+    in_vault.sort();
+    assert_eq!(listed, in_vault);
     // Every backup is the policy's, of db only, labelled with its name.
     for b in own_backups(&r, "hourly") {
         assert_eq!(b.source.volume_name, "db");
@@ -130,7 +185,19 @@ fn a_simulated_week_of_an_hourly_policy_leaves_exactly_the_expected_backups() {
     );
     assert!(h.iter().all(|x| x.result == RunResult::Succeeded));
     assert_eq!(h[0].seq, 167, "newest first");
-    assert_eq!(h[0].planned, [Step::Snapshot, Step::Prune]);
+    assert_eq!(
+        h[0].planned,
+        [Step::Snapshot, Step::Prune, Step::Copy, Step::VaultPrune]
+    );
+    assert_eq!(h[0].tracks, [Track::Snapshot, Track::Copy]);
+    assert!(
+        h[0].steps[2]
+            .summary
+            .starts_with("copied 6 backup(s) to vault off (6 incremental)"),
+        "{}",
+        h[0].steps[2].summary
+    );
+    assert_eq!(h[1].planned, [Step::Snapshot, Step::Prune]);
     assert_eq!(count(&p, "hourly", RunResult::Succeeded), 168);
     let (_, state) = p.get("hourly").unwrap();
     assert_eq!(state.last_success_ms, Some(EPOCH_MS + 7 * DAY_MS));
@@ -338,7 +405,14 @@ fn prune_touches_only_the_policys_own_unprotected_backups() {
         "a backup the policy did not make is never pruned"
     );
     let h = history(&p, "p");
-    assert_eq!(h[0].steps[1].summary, "removed 1, kept 2");
+    let removed = h[0].steps[1].backups[0];
+    assert_eq!(
+        h[0].steps[1].summary,
+        format!(
+            "removed 1 ({removed}), kept 2 (hold 1, keep-last 1); kept for a protection: \
+             {first} (hold)"
+        )
+    );
 }
 
 /// A policy's prune gives up only the array's image of a backup copied to a vault, as

@@ -1,5 +1,5 @@
-//! `arca policy ...`: backup policies, backups the array takes, prunes and verifies on its
-//! own calendar.
+//! `arca policy ...`: backup policies, backups the array takes, prunes, copies to a vault
+//! and verifies on its own calendar.
 
 use std::collections::BTreeMap;
 
@@ -70,19 +70,65 @@ pub struct PolicySettings {
     /// IANA time zone of the calendars (default UTC), e.g. Europe/Berlin
     #[arg(long, value_name = "ZONE")]
     tz: Option<String>,
+    /// Registered vault the copy step copies the policy's backups to (with --copy; update:
+    /// none removes the copy step)
+    #[arg(long, value_name = "VAULT")]
+    copy_to: Option<String>,
+    /// Calendar of the copy to the vault, then the vault prune (update: none removes the
+    /// copy step)
+    #[arg(long, value_name = "CALENDAR")]
+    copy: Option<String>,
+    /// Keep the N newest copies in the vault (the vault keep rules replace all others when
+    /// any is given; independent of the array's)
+    #[arg(long, value_name = "N")]
+    vault_keep_last: Option<u32>,
+    #[arg(long, value_name = "N")]
+    vault_keep_hourly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    vault_keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    vault_keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    vault_keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    vault_keep_yearly: Option<u32>,
+}
+
+/// Keep rules from the six counts (last, hourly, daily, weekly, monthly, yearly); `None`
+/// when none is given.
+fn keep_of([last, hourly, daily, weekly, monthly, yearly]: [Option<u32>; 6]) -> Option<PolicyKeep> {
+    let k = PolicyKeep {
+        last,
+        hourly,
+        daily,
+        weekly,
+        monthly,
+        yearly,
+    };
+    (k != PolicyKeep::default()).then_some(k)
 }
 
 impl PolicySettings {
     fn keep(&self) -> Option<PolicyKeep> {
-        let k = PolicyKeep {
-            last: self.keep_last,
-            hourly: self.keep_hourly,
-            daily: self.keep_daily,
-            weekly: self.keep_weekly,
-            monthly: self.keep_monthly,
-            yearly: self.keep_yearly,
-        };
-        (k != PolicyKeep::default()).then_some(k)
+        keep_of([
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ])
+    }
+
+    fn vault_keep(&self) -> Option<PolicyKeep> {
+        keep_of([
+            self.vault_keep_last,
+            self.vault_keep_hourly,
+            self.vault_keep_daily,
+            self.vault_keep_weekly,
+            self.vault_keep_monthly,
+            self.vault_keep_yearly,
+        ])
     }
 
     fn meta(&self) -> Option<BTreeMap<String, String>> {
@@ -95,11 +141,14 @@ pub enum StepArg {
     Snapshot,
     Prune,
     Verify,
+    Copy,
+    VaultPrune,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCmd {
-    /// Create a policy: NAME --volumes PATTERN... with --snapshot and/or --verify calendars
+    /// Create a policy: NAME --volumes PATTERN... with --snapshot, --copy and/or --verify
+    /// calendars
     Create {
         name: String,
         #[command(flatten)]
@@ -177,6 +226,9 @@ pub fn run(c: &Client, s: &Settings, cmd: PolicyCmd) -> Result<()> {
                 meta: st.meta(),
                 tz: st.tz.clone(),
                 paused: paused.then_some(true),
+                copy_to: st.copy_to.clone(),
+                copy: st.copy.clone(),
+                vault_keep: st.vault_keep(),
             };
             let p: Policy = c.post_json("/v1/policies", &body)?;
             show_or(s, &p, || {
@@ -211,6 +263,9 @@ pub fn run(c: &Client, s: &Settings, cmd: PolicyCmd) -> Result<()> {
                 label: st.label.clone(),
                 meta: st.meta(),
                 tz: st.tz.clone(),
+                copy_to: st.copy_to.clone(),
+                copy: st.copy.clone(),
+                vault_keep: st.vault_keep(),
             };
             let p: Policy = c.patch_json(&policy_path(&name), &body)?;
             show_or(s, &p, || print!("{}", policy_fields(&p)))
@@ -272,6 +327,8 @@ fn run_now(
             StepArg::Snapshot => PolicyStep::Snapshot,
             StepArg::Prune => PolicyStep::Prune,
             StepArg::Verify => PolicyStep::Verify,
+            StepArg::Copy => PolicyStep::Copy,
+            StepArg::VaultPrune => PolicyStep::VaultPrune,
         }),
     };
     let started: PolicyRunStarted = c.post_json(&format!("{}/run", policy_path(name)), &body)?;
@@ -347,6 +404,7 @@ fn policy_table(list: &[Policy]) -> String {
         ("VOLUMES", Align::Left),
         ("SNAPSHOT", Align::Left),
         ("VERIFY", Align::Left),
+        ("COPY", Align::Left),
         ("TZ", Align::Left),
         ("STATE", Align::Left),
         ("NEXT", Align::Left),
@@ -366,6 +424,7 @@ fn policy_table(list: &[Policy]) -> String {
             p.volumes.join(","),
             or_dash(p.snapshot.as_ref()),
             or_dash(p.verify.as_ref()),
+            or_dash(copy_text(p)),
             p.tz.clone(),
             state_text(p),
             or_dash(next),
@@ -374,6 +433,11 @@ fn policy_table(list: &[Policy]) -> String {
         ]);
     }
     t.render()
+}
+
+/// `CALENDAR to VAULT`, when the policy copies.
+fn copy_text(p: &Policy) -> Option<String> {
+    Some(format!("{} to {}", p.copy.as_ref()?, p.copy_to.as_ref()?))
 }
 
 fn policy_fields(p: &Policy) -> String {
@@ -388,6 +452,8 @@ fn policy_fields(p: &Policy) -> String {
         ("label", p.label.clone()),
         ("program", p.program.clone()),
         ("keep", keep_text(&p.keep)),
+        ("copy to", or_dash(p.copy_to.as_ref())),
+        ("vault keep", keep_text(&p.vault_keep)),
         (
             "verify budget",
             or_dash(p.verify_budget.map(super::format::size)),

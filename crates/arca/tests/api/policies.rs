@@ -193,6 +193,61 @@ fn policies_every_endpoint_and_error() {
         "invalid",
     );
 
+    // The copy step: a registered vault, its calendar and vault keep rules; "none" removes
+    // all three.
+    let url = format!("file://{}", d.dir().join("off").display());
+    let (s, v) = post(&d, "/v1/vaults", json!({"name": "off", "url": url}));
+    assert_eq!(s, 201, "{v}");
+    let r = post(
+        &d,
+        "/v1/policies",
+        json!({"name": "y", "volumes": ["db-*"], "copy_to": "nope", "copy": "daily"}),
+    );
+    assert_error_mentions(&r, 422, "invalid", "cannot copy to vault nope");
+    let r = post(
+        &d,
+        "/v1/policies",
+        json!({"name": "y", "volumes": ["db-*"], "verify": "weekly", "vault_keep": {"last": 1}}),
+    );
+    assert_error_mentions(&r, 422, "invalid", "vault keep rules need a vault");
+    let (s, p) = post(
+        &d,
+        "/v1/policies",
+        json!({"name": "offsite", "volumes": ["db-*"], "verify": "weekly", "copy_to": "off",
+               "copy": "daily", "vault_keep": {"last": 2}}),
+    );
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(
+        (&p["copy_to"], &p["copy"]),
+        (&json!("off"), &json!("daily"))
+    );
+    assert_eq!(p["vault_keep"], json!({"last": 2}));
+    assert_eq!(p["schedules"][0]["track"], "copy");
+    assert_eq!(p["schedules"][0]["steps"], json!(["copy", "vault-prune"]));
+    let (_, text) = get(&d, "/metrics");
+    assert!(
+        text.as_str().unwrap().contains(
+            "arca_policy_calendar_last_success_timestamp_seconds{policy=\"offsite\",\
+             calendar=\"copy\"} 0\n"
+        ),
+        "{text}"
+    );
+    let (_, started) = post(&d, "/v1/policies/offsite/run", json!({"step": "copy"}));
+    let job = wait_job(&d, started["job"].as_u64().unwrap());
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (_, h) = get(&d, "/v1/policies/offsite/history");
+    assert_eq!(h[0]["steps"][0]["step"], "copy");
+    assert_eq!(
+        h[0]["steps"][0]["summary"],
+        "nothing new to copy to vault off"
+    );
+    let (s, p) = patch(&d, "/v1/policies/offsite", json!({"copy": "none"}));
+    assert_eq!(s, 200, "{p}");
+    assert_eq!((&p["copy_to"], &p["copy"]), (&Value::Null, &Value::Null));
+    assert_eq!(p["vault_keep"], json!({}));
+    let (s, _) = delete(&d, "/v1/policies/offsite");
+    assert_eq!(s, 204);
+
     // Delete: the policy and its history go, its backups stay.
     let (s, _) = delete(&d, "/v1/policies/nightly");
     assert_eq!(s, 204);

@@ -165,3 +165,81 @@ fn a_two_second_policy_takes_prunes_and_lists_backups_in_real_time() {
     assert!(err.contains("--volumes"), "{err}");
     d.stop();
 }
+
+/// `--copy-to`, `--copy` and `--vault-keep-*` through the CLI: `policy run` copies to a
+/// directory vault and prunes there; `show` and `list` say where and when; `--copy none`
+/// removes the copy step.
+#[test]
+fn a_policy_copies_to_a_vault_and_prunes_there() {
+    let d = Daemon::start();
+    let url = format!("file://{}", d.dir().join("off").display());
+    d.arca(&["volume", "create", "a", "--size", "16M"]).ok();
+    d.arca(&["vault", "add", "off", "--url", &url]).ok();
+    let err = d
+        .arca(&[
+            "policy",
+            "create",
+            "p",
+            "--volumes",
+            "a",
+            "--copy-to",
+            "off",
+        ])
+        .error_line();
+    assert!(err.contains("needs a copy calendar"), "{err}");
+    let out = d
+        .arca(&[
+            "policy",
+            "create",
+            "p",
+            "--volumes",
+            "a",
+            "--snapshot",
+            "yearly",
+            "--copy-to",
+            "off",
+            "--copy",
+            "daily",
+            "--vault-keep-last",
+            "1",
+        ])
+        .ok();
+    assert_eq!(field(&out.stdout, "copy to"), "off");
+    assert_eq!(field(&out.stdout, "vault keep"), "last 1");
+    assert!(
+        out.stdout.contains("copy: daily (copy, vault-prune)"),
+        "{}",
+        out.stdout
+    );
+    let table = d.arca(&["policy", "list"]).ok().stdout;
+    assert_eq!(header(&table)[4], "COPY");
+    assert_eq!(
+        row(&table, "p")[2..7],
+        ["yearly", "-", "daily", "to", "off"]
+    );
+    for _ in 0..2 {
+        d.arca(&["policy", "run", "p", "--step", "snapshot"]).ok();
+    }
+    let out = d.arca(&["policy", "run", "p", "--step", "copy"]).ok();
+    assert!(
+        out.stdout
+            .contains("copy ok: copied 2 backup(s) to vault off (1 incremental)"),
+        "{}",
+        out.stdout
+    );
+    let out = d
+        .arca(&["policy", "run", "p", "--step", "vault-prune"])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("vault-prune ok: vault off: copies removed 1 ("),
+        "{}",
+        out.stdout
+    );
+    let copied = d.json(&["backup", "list", "--in-vault", "off"]);
+    assert_eq!(copied["backups"].as_array().unwrap().len(), 1);
+    let out = d.arca(&["policy", "update", "p", "--copy", "none"]).ok();
+    assert_eq!(field(&out.stdout, "copy to"), "-");
+    assert!(!out.stdout.contains("copy: daily"), "{}", out.stdout);
+    d.stop();
+}
