@@ -370,10 +370,7 @@ pub(crate) fn render_metrics(policies: &Policies, o: &mut String) {
          arca_policy_calendar_last_success_timestamp_seconds gauge\n",
     );
     for (r, st) in &list {
-        for t in bp::Track::ALL
-            .into_iter()
-            .filter(|t| r.calendar(*t).is_some())
-        {
+        for &t in bp::Track::ALL.iter().filter(|t| r.calendar(**t).is_some()) {
             let ms = st.tracks.get(&t).and_then(|x| x.last_success_ms);
             let _ = writeln!(
                 o,

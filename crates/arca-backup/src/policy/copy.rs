@@ -276,7 +276,8 @@ impl Policies {
         let job_id = self.backups.copy_to_vault(&ids, vault)?;
         let snap = self.wait_job(job_id, ctx)?;
         let mut outcome = match (snap.state, snap.result) {
-            (JobState::Succeeded, Some(JobResult::CopiedToVault { copies, .. })) => {
+            (JobState::Succeeded, Some(JobResult::CopiedToVault(done))) => {
+                let copies = done.copies;
                 let sum = |f: fn(&crate::vault_copy::VaultCopied) -> u64| {
                     copies.iter().map(f).sum::<u64>()
                 };
