@@ -277,6 +277,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     args.tls.check_api_exposure(api_addr, api_tls.is_some())?;
     let nbd_tls = args.tls.nbd_tls()?;
     args.tls.check_nbd_exposure(&args.nbd)?;
+    let access = args.tls.nbd_access()?;
     let pool = open_pool(&args)?;
     ensure_volumes(&pool, &args.volumes)?;
     let listener =
@@ -292,6 +293,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         metrics.clone(),
     ));
     let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)).with_tls(nbd_tls));
+    if let Some(path) = &args.tls.nbd_access {
+        tracing::info!(rules = access.len(), path = %path.display(), "NBD export access rules");
+        server.set_access(access);
+        crate::tls_setup::reload_access_on_hup(path.clone(), Arc::downgrade(&server))?;
+    }
     let nbd_addr = listener.local_addr()?;
     // The backup service: recovers copies a stop interrupted and guards every destination
     // before any client or API request can touch them.

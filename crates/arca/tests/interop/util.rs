@@ -102,3 +102,22 @@ pub fn prepare_pool(tmp: &Path, f: impl FnOnce(&arca_store::Pool)) {
     f(&pool);
     pool.close().expect("closing the pool");
 }
+
+/// Runs `arca serve` on a new pool in `dir` (a 64 MiB device), NBD on `nbd` and the API on an
+/// ephemeral loopback port, with `extra` arguments, for a start that is expected to fail.
+pub fn serve_once(dir: &Path, nbd: &str, extra: &[&str]) -> Out {
+    let pool = dir.join("pool");
+    let mut args = vec![
+        "serve",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--size",
+        "64M",
+        "--nbd",
+        nbd,
+        "--api",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    run(env!("CARGO_BIN_EXE_arca"), &args)
+}
