@@ -240,4 +240,28 @@ mod tests {
         let e = unreadable.nbd_tls().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/cert.pem"), "{e}");
     }
+
+    #[test]
+    fn pre_shared_keys_replace_certificates() {
+        let both = TlsArgs {
+            nbd_tls: TlsMode::Require,
+            nbd_tls_psk: Some("keys.psk".into()),
+            nbd_tls_cert: Some("cert.pem".into()),
+            ..TlsArgs::default()
+        };
+        let e = both.nbd_tls().unwrap_err().to_string();
+        assert!(e.contains("one or the other"), "{e}");
+        let off = TlsArgs {
+            nbd_tls_psk: Some("keys.psk".into()),
+            ..TlsArgs::default()
+        };
+        assert!(off.nbd_tls().is_err());
+        let missing = TlsArgs {
+            nbd_tls: TlsMode::On,
+            nbd_tls_psk: Some("/nonexistent/keys.psk".into()),
+            ..TlsArgs::default()
+        };
+        let e = missing.nbd_tls().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/keys.psk"), "{e}");
+    }
 }
