@@ -15,6 +15,7 @@ mod pairs;
 mod panics;
 mod policies;
 mod pool;
+pub mod rate;
 pub mod roles;
 pub mod server;
 mod snapshots;

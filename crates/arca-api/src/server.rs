@@ -43,6 +43,8 @@ pub struct ApiState {
     pub tokens: Arc<crate::tokens::Tokens>,
     /// The audit trail of changing requests.
     pub audit: Arc<crate::audit::Audit>,
+    /// Requests per second per token (or per address without one).
+    pub rate: Arc<crate::rate::RateLimiter>,
     /// Where the API listens. Without a token, requests must name it (or a loopback name) in
     /// Host: see [`crate::access`].
     pub api_addr: std::net::SocketAddr,
@@ -81,6 +83,7 @@ async fn metrics(State(s): St) -> Response {
     let mut text = s.metrics.render(&s.pool.status());
     crate::policies::render_metrics(&s.policies, &mut text);
     crate::vaults::render_metrics(&s.backups.vault_metrics(), &mut text);
+    s.rate.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

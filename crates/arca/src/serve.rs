@@ -60,6 +60,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub nbd_max_connections_per_host: u64,
+    /// API requests per second allowed to each token (and to each remote address for
+    /// requests without a valid one); 0 turns the limit off. 100 is far above what the CLI,
+    /// the console and job polling send, yet keeps one runaway or leaked token from taking
+    /// the daemon's API workers from the others
+    #[arg(long, value_name = "N", default_value_t = 100.0, value_parser = parse_rate)]
+    pub api_rate_limit: f64,
+    /// Requests a caller may send at once, above --api-rate-limit, after an idle spell
+    #[arg(long, value_name = "N", default_value_t = 200.0, value_parser = parse_burst)]
+    pub api_rate_burst: f64,
     /// For tests only: the backup layer's clock reads the time (integer milliseconds since the
     /// epoch) from this file on every call, falling back to the system clock when the file is
     /// missing or does not hold a number. Lets tests script a calendar of backups.
@@ -67,6 +76,24 @@ pub struct ServeArgs {
     pub test_clock_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: crate::tls_setup::TlsArgs,
+}
+
+/// A finite rate, 0 or more.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a number of requests per second (0 or more)"
+        )),
+    }
+}
+
+/// A burst of at least one request.
+fn parse_burst(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 1.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a number of requests (1 or more)")),
+    }
 }
 
 /// How long an orderly stop waits for running restores to stop at their next step.
@@ -353,6 +380,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             arca_api::audit::Audit::open(pool.clone(), backup_clock(&args))
                 .map_err(|e| anyhow!("opening the audit trail: {e}"))?,
         ),
+        rate: Arc::new(arca_api::rate::RateLimiter::new(
+            arca_api::rate::RateLimit {
+                per_second: args.api_rate_limit,
+                burst: args.api_rate_burst,
+            },
+        )),
         token,
         api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),

@@ -14,6 +14,7 @@ mod access;
 mod backups;
 mod pairs;
 mod policies;
+mod rate_limit;
 mod tokens;
 mod vaults;
 mod volumes_in_use;
