@@ -141,6 +141,12 @@ fn libnbd_and_qemu_clients_use_pre_shared_keys() {
     assert!(d.log().contains("psk:bob"), "{}", d.log());
     let info = run("nbdinfo", &["--json", &psk_uri(&d, "w", &bob, "bob")]).ok();
     assert_eq!(json(&info.stdout)["exports"][0]["is_read_only"], true);
+    // The log names users and failed handshakes, never a key (the server's or a client's).
+    let log = d.log();
+    for line in [ALICE, BOB, ALICE_WRONG] {
+        let key = line.split_once(':').unwrap().1;
+        assert!(!log.contains(key), "a PSK key in the daemon's log:\n{log}");
+    }
     d.stop();
 }
 
