@@ -118,20 +118,26 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn limiter(per_second: f64, burst: f64) -> RateLimiter {
+        RateLimiter::new(RateLimit { per_second, burst })
+    }
+
     fn token(name: &str) -> RateKey {
         RateKey::Token(name.into())
     }
 
+    /// `n` requests from token `name` at `at`, each admitted.
+    fn spend(r: &RateLimiter, name: &str, at: Instant, n: usize) {
+        for i in 0..n {
+            assert_eq!(r.admit(token(name), at), Ok(()), "request {i}");
+        }
+    }
+
     #[test]
     fn a_burst_then_the_sustained_rate_per_key() {
-        let r = RateLimiter::new(RateLimit {
-            per_second: 2.0,
-            burst: 3.0,
-        });
+        let r = limiter(2.0, 3.0);
         let t0 = Instant::now();
-        for _ in 0..3 {
-            r.admit(token("a"), t0).unwrap();
-        }
+        spend(&r, "a", t0, 3);
         let wait = r.admit(token("a"), t0).unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
         // Another token, and an address, have their own buckets.
@@ -143,9 +149,7 @@ mod tests {
         assert!(r.admit(token("a"), t1).is_err());
         // A long idle spell refills to the burst, no further.
         let t2 = t1 + Duration::from_secs(3600);
-        for _ in 0..3 {
-            r.admit(token("a"), t2).unwrap();
-        }
+        spend(&r, "a", t2, 3);
         assert!(r.admit(token("a"), t2).is_err());
         let mut m = String::new();
         r.render_metrics(&mut m);
@@ -154,10 +158,7 @@ mod tests {
 
     #[test]
     fn a_clock_going_backwards_refills_nothing() {
-        let r = RateLimiter::new(RateLimit {
-            per_second: 1.0,
-            burst: 1.0,
-        });
+        let r = limiter(1.0, 1.0);
         let t0 = Instant::now() + Duration::from_secs(10);
         r.admit(token("a"), t0).unwrap();
         assert!(r.admit(token("a"), t0 - Duration::from_secs(5)).is_err());
@@ -170,23 +171,14 @@ mod tests {
 
     #[test]
     fn zero_turns_the_limit_off() {
-        let r = RateLimiter::new(RateLimit {
-            per_second: 0.0,
-            burst: 0.0,
-        });
-        let t0 = Instant::now();
-        for _ in 0..10_000 {
-            r.admit(token("a"), t0).unwrap();
-        }
+        let r = limiter(0.0, 0.0);
+        spend(&r, "a", Instant::now(), 10_000);
         assert_eq!(r.tracked(), 0);
     }
 
     #[test]
     fn idle_keys_are_dropped_so_memory_stays_bounded() {
-        let r = RateLimiter::new(RateLimit {
-            per_second: 10.0,
-            burst: 5.0,
-        });
+        let r = limiter(10.0, 5.0);
         let t0 = Instant::now();
         // Many one-off callers (addresses), each refilled half a second later.
         for i in 0..20_000u32 {
@@ -198,9 +190,7 @@ mod tests {
         assert!(r.tracked() <= 2 * SWEEP_FLOOR, "{}", r.tracked());
         // A caller that is still limited keeps its bucket through a sweep.
         let busy = t0 + Duration::from_secs(100);
-        for _ in 0..5 {
-            r.admit(token("busy"), busy).unwrap();
-        }
+        spend(&r, "busy", busy, 5);
         for i in 0..(3 * SWEEP_FLOOR as u32) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(1_000_000 + i));
             r.admit(RateKey::Address(Some(ip)), busy).unwrap();
