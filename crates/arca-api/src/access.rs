@@ -20,6 +20,7 @@
 //! page has a reason to drive this API.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
@@ -27,6 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::rate::RateKey;
 use crate::roles::least_role;
 use crate::server::St;
 use crate::tokens::Caller;
@@ -145,33 +147,46 @@ pub(crate) async fn check_host_and_origin(State(s): St, req: Request, next: Next
 }
 
 /// Who the request is (its bearer token, or anonymous when the API needs none), refused
-/// with 401 when the token is missing or unknown and 403 when its role is below the route's
-/// (see [`crate::roles`]). The caller goes into the request's extensions.
+/// with 429 past its rate limit (see [`crate::rate`]; by remote address when it has no valid
+/// token), 401 when the token is missing or unknown and 403 when its role is below the
+/// route's (see [`crate::roles`]). The caller goes into the request's extensions.
 pub(crate) async fn authenticate(State(s): St, mut req: Request, next: Next) -> Response {
     let caller = if s.tokens.required() {
-        let given = req
-            .headers()
+        req.headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given.and_then(|g| s.tokens.identify(g)) {
-            Some(c) => c,
-            None => {
-                let mut r = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "a valid bearer token is required",
-                )
-                .into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    "Bearer".parse().expect("static header"),
-                );
-                return r;
-            }
-        }
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|g| s.tokens.identify(g))
     } else {
-        Caller::anonymous()
+        None
+    };
+    let key = match &caller {
+        Some(c) => RateKey::Token(c.name.clone()),
+        None => RateKey::Address(crate::audit::remote_addr(&req).map(|a| a.ip())),
+    };
+    if let Err(wait) = s.rate.admit(key, Instant::now()) {
+        let mut r = too_many_requests(wait);
+        if let Some(c) = caller {
+            r.extensions_mut().insert(c);
+        }
+        return r;
+    }
+    let caller = match caller {
+        Some(c) => c,
+        None if !s.tokens.required() => Caller::anonymous(),
+        None => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
+            return r;
+        }
     };
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
     let need = least_role(req.method(), template);
@@ -192,6 +207,21 @@ pub(crate) async fn authenticate(State(s): St, mut req: Request, next: Next) -> 
     };
     resp.extensions_mut().insert(caller);
     resp
+}
+
+/// 429 with Retry-After in whole seconds (at least 1, as the header cannot say less).
+fn too_many_requests(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests: this caller's rate limit is spent; retry in {secs} s"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    r
 }
 
 #[cfg(test)]

@@ -135,18 +135,21 @@ impl Audit {
     }
 }
 
+/// The peer's address, over plain HTTP or TLS (None when served without connection info).
+pub(crate) fn remote_addr(req: &Request) -> Option<SocketAddr> {
+    let ext = req.extensions();
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .or_else(|| ext.get::<ConnectInfo<TlsPeer>>().map(|c| c.0.0))
+}
+
 /// Records every request but GET and HEAD once it is answered. Sits outside the token check,
 /// so refusals are recorded too; the caller comes back on the response.
 pub(crate) async fn record(State(s): St, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
-    let ext = req.extensions();
-    let remote = ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-        .or_else(|| ext.get::<ConnectInfo<TlsPeer>>().map(|c| c.0.0))
-        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    let remote = remote_addr(&req).map_or_else(|| "-".to_string(), |a| a.to_string());
     let operation = format!(
         "{} {}",
         req.method(),

@@ -16,6 +16,7 @@ mod pairs;
 mod panics;
 mod policies;
 mod pool;
+pub mod rate;
 pub mod roles;
 pub mod server;
 mod snapshots;

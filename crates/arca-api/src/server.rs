@@ -45,6 +45,8 @@ pub struct ApiState {
     pub audit: Arc<crate::audit::Audit>,
     /// The record of the last pool and catalog checks.
     pub checks: Arc<crate::checks::Checks>,
+    /// Requests per second per token (or per address without one).
+    pub rate: Arc<crate::rate::RateLimiter>,
     /// Where the API listens. Without a token, requests must name it (or a loopback name) in
     /// Host: see [`crate::access`].
     pub api_addr: std::net::SocketAddr,
@@ -83,6 +85,7 @@ async fn metrics(State(s): St) -> Response {
     let mut text = s.metrics.render(&s.pool.status());
     crate::policies::render_metrics(&s.policies, &mut text);
     crate::vaults::render_metrics(&s.backups.vault_metrics(), &mut text);
+    s.rate.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

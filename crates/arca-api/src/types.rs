@@ -42,7 +42,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `not_found`, `conflict`, `invalid`, `no_space`, `unauthorized`,
-    /// `busy`, `io_error`, `corrupt`, `too_large`, `internal`.
+    /// `busy`, `io_error`, `corrupt`, `too_large`, `rate_limited`, `internal`.
     pub code: String,
     pub message: String,
 }

@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
-use crate::device::{Device, Exports};
+use crate::access::{AccessRules, Client, Grant};
+use crate::device::{Device, Exports, ReadOnly};
 use crate::proto::*;
 use crate::server::Limits;
 use crate::tls::{TlsConfig, TlsMode, Wire};
@@ -134,13 +135,20 @@ pub fn negotiate(
     exports: &dyn Exports,
     limits: &Limits,
     tls: &TlsConfig,
+    access: &AccessRules,
     refusal: Option<Refusal>,
     admit: &mut dyn FnMut(&Session) -> bool,
 ) -> io::Result<Option<Session>> {
+    let client = Client {
+        ip: stream.tcp().peer_addr()?.ip(),
+        identity: None,
+    };
     let no_zeroes = greet(stream)?;
     let mut haggle = Haggle {
         exports,
         limits,
+        access,
+        client,
         no_zeroes,
         structured: false,
         meta: None,
@@ -169,10 +177,8 @@ pub fn negotiate(
             Step::Reply(out) => stream.write_all(&out)?,
             Step::StartTls(ack) => {
                 stream.write_all(&ack)?;
-                let config = tls
-                    .server_config()
-                    .expect("STARTTLS acknowledged without TLS");
-                stream.start_tls(config)?;
+                stream.start_tls(tls)?;
+                haggle.client.identity = stream.peer_identity();
                 // Nothing negotiated in the clear carries over: a man in the middle may
                 // have sent it.
                 haggle.structured = false;
@@ -311,6 +317,9 @@ fn refused_option(option: u32, r: Refusal) -> Step {
 struct Haggle<'a> {
     exports: &'a dyn Exports,
     limits: &'a Limits,
+    access: &'a AccessRules,
+    /// Who is asking: the address, and the identity TLS proved once it runs.
+    client: Client,
     no_zeroes: bool,
     structured: bool,
     /// (export name, base:allocation selected) from the last SET_META_CONTEXT.
@@ -337,7 +346,8 @@ impl Haggle<'_> {
         let Ok(name) = String::from_utf8(data) else {
             return Ok(Step::Leave(Vec::new()));
         };
-        let Ok((name, device)) = self.exports.open(&name) else {
+        // No error reply exists: a refused or unknown export ends the session.
+        let Ok((name, device)) = self.open(OPT_EXPORT_NAME, &name) else {
             return Ok(Step::Leave(Vec::new()));
         };
         let size = device
@@ -363,6 +373,47 @@ impl Haggle<'_> {
         })
     }
 
+    /// Opens an export the access rules grant this client (read-only when that is all they
+    /// grant); otherwise the error reply's kind (POLICY or UNKNOWN) and message. A name the
+    /// rules refuse is refused before it is looked up, so refused clients cannot probe which
+    /// exports exist.
+    fn open(&self, option: u32, name: &str) -> Result<(String, Arc<dyn Device>), (u32, String)> {
+        if !name.is_empty() {
+            self.check(option, name)?;
+        }
+        let (real_name, device) = self
+            .exports
+            .open(name)
+            .map_err(|msg| (REP_ERR_UNKNOWN, msg))?;
+        let device = match self.check(option, &real_name)? {
+            Grant::ReadOnly if !device.read_only() => Arc::new(ReadOnly(device)),
+            _ => device,
+        };
+        Ok((real_name, device))
+    }
+
+    /// What the rules grant this client on `name`; a refusal (logged) when nothing.
+    fn check(&self, option: u32, name: &str) -> Result<Grant, (u32, String)> {
+        let grant = self.access.grant(&self.client, name);
+        if grant != Grant::Denied {
+            return Ok(grant);
+        }
+        let identity = self
+            .client
+            .identity
+            .as_ref()
+            .map_or_else(|| "none".to_string(), ToString::to_string);
+        tracing::warn!(
+            peer = %self.client.ip,
+            %identity,
+            export = name,
+            option = option_name(option),
+            "export refused by the access rules"
+        );
+        let msg = format!("export {name:?} is not open to this client");
+        Err((REP_ERR_POLICY, msg))
+    }
+
     fn flags(&self, device: &dyn Device) -> u16 {
         transmission_flags(device, self.structured, self.exports.flush_covers_all())
     }
@@ -372,7 +423,8 @@ impl Haggle<'_> {
         if !data.is_empty() {
             return reply(OPT_LIST, REP_ERR_INVALID, b"LIST takes no data");
         }
-        let list = self.exports.list();
+        let mut list = self.exports.list();
+        list.retain(|e| self.access.grant(&self.client, &e.name) != Grant::Denied);
         let grant = list.len().saturating_mul(OPTIONS_PER_LISTED_EXPORT);
         self.options_max = self
             .options_max
@@ -401,9 +453,9 @@ impl Haggle<'_> {
         let Some((name, requests)) = parsed else {
             return Step::Reply(reply(option, REP_ERR_INVALID, b"malformed INFO/GO request"));
         };
-        let (real_name, device) = match self.exports.open(&name) {
+        let (real_name, device) = match self.open(option, &name) {
             Ok(found) => found,
-            Err(msg) => return Step::Reply(reply(option, REP_ERR_UNKNOWN, msg.as_bytes())),
+            Err((kind, msg)) => return Step::Reply(reply(option, kind, msg.as_bytes())),
         };
         let out = match self.export_info(option, &real_name, &*device, &requests) {
             Ok(out) => out,
@@ -510,8 +562,8 @@ impl Haggle<'_> {
         let Some((name, queries)) = parsed else {
             return reply(option, REP_ERR_INVALID, b"malformed meta context request");
         };
-        if let Err(msg) = self.exports.open(&name) {
-            return reply(option, REP_ERR_UNKNOWN, msg.as_bytes());
+        if let Err((kind, msg)) = self.open(option, &name) {
+            return reply(option, kind, msg.as_bytes());
         }
         let selected = if queries.is_empty() {
             // LIST with no query lists everything; SET with none selects nothing.

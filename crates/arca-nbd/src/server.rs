@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::access::AccessRules;
 use crate::device::Exports;
 use crate::handshake::{Refusal, Session, negotiate};
 use crate::tls::{TlsConfig, Wire};
@@ -206,6 +207,8 @@ pub struct Server {
     registry: Arc<Registry>,
     refusals: Mutex<RefusalLog>,
     tls: Arc<TlsConfig>,
+    /// The export access rules; replaced whole on reload, read once per handshake.
+    access: Mutex<Arc<AccessRules>>,
 }
 
 impl Server {
@@ -214,6 +217,7 @@ impl Server {
             exports,
             limits,
             tls: Arc::default(),
+            access: Mutex::default(),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             registry: Arc::default(),
@@ -225,6 +229,12 @@ impl Server {
     pub fn with_tls(mut self, tls: TlsConfig) -> Server {
         self.tls = Arc::new(tls);
         self
+    }
+
+    /// Replaces the export access rules. Handshakes from now on follow the new rules;
+    /// sessions already past their handshake keep what they were granted.
+    pub fn set_access(&self, rules: AccessRules) {
+        *self.access.lock() = Arc::new(rules);
     }
 
     /// Connections past the handshake, in id order.
@@ -375,6 +385,7 @@ impl Server {
         });
         let exports = self.exports.clone();
         let tls = self.tls.clone();
+        let access = self.access.lock().clone();
         let registry = self.registry.clone();
         let limits = self.limits;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -388,6 +399,7 @@ impl Server {
                     registry: &registry,
                     closer: &thread_closer,
                     tls: &tls,
+                    access: &access,
                 };
                 if let Err(e) = connection(stream, &*exports, limits, refusal, c) {
                     tracing::debug!(%peer, "connection ended: {e}");
@@ -416,6 +428,7 @@ struct Client<'a> {
     registry: &'a Registry,
     closer: &'a Arc<Closer>,
     tls: &'a TlsConfig,
+    access: &'a AccessRules,
 }
 
 fn connection(
@@ -431,6 +444,7 @@ fn connection(
         registry,
         closer,
         tls,
+        access,
     } = client;
     // Before anything can open an export: a disconnect() from here on refuses the session.
     let begun = registry.epoch();
@@ -452,7 +466,9 @@ fn connection(
         registry.admit(info, closer, begun)
     };
     let mut wire = Wire::plain(stream);
-    let negotiated = negotiate(&mut wire, exports, &limits, tls, refusal, &mut admit);
+    let negotiated = negotiate(
+        &mut wire, exports, &limits, tls, access, refusal, &mut admit,
+    );
     let session = match negotiated {
         Ok(Some(session)) => session,
         Ok(None) => return Ok(()),

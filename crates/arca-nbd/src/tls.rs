@@ -1,8 +1,9 @@
 //! TLS on the data path: `NBD_OPT_STARTTLS` upgrades a connection during the handshake
 //! (NetworkBlockDevice/nbd doc/proto.md, "TLS support"), with x509 server credentials and,
-//! optionally, client certificates verified against a CA.
+//! optionally, client certificates verified against a CA (rustls), or with pre-shared keys
+//! (GnuTLS, see [`crate::psk`]).
 //!
-//! A connection is a [`Wire`]: the TCP socket, plain or carrying one rustls session. In the
+//! A connection is a [`Wire`]: the TCP socket, plain or carrying one TLS session. With rustls, in the
 //! transmission phase one thread reads requests while several workers send replies, so the
 //! session is shared behind a lock that is held only to decrypt or encrypt, never across a
 //! socket wait. Records must reach the socket in the order rustls made them: a second lock
@@ -21,6 +22,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
+
+use crate::access::Identity;
+use crate::psk::{PskCredentials, PskSession};
 
 /// Whether the server offers TLS and whether it insists on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +93,8 @@ fn setup_error(path: &Path, message: impl fmt::Display) -> TlsSetupError {
 pub struct TlsConfig {
     mode: TlsMode,
     server: Option<Arc<ServerConfig>>,
+    /// Pre-shared keys instead of certificates.
+    psk: Option<Arc<PskCredentials>>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -160,15 +166,25 @@ impl TlsConfig {
         Ok(TlsConfig {
             mode,
             server: Some(Arc::new(server)),
+            psk: None,
+        })
+    }
+
+    /// TLS in `mode` (`On` or `Require`) with the pre-shared keys of a GnuTLS key file
+    /// (`username:hexkey` lines, as qemu's and libnbd's PSK files); an error when the file is
+    /// malformed or the GnuTLS library cannot be loaded.
+    pub fn from_psk_file(mode: TlsMode, path: &Path) -> Result<TlsConfig, TlsSetupError> {
+        assert!(mode != TlsMode::Off, "credentials are for TLS modes");
+        let psk = PskCredentials::from_file(path).map_err(|e| setup_error(path, e))?;
+        Ok(TlsConfig {
+            mode,
+            server: None,
+            psk: Some(Arc::new(psk)),
         })
     }
 
     pub fn mode(&self) -> TlsMode {
         self.mode
-    }
-
-    pub(crate) fn server_config(&self) -> Option<&Arc<ServerConfig>> {
-        self.server.as_ref()
     }
 }
 
@@ -185,11 +201,18 @@ const RAW_READ_BYTES: usize = 64 * 1024;
 /// twice in memory nor the session locked for long.
 const SEND_CHUNK_BYTES: usize = 256 * 1024;
 
+/// A connection's TLS session, shared by its reading and writing halves.
+#[derive(Clone)]
+enum Session {
+    Rustls(Arc<Shared>),
+    Psk(Arc<PskSession>),
+}
+
 /// One end of a connection: the socket, and its TLS session once STARTTLS upgraded it. After
 /// [`Wire::split`] one half reads and the other writes.
 pub(crate) struct Wire {
     tcp: TcpStream,
-    tls: Option<Arc<Shared>>,
+    tls: Option<Session>,
     /// TLS bytes received and not yet handed to rustls (`raw[raw_start..raw_end]`).
     raw: Vec<u8>,
     raw_start: usize,
@@ -246,13 +269,18 @@ impl Wire {
     /// Runs the TLS handshake as the server, right after STARTTLS was acknowledged. The
     /// socket's read timeout bounds each wait. An error (see [`is_handshake_failure`]) leaves
     /// the connection unusable.
-    pub fn start_tls(&mut self, config: &Arc<ServerConfig>) -> io::Result<()> {
-        self.handshake(config)
-            .map_err(|e| io::Error::new(e.kind(), HandshakeFailed(e)))
+    pub fn start_tls(&mut self, tls: &TlsConfig) -> io::Result<()> {
+        assert!(self.tls.is_none(), "STARTTLS on a TLS connection");
+        let done = match (&tls.psk, &tls.server) {
+            (Some(creds), _) => PskSession::handshake(creds, self.tcp.as_raw_fd())
+                .map(|s| self.tls = Some(Session::Psk(Arc::new(s)))),
+            (None, Some(config)) => self.handshake(config),
+            (None, None) => Err(io::Error::other("no TLS credentials")),
+        };
+        done.map_err(|e| io::Error::new(e.kind(), HandshakeFailed(e)))
     }
 
     fn handshake(&mut self, config: &Arc<ServerConfig>) -> io::Result<()> {
-        assert!(self.tls.is_none(), "STARTTLS on a TLS connection");
         let mut conn = ServerConnection::new(config.clone()).map_err(invalid)?;
         // Replies are encrypted as they come; the send lock bounds what is queued.
         conn.set_buffer_limit(None);
@@ -269,11 +297,26 @@ impl Wire {
         let state = conn.process_new_packets().map_err(invalid)?;
         self.plaintext_bytes = state.plaintext_bytes_to_read();
         self.raw = vec![0; RAW_READ_BYTES];
-        self.tls = Some(Arc::new(Shared {
+        self.tls = Some(Session::Rustls(Arc::new(Shared {
             conn: Mutex::new(conn),
             send: Mutex::new(()),
-        }));
+        })));
         Ok(())
+    }
+
+    /// The identity a verified client certificate proves (none without TLS or a certificate).
+    pub fn peer_identity(&self) -> Option<Identity> {
+        let shared = match self.tls.as_ref()? {
+            Session::Rustls(shared) => shared,
+            Session::Psk(s) => return s.user().map(|user| Identity::Psk { user }),
+        };
+        let conn = shared.conn.lock();
+        let der = conn.peer_certificates()?.first()?;
+        let identity = Identity::from_certificate(der);
+        if identity.is_none() {
+            tracing::warn!("cannot read the subject of a verified client certificate");
+        }
+        identity
     }
 
     /// A reading half (taking the received bytes still held) and a writing half.
@@ -296,8 +339,10 @@ impl Wire {
 
     /// Tells a TLS peer the session ends (best effort; plain connections have nothing to say).
     pub fn close_notify(&mut self) {
-        let Some(shared) = self.tls.clone() else {
-            return;
+        let shared = match &self.tls {
+            None => return,
+            Some(Session::Psk(s)) => return s.close_notify(),
+            Some(Session::Rustls(shared)) => shared.clone(),
         };
         let _order = shared.send.lock();
         let mut conn = shared.conn.lock();
@@ -319,7 +364,11 @@ impl Wire {
         // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
         let rc = unsafe { libc::ioctl(self.tcp.as_raw_fd(), libc::FIONREAD, &mut n) };
         let socket = if rc == 0 { n.max(0) as usize } else { 0 };
-        socket + self.plaintext_bytes + (self.raw_end - self.raw_start)
+        let psk = match &self.tls {
+            Some(Session::Psk(s)) => s.pending(),
+            _ => 0,
+        };
+        socket + psk + self.plaintext_bytes + (self.raw_end - self.raw_start)
     }
 
     /// Sends what rustls queued (alerts, key updates) outside a reply.
@@ -408,7 +457,8 @@ impl Read for Wire {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.tls.clone() {
             None => self.tcp.read(buf),
-            Some(shared) => self.read_tls(&shared, buf),
+            Some(Session::Rustls(shared)) => self.read_tls(&shared, buf),
+            Some(Session::Psk(s)) => s.recv(buf),
         }
     }
 }
@@ -422,7 +472,8 @@ impl Write for Wire {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self.tls.clone() {
             None => self.tcp.write_all(buf),
-            Some(shared) => self.write_tls(&shared, buf),
+            Some(Session::Rustls(shared)) => self.write_tls(&shared, buf),
+            Some(Session::Psk(s)) => s.send_all(buf),
         }
     }
 

@@ -60,6 +60,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub nbd_max_connections_per_host: u64,
+    /// API requests per second allowed to each token (and to each remote address for
+    /// requests without a valid one); 0 turns the limit off. 100 is far above what the CLI,
+    /// the console and job polling send, yet keeps one runaway or leaked token from taking
+    /// the daemon's API workers from the others
+    #[arg(long, value_name = "N", default_value_t = 100.0, value_parser = parse_rate)]
+    pub api_rate_limit: f64,
+    /// Requests a caller may send at once, above --api-rate-limit, after an idle spell
+    #[arg(long, value_name = "N", default_value_t = 200.0, value_parser = parse_burst)]
+    pub api_rate_burst: f64,
     /// For tests only: the backup layer's clock reads the time (integer milliseconds since the
     /// epoch) from this file on every call, falling back to the system clock when the file is
     /// missing or does not hold a number. Lets tests script a calendar of backups.
@@ -67,6 +76,24 @@ pub struct ServeArgs {
     pub test_clock_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: crate::tls_setup::TlsArgs,
+}
+
+/// A finite rate, 0 or more.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a number of requests per second (0 or more)"
+        )),
+    }
+}
+
+/// A burst of at least one request.
+fn parse_burst(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 1.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a number of requests (1 or more)")),
+    }
 }
 
 /// How long an orderly stop waits for running restores to stop at their next step.
@@ -277,6 +304,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     args.tls.check_api_exposure(api_addr, api_tls.is_some())?;
     let nbd_tls = args.tls.nbd_tls()?;
     args.tls.check_nbd_exposure(&args.nbd)?;
+    let access = args.tls.nbd_access()?;
     let pool = open_pool(&args)?;
     ensure_volumes(&pool, &args.volumes)?;
     let listener =
@@ -292,6 +320,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         metrics.clone(),
     ));
     let server = Arc::new(arca_nbd::Server::new(exports, nbd_limits(&args)).with_tls(nbd_tls));
+    if let Some(path) = &args.tls.nbd_access {
+        tracing::info!(rules = access.len(), path = %path.display(), "NBD export access rules");
+        server.set_access(access);
+        crate::tls_setup::reload_access_on_hup(path.clone(), Arc::downgrade(&server))?;
+    }
     let nbd_addr = listener.local_addr()?;
     // The backup service: recovers copies a stop interrupted and guards every destination
     // before any client or API request can touch them.
@@ -351,6 +384,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             arca_api::checks::Checks::open(pool.clone(), backup_clock(&args))
                 .map_err(|e| anyhow!("opening the record of checks: {e}"))?,
         ),
+        rate: Arc::new(arca_api::rate::RateLimiter::new(
+            arca_api::rate::RateLimit {
+                per_second: args.api_rate_limit,
+                burst: args.api_rate_burst,
+            },
+        )),
         token,
         api_addr: api_local,
         nbd_addr: nbd_addr.to_string(),

@@ -3,11 +3,44 @@
 //! and a non-loopback API needs HTTPS (or an explicit `--api-insecure`) besides its token.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 use anyhow::{Context, Result, bail};
-use arca_nbd::{TlsConfig, TlsMode};
+use arca_nbd::{AccessRules, TlsConfig, TlsMode};
+
+/// Reads an access rules file; the error names the file and the line.
+pub fn load_access(path: &Path) -> Result<AccessRules> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading NBD access rules {}", path.display()))?;
+    AccessRules::parse(&text)
+        .map_err(|e| anyhow::anyhow!("NBD access rules {}: {e}", path.display()))
+}
+
+/// Rereads the access rules file on every SIGHUP and gives the server the new rules; a file
+/// that cannot be read or parsed leaves the current rules in force (and says why).
+pub fn reload_access_on_hup(path: PathBuf, server: Weak<arca_nbd::Server>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("installing the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("nbd-access-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let Some(server) = server.upgrade() else {
+                    return;
+                };
+                match load_access(&path) {
+                    Ok(rules) => {
+                        tracing::info!(rules = rules.len(), path = %path.display(), "reloaded the NBD access rules");
+                        server.set_access(rules);
+                    }
+                    Err(e) => tracing::error!("{e:#}; the current rules stay in force"),
+                }
+            }
+        })
+        .context("starting the access rules reloader")?;
+    Ok(())
+}
 
 #[derive(clap::Args, Debug, Default)]
 pub struct TlsArgs {
@@ -24,6 +57,14 @@ pub struct TlsArgs {
     /// PEM CA certificate(s): every NBD client must present a certificate one of them signed
     #[arg(long, value_name = "FILE")]
     pub nbd_tls_client_ca: Option<PathBuf>,
+    /// Export access rules, one `EXPORT MODE CLIENT` a line (see the README): with rules, a
+    /// client opens and lists only the exports they grant it. Reread on SIGHUP
+    #[arg(long, value_name = "FILE")]
+    pub nbd_access: Option<PathBuf>,
+    /// Pre-shared keys instead of certificates: a GnuTLS key file of `username:hexkey` lines
+    /// (as qemu's tls-creds-psk and libnbd's tls-psk-file read); needs libgnutls.so.30
+    #[arg(long, value_name = "FILE")]
+    pub nbd_tls_psk: Option<PathBuf>,
     /// Serve NBD on a non-loopback address without --nbd-tls require: anyone who reaches the
     /// port can then read and write every export, and data crosses the network in clear
     #[arg(long)]
@@ -46,21 +87,40 @@ impl TlsArgs {
         if self.nbd_tls == TlsMode::Off {
             let given = self.nbd_tls_cert.is_some()
                 || self.nbd_tls_key.is_some()
-                || self.nbd_tls_client_ca.is_some();
+                || self.nbd_tls_client_ca.is_some()
+                || self.nbd_tls_psk.is_some();
             if given {
                 bail!("NBD TLS credentials were given but --nbd-tls is off (use on or require)");
             }
             return Ok(TlsConfig::off());
         }
+        if let Some(psk) = &self.nbd_tls_psk {
+            let x509 = self.nbd_tls_cert.is_some()
+                || self.nbd_tls_key.is_some()
+                || self.nbd_tls_client_ca.is_some();
+            if x509 {
+                bail!("--nbd-tls-psk replaces the certificate options: give one or the other");
+            }
+            return TlsConfig::from_psk_file(self.nbd_tls, psk)
+                .map_err(|e| anyhow::anyhow!("NBD TLS pre-shared keys: {e}"));
+        }
         let (Some(cert), Some(key)) = (&self.nbd_tls_cert, &self.nbd_tls_key) else {
             bail!(
-                "--nbd-tls {} needs --nbd-tls-cert and --nbd-tls-key",
+                "--nbd-tls {} needs --nbd-tls-cert and --nbd-tls-key (or --nbd-tls-psk)",
                 self.nbd_tls
             );
         };
         let ca = self.nbd_tls_client_ca.as_deref();
         TlsConfig::from_files(self.nbd_tls, cert, key, ca)
             .map_err(|e| anyhow::anyhow!("NBD TLS credentials: {e}"))
+    }
+
+    /// The export access rules of --nbd-access (none: every export open to every client).
+    pub fn nbd_access(&self) -> Result<AccessRules> {
+        match &self.nbd_access {
+            None => Ok(AccessRules::open()),
+            Some(path) => load_access(path),
+        }
     }
 
     /// The API's TLS settings when --api-tls-cert and --api-tls-key are given.
@@ -179,5 +239,29 @@ mod tests {
         };
         let e = unreadable.nbd_tls().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+    }
+
+    #[test]
+    fn pre_shared_keys_replace_certificates() {
+        let both = TlsArgs {
+            nbd_tls: TlsMode::Require,
+            nbd_tls_psk: Some("keys.psk".into()),
+            nbd_tls_cert: Some("cert.pem".into()),
+            ..TlsArgs::default()
+        };
+        let e = both.nbd_tls().unwrap_err().to_string();
+        assert!(e.contains("one or the other"), "{e}");
+        let off = TlsArgs {
+            nbd_tls_psk: Some("keys.psk".into()),
+            ..TlsArgs::default()
+        };
+        assert!(off.nbd_tls().is_err());
+        let missing = TlsArgs {
+            nbd_tls: TlsMode::On,
+            nbd_tls_psk: Some("/nonexistent/keys.psk".into()),
+            ..TlsArgs::default()
+        };
+        let e = missing.nbd_tls().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/keys.psk"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! Test certificates made with the `openssl` command: a CA, a server certificate for
-//! `localhost` and 127.0.0.1, a client certificate it signed, and a client certificate of
-//! another CA (untrusted). Laid out as qemu's and libnbd's x509 directories want them
+//! `localhost` and 127.0.0.1, two client certificates it signed (CN `backup-host` and
+//! `other-host`), and a client certificate of another CA (untrusted). Laid out as qemu's and libnbd's x509 directories want them
 //! (`ca-cert.pem`, `server-cert.pem`, `server-key.pem`, `client-cert.pem`, `client-key.pem`).
 //! Shared by the arca-nbd and arca test harnesses.
 
@@ -122,6 +122,7 @@ impl Certs {
              extendedKeyUsage=clientAuth\n";
         signed(dir, "server", "/O=arca/CN=localhost", "ca", server_ext);
         signed(dir, "client", "/O=arca/CN=backup-host", "ca", client_ext);
+        signed(dir, "other", "/O=arca/CN=other-host", "ca", client_ext);
         signed(dir, "stranger", "/CN=stranger", "other-ca", client_ext);
         Certs {
             dir: dir.to_path_buf(),
@@ -133,7 +134,7 @@ impl Certs {
     }
 
     /// A directory as qemu and libnbd read for a client: the CA and, with `identity`
-    /// ("client" or "stranger"), that client certificate and key as client-cert/-key.pem.
+    /// ("client", "other" or "stranger"), that client certificate and key as client-cert/-key.pem.
     pub fn client_dir(&self, name: &str, identity: Option<&str>) -> PathBuf {
         let d = self.dir.join(name);
         std::fs::create_dir_all(&d).unwrap();

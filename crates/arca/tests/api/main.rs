@@ -14,6 +14,7 @@ mod backups;
 mod checks;
 mod pairs;
 mod policies;
+mod rate_limit;
 mod tokens;
 mod vaults;
 mod volumes_in_use;
@@ -116,6 +117,30 @@ fn param_names<'a>(doc: &'a Value, path: &str, method: &str) -> Vec<&'a str> {
 }
 
 /// Each (path, method) is in the document with each of its statuses.
+/// None of `secrets` in the daemon's log so far, in /metrics or in the OpenAPI document
+/// (its examples included), fetched with `token`.
+fn assert_secrets_hidden(d: &Daemon, token: Option<&str>, secrets: &[&str]) {
+    let texts = [
+        ("the daemon's log", d.log()),
+        (
+            "/metrics",
+            call(d, "GET", "/metrics", None, token).1.to_string(),
+        ),
+        (
+            "the OpenAPI document",
+            call(d, "GET", "/v1/openapi.json", None, token)
+                .1
+                .to_string(),
+        ),
+    ];
+    for (what, text) in &texts {
+        assert!(text.len() > 100, "{what} is nearly empty: {text}");
+        for s in secrets {
+            assert!(!text.contains(s), "{what} shows a secret ({s}): {text}");
+        }
+    }
+}
+
 fn assert_documented(doc: &Value, ops: &[(&str, &str, &[&str])]) {
     for (path, method, statuses) in ops {
         let op = &doc["paths"][path][method];

@@ -1,6 +1,7 @@
 //! Named tokens with roles: every documented route called with every role, allowed or refused
 //! as `arca_api::roles` specifies; secrets shown once and stored only as hashes; revocation;
-//! a locked backup undeletable whatever the role.
+//! a locked backup undeletable whatever the role; a backup token refused on every changing
+//! route but the few that only add; no secret in the log, /metrics or the OpenAPI document.
 
 use serde_json::{Value, json};
 
@@ -23,6 +24,19 @@ fn daemon_on(dir: Option<&std::path::Path>) -> Daemon {
     };
     serve.token(BOOTSTRAP).volumes(&["v=64M"]).start()
 }
+
+/// The changing routes a `backup` token may call, stated here apart from the roles table:
+/// each only adds (a backup, a verification, a hold, a note, a copy). Every other changing
+/// route, whatever the table says, must refuse it, so no new route lets a backup host delete
+/// backups or weaken their retention unnoticed.
+const BACKUP_MAY: [(&str, &str); 6] = [
+    ("POST", "/v1/backups"),
+    ("POST", "/v1/backups/verify"),
+    ("POST", "/v1/backups/{id}/hold"),
+    ("POST", "/v1/backups/{id}/annotate"),
+    ("POST", "/v1/backups/{id}/host-copies"),
+    ("POST", "/v1/vaults/{name}/copies"),
+];
 
 /// Creates a token with the bootstrap token; its secret.
 fn create_token(d: &Daemon, name: &str, role: Role) -> String {
@@ -82,12 +96,22 @@ fn every_route_with_every_role_is_allowed_or_refused_as_specified() {
                         "{v}"
                     );
                 }
+                if *role == Role::Backup && method != "GET" {
+                    assert!(
+                        BACKUP_MAY.contains(&(method.as_str(), path.as_str())) || s == 403,
+                        "a backup token may {method} {path}, not known to only add: {s} {v}"
+                    );
+                }
                 checked += 1;
                 changing += usize::from(method != "GET");
             }
         }
     }
     assert!(checked >= 4 * 40, "only {checked} calls");
+    // Every route called with every token: no secret in the log, /metrics or the document.
+    let mut hidden: Vec<&str> = secrets.iter().map(|(_, s)| &s[5..]).collect();
+    hidden.push(BOOTSTRAP);
+    crate::assert_secrets_hidden(&d, Some(BOOTSTRAP), &hidden);
     // The audit trail holds every changing call (refused ones too, under their token's
     // name) and no read.
     let (s, trail) = call(&d, "GET", "/v1/audit", None, Some(BOOTSTRAP));

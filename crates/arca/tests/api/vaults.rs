@@ -137,6 +137,7 @@ fn vaults_every_endpoint_and_secrets_never_shown() {
         "{page}"
     );
     assert_eq!(page["backups"][0]["locations"], json!(["array"]));
+    crate::assert_secrets_hidden(&d, None, &[ACCESS, SECRET, &key]);
     // Removed, kept across a restart until then.
     let d = d.restart();
     assert_eq!(get(&d, "/v1/vaults").1.as_array().unwrap().len(), 2);

@@ -223,6 +223,13 @@ impl Daemon {
         }
     }
 
+    /// Sends the daemon a signal (SIGHUP to reload its access rules).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child this value owns and has not reaped.
+        let r = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(r, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
     pub fn port(&self) -> u16 {
         let (_, port) = self.nbd.rsplit_once(':').unwrap();
         port.parse().unwrap()

@@ -8,10 +8,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod fio;
 mod nbdcopy;
 mod nbdinfo;
 mod protocol;
+mod psk;
 mod python;
 mod qemu;
 mod util;

@@ -7,26 +7,32 @@ use std::path::{Path, PathBuf};
 
 use crate::certs::Certs;
 use crate::require;
-use crate::util::{Daemon, MIB, Out, Serve, assert_same, random_bytes, run, tempdir};
+use crate::util::{Daemon, MIB, Out, Serve, assert_same, random_bytes, run, serve_cmd, serve_once, tempdir,
+};
 
 const SIZE_MIB: u64 = 16;
 
 /// A daemon requiring TLS with client certificates from the test CA, serving volume `v`.
 fn tls_daemon(certs: &Certs) -> Daemon {
+    x509_daemon(certs, &[&format!("v={SIZE_MIB}M")], &[])
+}
+
+/// A daemon requiring TLS with client certificates from the test CA, serving `volumes`
+/// (`NAME=SIZE`), with `extra` arguments.
+pub fn x509_daemon(certs: &Certs, volumes: &[&str], extra: &[&str]) -> Daemon {
     let path = |n: &str| certs.path(n).to_str().unwrap().to_string();
-    Serve::new()
-        .volumes(&[&format!("v={SIZE_MIB}M")])
-        .args(&[
-            "--nbd-tls",
-            "require",
-            "--nbd-tls-cert",
-            &path("server-cert.pem"),
-            "--nbd-tls-key",
-            &path("server-key.pem"),
-            "--nbd-tls-client-ca",
-            &path("ca-cert.pem"),
-        ])
-        .start()
+    let mut args = vec![
+        "--nbd-tls".to_string(),
+        "require".to_string(),
+        "--nbd-tls-cert".to_string(),
+        path("server-cert.pem"),
+        "--nbd-tls-key".to_string(),
+        path("server-key.pem"),
+        "--nbd-tls-client-ca".to_string(),
+        path("ca-cert.pem"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Serve::new().volumes(volumes).args(&args).start()
 }
 
 /// A TLS daemon (`tls_daemon`) on certificates made in a new tempdir, and the credentials of
@@ -211,28 +217,12 @@ fn qemu_reads_and_writes_over_tls() {
 #[test]
 fn non_loopback_nbd_without_tls_needs_nbd_insecure() {
     let tmp = tempdir();
-    // `arca serve` on a new pool, NBD on every address.
-    let serve = || {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arca"));
-        cmd.args(["serve", "--pool"])
-            .arg(tmp.path().join("pool"))
-            .args([
-                "--size",
-                "64M",
-                "--nbd",
-                "0.0.0.0:0",
-                "--api",
-                "127.0.0.1:0",
-            ]);
-        cmd
-    };
-    let out = crate::util::run_cmd(serve());
+    let out = serve_once(tmp.path(), "0.0.0.0:0", &[]);
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert!(out.stderr.contains("--nbd-insecure"), "{}", out.describe());
     // With the flag it starts, and says what it exposes.
     let log = tmp.path().join("insecure.log");
-    let mut child = serve()
-        .arg("--nbd-insecure")
+    let mut child = serve_cmd(tmp.path(), "0.0.0.0:0", &["--nbd-insecure"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

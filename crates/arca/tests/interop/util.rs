@@ -102,3 +102,19 @@ pub fn prepare_pool(tmp: &Path, f: impl FnOnce(&arca_store::Pool)) {
     f(&pool);
     pool.close().expect("closing the pool");
 }
+
+/// Runs `arca serve` on a new pool in `dir` (a 64 MiB device), NBD on `nbd` and the API on an
+/// ephemeral loopback port, with `extra` arguments, for a start that is expected to fail.
+pub fn serve_once(dir: &Path, nbd: &str, extra: &[&str]) -> Out {
+    run_cmd(serve_cmd(dir, nbd, extra))
+}
+
+/// The `arca serve` command of [`serve_once`], to start as the caller needs.
+pub fn serve_cmd(dir: &Path, nbd: &str, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arca"));
+    cmd.args(["serve", "--pool"])
+        .arg(dir.join("pool"))
+        .args(["--size", "64M", "--nbd", nbd, "--api", "127.0.0.1:0"])
+        .args(extra);
+    cmd
+}
