@@ -7,26 +7,26 @@
 
 use serde_json::{Value, json};
 
+use crate::call;
 use crate::common::daemon::{Daemon, Serve};
-use crate::{agent, call};
+use crate::common::http::{agent, request};
 
 const ADMIN: &str = "bootstrap-token-for-rate-tests-0123";
 const BURST: usize = 5;
 
 /// GET `path` with `token`: status, Retry-After, body.
 fn get_with(d: &Daemon, path: &str, token: &str) -> (u16, Option<String>, Value) {
-    let req = ureq::http::Request::builder()
-        .uri(format!("{}{path}", d.api))
-        .header("Authorization", format!("Bearer {token}"))
-        .body(())
-        .unwrap();
-    let resp = agent().run(req).expect("request reaches the daemon");
-    let retry = resp
-        .headers()
+    let auth = format!("Bearer {token}");
+    let (status, headers, text) = request(
+        &agent(None),
+        "GET",
+        &format!("{}{path}", d.api),
+        &[("Authorization", &auth)],
+        None,
+    );
+    let retry = headers
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_string());
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().unwrap();
     (
         status,
         retry,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::certs::Certs;
 use crate::require;
-use crate::util::{Daemon, MIB, Out, Serve, assert_same, random_bytes, run, serve_cmd, serve_once, tempdir,
+use crate::util::{
+    Daemon, MIB, Out, Serve, assert_same, random_bytes, run, serve_cmd, serve_once, tempdir,
 };
 
 const SIZE_MIB: u64 = 16;
