@@ -23,6 +23,44 @@ pub fn hash_extent(data: &[u8]) -> [u8; HASH_LEN] {
     out
 }
 
+/// The hash of each extent of a `size`-byte image of zeros. An image has at most two extent
+/// lengths (whole extents and a shorter tail), so each is hashed once: hashing an extent's
+/// worth of zeros for every hole costs as much as reading the image.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ZeroHashes {
+    size: u64,
+    es: u64,
+    whole: [u8; HASH_LEN],
+    tail: [u8; HASH_LEN],
+}
+
+impl ZeroHashes {
+    pub(crate) fn new(size: u64, es: u64) -> ZeroHashes {
+        assert!(es > 0, "an extent size is positive");
+        let whole = hash_extent(&vec![0u8; es as usize]);
+        let tail = match size % es {
+            0 => whole,
+            t => hash_extent(&vec![0u8; t as usize]),
+        };
+        ZeroHashes {
+            size,
+            es,
+            whole,
+            tail,
+        }
+    }
+
+    /// The hash of extent `l` holding zeros.
+    pub(crate) fn of(&self, l: u64) -> [u8; HASH_LEN] {
+        debug_assert!(l * self.es < self.size, "extent {l} is inside the image");
+        if (l + 1) * self.es <= self.size {
+            self.whole
+        } else {
+            self.tail
+        }
+    }
+}
+
 pub fn root(extent_size: u64, size: u64, hashes: &[ExtentHash]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"arca-backup-digest-v1");
@@ -95,10 +133,8 @@ pub fn compare(
         }
         Ok(())
     })?;
-    let zero_hash = |l: u64| {
-        let len = (size - l * es).min(es) as usize;
-        hash_extent(&vec![0u8; len])
-    };
+    let zeros = ZeroHashes::new(size, es);
+    let zero_hash = |l: u64| zeros.of(l);
     let mut bad: Vec<u64> = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < recorded.len() || j < fresh.len() {
@@ -139,4 +175,27 @@ pub fn compare(
         }
     }
     Ok(cmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the zero hashes are computed once per length, and must equal hashing the
+    /// extent's own length of zeros, whole extents and a short tail alike.
+    #[test]
+    fn zero_hashes_match_hashing_each_extent_of_zeros() {
+        let es = 4096;
+        for size in [es, 3 * es, 3 * es + 1, 3 * es + 100, 4 * es - 1] {
+            let z = ZeroHashes::new(size, es);
+            for l in 0..size.div_ceil(es) {
+                let len = (size - l * es).min(es) as usize;
+                assert_eq!(
+                    z.of(l),
+                    hash_extent(&vec![0u8; len]),
+                    "size {size} extent {l}"
+                );
+            }
+        }
+    }
 }

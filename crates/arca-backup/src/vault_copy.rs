@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::backups::{Backups, invalid};
-use crate::digest::{self, ExtentHash, HASH_LEN};
+use crate::digest::{self, ExtentHash, ZeroHashes};
 use crate::digest_store;
 use crate::ids::{BackupId, JobId};
 use crate::jobs::{CopiedToVault, JobContext, JobError, JobKind, JobResult};
@@ -189,12 +189,6 @@ pub(crate) fn decode_meta(b: &[u8]) -> std::result::Result<(BackupRecord, Vec<u6
         return Err("the manifest's record has trailing bytes".into());
     }
     Ok((record, zeros))
-}
-
-/// The hash the digest gives extent `l` of a `size`-byte image holding zeros.
-pub(crate) fn zero_hash(size: u64, es: u64, l: u64) -> [u8; HASH_LEN] {
-    let len = (size - l * es).min(es) as usize;
-    digest::hash_extent(&vec![0u8; len])
 }
 
 /// The pin on a base snapshot; dropping it lifts it (a failure is logged: open lifts it).
@@ -488,9 +482,10 @@ impl Backups {
             ))
         })?;
         let size = r.source.size;
+        let zero = ZeroHashes::new(size, es);
         let zeros: Vec<u64> = recorded
             .iter()
-            .filter(|(l, h)| *h == zero_hash(size, es, *l))
+            .filter(|(l, h)| *h == zero.of(*l))
             .map(|(l, _)| *l)
             .collect();
         let (_, image) = self.image(&r)?;
@@ -651,6 +646,7 @@ fn feed(
 ) -> std::result::Result<u64, FeedError> {
     let n = size.div_ceil(es);
     let len_of = |l: u64| (size - l * es).min(es);
+    let zero = ZeroHashes::new(size, es);
     let must_read = |l: u64| changed.is_none_or(|c| c.binary_search(&l).is_ok());
     let is_data = |l: u64| allocated.binary_search(&l).is_ok();
     let recorded_hash = |l: u64| {
@@ -678,7 +674,7 @@ fn feed(
             continue;
         }
         if !is_data(l) {
-            if recorded_hash(l).is_some_and(|h| h != zero_hash(size, es, l)) {
+            if recorded_hash(l).is_some_and(|h| h != zero.of(l)) {
                 return Err(damaged(l).into());
             }
             w.hole(l)?;
@@ -696,7 +692,7 @@ fn feed(
         image.read(at, b)?;
         for (k, chunk) in (l..end).zip(b.chunks(es as usize)) {
             let h = digest::hash_extent(chunk);
-            if recorded_hash(k).unwrap_or_else(|| zero_hash(size, es, k)) != h {
+            if recorded_hash(k).unwrap_or_else(|| zero.of(k)) != h {
                 return Err(damaged(k).into());
             }
             w.data(k, chunk)?;

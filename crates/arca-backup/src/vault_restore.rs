@@ -19,7 +19,7 @@ use crate::ids::BackupId;
 use crate::jobs::{JobContext, JobError};
 use crate::record::{BackupRecord, RestoredFrom, Status, VaultCopy};
 use crate::restore::{Plan, RestoreTo, Restored};
-use crate::vault_copy::{decode_meta, vault_error, vault_id_of, zero_hash};
+use crate::vault_copy::{decode_meta, vault_error, vault_id_of};
 use crate::vaults::VaultKey;
 
 /// What `vault import` did.
@@ -394,7 +394,8 @@ fn fill_from_vault(
         }
         ctx.add_done(c.len);
     }
-    hashes.extend(zeros.iter().map(|&l| (l, zero_hash(size, es, l))));
+    let zero = digest::ZeroHashes::new(size, es);
+    hashes.extend(zeros.iter().map(|&l| (l, zero.of(l))));
     hashes.sort_unstable_by_key(|(l, _)| *l);
     if digest::root(es, size, &hashes) != info.root {
         return Err(JobError::Failed(format!(

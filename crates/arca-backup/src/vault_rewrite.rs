@@ -25,7 +25,7 @@ use crate::ids::BackupId;
 use crate::jobs::{JobContext, JobError};
 use crate::record::{BackupRecord, Destination, Status};
 use crate::restore_state::Step;
-use crate::vault_copy::{decode_meta, vault_error, zero_hash};
+use crate::vault_copy::{decode_meta, vault_error};
 
 /// Bytes read from the target per request while comparing it.
 const READ_RUN_BYTES: u64 = 1 << 20;
@@ -143,8 +143,8 @@ impl Backups {
             x.bytes_restored += fetched;
             x.restores += 1;
         });
-        plan.hashes
-            .extend(zeros.iter().map(|&l| (l, zero_hash(size, es, l))));
+        let zero = digest::ZeroHashes::new(size, es);
+        plan.hashes.extend(zeros.iter().map(|&l| (l, zero.of(l))));
         plan.hashes.sort_unstable_by_key(|(l, _)| *l);
         if digest::root(es, size, &plan.hashes) != info.root {
             return Err(JobError::Failed(format!(
