@@ -72,6 +72,38 @@ fn failed(out: &Out) -> bool {
     !out.status.success()
 }
 
+/// fio's NBD engine over TLS. fio does not let libnbd read certificate paths from the URI, so
+/// the CA goes where libnbd looks by default, `$HOME/.pki/libnbd`; libnbd takes no client
+/// certificate from there, so this daemon authenticates itself only.
+#[test]
+fn fio_randwrite_verify_over_tls() {
+    require!("fio", "nbdinfo", "openssl");
+    let tmp = tempdir();
+    let certs = Certs::make(&tmp.path().join("certs"));
+    let path = |n: &str| certs.path(n).to_str().unwrap().to_string();
+    let d = Serve::new()
+        .volumes(&[&format!("v={SIZE_MIB}M")])
+        .args(&[
+            "--nbd-tls".to_string(),
+            "require".to_string(),
+            "--nbd-tls-cert".to_string(),
+            path("server-cert.pem"),
+            "--nbd-tls-key".to_string(),
+            path("server-key.pem"),
+        ])
+        .start();
+    let home = tmp.path().join("home");
+    let pki = home.join(".pki/libnbd");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::copy(certs.path("ca-cert.pem"), pki.join("ca-cert.pem")).unwrap();
+    let uri = format!("nbds://{}/v", d.addr());
+    crate::fio::fio_randwrite_verify(&d, &uri, SIZE_MIB / 2, Some(&home));
+    // In clear, the same daemon refuses.
+    let plain = run("nbdinfo", &[&d.uri("v")]);
+    assert!(failed(&plain), "plain client served:\n{}", plain.describe());
+    d.stop();
+}
+
 #[test]
 fn libnbd_clients_copy_over_tls_with_client_certificates() {
     require!("nbdinfo", "nbdcopy", "openssl");
