@@ -21,6 +21,15 @@ fn tls_daemon(certs: &Certs) -> Daemon {
 /// A daemon requiring TLS with client certificates from the test CA, serving `volumes`
 /// (`NAME=SIZE`), with `extra` arguments.
 pub fn x509_daemon(certs: &Certs, volumes: &[&str], extra: &[&str]) -> Daemon {
+    let ca = certs.path("ca-cert.pem").to_str().unwrap().to_string();
+    let mut args = vec!["--nbd-tls-client-ca", &ca];
+    args.extend_from_slice(extra);
+    server_tls_daemon(certs, volumes, &args)
+}
+
+/// A daemon requiring TLS, authenticating itself with the test CA's server certificate,
+/// serving `volumes` with `extra` arguments.
+fn server_tls_daemon(certs: &Certs, volumes: &[&str], extra: &[&str]) -> Daemon {
     let path = |n: &str| certs.path(n).to_str().unwrap().to_string();
     let mut args = vec![
         "--nbd-tls".to_string(),
@@ -29,8 +38,6 @@ pub fn x509_daemon(certs: &Certs, volumes: &[&str], extra: &[&str]) -> Daemon {
         path("server-cert.pem"),
         "--nbd-tls-key".to_string(),
         path("server-key.pem"),
-        "--nbd-tls-client-ca".to_string(),
-        path("ca-cert.pem"),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     Serve::new().volumes(volumes).args(&args).start()
@@ -80,18 +87,7 @@ fn fio_randwrite_verify_over_tls() {
     require!("fio", "nbdinfo", "openssl");
     let tmp = tempdir();
     let certs = Certs::make(&tmp.path().join("certs"));
-    let path = |n: &str| certs.path(n).to_str().unwrap().to_string();
-    let d = Serve::new()
-        .volumes(&[&format!("v={SIZE_MIB}M")])
-        .args(&[
-            "--nbd-tls".to_string(),
-            "require".to_string(),
-            "--nbd-tls-cert".to_string(),
-            path("server-cert.pem"),
-            "--nbd-tls-key".to_string(),
-            path("server-key.pem"),
-        ])
-        .start();
+    let d = server_tls_daemon(&certs, &[&format!("v={SIZE_MIB}M")], &[]);
     let home = tmp.path().join("home");
     let pki = home.join(".pki/libnbd");
     std::fs::create_dir_all(&pki).unwrap();
